@@ -1,0 +1,167 @@
+"""The one result type: per-layer facts and totals, handed frozen to every output."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from archcalc.dims import Dim, dim_to_json
+
+DTYPE_BYTES = {
+    "float64": 8, "double": 8, "float32": 4, "float": 4, "float16": 2, "bfloat16": 2,
+    "int64": 8, "uint64": 8, "int32": 4, "uint32": 4, "int16": 2, "uint16": 2,
+    "int8": 1, "uint8": 1, "bool": 1, "float8e4m3fn": 1, "float8e5m2": 1,
+    "complex64": 8, "complex128": 16, "string": 8,
+}
+
+
+def dtype_bytes(dtype: str) -> int:
+    return DTYPE_BYTES.get(dtype, 4)
+
+
+@dataclass(frozen=True, slots=True)
+class AxisField:
+    """Receptive field along one spatial axis, in input pixels: `size` pixels wide,
+    neighbouring outputs `jump` pixels apart, the first centred on pixel `start`."""
+
+    size: Fraction
+    jump: Fraction
+    start: Fraction
+
+    def to_json(self) -> dict[str, float | int]:
+        return {k: _number(getattr(self, k)) for k in ("size", "jump", "start")}
+
+
+ReceptiveField = tuple[AxisField, ...] | str | None  # str: "global"; None: no spatial axes
+
+
+def _number(value: Fraction) -> int | float:
+    return int(value) if value.denominator == 1 else float(value)
+
+
+def format_receptive_field(field: ReceptiveField) -> str:
+    if field is None:
+        return "-"
+    if isinstance(field, str):
+        return field
+    sizes = [str(_number(a.size)) for a in field]
+    jumps = [str(_number(a.jump)) for a in field]
+    size = sizes[0] if len(set(sizes)) == 1 else "x".join(sizes)
+    jump = jumps[0] if len(set(jumps)) == 1 else "x".join(jumps)
+    return f"{size} /{jump}"
+
+
+@dataclass(frozen=True, slots=True)
+class TensorResult:
+    name: str
+    shape: tuple[Dim, ...] | None  # None: unknown (produced by an op without a rule)
+    dtype: str
+
+    def to_json(self) -> dict:
+        shape = None if self.shape is None else [dim_to_json(d) for d in self.shape]
+        return {"name": self.name, "shape": shape, "dtype": self.dtype}
+
+
+@dataclass(frozen=True, slots=True)
+class LayerResult:
+    name: str
+    op: str
+    inputs: tuple[TensorResult, ...]
+    outputs: tuple[TensorResult, ...]
+    params: int
+    trainable_params: int
+    buffers: int
+    macs: int
+    flops: int
+    activation_bytes: int
+    receptive_field: ReceptiveField
+    modelled: bool = True
+    block: str = ""
+    source: str | None = None
+    attrs: dict = field(default_factory=dict, compare=False)
+    explain: Callable[[], list[str]] | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict:
+        field_json = self.receptive_field
+        if isinstance(field_json, tuple):
+            field_json = [a.to_json() for a in field_json]
+        return {
+            "name": self.name,
+            "op": self.op,
+            "inputs": [t.to_json() for t in self.inputs],
+            "outputs": [t.to_json() for t in self.outputs],
+            "params": self.params,
+            "trainable_params": self.trainable_params,
+            "buffers": self.buffers,
+            "macs": self.macs,
+            "flops": self.flops,
+            "activation_bytes": self.activation_bytes,
+            "receptive_field": field_json,
+            "modelled": self.modelled,
+            "block": self.block,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    params: int
+    trainable_params: int
+    frozen_params: int
+    buffers: int
+    macs: int
+    flops: int
+    activation_bytes: int
+    peak_activation_bytes: int
+    weight_bytes: int
+    input_bytes: int
+    partial: bool  # some layer had no rule, so MACs/FLOPs are lower bounds
+
+    @property
+    def non_trainable_params(self) -> int:
+        """Keras' figure: frozen params plus buffers (BatchNorm running statistics)."""
+        return self.frozen_params + self.buffers
+
+    def to_json(self) -> dict:
+        return {
+            "params": self.params,
+            "trainable_params": self.trainable_params,
+            "non_trainable_params": self.non_trainable_params,
+            "frozen_params": self.frozen_params,
+            "buffers": self.buffers,
+            "macs": self.macs,
+            "flops": self.flops,
+            "activation_bytes": self.activation_bytes,
+            "peak_activation_bytes": self.peak_activation_bytes,
+            "weight_bytes": self.weight_bytes,
+            "input_bytes": self.input_bytes,
+            "partial": self.partial,
+        }
+
+
+@dataclass(frozen=True)
+class Analysis:
+    path: str
+    name: str
+    layers: tuple[LayerResult, ...]
+    tensors: dict[str, TensorResult]
+    totals: Totals
+    warnings: tuple[str, ...]
+    bindings: dict[str, int]
+
+    def layer(self, name: str) -> LayerResult | None:
+        return next((layer for layer in self.layers if layer.name == name), None)
+
+    def to_json(self) -> dict:
+        return {
+            "model": self.name,
+            "path": self.path,
+            "bindings": self.bindings,
+            "totals": self.totals.to_json(),
+            "layers": [layer.to_json() for layer in self.layers],
+            "tensors": {
+                name: None if t.shape is None else [dim_to_json(d) for d in t.shape]
+                for name, t in self.tensors.items()
+            },
+            "warnings": list(self.warnings),
+        }

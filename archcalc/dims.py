@@ -1,0 +1,214 @@
+"""Tensor dimensions that may be symbolic.
+
+A dim is a plain ``int`` or a :class:`Sym`, a polynomial with integer coefficients over
+named symbols (``batch``, ``seq``). Rules do their arithmetic with ``+ - * //`` and
+never need to know which kind they hold; counts built from symbolic shapes stay
+polynomials (``2*batch*...``) until :func:`bind` turns them into ints. Python ints do
+not overflow, so no count is ever truncated.
+
+A floor division that does not divide a polynomial exactly becomes an opaque atom
+(:class:`FloorDiv`) that still binds to the right number later.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Union
+
+from archcalc.errors import ShapeError
+
+Monomial = tuple  # sorted tuple of atoms (str names or FloorDiv)
+
+
+class Sym:
+    """A polynomial in symbolic dims; immutable and hashable."""
+
+    __slots__ = ("terms",)
+
+    def __init__(self, terms: Mapping[Monomial, int]):
+        self.terms: tuple[tuple[Monomial, int], ...] = tuple(
+            sorted(((m, c) for m, c in terms.items() if c), key=lambda mc: _monomial_key(mc[0]))
+        )
+
+    @staticmethod
+    def symbol(name: str) -> Sym:
+        return Sym({(name,): 1})
+
+    # Arithmetic returns a plain int when the symbols cancel out.
+    def _combine(self, other: Dim, sign: int) -> Dim:
+        terms = dict(self.terms)
+        for mono, coeff in _terms_of(other):
+            terms[mono] = terms.get(mono, 0) + sign * coeff
+        return _normalise(terms)
+
+    def __add__(self, other: Dim) -> Dim:
+        return self._combine(other, 1)
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Dim) -> Dim:
+        return self._combine(other, -1)
+
+    def __rsub__(self, other: Dim) -> Dim:
+        return (-1 * self) + other
+
+    def __mul__(self, other: Dim) -> Dim:
+        terms: dict[Monomial, int] = {}
+        for m1, c1 in self.terms:
+            for m2, c2 in _terms_of(other):
+                mono = tuple(sorted(m1 + m2, key=_atom_key))
+                terms[mono] = terms.get(mono, 0) + c1 * c2
+        return _normalise(terms)
+
+    __rmul__ = __mul__
+
+    def __floordiv__(self, divisor: Dim) -> Dim:
+        if isinstance(divisor, Sym):
+            quotient = _exact_quotient_by_sym(self, divisor)
+            if quotient is None:
+                raise ShapeError(f"cannot divide symbolic dim {self} by {divisor}")
+            return quotient
+        if divisor == 1:
+            return self
+        if all(c % divisor == 0 for _, c in self.terms):
+            return _normalise({m: c // divisor for m, c in self.terms})
+        return Sym({(FloorDiv(self, divisor),): 1})
+
+    def __rfloordiv__(self, other: Dim) -> Dim:
+        raise ShapeError(f"cannot divide {other} by symbolic dim {self}")
+
+    def __neg__(self) -> Dim:
+        return self * -1
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sym) and self.terms == other.terms
+
+    def __hash__(self) -> int:
+        return hash(self.terms)
+
+    def __repr__(self) -> str:
+        return f"Sym({self})"
+
+    def __str__(self) -> str:
+        parts = []
+        for mono, coeff in self.terms:
+            factors = [str(a) for a in mono]
+            if coeff != 1 or not factors:
+                factors.insert(0, str(coeff))
+            parts.append("*".join(factors))
+        return " + ".join(parts).replace("+ -", "- ") or "0"
+
+    def symbols(self) -> set[str]:
+        names: set[str] = set()
+        for mono, _ in self.terms:
+            for atom in mono:
+                names |= {atom} if isinstance(atom, str) else atom.numerator.symbols()
+        return names
+
+
+@dataclass(frozen=True)
+class FloorDiv:
+    """floor(numerator / divisor) for a numerator that the divisor does not divide."""
+
+    numerator: Sym
+    divisor: int
+
+    def __str__(self) -> str:
+        return f"floor(({self.numerator})/{self.divisor})"
+
+
+Dim = Union[int, Sym]
+
+
+def _atom_key(atom: object) -> str:
+    return str(atom)
+
+
+def _monomial_key(mono: Monomial) -> tuple[int, str]:
+    # Highest degree first, constants last: "2*batch + 1".
+    return (-len(mono), "*".join(map(str, mono)))
+
+
+def _terms_of(dim: Dim) -> tuple[tuple[Monomial, int], ...]:
+    return dim.terms if isinstance(dim, Sym) else (((), dim),)
+
+
+def _normalise(terms: Mapping[Monomial, int]) -> Dim:
+    live = {m: c for m, c in terms.items() if c}
+    if not live:
+        return 0
+    if set(live) == {()}:
+        return live[()]
+    return Sym(live)
+
+
+def _exact_quotient_by_sym(numerator: Sym, divisor: Sym) -> Dim | None:
+    """numerator / divisor when divisor is a single monomial that divides every term."""
+    if len(divisor.terms) != 1:
+        return numerator if numerator == divisor else None
+    (dmono, dcoeff), = divisor.terms
+    terms: dict[Monomial, int] = {}
+    for mono, coeff in numerator.terms:
+        rest = list(mono)
+        for atom in dmono:
+            if atom not in rest:
+                return None
+            rest.remove(atom)
+        if coeff % dcoeff:
+            return None
+        terms[tuple(rest)] = coeff // dcoeff
+    return _normalise(terms)
+
+
+def is_static(dim: Dim) -> bool:
+    return isinstance(dim, int)
+
+
+def ceil_div(numerator: Dim, divisor: int) -> Dim:
+    return (numerator + divisor - 1) // divisor
+
+
+def prod(dims: Iterable[Dim]) -> Dim:
+    result: Dim = 1
+    for dim in dims:
+        result = result * dim
+    return result
+
+
+def bind(dim: Dim, env: Mapping[str, int]) -> int:
+    """The int value of `dim` with every symbol replaced from `env`."""
+    if isinstance(dim, int):
+        return dim
+    total = 0
+    for mono, coeff in dim.terms:
+        value = coeff
+        for atom in mono:
+            if isinstance(atom, str):
+                if atom not in env:
+                    raise ShapeError(
+                        f"symbolic dim '{atom}' has no value",
+                        fix=f"bind it with --dim {atom}=N (or --batch N for the batch dim)",
+                    )
+                value *= env[atom]
+            else:
+                value *= bind(atom.numerator, env) // atom.divisor
+        total += value
+    return total
+
+
+def bind_shape(shape: Iterable[Dim], env: Mapping[str, int]) -> tuple[int, ...]:
+    return tuple(bind(d, env) for d in shape)
+
+
+def dim_to_json(dim: Dim) -> int | str:
+    return dim if isinstance(dim, int) else str(dim)
+
+
+def format_shape(shape: Iterable[Dim]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def static_prod(shape: Iterable[int]) -> int:
+    return math.prod(shape)

@@ -1,0 +1,287 @@
+"""Shape, parameter and cost inference over a :class:`~archcalc.graph.Graph`.
+
+Layers are visited in topological order; each op's rule (see :mod:`archcalc.registry`)
+gives output shapes and costs from input shapes. Symbolic dims stay symbolic in shapes
+and are bound (``batch=1`` unless told otherwise) only for the counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+
+from archcalc.analysis import (
+    Analysis,
+    AxisField,
+    LayerResult,
+    ReceptiveField,
+    TensorResult,
+    Totals,
+    dtype_bytes,
+)
+from archcalc.dims import bind, prod
+from archcalc.errors import ArchcalcError, ShapeError
+from archcalc.graph import Deferred, Graph, Node, TensorInfo
+from archcalc.registry import GLOBAL, POINTWISE, RuleResult, TensorState, Window, get_rule
+
+PARAM_KINDS = ("weight", "buffer")
+
+
+def analyze(graph: Graph, bindings: Mapping[str, int] | None = None) -> Analysis:
+    """Infer every tensor's shape and every layer's params, MACs, FLOPs and memory."""
+    env = {"batch": 1, **graph.bindings, **(bindings or {})}
+    return _Inference(graph, env).run()
+
+
+class _Inference:
+    def __init__(self, graph: Graph, env: dict[str, int]):
+        self.graph = graph
+        self.env = env
+        self.states: dict[str, TensorState | None] = {}
+        self.fields: dict[str, ReceptiveField] = {}
+        self.known: dict[str, TensorInfo] = dict(graph.tensors)
+        self.counted: set[str] = set()
+        self.tensor_bytes: dict[str, int] = {}
+        self.warnings: list[str] = []
+
+    def run(self) -> Analysis:
+        for name, info in self.graph.tensors.items():
+            if not isinstance(info.shape, Deferred):
+                value = info.value if not isinstance(info.value, Deferred) else None
+                self.states[name] = TensorState(tuple(info.shape), info.dtype, value)
+                if info.kind == "input":
+                    self.fields[name] = _input_field(info.shape)
+        layers = [self._layer(node) for node in self.graph.topological_nodes()]
+        return Analysis(
+            path=self.graph.path,
+            name=str(self.graph.metadata.get("name", "")),
+            layers=tuple(layers),
+            tensors=self._tensor_results(),
+            totals=self._totals(layers),
+            warnings=tuple(self.warnings),
+            bindings=dict(self.env),
+        )
+
+    def _layer(self, node: Node) -> LayerResult:
+        inputs = [self._resolve_input(node, name) for name in node.inputs]
+        rule = get_rule(node.op) if node.domain in ("", "ai.onnx", "archcalc") else None
+        if rule is None or any(s is None for n, s in zip(node.inputs, inputs) if n):
+            return self._unmodelled(node, inputs, has_rule=rule is not None)
+        attrs = dict(node.attrs)
+        if node.has_deferred:
+            shapes = [s.shape if s else None for s in inputs]
+            attrs = {k: v.compute(shapes) if isinstance(v, Deferred) else v for k, v in attrs.items()}
+        try:
+            result = rule(inputs, attrs)
+        except ArchcalcError as error:
+            raise error.located(node.where(self.graph.path)) from None
+        except (TypeError, ValueError, IndexError, ZeroDivisionError) as error:
+            raise ShapeError(
+                f"its inputs or attributes do not fit the op: {error}",
+                where=node.where(self.graph.path),
+                fix="check the layer's attributes and the shapes of its inputs",
+            ) from None
+        if len(result.outputs) < len([o for o in node.outputs if o]):
+            raise ShapeError(
+                f"the layer declares {len(node.outputs)} outputs, the op gives {len(result.outputs)}",
+                where=node.where(self.graph.path),
+            )
+        return self._record(node, inputs, attrs, result)
+
+    def _resolve_input(self, node: Node, name: str) -> TensorState | None:
+        if not name:
+            return None
+        state = self.states.get(name)
+        if state is None and name in self.known and isinstance(self.known[name].shape, Deferred):
+            state = self._materialise(node, self.known[name])
+        return state
+
+    def _materialise(self, node: Node, info: TensorInfo) -> TensorState:
+        """Give a spec's weight its shape now that the layer's data input is known."""
+        shapes = [self.states[n].shape if self.states.get(n) else None for n in node.inputs]
+        try:
+            shape = tuple(info.shape.compute(shapes))
+            value = info.value.compute(shapes) if isinstance(info.value, Deferred) else info.value
+        except ArchcalcError as error:
+            raise error.located(node.where(self.graph.path)) from None
+        if any(isinstance(d, int) and d < 0 for d in shape):
+            raise ShapeError(f"weight '{info.name}' would have shape {list(shape)}",
+                             where=node.where(self.graph.path))
+        resolved = TensorInfo(info.name, shape, info.dtype, info.kind, value, info.trainable)
+        self.known[info.name] = resolved
+        state = TensorState(shape, info.dtype, value)
+        self.states[info.name] = state
+        return state
+
+    def _record(self, node: Node, inputs: Sequence[TensorState | None], attrs: dict,
+                result: RuleResult) -> LayerResult:
+        env = self.env
+        first_dtype = inputs[0].dtype if inputs and inputs[0] else "float32"
+        outputs = []
+        activation_bytes = 0
+        for name, out in zip(node.outputs, result.outputs):
+            if not name:
+                continue
+            dtype = out.dtype or first_dtype
+            self.states[name] = TensorState(tuple(out.shape), dtype, out.value)
+            outputs.append(TensorResult(name, tuple(out.shape), dtype))
+            size = bind(prod(out.shape), env) * dtype_bytes(dtype)
+            self.tensor_bytes[name] = size
+            activation_bytes += size
+        params = trainable = buffers = 0
+        for position, is_buffer in [(i, False) for i in result.weights] + [(i, True) for i in result.buffers]:
+            if position >= len(node.inputs) or not node.inputs[position]:
+                continue
+            tensor = node.inputs[position]
+            info = self.known.get(tensor)
+            if info is None or info.kind not in PARAM_KINDS or tensor in self.counted:
+                continue
+            self.counted.add(tensor)
+            count = bind(prod(self.states[tensor].shape), env)
+            if is_buffer or info.kind == "buffer":
+                buffers += count
+            else:
+                params += count
+                if node.trainable and info.trainable:
+                    trainable += count
+        field = self._receptive_field(node, result.receptive)
+        for name in node.outputs:
+            if name:
+                self.fields[name] = field
+        return LayerResult(
+            name=node.name,
+            op=node.op,
+            inputs=self._input_results(node),
+            outputs=tuple(outputs),
+            params=params,
+            trainable_params=trainable,
+            buffers=buffers,
+            macs=bind(result.macs, env),
+            flops=bind(result.flops, env),
+            activation_bytes=activation_bytes,
+            receptive_field=field,
+            block=node.block,
+            source=node.source,
+            attrs=attrs,
+            explain=result.explain,
+        )
+
+    def _unmodelled(self, node: Node, inputs: Sequence[TensorState | None], has_rule: bool) -> LayerResult:
+        if has_rule:
+            reason = "an input's shape is unknown"
+        else:
+            domain = f" (domain '{node.domain}')" if node.domain else ""
+            reason = f"op '{node.op}'{domain} has no rule"
+        self.warnings.append(
+            f"{node.where(self.graph.path)}: not modelled, {reason}; its MACs and FLOPs are not counted"
+        )
+        for name in node.outputs:
+            if name:
+                self.states[name] = None
+        return LayerResult(
+            name=node.name, op=node.op, inputs=self._input_results(node),
+            outputs=tuple(TensorResult(n, None, "float32") for n in node.outputs if n),
+            params=0, trainable_params=0, buffers=0, macs=0, flops=0, activation_bytes=0,
+            receptive_field=None, modelled=False, block=node.block, source=node.source,
+        )
+
+    def _input_results(self, node: Node) -> tuple[TensorResult, ...]:
+        results = []
+        for name in node.inputs:
+            if name:
+                state = self.states.get(name)
+                results.append(TensorResult(name, state.shape if state else None,
+                                            state.dtype if state else "float32"))
+        return tuple(results)
+
+    def _receptive_field(self, node: Node, receptive: str | tuple[Window, ...]) -> ReceptiveField:
+        incoming = [self.fields.get(n) for n in node.inputs if n and n in self.fields]
+        if not incoming:
+            return None
+        if GLOBAL in incoming or receptive == GLOBAL:
+            return GLOBAL
+        spatial = [f for f in incoming if isinstance(f, tuple)]
+        if not spatial:
+            return None
+        # Merging branches (add, concat): an output sees the widest of its inputs' fields.
+        widest = max(spatial, key=lambda f: sum(a.size for a in f))
+        if receptive == POINTWISE:
+            return widest
+        if len(receptive) != len(widest):
+            return None
+        return tuple(_through_window(a, w) for a, w in zip(widest, receptive))
+
+    def _tensor_results(self) -> dict[str, TensorResult]:
+        return {
+            name: TensorResult(name, state.shape if state else None, state.dtype if state else "float32")
+            for name, state in self.states.items()
+        }
+
+    def _totals(self, layers: list[LayerResult]) -> Totals:
+        params = sum(layer.params for layer in layers)
+        trainable = sum(layer.trainable_params for layer in layers)
+        buffers = sum(layer.buffers for layer in layers)
+        weight_bytes = sum(
+            bind(prod(self.states[name].shape), self.env) * dtype_bytes(self.known[name].dtype)
+            for name in self.counted
+        )
+        input_bytes = sum(
+            bind(prod(info.shape), self.env) * dtype_bytes(info.dtype)
+            for info in self.graph.tensors.values()
+            if info.kind == "input" and not isinstance(info.shape, Deferred)
+        )
+        return Totals(
+            params=params,
+            trainable_params=trainable,
+            frozen_params=params - trainable,
+            buffers=buffers,
+            macs=sum(layer.macs for layer in layers),
+            flops=sum(layer.flops for layer in layers),
+            activation_bytes=sum(layer.activation_bytes for layer in layers),
+            peak_activation_bytes=self._peak_activation_bytes(layers, input_bytes),
+            weight_bytes=weight_bytes,
+            input_bytes=input_bytes,
+            partial=any(not layer.modelled for layer in layers),
+        )
+
+    def _peak_activation_bytes(self, layers: list[LayerResult], input_bytes: int) -> int:
+        """Largest sum of live activations when layers run one at a time in this order and
+        each tensor is freed after its last consumer: what inference needs at its peak."""
+        last_use: dict[str, int] = {}
+        for index, layer in enumerate(layers):
+            for tensor in layer.inputs:
+                last_use[tensor.name] = index
+        frees: dict[int, list[str]] = {}
+        for name, index in last_use.items():
+            frees.setdefault(index, []).append(name)
+        live = peak = input_bytes
+        for index, layer in enumerate(layers):
+            live += layer.activation_bytes
+            peak = max(peak, live)
+            live -= sum(self.tensor_bytes.get(name, 0) for name in frees.get(index, ()))
+        return peak
+
+
+def _input_field(shape: Sequence) -> ReceptiveField:
+    spatial_axes = len(shape) - 2
+    if spatial_axes < 1:
+        return None
+    one = Fraction(1)
+    return tuple(AxisField(one, one, Fraction(0)) for _ in range(spatial_axes))
+
+
+def _through_window(axis: AxisField, window: Window) -> AxisField:
+    """Compose a receptive field with one more window (Araujo et al., Distill 2019)."""
+    span = Fraction(window.dilation * (window.kernel - 1))
+    if window.transposed:
+        return AxisField(
+            size=axis.size + axis.jump * span / window.stride,
+            jump=axis.jump / window.stride,
+            start=axis.start + axis.jump * (window.pad_begin - span / 2) / window.stride,
+        )
+    return AxisField(
+        size=axis.size + span * axis.jump,
+        jump=axis.jump * window.stride,
+        start=axis.start + (span / 2 - window.pad_begin) * axis.jump,
+    )
+

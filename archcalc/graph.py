@@ -1,0 +1,134 @@
+"""The one intermediate form: a DAG of layers with tensors on its edges.
+
+Both front ends (YAML spec, ONNX file) build a :class:`Graph`; the engine reads it.
+Layers are the nodes of a networkx ``DiGraph`` keyed by layer name; an edge
+``producer -> consumer`` carries the names of the tensors that flow along it.
+Tensors that no layer produces are graph inputs or initializers (weights).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from archcalc.dims import Dim
+from archcalc.errors import GraphError
+
+Shape = tuple[Dim, ...]
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A value that depends on the shapes of a layer's inputs (e.g. a conv weight's
+    input-channel dim in a YAML spec, which states only the filter count).
+    The engine resolves it, just before the layer's rule runs, by calling
+    ``compute(input_shapes)``."""
+
+    compute: Callable[[Sequence[Shape]], Any]
+    describe: str = "depends on the input shape"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A tensor the graph knows before inference: a graph input or an initializer.
+
+    kind: ``input`` (fed at run time), ``weight`` (learned), ``buffer`` (state that
+    is not learned, e.g. BatchNorm running statistics) or ``constant`` (shapes, axes,
+    scalars). ``value`` holds the contents of small integer constants, never weights.
+    """
+
+    name: str
+    shape: Shape | Deferred
+    dtype: str = "float32"
+    kind: str = "input"
+    value: tuple | Deferred | None = None
+    trainable: bool = True
+
+
+@dataclass(frozen=True)
+class Node:
+    """One layer: an op applied to named input tensors, producing named outputs.
+
+    ``attrs`` follow the op's ONNX attribute names. ``source`` says where the layer was
+    written (``specs/x.yaml:12``) for error messages; ``block`` is the path of the
+    enclosing block instance (``layer1.0``), used to fold rows in reports.
+    """
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    domain: str = ""
+    trainable: bool = True
+    source: str | None = None
+    block: str = ""
+    has_deferred: bool = False
+
+    def where(self, file: str | None = None) -> str:
+        place = self.source or file or "<graph>"
+        return f"{place}: layer '{self.name}' ({self.op})"
+
+
+@dataclass
+class Graph:
+    """Layers, known tensors and graph outputs, plus metadata from the front end."""
+
+    path: str
+    nodes: list[Node]
+    tensors: dict[str, TensorInfo]
+    outputs: list[str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    bindings: dict[str, int] = field(default_factory=dict)
+
+    def dag(self) -> nx.DiGraph:
+        """The layer DAG; raises GraphError for a duplicate name, a dangling input or a cycle."""
+        producer: dict[str, str] = {}
+        dag = nx.DiGraph()
+        for node in self.nodes:
+            if node.name in dag:
+                raise GraphError(f"two layers are named '{node.name}'", where=node.where(self.path),
+                                 fix="give every layer a unique name")
+            dag.add_node(node.name, node=node)
+            for out in node.outputs:
+                if out:
+                    producer[out] = node.name
+        for node in self.nodes:
+            for tensor in node.inputs:
+                if not tensor or tensor in self.tensors and tensor not in producer:
+                    continue
+                source = producer.get(tensor)
+                if source is None:
+                    raise GraphError(
+                        f"input '{tensor}' is produced by no layer and is not a graph input",
+                        where=node.where(self.path),
+                        fix="check the spelling, or declare it as an input",
+                    )
+                if dag.has_edge(source, node.name):
+                    dag.edges[source, node.name]["tensors"].append(tensor)
+                else:
+                    dag.add_edge(source, node.name, tensors=[tensor])
+        return dag
+
+    def topological_nodes(self) -> list[Node]:
+        """Layers in an order where every producer precedes its consumers; the order the
+        front end wrote them in whenever that already is one, so reports read like the source."""
+        dag = self.dag()
+        position = {node.name: i for i, node in enumerate(self.nodes)}
+        try:
+            if all(position[a] < position[b] for a, b in dag.edges):
+                return list(self.nodes)
+            order = list(nx.lexicographical_topological_sort(dag, key=position.__getitem__))
+        except nx.NetworkXUnfeasible:
+            cycle = nx.find_cycle(dag)
+            path = " -> ".join([a for a, _ in cycle] + [cycle[0][0]])
+            first = dag.nodes[cycle[0][0]]["node"]
+            raise GraphError(
+                f"the layers form a cycle: {path}",
+                where=first.where(self.path),
+                fix="a layer may only take inputs from layers that do not depend on it",
+            ) from None
+        return [dag.nodes[name]["node"] for name in order]

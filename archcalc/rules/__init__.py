@@ -1,0 +1,3 @@
+"""Op rules, one module per family; importing this package registers them all."""
+
+from archcalc.rules import activation, conv, elementwise, linear, norm, pool, tensor  # noqa: F401

@@ -1,0 +1,122 @@
+"""Sliding-window arithmetic shared by convolution and pooling.
+
+The output size along one axis is the seed's formula, generalised:
+
+    out = floor((n + pad_begin + pad_end - (d*(k-1) + 1)) / s) + 1
+
+with ``ceil`` instead of ``floor`` in ceil_mode, where a last window that would start
+inside the end padding is dropped (as PyTorch and onnxruntime do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from archcalc.dims import Dim, ceil_div, is_static
+from archcalc.errors import ShapeError
+from archcalc.registry import Window
+
+AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+def axis_names(rank: int) -> tuple[str, ...]:
+    return AXIS_NAMES.get(rank, tuple(f"x{i}" for i in range(rank)))
+
+
+@dataclass(frozen=True, slots=True)
+class AxisWindow:
+    """One spatial axis of a sliding-window op, after padding is resolved."""
+
+    size: Dim
+    kernel: int
+    stride: int
+    dilation: int
+    pad_begin: Dim
+    pad_end: Dim
+    out: Dim
+    ceil_mode: bool = False
+
+    @property
+    def span(self) -> int:
+        return self.dilation * (self.kernel - 1) + 1
+
+    def window(self) -> Window:
+        begin = self.pad_begin if is_static(self.pad_begin) else 0
+        return Window(self.kernel, self.stride, begin, self.dilation)
+
+    def formula(self, name: str) -> str:
+        """The seed's worked-example form: floor((32 + 2*1 - 3)/1) + 1 = 32."""
+        if self.pad_begin == self.pad_end:
+            padding = f"2*{self.pad_begin}"
+        else:
+            padding = f"{self.pad_begin} + {self.pad_end}"
+        kernel = str(self.kernel) if self.dilation == 1 else f"({self.dilation}*({self.kernel} - 1) + 1)"
+        rounding = "ceil" if self.ceil_mode else "floor"
+        return f"{name}_out = {rounding}(({self.size} + {padding} - {kernel})/{self.stride}) + 1 = {self.out}"
+
+
+def _ints(value: Sequence[int] | int | None, count: int, default: int, what: str) -> tuple[int, ...]:
+    if value is None:
+        return (default,) * count
+    if isinstance(value, int):
+        return (value,) * count
+    values = tuple(value)
+    if len(values) != count:
+        raise ShapeError(f"{what} has {len(values)} values for {count} spatial axes")
+    return values
+
+
+def sliding_windows(
+    spatial: Sequence[Dim],
+    kernel_shape: Sequence[int],
+    *,
+    strides: Sequence[int] | None,
+    pads: Sequence[int] | None,
+    dilations: Sequence[int] | None,
+    auto_pad: str,
+    ceil_mode: bool = False,
+) -> tuple[AxisWindow, ...]:
+    """Resolve padding and output size for every spatial axis (ONNX semantics)."""
+    rank = len(spatial)
+    kernels = _ints(kernel_shape, rank, 1, "kernel_shape")
+    strides_ = _ints(strides, rank, 1, "strides")
+    dilations_ = _ints(dilations, rank, 1, "dilations")
+    for what, values in (("kernel", kernels), ("stride", strides_), ("dilation", dilations_)):
+        if any(not isinstance(v, int) or v < 1 for v in values):
+            raise ShapeError(f"{what} must be positive integers, got {list(values)}",
+                             fix=f"use a {what} of 1 or more")
+    explicit = _ints(pads, 2 * rank, 0, "pads") if auto_pad in ("NOTSET", "") else (0,) * (2 * rank)
+    if any(p < 0 for p in explicit):
+        raise ShapeError(f"pads must not be negative, got {list(explicit)}")
+    axes = []
+    names = axis_names(rank)
+    for i, n in enumerate(spatial):
+        k, s, d = kernels[i], strides_[i], dilations_[i]
+        span = d * (k - 1) + 1
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            out = ceil_div(n, s)
+            total = (out - 1) * s + span - n
+            if is_static(total):
+                total = max(total, 0)
+            small = total // 2
+            begin, end = (small, total - small) if auto_pad == "SAME_UPPER" else (total - small, small)
+        else:
+            begin, end = explicit[i], explicit[i + rank]
+            padded = n + begin + end
+            if is_static(padded) and padded < span:
+                dilated = f" (dilated to {span})" if d > 1 else ""
+                raise ShapeError(
+                    f"kernel {k}{dilated} is larger than the padded input on axis {names[i]}: "
+                    f"{n} + {begin} + {end} = {padded} < {span}",
+                    fix="pad the input, use a smaller kernel, or remove a downsampling layer before it",
+                )
+            if ceil_mode:
+                out = ceil_div(padded - span, s) + 1
+                # A window that would start in the end padding is dropped.
+                if is_static(out) and (out - 1) * s >= n + begin:
+                    out -= 1
+            else:
+                out = (padded - span) // s + 1
+        axes.append(AxisWindow(n, k, s, d, begin, end, out, ceil_mode))
+    return tuple(axes)

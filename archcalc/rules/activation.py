@@ -1,0 +1,76 @@
+"""Activation family. FLOPs per element count elementary operations (see elementwise):
+
+Relu max(x, 0): 1; LeakyRelu / PRelu compare and multiply: 2; Sigmoid 1/(1+exp(-x)):
+4; HardSigmoid max(0, min(1, a*x + b)): 4; Tanh: 1; Elu: 4; Selu: 5; Gelu
+x*(1 + erf(x/sqrt 2))/2: 5 (tanh form: 9); Swish/SiLU x*sigmoid(a*x): 6; HardSwish
+x*hardsigmoid(x): 5; Mish x*tanh(softplus(x)): 5; Softplus log(1 + exp(x)): 3;
+Softsign x/(1 + |x|): 3; Clip min and max: 2; Softmax / LogSoftmax max, subtract,
+exp, sum, divide (or log-subtract): 5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from archcalc.dims import prod
+from archcalc.errors import ShapeError
+from archcalc.registry import Output, RuleResult, TensorState, rule
+
+FLOPS_PER_ELEMENT = {
+    "Relu": 1, "LeakyRelu": 2, "PRelu": 2, "Sigmoid": 4, "HardSigmoid": 4, "Tanh": 1,
+    "Elu": 4, "Celu": 4, "Selu": 5, "ThresholdedRelu": 1, "Swish": 6, "HardSwish": 5,
+    "Mish": 5, "Softplus": 3, "Softsign": 3, "Clip": 2, "Shrink": 2,
+}
+
+
+def _activation(x: Sequence, op: str, flops_per_element: int, weights=()) -> RuleResult:
+    flops = flops_per_element * prod(x)
+    return RuleResult(
+        outputs=(Output(tuple(x)),), flops=flops, weights=weights,
+        explain=lambda: [f"output = input shape = {list(x)}",
+                         f"FLOPs = {flops_per_element} per element for {op} * {prod(x)} = {flops}"],
+    )
+
+
+def _simple(op: str) -> None:
+    def activation(inputs: Sequence[TensorState | None], *, alpha=None, beta=None, gamma=None,
+                   lambd=None, bias=None, min=None, max=None) -> RuleResult:
+        return _activation(inputs[0].shape, op, FLOPS_PER_ELEMENT[op])
+
+    activation.__doc__ = f"{op}: shape unchanged, {FLOPS_PER_ELEMENT[op]} FLOPs per element."
+    activation.__name__ = op.lower()
+    rule(op)(activation)
+
+
+for _op in ("Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "Tanh", "Elu", "Celu", "Selu",
+            "ThresholdedRelu", "Swish", "HardSwish", "Mish", "Softplus", "Softsign", "Clip", "Shrink"):
+    _simple(_op)
+
+
+@rule("PRelu")
+def prelu(inputs: Sequence[TensorState]) -> RuleResult:
+    """max(0, x) + slope * min(0, x); the slope is learned."""
+    return _activation(inputs[0].shape, "PRelu", FLOPS_PER_ELEMENT["PRelu"], weights=(1,))
+
+
+@rule("Gelu")
+def gelu(inputs: Sequence[TensorState], *, approximate="none") -> RuleResult:
+    """x * Phi(x): 5 FLOPs per element with erf, 9 with the tanh approximation."""
+    return _activation(inputs[0].shape, "Gelu", 9 if approximate == "tanh" else 5)
+
+
+@rule("Softmax", "LogSoftmax", "Hardmax")
+def softmax(inputs: Sequence[TensorState], *, axis=-1) -> RuleResult:
+    """exp(x - max) / sum over `axis`; 5 FLOPs per element."""
+    x = inputs[0].shape
+    if x and not -len(x) <= axis < len(x):
+        raise ShapeError(f"axis {axis} is out of range for a rank-{len(x)} input")
+    return _activation(x, "softmax", 5)
+
+
+@rule("Dropout")
+def dropout(inputs: Sequence[TensorState | None], *, seed=None, ratio=0.5, is_test=0) -> RuleResult:
+    """Identity at inference (the mask output has the input's shape); no FLOPs."""
+    x = inputs[0].shape
+    return RuleResult(outputs=(Output(x), Output(x, "bool")),
+                      explain=lambda: [f"output = input shape = {list(x)} (identity at inference)"])

@@ -1,0 +1,134 @@
+"""Convolution family: Conv and ConvTranspose, 1D/2D/3D, grouped and depthwise."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from archcalc.dims import Dim, is_static, prod
+from archcalc.errors import ShapeError
+from archcalc.registry import Output, RuleResult, TensorState, Window, rule
+from archcalc.rules._window import axis_names, sliding_windows
+
+
+def _check_rank(x: Sequence[Dim], w: Sequence[Dim]) -> None:
+    if len(x) < 3:
+        raise ShapeError(
+            f"input has shape {list(x)}; a convolution needs [N, C, spatial...]",
+            fix="feed it a tensor with batch, channel and at least one spatial axis",
+        )
+    if len(w) != len(x):
+        raise ShapeError(f"weight shape {list(w)} does not match input rank {len(x)}")
+
+
+def _check_channels(actual: Dim, expected: Dim, group: int, what: str) -> None:
+    if is_static(actual) and is_static(expected) and actual != expected:
+        raise ShapeError(
+            f"{what}: input has {actual} channels but the weight expects {expected} (group={group})",
+            fix="make the weight's input-channel dim times group equal the input's channels",
+        )
+
+
+@rule("Conv")
+def conv(inputs: Sequence[TensorState | None], *, kernel_shape=None, strides=None, pads=None,
+         dilations=None, group=1, auto_pad="NOTSET") -> RuleResult:
+    """out = floor((n + pads - d*(k-1) - 1)/s) + 1 per axis; MACs = out elements * C/g * prod(k)."""
+    x, w = inputs[0].shape, inputs[1].shape
+    has_bias = len(inputs) > 2 and inputs[2] is not None
+    _check_rank(x, w)
+    n, c = x[0], x[1]
+    m, c_per_group = w[0], w[1]
+    if group < 1 or (is_static(m) and m % group):
+        raise ShapeError(f"{m} filters cannot be split into {group} groups",
+                         fix="make the filter count a multiple of the group count")
+    _check_channels(c, c_per_group * group, group, "channel mismatch")
+    kernel = tuple(kernel_shape) if kernel_shape else tuple(w[2:])
+    axes = sliding_windows(x[2:], kernel, strides=strides, pads=pads, dilations=dilations,
+                           auto_pad=auto_pad)
+    out_shape = (n, m, *(a.out for a in axes))
+    kernel_volume = prod(kernel)
+    macs = prod(out_shape) * c_per_group * kernel_volume
+    bias_adds = prod(out_shape) if has_bias else 0
+
+    def explain() -> list[str]:
+        names = axis_names(len(axes))
+        lines = [a.formula(name) for a, name in zip(axes, names)]
+        weights = f"{' * '.join(map(str, kernel))} * {c_per_group}"
+        bias = " + 1" if has_bias else ""
+        lines.append(f"params = ({weights}{bias}) * {m} = {(kernel_volume * c_per_group + has_bias) * m}")
+        lines.append(
+            f"MACs = output elements * C_in/groups * kernel = {prod(out_shape)} * {c_per_group} * {kernel_volume}"
+            f" = {macs}"
+        )
+        return lines
+
+    return RuleResult(
+        outputs=(Output(out_shape),),
+        macs=macs,
+        flops=2 * macs + bias_adds,
+        weights=(1, 2) if has_bias else (1,),
+        receptive=tuple(a.window() for a in axes),
+        explain=explain,
+    )
+
+
+@rule("ConvTranspose")
+def conv_transpose(inputs: Sequence[TensorState | None], *, kernel_shape=None, strides=None, pads=None,
+                   dilations=None, group=1, auto_pad="NOTSET", output_padding=None,
+                   output_shape=None) -> RuleResult:
+    """out = s*(n-1) + output_padding + d*(k-1) + 1 - pads per axis; MACs = input elements * M/g * prod(k)."""
+    x, w = inputs[0].shape, inputs[1].shape
+    has_bias = len(inputs) > 2 and inputs[2] is not None
+    _check_rank(x, w)
+    rank = len(x) - 2
+    n, c = x[0], x[1]
+    _check_channels(c, w[0], group, "channel mismatch")
+    m = w[1] * group
+    kernel = tuple(kernel_shape) if kernel_shape else tuple(w[2:])
+    strides = tuple(strides or (1,) * rank)
+    dilations = tuple(dilations or (1,) * rank)
+    extra = tuple(output_padding or (0,) * rank)
+    pads = tuple(pads or (0,) * (2 * rank))
+    sizes: list[Dim] = []
+    begins: list[int] = []
+    lines: list[str] = []
+    for i, name in enumerate(axis_names(rank)):
+        span = dilations[i] * (kernel[i] - 1) + 1
+        full = strides[i] * (x[2 + i] - 1) + extra[i] + span
+        if output_shape:
+            out = output_shape[-rank + i]
+            total = full - out
+        elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            out = x[2 + i] * strides[i]
+            total = full - out
+        else:
+            total = pads[i] + pads[i + rank]
+            out = full - total
+        if is_static(out) and out < 1:
+            raise ShapeError(f"output size on axis {name} would be {out}", fix="reduce the padding")
+        begin = total - total // 2 if auto_pad == "SAME_LOWER" else (
+            pads[i] if auto_pad in ("NOTSET", "") and not output_shape else total // 2)
+        begins.append(begin if is_static(begin) else 0)
+        sizes.append(out)
+        lines.append(f"{name}_out = {strides[i]}*({x[2 + i]} - 1) + {extra[i]} + {span} - {total} = {out}")
+    out_shape = (n, m, *sizes)
+    kernel_volume = prod(kernel)
+    macs = prod(x) * w[1] * kernel_volume
+    bias_adds = prod(out_shape) if has_bias else 0
+
+    def explain() -> list[str]:
+        bias = f" + {m}" if has_bias else ""
+        params = c * w[1] * kernel_volume + (m if has_bias else 0)
+        return lines + [
+            f"params = {c} * {w[1]} * {kernel_volume}{bias} = {params}",
+            f"MACs = input elements * C_out/groups * kernel = {prod(x)} * {w[1]} * {kernel_volume} = {macs}",
+        ]
+
+    return RuleResult(
+        outputs=(Output(out_shape),),
+        macs=macs,
+        flops=2 * macs + bias_adds,
+        weights=(1, 2) if has_bias else (1,),
+        receptive=tuple(Window(kernel[i], strides[i], begins[i], dilations[i], transposed=True)
+                        for i in range(rank)),
+        explain=explain,
+    )

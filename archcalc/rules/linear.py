@@ -1,0 +1,72 @@
+"""Linear family: Gemm (dense / fully connected) and MatMul.
+
+MACs = M * N * K (times the broadcast batch for MatMul); FLOPs = 2 * MACs, plus one
+per output element for Gemm's bias add.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from archcalc.dims import is_static, prod
+from archcalc.errors import ShapeError
+from archcalc.registry import GLOBAL, Output, RuleResult, TensorState, rule
+from archcalc.rules.elementwise import broadcast
+
+
+def _check_inner(k_a, k_b, a_shape, b_shape, op: str) -> None:
+    if is_static(k_a) and is_static(k_b) and k_a != k_b:
+        raise ShapeError(
+            f"{op} of {list(a_shape)} by {list(b_shape)}: inner dims {k_a} and {k_b} differ",
+            fix="the input's feature count must equal the weight's (flatten or reshape first?)",
+        )
+
+
+@rule("Gemm")
+def gemm(inputs: Sequence[TensorState | None], *, transA=0, transB=0, alpha=1.0, beta=1.0) -> RuleResult:
+    """Y = alpha * A' B' + beta * C with A' [M, K], B' [K, N]; params = (K + 1) * N with a bias."""
+    a, b = inputs[0].shape, inputs[1].shape
+    if len(a) != 2 or len(b) != 2:
+        raise ShapeError(
+            f"Gemm needs 2-D inputs, got {list(a)} and {list(b)}",
+            fix="flatten the input to [N, features] first (add a flatten layer)",
+        )
+    m, k = (a[1], a[0]) if transA else (a[0], a[1])
+    k_b, n = (b[1], b[0]) if transB else (b[0], b[1])
+    _check_inner(k, k_b, a, b, "Gemm")
+    has_bias = len(inputs) > 2 and inputs[2] is not None
+    if has_bias:
+        broadcast(inputs[2].shape, (m, n))
+    macs = m * n * k
+    bias_adds = m * n if has_bias else 0
+
+    def explain() -> list[str]:
+        bias = " + 1" if has_bias else ""
+        return [
+            f"output = [M, N] = [{m}, {n}]",
+            f"params = (N_in{bias}) * N_out = ({k}{bias}) * {n} = {(k + has_bias) * n}",
+            f"MACs = M * N * K = {m} * {n} * {k} = {macs}",
+        ]
+
+    return RuleResult(outputs=(Output((m, n)),), macs=macs, flops=2 * macs + bias_adds,
+                      weights=(1, 2) if has_bias else (1,), receptive=GLOBAL, explain=explain)
+
+
+@rule("MatMul")
+def matmul(inputs: Sequence[TensorState]) -> RuleResult:
+    """numpy matmul: [..., M, K] @ [..., K, N] -> [..., M, N]; MACs = batch * M * N * K."""
+    a, b = tuple(inputs[0].shape), tuple(inputs[1].shape)
+    if not a or not b:
+        raise ShapeError("MatMul of a scalar", fix="use Mul for scalars")
+    a2 = (1,) + a if len(a) == 1 else a
+    b2 = b + (1,) if len(b) == 1 else b
+    _check_inner(a2[-1], b2[-2], a, b, "MatMul")
+    batch = broadcast(a2[:-2], b2[:-2])
+    m, k, n = a2[-2], a2[-1], b2[-1]
+    out = batch + ((m,) if len(a) > 1 else ()) + ((n,) if len(b) > 1 else ())
+    macs = prod(batch) * m * n * k
+    return RuleResult(
+        outputs=(Output(out),), macs=macs, flops=2 * macs, weights=(0, 1), receptive=GLOBAL,
+        explain=lambda: [f"output = {list(out)}",
+                         f"MACs = batch * M * N * K = {prod(batch)} * {m} * {n} * {k} = {macs}"],
+    )

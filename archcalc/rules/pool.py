@@ -1,0 +1,68 @@
+"""Pooling family: windowed max / average / Lp / min pooling and their global forms.
+
+Pooling has no parameters. FLOPs: one per window element per output (a comparison for
+max/min, an addition for average, whose final division is folded in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from archcalc.dims import prod
+from archcalc.errors import ShapeError
+from archcalc.registry import GLOBAL, Output, RuleResult, TensorState, rule
+from archcalc.rules._window import axis_names, sliding_windows
+
+
+def _pool(x: Sequence, kernel_shape, strides, pads, dilations, auto_pad, ceil_mode,
+          with_indices: bool) -> RuleResult:
+    if len(x) < 3:
+        raise ShapeError(f"input has shape {list(x)}; pooling needs [N, C, spatial...]",
+                         fix="pool a tensor with batch, channel and spatial axes, or use a global pool")
+    if not kernel_shape:
+        raise ShapeError("pooling needs a kernel_shape", fix="give the window size")
+    axes = sliding_windows(x[2:], kernel_shape, strides=strides, pads=pads, dilations=dilations,
+                           auto_pad=auto_pad, ceil_mode=bool(ceil_mode))
+    out_shape = (x[0], x[1], *(a.out for a in axes))
+    window = prod(kernel_shape)
+    flops = prod(out_shape) * window
+    outputs = (Output(out_shape), Output(out_shape, "int64")) if with_indices else (Output(out_shape),)
+
+    def explain() -> list[str]:
+        lines = [a.formula(name) for a, name in zip(axes, axis_names(len(axes)))]
+        lines.append("params = 0 (pooling has no weights)")
+        lines.append(f"FLOPs = output elements * window = {prod(out_shape)} * {window} = {flops}")
+        return lines
+
+    return RuleResult(outputs=outputs, flops=flops, receptive=tuple(a.window() for a in axes),
+                      explain=explain)
+
+
+@rule("MaxPool")
+def max_pool(inputs: Sequence[TensorState], *, kernel_shape=None, strides=None, pads=None,
+             dilations=None, auto_pad="NOTSET", ceil_mode=0, storage_order=0) -> RuleResult:
+    """Max over each window; output size as for convolution (with ceil_mode)."""
+    return _pool(inputs[0].shape, kernel_shape, strides, pads, dilations, auto_pad, ceil_mode, True)
+
+
+@rule("AveragePool", "LpPool", "MinPool")
+def average_pool(inputs: Sequence[TensorState], *, kernel_shape=None, strides=None, pads=None,
+                 dilations=None, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, p=2) -> RuleResult:
+    """Average (or Lp norm, or minimum) over each window; output size as for convolution."""
+    return _pool(inputs[0].shape, kernel_shape, strides, pads, dilations, auto_pad, ceil_mode, False)
+
+
+@rule("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
+def global_pool(inputs: Sequence[TensorState], *, p=2) -> RuleResult:
+    """One value per channel: [N, C, spatial...] -> [N, C, 1, ...]; FLOPs = input elements."""
+    x = inputs[0].shape
+    if len(x) < 3:
+        raise ShapeError(f"input has shape {list(x)}; global pooling needs [N, C, spatial...]")
+    out_shape = (x[0], x[1], *([1] * (len(x) - 2)))
+    flops = prod(x)
+
+    def explain() -> list[str]:
+        return [f"output = [N, C, 1...] = {list(out_shape)}", "params = 0",
+                f"FLOPs = input elements = {flops}"]
+
+    return RuleResult(outputs=(Output(out_shape),), flops=flops, receptive=GLOBAL, explain=explain)

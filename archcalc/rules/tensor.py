@@ -1,0 +1,158 @@
+"""Tensor manipulation family: layout changes and data movement, no arithmetic.
+
+These ops cost no MACs and no FLOPs; linear-interpolating Resize is the exception
+(3 FLOPs per output element per interpolated axis: one lerp).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from archcalc.dims import Dim, is_static, prod
+from archcalc.errors import ShapeError
+from archcalc.registry import Output, RuleResult, TensorState, Window, rule
+
+
+def _axis(axis: int, rank: int, op: str) -> int:
+    if not -rank <= axis < rank:
+        raise ShapeError(f"{op}: axis {axis} is out of range for a rank-{rank} tensor")
+    return axis % rank
+
+
+def _moved(shape: Sequence[Dim], description: str) -> RuleResult:
+    return RuleResult(outputs=(Output(tuple(shape)),),
+                      explain=lambda: [f"output = {description} = {list(shape)}", "no arithmetic: 0 FLOPs"])
+
+
+@rule("Identity")
+def identity(inputs: Sequence[TensorState]) -> RuleResult:
+    """Output equals input."""
+    return RuleResult(outputs=(Output(inputs[0].shape, value=inputs[0].value),))
+
+
+@rule("Flatten")
+def flatten(inputs: Sequence[TensorState], *, axis=1) -> RuleResult:
+    """[d0..dn] -> [prod(d0..d(axis-1)), prod(d(axis)..dn)]."""
+    x = inputs[0].shape
+    cut = axis % len(x) if axis < 0 else axis
+    if cut > len(x):
+        raise ShapeError(f"Flatten axis {axis} is out of range for a rank-{len(x)} tensor")
+    return _moved((prod(x[:cut]), prod(x[cut:])), f"[{' * '.join(map(str, x[:cut])) or 1}, "
+                                                    f"{' * '.join(map(str, x[cut:])) or 1}]")
+
+
+@rule("Reshape")
+def reshape(inputs: Sequence[TensorState], *, allowzero=0) -> RuleResult:
+    """New shape from the shape input: 0 copies the input dim, -1 takes what is left."""
+    x = inputs[0].shape
+    target = inputs[1].value
+    if target is None:
+        raise ShapeError("Reshape's target shape is not a known constant")
+    out: list[Dim] = []
+    infer_at = None
+    for i, dim in enumerate(target):
+        if dim == 0 and not allowzero:
+            out.append(x[i])
+        elif dim == -1:
+            if infer_at is not None:
+                raise ShapeError(f"Reshape target {list(target)} has more than one -1")
+            infer_at = i
+            out.append(1)
+        else:
+            out.append(dim)
+    total, known = prod(x), prod(out)
+    if infer_at is not None:
+        if is_static(total) and is_static(known) and (known == 0 or total % known):
+            raise ShapeError(f"cannot reshape {list(x)} ({total} elements) to {list(target)}")
+        out[infer_at] = total // known
+    elif is_static(total) and is_static(known) and total != known:
+        raise ShapeError(f"cannot reshape {list(x)} ({total} elements) to {list(out)} ({known} elements)",
+                         fix="make the element counts agree, or use -1 for one dim")
+    return _moved(out, f"reshape {list(x)} to {list(target)}")
+
+
+@rule("Transpose")
+def transpose(inputs: Sequence[TensorState], *, perm=None) -> RuleResult:
+    """Permute the axes (reverse them by default)."""
+    x = inputs[0].shape
+    order = list(perm) if perm is not None else list(reversed(range(len(x))))
+    if sorted(order) != list(range(len(x))):
+        raise ShapeError(f"perm {order} is not a permutation of {len(x)} axes")
+    return _moved([x[i] for i in order], f"permute {list(x)} by {order}")
+
+
+@rule("Concat")
+def concat(inputs: Sequence[TensorState], *, axis=1) -> RuleResult:
+    """Join along `axis`; every other dim must match."""
+    shapes = [t.shape for t in inputs if t is not None]
+    rank = len(shapes[0])
+    along = _axis(axis, rank, "Concat")
+    for shape in shapes[1:]:
+        mismatched = len(shape) != rank or any(
+            i != along and is_static(a) and is_static(b) and a != b
+            for i, (a, b) in enumerate(zip(shapes[0], shape)))
+        if mismatched:
+            raise ShapeError(
+                f"cannot concatenate {list(shapes[0])} and {list(shape)} along axis {axis}",
+                fix="every dim except the concatenation axis must match (check strides and padding)",
+            )
+    out = list(shapes[0])
+    out[along] = sum((s[along] for s in shapes[1:]), shapes[0][along])
+    values = None
+    if all(t.value is not None for t in inputs if t is not None) and rank == 1:
+        values = tuple(v for t in inputs if t is not None for v in t.value)
+    return RuleResult(outputs=(Output(tuple(out), value=values),),
+                      explain=lambda: [f"output {out[along]} = " + " + ".join(str(s[along]) for s in shapes)
+                                       + f" along axis {axis}; shape {out}"])
+
+
+@rule("Pad")
+def pad(inputs: Sequence[TensorState | None], *, mode="constant", pads=None, value=0.0) -> RuleResult:
+    """Each axis grows by its begin and end pads (opset < 11: attribute; later: input)."""
+    x = inputs[0].shape
+    amounts = pads if pads is not None else (inputs[1].value if len(inputs) > 1 and inputs[1] else None)
+    if amounts is None:
+        raise ShapeError("Pad's pads are not a known constant")
+    rank = len(x)
+    axes_input = inputs[3] if len(inputs) > 3 else None
+    axes = [a % rank for a in axes_input.value] if axes_input is not None and axes_input.value else list(range(rank))
+    if len(amounts) != 2 * len(axes):
+        raise ShapeError(f"Pad has {len(amounts)} pads for {len(axes)} axes; it needs begin and end per axis")
+    out = list(x)
+    for j, axis in enumerate(axes):
+        out[axis] = x[axis] + amounts[j] + amounts[j + len(axes)]
+        if is_static(out[axis]) and out[axis] < 0:
+            raise ShapeError(f"padding {list(amounts)} leaves axis {axis} with size {out[axis]}")
+    windows = tuple(Window(1, 1, amounts[axes.index(a)] if a in axes else 0) for a in range(2, rank))
+    return RuleResult(outputs=(Output(tuple(out)),), receptive=windows,
+                      explain=lambda: [f"output = input + begin + end pads = {out}", "0 FLOPs"])
+
+
+@rule("Resize", "Upsample")
+def resize(inputs: Sequence[TensorState | None], *, mode="nearest", scales=None,
+           coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75, exclude_outside=0,
+           extrapolation_value=0.0, nearest_mode="round_prefer_floor", antialias=0, axes=None,
+           keep_aspect_ratio_policy="stretch") -> RuleResult:
+    """out = floor(n * scale) per axis, or the sizes input; linear modes cost one lerp per axis."""
+    x = inputs[0].shape
+    present = [t for t in inputs[1:] if t is not None and t.value is not None and len(t.value)]
+    sizes_input = inputs[3] if len(inputs) > 3 and inputs[3] is not None else None
+    if sizes_input is not None and sizes_input.value:
+        out = list(sizes_input.value)
+        factors = [o / i if is_static(i) and i else 1 for o, i in zip(out, x)]
+    else:
+        factors = list(scales) if scales is not None else None
+        if factors is None:
+            float_inputs = [t for t in present if t.dtype.startswith("float")]
+            factors = list(float_inputs[-1].value) if float_inputs else None
+        if factors is None or len(factors) != len(x):
+            raise ShapeError("Resize needs scales (one per axis) or sizes as known constants")
+        out = [d * int(f) if float(f).is_integer() else int(d * f) for d, f in zip(x, factors)]
+    resized_axes = sum(1 for f in factors if f != 1)
+    per_element = 3 * resized_axes if "linear" in mode else (7 * resized_axes if mode == "cubic" else 0)
+    flops = per_element * prod(out)
+    windows = tuple(Window(1, int(f), 0, transposed=True) if float(f).is_integer() and f >= 1
+                    else Window(1, 1, 0) for f in factors[2:])
+    return RuleResult(outputs=(Output(tuple(out)),), flops=flops, receptive=windows,
+                      explain=lambda: [f"output = input * scales = {list(x)} * {factors} = {out}",
+                                       f"FLOPs = {per_element} ({mode}) * {prod(out)} = {flops}"])

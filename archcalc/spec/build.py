@@ -1,0 +1,385 @@
+"""Read a YAML spec and lower it to the engine's :class:`~archcalc.graph.Graph`.
+
+Spec shape (README has the full language)::
+
+    name: resnet18
+    input: [3, 224, 224]          # channels-first; batch dim `batch` is prepended
+    blocks:
+      basic:
+        args: {planes: 64, stride: 1, downsample: false}
+        layers:
+          - conv2d: {filters: $planes, kernel: 3, stride: $stride, padding: 1, bias: false}
+            name: conv1
+          ...
+          - add: null
+            inputs: [bn2, downsample.1]
+    layers:
+      - conv2d: {filters: 64, kernel: 7, stride: 2, padding: 3, bias: false}
+        name: conv1
+      - basic: {planes: 64}
+        name: layer1
+        repeat: 2
+
+A layer takes the previous layer's output unless it names `inputs`; inside a block,
+`in` is the block's input. A layer with `when: false` is skipped and passes its input
+through, so references to it still work (ResNet's optional downsample branch).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from archcalc.dims import Sym
+from archcalc.errors import ArchcalcError, ModelFileError, SpecError
+from archcalc.graph import Deferred, Graph, Node, TensorInfo
+from archcalc.spec.expr import substitute
+from archcalc.spec.layers import LAYER_TYPES, REQUIRED, LayerType
+from archcalc.spec.yaml_lines import LineDict, LineList, load_yaml
+
+TOP_LEVEL_KEYS = {"name", "description", "input", "batch", "blocks", "layers", "freeze_until", "dtype"}
+LAYER_KEYS = {"name", "inputs", "trainable", "repeat", "when"}
+BLOCK_KEYS = {"args", "layers", "description"}
+MAX_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference to a layer output, as written in `scope` (a block instance prefix)."""
+
+    scope: str
+    name: str
+    where: str
+
+
+@dataclass
+class _Pending:
+    """A layer after expansion, before its input references are resolved."""
+
+    name: str
+    type: LayerType
+    args: dict[str, Any]
+    inputs: list[Ref]
+    trainable: bool
+    source: str
+    block: str
+
+
+@dataclass
+class _State:
+    path: str
+    blocks: dict[str, LineDict]
+    pending: list[_Pending] = field(default_factory=list)
+    aliases: dict[str, Ref] = field(default_factory=dict)  # skipped layer -> what it passes on
+    block_inputs: dict[str, list[Ref]] = field(default_factory=dict)
+    taken: set[str] = field(default_factory=set)
+    graph_inputs: list[str] = field(default_factory=list)
+
+    def where(self, line: int | None) -> str:
+        return f"{self.path}:{line}" if line else self.path
+
+
+def load_spec(path: str) -> Graph:
+    """Parse the spec at `path` into a graph; SpecError (exit 2) on anything invalid."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except IsADirectoryError:
+        raise ModelFileError(f"{path} is a directory, not a spec file", fix="pass a .yaml file") from None
+    except OSError as error:
+        raise ModelFileError(f"cannot read {path}: {error.strerror}", fix="check the path") from None
+    except UnicodeDecodeError:
+        raise ModelFileError(f"{path} is not a text file", fix="pass a YAML spec or an .onnx model") from None
+    return parse_spec(text, path)
+
+
+def parse_spec(text: str, path: str = "<spec>") -> Graph:
+    document = load_yaml(text, path)
+    if not isinstance(document, dict):
+        raise SpecError("a spec must be a mapping with at least `input` and `layers`", where=path,
+                        fix="start from one of the files in specs/")
+    _check_keys(document, TOP_LEVEL_KEYS, path, "top level")
+    for required in ("input", "layers"):
+        if required not in document:
+            raise SpecError(f"the spec has no `{required}`", where=path,
+                            fix="add `input: [C, H, W]` and a `layers:` list")
+    blocks = document.get("blocks") or {}
+    if not isinstance(blocks, dict):
+        raise SpecError("`blocks` must be a mapping of block name to definition", where=_line(path, document, "blocks"))
+    state = _State(path, blocks)
+    dtype = str(document.get("dtype", "float32"))
+    tensors = _inputs(document, state, dtype)
+    previous = Ref("", state.graph_inputs[0], path)
+    layers = document["layers"]
+    if not isinstance(layers, list) or not layers:
+        raise SpecError("`layers` must be a non-empty list", where=_line(path, document, "layers"))
+    last = _expand_sequence(layers, "", previous, state, trainable=True, env={}, depth=0, block_path="")
+    _freeze(document, state)
+    nodes = _lower(state, tensors, dtype)
+    output = _resolve(last, state)
+    return Graph(path=path, nodes=nodes, tensors=tensors, outputs=[output],
+                 metadata={"name": str(document.get("name") or os.path.splitext(os.path.basename(path))[0]),
+                           "description": document.get("description", ""), "format": "spec"})
+
+
+def _line(path: str, mapping: Any, key: str | None = None) -> str:
+    if isinstance(mapping, LineDict):
+        line = mapping.key_lines.get(key, mapping.line) if key is not None else mapping.line
+        return f"{path}:{line}"
+    return path
+
+
+def _check_keys(mapping: dict, allowed: set[str], path: str, what: str) -> None:
+    for key in mapping:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            fix = f"did you mean '{hint[0]}'?" if hint else "allowed: " + ", ".join(sorted(allowed))
+            raise SpecError(f"unknown key '{key}' at {what}", where=_line(path, mapping, key), fix=fix)
+
+
+def _inputs(document: LineDict, state: _State, dtype: str) -> dict[str, TensorInfo]:
+    where = _line(state.path, document, "input")
+    raw = document["input"]
+    batch = document.get("batch", "batch")
+    if isinstance(batch, bool) or not (isinstance(batch, int) and batch > 0 or batch == "batch"):
+        raise SpecError(f"`batch` is {batch!r}; it must be a positive integer", where=_line(state.path, document, "batch"))
+    named = raw if isinstance(raw, dict) else {"input": raw}
+    tensors = {}
+    for name, shape in named.items():
+        if not isinstance(shape, list) or not shape:
+            raise SpecError(f"input '{name}' has shape {shape!r}; give a list like [3, 224, 224]", where=where,
+                            fix="channels first, without the batch dim")
+        dims: list[Any] = [Sym.symbol(batch) if isinstance(batch, str) else batch]
+        for dim in shape:
+            if isinstance(dim, str) and dim.isidentifier():
+                dims.append(Sym.symbol(dim))
+            elif isinstance(dim, int) and not isinstance(dim, bool) and dim > 0:
+                dims.append(dim)
+            else:
+                raise SpecError(f"input '{name}' has dim {dim!r}; dims must be positive integers or names",
+                                where=where, fix="e.g. input: [3, 224, 224]")
+        tensors[name] = TensorInfo(name, tuple(dims), dtype, "input")
+        state.graph_inputs.append(name)
+        state.taken.add(name)
+    return tensors
+
+
+def _expand_sequence(items: list, scope: str, previous: Ref, state: _State, *, trainable: bool,
+                     env: dict[str, Any], depth: int, block_path: str) -> Ref:
+    counters: dict[str, int] = {}
+    lines = items.item_lines if isinstance(items, LineList) else [None] * len(items)
+    for item, line in zip(items, lines):
+        previous = _expand_item(item, line, scope, previous, state, counters, trainable=trainable,
+                                env=env, depth=depth, block_path=block_path)
+    return previous
+
+
+def _expand_item(item: Any, line: int | None, scope: str, previous: Ref, state: _State,
+                 counters: dict[str, int], *, trainable: bool, env: dict[str, Any], depth: int,
+                 block_path: str) -> Ref:
+    where = state.where(line)
+    kind, args, extra = _split_item(item, where)
+    extra = {k: substitute(v, env) for k, v in extra.items()} if env else extra
+    repeat = extra.get("repeat", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise SpecError(f"`repeat` is {repeat!r}; it must be a positive integer", where=where)
+    layer_trainable = extra.get("trainable", True)
+    if not isinstance(layer_trainable, bool):
+        raise SpecError(f"`trainable` is {layer_trainable!r}; it must be true or false", where=where)
+    explicit = extra.get("inputs")
+    if explicit is not None and not isinstance(explicit, list):
+        explicit = [explicit]
+    for index in range(repeat):
+        local_env = {**env, "i": index} if repeat > 1 or "i" not in env else env
+        given = extra.get("name")
+        if given is not None:
+            base = str(substitute(given, local_env))
+            local = f"{base}.{index}" if repeat > 1 else base
+        else:
+            local = _default_name(kind, scope, counters, state)
+        full = scope + local
+        if full in state.taken:
+            raise SpecError(f"the name '{full}' is used twice", where=where, fix="give each layer a unique name")
+        state.taken.add(full)
+        inputs = [Ref(scope, str(substitute(r, local_env)), where) for r in explicit] if explicit and index == 0 \
+            else [previous]
+        when = substitute(extra.get("when", True), local_env)
+        if not when:
+            state.aliases[full] = inputs[0]
+            previous = Ref("", full, where)
+            continue
+        if kind in state.blocks:
+            previous = _expand_block(kind, args, full, inputs, state, where, trainable=trainable and layer_trainable,
+                                     env=local_env, depth=depth)
+        else:
+            layer_type = _layer_type(kind, where)
+            resolved = _layer_args(layer_type, substitute(args, local_env), where)
+            low, high = layer_type.inputs
+            if not low <= len(inputs) <= high:
+                raise SpecError(f"'{kind}' takes {low if low == high else f'{low} to {high}'} inputs, "
+                                f"got {len(inputs)}", where=where, fix="list its inputs: inputs: [a, b]")
+            state.pending.append(_Pending(full, layer_type, resolved, inputs, trainable and layer_trainable,
+                                          where, block_path))
+            previous = Ref("", full, where)
+    return previous
+
+
+def _split_item(item: Any, where: str) -> tuple[str, Any, dict[str, Any]]:
+    """`relu` | `{dense: 10}` | `{conv2d: {...}, name: c1, inputs: [...]}` -> (type, args, extra keys)."""
+    if isinstance(item, str):
+        return item, None, {}
+    if not isinstance(item, dict):
+        raise SpecError(f"a layer must be a name or a mapping, got {item!r}", where=where,
+                        fix="write e.g. `- relu` or `- conv2d: {filters: 64, kernel: 3}`")
+    kinds = [k for k in item if k not in LAYER_KEYS]
+    if len(kinds) != 1:
+        found = ", ".join(map(str, kinds)) or "none"
+        raise SpecError(f"a layer needs exactly one type key, found: {found}", where=where,
+                        fix="other keys may only be " + ", ".join(sorted(LAYER_KEYS)))
+    kind = kinds[0]
+    return str(kind), item[kind], {k: v for k, v in item.items() if k != kind}
+
+
+def _default_name(kind: str, scope: str, counters: dict[str, int], state: _State) -> str:
+    while True:
+        counters[kind] = counters.get(kind, 0) + 1
+        local = f"{kind}_{counters[kind]}"
+        if scope + local not in state.taken:
+            return local
+
+
+def _layer_type(kind: str, where: str) -> LayerType:
+    if kind in LAYER_TYPES:
+        return LAYER_TYPES[kind]
+    hint = difflib.get_close_matches(kind, LAYER_TYPES, n=1)
+    raise SpecError(
+        f"unknown layer type '{kind}'" + (f" (did you mean '{hint[0]}'?)" if hint else ""),
+        where=where,
+        fix="use a layer type from `archcalc layers`, or define a block of that name under `blocks:`",
+    )
+
+
+def _layer_args(layer_type: LayerType, args: Any, where: str) -> dict[str, Any]:
+    if args is None:
+        given: dict[str, Any] = {}
+    elif isinstance(args, dict):
+        given = dict(args)
+    elif layer_type.primary is not None:
+        given = {layer_type.primary: args}
+    else:
+        raise SpecError(f"'{layer_type.name}' takes no value, got {args!r}", where=where,
+                        fix=f"write `- {layer_type.name}`")
+    for key in given:
+        if key not in layer_type.fields:
+            hint = difflib.get_close_matches(str(key), layer_type.fields, n=1)
+            raise SpecError(
+                f"'{layer_type.name}' has no field '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else ""),
+                where=where, fix="its fields: " + (", ".join(layer_type.fields) or "none"))
+    merged = {**layer_type.fields, **given}
+    missing = [k for k, v in merged.items() if v is REQUIRED]
+    if missing:
+        raise SpecError(f"'{layer_type.name}' is missing field '{missing[0]}'", where=where,
+                        fix=f"add {missing[0]}: ...")
+    return merged
+
+
+def _expand_block(kind: str, args: Any, prefix: str, inputs: list[Ref], state: _State, where: str, *,
+                  trainable: bool, env: dict[str, Any], depth: int) -> Ref:
+    if depth >= MAX_DEPTH:
+        raise SpecError(f"blocks nest deeper than {MAX_DEPTH} levels (does '{kind}' use itself?)", where=where)
+    definition = state.blocks[kind]
+    if not isinstance(definition, dict) or "layers" not in definition:
+        raise SpecError(f"block '{kind}' needs a `layers:` list", where=_line(state.path, definition))
+    _check_keys(definition, BLOCK_KEYS, state.path, f"block '{kind}'")
+    declared = definition.get("args") or {}
+    given = {} if args is None else args
+    if not isinstance(given, dict):
+        raise SpecError(f"block '{kind}' takes a mapping of args, got {given!r}", where=where)
+    for key in given:
+        if key not in declared:
+            raise SpecError(f"block '{kind}' has no arg '{key}'", where=where,
+                            fix="its args: " + (", ".join(declared) or "none"))
+    block_env = {**{k: v for k, v in declared.items()}, **substitute(given, env), "i": env.get("i", 0)}
+    block_env = {k: substitute(v, block_env) for k, v in block_env.items()}
+    missing = [k for k, v in block_env.items() if v is None and k not in given]
+    if missing:
+        raise SpecError(f"block '{kind}' needs arg '{missing[0]}'", where=where, fix=f"pass {missing[0]}: ...")
+    scope = prefix + "."
+    state.block_inputs[scope] = inputs
+    try:
+        last = _expand_sequence(definition["layers"], scope, Ref(scope, "in", where), state, trainable=trainable,
+                                env=block_env, depth=depth + 1, block_path=prefix)
+    except SpecError as error:
+        if error.where and f"(in block '{kind}'" not in error.message:
+            error.message += f" (in block '{kind}', used as '{prefix}' at {where})"
+        raise
+    state.aliases[prefix] = last
+    return Ref("", prefix, where)
+
+
+def _freeze(document: LineDict, state: _State) -> None:
+    until = document.get("freeze_until")
+    if until is None:
+        return
+    names = [p.name for p in state.pending]
+    last = max((i for i, n in enumerate(names) if n == until or n.startswith(f"{until}.")), default=None)
+    if last is None:
+        raise SpecError(f"freeze_until names '{until}', which is no layer or block",
+                        where=_line(state.path, document, "freeze_until"), fix=_suggest(str(until), names))
+    for pending in state.pending[: last + 1]:
+        pending.trainable = False
+
+
+def _suggest(name: str, names: list[str]) -> str:
+    hint = difflib.get_close_matches(name, names, n=1)
+    return f"did you mean '{hint[0]}'?" if hint else "use the name of a layer defined in the spec"
+
+
+def _resolve(ref: Ref, state: _State, seen: frozenset[str] = frozenset()) -> str:
+    """The name of the tensor `ref` denotes, following skipped layers and block inputs."""
+    candidates = [ref.scope + ref.name, ref.name] if ref.scope else [ref.name]
+    if ref.scope and (ref.name == "in" or (ref.name.startswith("in") and ref.name[2:].isdigit())):
+        block_inputs = state.block_inputs[ref.scope]
+        index = int(ref.name[2:] or 0)
+        if index >= len(block_inputs):
+            raise SpecError(f"'{ref.name}' refers to block input {index}, but the block has {len(block_inputs)}",
+                            where=ref.where)
+        return _resolve(block_inputs[index], state, seen)
+    for name in candidates:
+        if name in state.aliases:
+            if name in seen:
+                raise SpecError(f"'{name}' refers back to itself through skipped layers", where=ref.where)
+            return _resolve(state.aliases[name], state, seen | {name})
+        if name in state.taken:
+            return name
+    known = [p.name for p in state.pending] + state.graph_inputs
+    raise SpecError(f"input '{ref.name}' is not a layer or input of this spec", where=ref.where,
+                    fix=_suggest(ref.name, known))
+
+
+def _lower(state: _State, tensors: dict[str, TensorInfo], dtype: str) -> list[Node]:
+    nodes = []
+    for pending in state.pending:
+        try:
+            lowered = pending.type.lower(pending.name, pending.args)
+        except ArchcalcError as error:
+            raise error.located(f"{pending.source}: layer '{pending.name}'") from None
+        data_inputs = [_resolve(ref, state) for ref in pending.inputs]
+        extra_inputs = []
+        for tensor in lowered.tensors:
+            if tensor is None:
+                extra_inputs.append("")
+                continue
+            if tensor.kind == "weight" and not pending.trainable:
+                tensor = TensorInfo(tensor.name, tensor.shape, tensor.dtype, tensor.kind, tensor.value, False)
+            tensors[tensor.name] = tensor
+            extra_inputs.append(tensor.name)
+        deferred = any(isinstance(v, Deferred) for v in lowered.attrs.values())
+        nodes.append(Node(
+            name=pending.name, op=lowered.op, inputs=tuple(data_inputs + extra_inputs), outputs=(pending.name,),
+            attrs=lowered.attrs, domain=lowered.domain, trainable=pending.trainable, source=pending.source,
+            block=pending.block, has_deferred=deferred,
+        ))
+    return nodes
