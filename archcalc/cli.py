@@ -1,0 +1,141 @@
+"""The `archcalc` command line. Heavy imports happen inside commands so `--help` is instant."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from archcalc import __version__
+from archcalc.errors import ArchcalcError
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+class _Group(click.Group):
+    """Turns every ArchcalcError (bad input) into a message on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ArchcalcError as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(2)
+
+
+def _parse_dims(dims: tuple[str, ...], batch: int | None) -> dict[str, int]:
+    bindings: dict[str, int] = {}
+    for item in dims:
+        name, _, value = item.partition("=")
+        if not name or not value.isdigit() or int(value) < 1:
+            raise click.BadParameter(f"'{item}' is not NAME=N with N >= 1", param_hint="--dim")
+        bindings[name] = int(value)
+    if batch is not None:
+        bindings["batch"] = batch
+    return bindings
+
+
+def _console():
+    from rich.console import Console
+
+    # markup and highlighting off: shapes like [1, 3, 224, 224] are data, not markup.
+    console = Console(markup=False, highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        # Piped or captured output has no width to fit; wide enough for every column.
+        console.width = 140
+    return console
+
+
+def _analyse(model: str, batch: int | None, dims: tuple[str, ...]):
+    from archcalc.engine import analyze
+    from archcalc.loader import load_model
+
+    return analyze(load_model(model), _parse_dims(dims, batch))
+
+
+batch_option = click.option("--batch", type=click.IntRange(min=1), default=None,
+                            help="Value of the symbolic batch dim for counting (default 1).")
+dim_option = click.option("--dim", "dims", multiple=True, metavar="NAME=N",
+                          help="Bind another symbolic dim, e.g. --dim seq=128. Repeatable.")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="archcalc")
+def cli() -> None:
+    """Shapes, parameters, MACs/FLOPs, memory and receptive fields of a neural-network
+    architecture, from a YAML spec or an ONNX file, before you train or ship it."""
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@batch_option
+@dim_option
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Fold the layers of each block into one row, keeping DEPTH levels of block names.")
+def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], depth: int | None) -> None:
+    """Per-layer output shapes, params, MACs, memory and receptive field, with totals."""
+    from archcalc import report
+
+    analysis = _analyse(model, batch, dims)
+    if fmt == "json":
+        click.echo(report.render_json(analysis))
+        return
+    table = report.rows(analysis, depth)
+    if fmt == "csv":
+        click.echo(report.render_csv(table), nl=False)
+    elif fmt == "markdown":
+        click.echo(report.render_markdown(analysis, table), nl=False)
+    else:
+        report.render_table(analysis, table, _console())
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.argument("layer")
+@batch_option
+@dim_option
+def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...]) -> None:
+    """Each formula of one LAYER with its numbers substituted."""
+    import difflib
+
+    from archcalc import report
+
+    analysis = _analyse(model, batch, dims)
+    found = analysis.layer(layer)
+    if found is None:
+        names = [x.name for x in analysis.layers]
+        hint = difflib.get_close_matches(layer, names, n=3)
+        raise ArchcalcError(f"no layer named '{layer}'", where=model,
+                            fix=("did you mean: " + ", ".join(hint)) if hint else
+                            "list the layers with `archcalc analyze " + model + "`")
+    click.echo("\n".join(report.render_explanation(analysis, found)))
+
+
+@cli.command()
+def layers() -> None:
+    """The layer types a YAML spec may use, with their fields and defaults."""
+    from archcalc.spec.layers import LAYER_TYPES, REQUIRED
+
+    seen = set()
+    for name, layer_type in sorted(LAYER_TYPES.items()):
+        if layer_type.name != name or name in seen:
+            continue
+        seen.add(name)
+        fields = ", ".join(f"{k}" if v is REQUIRED else f"{k}={v}" for k, v in layer_type.fields.items())
+        aliases = f" (also: {', '.join(layer_type.aliases)})" if layer_type.aliases else ""
+        click.echo(f"{name}{aliases}: {layer_type.summary}")
+        if fields:
+            click.echo(f"    {fields}")
+
+
+def main() -> None:
+    try:
+        cli(prog_name="archcalc")
+    except RecursionError:
+        click.echo("error: the model nests too deeply to analyse", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

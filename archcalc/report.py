@@ -1,0 +1,214 @@
+"""Turn an :class:`~archcalc.analysis.Analysis` into rows, then into table, JSON, CSV or Markdown.
+
+Rows are computed once (folding blocks when asked); renderers only format them, and
+do no arithmetic of their own. rich is imported only by the table renderer.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from archcalc.analysis import Analysis, LayerResult, ReceptiveField, format_receptive_field
+from archcalc.dims import format_shape
+
+JSON_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    op: str
+    output_shape: str
+    params: int
+    trainable_params: int
+    buffers: int
+    macs: int
+    flops: int
+    activation_bytes: int
+    receptive_field: str
+    modelled: bool
+    layers: int = 1
+
+
+def human_count(value: int) -> str:
+    """25557032 -> '25.56 M' (powers of 1000, as parameter and MAC counts are quoted)."""
+    for unit, scale in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return str(value)
+
+
+def human_bytes(value: int) -> str:
+    """102760448 -> '98.00 MiB' (powers of 1024, as memory is quoted)."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value} B"
+
+
+def _output_shape(layer: LayerResult) -> str:
+    if not layer.outputs:
+        return "-"
+    shape = layer.outputs[0].shape
+    return "?" if shape is None else format_shape(shape)
+
+
+def _row(layer: LayerResult) -> Row:
+    return Row(
+        name=layer.name, op=layer.op, output_shape=_output_shape(layer), params=layer.params,
+        trainable_params=layer.trainable_params, buffers=layer.buffers, macs=layer.macs, flops=layer.flops,
+        activation_bytes=layer.activation_bytes, receptive_field=format_receptive_field(layer.receptive_field),
+        modelled=layer.modelled,
+    )
+
+
+def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
+    """One row per layer; with `depth` (1 or more), the layers of each block fold into one
+    row per block path cut to `depth` parts (`layer1` at depth 1, `layer1.0` at depth 2)."""
+    if depth is None:
+        return [_row(layer) for layer in analysis.layers]
+    result: list[Row] = []
+    group: list[LayerResult] = []
+    group_key = None
+    for layer in analysis.layers:
+        parts = layer.block.split(".") if layer.block else []
+        key = ".".join(parts[:depth]) if parts else None
+        if key != group_key and group:
+            result.append(_folded(group_key, group))
+            group = []
+        group_key = key
+        if key is None:
+            result.append(_row(layer))
+        else:
+            group.append(layer)
+    if group:
+        result.append(_folded(group_key, group))
+    return result
+
+
+def _folded(name: str | None, layers: Sequence[LayerResult]) -> Row:
+    last = layers[-1]
+    ops = sorted({layer.op for layer in layers})
+    field: ReceptiveField = last.receptive_field
+    return Row(
+        name=str(name), op=f"block ({len(layers)} layers)" if len(ops) > 1 else f"{ops[0]} x{len(layers)}",
+        output_shape=_output_shape(last), params=sum(x.params for x in layers),
+        trainable_params=sum(x.trainable_params for x in layers), buffers=sum(x.buffers for x in layers),
+        macs=sum(x.macs for x in layers), flops=sum(x.flops for x in layers),
+        activation_bytes=sum(x.activation_bytes for x in layers),
+        receptive_field=format_receptive_field(field), modelled=all(x.modelled for x in layers),
+        layers=len(layers),
+    )
+
+
+def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
+    t = analysis.totals
+    partial = " (partial: some ops not modelled)" if t.partial else ""
+    bound = ", ".join(f"{k}={v}" for k, v in sorted(analysis.bindings.items()))
+    return [
+        ("Total params", f"{t.params:,} ({human_count(t.params)})"),
+        ("Trainable params", f"{t.trainable_params:,}"),
+        ("Non-trainable params", f"{t.non_trainable_params:,} (frozen {t.frozen_params:,} + buffers {t.buffers:,})"),
+        ("MACs", f"{t.macs:,} ({human_count(t.macs)}){partial}"),
+        ("FLOPs", f"{t.flops:,} ({human_count(t.flops)}){partial}"),
+        ("Weight memory", human_bytes(t.weight_bytes)),
+        ("Activation memory", f"{human_bytes(t.activation_bytes)} (all outputs), "
+                              f"peak {human_bytes(t.peak_activation_bytes)} (inference, freed after last use)"),
+        ("Input memory", human_bytes(t.input_bytes)),
+        ("Counted with", bound or "no symbolic dims"),
+    ]
+
+
+def render_json(analysis: Analysis) -> str:
+    document = {"schema_version": JSON_SCHEMA_VERSION, **analysis.to_json()}
+    return json.dumps(document, indent=2)
+
+
+CSV_COLUMNS = ("name", "op", "output_shape", "params", "trainable_params", "buffers", "macs", "flops",
+               "activation_bytes", "receptive_field", "modelled")
+
+
+def render_csv(table: Iterable[Row]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in table:
+        writer.writerow([getattr(row, column) for column in CSV_COLUMNS])
+    return out.getvalue()
+
+
+def _cells(row: Row) -> list[str]:
+    unknown = "?" if not row.modelled else None
+    return [row.name, row.op, row.output_shape, f"{row.params:,}", unknown or f"{row.macs:,}",
+            human_bytes(row.activation_bytes), row.receptive_field]
+
+
+HEADERS = ("Layer", "Op", "Output shape", "Params", "MACs", "Activations", "Receptive field")
+
+
+def render_markdown(analysis: Analysis, table: Sequence[Row]) -> str:
+    def line(cells: Iterable[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    out = [f"## {analysis.name or analysis.path}", "", line(HEADERS),
+           "|" + "|".join(["---", "---", "---", "---:", "---:", "---:", "---"]) + "|"]
+    out += [line(_cells(row)) for row in table]
+    out += ["", line(("Total", "")), "|---|---|"]
+    out += [line(pair) for pair in totals_lines(analysis)]
+    if analysis.warnings:
+        out += ["", "**Warnings**", ""] + [f"- {w}" for w in analysis.warnings]
+    return "\n".join(out) + "\n"
+
+
+def render_table(analysis: Analysis, table: Sequence[Row], console) -> None:
+    from rich.table import Table
+
+    title = f"{analysis.name or analysis.path}: {len(analysis.layers)} layers"
+    grid = Table(title=title, title_justify="left", show_lines=False, header_style="bold")
+    for header in HEADERS:
+        grid.add_column(header, justify="right" if header in ("Params", "MACs", "Activations") else "left",
+                        no_wrap=True)
+    for row in table:
+        grid.add_row(*_cells(row), style=None if row.modelled else "yellow")
+    console.print(grid)
+    totals = Table(show_header=False, box=None, padding=(0, 2))
+    totals.add_column(style="bold")
+    totals.add_column()
+    for label, value in totals_lines(analysis):
+        totals.add_row(label, value)
+    console.print(totals)
+    for warning in analysis.warnings:
+        console.print(f"warning: {warning}", style="yellow")
+
+
+def render_explanation(analysis: Analysis, layer: LayerResult) -> list[str]:
+    lines = [f"{layer.name} ({layer.op})" + (f"  [{layer.source}]" if layer.source else "")]
+    for tensor in layer.inputs:
+        shape = "?" if tensor.shape is None else format_shape(tensor.shape)
+        lines.append(f"  input  {tensor.name}: {shape} {tensor.dtype}")
+    for tensor in layer.outputs:
+        shape = "?" if tensor.shape is None else format_shape(tensor.shape)
+        lines.append(f"  output {tensor.name}: {shape} {tensor.dtype}")
+    if not layer.modelled:
+        lines.append("  not modelled: no rule for this op, so nothing is counted")
+        return lines
+    lines += [f"  {text}" for text in (layer.explain() if layer.explain else [])]
+    bound = ", ".join(f"{k}={v}" for k, v in sorted(analysis.bindings.items()))
+    lines.append(f"  with {bound}: params {layer.params:,} (trainable {layer.trainable_params:,}, "
+                 f"buffers {layer.buffers:,}), MACs {layer.macs:,}, FLOPs {layer.flops:,}, "
+                 f"activations {human_bytes(layer.activation_bytes)}")
+    field = layer.receptive_field
+    if isinstance(field, tuple):
+        parts = [f"size {_num(a.size)}, jump {_num(a.jump)}, start {_num(a.start)}" for a in field]
+        lines.append("  receptive field per spatial axis: " + "; ".join(parts))
+    elif field:
+        lines.append(f"  receptive field: {field} (every output sees the whole input)")
+    return lines
+
+
+def _num(value) -> str:
+    return str(int(value)) if value.denominator == 1 else f"{float(value):g}"

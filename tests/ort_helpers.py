@@ -1,0 +1,126 @@
+"""Build single-node ONNX models, run them with onnxruntime, and call archcalc's rule on
+the same inputs, so a test can compare the two output shapes.
+
+An input is an :class:`Arg`: a runtime data input (random values fed to the session), an
+initializer (weights, or constants such as Reshape's shape, Pad's pads, Resize's
+scales, whose values the rule also sees), or omitted (an empty name in ONNX, None for
+the rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from archcalc.registry import RuleResult, TensorState, get_rule
+
+DTYPES = {
+    "float32": (np.float32, TensorProto.FLOAT),
+    "int64": (np.int64, TensorProto.INT64),
+}
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One node input. kind: 'data' (fed at run time), 'weight' (random initializer whose
+    values the rule does not see), 'const' (initializer whose values the rule sees) or
+    'omitted' (an optional input left out)."""
+
+    kind: str
+    shape: tuple[int, ...] = ()
+    dtype: str = "float32"
+    values: tuple | None = None
+
+
+def data(*shape: int, dtype: str = "float32") -> Arg:
+    return Arg("data", tuple(shape), dtype)
+
+
+def weight(*shape: int) -> Arg:
+    return Arg("weight", tuple(shape))
+
+
+def const(values: Sequence[Any], dtype: str = "int64") -> Arg:
+    return Arg("const", (len(values),), dtype, tuple(values))
+
+
+def scalar(value: Any, dtype: str = "float32") -> Arg:
+    return Arg("const", (), dtype, (value,))
+
+
+OMITTED = Arg("omitted")
+
+_RNG = np.random.default_rng(0)
+
+
+def _array(arg: Arg) -> np.ndarray:
+    np_dtype = DTYPES[arg.dtype][0]
+    if arg.values is not None:
+        return np.array(arg.values if arg.shape else arg.values[0], dtype=np_dtype).reshape(arg.shape)
+    if np.issubdtype(np_dtype, np.floating):
+        return _RNG.standard_normal(arg.shape).astype(np_dtype)
+    return _RNG.integers(1, 5, size=arg.shape).astype(np_dtype)
+
+
+def run_onnxruntime(op: str, args: Sequence[Arg], attrs: dict[str, Any], *, opset: int = 17,
+                    outputs: int = 1) -> list[tuple[int, ...]]:
+    """Run one `op` node in onnxruntime; return the shapes of its first `outputs` outputs."""
+    names, graph_inputs, initializers, feeds = [], [], [], {}
+    for i, arg in enumerate(args):
+        if arg.kind == "omitted":
+            names.append("")
+            continue
+        name = f"in{i}"
+        names.append(name)
+        array = _array(arg)
+        if arg.kind == "data":
+            graph_inputs.append(helper.make_tensor_value_info(name, DTYPES[arg.dtype][1], list(arg.shape)))
+            feeds[name] = array
+        else:
+            initializers.append(numpy_helper.from_array(array, name))
+    output_names = [f"out{i}" for i in range(outputs)]
+    node = helper.make_node(op, names, output_names, **attrs)
+    graph = helper.make_graph(
+        [node], f"single_{op}", graph_inputs,
+        [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None) for n in output_names],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = min(model.ir_version, 10)
+    onnx.checker.check_model(model)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    results = session.run(output_names, feeds)
+    return [tuple(r.shape) for r in results]
+
+
+def tensor_states(args: Sequence[Arg]) -> list[TensorState | None]:
+    """The rule's view of the same inputs: shapes, dtypes, and values of constants as the
+    float32/int64 tensors hold them."""
+    states: list[TensorState | None] = []
+    for arg in args:
+        if arg.kind == "omitted":
+            states.append(None)
+        elif arg.kind == "const":
+            states.append(TensorState(arg.shape, arg.dtype, tuple(_array(arg).reshape(-1).tolist())))
+        else:
+            states.append(TensorState(arg.shape, arg.dtype))
+    return states
+
+
+def run_rule(op: str, args: Sequence[Arg], attrs: dict[str, Any]) -> RuleResult:
+    rule = get_rule(op)
+    assert rule is not None, f"archcalc has no rule for {op}"
+    return rule(tensor_states(args), dict(attrs))
+
+
+def rule_shapes(result: RuleResult, outputs: int = 1) -> list[tuple[int, ...]]:
+    return [tuple(o.shape) for o in result.outputs[:outputs]]
