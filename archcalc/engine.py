@@ -25,6 +25,9 @@ from archcalc.graph import Deferred, Graph, Node, TensorInfo
 from archcalc.registry import GLOBAL, POINTWISE, RuleResult, TensorState, Window, get_rule
 
 PARAM_KINDS = ("weight", "buffer")
+# ONNX dims and every runtime's element counts are int64; Python ints never overflow, so a
+# count past this is reported as bad input rather than silently printed.
+INT64_MAX = 2**63 - 1
 
 
 def analyze(graph: Graph, bindings: Mapping[str, int] | None = None) -> Analysis:
@@ -144,6 +147,13 @@ class _Inference:
                 params += count
                 if node.trainable and info.trainable:
                     trainable += count
+        macs, flops = bind(result.macs, env), bind(result.flops, env)
+        if max(macs, flops, activation_bytes) > INT64_MAX:
+            raise ShapeError(
+                f"its counts overflow int64 (MACs {macs:.3e}, output bytes {activation_bytes:.3e})",
+                where=node.where(self.graph.path),
+                fix="the dims are implausibly large: check the input shape and --batch/--dim values",
+            )
         field = self._receptive_field(node, result.receptive)
         for name in node.outputs:
             if name:
@@ -156,8 +166,8 @@ class _Inference:
             params=params,
             trainable_params=trainable,
             buffers=buffers,
-            macs=bind(result.macs, env),
-            flops=bind(result.flops, env),
+            macs=macs,
+            flops=flops,
             activation_bytes=activation_bytes,
             receptive_field=field,
             block=node.block,
