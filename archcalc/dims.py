@@ -89,7 +89,8 @@ class Sym:
         return hash(self.terms)
 
     def __repr__(self) -> str:
-        return f"Sym({self})"
+        # Shapes appear in messages as lists: [batch, 3, 224, 224] reads better than Sym(batch).
+        return str(self)
 
     def __str__(self) -> str:
         parts = []

@@ -144,7 +144,8 @@ def _inputs(document: LineDict, state: _State, dtype: str) -> dict[str, TensorIn
     raw = document["input"]
     batch = document.get("batch", "batch")
     if isinstance(batch, bool) or not (isinstance(batch, int) and batch > 0 or batch == "batch"):
-        raise SpecError(f"`batch` is {batch!r}; it must be a positive integer", where=_line(state.path, document, "batch"))
+        raise SpecError(f"`batch` is {batch!r}; it must be a positive integer",
+                        where=_line(state.path, document, "batch"))
     named = raw if isinstance(raw, dict) else {"input": raw}
     tensors = {}
     for name, shape in named.items():
@@ -179,7 +180,16 @@ def _expand_sequence(items: list, scope: str, previous: Ref, state: _State, *, t
 def _expand_item(item: Any, line: int | None, scope: str, previous: Ref, state: _State,
                  counters: dict[str, int], *, trainable: bool, env: dict[str, Any], depth: int,
                  block_path: str) -> Ref:
-    where = state.where(line)
+    try:
+        return _expand_item_at(state.where(line), item, scope, previous, state, counters, trainable=trainable,
+                               env=env, depth=depth, block_path=block_path)
+    except SpecError as error:
+        raise error.located(state.where(line)) from None
+
+
+def _expand_item_at(where: str, item: Any, scope: str, previous: Ref, state: _State,
+                    counters: dict[str, int], *, trainable: bool, env: dict[str, Any], depth: int,
+                    block_path: str) -> Ref:
     kind, args, extra = _split_item(item, where)
     extra = {k: substitute(v, env) for k, v in extra.items()} if env else extra
     repeat = extra.get("repeat", 1)

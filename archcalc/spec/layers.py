@@ -374,19 +374,20 @@ def _all() -> list[LayerType]:
                                aliases=("deconv", "conv_transpose") if rank == 2 else (),
                                summary=f"{rank}D transposed convolution"))
         pool_fields = {"kernel": _REQUIRED, "stride": None, "padding": 0, "ceil_mode": False}
-        suffix = "" if rank == 2 else f"{rank}d"
-        for kind, op, extra in (("max", "MaxPool", {"dilation": 1}), ("avg", "AveragePool", {"count_include_pad": False}),
-                                ("min", "MinPool", {})):
+        pool_kinds = (("max", "MaxPool", {"dilation": 1}), ("avg", "AveragePool", {"count_include_pad": False}),
+                      ("min", "MinPool", {}))
+        for kind, op, extra in pool_kinds:
             types.append(LayerType(f"{kind}pool{rank}d", {**pool_fields, **extra}, _pool(op, rank), "kernel",
                                    aliases=(f"{kind}pool",) if rank == 2 else (),
-                                   summary=f"{rank}D {kind} pooling" + suffix * 0))
+                                   summary=f"{rank}D {kind} pooling"))
     types += [
         LayerType("global_avgpool", {}, _global_pool("GlobalAveragePool"),
                   aliases=("global_average_pooling", "gap"), summary="average over all spatial positions"),
         LayerType("global_maxpool", {}, _global_pool("GlobalMaxPool"),
                   aliases=("global_max_pooling",), summary="maximum over all spatial positions"),
         LayerType("batchnorm", {"epsilon": 1e-5, "momentum": 0.9}, _batch_norm,
-                  aliases=("bn", "batch_norm"), summary="batch normalisation (params: scale, bias; buffers: mean, var)"),
+                  aliases=("bn", "batch_norm"), 
+                  summary="batch normalisation (params: scale, bias; buffers: mean, var)"),
         LayerType("layernorm", {"axis": -1, "epsilon": 1e-5}, _layer_norm, "axis",
                   aliases=("layer_norm", "ln"), summary="layer normalisation over the axes from `axis` on"),
         LayerType("relu", {}, _activation("Relu"), summary="max(x, 0)"),

@@ -62,5 +62,8 @@ def load_yaml(text: str, path: str) -> Any:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
         problem = getattr(error, "problem", None) or str(error)
-        raise SpecError(f"not valid YAML: {problem}", where=where,
-                        fix="check indentation, colons and brackets on that line") from None
+        fix = "check indentation, colons and brackets on that line"
+        if "mapping values are not allowed" in problem:
+            fix = ("a layer with more keys needs a colon after its type, e.g. `- relu:` "
+                   "then `  name: act1` on the next line")
+        raise SpecError(f"not valid YAML: {problem}", where=where, fix=fix) from None

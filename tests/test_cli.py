@@ -1,0 +1,116 @@
+"""Every command and format through click's CliRunner; table and explain against golden text.
+
+Refresh the golden files after an intended change with ARCHCALC_UPDATE_GOLDEN=1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from archcalc.cli import cli
+
+GOLDEN = Path(__file__).parent / "golden"
+LENET = "specs/lenet5.yaml"
+
+
+def run(*args: str):
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("ARCHCALC_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+@pytest.fixture(autouse=True)
+def _run_from_repo_root(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parent.parent)
+
+
+def test_analyze_table_golden():
+    check_golden("lenet5.table.txt", run("analyze", LENET))
+
+
+def test_explain_golden():
+    text = run("explain", LENET, "conv1")
+    check_golden("lenet5.explain-conv1.txt", text)
+    assert "H_out = floor((32 + 2*0 - 5)/1) + 1 = 28" in text
+    assert "params = (5 * 5 * 1 + 1) * 6 = 156" in text
+
+
+def test_explain_dense_layer_uses_seed_formula():
+    text = run("explain", LENET, "fc1")
+    # (N_in + 1) * N_out = (400 + 1) * 120
+    assert "params = (N_in + 1) * N_out = (400 + 1) * 120 = 48120" in text
+
+
+def test_analyze_json_contract():
+    document = json.loads(run("analyze", LENET, "--format", "json"))
+    totals = document["totals"]
+    for key in ("params", "trainable_params", "non_trainable_params", "buffers", "macs", "flops",
+                "activation_bytes", "weight_bytes"):
+        assert isinstance(totals[key], int)
+    assert totals["params"] == 61_706
+    layer = document["layers"][0]
+    assert {"name", "op", "inputs", "outputs", "params", "trainable_params", "macs", "flops"} <= set(layer)
+    assert layer["outputs"][0] == {"name": "conv1", "shape": ["batch", 6, 28, 28], "dtype": "float32"}
+    tensor_names = {t["name"] for x in document["layers"] for t in x["inputs"] + x["outputs"]}
+    assert tensor_names <= set(document["tensors"])
+    assert document["tensors"]["input"] == ["batch", 1, 32, 32]
+    assert document["warnings"] == []
+    # Totals are the sums of the layers.
+    assert sum(x["macs"] for x in document["layers"]) == totals["macs"]
+
+
+def test_analyze_csv():
+    reader = list(csv.DictReader(io.StringIO(run("analyze", LENET, "--format", "csv"))))
+    assert len(reader) == 12
+    assert sum(int(r["params"]) for r in reader) == 61_706
+    assert reader[0]["output_shape"] == "[batch, 6, 28, 28]"
+
+
+def test_analyze_markdown():
+    text = run("analyze", LENET, "--format", "markdown")
+    assert text.startswith("## lenet5\n")
+    assert "| conv1 | Conv | [batch, 6, 28, 28] | 156 | 117,600 |" in text
+    assert "| Total params | 61,706 (61.71 K) |" in text
+
+
+def test_batch_scales_macs_not_params():
+    one = json.loads(run("analyze", LENET, "--format", "json"))["totals"]
+    four = json.loads(run("analyze", LENET, "--format", "json", "--batch", "4"))["totals"]
+    assert four["macs"] == 4 * one["macs"]
+    assert four["params"] == one["params"]
+
+
+def test_depth_folds_blocks(tmp_path):
+    spec = tmp_path / "net.yaml"
+    spec.write_text(
+        "input: [3, 8, 8]\nblocks:\n  pair:\n    layers:\n      - conv2d: {filters: 3, kernel: 3, padding: 1}\n"
+        "      - relu\nlayers:\n  - pair:\n    name: stage\n    repeat: 2\n  - flatten\n"
+    )
+    text = run("analyze", str(spec), "--format", "csv", "--depth", "1")
+    names = [r["name"] for r in csv.DictReader(io.StringIO(text))]
+    assert names == ["stage", "flatten_1"]
+
+
+def test_layers_lists_types():
+    text = run("layers")
+    assert "conv2d (also: conv): 2D convolution" in text
+    assert "dense (also: linear, fc)" in text
+
+
+def test_help_and_version():
+    assert "analyze" in run("--help")
+    assert "0.1.0" in run("--version")
