@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Union
 
 from archcalc.errors import ShapeError
 
@@ -120,7 +119,7 @@ class FloorDiv:
         return f"floor(({self.numerator})/{self.divisor})"
 
 
-Dim = Union[int, Sym]
+Dim = int | Sym
 
 
 def _atom_key(atom: object) -> str:

@@ -47,10 +47,7 @@ class AxisWindow:
 
     def formula(self, name: str) -> str:
         """The seed's worked-example form: floor((32 + 2*1 - 3)/1) + 1 = 32."""
-        if self.pad_begin == self.pad_end:
-            padding = f"2*{self.pad_begin}"
-        else:
-            padding = f"{self.pad_begin} + {self.pad_end}"
+        padding = f"2*{self.pad_begin}" if self.pad_begin == self.pad_end else f"{self.pad_begin} + {self.pad_end}"
         kernel = str(self.kernel) if self.dilation == 1 else f"({self.dilation}*({self.kernel} - 1) + 1)"
         rounding = "ceil" if self.ceil_mode else "floor"
         return f"{name}_out = {rounding}(({self.size} + {padding} - {kernel})/{self.stride}) + 1 = {self.out}"

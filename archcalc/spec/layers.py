@@ -386,7 +386,7 @@ def _all() -> list[LayerType]:
         LayerType("global_maxpool", {}, _global_pool("GlobalMaxPool"),
                   aliases=("global_max_pooling",), summary="maximum over all spatial positions"),
         LayerType("batchnorm", {"epsilon": 1e-5, "momentum": 0.9}, _batch_norm,
-                  aliases=("bn", "batch_norm"), 
+                  aliases=("bn", "batch_norm"),
                   summary="batch normalisation (params: scale, bias; buffers: mean, var)"),
         LayerType("layernorm", {"axis": -1, "epsilon": 1e-5}, _layer_norm, "axis",
                   aliases=("layer_norm", "ln"), summary="layer normalisation over the axes from `axis` on"),
