@@ -148,6 +148,8 @@ class Analysis:
     totals: Totals
     warnings: tuple[str, ...]
     bindings: dict[str, int]
+    # Inputs, weights and constants with every spec-deferred shape and value resolved.
+    known_tensors: dict = field(default_factory=dict, compare=False, repr=False)
 
     def layer(self, name: str) -> LayerResult | None:
         return next((layer for layer in self.layers if layer.name == name), None)

@@ -19,7 +19,7 @@ from archcalc.analysis import (
     Totals,
     dtype_bytes,
 )
-from archcalc.dims import bind, prod
+from archcalc.dims import bind, bind_shape, prod
 from archcalc.errors import ArchcalcError, ShapeError
 from archcalc.graph import Deferred, Graph, Node, TensorInfo
 from archcalc.registry import GLOBAL, POINTWISE, RuleResult, TensorState, Window, get_rule
@@ -63,6 +63,7 @@ class _Inference:
             totals=self._totals(layers),
             warnings=tuple(self.warnings),
             bindings=dict(self.env),
+            known_tensors=self.known,
         )
 
     def _layer(self, node: Node) -> LayerResult:
@@ -75,7 +76,7 @@ class _Inference:
             shapes = [s.shape if s else None for s in inputs]
             attrs = {k: v.compute(shapes) if isinstance(v, Deferred) else v for k, v in attrs.items()}
         try:
-            result = rule(inputs, attrs)
+            result = rule(inputs, attrs, {"n_outputs": len(node.outputs), "node_name": node.name, "op": node.op})
         except ArchcalcError as error:
             raise error.located(node.where(self.graph.path)) from None
         except (TypeError, ValueError, IndexError, ZeroDivisionError) as error:
@@ -182,18 +183,37 @@ class _Inference:
         else:
             domain = f" (domain '{node.domain}')" if node.domain else ""
             reason = f"op '{node.op}'{domain} has no rule"
+        # Shapes the front end learnt elsewhere (ONNX shape inference) keep the analysis
+        # going downstream; a hint with a dim that cannot be bound is no help for counting.
+        hinted = {name: self._hint(name) for name in node.outputs if name}
+        used = " (output shapes from ONNX shape inference)" if any(hinted.values()) else ""
         self.warnings.append(
-            f"{node.where(self.graph.path)}: not modelled, {reason}; its MACs and FLOPs are not counted"
+            f"{node.where(self.graph.path)}: not modelled, {reason}; its MACs and FLOPs are not counted{used}"
         )
-        for name in node.outputs:
-            if name:
-                self.states[name] = None
+        outputs = []
+        activation_bytes = 0
+        for name, state in hinted.items():
+            self.states[name] = state
+            outputs.append(TensorResult(name, state.shape if state else None, state.dtype if state else "float32"))
+            if state is not None:
+                size = bind(prod(state.shape), self.env) * dtype_bytes(state.dtype)
+                self.tensor_bytes[name] = size
+                activation_bytes += size
         return LayerResult(
-            name=node.name, op=node.op, inputs=self._input_results(node),
-            outputs=tuple(TensorResult(n, None, "float32") for n in node.outputs if n),
-            params=0, trainable_params=0, buffers=0, macs=0, flops=0, activation_bytes=0,
+            name=node.name, op=node.op, inputs=self._input_results(node), outputs=tuple(outputs),
+            params=0, trainable_params=0, buffers=0, macs=0, flops=0, activation_bytes=activation_bytes,
             receptive_field=None, modelled=False, block=node.block, source=node.source,
         )
+
+    def _hint(self, name: str) -> TensorState | None:
+        shape = self.graph.hints.get(name)
+        if shape is None:
+            return None
+        try:
+            bind_shape(shape, self.env)
+        except ArchcalcError:
+            return None
+        return TensorState(tuple(shape), self.graph.hint_dtypes.get(name, "float32"))
 
     def _input_results(self, node: Node) -> tuple[TensorResult, ...]:
         results = []

@@ -209,3 +209,19 @@ def test_readme_example_spec_parses_and_counts():
     readme = Path(__file__).parent.parent.joinpath("README.md").read_text()
     block = re.search(r"```yaml\n(name: lenet5.*?)```", readme, re.S).group(1)
     assert analyze(parse_spec(block)).totals.params == 61_706
+
+
+def test_i_is_the_innermost_repeat_index_and_names_may_use_it():
+    spec = """
+input: [4]
+blocks:
+  b:
+    layers:
+      - {dense: 4, name: "x${i + 1}", repeat: 2}
+      - {dense: 4, when: "${i == 1}", name: w, repeat: 2}
+layers:
+  - {b: null, name: blk}
+  - {dense: 4, name: "top${i}", repeat: 2}
+"""
+    names = [node.name for node in parse_spec(spec).nodes]
+    assert names == ["blk.x1", "blk.x2", "blk.w.1", "top0", "top1"]

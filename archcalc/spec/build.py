@@ -191,11 +191,12 @@ def _expand_item_at(where: str, item: Any, scope: str, previous: Ref, state: _St
                     counters: dict[str, int], *, trainable: bool, env: dict[str, Any], depth: int,
                     block_path: str) -> Ref:
     kind, args, extra = _split_item(item, where)
-    extra = {k: substitute(v, env) for k, v in extra.items()} if env else extra
-    repeat = extra.get("repeat", 1)
+    # `name`, `inputs` and `when` may use `i`, the innermost repeat index, so they are
+    # substituted per repetition below; `repeat` and `trainable` only see the outer values.
+    repeat = substitute(extra.get("repeat", 1), env)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
         raise SpecError(f"`repeat` is {repeat!r}; it must be a positive integer", where=where)
-    layer_trainable = extra.get("trainable", True)
+    layer_trainable = substitute(extra.get("trainable", True), env)
     if not isinstance(layer_trainable, bool):
         raise SpecError(f"`trainable` is {layer_trainable!r}; it must be true or false", where=where)
     explicit = extra.get("inputs")
@@ -206,7 +207,9 @@ def _expand_item_at(where: str, item: Any, scope: str, previous: Ref, state: _St
         given = extra.get("name")
         if given is not None:
             base = str(substitute(given, local_env))
-            local = f"{base}.{index}" if repeat > 1 else base
+            # A plain name gets the index appended (layer1.0, layer1.1); a name that uses
+            # an expression (denselayer${i + 1}) is already unique per repetition.
+            local = f"{base}.{index}" if repeat > 1 and "$" not in str(given) else base
         else:
             local = _default_name(kind, scope, counters, state)
         full = scope + local
