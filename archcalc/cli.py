@@ -113,6 +113,101 @@ def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...]) ->
 
 
 @cli.command()
+@click.argument("spec", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Where to write the .onnx file.")
+@click.option("--opset", type=click.IntRange(min=13), default=None,
+              help="Default-domain opset (default: the newest the installed onnxruntime runs).")
+@click.option("--weights", type=click.Choice(["random", "zeros", "external", "omit"]), default="random",
+              show_default=True,
+              help="random/zeros: inline values; external: values in OUTPUT.data; omit: shapes only "
+                   "(the file analyses but does not run).")
+@batch_option
+@dim_option
+def export(spec: str, output: str, opset: int | None, weights: str, batch: int | None,
+           dims: tuple[str, ...]) -> None:
+    """Write SPEC as a standard ONNX model that onnxruntime can run."""
+    from archcalc.engine import analyze
+    from archcalc.export import to_onnx, write_model
+    from archcalc.loader import load_model
+
+    graph = load_model(spec)
+    analysis = analyze(graph, _parse_dims(dims, batch))
+    model = to_onnx(graph, analysis, opset=opset, weights=weights, external_path=output + ".data")
+    write_model(model, output, weights)
+    click.echo(f"wrote {output}: {len(model.graph.node)} nodes, {len(model.graph.initializer)} initializers, "
+               f"opset {model.opset_import[0].version}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@batch_option
+@dim_option
+@click.option("--profile", is_flag=True, help="Time every node in onnxruntime and show it beside its MACs.")
+@click.option("--max-memory", default=None, metavar="BYTES",
+              help="Refuse to run when the estimate exceeds this (e.g. 4GiB; default half of RAM).")
+def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], profile: bool,
+           max_memory: str | None) -> None:
+    """Run MODEL in onnxruntime and compare every tensor shape and layer cost with the analysis."""
+    import json as json_module
+
+    from archcalc import verify as verifier
+    from archcalc.engine import analyze
+    from archcalc.loader import load_model
+
+    graph = load_model(model)
+    analysis = analyze(graph, _parse_dims(dims, batch))
+    limit = verifier.parse_bytes(max_memory) if max_memory else verifier.default_memory_limit()
+    needed = verifier.estimate_run_bytes(analysis)
+    if needed > limit:
+        raise verifier.VerifyError(
+            f"running it needs about {needed / 2**30:.2f} GiB (weights + every activation), over the "
+            f"{limit / 2**30:.2f} GiB limit", where=model,
+            fix="use a smaller --batch or input, or raise --max-memory")
+    onnx_model = verifier.model_for(graph, analysis)
+    console = _console()
+    with console.status("verifying", spinner="dots") as status:
+        report = verifier.run_and_compare(graph, analysis, onnx_model, profile=profile,
+                                          progress=lambda text: status.update(text))
+    if fmt == "json":
+        click.echo(json_module.dumps(report.to_json(), indent=2))
+    else:
+        _print_verify(report, analysis, profile, console)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _print_verify(report, analysis, profile: bool, console) -> None:
+    from rich.table import Table
+
+    if report.mismatches:
+        table = Table(title=f"{report.model}: {len(report.mismatches)} mismatches", title_justify="left")
+        for column in ("Layer", "Tensor", "Check", "archcalc", "onnxruntime"):
+            table.add_column(column)
+        for m in report.mismatches:
+            table.add_row(m.layer, m.tensor, m.kind, m.expected, m.actual)
+        console.print(table)
+    if profile and report.node_times_us:
+        from archcalc.report import human_count
+
+        timing = Table(title="Per-layer time (onnxruntime CPU, one run)", title_justify="left")
+        for column in ("Layer", "Op", "MACs", "Time (us)", "GMAC/s"):
+            timing.add_column(column, justify="left" if column in ("Layer", "Op") else "right")
+        for layer in analysis.layers:
+            micros = report.node_times_us.get(layer.name)
+            if micros is None:
+                continue
+            rate = f"{layer.macs / micros / 1e3:.2f}" if micros and layer.macs else "-"
+            timing.add_row(layer.name, layer.op, human_count(layer.macs), f"{micros:,.0f}", rate)
+        console.print(timing)
+    status = "ok" if report.ok else "FAILED"
+    skipped = f", {len(report.skipped)} unmodelled layers skipped" if report.skipped else ""
+    console.print(f"verify {status}: {report.tensors_checked} tensors and {report.layers_checked} layers checked "
+                  f"against onnxruntime, {len(report.mismatches)} mismatches{skipped} "
+                  f"(session {report.seconds.get('session', 0):.2f} s, run {report.seconds.get('run', 0):.2f} s)")
+
+
+@cli.command()
 def layers() -> None:
     """The layer types a YAML spec may use, with their fields and defaults."""
     from archcalc.spec.layers import LAYER_TYPES, REQUIRED
