@@ -7,7 +7,8 @@ polynomials (``2*batch*...``) until :func:`bind` turns them into ints. Python in
 not overflow, so no count is ever truncated.
 
 A floor division that does not divide a polynomial exactly becomes an opaque atom
-(:class:`FloorDiv`) that still binds to the right number later.
+(:class:`FloorDiv`) that still binds to the right number later; so does the smaller of
+two dims that cannot be compared yet (:class:`Minimum`, for ceil_mode pooling).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 from archcalc.errors import ShapeError
 
-Monomial = tuple  # sorted tuple of atoms (str names or FloorDiv)
+Monomial = tuple  # sorted tuple of atoms (str names, FloorDiv or Minimum)
 
 
 class Sym:
@@ -104,7 +105,7 @@ class Sym:
         names: set[str] = set()
         for mono, _ in self.terms:
             for atom in mono:
-                names |= {atom} if isinstance(atom, str) else atom.numerator.symbols()
+                names |= {atom} if isinstance(atom, str) else atom.symbols()
         return names
 
 
@@ -117,6 +118,29 @@ class FloorDiv:
 
     def __str__(self) -> str:
         return f"floor(({self.numerator})/{self.divisor})"
+
+    def symbols(self) -> set[str]:
+        return self.numerator.symbols()
+
+    def value(self, env: Mapping[str, int]) -> int:
+        return bind(self.numerator, env) // self.divisor
+
+
+@dataclass(frozen=True)
+class Minimum:
+    """min(first, second) for dims whose order is only known once symbols are bound."""
+
+    first: Sym | int
+    second: Sym | int
+
+    def __str__(self) -> str:
+        return f"min({self.first}, {self.second})"
+
+    def symbols(self) -> set[str]:
+        return set().union(*(d.symbols() for d in (self.first, self.second) if isinstance(d, Sym)))
+
+    def value(self, env: Mapping[str, int]) -> int:
+        return min(bind(self.first, env), bind(self.second, env))
 
 
 Dim = int | Sym
@@ -170,6 +194,14 @@ def ceil_div(numerator: Dim, divisor: int) -> Dim:
     return (numerator + divisor - 1) // divisor
 
 
+def minimum(first: Dim, second: Dim) -> Dim:
+    if is_static(first) and is_static(second):
+        return min(first, second)
+    if first == second:
+        return first
+    return Sym({(Minimum(first, second),): 1})
+
+
 def prod(dims: Iterable[Dim]) -> Dim:
     result: Dim = 1
     for dim in dims:
@@ -193,7 +225,7 @@ def bind(dim: Dim, env: Mapping[str, int]) -> int:
                     )
                 value *= env[atom]
             else:
-                value *= bind(atom.numerator, env) // atom.divisor
+                value *= atom.value(env)
         total += value
     return total
 

@@ -57,6 +57,7 @@ def scalar(value: Any, dtype: str = "float32") -> Arg:
 OMITTED = Arg("omitted")
 
 _RNG = np.random.default_rng(0)
+ort.set_default_logger_severity(3)  # expected failures (bad shapes) need not print errors
 
 
 def _array(arg: Arg) -> np.ndarray:
@@ -68,9 +69,9 @@ def _array(arg: Arg) -> np.ndarray:
     return _RNG.integers(1, 5, size=arg.shape).astype(np_dtype)
 
 
-def run_onnxruntime(op: str, args: Sequence[Arg], attrs: dict[str, Any], *, opset: int = 17,
-                    outputs: int = 1) -> list[tuple[int, ...]]:
-    """Run one `op` node in onnxruntime; return the shapes of its first `outputs` outputs."""
+def single_node_model(op: str, args: Sequence[Arg], attrs: dict[str, Any], *, opset: int = 17,
+                      outputs: int = 1) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """A model of one `op` node (constants and weights as initializers) and its feeds."""
     names, graph_inputs, initializers, feeds = [], [], [], {}
     for i, arg in enumerate(args):
         if arg.kind == "omitted":
@@ -86,19 +87,39 @@ def run_onnxruntime(op: str, args: Sequence[Arg], attrs: dict[str, Any], *, opse
             initializers.append(numpy_helper.from_array(array, name))
     output_names = [f"out{i}" for i in range(outputs)]
     node = helper.make_node(op, names, output_names, **attrs)
-    graph = helper.make_graph(
-        [node], f"single_{op}", graph_inputs,
-        [helper.make_empty_tensor_value_info(n) for n in output_names],
-        initializers,
-    )
+    graph = helper.make_graph([node], f"single_{op}", graph_inputs,
+                              [helper.make_empty_tensor_value_info(n) for n in output_names], initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = min(model.ir_version, 10)
+    return model, feeds
+
+
+def run_onnxruntime(op: str, args: Sequence[Arg], attrs: dict[str, Any], *, opset: int = 17,
+                    outputs: int = 1) -> list[tuple[int, ...]]:
+    """Run one `op` node in onnxruntime; return the shapes of its first `outputs` outputs."""
+    model, feeds = single_node_model(op, args, attrs, opset=opset, outputs=outputs)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    results = session.run(output_names, feeds)
+    run_options = ort.RunOptions()
+    run_options.log_severity_level = 3
+    results = session.run([o.name for o in model.graph.output], feeds, run_options)
     return [tuple(r.shape) for r in results]
+
+
+def onnx_inferred_shapes(op: str, args: Sequence[Arg], attrs: dict[str, Any], *, opset: int = 17,
+                         outputs: int = 1) -> list[tuple[int, ...]]:
+    """The output shapes onnx's own shape inference gives (for cases onnxruntime cannot run)."""
+    model, _ = single_node_model(op, args, attrs, opset=opset, outputs=outputs)
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    known = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.output]}
+    shapes = []
+    for name in [o.name for o in model.graph.output]:
+        dims = known[name].type.tensor_type.shape.dim
+        assert all(d.HasField("dim_value") for d in dims), f"onnx could not infer {name}"
+        shapes.append(tuple(d.dim_value for d in dims))
+    return shapes
 
 
 def tensor_states(args: Sequence[Arg]) -> list[TensorState | None]:

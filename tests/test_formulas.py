@@ -334,7 +334,10 @@ def test_receptive_field_equals_traced_dependencies(stack):
         else:
             lines.append(f"  - conv1d: {{filters: 2, kernel: {k}, stride: {s}, padding: {p}, dilation: {d}}}")
         layers.append((k, s, p, d))
-    a = run_spec("input: [2, 200]\nlayers:\n" + "\n".join(lines) + "\n")
+    try:
+        a = run_spec("input: [2, 200]\nlayers:\n" + "\n".join(lines) + "\n")
+    except ShapeError:  # the stack shrank the input below a kernel
+        assume(False)
     assume(out_shape(a, len(layers) - 1)[2] >= 2)
     (field,) = a.layers[-1].receptive_field
     first, second = trace_dependencies(layers, 0), trace_dependencies(layers, 1)
@@ -531,10 +534,6 @@ def test_symbolic_ceil_mode_pooling_static_case():
     assert static.layers[2].params == 3 * 3 + 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "archcalc bug: sliding_windows applies ceil_mode's 'drop a last window that starts in the end "
-    "padding' correction only when the size is static, so a symbolic H bound to 5 gives "
-    "avgpool(k2, s2, p1, ceil_mode) output 4 instead of 3 (static spec and onnxruntime: 3)"))
 def test_symbolic_ceil_mode_pooling_binds_like_static():
     symbolic = run_spec(CEIL_POOL.format(size="H"), {"H": 5})
     bound = tuple(bind(d, symbolic.bindings) for d in symbolic.layers[0].outputs[0].shape)

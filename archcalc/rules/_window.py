@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from archcalc.dims import Dim, ceil_div, is_static
+from archcalc.dims import Dim, ceil_div, is_static, minimum
 from archcalc.errors import ShapeError
 from archcalc.registry import Window
 
@@ -109,10 +109,9 @@ def sliding_windows(
                     fix="pad the input, use a smaller kernel, or remove a downsampling layer before it",
                 )
             if ceil_mode:
-                out = ceil_div(padded - span, s) + 1
-                # A window that would start in the end padding is dropped.
-                if is_static(out) and (out - 1) * s >= n + begin:
-                    out -= 1
+                # Windows may run past the end but must start inside the input or its begin
+                # padding (PyTorch's and onnxruntime's rule): at most ceil((n + begin)/s) starts.
+                out = minimum(ceil_div(padded - span, s) + 1, ceil_div(n + begin, s))
             else:
                 out = (padded - span) // s + 1
         axes.append(AxisWindow(n, k, s, d, begin, end, out, ceil_mode))

@@ -7,6 +7,9 @@ These ops cost no MACs and no FLOPs; linear-interpolating Resize is the exceptio
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
+
+import numpy as np
 
 from archcalc.dims import Dim, is_static, prod
 from archcalc.errors import ShapeError
@@ -128,6 +131,16 @@ def pad(inputs: Sequence[TensorState | None], *, mode="constant", pads=None, val
                       explain=lambda: [f"output = input + begin + end pads = {out}", "0 FLOPs"])
 
 
+def _scaled(dim: Dim, scale: float) -> Dim:
+    """floor(dim * scale) as onnxruntime computes it: in float32, so 10 * 0.7f is 7, not 6."""
+    if float(scale).is_integer():
+        return dim * int(scale)
+    if is_static(dim):
+        return int(np.floor(np.float32(dim) * np.float32(scale)))
+    ratio = Fraction(float(np.float32(scale))).limit_denominator(1 << 16)
+    return dim * ratio.numerator // ratio.denominator
+
+
 @rule("Resize", "Upsample")
 def resize(inputs: Sequence[TensorState | None], *, mode="nearest", scales=None,
            coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75, exclude_outside=0,
@@ -147,7 +160,7 @@ def resize(inputs: Sequence[TensorState | None], *, mode="nearest", scales=None,
             factors = list(float_inputs[-1].value) if float_inputs else None
         if factors is None or len(factors) != len(x):
             raise ShapeError("Resize needs scales (one per axis) or sizes as known constants")
-        out = [d * int(f) if float(f).is_integer() else int(d * f) for d, f in zip(x, factors)]
+        out = [_scaled(d, f) for d, f in zip(x, factors)]
     resized_axes = sum(1 for f in factors if f != 1)
     per_element = 3 * resized_axes if "linear" in mode else (7 * resized_axes if mode == "cubic" else 0)
     flops = per_element * prod(out)
