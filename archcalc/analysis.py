@@ -25,9 +25,9 @@ class AxisField:
     """Receptive field along one spatial axis, in input pixels: `size` pixels wide,
     neighbouring outputs `jump` pixels apart, the first centred on pixel `start`."""
 
-    size: Fraction
-    jump: Fraction
-    start: Fraction
+    size: int | Fraction
+    jump: int | Fraction
+    start: int | Fraction
 
     def to_json(self) -> dict[str, float | int]:
         return {k: _number(getattr(self, k)) for k in ("size", "jump", "start")}
@@ -36,7 +36,7 @@ class AxisField:
 ReceptiveField = tuple[AxisField, ...] | str | None  # str: "global"; None: no spatial axes
 
 
-def _number(value: Fraction) -> int | float:
+def _number(value: int | Fraction) -> int | float:
     return int(value) if value.denominator == 1 else float(value)
 
 

@@ -32,6 +32,13 @@ class Sym:
             sorted(((m, c) for m, c in terms.items() if c), key=lambda mc: _monomial_key(mc[0]))
         )
 
+    @classmethod
+    def _sorted(cls, terms: tuple[tuple[Monomial, int], ...]) -> Sym:
+        """Build from terms already in canonical order (scaling keeps the order)."""
+        sym = cls.__new__(cls)
+        sym.terms = terms
+        return sym
+
     @staticmethod
     def symbol(name: str) -> Sym:
         return Sym({(name,): 1})
@@ -55,6 +62,14 @@ class Sym:
         return (-1 * self) + other
 
     def __mul__(self, other: Dim) -> Dim:
+        if type(other) is int:
+            # The common case (a symbolic batch times static dims): no re-sorting needed.
+            if other == 0:
+                return 0
+            if len(self.terms) == 1:
+                ((mono, coeff),) = self.terms
+                return Sym._sorted(((mono, coeff * other),))
+            return Sym._sorted(tuple((m, c * other) for m, c in self.terms))
         terms: dict[Monomial, int] = {}
         for m1, c1 in self.terms:
             for m2, c2 in _terms_of(other):
@@ -203,10 +218,15 @@ def minimum(first: Dim, second: Dim) -> Dim:
 
 
 def prod(dims: Iterable[Dim]) -> Dim:
-    result: Dim = 1
+    static = 1
+    symbolic: Dim = 1
     for dim in dims:
-        result = result * dim
-    return result
+        # Static dims multiply as plain ints; each symbolic factor costs a polynomial product.
+        if type(dim) is int:
+            static *= dim
+        else:
+            symbolic = dim if symbolic == 1 else symbolic * dim
+    return static if symbolic == 1 else symbolic * static
 
 
 def bind(dim: Dim, env: Mapping[str, int]) -> int:

@@ -1,0 +1,299 @@
+"""Benchmark archcalc's ONNX path against references measured in the same run.
+
+Run by hand (not part of the test suite):
+
+    python3 bench/bench_onnx.py            # all models
+    python3 bench/bench_onnx.py --quick    # skip the 50k-node and >2 GB models
+
+For each generated model it prints L = onnx.load(path, load_external_data=False) of the
+same file in the same process, then every other figure as a ratio of L: a bare walk over
+the nodes, a networkx build plus topological sort, onnx's C++ shape inference,
+archcalc's engine (parse + graph + inference + totals, no rendering), and onnx-tool's
+profile when it is installed. Whole processes are timed too: `archcalc analyze --format
+json` against a process that only imports onnx and loads the file. Peak RSS comes from
+the child processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def _model(nodes, inputs, outputs, initializers, name):
+    graph = helper.make_graph(nodes, name, inputs, outputs, initializer=initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
+def deep_cnn(layers: int, channels: int = 8):
+    """Conv -> Relu repeated: 2 nodes per layer."""
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+    x = "input"
+    for i in range(layers):
+        w = numpy_helper.from_array(rng.standard_normal((channels, channels, 3, 3)).astype(np.float32), f"w{i}")
+        b = numpy_helper.from_array(np.zeros(channels, np.float32), f"b{i}")
+        inits += [w, b]
+        nodes.append(helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}",
+                                      kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+        nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"))
+        x = f"r{i}"
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", channels, 32, 32])]
+    outputs = [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)]
+    return _model(nodes, inputs, outputs, inits, f"cnn{layers}")
+
+
+def residual_dag(blocks: int, channels: int = 8):
+    """Conv -> Relu -> Conv -> Add(shortcut) -> Relu: 5 nodes per block, a real DAG."""
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+    x = "input"
+    for i in range(blocks):
+        for j in (0, 1):
+            inits.append(numpy_helper.from_array(
+                rng.standard_normal((channels, channels, 3, 3)).astype(np.float32), f"w{i}_{j}"))
+        nodes += [
+            helper.make_node("Conv", [x, f"w{i}_0"], [f"a{i}"], name=f"b{i}.conv1", kernel_shape=[3, 3],
+                             pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", [f"a{i}"], [f"ar{i}"], name=f"b{i}.relu1"),
+            helper.make_node("Conv", [f"ar{i}", f"w{i}_1"], [f"c{i}"], name=f"b{i}.conv2", kernel_shape=[3, 3],
+                             pads=[1, 1, 1, 1]),
+            helper.make_node("Add", [f"c{i}", x], [f"s{i}"], name=f"b{i}.add"),
+            helper.make_node("Relu", [f"s{i}"], [f"o{i}"], name=f"b{i}.relu2"),
+        ]
+        x = f"o{i}"
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", channels, 16, 16])]
+    outputs = [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)]
+    return _model(nodes, inputs, outputs, inits, f"residual{blocks}")
+
+
+def transformer(layers: int, width: int = 64, heads: int = 4):
+    """Pre-norm attention + MLP blocks with symbolic batch and sequence, exported-style
+    reshapes included: about 25 nodes per layer."""
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+
+    def weight(name, *shape):
+        inits.append(numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.02, name))
+        return name
+
+    def const(name, values):
+        inits.append(numpy_helper.from_array(np.array(values, np.int64), name))
+        return name
+
+    heads_shape = const("heads_shape", [0, 0, heads, width // heads])
+    merge_shape = const("merge_shape", [0, 0, width])
+    x = "input"
+    for i in range(layers):
+        p = f"l{i}."
+        nodes.append(helper.make_node("LayerNormalization", [x, weight(p + "ln1.w", width), weight(p + "ln1.b", width)],
+                                      [p + "ln1"], name=p + "ln1", axis=-1))
+        for proj in ("q", "k", "v"):
+            nodes.append(helper.make_node("MatMul", [p + "ln1", weight(p + proj + ".w", width, width)],
+                                          [p + proj + "_mm"], name=p + proj))
+            nodes.append(helper.make_node("Add", [p + proj + "_mm", weight(p + proj + ".b", width)],
+                                          [p + proj + "_b"], name=p + proj + ".bias"))
+            nodes.append(helper.make_node("Reshape", [p + proj + "_b", heads_shape], [p + proj + "_h"],
+                                          name=p + proj + ".split"))
+            perm = [0, 2, 3, 1] if proj == "k" else [0, 2, 1, 3]
+            nodes.append(helper.make_node("Transpose", [p + proj + "_h"], [p + proj + "_t"], name=p + proj + ".t",
+                                          perm=perm))
+        nodes += [
+            helper.make_node("MatMul", [p + "q_t", p + "k_t"], [p + "scores"], name=p + "scores"),
+            helper.make_node("Softmax", [p + "scores"], [p + "attn"], name=p + "softmax", axis=-1),
+            helper.make_node("MatMul", [p + "attn", p + "v_t"], [p + "ctx"], name=p + "context"),
+            helper.make_node("Transpose", [p + "ctx"], [p + "ctx_t"], name=p + "ctx.t", perm=[0, 2, 1, 3]),
+            helper.make_node("Reshape", [p + "ctx_t", merge_shape], [p + "ctx_m"], name=p + "merge"),
+            helper.make_node("MatMul", [p + "ctx_m", weight(p + "o.w", width, width)], [p + "o"], name=p + "out"),
+            helper.make_node("Add", [x, p + "o"], [p + "res1"], name=p + "res1"),
+            helper.make_node("LayerNormalization", [p + "res1", weight(p + "ln2.w", width), weight(p + "ln2.b", width)],
+                             [p + "ln2"], name=p + "ln2", axis=-1),
+            helper.make_node("MatMul", [p + "ln2", weight(p + "fc1.w", width, 4 * width)], [p + "fc1"], name=p + "fc1"),
+            helper.make_node("Gelu" if OPSET >= 20 else "Relu", [p + "fc1"], [p + "act"], name=p + "act"),
+            helper.make_node("MatMul", [p + "act", weight(p + "fc2.w", 4 * width, width)], [p + "fc2"], name=p + "fc2"),
+            helper.make_node("Add", [p + "res1", p + "fc2"], [p + "out"], name=p + "res2"),
+        ]
+        x = p + "out"
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", "seq", width])]
+    outputs = [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)]
+    return _model(nodes, inputs, outputs, inits, f"transformer{layers}")
+
+
+def huge_external(directory: str, gigabytes: float = 2.2):
+    """A few big Gemm weights stored as external data in a sparse file: > 2 GB of weights
+    on disk that archcalc must never open."""
+    features = 16384
+    count = int(gigabytes * 2**30 // (features * features * 4)) + 1
+    nodes, inits = [], []
+    x = "input"
+    data_name = "huge.onnx.data"
+    offset = 0
+    for i in range(count):
+        tensor = TensorProto(name=f"w{i}", data_type=TensorProto.FLOAT, dims=[features, features])
+        tensor.data_location = TensorProto.EXTERNAL
+        length = features * features * 4
+        for key, value in (("location", data_name), ("offset", str(offset)), ("length", str(length))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+        offset += length
+        inits.append(tensor)
+        nodes.append(helper.make_node("Gemm", [x, f"w{i}"], [f"y{i}"], name=f"fc{i}", transB=1))
+        x = f"y{i}"
+    with open(os.path.join(directory, data_name), "wb") as handle:
+        handle.truncate(offset)  # sparse: the size is real, the disk blocks are not
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", features])]
+    outputs = [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)]
+    return _model(nodes, inputs, outputs, inits, "huge"), offset
+
+
+def best_of(fn, repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def child(code: str) -> tuple[float, int]:
+    """Wall time and peak RSS (MiB) of a fresh Python process running `code`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, max(peak, before) // 1024
+
+
+def child_rss(code: str) -> int:
+    result = subprocess.run([sys.executable, "-c", code + "\nimport resource,sys;"
+                             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
+                            check=True, capture_output=True, text=True)
+    return int(result.stdout.strip().splitlines()[-1]) // 1024
+
+
+def measure(path: str, label: str, nodes: int, bindings: dict[str, int]) -> None:
+    import networkx as nx
+
+    from archcalc.engine import analyze
+    from archcalc.onnx_front import load_onnx
+
+    load = best_of(lambda: onnx.load(path, load_external_data=False))
+    model = onnx.load(path, load_external_data=False)
+
+    def walk():
+        for node in model.graph.node:
+            _ = (node.op_type, list(node.input), list(node.output))
+
+    def networkx_build():
+        dag = nx.DiGraph()
+        producer = {}
+        for node in model.graph.node:
+            dag.add_node(node.name)
+            for out in node.output:
+                producer[out] = node.name
+        for node in model.graph.node:
+            for name in node.input:
+                if name in producer:
+                    dag.add_edge(producer[name], node.name)
+        list(nx.topological_sort(dag))
+
+    engine = best_of(lambda: analyze(load_onnx(path), bindings), repeat=3)
+    figures = {
+        "walk": best_of(walk),
+        "networkx": best_of(networkx_build, repeat=3),
+        "onnx C++ shape inference": best_of(lambda: onnx.shape_inference.infer_shapes(model), repeat=3),
+        "archcalc engine": engine,
+    }
+    try:
+        import onnx_tool  # noqa: F401
+
+        figures["onnx-tool profile"] = best_of(lambda: _onnx_tool_profile(path), repeat=1)
+    except ImportError:
+        pass
+    binds = " ".join(f"--dim {k}={v}" for k, v in bindings.items())
+    archcalc_process, _ = child(f"import sys; sys.argv=['archcalc','analyze',{path!r},'--format','json'] + "
+                                f"{binds.split()!r}; from archcalc.cli import main; main()")
+    load_process, _ = child(f"import onnx; onnx.load({path!r}, load_external_data=False)")
+    print(f"\n{label}: {nodes:,} nodes, {os.path.getsize(path) / 2**20:.1f} MiB; L = {load * 1e3:.1f} ms")
+    for name, seconds in figures.items():
+        print(f"  {name:28s} {seconds * 1e3:9.1f} ms  {seconds / load:6.2f} L")
+    print(f"  {'process: analyze --format json':28s} {archcalc_process * 1e3:9.1f} ms  "
+          f"{archcalc_process / load_process:6.2f} x a process that imports onnx and loads the file "
+          f"({load_process * 1e3:.0f} ms)")
+    return engine
+
+
+def _onnx_tool_profile(path: str) -> None:
+    import onnx_tool
+
+    model = onnx_tool.Model(path)
+    model.graph.shape_infer()
+    model.graph.profile()
+
+
+def measure_rendering(path: str, bindings: dict[str, int]) -> None:
+    import io
+
+    from rich.console import Console
+
+    from archcalc import report
+    from archcalc.engine import analyze
+    from archcalc.onnx_front import load_onnx
+
+    analysis = analyze(load_onnx(path), bindings)
+    rows = report.rows(analysis)
+    console = Console(file=io.StringIO(), width=140, markup=False, highlight=False)
+    table = best_of(lambda: report.render_table(analysis, rows[:1000], console), repeat=1)
+    csv_time = best_of(lambda: report.render_csv(rows), repeat=3)
+    json_time = best_of(lambda: report.render_json(analysis), repeat=3)
+    print(f"\nrendering {len(rows):,} rows: rich table {table / 1000 * 1e3:.3f} ms/row (1,000 rows), "
+          f"CSV {csv_time / len(rows) * 1e6:.1f} us/row, JSON {json_time / len(rows) * 1e6:.1f} us/row")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="skip the 50k-node and >2 GB models")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        engines = {}
+        cases = [("cnn-1k", deep_cnn(500)), ("cnn-10k", deep_cnn(5000)), ("residual-10k", residual_dag(2000)),
+                 ("transformer-10k", transformer(400))]
+        if not args.quick:
+            cases.append(("cnn-50k", deep_cnn(25000)))
+        for label, model in cases:
+            path = os.path.join(directory, f"{label}.onnx")
+            onnx.save(model, path)
+            bindings = {"batch": 1, "seq": 128} if label.startswith("transformer") else {"batch": 1}
+            engines[label] = measure(path, label, len(model.graph.node), bindings)
+        if "cnn-50k" in engines:
+            print(f"\nscaling: cnn-50k engine / cnn-10k engine = {engines['cnn-50k'] / engines['cnn-10k']:.2f} "
+                  f"(5 x the nodes)")
+        measure_rendering(os.path.join(directory, "cnn-10k.onnx"), {"batch": 1})
+        if not args.quick:
+            huge, data_bytes = huge_external(directory)
+            path = os.path.join(directory, "huge.onnx")
+            onnx.save(huge, path)
+            rss = child_rss(f"from archcalc.engine import analyze; from archcalc.onnx_front import load_onnx; "
+                            f"a = analyze(load_onnx({path!r})); print(a.totals.params)")
+            baseline = child_rss("import onnx")
+            print(f"\nexternal data: {data_bytes / 2**30:.2f} GiB of weights; archcalc peak RSS {rss} MiB "
+                  f"(a process that only imports onnx: {baseline} MiB)")
+    print(f"\nmachine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, onnx {onnx.__version__}")
+
+
+if __name__ == "__main__":
+    main()
