@@ -1,0 +1,437 @@
+"""Compare two analyses layer by layer: what a change to an architecture costs or saves.
+
+Rows come from :func:`archcalc.report.rows`, so ``depth`` folds blocks exactly as
+``archcalc analyze --depth`` does. Rows are paired in two passes:
+
+1. by name (the k-th row called ``fc`` in the old model with the k-th in the new);
+2. rows left unpaired, by position among the unpaired rows with the same op: a rename
+   keeps its op and its place, so the longest common subsequence of op names
+   (:class:`difflib.SequenceMatcher`) pairs them. It runs separately in each gap between
+   consecutive name-matched rows, so a layer that moved is reported as removed and
+   added, not as renamed.
+
+Whatever is still unpaired was removed (old side) or added (new side). The result is
+frozen; renderers only format it. This module imports neither rich nor click.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import difflib
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from archcalc.analysis import Analysis
+from archcalc.report import Row, human_bytes, rows
+
+JSON_SCHEMA_VERSION = 1
+
+Status = Literal["changed", "renamed", "added", "removed", "unchanged"]
+STATUSES: tuple[Status, ...] = ("changed", "added", "removed", "renamed", "unchanged")
+
+# What makes a paired row "changed". The receptive field is left out on purpose: it
+# grows for every layer downstream of an inserted conv, which would bury the real change.
+COMPARED_FIELDS = ("op", "output_shape", "params", "trainable_params", "buffers", "macs", "flops",
+                   "activation_bytes", "modelled", "layers")
+LAYER_METRICS = ("params", "trainable_params", "buffers", "macs", "flops", "activation_bytes")
+TOTAL_METRICS = ("params", "trainable_params", "non_trainable_params", "buffers", "macs", "flops",
+                 "weight_bytes", "activation_bytes", "peak_activation_bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One number in the old and the new model."""
+
+    old: int
+    new: int
+
+    @property
+    def change(self) -> int:
+        return self.new - self.old
+
+    @property
+    def percent(self) -> float | None:
+        """Change relative to the old value; None when the old value is 0 and the new is not."""
+        if self.old == 0:
+            return 0.0 if self.new == 0 else None
+        return self.change * 100 / self.old
+
+    def to_json(self) -> dict:
+        percent = self.percent
+        return {"old": self.old, "new": self.new, "delta": self.change,
+                "percent": None if percent is None else round(percent, 4)}
+
+
+@dataclass(frozen=True, slots=True)
+class LayerDiff:
+    """One row of the diff: a pair of rows (changed, renamed, unchanged) or one side alone."""
+
+    status: Status
+    old: Row | None
+    new: Row | None
+
+    @property
+    def name(self) -> str:
+        return self.new.name if self.new is not None else self.old.name  # type: ignore[union-attr]
+
+    def metric(self, name: str) -> Delta:
+        """A per-row number, 0 on the side where the row does not exist."""
+        return Delta(getattr(self.old, name) if self.old is not None else 0,
+                     getattr(self.new, name) if self.new is not None else 0)
+
+    @property
+    def params(self) -> Delta:
+        return self.metric("params")
+
+    @property
+    def macs(self) -> Delta:
+        return self.metric("macs")
+
+    @property
+    def activation_bytes(self) -> Delta:
+        return self.metric("activation_bytes")
+
+    @property
+    def macs_known(self) -> bool:
+        """False when a side has no rule for its op, so its MACs are not counted."""
+        return all(row.modelled for row in (self.old, self.new) if row is not None)
+
+    def to_json(self) -> dict:
+        return {
+            "status": self.status,
+            "name": self.name,
+            "old": _row_json(self.old),
+            "new": _row_json(self.new),
+            "delta": {name: self.metric(name).change for name in LAYER_METRICS},
+            "percent": {name: _rounded(self.metric(name).percent) for name in LAYER_METRICS},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str
+    path: str
+    bindings: dict[str, int]
+    partial: bool  # some op had no rule, so its MACs/FLOPs totals are lower bounds
+    rows: int
+
+    def to_json(self) -> dict:
+        return {"model": self.name, "path": self.path, "bindings": dict(self.bindings),
+                "partial": self.partial, "rows": self.rows}
+
+
+@dataclass(frozen=True)
+class ModelDiff:
+    old: ModelInfo
+    new: ModelInfo
+    depth: int | None
+    layers: tuple[LayerDiff, ...]  # every row of both models, unchanged ones included, in order
+    totals: dict[str, Delta]  # TOTAL_METRICS, in that order
+
+    def listed(self, include_unchanged: bool = False) -> tuple[LayerDiff, ...]:
+        if include_unchanged:
+            return self.layers
+        return tuple(layer for layer in self.layers if layer.status != "unchanged")
+
+    def counts(self) -> dict[str, int]:
+        found = {status: 0 for status in STATUSES}
+        for layer in self.layers:
+            found[layer.status] += 1
+        return found
+
+    @property
+    def identical(self) -> bool:
+        return all(layer.status == "unchanged" for layer in self.layers) and \
+            all(delta.change == 0 for delta in self.totals.values())
+
+    def labels(self) -> tuple[str, str]:
+        """How to call the two models in headings: their names, or their paths when the names agree."""
+        if self.old.name and self.new.name and self.old.name != self.new.name:
+            return self.old.name, self.new.name
+        if self.old.path != self.new.path:
+            return self.old.path, self.new.path
+        return "old", "new"
+
+    def to_json(self, include_unchanged: bool = False) -> dict:
+        """The documented JSON document of ``archcalc diff --format json`` (README, "Comparing
+        architectures"). Keys are only ever added within a schema version."""
+        return {
+            "schema_version": JSON_SCHEMA_VERSION,
+            "old": self.old.to_json(),
+            "new": self.new.to_json(),
+            "depth": self.depth,
+            "totals": {name: delta.to_json() for name, delta in self.totals.items()},
+            "counts": self.counts(),
+            "include_unchanged": include_unchanged,
+            "layers": [layer.to_json() for layer in self.listed(include_unchanged)],
+        }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _row_json(row: Row | None) -> dict | None:
+    if row is None:
+        return None
+    return {"name": row.name, "op": row.op, "output_shape": row.output_shape, "layers": row.layers,
+            "modelled": row.modelled, **{name: getattr(row, name) for name in LAYER_METRICS}}
+
+
+# --- pairing -----------------------------------------------------------------------------------
+
+def diff_analyses(old: Analysis, new: Analysis, depth: int | None = None) -> ModelDiff:
+    """Pair the rows of `old` and `new` (folded to `depth` block levels when given) and total the changes."""
+    old, new = _lend_blocks(old, new), _lend_blocks(new, old)
+    old_rows, new_rows = rows(old, depth), rows(new, depth)
+    pairs, renamed = pair_rows([r.name for r in old_rows], [r.op for r in old_rows],
+                               [r.name for r in new_rows], [r.op for r in new_rows])
+    layers = _ordered(old_rows, new_rows, pairs, renamed)
+    totals = {name: Delta(getattr(old.totals, name), getattr(new.totals, name)) for name in TOTAL_METRICS}
+    return ModelDiff(old=_info(old, old_rows), new=_info(new, new_rows), depth=depth, layers=layers,
+                     totals=totals)
+
+
+def _info(analysis: Analysis, table: Sequence[Row]) -> ModelInfo:
+    return ModelInfo(name=analysis.name, path=analysis.path, bindings=dict(analysis.bindings),
+                     partial=analysis.totals.partial, rows=len(table))
+
+
+def _lend_blocks(analysis: Analysis, other: Analysis) -> Analysis:
+    """An ONNX file carries no block structure, so `--depth` would fold nothing on its side.
+    When `analysis` has no blocks at all and `other` has, each layer takes the block of the
+    same-named layer in `other`; a spec and its ONNX export then fold alike."""
+    if any(layer.block for layer in analysis.layers) or not any(layer.block for layer in other.layers):
+        return analysis
+    blocks = {layer.name: layer.block for layer in other.layers}
+    layers = tuple(dataclasses.replace(layer, block=blocks.get(layer.name, "")) for layer in analysis.layers)
+    return dataclasses.replace(analysis, layers=layers)
+
+
+def pair_rows(old_names: Sequence[str], old_ops: Sequence[str], new_names: Sequence[str],
+              new_ops: Sequence[str]) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
+    """Index pairs (old, new) of rows that are the same layer, and which of them are renames."""
+    by_name = _pair_by_name(old_names, new_names)
+    paired_old = {i for i, _ in by_name}
+    paired_new = {j for _, j in by_name}
+    # Name-matched pairs in the same order on both sides anchor the search for renames.
+    anchors = [(-1, -1), *_increasing(by_name), (len(old_names), len(new_names))]
+    renamed: set[tuple[int, int]] = set()
+    for (i0, j0), (i1, j1) in zip(anchors, anchors[1:]):
+        old_gap = [i for i in range(i0 + 1, i1) if i not in paired_old]
+        new_gap = [j for j in range(j0 + 1, j1) if j not in paired_new]
+        if not old_gap or not new_gap:
+            continue
+        matcher = difflib.SequenceMatcher(None, [old_ops[i] for i in old_gap], [new_ops[j] for j in new_gap],
+                                          autojunk=False)
+        for block in matcher.get_matching_blocks():
+            for k in range(block.size):
+                renamed.add((old_gap[block.a + k], new_gap[block.b + k]))
+    return sorted(by_name + list(renamed)), renamed
+
+
+def _pair_by_name(old_names: Sequence[str], new_names: Sequence[str]) -> list[tuple[int, int]]:
+    # Folded rows may repeat a name (a block whose layers are not contiguous); the k-th
+    # occurrence pairs with the k-th.
+    positions: dict[str, deque[int]] = defaultdict(deque)
+    for j, name in enumerate(new_names):
+        positions[name].append(j)
+    pairs = []
+    for i, name in enumerate(old_names):
+        if positions[name]:
+            pairs.append((i, positions[name].popleft()))
+    return pairs
+
+
+def _increasing(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The longest run of `pairs` (sorted by old index) whose new indices also increase."""
+    tails: list[int] = []  # tails[k]: new index ending the best run of length k + 1
+    tail_at: list[int] = []  # position in `pairs` of that run's last pair
+    previous: list[int] = []
+    for position, (_, j) in enumerate(pairs):
+        k = bisect.bisect_left(tails, j)
+        if k == len(tails):
+            tails.append(j)
+            tail_at.append(position)
+        else:
+            tails[k] = j
+            tail_at[k] = position
+        previous.append(tail_at[k - 1] if k else -1)
+    run = []
+    position = tail_at[-1] if tail_at else -1
+    while position >= 0:
+        run.append(pairs[position])
+        position = previous[position]
+    return run[::-1]
+
+
+def _ordered(old_rows: Sequence[Row], new_rows: Sequence[Row], pairs: Iterable[tuple[int, int]],
+             renamed: set[tuple[int, int]]) -> tuple[LayerDiff, ...]:
+    """New-model order, each removed row placed just after the row that preceded it in the old model."""
+    keyed: list[tuple[tuple[int, int, int], LayerDiff]] = []
+    new_of_old: dict[int, int] = {}
+    for i, j in pairs:
+        new_of_old[i] = j
+        old_row, new_row = old_rows[i], new_rows[j]
+        if (i, j) in renamed:
+            status: Status = "renamed"
+        elif any(getattr(old_row, f) != getattr(new_row, f) for f in COMPARED_FIELDS):
+            status = "changed"
+        else:
+            status = "unchanged"
+        keyed.append(((j, 0, i), LayerDiff(status, old_row, new_row)))
+    paired_new = set(new_of_old.values())
+    for j, new_row in enumerate(new_rows):
+        if j not in paired_new:
+            keyed.append(((j, 0, -1), LayerDiff("added", None, new_row)))
+    anchor = -1
+    for i, old_row in enumerate(old_rows):
+        if i in new_of_old:
+            anchor = new_of_old[i]
+        else:
+            keyed.append(((anchor, 1, i), LayerDiff("removed", old_row, None)))
+    return tuple(diff for _, diff in sorted(keyed, key=lambda item: item[0]))
+
+
+# --- text shared by the renderers --------------------------------------------------------------
+
+TOTAL_LABELS = {
+    "params": "Params", "trainable_params": "Trainable params", "non_trainable_params": "Non-trainable params",
+    "buffers": "Buffers", "macs": "MACs", "flops": "FLOPs", "weight_bytes": "Weight memory",
+    "activation_bytes": "Activation memory (all outputs)", "peak_activation_bytes": "Peak activation memory",
+}
+# The headline: what a reviewer wants first.
+SUMMARY_METRICS = (("params", "params"), ("macs", "MACs"), ("flops", "FLOPs"),
+                   ("weight_bytes", "weight memory"), ("activation_bytes", "activation memory"))
+BYTE_METRICS = {"weight_bytes", "activation_bytes", "peak_activation_bytes"}
+LAYER_HEADERS = ("Layer", "Change", "Op", "Output shape", "Params", "Δ params", "MACs", "Δ MACs",
+                 "Δ activations")
+
+
+def signed_count(value: int) -> str:
+    """10108160 -> '+10,108,160'; 0 -> '0'."""
+    return f"{value:+,}" if value else "0"
+
+
+def signed_bytes(value: int) -> str:
+    """Byte change in powers of 1024: '+38.56 MiB', '-784.00 KiB', '0 B'."""
+    return ("+" if value > 0 else "") + human_bytes(value)
+
+
+def percent_text(delta: Delta) -> str:
+    """'+86.5%'; 'new' when the old value was 0; very small changes keep two significant digits."""
+    percent = delta.percent
+    if percent is None:
+        return "new"
+    if percent == 0 or abs(percent) >= 0.1:
+        return f"{percent:+.1f}%" if percent else "0.0%"
+    return f"{percent:+.2g}%"
+
+
+def value_text(metric: str, value: int) -> str:
+    return human_bytes(value) if metric in BYTE_METRICS else f"{value:,}"
+
+
+def change_text(metric: str, delta: Delta) -> str:
+    return signed_bytes(delta.change) if metric in BYTE_METRICS else signed_count(delta.change)
+
+
+def summary_line(diff: ModelDiff) -> str:
+    """'params +10,108,160 (+86.5%), MACs +1,849,688,064 (+102.0%), ...'."""
+    parts = []
+    for metric, label in SUMMARY_METRICS:
+        delta = diff.totals[metric]
+        if delta.change:
+            parts.append(f"{label} {change_text(metric, delta)} ({percent_text(delta)})")
+        else:
+            parts.append(f"{label} unchanged")
+    return ", ".join(parts)
+
+
+def partial_note(diff: ModelDiff) -> str | None:
+    sides = [label for label, info in zip(diff.labels(), (diff.old, diff.new)) if info.partial]
+    if not sides:
+        return None
+    return f"MACs and FLOPs of {' and '.join(sides)} are partial: some ops have no rule and are not counted"
+
+
+def counts_line(diff: ModelDiff, include_unchanged: bool) -> str:
+    counts = diff.counts()
+    level = f"Rows at depth {diff.depth}" if diff.depth else "Layers"
+    if counts["unchanged"] == len(diff.layers):
+        return f"{level}: no differences, {counts['unchanged']} unchanged"
+    text = f"{level}: " + ", ".join(f"{counts[s]} {s}" for s in STATUSES if s != "unchanged")
+    if include_unchanged or not counts["unchanged"]:
+        return text + f", {counts['unchanged']} unchanged"
+    return text + f"; {counts['unchanged']} unchanged not shown (--all lists them)"
+
+
+def layer_cells(layer: LayerDiff, arrow: str = " → ", gap: str = " ") -> list[str]:
+    """The cells of one per-layer row. Markdown keeps each cell on one line; the terminal
+    table passes a newline in `arrow` and `gap` to stack old over new and a change over its %."""
+    old, new = layer.old, layer.new
+
+    def pair(before: str, after: str) -> str:
+        return before if before == after else f"{before}{arrow}{after}"
+
+    if old is not None and new is not None:
+        name, op, shape = pair(old.name, new.name), pair(old.op, new.op), pair(old.output_shape, new.output_shape)
+        params, macs = pair(f"{old.params:,}", f"{new.params:,}"), pair(f"{old.macs:,}", f"{new.macs:,}")
+    else:
+        row = new if new is not None else old
+        assert row is not None
+        name, op, shape, params, macs = row.name, row.op, row.output_shape, f"{row.params:,}", f"{row.macs:,}"
+    if not layer.macs_known:
+        macs, macs_change = "?", "?"
+    else:
+        macs_change = _with_percent(layer.macs, signed_count, gap)
+    return [name, layer.status, op, shape, params, _with_percent(layer.params, signed_count, gap), macs,
+            macs_change, _with_percent(layer.activation_bytes, signed_bytes, gap)]
+
+
+def _with_percent(delta: Delta, signed: Callable[[int], str], gap: str) -> str:
+    if not delta.change:
+        return "0"
+    if delta.old == 0 or delta.new == 0:  # an added or removed row: the percentage says nothing
+        return signed(delta.change)
+    return f"{signed(delta.change)}{gap}({percent_text(delta)})"
+
+
+# --- Markdown, for a pull-request comment --------------------------------------------------------
+
+# A per-layer table longer than this folds into <details> so the comment stays short.
+COLLAPSE_ROWS = 15
+
+
+def render_markdown(diff: ModelDiff, include_unchanged: bool = False) -> str:
+    def line(cells: Iterable[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    old_label, new_label = diff.labels()
+    depth = f" (depth {diff.depth})" if diff.depth else ""
+    out = [f"### archcalc diff: `{old_label}` → `{new_label}`{depth}", ""]
+    out += [f"**{summary_line(diff)}**", ""]
+    note = partial_note(diff)
+    if note:
+        out += [f"> {note}", ""]
+    out += [line(("Total", old_label, new_label, "Δ", "Δ %")), "|---|---:|---:|---:|---:|"]
+    for metric, delta in diff.totals.items():
+        out.append(line((TOTAL_LABELS[metric], value_text(metric, delta.old), value_text(metric, delta.new),
+                         change_text(metric, delta), percent_text(delta))))
+    out += ["", counts_line(diff, include_unchanged).replace("--all", "`--all`")]
+    listed = diff.listed(include_unchanged)
+    if listed:
+        table = [line(LAYER_HEADERS), "|---|---|---|---|---:|---:|---:|---:|---:|"]
+        table += [line(layer_cells(layer)) for layer in listed]
+        if len(listed) > COLLAPSE_ROWS:
+            counts = diff.counts()
+            what = ", ".join(f"{counts[s]} {s}" for s in STATUSES
+                             if counts[s] and (s != "unchanged" or include_unchanged))
+            out += ["", f"<details><summary>{len(listed)} rows: {what}</summary>", "", *table, "", "</details>"]
+        else:
+            out += ["", *table]
+    return "\n".join(out) + "\n"
+
