@@ -75,7 +75,12 @@ class Node:
 
 @dataclass
 class Graph:
-    """Layers, known tensors and graph outputs, plus metadata from the front end."""
+    """Layers, known tensors and graph outputs, plus metadata from the front end.
+
+    ``hints`` maps tensor names to shapes the front end learnt elsewhere (ONNX shape
+    inference, value_info), and ``hint_dtypes`` to their dtypes; the engine uses them
+    only for the outputs of layers it cannot model, so analysis goes on downstream.
+    """
 
     path: str
     nodes: list[Node]
@@ -83,6 +88,8 @@ class Graph:
     outputs: list[str]
     metadata: dict[str, Any] = field(default_factory=dict)
     bindings: dict[str, int] = field(default_factory=dict)
+    hints: dict[str, tuple] = field(default_factory=dict)
+    hint_dtypes: dict[str, str] = field(default_factory=dict)
 
     def dag(self) -> nx.DiGraph:
         """The layer DAG; raises GraphError for a duplicate name, a dangling input or a cycle."""

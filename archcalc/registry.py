@@ -8,12 +8,19 @@ windowed (for the receptive field) and a lazily built explanation.
 
 Rules raise :class:`~archcalc.errors.ShapeError` without context; the engine adds the
 file, layer and line.
+
+Besides attributes, a rule may ask for facts about the layer itself by declaring a
+keyword-only parameter named in :data:`CONTEXT`; the engine passes those (and only to
+rules that declare them). They are not attributes: ``n_outputs`` is how many outputs the
+layer declares (Split with no sizes divides its input by it), ``node_name`` the layer's
+name (NonZero names its data-dependent length after it), ``op`` the layer's op (for a
+rule shared by a family whose members compute different values).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +76,8 @@ class RuleResult:
 
 RuleFn = Callable[..., RuleResult]
 
+CONTEXT = frozenset({"n_outputs", "node_name", "op"})
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -76,11 +85,15 @@ class Rule:
     fn: RuleFn
     attributes: frozenset[str]
     summary: str
+    context: frozenset[str] = frozenset()
 
-    def __call__(self, inputs: Sequence[TensorState], attrs: dict[str, Any]) -> RuleResult:
+    def __call__(self, inputs: Sequence[TensorState], attrs: dict[str, Any],
+                 context: Mapping[str, Any] | None = None) -> RuleResult:
         # Attributes a rule does not model (e.g. ONNX training-mode flags) do not change
         # shapes or counts; dropping them keeps every rule's signature to what it uses.
         known = {k: v for k, v in attrs.items() if k in self.attributes}
+        if self.context and context:
+            known.update({k: v for k, v in context.items() if k in self.context})
         return self.fn(inputs, **known)
 
 
@@ -92,12 +105,12 @@ def rule(*ops: str) -> Callable[[RuleFn], RuleFn]:
 
     def register(fn: RuleFn) -> RuleFn:
         params = inspect.signature(fn).parameters
-        attributes = frozenset(name for name, p in params.items() if p.kind is p.KEYWORD_ONLY)
+        keyword_only = frozenset(name for name, p in params.items() if p.kind is p.KEYWORD_ONLY)
         summary = (inspect.getdoc(fn) or "").splitlines()[0] if fn.__doc__ else ""
         for op in ops:
             if op in RULES:
                 raise ValueError(f"op {op!r} already has a rule: {RULES[op].fn.__qualname__}")
-            RULES[op] = Rule(op, fn, attributes, summary)
+            RULES[op] = Rule(op, fn, keyword_only - CONTEXT, summary, keyword_only & CONTEXT)
         return fn
 
     return register

@@ -4,15 +4,23 @@ FLOPs: one per output element per elementary operation (an add, multiply, compar
 exp, erf, ...). A binary op costs 1 per output element; Sum/Max/Min of k inputs
 cost k-1, Mean k. Learned tensors feeding these ops (an ONNX bias Add, a scale Mul)
 are counted as params when they are weights.
+
+Values: when both inputs of an integer (or bool) binary op, comparison or Where carry
+known values (small shape tensors, see :mod:`archcalc.rules.shape`), the output carries
+the computed values too, so exported shape arithmetic resolves to concrete dims.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+import operator
+from collections.abc import Callable, Sequence
 
-from archcalc.dims import Dim, is_static, prod
+from archcalc.dims import Dim, Sym, is_static, prod
 from archcalc.errors import ShapeError
 from archcalc.registry import Output, RuleResult, TensorState, rule
+
+MAX_VALUES = 1024  # values are tracked for small tensors only (shapes, axes, indices)
 
 
 def broadcast(*shapes: Sequence[Dim]) -> tuple[Dim, ...]:
@@ -35,6 +43,94 @@ def broadcast(*shapes: Sequence[Dim]) -> tuple[Dim, ...]:
                 )
         result.append(out)
     return tuple(result)
+
+
+def is_integral(dtype: str | None) -> bool:
+    return dtype is not None and (dtype.startswith(("int", "uint")) or dtype == "bool")
+
+
+def broadcast_values(out_shape: Sequence[Dim], *tensors: TensorState) -> list[tuple] | None:
+    """Each tensor's (flat, row-major) values repeated to `out_shape` as numpy broadcasting
+    does; None unless every value is known and the output is static and small."""
+    if any(t.value is None for t in tensors) or not all(is_static(d) for d in out_shape):
+        return None
+    if prod(out_shape) > MAX_VALUES:
+        return None
+    rank = len(out_shape)
+    result = []
+    for tensor in tensors:
+        shape = (1,) * (rank - len(tensor.shape)) + tuple(tensor.shape)
+        if not all(is_static(d) for d in shape) or len(tensor.value) != prod(shape):
+            return None
+        strides, step = [], 1
+        for dim in reversed(shape):
+            strides.append(step if dim != 1 else 0)
+            step *= dim
+        strides.reverse()
+        result.append(tuple(tensor.value[sum(i * s for i, s in zip(index, strides))]
+                            for index in itertools.product(*(range(d) for d in out_shape))))
+    return result
+
+
+class _Unknown(Exception):
+    """A value that cannot be decided (a comparison involving a symbolic dim)."""
+
+
+def _int_div(a: Dim, b: Dim) -> Dim:
+    if isinstance(a, int) and isinstance(b, int):
+        quotient = abs(a) // abs(b)  # integer Div truncates toward zero
+        return quotient if (a >= 0) == (b >= 0) else -quotient
+    return a // b  # symbolic dims are sizes, never negative
+
+
+def _decided(compare: Callable[[Dim, Dim], bool]) -> Callable[[Dim, Dim], bool]:
+    def apply(a: Dim, b: Dim) -> bool:
+        # A symbolic dim is a size: never negative, so it compares with a negative number
+        # as 0 does (torch's Expand pattern tests a shape against -1).
+        if isinstance(a, Sym) and isinstance(b, int) and b < 0:
+            a = 0
+        elif isinstance(b, Sym) and isinstance(a, int) and a < 0:
+            b = 0
+        elif isinstance(a, Sym) or isinstance(b, Sym):
+            if compare is operator.eq and a == b:
+                return True
+            raise _Unknown
+        return bool(compare(a, b))
+
+    return apply
+
+
+def _numbers_only(function: Callable[[int, int], object]) -> Callable[[Dim, Dim], object]:
+    def apply(a: Dim, b: Dim) -> object:
+        if isinstance(a, Sym) or isinstance(b, Sym):
+            raise _Unknown
+        return function(a, b)
+
+    return apply
+
+
+VALUE_OPS: dict[str, Callable[[Dim, Dim], object]] = {
+    "Add": operator.add, "Sub": operator.sub, "Mul": operator.mul, "Div": _int_div,
+    "Mod": _numbers_only(operator.mod),  # integer Mod (fmod=0) takes the divisor's sign, as Python's %
+    "Equal": _decided(operator.eq), "Less": _decided(operator.lt), "LessOrEqual": _decided(operator.le),
+    "Greater": _decided(operator.gt), "GreaterOrEqual": _decided(operator.ge),
+    "And": _numbers_only(lambda a, b: bool(a and b)), "Or": _numbers_only(lambda a, b: bool(a or b)),
+    "Xor": _numbers_only(lambda a, b: bool(a) != bool(b)),
+}
+
+
+def binary_value(op: str, a: TensorState, b: TensorState, shape: Sequence[Dim]) -> tuple | None:
+    """The values of `op` applied to two integer inputs with known values, else None."""
+    function = VALUE_OPS.get(op)
+    if function is None or not (is_integral(a.dtype) and is_integral(b.dtype)):
+        return None
+    values = broadcast_values(shape, a, b)
+    if values is None:
+        return None
+    try:
+        return tuple(function(x, y) for x, y in zip(*values))
+    except (_Unknown, ShapeError, TypeError, ZeroDivisionError):
+        return None
 
 
 def _per_element(shape: Sequence[Dim], flops_per_element: int, what: str, weights=()) -> RuleResult:
@@ -65,18 +161,24 @@ COMPARISONS = ("Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual")
 
 
 @rule(*BINARY_OPS)
-def binary(inputs: Sequence[TensorState], *, fmod=0, direction="") -> RuleResult:
+def binary(inputs: Sequence[TensorState], *, fmod=0, direction="", op="") -> RuleResult:
     """Broadcast the two inputs; one operation per output element."""
     shape = broadcast(inputs[0].shape, inputs[1].shape)
-    return _per_element(shape, 1, "one operation", weights=(0, 1))
+    result = _per_element(shape, 1, "one operation", weights=(0, 1))
+    value = binary_value(op, inputs[0], inputs[1], shape) if not fmod else None
+    if value is None:
+        return result
+    return RuleResult(outputs=(Output(shape, value=value),), flops=result.flops, weights=result.weights,
+                      explain=result.explain)
 
 
 @rule(*COMPARISONS)
-def comparison(inputs: Sequence[TensorState]) -> RuleResult:
+def comparison(inputs: Sequence[TensorState], *, op="") -> RuleResult:
     """Broadcast the two inputs; one comparison per output element; bool output."""
     shape = broadcast(inputs[0].shape, inputs[1].shape)
     result = _per_element(shape, 1, "one comparison")
-    return RuleResult(outputs=(Output(shape, "bool"),), flops=result.flops, explain=result.explain)
+    value = binary_value(op, inputs[0], inputs[1], shape)
+    return RuleResult(outputs=(Output(shape, "bool", value),), flops=result.flops, explain=result.explain)
 
 
 @rule("Sum", "Max", "Min", "Mean")
@@ -92,7 +194,13 @@ def where(inputs: Sequence[TensorState]) -> RuleResult:
     """Select between two broadcast inputs by a condition; one selection per output element."""
     shape = broadcast(inputs[0].shape, inputs[1].shape, inputs[2].shape)
     result = _per_element(shape, 1, "one selection")
-    return RuleResult(outputs=(Output(shape, inputs[1].dtype),), flops=result.flops, explain=result.explain)
+    value = None
+    if is_integral(inputs[1].dtype):
+        values = broadcast_values(shape, *inputs[:3])
+        if values is not None and all(isinstance(c, (bool, int)) for c in values[0]):
+            value = tuple(x if c else y for c, x, y in zip(*values))
+    return RuleResult(outputs=(Output(shape, inputs[1].dtype, value),), flops=result.flops,
+                      explain=result.explain)
 
 
 def check_static_positive(value: int, what: str) -> None:

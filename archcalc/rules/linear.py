@@ -1,7 +1,8 @@
-"""Linear family: Gemm (dense / fully connected) and MatMul.
+"""Linear family: Gemm (dense / fully connected), MatMul and Einsum.
 
 MACs = M * N * K (times the broadcast batch for MatMul); FLOPs = 2 * MACs, plus one
-per output element for Gemm's bias add.
+per output element for Gemm's bias add. Einsum: MACs = the product of the sizes of all
+distinct indices (every combination is one multiply-accumulate), FLOPs = 2 * MACs.
 """
 
 from __future__ import annotations
@@ -69,4 +70,58 @@ def matmul(inputs: Sequence[TensorState]) -> RuleResult:
         outputs=(Output(out),), macs=macs, flops=2 * macs, weights=(0, 1), receptive=GLOBAL,
         explain=lambda: [f"output = {list(out)}",
                          f"MACs = batch * M * N * K = {prod(batch)} * {m} * {n} * {k} = {macs}"],
+    )
+
+
+def _einsum_operand(term: str, shape: Sequence, position: int) -> tuple[str, tuple, tuple]:
+    """Split one operand of an equation into its letters, their dims and its '...' dims."""
+    if "..." in term:
+        before, after = term.split("...", 1)
+        ellipsis = len(shape) - len(before) - len(after)
+        if ellipsis < 0:
+            raise ShapeError(f"Einsum operand {position} '{term}' has more letters than its rank {len(shape)}")
+        return before + after, tuple(shape[:len(before)]) + tuple(shape[len(shape) - len(after):]), \
+            tuple(shape[len(before):len(before) + ellipsis])
+    if len(term) != len(shape):
+        raise ShapeError(f"Einsum operand {position} '{term}' names {len(term)} axes, its shape "
+                         f"{list(shape)} has {len(shape)}")
+    return term, tuple(shape), ()
+
+
+@rule("Einsum")
+def einsum(inputs: Sequence[TensorState], *, equation="") -> RuleResult:
+    """Shape from the equation; MACs = product of the sizes of all distinct indices (and '...' dims)."""
+    lhs, arrow, rhs = equation.replace(" ", "").partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(inputs):
+        raise ShapeError(f"Einsum equation '{equation}' has {len(terms)} operands for {len(inputs)} inputs")
+    sizes: dict[str, object] = {}
+    counts: dict[str, int] = {}
+    ellipsis: tuple = ()
+    uses_ellipsis = False
+    for position, (term, tensor) in enumerate(zip(terms, inputs)):
+        letters, dims, extra = _einsum_operand(term, tensor.shape, position)
+        if "..." in term:
+            uses_ellipsis = True
+            ellipsis = broadcast(ellipsis, extra)
+        for letter, dim in zip(letters, dims):
+            counts[letter] = counts.get(letter, 0) + 1
+            known = sizes.get(letter)
+            if known is None or known == 1:
+                sizes[letter] = dim
+            elif dim != 1 and is_static(dim) and is_static(known) and dim != known:
+                raise ShapeError(f"Einsum index '{letter}' is {known} in one operand and {dim} in another")
+    if not arrow:
+        rhs = ("..." if uses_ellipsis else "") + "".join(sorted(k for k, n in counts.items() if n == 1))
+    before, _, after = rhs.partition("...") if "..." in rhs else (rhs, "", "")
+    for letter in before + after:
+        if letter not in sizes:
+            raise ShapeError(f"Einsum output index '{letter}' appears in no operand")
+    out = tuple(sizes[c] for c in before) + (ellipsis if "..." in rhs else ()) + tuple(sizes[c] for c in after)
+    macs = prod(sizes.values()) * prod(ellipsis)
+    return RuleResult(
+        outputs=(Output(out),), macs=macs, flops=2 * macs, weights=tuple(range(len(inputs))), receptive=GLOBAL,
+        explain=lambda: [f"{equation}: output = {list(out)}",
+                         "MACs = product of all index sizes = "
+                         + " * ".join(f"{k}={v}" for k, v in sizes.items()) + f" = {macs}"],
     )

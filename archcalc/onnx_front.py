@@ -1,0 +1,345 @@
+"""Read an ONNX model into the engine's :class:`~archcalc.graph.Graph`, without its weights.
+
+Params come from tensor shapes, so the file is loaded with ``load_external_data=False``
+and no weight is ever decoded: a model whose external-data file is missing analyses
+the same. Only small inline tensors are read: integer/bool ones of at most
+``MAX_VALUES`` elements (shapes, axes, indices, which the shape rules follow) and float
+ones of at most ``FLOAT_VALUES`` elements (Resize scales, fill values).
+
+Mapping:
+
+- a graph input that is not an initializer -> TensorInfo kind ``input``; ``dim_value`` is an
+  int, ``dim_param`` a symbol of that name, a dim with neither the symbol ``<input>_dim<i>``
+  (an input of unknown rank fails, with a fix, when a layer reads it; a sequence or map
+  input gets shape () and dtype ``sequence``/``map``: only ops without rules read those);
+- an initializer (also when an old model lists it among the inputs) -> kind ``weight``
+  for float types, ``constant`` (with its value when small) for integer and bool types;
+- a Constant node holding a float tensor of more than one element, or a ConstantOfShape
+  of a constant shape with a float fill, is a weight stored in a node (ONNX zoo "light"
+  models hold all their weights so): it becomes a ``weight`` tensor, not a layer, so the
+  layers it feeds count it as params exactly like an initializer (metadata lists them
+  under ``constant_weights``);
+- any other node -> a Node with the ONNX name (``<op>_<index>`` when it has none, a suffix when
+  two share one), op, domain and attributes as Python values (bytes as str, a tensor as
+  a :class:`~archcalc.registry.TensorState`, a subgraph as a short description).
+
+When some op has no rule, ONNX's own shape inference runs once over the model (weights
+stripped); the shapes it finds become ``Graph.hints``, which the engine uses for the
+outputs of ops it cannot model. If/Loop/Scan bodies and model-local functions are not analysed yet; the metadata
+says so (``metadata["warnings"]``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import onnx
+from onnx import AttributeProto, TensorProto, numpy_helper
+
+from archcalc.dims import Dim, Sym
+from archcalc.errors import ArchcalcError, ModelFileError, ShapeError
+from archcalc.graph import Deferred, Graph, Node, TensorInfo
+from archcalc.registry import TensorState, get_rule
+from archcalc.rules.elementwise import MAX_VALUES, is_integral
+from archcalc.rules.shape import ONNX_DTYPES
+
+FLOAT_VALUES = 16  # float tensors up to this size carry their values (Resize scales)
+_FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)
+_NOT_LOADED = "__archcalc_weights_not_loaded__"
+
+
+def load_onnx(path: str) -> Graph:
+    """Parse the ONNX model at `path`; ModelFileError (exit 2) when it cannot be read."""
+    model = _read(path)
+    try:
+        return _convert(model, path)
+    except ArchcalcError:
+        raise
+    except Exception as error:  # a file that parsed as protobuf but is not a sane model
+        raise ModelFileError(f"{path} is not a valid ONNX model ({type(error).__name__}: {error})",
+                             fix="re-export the model, or check it with onnx.checker.check_model") from None
+
+
+def _read(path: str) -> onnx.ModelProto:
+    if not os.path.exists(path):
+        raise ModelFileError(f"{path} does not exist", fix="check the path and the file name")
+    if os.path.isdir(path):
+        raise ModelFileError(f"{path} is a directory, not an ONNX model", fix="pass the .onnx file itself")
+    try:
+        if os.path.getsize(path) == 0:
+            raise ModelFileError(f"{path} is empty (0 bytes), not an ONNX model",
+                                 fix="re-export or re-download the model")
+        model = onnx.load(path, load_external_data=False)
+    except ArchcalcError:
+        raise
+    except OSError as error:
+        raise ModelFileError(f"cannot read {path}: {error.strerror or error}",
+                             fix="check the path and its permissions") from None
+    except Exception as error:  # protobuf DecodeError and friends
+        raise _unreadable(path, f"{type(error).__name__}: {error}") from None
+    if not model.HasField("graph") or model.ir_version <= 0 or not (model.graph.node or model.graph.output):
+        raise _unreadable(path, "it parsed, but holds no ONNX graph")
+    return model
+
+
+def _unreadable(path: str, detail: str) -> ModelFileError:
+    """Say what the file looks like instead of an ONNX model."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        head = b""
+    if head.startswith(b"version https://git-lfs"):
+        return ModelFileError(f"{path} is a Git LFS pointer, not the model itself",
+                              fix="run `git lfs pull` to fetch the model")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c.isspace() for c in text):
+        return ModelFileError(f"{path} is a text file, not an ONNX model (a binary protobuf)",
+                              fix="pass a .onnx file; a YAML spec needs a .yaml extension")
+    return ModelFileError(f"{path} is not a valid ONNX model ({detail})",
+                          fix="the file may be truncated or corrupt: re-export or re-download it")
+
+
+def _convert(model: onnx.ModelProto, path: str) -> Graph:
+    graph = model.graph
+    opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
+    warnings: list[str] = []
+    tensors: dict[str, TensorInfo] = {}
+    for init in graph.initializer:
+        tensors[init.name] = _initializer(init)
+    for sparse in graph.sparse_initializer:
+        name = sparse.values.name
+        tensors[name] = TensorInfo(name, tuple(sparse.dims), _dtype(sparse.values.data_type),
+                                   "constant" if _integral(sparse.values.data_type) else "weight")
+    for info in graph.input:
+        if info.name not in tensors:  # old models also list their initializers as inputs
+            tensors[info.name] = _graph_input(info)
+
+    names = {node.name for node in graph.node if node.name}
+    used: set[str] = set()
+    subgraphs: list[str] = []
+    constant_weights: list[str] = []
+    unmodelled = False  # some op has no rule: ONNX shape inference is worth running for hints
+    nodes = []
+    for index, proto in enumerate(graph.node):
+        folded = _constant_weight(proto, tensors)
+        if folded is not None:
+            tensors[folded.name] = folded
+            constant_weights.append(folded.name)
+            continue
+        name = proto.name or f"{proto.op_type}_{index}"
+        if name in used or (not proto.name and name in names):
+            base, suffix = name, 1
+            while name in used or name in names:
+                name, suffix = f"{base}_{suffix}", suffix + 1
+            if proto.name:
+                warnings.append(f"two layers are named '{proto.name}'; the one at position {index} is "
+                                f"reported as '{name}'")
+        used.add(name)
+        attrs = {}
+        for attr in proto.attribute:
+            value = _attribute(attr)
+            attrs[attr.name] = value
+            if attr.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) and name not in subgraphs:
+                subgraphs.append(name)
+        nodes.append(Node(name=name, op=proto.op_type, inputs=tuple(proto.input), outputs=tuple(proto.output),
+                          attrs=attrs, domain=proto.domain))
+        if not unmodelled and (proto.domain not in ("", "ai.onnx") or get_rule(proto.op_type) is None):
+            unmodelled = True
+
+    if subgraphs:
+        warnings.append(f"{len(subgraphs)} layer(s) hold subgraphs (If/Loop/Scan bodies), which are not analysed "
+                        f"yet: {', '.join(subgraphs[:5])}{', ...' if len(subgraphs) > 5 else ''}; their "
+                        f"MACs and FLOPs are not counted")
+    functions = [f"{f.domain}.{f.name}" if f.domain else f.name for f in model.functions]
+    if functions:
+        warnings.append(f"model-local functions are not expanded yet: {', '.join(functions)}; "
+                        f"layers that call them are not modelled")
+
+    hints, hint_dtypes = _hints(model, tensors, warnings) if unmodelled else ({}, {})
+    producer = f"{model.producer_name} {model.producer_version}".strip()
+    batch_dims = sorted({str(info.shape[0]) for info in tensors.values()
+                         if info.kind == "input" and isinstance(info.shape, tuple) and info.shape
+                         and isinstance(info.shape[0], Sym)})
+    metadata: dict[str, Any] = {
+        "name": graph.name or os.path.splitext(os.path.basename(path))[0],
+        "format": "onnx",
+        "opset": opsets.get(""),
+        "opsets": opsets,
+        "ir_version": model.ir_version,
+        "producer": producer,
+        "batch_dims": batch_dims,
+        "subgraphs": subgraphs,
+        "functions": functions,
+        "constant_weights": constant_weights,
+        "warnings": warnings,
+    }
+    return Graph(path=path, nodes=nodes, tensors=tensors, outputs=[o.name for o in graph.output],
+                 metadata=metadata, hints=hints, hint_dtypes=hint_dtypes)
+
+
+def _constant_weight(node: onnx.NodeProto, tensors: dict[str, TensorInfo]) -> TensorInfo | None:
+    """A Constant (or ConstantOfShape of a constant shape) that writes a float tensor of
+    more than one element is a weight stored in a node: it becomes an initializer."""
+    if node.domain not in ("", "ai.onnx") or len(node.output) != 1 or not node.output[0]:
+        return None
+    if node.op_type == "Constant":
+        tensor = next((a.t for a in node.attribute if a.name == "value" and a.type == AttributeProto.TENSOR), None)
+        if tensor is None or _integral(tensor.data_type) or tensor.data_type == TensorProto.STRING \
+                or math.prod(tensor.dims) <= 1:
+            return None
+        state = _tensor_state(tensor)
+        return TensorInfo(node.output[0], state.shape, state.dtype, "weight", state.value)
+    if node.op_type == "ConstantOfShape" and node.input:
+        shape = tensors.get(node.input[0])
+        if shape is None or shape.kind != "constant" or not isinstance(shape.value, tuple) \
+                or not all(isinstance(d, int) and d >= 0 for d in shape.value) or math.prod(shape.value) <= 1:
+            return None
+        fill = next((a.t for a in node.attribute if a.name == "value" and a.type == AttributeProto.TENSOR), None)
+        data_type = fill.data_type if fill is not None else TensorProto.FLOAT
+        if _integral(data_type) or data_type == TensorProto.STRING:
+            return None
+        return TensorInfo(node.output[0], tuple(shape.value), _dtype(data_type), "weight")
+    return None
+
+
+def _dtype(data_type: int) -> str:
+    return ONNX_DTYPES.get(data_type, "float32")
+
+
+def _integral(data_type: int) -> bool:
+    return is_integral(ONNX_DTYPES.get(data_type))
+
+
+def _initializer(tensor: TensorProto) -> TensorInfo:
+    state = _tensor_state(tensor)
+    if _integral(tensor.data_type) or tensor.data_type == TensorProto.STRING:
+        return TensorInfo(tensor.name, state.shape, state.dtype, "constant", state.value)
+    return TensorInfo(tensor.name, state.shape, state.dtype, "weight", state.value)
+
+
+def _tensor_state(tensor: TensorProto) -> TensorState:
+    """Shape and dtype of a tensor; its values too when it is small, inline and integer
+    (or a tiny float tensor). Weights are never decoded."""
+    shape = tuple(tensor.dims)
+    value = None
+    limit = MAX_VALUES if _integral(tensor.data_type) else FLOAT_VALUES if tensor.data_type in _FLOAT_TYPES else -1
+    if math.prod(shape) <= limit and tensor.data_location != TensorProto.EXTERNAL:
+        try:
+            array = numpy_helper.to_array(tensor)
+        except Exception:  # inconsistent data: the shape is still right
+            array = None
+        if array is not None and array.size == math.prod(shape):
+            value = tuple(array.reshape(-1).tolist())
+    return TensorState(shape, _dtype(tensor.data_type), value)
+
+
+def _graph_input(info: onnx.ValueInfoProto) -> TensorInfo:
+    name = info.name
+    kind = info.type.WhichOneof("value")
+    if kind != "tensor_type":  # a sequence, map or optional: only ops without rules take these
+        return TensorInfo(name, (), (kind or "unknown").removesuffix("_type"), "input")
+    tensor_type = info.type.tensor_type
+    dtype = _dtype(tensor_type.elem_type)
+    if not tensor_type.HasField("shape"):
+        return TensorInfo(name, _missing(name, "has no shape in the model"), dtype, "input")
+    shape = tuple(_dim(d, f"{name}_dim{i}") for i, d in enumerate(tensor_type.shape.dim))
+    return TensorInfo(name, shape, dtype, "input")
+
+
+def _dim(dim: onnx.TensorShapeProto.Dimension, fallback: str) -> Dim:
+    if dim.HasField("dim_value") and dim.dim_value >= 0:
+        return dim.dim_value
+    return Sym.symbol(dim.dim_param if dim.HasField("dim_param") and dim.dim_param else fallback)
+
+
+def _missing(name: str, problem: str) -> Deferred:
+    def fail(_shapes: object) -> tuple:
+        raise ShapeError(f"graph input '{name}' {problem}",
+                         fix="re-export the model with input shapes (e.g. torch.onnx.export with example inputs)")
+
+    return Deferred(fail, f"graph input '{name}' {problem}")
+
+
+def _attribute(attr: AttributeProto) -> Any:
+    kind = attr.type
+    if kind == AttributeProto.INT:
+        return attr.i
+    if kind == AttributeProto.INTS:
+        return tuple(attr.ints)
+    if kind == AttributeProto.FLOAT:
+        return attr.f
+    if kind == AttributeProto.FLOATS:
+        return tuple(attr.floats)
+    if kind == AttributeProto.STRING:
+        return attr.s.decode("utf-8", "replace")
+    if kind == AttributeProto.STRINGS:
+        return tuple(s.decode("utf-8", "replace") for s in attr.strings)
+    if kind == AttributeProto.TENSOR:
+        return _tensor_state(attr.t)
+    if kind == AttributeProto.TENSORS:
+        return tuple(_tensor_state(t) for t in attr.tensors)
+    if kind == AttributeProto.SPARSE_TENSOR:
+        return TensorState(tuple(attr.sparse_tensor.dims), _dtype(attr.sparse_tensor.values.data_type))
+    if kind == AttributeProto.GRAPH:
+        return _subgraph(attr.g)
+    if kind == AttributeProto.GRAPHS:
+        return tuple(_subgraph(g) for g in attr.graphs)
+    if attr.ref_attr_name:
+        return f"<refers to function attribute '{attr.ref_attr_name}'>"
+    return onnx.helper.get_attribute_value(attr) if kind else None
+
+
+def _subgraph(graph: onnx.GraphProto) -> str:
+    return f"<subgraph '{graph.name}': {len(graph.node)} nodes, not analysed>"
+
+
+def _hints(model: onnx.ModelProto, tensors: dict[str, TensorInfo],
+           warnings: list[str]) -> tuple[dict[str, tuple], dict[str, str]]:
+    """Shapes from ONNX shape inference (and the model's own value_info), by tensor name."""
+    sources = [model.graph.value_info, model.graph.output]
+    # Inference needs initializers' dims and the values of small integer ones, never the
+    # weights: strip those (we own this proto and have read all we need from it) so
+    # serialising the model for the C++ pass costs nothing.
+    for init in model.graph.initializer:
+        info = tensors.get(init.name)
+        if info is not None and info.value is None and init.data_location != TensorProto.EXTERNAL:
+            for field in ("raw_data", "float_data", "double_data", "int32_data", "int64_data", "uint64_data"):
+                init.ClearField(field)
+            init.data_location = TensorProto.EXTERNAL
+            entry = init.external_data.add()
+            entry.key, entry.value = "location", _NOT_LOADED
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+        sources = [inferred.graph.value_info, inferred.graph.output]
+    except Exception as error:  # onnx raises several types; the hints are only a fallback
+        warnings.append(f"ONNX shape inference failed ({type(error).__name__}: {str(error)[:200]}); "
+                        "ops without a rule leave their outputs unknown")
+    hints: dict[str, tuple] = {}
+    dtypes: dict[str, str] = {}
+    symbols: dict[str, Sym] = {}
+    for source in sources:
+        for info in source:
+            if info.name in tensors or info.type.WhichOneof("value") != "tensor_type":
+                continue
+            tensor_type = info.type.tensor_type
+            if not tensor_type.HasField("shape"):
+                continue
+            shape: list[Dim] = []
+            for dim in tensor_type.shape.dim:
+                if dim.HasField("dim_value"):
+                    shape.append(dim.dim_value)
+                elif dim.dim_param:
+                    shape.append(symbols.get(dim.dim_param) or symbols.setdefault(dim.dim_param,
+                                                                                  Sym.symbol(dim.dim_param)))
+                else:
+                    break
+            else:
+                hints[info.name] = tuple(shape)
+                dtypes[info.name] = _dtype(tensor_type.elem_type)
+    return hints, dtypes

@@ -1,0 +1,88 @@
+"""Reduction family: Reduce* over axes, ArgMax / ArgMin.
+
+FLOPs = input elements for every reduction (one add, multiply, compare or accumulate
+per element read; the final division of ReduceMean, the square root of ReduceL2 and the
+log of ReduceLogSum* are per output element and not counted). No params.
+
+Axes are an attribute up to opset 17 (ReduceSum: up to 12) and an optional input from
+then on; the rules accept either. With no axes every axis is reduced, unless
+noop_with_empty_axes is set, which makes the op an identity.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from functools import reduce as fold
+
+from archcalc.dims import Dim, Sym, prod
+from archcalc.errors import ShapeError
+from archcalc.registry import GLOBAL, POINTWISE, Output, RuleResult, TensorState, rule
+from archcalc.rules.elementwise import is_integral
+from archcalc.rules.shape import known_value
+
+REDUCE_OPS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+              "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")
+
+# Values of a full reduction of a small integer tensor (torch writes numel as ReduceProd(Shape)).
+_VALUE_FOLDS: dict[str, Callable[[Dim, Dim], Dim]] = {
+    "ReduceSum": operator.add, "ReduceProd": operator.mul, "ReduceMax": max, "ReduceMin": min,
+}
+
+
+def _axes(axes: Sequence[int], rank: int, op: str) -> list[int]:
+    result = []
+    for axis in axes:
+        if not isinstance(axis, int) or not -rank <= axis < max(rank, 1):
+            raise ShapeError(f"{op}: axis {axis} is out of range for a rank-{rank} tensor")
+        result.append(axis % rank if rank else 0)
+    return sorted(set(result))
+
+
+def _reduced(x: Sequence[Dim], axes: list[int], keepdims: int) -> tuple[Dim, ...]:
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(x))
+    return tuple(d for i, d in enumerate(x) if i not in axes)
+
+
+def _field(axes: list[int]) -> str:
+    """Reducing a spatial axis makes each output see all of it; reducing channels does not."""
+    return GLOBAL if any(a >= 2 for a in axes) else POINTWISE
+
+
+def _explain(x: Sequence[Dim], out: Sequence[Dim], axes: list[int], flops: Dim) -> Callable[[], list[str]]:
+    return lambda: [f"output = {list(x)} reduced over axes {axes} = {list(out)}",
+                    f"FLOPs = input elements = {flops}"]
+
+
+@rule(*REDUCE_OPS)
+def reduce(inputs: Sequence[TensorState | None], *, axes=None, keepdims=1, noop_with_empty_axes=0,
+           op="") -> RuleResult:
+    """Reduce over `axes` (attribute or input; all when none); FLOPs = input elements."""
+    x = inputs[0]
+    if axes is None and len(inputs) > 1 and inputs[1] is not None:
+        axes = known_value(inputs[1], "axes", op or "Reduce")
+    if not axes and noop_with_empty_axes:
+        return RuleResult(outputs=(Output(tuple(x.shape), value=x.value),),
+                          explain=lambda: ["no axes and noop_with_empty_axes: output = input", "0 FLOPs"])
+    rank = len(x.shape)
+    chosen = _axes(axes, rank, op or "Reduce") if axes else list(range(rank))
+    out = _reduced(x.shape, chosen, keepdims)
+    flops = prod(x.shape)
+    value = None
+    if op in _VALUE_FOLDS and x.value and is_integral(x.dtype) and len(chosen) == rank:
+        comparable = op in ("ReduceSum", "ReduceProd") or not any(isinstance(v, Sym) for v in x.value)
+        value = (fold(_VALUE_FOLDS[op], x.value),) if comparable else None
+    return RuleResult(outputs=(Output(out, value=value),), flops=flops, receptive=_field(chosen),
+                      explain=_explain(x.shape, out, chosen, flops))
+
+
+@rule("ArgMax", "ArgMin")
+def arg_reduce(inputs: Sequence[TensorState], *, axis=0, keepdims=1, select_last_index=0) -> RuleResult:
+    """Index of the largest (smallest) element along `axis`, int64; FLOPs = input elements."""
+    x = inputs[0].shape
+    chosen = _axes([axis], len(x), "ArgMax/ArgMin")
+    out = _reduced(x, chosen, keepdims)
+    flops = prod(x)
+    return RuleResult(outputs=(Output(out, "int64"),), flops=flops, receptive=_field(chosen),
+                      explain=_explain(x, out, chosen, flops))

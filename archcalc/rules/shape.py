@@ -1,0 +1,401 @@
+"""Shape family: the ops exported graphs use to compute shapes at run time.
+
+torch.onnx writes ``x.view(x.size(0), -1)`` as Shape -> Gather -> Unsqueeze -> Concat ->
+Reshape. These rules carry the *values* of small integer tensors (``TensorState.value``,
+at most ``MAX_VALUES`` elements, row-major; a symbolic dim stays a symbolic value) so
+the Reshape at the end sees a known target and its output has concrete dims. A tensor
+computed from activations, or too large, has a shape but no value.
+
+None of these ops does arithmetic on activations: 0 MACs and 0 FLOPs. (Range, Expand,
+Tile and ConstantOfShape write memory; that is activation traffic, not FLOPs.)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+from archcalc.dims import Dim, Sym, ceil_div, is_static, prod
+from archcalc.errors import ShapeError
+from archcalc.registry import Output, RuleResult, TensorState, rule
+from archcalc.rules.elementwise import MAX_VALUES, broadcast, broadcast_values, is_integral
+
+# TensorProto.DataType -> numpy-style name, so Cast's `to` needs no onnx import.
+ONNX_DTYPES = {
+    1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
+    8: "string", 9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64",
+    14: "complex64", 15: "complex128", 16: "bfloat16", 17: "float8e4m3fn", 18: "float8e4m3fnuz",
+    19: "float8e5m2", 20: "float8e5m2fnuz", 21: "uint4", 22: "int4", 23: "float4e2m1",
+    24: "float8e8m0", 25: "uint2", 26: "int2", 27: "float6e2m3", 28: "float6e3m2",
+}
+
+# Exporters write INT_MAX / INT64_MAX (or their negatives) for "to the end" in Slice.
+SLICE_END = 2**31 - 1
+
+
+def dtype_name(dtype: int | str) -> str:
+    """A TensorProto.DataType number (or an already readable name) as a numpy-style name."""
+    if isinstance(dtype, str):
+        return dtype
+    if dtype not in ONNX_DTYPES:
+        raise ShapeError(f"unknown ONNX data type {dtype}")
+    return ONNX_DTYPES[dtype]
+
+
+def _axis(axis: int, rank: int, op: str) -> int:
+    if not isinstance(axis, int) or not -rank <= axis < rank:
+        raise ShapeError(f"{op}: axis {axis} is out of range for a rank-{rank} tensor")
+    return axis % rank
+
+
+class UnknownValue(ShapeError):
+    """An op needs the value of an input (a target shape, slice bounds) that is computed
+    from data at run time, or too large to follow: its output shape cannot be known."""
+
+
+def known_value(state: TensorState | None, what: str, op: str, *, ints: bool = True) -> tuple:
+    """The value of an input an op needs as a constant (axes, starts, a target shape)."""
+    if state is None or state.value is None:
+        raise UnknownValue(f"{op}'s {what} are not a known constant",
+                           fix="archcalc follows small integer tensors computed from shapes; "
+                               "this one is computed from data, or too large to follow")
+    if ints and not all(isinstance(v, int) for v in state.value):
+        raise ShapeError(f"{op}'s {what} {list(map(str, state.value))} must be integers, not symbolic dims")
+    return tuple(state.value)
+
+
+def _small(shape: Sequence[Dim]) -> bool:
+    return all(is_static(d) for d in shape) and prod(shape) <= MAX_VALUES
+
+
+def _moved(shape: Sequence[Dim], dtype: str | None = None, value: tuple | None = None,
+           how: str = "") -> RuleResult:
+    shape = tuple(shape)
+    return RuleResult(outputs=(Output(shape, dtype, value),),
+                      explain=lambda: [f"output = {how + ' = ' if how else ''}{list(shape)}", "0 FLOPs"])
+
+
+@rule("Constant")
+def constant(inputs: Sequence[TensorState], *, value=None, value_float=None, value_floats=None,
+             value_int=None, value_ints=None, value_string=None, value_strings=None,
+             sparse_value=None) -> RuleResult:
+    """A tensor written in the graph; its value is kept when it is small."""
+    if isinstance(value, TensorState):
+        return _moved(value.shape, value.dtype, value.value, "the constant's shape")
+    if isinstance(sparse_value, TensorState):
+        return _moved(sparse_value.shape, sparse_value.dtype, None, "the sparse constant's shape")
+    if value_int is not None:
+        return _moved((), "int64", (int(value_int),))
+    if value_ints is not None:
+        ints = tuple(int(v) for v in value_ints)
+        return _moved((len(ints),), "int64", ints if len(ints) <= MAX_VALUES else None)
+    if value_float is not None:
+        return _moved((), "float32", (float(value_float),))
+    if value_floats is not None:
+        floats = tuple(float(v) for v in value_floats)
+        return _moved((len(floats),), "float32", floats if len(floats) <= MAX_VALUES else None)
+    if value_string is not None:
+        return _moved((), "string")
+    if value_strings is not None:
+        return _moved((len(value_strings),), "string")
+    raise ShapeError("Constant has no value attribute", fix="give it `value` (a tensor) or value_ints etc.")
+
+
+@rule("Shape")
+def shape_of(inputs: Sequence[TensorState], *, start=0, end=None) -> RuleResult:
+    """The input's dims (from `start` to `end`) as a 1-D int64 tensor; its value is known."""
+    dims = tuple(inputs[0].shape)[start:end]  # Python slicing clamps as ONNX does
+    return _moved((len(dims),), "int64", dims, f"the dims {list(map(str, dims))} as a 1-D tensor")
+
+
+@rule("Size")
+def size_of(inputs: Sequence[TensorState]) -> RuleResult:
+    """The input's element count as an int64 scalar; its value is known."""
+    return _moved((), "int64", (prod(inputs[0].shape),), f"the scalar {prod(inputs[0].shape)}")
+
+
+@rule("Gather")
+def gather(inputs: Sequence[TensorState], *, axis=0) -> RuleResult:
+    """data[..., indices, ...] along `axis`: shape data[:axis] + indices + data[axis+1:]."""
+    data, indices = inputs[0], inputs[1]
+    rank = len(data.shape)
+    along = _axis(axis, rank, "Gather")
+    out = tuple(data.shape[:along]) + tuple(indices.shape) + tuple(data.shape[along + 1:])
+    value = None
+    if data.value is not None and indices.value is not None and _small(out) and _small(data.shape) \
+            and all(isinstance(i, int) for i in indices.value):
+        dim = data.shape[along]
+        picked = []
+        for index in indices.value:
+            if not -dim <= index < dim:
+                raise ShapeError(f"Gather index {index} is out of range for axis {axis} of size {dim}")
+            picked.append(index % dim)
+        outer, inner = prod(data.shape[:along]), prod(data.shape[along + 1:])
+        value = tuple(data.value[(o * dim + i) * inner + j]
+                      for o in range(outer) for i in picked for j in range(inner))
+    return _moved(out, None, value, f"data {list(data.shape)} gathered by indices {list(indices.shape)}")
+
+
+@rule("GatherElements")
+def gather_elements(inputs: Sequence[TensorState], *, axis=0) -> RuleResult:
+    """One element per index: output has the indices' shape."""
+    _axis(axis, len(inputs[0].shape), "GatherElements")
+    return _moved(inputs[1].shape, inputs[0].dtype, None, "the indices' shape")
+
+
+@rule("GatherND")
+def gather_nd(inputs: Sequence[TensorState], *, batch_dims=0) -> RuleResult:
+    """indices [..., k] pick slices of data: indices.shape[:-1] + data.shape[batch_dims + k:]."""
+    data, indices = inputs[0].shape, inputs[1].shape
+    k = indices[-1] if indices else None
+    if not is_static(k) or batch_dims + k > len(data):
+        raise ShapeError(f"GatherND indices {list(indices)} do not fit data {list(data)}")
+    out = tuple(indices[:-1]) + tuple(data[batch_dims + k:])
+    return _moved(out, inputs[0].dtype, None, f"indices[:-1] + data[{batch_dims} + {k}:]")
+
+
+@rule("ScatterND", "ScatterElements", "Scatter")
+def scatter(inputs: Sequence[TensorState], *, axis=0, reduction="none") -> RuleResult:
+    """Write updates into a copy of data: output has data's shape."""
+    return _moved(inputs[0].shape, None, None, "the data's shape")
+
+
+@rule("Unsqueeze")
+def unsqueeze(inputs: Sequence[TensorState | None], *, axes=None) -> RuleResult:
+    """Insert size-1 axes at `axes` (of the output); attribute before opset 13, input after."""
+    if axes is None:
+        axes = known_value(inputs[1] if len(inputs) > 1 else None, "axes", "Unsqueeze")
+    x = inputs[0].shape
+    rank = len(x) + len(axes)
+    positions = sorted(_axis(a, rank, "Unsqueeze") for a in axes)
+    if len(set(positions)) != len(positions):
+        raise ShapeError(f"Unsqueeze axes {list(axes)} repeat an axis")
+    out = list(x)
+    for position in positions:
+        out.insert(position, 1)
+    return _moved(out, None, inputs[0].value, f"{list(x)} with 1 inserted at axes {positions}")
+
+
+@rule("Squeeze")
+def squeeze(inputs: Sequence[TensorState | None], *, axes=None) -> RuleResult:
+    """Remove size-1 axes (`axes`, or every static 1 when none are given: a symbolic dim is kept)."""
+    if axes is None and len(inputs) > 1 and inputs[1] is not None:
+        axes = known_value(inputs[1], "axes", "Squeeze")
+    x = inputs[0].shape
+    if axes:
+        drop = {_axis(a, len(x), "Squeeze") for a in axes}
+        for a in drop:
+            if is_static(x[a]) and x[a] != 1:
+                raise ShapeError(f"Squeeze axis {a} has size {x[a]}, not 1",
+                                 fix="only axes of size 1 can be squeezed")
+    else:
+        drop = {a for a, d in enumerate(x) if d == 1}
+    out = [d for a, d in enumerate(x) if a not in drop]
+    return _moved(out, None, inputs[0].value, f"{list(x)} without axes {sorted(drop)}")
+
+
+def _slice_length(dim: Dim, start: Dim, end: Dim, step: int) -> Dim:
+    """Elements of range(start, end, step) over an axis of `dim`, with ONNX's clamping. A
+    symbolic dim is assumed large enough for the bounds that are written as plain numbers."""
+    if all(isinstance(v, int) for v in (dim, start, end)):
+        return len(range(*slice(start, end, step).indices(dim)))
+
+    def position(index: Dim) -> Dim:
+        if isinstance(index, Sym):
+            return index
+        if index >= SLICE_END:
+            return dim if step > 0 else dim - 1
+        if index <= -SLICE_END:
+            return 0 if step > 0 else -1
+        return dim + index if index < 0 else index
+
+    length = position(end) - position(start) if step > 0 else position(start) - position(end)
+    if is_static(length):
+        length = max(length, 0)
+    return ceil_div(length, abs(step)) if abs(step) != 1 else length
+
+
+@rule("Slice")
+def slice_(inputs: Sequence[TensorState | None], *, starts=None, ends=None, axes=None) -> RuleResult:
+    """x[start:end:step] on each listed axis (inputs from opset 10, attributes before)."""
+    x = inputs[0]
+    steps = None
+    if len(inputs) > 1:
+        starts = known_value(inputs[1], "starts", "Slice", ints=False)
+        ends = known_value(inputs[2] if len(inputs) > 2 else None, "ends", "Slice", ints=False)
+        if len(inputs) > 3 and inputs[3] is not None:
+            axes = known_value(inputs[3], "axes", "Slice")
+        if len(inputs) > 4 and inputs[4] is not None:
+            steps = known_value(inputs[4], "steps", "Slice")
+    if starts is None or ends is None:
+        raise ShapeError("Slice needs starts and ends")
+    rank = len(x.shape)
+    axes = tuple(axes) if axes is not None else tuple(range(len(starts)))
+    steps = tuple(steps) if steps is not None else (1,) * len(starts)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ShapeError(f"Slice has {len(starts)} starts, {len(ends)} ends, {len(axes)} axes and "
+                         f"{len(steps)} steps; they must be as many")
+    out = list(x.shape)
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        if step == 0:
+            raise ShapeError("Slice step must not be 0")
+        along = _axis(axis, rank, "Slice")
+        out[along] = _slice_length(x.shape[along], start, end, step)
+    value = None
+    if x.value is not None and rank == 1 and is_static(x.shape[0]) \
+            and all(isinstance(v, int) for v in (*starts, *ends)):
+        value = tuple(x.value[slice(starts[0], ends[0], steps[0])])
+    bounds = ", ".join(f"axis {a}: {s}:{e}:{st}" for s, e, a, st in zip(starts, ends, axes, steps))
+    return _moved(out, None, value, f"{list(x.shape)} sliced ({bounds})")
+
+
+@rule("Split")
+def split(inputs: Sequence[TensorState | None], *, axis=0, split=None, num_outputs=None,
+          n_outputs=1) -> RuleResult:
+    """Cut along `axis` into the given sizes, or into equal parts (the last smaller at opset 18)."""
+    x = inputs[0]
+    along = _axis(axis, len(x.shape), "Split")
+    dim = x.shape[along]
+    sizes = split
+    if sizes is None and len(inputs) > 1 and inputs[1] is not None:
+        sizes = known_value(inputs[1], "split sizes", "Split", ints=False)
+    if sizes is None or len(sizes) == 0:
+        parts = num_outputs or n_outputs
+        if is_static(dim):
+            chunk = -(-dim // parts)
+            sizes = (chunk,) * (parts - 1) + (dim - chunk * (parts - 1),)
+            if sizes[-1] < 0 or (num_outputs is None and dim % parts):
+                raise ShapeError(f"an axis of {dim} cannot be split into {parts} equal parts",
+                                 fix="give the split sizes")
+        else:
+            sizes = (dim // parts,) * parts
+    sizes = tuple(sizes)
+    total = sum(sizes[1:], sizes[0]) if sizes else 0
+    if is_static(dim) and is_static(total) and total != dim:
+        raise ShapeError(f"Split sizes {list(sizes)} add up to {total}, not the axis size {dim}")
+    outputs = []
+    offset = 0
+    for size in sizes:
+        shape = list(x.shape)
+        shape[along] = size
+        value = None
+        if x.value is not None and len(x.shape) == 1 and is_static(size) and is_static(offset):
+            value = tuple(x.value[offset:offset + size])
+        outputs.append(Output(tuple(shape), None, value))
+        offset = offset + size
+    return RuleResult(outputs=tuple(outputs),
+                      explain=lambda: [f"axis {along} of {dim} split into {list(sizes)}", "0 FLOPs"])
+
+
+@rule("ConstantOfShape")
+def constant_of_shape(inputs: Sequence[TensorState], *, value=None) -> RuleResult:
+    """A tensor of the shape given by the input's value, filled with `value` (0.0 by default)."""
+    dims = known_value(inputs[0], "shape", "ConstantOfShape", ints=False)
+    if any(is_static(d) and d < 0 for d in dims):
+        raise ShapeError(f"ConstantOfShape shape {list(dims)} has a negative dim")
+    dtype = value.dtype if isinstance(value, TensorState) else "float32"
+    fill = value.value[0] if isinstance(value, TensorState) and value.value else 0
+    filled = (fill,) * prod(dims) if is_integral(dtype) and _small(dims) else None
+    return _moved(dims, dtype, filled, f"{list(dims)} filled with {fill}")
+
+
+@rule("Expand")
+def expand(inputs: Sequence[TensorState]) -> RuleResult:
+    """Broadcast the input to the shape given as the second input's value (both ways, as numpy)."""
+    x = inputs[0]
+    dims = known_value(inputs[1], "shape", "Expand", ints=False)
+    out = broadcast(x.shape, dims)
+    values = broadcast_values(out, x) if is_integral(x.dtype) else None
+    return _moved(out, None, values[0] if values else None, f"{list(x.shape)} broadcast with {list(dims)}")
+
+
+@rule("Tile")
+def tile(inputs: Sequence[TensorState]) -> RuleResult:
+    """Repeat the input `repeats[i]` times along axis i: out = dim * repeats."""
+    x = inputs[0]
+    repeats = known_value(inputs[1], "repeats", "Tile", ints=False)
+    if len(repeats) != len(x.shape):
+        raise ShapeError(f"Tile has {len(repeats)} repeats for a rank-{len(x.shape)} input")
+    out = tuple(d * r for d, r in zip(x.shape, repeats))
+    value = None
+    if x.value is not None and _small(out) and _small(x.shape):
+        value = _tiled(x.value, tuple(x.shape), out)
+    return _moved(out, None, value, f"{list(x.shape)} * {list(repeats)}")
+
+
+def _tiled(value: tuple, shape: tuple[int, ...], out: tuple[int, ...]) -> tuple:
+    result = []
+    for flat in range(prod(out)):
+        index, source = flat, 0
+        stride = 1
+        for axis in reversed(range(len(out))):
+            index, position = divmod(index, out[axis])
+            source += (position % shape[axis]) * stride
+            stride *= shape[axis]
+        result.append(value[source])
+    return tuple(result)
+
+
+@rule("Range")
+def range_(inputs: Sequence[TensorState]) -> RuleResult:
+    """start, start + delta, ... below limit: max(ceil((limit - start) / delta), 0) elements."""
+    start, limit, delta = (known_value(t, name, "Range", ints=False)[0]
+                           for t, name in zip(inputs, ("start", "limit", "delta")))
+    value = None
+    if all(isinstance(v, int) for v in (start, limit, delta)):
+        if delta == 0:
+            raise ShapeError("Range delta must not be 0")
+        length = max(-((start - limit) // delta), 0)
+        value = tuple(range(start, limit, delta)) if length <= MAX_VALUES else None
+    elif all(isinstance(v, (int, float)) for v in (start, limit, delta)):
+        length = max(math.ceil((limit - start) / delta), 0)
+        value = tuple(start + i * delta for i in range(length)) if length <= MAX_VALUES else None
+    elif isinstance(delta, int) and delta > 0:
+        length = ceil_div(limit - start, delta)
+    else:
+        raise ShapeError(f"Range({start}, {limit}, {delta}) has a length archcalc cannot work out")
+    return _moved((length,), None, value, f"[max(ceil(({limit} - {start}) / {delta}), 0)]")
+
+
+def _cast_value(value: object, dtype: str) -> object:
+    if isinstance(value, Sym):
+        if dtype in ("bool", "string"):
+            raise ValueError
+        return value
+    if dtype == "bool":
+        return bool(value)
+    if is_integral(dtype):
+        return int(value)
+    if dtype.startswith("float"):
+        return value if isinstance(value, int) and not isinstance(value, bool) else float(value)
+    raise ValueError
+
+
+@rule("Cast", "CastLike")
+def cast(inputs: Sequence[TensorState], *, to=1, saturate=1, round_mode="up") -> RuleResult:
+    """Same shape, new dtype (`to`, or the second input's for CastLike); small values follow."""
+    x = inputs[0]
+    dtype = inputs[1].dtype if len(inputs) > 1 and inputs[1] is not None else dtype_name(to)
+    value = None
+    if x.value is not None:
+        try:
+            value = tuple(_cast_value(v, dtype) for v in x.value)
+        except (ValueError, TypeError, OverflowError):
+            value = None
+    return _moved(x.shape, dtype, value, f"{list(x.shape)} as {dtype}")
+
+
+@rule("NonZero")
+def nonzero(inputs: Sequence[TensorState], *, node_name="") -> RuleResult:
+    """Indices of the non-zero elements, [rank, count]; the count depends on the data, so it is a
+    symbolic dim named after the layer (bind it with --dim) unless the input's value is known."""
+    x = inputs[0]
+    count: Dim
+    if x.value is not None and not any(isinstance(v, Sym) for v in x.value):
+        count = sum(1 for v in x.value if v)
+    elif is_static(prod(x.shape)) and prod(x.shape) == 0:
+        count = 0
+    else:
+        count = Sym.symbol((re.sub(r"\W+", "_", node_name).strip("_") or "nonzero") + "_count")
+    return _moved((len(x.shape), count), "int64", None, "[rank, number of non-zero elements]")

@@ -1,0 +1,634 @@
+"""The ONNX front end: models built with onnx.helper, read by load_onnx, analysed, and
+every inferred tensor shape checked against what onnxruntime actually produces."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from archcalc.dims import Sym
+from archcalc.engine import analyze
+from archcalc.errors import ModelFileError, ShapeError
+from archcalc.onnx_front import load_onnx
+from tests.onnx_models import (
+    const,
+    feeds_for,
+    float_initializer_elements,
+    floats,
+    ints,
+    make_model,
+    ort_shapes,
+    shape_mismatches,
+    tensor_input,
+    weight,
+)
+
+INT64_MAX = 2**63 - 1
+BATCH = 3
+
+
+def check(model: onnx.ModelProto, tmp_path, dims: dict[str, int] | None = None, name: str = "model.onnx"):
+    """Save, load with archcalc, analyse with `dims`, and compare every shape with onnxruntime."""
+    dims = {"batch": BATCH, **(dims or {})}
+    path = str(tmp_path / name)
+    onnx.save(model, path)
+    graph = load_onnx(path)
+    analysis = analyze(graph, dims)
+    actual = ort_shapes(model, feeds_for(model, dims))
+    assert shape_mismatches(analysis, actual, dims) == []
+    produced = {o for node in model.graph.node for o in node.output if o}
+    assert produced <= set(actual)  # every intermediate tensor was compared
+    return graph, analysis
+
+
+# ---------------------------------------------------------------------------------------
+# whole models
+
+
+def cnn_model() -> onnx.ModelProto:
+    nodes = [
+        helper.make_node("Conv", ["x", "conv1.w", "conv1.b"], ["c1"], name="conv1", kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c1", "bn1.scale", "bn1.bias", "bn1.mean", "bn1.var"], ["b1"],
+                         name="bn1"),
+        helper.make_node("Relu", ["b1"], ["r1"], name="relu1"),
+        helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "conv2.w"], ["c2"], name="conv2", kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fc.w", "fc.b"], ["y"], name="fc", transB=1),
+    ]
+    inits = [weight("conv1.w", [8, 3, 3, 3]), weight("conv1.b", [8]), weight("bn1.scale", [8]),
+             weight("bn1.bias", [8]), weight("bn1.mean", [8]), floats("bn1.var", [1.0] * 8),
+             weight("conv2.w", [16, 8, 3, 3]), weight("fc.w", [10, 16]), weight("fc.b", [10])]
+    return make_model(nodes, [tensor_input("x", ["batch", 3, 32, 32])], ["y"], inits, opset=17, name="cnn")
+
+
+CNN_PARAMS = ["conv1.w", "conv1.b", "bn1.scale", "bn1.bias", "conv2.w", "fc.w", "fc.b"]
+
+
+def test_small_cnn(tmp_path):
+    model = cnn_model()
+    graph, analysis = check(model, tmp_path)
+    assert graph.metadata["format"] == "onnx"
+    assert graph.metadata["opset"] == 17
+    assert graph.metadata["name"] == "cnn"
+    assert graph.metadata["producer"] == "archcalc-tests"
+    assert graph.metadata["batch_dims"] == ["batch"]
+    assert [layer.name for layer in analysis.layers] == [n.name for n in model.graph.node]
+    assert analysis.tensors["y"].shape == (Sym.symbol("batch"), 10)
+    assert analysis.totals.params == float_initializer_elements(model, CNN_PARAMS) == 1562
+    assert analysis.totals.buffers == 16
+    macs = BATCH * (8 * 32 * 32 * 27 + 16 * 8 * 8 * 72 + 10 * 16)
+    assert analysis.totals.macs == macs
+    assert not analysis.totals.partial and analysis.warnings == ()
+    assert graph.tensors["x"].kind == "input" and graph.tensors["x"].dtype == "float32"
+    assert graph.tensors["conv1.w"].kind == "weight" and graph.tensors["conv1.w"].value is None
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_torch_style_reshape_chain(tmp_path, opset):
+    """x.view(x.size(0), -1) as torch.onnx writes it, with a symbolic batch."""
+    unsqueeze = (helper.make_node("Unsqueeze", ["b", "axes0"], ["bu"], name="/Unsqueeze") if opset >= 13
+                 else helper.make_node("Unsqueeze", ["b"], ["bu"], name="/Unsqueeze", axes=[0]))
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="/conv/Conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Shape", ["c"], ["s"], name="/Shape"),
+        const("i0", 0),
+        helper.make_node("Gather", ["s", "i0"], ["b"], name="/Gather", axis=0),
+        unsqueeze,
+        const("minus1", [-1]),
+        helper.make_node("Concat", ["bu", "minus1"], ["target"], name="/Concat", axis=0),
+        helper.make_node("Reshape", ["c", "target"], ["flat"], name="/Reshape"),
+        helper.make_node("Gemm", ["flat", "fc.w"], ["y"], name="/fc/Gemm", transB=1),
+    ]
+    inits = [weight("w", [8, 3, 3, 3]), weight("fc.w", [5, 512])] + ([ints("axes0", [0])] if opset >= 13 else [])
+    model = make_model(nodes, [tensor_input("x", ["batch", 3, 8, 8])], ["y"], inits, opset=opset)
+    _, analysis = check(model, tmp_path)
+    batch = Sym.symbol("batch")
+    assert analysis.tensors["target"].shape == (2,)
+    assert analysis.tensors["flat"].shape == (batch, 512)
+    assert analysis.tensors["y"].shape == (batch, 5)
+    assert analysis.totals.params == 8 * 27 + 5 * 512
+    assert analysis.warnings == ()
+
+
+def test_reshape_target_from_shape_arithmetic(tmp_path):
+    """x.view(b, c, h * w): Gather, Mul of two gathered dims, Concat, Reshape."""
+    def pick(index: int) -> list[onnx.NodeProto]:
+        return [const(f"i{index}", index), helper.make_node("Gather", ["s", f"i{index}"], [f"d{index}"])]
+
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), *pick(0), *pick(1), *pick(2), *pick(3),
+             helper.make_node("Mul", ["d2", "d3"], ["hw"]),
+             const("ax", [0]),
+             helper.make_node("Unsqueeze", ["d0", "ax"], ["u0"]),
+             helper.make_node("Unsqueeze", ["d1", "ax"], ["u1"]),
+             helper.make_node("Unsqueeze", ["hw", "ax"], ["u2"]),
+             helper.make_node("Concat", ["u0", "u1", "u2"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["y"]),
+             helper.make_node("Size", ["x"], ["numel"]),
+             helper.make_node("Div", ["numel", "d0"], ["per_sample"])]
+    model = make_model(nodes, [tensor_input("x", ["batch", 4, 5, 6])], ["y", "per_sample"], opset=17)
+    graph, analysis = check(model, tmp_path)
+    assert analysis.tensors["y"].shape == (Sym.symbol("batch"), 4, 30)
+    assert [layer.op for layer in analysis.layers if layer.name == "Mul_9"] == ["Mul"]  # generated names
+
+
+def test_attention_block_with_two_symbolic_dims(tmp_path):
+    """Multi-head attention as exporters write it: head split and merge by Shape arithmetic."""
+    def dims(prefix: str, source: str) -> list[onnx.NodeProto]:
+        return [helper.make_node("Shape", [source], [f"{prefix}_s"]),
+                helper.make_node("Gather", [f"{prefix}_s", "i0"], [f"{prefix}_b"]),
+                helper.make_node("Gather", [f"{prefix}_s", "i1"], [f"{prefix}_t"]),
+                helper.make_node("Unsqueeze", [f"{prefix}_b", "ax0"], [f"{prefix}_bu"]),
+                helper.make_node("Unsqueeze", [f"{prefix}_t", "ax0"], [f"{prefix}_tu"])]
+
+    nodes = [helper.make_node("MatMul", ["x", "wq"], ["q0"], name="q_proj"),
+             helper.make_node("Add", ["q0", "bq"], ["q"]),
+             *dims("a", "q"),
+             helper.make_node("Concat", ["a_bu", "a_tu", "heads"], ["split_shape"], axis=0),
+             helper.make_node("Reshape", ["q", "split_shape"], ["qh0"]),
+             helper.make_node("Transpose", ["qh0"], ["qh"], perm=[0, 2, 1, 3]),
+             helper.make_node("Transpose", ["qh"], ["kt"], perm=[0, 1, 3, 2]),
+             helper.make_node("MatMul", ["qh", "kt"], ["scores0"], name="scores"),
+             helper.make_node("Div", ["scores0", "sqrt_d"], ["scores1"]),
+             helper.make_node("Softmax", ["scores1"], ["probs"], axis=-1),
+             helper.make_node("MatMul", ["probs", "qh"], ["ctx0"], name="context"),
+             helper.make_node("Transpose", ["ctx0"], ["ctx"], perm=[0, 2, 1, 3]),
+             *dims("m", "ctx"),
+             helper.make_node("Concat", ["m_bu", "m_tu", "width"], ["merge_shape"], axis=0),
+             helper.make_node("Reshape", ["ctx", "merge_shape"], ["merged"]),
+             helper.make_node("LayerNormalization", ["merged", "gamma", "beta"], ["y"], axis=-1)]
+    inits = [weight("wq", [32, 32]), weight("bq", [32]), ints("i0", 0), ints("i1", 1), ints("ax0", [0]),
+             ints("heads", [4, 8]), ints("width", [32]), floats("sqrt_d", [8 ** 0.5]), weight("gamma", [32]),
+             weight("beta", [32])]
+    model = make_model(nodes, [tensor_input("x", ["batch", "seq", 32])], ["y"], inits, opset=17)
+    _, analysis = check(model, tmp_path, {"seq": 5})
+    batch, seq = Sym.symbol("batch"), Sym.symbol("seq")
+    assert analysis.tensors["qh"].shape == (batch, 4, seq, 8)
+    assert analysis.tensors["y"].shape == (batch, seq, 32)
+    assert analysis.layer("scores").macs == BATCH * 4 * 5 * 5 * 8
+    assert analysis.totals.params == 32 * 32 + 32 + 64 + 1  # + the scalar divisor, an initializer
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_squeeze_unsqueeze(tmp_path, opset):
+    def op(kind: str, source: str, out: str, axes: list[int]) -> list[onnx.NodeProto]:
+        if opset < 13:
+            return [helper.make_node(kind, [source], [out], axes=axes)]
+        return [const(f"{out}_axes", axes), helper.make_node(kind, [source, f"{out}_axes"], [out])]
+
+    nodes = [*op("Squeeze", "x", "sq", [1, -1]),          # [B, 1, 4, 1] -> [B, 4]
+             *op("Unsqueeze", "sq", "un", [0, -1]),        # -> [1, B, 4, 1]
+             *op("Unsqueeze", "un", "un2", [2, 4]),        # -> [1, B, 1, 4, 1, 1]
+             helper.make_node("Squeeze", ["w"], ["all"])]  # [1, 5, 1] -> [5], no axes
+    model = make_model(nodes, [tensor_input("x", ["batch", 1, 4, 1]), tensor_input("w", [1, 5, 1])],
+                       ["un2", "all"], opset=opset)
+    _, analysis = check(model, tmp_path)
+    assert analysis.tensors["un"].shape == (1, Sym.symbol("batch"), 4, 1)
+
+
+@pytest.mark.parametrize("opset", [11, 13, 18])
+def test_split(tmp_path, opset):
+    x = tensor_input("x", ["batch", 8, 6])
+    if opset == 11:
+        nodes = [helper.make_node("Split", ["x"], ["a", "b"], axis=1, split=[2, 6]),
+                 helper.make_node("Split", ["x"], ["c", "d", "e"], axis=2)]
+    elif opset == 13:
+        nodes = [const("sizes", [3, 5]), helper.make_node("Split", ["x", "sizes"], ["a", "b"], axis=1),
+                 helper.make_node("Split", ["x"], ["c", "d", "e"], axis=-1)]
+    else:
+        nodes = [helper.make_node("Split", ["x"], ["a", "b", "c"], axis=1, num_outputs=3),  # 3, 3, 2
+                 helper.make_node("Split", ["x"], ["d", "e", "f", "g"], axis=2, num_outputs=4)]  # 2, 2, 2, 0
+    # split a shape tensor and rebuild a Reshape target from its pieces
+    nodes += [helper.make_node("Shape", ["x"], ["s"]),
+              const("halves", [1, 2]),
+              helper.make_node("Split", ["s", "halves"] if opset >= 13 else ["s"], ["s0", "s12"], axis=0,
+                               **({"split": [1, 2]} if opset < 13 else {})),
+              const("m1", [-1]),
+              helper.make_node("Concat", ["s0", "m1"], ["target"], axis=0),
+              helper.make_node("Reshape", ["x", "target"], ["flat"])]
+    outputs = [o for n in nodes for o in n.output]
+    model = make_model(nodes, [x], outputs, opset=opset)
+    _, analysis = check(model, tmp_path)
+    assert analysis.tensors["flat"].shape == (Sym.symbol("batch"), 48)
+
+
+@pytest.mark.parametrize("opset", [9, 13])
+def test_slice(tmp_path, opset):
+    x = tensor_input("x", ["batch", 10, 12])
+    cases = [  # (starts, ends, axes, steps)
+        ([1, -4], [INT64_MAX, -1], [1, 2], None),
+        ([-100], [100], [2], None),                        # clamped to the axis
+        ([1], [INT64_MAX], [0], None),                     # symbolic axis: batch - 1
+        ([0], [1], [0], None),
+        ([-1], [-INT64_MAX], [2], [-2]),                   # reversed, every other
+        ([8, 2], [1, 9], [1, -1], [-3, 3]),
+        ([5], [2], [1], None),                             # empty
+        ([-1], [-INT64_MAX], [0], [-1]),                   # symbolic axis reversed: batch
+        ([0, 1], [2147483647, -1], [0, 1], [2, 1]),        # symbolic axis, step 2; INT_MAX end
+    ]
+    nodes = []
+    for i, (starts, ends, axes, steps) in enumerate(cases):
+        if opset < 10:
+            if steps:
+                continue
+            nodes.append(helper.make_node("Slice", ["x"], [f"y{i}"], starts=starts, ends=ends, axes=axes))
+            continue
+        names = [f"st{i}", f"en{i}", f"ax{i}"] + ([f"sp{i}"] if steps else [])
+        for name, values in zip(names, (starts, ends, axes, steps)):
+            nodes.append(const(name, values))
+        nodes.append(helper.make_node("Slice", ["x", *names], [f"y{i}"]))
+    # a slice of a shape tensor as Resize/Reshape targets use
+    nodes += [helper.make_node("Shape", ["x"], ["s"])]
+    if opset >= 10:
+        nodes += [const("z", [0]), const("two", [2]),
+                  helper.make_node("Slice", ["s", "z", "two"], ["first2"]),
+                  const("m1", [-1]), helper.make_node("Concat", ["first2", "m1"], ["t"], axis=0),
+                  helper.make_node("Reshape", ["x", "t"], ["r"])]
+    outputs = [o for n in nodes for o in n.output]
+    model = make_model(nodes, [x], outputs, opset=opset)
+    _, analysis = check(model, tmp_path)
+    assert analysis.tensors["y2"].shape == (Sym.symbol("batch") - 1, 10, 12)
+
+
+def test_resize(tmp_path):
+    nodes = [const("scales", [1.0, 1.0, 2.0, 2.0], np.float32),
+             helper.make_node("Resize", ["x", "", "scales"], ["up"], mode="nearest"),
+             helper.make_node("Shape", ["x"], ["s"]),
+             const("z", [0]), const("two", [2]),
+             helper.make_node("Slice", ["s", "z", "two"], ["nc"]),
+             const("hw", [5, 7]),
+             helper.make_node("Concat", ["nc", "hw"], ["sizes"], axis=0),
+             helper.make_node("Resize", ["x", "", "", "sizes"], ["sized"], mode="linear")]
+    model = make_model(nodes, [tensor_input("x", ["batch", 3, 8, 8])], ["up", "sized"], opset=13)
+    _, analysis = check(model, tmp_path)
+    assert analysis.tensors["up"].shape == (Sym.symbol("batch"), 3, 16, 16)
+    # linear resize of two axes: 3 FLOPs per axis per output element
+    assert analysis.layer("Resize_8").flops == 6 * BATCH * 3 * 5 * 7
+
+
+def custom_op_model(op: str, domain: str, with_value_info: bool) -> onnx.ModelProto:
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node(op, ["c1"], ["act"], name="custom", domain=domain),
+             helper.make_node("Conv", ["act", "w2"], ["c2"], name="conv2"),
+             helper.make_node("Relu", ["c2"], ["y"], name="relu")]
+    info = [helper.make_tensor_value_info("act", TensorProto.FLOAT, ["batch", 4, 8, 8])] if with_value_info else []
+    return make_model(nodes, [tensor_input("x", ["batch", 3, 8, 8])], ["y"],
+                      [weight("w1", [4, 3, 3, 3]), weight("w2", [6, 4, 3, 3])], opset=17, value_info=info,
+                      domains={domain: 1} if domain else None)
+
+
+def test_custom_domain_op_in_the_middle(tmp_path):
+    model = custom_op_model("FancyAct", "com.example", with_value_info=True)
+    path = str(tmp_path / "custom.onnx")
+    onnx.save(model, path)
+    analysis = analyze(load_onnx(path), {"batch": BATCH})
+    (warning,) = analysis.warnings
+    assert "custom" in warning and "FancyAct" in warning and "com.example" in warning
+    assert "not counted" in warning
+    assert analysis.totals.partial
+    assert not analysis.layer("custom").modelled
+    conv2 = analysis.layer("conv2")
+    assert conv2.modelled and conv2.macs == BATCH * 6 * 6 * 6 * 4 * 9
+    assert analysis.totals.params == 4 * 27 + 6 * 36
+    # the same graph with a standard op in its place runs in onnxruntime: same shapes
+    runnable = custom_op_model("Relu", "", with_value_info=False)
+    actual = ort_shapes(runnable, feeds_for(runnable, {"batch": BATCH}))
+    assert shape_mismatches(analysis, actual, {"batch": BATCH}) == []
+
+
+def test_custom_op_without_known_shape_leaves_the_rest_unknown(tmp_path):
+    model = custom_op_model("FancyAct", "com.example", with_value_info=False)
+    path = str(tmp_path / "custom.onnx")
+    onnx.save(model, path)
+    analysis = analyze(load_onnx(path), {"batch": BATCH})
+    assert analysis.tensors["act"].shape is None and analysis.tensors["y"].shape is None
+    assert analysis.tensors["c1"].shape == (Sym.symbol("batch"), 4, 8, 8)
+    assert len(analysis.warnings) == 3 and "FancyAct" in analysis.warnings[0]
+    assert analysis.totals.params == 4 * 27  # conv2 is not modelled, so its weight is not seen
+
+
+def test_missing_external_data_still_analyses(tmp_path):
+    model = cnn_model()
+    actual = ort_shapes(model, feeds_for(model, {"batch": BATCH}))  # before the weights go
+    path = tmp_path / "cnn.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="cnn.onnx.data", size_threshold=0)
+    os.remove(tmp_path / "cnn.onnx.data")
+    assert path.stat().st_size < 4000  # the weights really are elsewhere
+    analysis = analyze(load_onnx(str(path)), {"batch": BATCH})
+    assert shape_mismatches(analysis, actual, {"batch": BATCH}) == []
+    assert analysis.totals.params == float_initializer_elements(model, CNN_PARAMS)
+    assert analysis.totals.buffers == 16
+    assert analysis.warnings == ()
+
+
+def test_initializers_listed_as_inputs_opset7(tmp_path):
+    inits = [weight("W", [4, 3, 3, 3]), weight("B", [4]), ints("shape", [1, -1]), weight("W2", [2, 144]),
+             weight("B2", [2])]
+    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["c"]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Reshape", ["r", "shape"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "W2", "B2"], ["y"], transB=1)]
+    inputs = [tensor_input("x", [1, 3, 8, 8])] + [
+        helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in inits]
+    model = make_model(nodes, inputs, [tensor_input("y", [1, 2])], inits, opset=7, ir_version=3)
+    graph, analysis = check(model, tmp_path)
+    assert graph.tensors["W"].kind == "weight"
+    assert graph.tensors["shape"].kind == "constant" and graph.tensors["shape"].value == (1, -1)
+    assert [name for name, t in graph.tensors.items() if t.kind == "input"] == ["x"]
+    assert analysis.totals.params == 4 * 27 + 4 + 2 * 144 + 2
+
+
+def test_shape_ops(tmp_path):
+    """Shape arithmetic of exported graphs, with its values followed to concrete shapes."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Size", ["x"], ["numel"]),
+        helper.make_node("Shape", ["x"], ["tail"], start=-2),
+        # x.expand(batch, -1, 6) as torch writes it: Where(Equal(t, -1), 1, t)
+        helper.make_node("ReduceMean", ["x"], ["m"], axes=[2], keepdims=1),          # [B, 4, 1]
+        const("i0", [0]), helper.make_node("Gather", ["s", "i0"], ["b"]),
+        const("rest", [-1, 6]), helper.make_node("Concat", ["b", "rest"], ["t"], axis=0),
+        helper.make_node("Shape", ["t"], ["ts"]),
+        helper.make_node("ConstantOfShape", ["ts"], ["ones"],
+                         value=helper.make_tensor("one", TensorProto.INT64, [1], [1])),
+        const("neg", -1), helper.make_node("Mul", ["ones", "neg"], ["minus"]),
+        helper.make_node("Equal", ["t", "minus"], ["is_free"]),
+        helper.make_node("Where", ["is_free", "ones", "t"], ["target"]),
+        helper.make_node("Expand", ["m", "target"], ["expanded"]),                   # [B, 4, 6]
+        const("reps", [1, 2, 3]), helper.make_node("Tile", ["m", "reps"], ["tiled"]),  # [B, 8, 3]
+        const("i2", 2), helper.make_node("Gather", ["s", "i2"], ["width"]),
+        const("zero", 0), const("one", 1),
+        helper.make_node("Range", ["zero", "width", "one"], ["positions"]),         # [6]
+        helper.make_node("Cast", ["positions"], ["positions_f"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["x", "positions_f"], ["shifted"]),
+        helper.make_node("ConstantOfShape", ["s"], ["zeros"]),                       # float zeros [B, 4, 6]
+        const("pick", [[0, 1], [2, 3]]), helper.make_node("Gather", ["x", "pick"], ["gathered"], axis=-1),
+        helper.make_node("Gather", ["x", "zero"], ["first"], axis=0),
+        const("mask", [0, 3, 0, 1, 1], np.int32), helper.make_node("NonZero", ["mask"], ["nz"]),
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
+        helper.make_node("Einsum", ["x", "xt"], ["gram"], name="gram", equation="bij,bjk->bik"),  # [B, 4, 4]
+        helper.make_node("Einsum", ["x", "proj"], ["projected"], name="proj", equation="...j,jk->...k"),
+        helper.make_node("Einsum", ["x"], ["summed"], equation="bij->b"),
+        helper.make_node("Einsum", ["x", "x"], ["outer"], equation="bij,bkl"),           # implicit output
+        helper.make_node("ReduceSum", ["x", "axis1"], ["rs"], name="rs", keepdims=0),
+        helper.make_node("ReduceSum", ["x"], ["rs_all"]),
+        helper.make_node("ReduceSum", ["x"], ["rs_noop"], noop_with_empty_axes=1),
+        helper.make_node("ReduceMax", ["x"], ["rmax"], axes=[-1, 0], keepdims=0),
+        helper.make_node("ReduceMin", ["x"], ["rmin"]),
+        helper.make_node("ReduceProd", ["x"], ["rprod"], axes=[1]),
+        helper.make_node("ReduceL2", ["x"], ["rl2"], axes=[2]),
+        helper.make_node("ReduceSumSquare", ["x"], ["rss"], axes=[1, 2], keepdims=0),
+        helper.make_node("ReduceLogSumExp", ["x"], ["rlse"], axes=[0]),
+        helper.make_node("ArgMax", ["x"], ["amax"], axis=-1, keepdims=0),
+        helper.make_node("ArgMin", ["x"], ["amin"], axis=1),
+        helper.make_node("ReduceProd", ["s"], ["numel2"], keepdims=0),
+        helper.make_node("Cast", ["s"], ["s_f"], to=TensorProto.FLOAT),
+    ]
+    inits = [ints("axis1", [1]), weight("proj", [6, 5])]
+    outputs = [o for n in nodes for o in n.output]
+    model = make_model(nodes, [tensor_input("x", ["batch", 4, 6])], outputs, inits, opset=17)
+    graph, analysis = check(model, tmp_path)
+    batch = Sym.symbol("batch")
+    assert analysis.tensors["expanded"].shape == (batch, 4, 6)
+    assert analysis.tensors["positions"].shape == (6,)
+    assert analysis.tensors["nz"].shape == (1, 3)
+    assert analysis.tensors["rs"].shape == (batch, 6)
+    assert analysis.tensors["outer"].shape == (4, 6, 4, 6)
+    assert analysis.layer("gram").macs == BATCH * 4 * 6 * 4
+    assert analysis.layer("proj").macs == BATCH * 4 * 6 * 5
+    assert analysis.layer("rs").flops == BATCH * 24
+    assert analysis.totals.params == 30  # proj, through the Einsum
+    assert analysis.warnings == ()
+
+
+def test_reduce_axes_as_input_opset18(tmp_path):
+    nodes = [helper.make_node("ReduceMean", ["x", "axes"], ["mean"]),
+             helper.make_node("ReduceMax", ["x", "neg_axes"], ["max"], keepdims=0),
+             helper.make_node("ReduceL2", ["x"], ["l2"]),
+             helper.make_node("ReduceMin", ["x", "no_axes"], ["noop"], noop_with_empty_axes=1),
+             helper.make_node("Split", ["x"], ["a", "b"], axis=1, num_outputs=2)]
+    inits = [ints("axes", [2, 3]), ints("neg_axes", [-1]), ints("no_axes", np.zeros(0, np.int64))]
+    model = make_model(nodes, [tensor_input("x", ["batch", 5, 4, 4])], [o for n in nodes for o in n.output],
+                       inits, opset=18)
+    _, analysis = check(model, tmp_path)
+    assert analysis.tensors["mean"].shape == (Sym.symbol("batch"), 5, 1, 1)
+    assert analysis.tensors["noop"].shape == (Sym.symbol("batch"), 5, 4, 4)
+
+
+def test_data_dependent_nonzero_is_a_named_symbol(tmp_path):
+    nodes = [const("zero", 0.0, np.float32),
+             helper.make_node("Greater", ["x", "zero"], ["positive"], name="gt"),
+             helper.make_node("NonZero", ["positive"], ["where"], name="/model/NonZero"),
+             helper.make_node("Transpose", ["where"], ["coords"])]
+    model = make_model(nodes, [tensor_input("x", [2, 5])], ["coords"], opset=17)
+    path = str(tmp_path / "nz.onnx")
+    onnx.save(model, path)
+    graph = load_onnx(path)
+    count = Sym.symbol("model_NonZero_count")
+    feeds = feeds_for(model, {})
+    actual = ort_shapes(model, feeds)
+    analysis = analyze(graph, {"model_NonZero_count": int((feeds["x"] > 0).sum())})
+    assert analysis.tensors["coords"].shape == (count, 2)
+    assert shape_mismatches(analysis, actual) == []
+
+
+def test_if_subgraph_is_reported_not_analysed(tmp_path):
+    then_graph = helper.make_graph([helper.make_node("Relu", ["x"], ["t"])], "then_branch", [],
+                                   [helper.make_tensor_value_info("t", TensorProto.FLOAT, ["batch", 4])])
+    else_graph = helper.make_graph([helper.make_node("Neg", ["x"], ["e"])], "else_branch", [],
+                                   [helper.make_tensor_value_info("e", TensorProto.FLOAT, ["batch", 4])])
+    nodes = [helper.make_node("If", ["cond"], ["chosen"], name="branch", then_branch=then_graph,
+                              else_branch=else_graph),
+             helper.make_node("MatMul", ["chosen", "w"], ["y"], name="proj")]
+    model = make_model(nodes, [tensor_input("x", ["batch", 4]), tensor_input("cond", [], TensorProto.BOOL)],
+                       ["y"], [weight("w", [4, 3])], opset=17)
+    graph, analysis = check(model, tmp_path)
+    assert graph.metadata["subgraphs"] == ["branch"]
+    assert any("subgraph" in w and "branch" in w for w in graph.metadata["warnings"])
+    assert "subgraph" in graph.nodes[0].attrs["then_branch"]
+    assert not analysis.layer("branch").modelled
+    assert analysis.layer("proj").macs == BATCH * 4 * 3  # analysed downstream, from inferred shapes
+    assert any("branch" in w and "shape inference" in w for w in analysis.warnings)
+
+
+def test_model_local_function(tmp_path):
+    x, y = "X", "Y"
+    swish = helper.make_function("local", "Swish", [x], [y],
+                                 [helper.make_node("Sigmoid", [x], ["s"]), helper.make_node("Mul", [x, "s"], [y])],
+                                 opset_imports=[helper.make_opsetid("", 17)])
+    nodes = [helper.make_node("Swish", ["x"], ["act"], name="swish", domain="local"),
+             helper.make_node("Relu", ["act"], ["y"], name="relu")]
+    model = make_model(nodes, [tensor_input("x", ["batch", 4, 6])], ["y"], opset=17, domains={"local": 1},
+                       functions=[swish])
+    graph, analysis = check(model, tmp_path)
+    assert graph.metadata["functions"] == ["local.Swish"]
+    assert any("function" in w for w in graph.metadata["warnings"])
+    assert not analysis.layer("swish").modelled and analysis.layer("relu").modelled
+
+
+def test_weights_in_constant_nodes_are_params(tmp_path):
+    """Constant / ConstantOfShape nodes that write float tensors are weights; scalars are not."""
+    nodes = [const("w", np.ones((4, 3, 3, 3)), np.float32),
+             helper.make_node("ConstantOfShape", ["b_shape"], ["b"], name="bias_fill",
+                              value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.1])),
+             helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv"),
+             const("half", 0.5, np.float32),
+             helper.make_node("Mul", ["c", "half"], ["scaled"], name="scale")]
+    model = make_model(nodes, [tensor_input("x", ["batch", 3, 5, 5])], ["scaled"], [ints("b_shape", [4])], opset=17)
+    graph, analysis = check(model, tmp_path)
+    assert graph.metadata["constant_weights"] == ["w", "b"]
+    assert [layer.name for layer in analysis.layers] == ["conv", "const_half", "scale"]
+    assert analysis.totals.params == 4 * 27 + 4
+
+
+def test_unnamed_and_duplicate_node_names(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["a"]),
+             helper.make_node("Relu", ["a"], ["b"], name="Relu_0"),  # clashes with a generated name
+             helper.make_node("Neg", ["b"], ["c"], name="dup"),
+             helper.make_node("Neg", ["c"], ["d"], name="dup")]
+    model = make_model(nodes, [tensor_input("x", [2, 3])], ["d"], opset=17)
+    path = str(tmp_path / "names.onnx")
+    onnx.save(model, path)
+    graph = load_onnx(path)
+    analysis = analyze(graph)
+    assert [layer.outputs[0].shape for layer in analysis.layers] == [(2, 3)] * 4
+    names = [node.name for node in graph.nodes]
+    assert len(set(names)) == 4 and names[1] == "Relu_0" and names[2] == "dup"
+    assert any("dup" in w for w in graph.metadata["warnings"])
+
+
+def test_unknown_input_dims_become_named_symbols(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, "height"])
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [x], ["y"], opset=17)
+    path = str(tmp_path / "dims.onnx")
+    onnx.save(model, path)
+    graph = load_onnx(path)
+    assert graph.tensors["x"].shape == (Sym.symbol("x_dim0"), 3, Sym.symbol("height"))
+    analysis = analyze(graph, {"x_dim0": 2, "height": 5})
+    assert analysis.layers[0].flops == 30
+
+
+def test_input_of_unknown_rank_and_sequence_input(tmp_path):
+    no_rank = helper.make_tensor_value_info("x", TensorProto.FLOAT, None)
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [no_rank], ["y"], opset=17)
+    path = str(tmp_path / "norank.onnx")
+    onnx.save(model, path)
+    with pytest.raises(ShapeError, match="graph input 'x' has no shape") as caught:
+        analyze(load_onnx(path))
+    assert path in str(caught.value) and "fix:" in str(caught.value)
+
+    sequence = helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, None)
+    model = make_model([helper.make_node("SequenceLength", ["s"], ["n"], name="length")], [sequence], ["n"], opset=17)
+    path = str(tmp_path / "sequence.onnx")
+    onnx.save(model, path)
+    analysis = analyze(load_onnx(path))
+    assert not analysis.layer("length").modelled
+    assert analysis.tensors["n"].shape == ()  # from ONNX shape inference
+
+
+def test_ten_thousand_nodes_parse_in_one_pass(tmp_path):
+    count = 10_000
+    nodes = []
+    source = "x"
+    for i in range(count):
+        op = "Relu" if i % 2 else "Add"
+        inputs = [source] if op == "Relu" else [source, "bias"]
+        nodes.append(helper.make_node(op, inputs, [f"t{i}"], name=f"layer{i}"))
+        source = f"t{i}"
+    model = make_model(nodes, [tensor_input("x", ["batch", 64])], [source], [weight("bias", [64])], opset=17)
+    path = str(tmp_path / "long.onnx")
+    onnx.save(model, path)
+    start = time.perf_counter()
+    graph = load_onnx(path)
+    loaded = time.perf_counter() - start
+    analysis = analyze(graph)
+    total = time.perf_counter() - start
+    assert len(analysis.layers) == count and analysis.totals.params == 64
+    assert loaded < 3.0, f"load_onnx took {loaded:.2f}s"
+    assert total < 15.0, f"load + analyze took {total:.2f}s"
+
+
+# The ONNX package ships zoo models whose weights are ConstantOfShape nodes ("light"):
+# params and MACs must match the published figures (torchvision's num_params and GFLOPS).
+LIGHT_MODELS = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+ZOO = {  # file: (params, MACs)
+    "light_resnet50.onnx": (25_557_032, 4_089_184_256),
+    "light_vgg19.onnx": (143_667_240, 19_632_062_464),
+    "light_densenet121.onnx": (7_978_856, 2_834_161_664),
+    "light_bvlc_alexnet.onnx": (60_965_224, 654_560_384),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_models_with_weights_in_constant_nodes(name):
+    path = os.path.join(LIGHT_MODELS, name)
+    if not os.path.exists(path):
+        pytest.skip("this onnx build ships no backend test data")
+    graph = load_onnx(path)
+    analysis = analyze(graph)
+    assert (analysis.totals.params, analysis.totals.macs) == ZOO[name]
+    assert graph.metadata["constant_weights"] and analysis.warnings == ()
+    model = onnx.load(path)
+    assert shape_mismatches(analysis, ort_shapes(model, feeds_for(model, {}))) == []
+
+
+# ---------------------------------------------------------------------------------------
+# files that are not models
+
+
+def _valid_bytes() -> bytes:
+    return cnn_model().SerializeToString()
+
+
+BAD_FILES = {
+    "empty.onnx": b"",
+    "random.onnx": bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8)),
+    "random2.onnx": bytes(np.random.default_rng(7).integers(0, 256, 333, dtype=np.uint8)),
+    "text.onnx": b"layers:\n  - conv2d: {filters: 8}\n",
+    "lfs.onnx": b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1234\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_files(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(BAD_FILES[name])
+    with pytest.raises(ModelFileError) as caught:
+        load_onnx(str(path))
+    message = str(caught.value)
+    assert str(path) in message and "fix:" in message
+    assert "Traceback" not in message and len(message.splitlines()) <= 3
+
+
+def test_truncated_file(tmp_path):
+    data = _valid_bytes()
+    for cut in (len(data) // 2, len(data) - 7, 25):
+        path = tmp_path / f"cut{cut}.onnx"
+        path.write_bytes(data[:cut])
+        with pytest.raises(ModelFileError, match="truncated|not a valid|no ONNX graph"):
+            load_onnx(str(path))
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        load_onnx(str(tmp_path / "nope.onnx"))
+    with pytest.raises(ModelFileError, match="is a directory"):
+        load_onnx(str(tmp_path))
+
+
+def test_messages_name_the_problem(tmp_path):
+    for name, expected in (("empty.onnx", "empty"), ("text.onnx", "text file"), ("lfs.onnx", "Git LFS")):
+        path = tmp_path / name
+        path.write_bytes(BAD_FILES[name])
+        with pytest.raises(ModelFileError, match=expected):
+            load_onnx(str(path))
