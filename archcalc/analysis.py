@@ -77,6 +77,7 @@ class LayerResult:
     activation_bytes: int
     receptive_field: ReceptiveField
     modelled: bool = True
+    backward_state_bytes: int = 0
     block: str = ""
     source: str | None = None
     attrs: dict = field(default_factory=dict, compare=False)

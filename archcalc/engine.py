@@ -187,6 +187,7 @@ class _Inference:
             flops=flops,
             activation_bytes=activation_bytes,
             receptive_field=field,
+            backward_state_bytes=bind(result.backward_state_bytes, env),
             block=node.block,
             source=node.source,
             attrs=attrs,

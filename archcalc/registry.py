@@ -72,11 +72,25 @@ class RuleResult:
     buffers: tuple[int, ...] = ()
     receptive: str | tuple[Window, ...] = POINTWISE
     explain: Callable[[], list[str]] | None = None
+    # Bytes of op-internal state kept for backward besides whole tensors (max-pool indices,
+    # normalisation statistics); stored as int64/fp32 whatever the training precision.
+    backward_state_bytes: Dim = 0
 
 
 RuleFn = Callable[..., RuleResult]
 
 CONTEXT = frozenset({"n_outputs", "node_name", "op"})
+
+# What a layer keeps from its forward pass for the backward pass (training memory):
+# its data inputs (the default: conv and linear need them for the weight gradient), its
+# output (ReLU, sigmoid, tanh and softmax differentiate from their result), or nothing
+# (addition, concatenation, layout changes pass gradients through unchanged).
+SAVES_INPUTS = "inputs"
+SAVES_OUTPUT = "output"
+SAVES_NOTHING = "nothing"
+# A view (flatten, reshape, squeeze): saves nothing, and its output shares its input's
+# memory, so a later layer saving the output saves no new bytes.
+SAVES_VIEW = "view"
 
 
 @dataclass(frozen=True)
@@ -86,6 +100,7 @@ class Rule:
     attributes: frozenset[str]
     summary: str
     context: frozenset[str] = frozenset()
+    saves: str = SAVES_INPUTS
 
     def __call__(self, inputs: Sequence[TensorState], attrs: dict[str, Any],
                  context: Mapping[str, Any] | None = None) -> RuleResult:
@@ -100,8 +115,9 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
-def rule(*ops: str) -> Callable[[RuleFn], RuleFn]:
-    """Register `fn` as the rule of each op in `ops` (a family sharing one formula)."""
+def rule(*ops: str, saves: str = SAVES_INPUTS) -> Callable[[RuleFn], RuleFn]:
+    """Register `fn` as the rule of each op in `ops` (a family sharing one formula);
+    `saves` says what the op keeps for its backward pass."""
 
     def register(fn: RuleFn) -> RuleFn:
         params = inspect.signature(fn).parameters
@@ -110,7 +126,7 @@ def rule(*ops: str) -> Callable[[RuleFn], RuleFn]:
         for op in ops:
             if op in RULES:
                 raise ValueError(f"op {op!r} already has a rule: {RULES[op].fn.__qualname__}")
-            RULES[op] = Rule(op, fn, keyword_only - CONTEXT, summary, keyword_only & CONTEXT)
+            RULES[op] = Rule(op, fn, keyword_only - CONTEXT, summary, keyword_only & CONTEXT, saves)
         return fn
 
     return register

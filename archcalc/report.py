@@ -32,6 +32,7 @@ class Row:
     receptive_field: str
     modelled: bool
     layers: int = 1
+    members: tuple[str, ...] = ()
 
 
 def human_count(value: int) -> str:
@@ -62,7 +63,7 @@ def _row(layer: LayerResult) -> Row:
         name=layer.name, op=layer.op, output_shape=_output_shape(layer), params=layer.params,
         trainable_params=layer.trainable_params, buffers=layer.buffers, macs=layer.macs, flops=layer.flops,
         activation_bytes=layer.activation_bytes, receptive_field=format_receptive_field(layer.receptive_field),
-        modelled=layer.modelled,
+        modelled=layer.modelled, members=(layer.name,),
     )
 
 
@@ -101,7 +102,7 @@ def _folded(name: str | None, layers: Sequence[LayerResult]) -> Row:
         macs=sum(x.macs for x in layers), flops=sum(x.flops for x in layers),
         activation_bytes=sum(x.activation_bytes for x in layers),
         receptive_field=format_receptive_field(field), modelled=all(x.modelled for x in layers),
-        layers=len(layers),
+        layers=len(layers), members=tuple(x.name for x in layers),
     )
 
 
@@ -123,9 +124,45 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
     ]
 
 
-def render_json(analysis: Analysis) -> str:
+def render_json(analysis: Analysis, training=None, fit=None) -> str:
     document = {"schema_version": JSON_SCHEMA_VERSION, **analysis.to_json()}
+    if training is not None:
+        document["training"] = training.to_json()
+    if fit is not None:
+        batch, totals, memory = fit
+        document["fit"] = {"memory_bytes": memory, "largest_batch": batch, "step": totals.to_json()}
     return json.dumps(document, indent=2)
+
+
+def training_lines(training, fit=None) -> list[tuple[str, str]]:
+    t = training.totals
+    lines = [
+        ("Training step", f"batch {t.batch}, {t.optimizer}, {t.precision}"),
+        ("Forward MACs", f"{t.forward_macs:,} ({human_count(t.forward_macs)})"),
+        ("Backward MACs", f"{t.backward_macs:,} ({human_count(t.backward_macs)})"),
+        ("Step FLOPs", f"{t.step_flops:,} ({human_count(t.step_flops)})"),
+        ("Weights", human_bytes(t.weight_bytes)),
+        ("Gradients", human_bytes(t.gradient_bytes)),
+        ("Optimizer state", human_bytes(t.optimizer_bytes)),
+        ("Saved activations", human_bytes(t.saved_activation_bytes)),
+        ("Training memory", human_bytes(t.memory_bytes)),
+    ]
+    if fit is not None:
+        batch, totals, memory = fit
+        lines.append(("Largest batch", f"{batch:,} fits in {human_bytes(memory)} "
+                                       f"(uses {human_bytes(totals.memory_bytes)})"))
+    return lines
+
+
+def training_rows(table: Sequence[Row], training) -> list[tuple[str, int, int, int]]:
+    """(name, forward MACs, backward MACs, saved activation bytes) per report row."""
+    by_name = {layer.name: layer for layer in training.layers}
+    result = []
+    for row in table:
+        members = [by_name[name] for name in row.members if name in by_name]
+        result.append((row.name, sum(m.forward_macs for m in members), sum(m.backward_macs for m in members),
+                       sum(m.saved_bytes for m in members)))
+    return result
 
 
 CSV_COLUMNS = ("name", "op", "output_shape", "params", "trainable_params", "buffers", "macs", "flops",
@@ -162,6 +199,23 @@ def render_markdown(analysis: Analysis, table: Sequence[Row]) -> str:
     if analysis.warnings:
         out += ["", "**Warnings**", ""] + [f"- {w}" for w in analysis.warnings]
     return "\n".join(out) + "\n"
+
+
+def render_training_table(table: Sequence[Row], training, fit, console) -> None:
+    from rich.table import Table
+
+    grid = Table(title="Training step per layer", title_justify="left", header_style="bold")
+    for header in ("Layer", "Forward MACs", "Backward MACs", "Saved activations"):
+        grid.add_column(header, justify="left" if header == "Layer" else "right", no_wrap=True)
+    for name, forward, backward, saved in training_rows(table, training):
+        grid.add_row(name, f"{forward:,}", f"{backward:,}", human_bytes(saved))
+    console.print(grid)
+    totals = Table(show_header=False, box=None, padding=(0, 2))
+    totals.add_column(style="bold")
+    totals.add_column()
+    for label, value in training_lines(training, fit):
+        totals.add_row(label, value)
+    console.print(totals)
 
 
 def render_table(analysis: Analysis, table: Sequence[Row], console) -> None:

@@ -14,13 +14,18 @@ from collections.abc import Sequence
 
 from archcalc.dims import prod
 from archcalc.errors import ShapeError
-from archcalc.registry import Output, RuleResult, TensorState, rule
+from archcalc.registry import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, Output, RuleResult, TensorState, rule
 
 FLOPS_PER_ELEMENT = {
     "Relu": 1, "LeakyRelu": 2, "PRelu": 2, "Sigmoid": 4, "HardSigmoid": 4, "Tanh": 1,
     "Elu": 4, "Celu": 4, "Selu": 5, "ThresholdedRelu": 1, "Swish": 6, "HardSwish": 5,
     "Mish": 5, "Softplus": 3, "Softsign": 3, "Clip": 2, "Shrink": 2,
 }
+
+
+# Their derivative is a function of their result (relu: y > 0; sigmoid: y(1 - y); tanh:
+# 1 - y^2), so PyTorch keeps the output for backward rather than the input.
+DIFFERENTIATED_FROM_OUTPUT = {"Relu", "Sigmoid", "Tanh", "Elu", "Celu", "Selu"}
 
 
 def _activation(x: Sequence, op: str, flops_per_element: int, weights=()) -> RuleResult:
@@ -39,7 +44,7 @@ def _simple(op: str) -> None:
 
     activation.__doc__ = f"{op}: shape unchanged, {FLOPS_PER_ELEMENT[op]} FLOPs per element."
     activation.__name__ = op.lower()
-    rule(op)(activation)
+    rule(op, saves=SAVES_OUTPUT if op in DIFFERENTIATED_FROM_OUTPUT else SAVES_INPUTS)(activation)
 
 
 for _op in ("Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "Tanh", "Elu", "Celu", "Selu",
@@ -59,7 +64,7 @@ def gelu(inputs: Sequence[TensorState], *, approximate="none") -> RuleResult:
     return _activation(inputs[0].shape, "Gelu", 9 if approximate == "tanh" else 5)
 
 
-@rule("Softmax", "LogSoftmax", "Hardmax")
+@rule("Softmax", "LogSoftmax", "Hardmax", saves=SAVES_OUTPUT)
 def softmax(inputs: Sequence[TensorState], *, axis=-1) -> RuleResult:
     """exp(x - max) / sum over `axis`; 5 FLOPs per element."""
     x = inputs[0].shape
@@ -68,7 +73,7 @@ def softmax(inputs: Sequence[TensorState], *, axis=-1) -> RuleResult:
     return _activation(x, "softmax", 5)
 
 
-@rule("Dropout")
+@rule("Dropout", saves=SAVES_NOTHING)
 def dropout(inputs: Sequence[TensorState | None], *, seed=None, ratio=0.5, is_test=0) -> RuleResult:
     """Identity at inference (the mask output has the input's shape); no FLOPs."""
     x = inputs[0].shape

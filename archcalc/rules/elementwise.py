@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from archcalc.dims import Dim, Sym, is_static, prod
 from archcalc.errors import ShapeError
-from archcalc.registry import Output, RuleResult, TensorState, rule
+from archcalc.registry import SAVES_NOTHING, Output, RuleResult, TensorState, rule
 
 MAX_VALUES = 1024  # values are tracked for small tensors only (shapes, axes, indices)
 
@@ -155,11 +155,13 @@ def unary(inputs: Sequence[TensorState]) -> RuleResult:
     return _per_element(inputs[0].shape, 1, "one operation")
 
 
-BINARY_OPS = ("Add", "Sub", "Mul", "Div", "Pow", "Mod", "BitShift", "And", "Or", "Xor",
-              "BitwiseAnd", "BitwiseOr", "BitwiseXor")
+# Addition and subtraction pass gradients through unchanged; products need their operands.
+ADDITIVE_OPS = ("Add", "Sub")
+BINARY_OPS = ("Mul", "Div", "Pow", "Mod", "BitShift", "And", "Or", "Xor", "BitwiseAnd", "BitwiseOr", "BitwiseXor")
 COMPARISONS = ("Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual")
 
 
+@rule(*ADDITIVE_OPS, saves=SAVES_NOTHING)
 @rule(*BINARY_OPS)
 def binary(inputs: Sequence[TensorState], *, fmod=0, direction="", op="") -> RuleResult:
     """Broadcast the two inputs; one operation per output element."""
@@ -172,7 +174,7 @@ def binary(inputs: Sequence[TensorState], *, fmod=0, direction="", op="") -> Rul
                       explain=result.explain)
 
 
-@rule(*COMPARISONS)
+@rule(*COMPARISONS, saves=SAVES_NOTHING)
 def comparison(inputs: Sequence[TensorState], *, op="") -> RuleResult:
     """Broadcast the two inputs; one comparison per output element; bool output."""
     shape = broadcast(inputs[0].shape, inputs[1].shape)
@@ -181,7 +183,8 @@ def comparison(inputs: Sequence[TensorState], *, op="") -> RuleResult:
     return RuleResult(outputs=(Output(shape, "bool", value),), flops=result.flops, explain=result.explain)
 
 
-@rule("Sum", "Max", "Min", "Mean")
+@rule("Sum", "Mean", saves=SAVES_NOTHING)
+@rule("Max", "Min")
 def variadic(inputs: Sequence[TensorState]) -> RuleResult:
     """Broadcast k inputs; k-1 operations per output element."""
     present = [t for t in inputs if t is not None]

@@ -47,6 +47,7 @@ def batch_norm(inputs: Sequence[TensorState | None], *, epsilon=1e-5, momentum=0
     return RuleResult(
         outputs=(Output(x), Output(channel_shape), Output(channel_shape)),
         flops=flops, weights=(1, 2), buffers=(3, 4), explain=explain,
+        backward_state_bytes=2 * 4 * x[1],  # the batch mean and 1/std per channel, fp32
     )
 
 
@@ -73,7 +74,8 @@ def layer_norm(inputs: Sequence[TensorState | None], *, axis=-1, epsilon=1e-5, s
     result = _normalised(x, NORMALISE_FLOPS, f"params = scale + bias, each of shape {list(normalised)}")
     mean_shape = (*x[:first], *([1] * len(normalised)))
     return RuleResult(outputs=result.outputs + (Output(mean_shape), Output(mean_shape)),
-                      flops=result.flops, weights=result.weights, explain=result.explain)
+                      flops=result.flops, weights=result.weights, explain=result.explain,
+                      backward_state_bytes=2 * 4 * prod(x[:first]))  # mean and 1/std per row, fp32
 
 
 @rule("InstanceNormalization")

@@ -27,6 +27,8 @@ def _pool(x: Sequence, kernel_shape, strides, pads, dilations, auto_pad, ceil_mo
     window = prod(kernel_shape)
     flops = prod(out_shape) * window
     outputs = (Output(out_shape), Output(out_shape, "int64")) if with_indices else (Output(out_shape),)
+    # PyTorch's max pooling keeps the int64 index of each window's maximum for backward.
+    indices_bytes = 8 * prod(out_shape) if with_indices else 0
 
     def explain() -> list[str]:
         lines = [a.formula(name) for a, name in zip(axes, axis_names(len(axes)))]
@@ -35,7 +37,7 @@ def _pool(x: Sequence, kernel_shape, strides, pads, dilations, auto_pad, ceil_mo
         return lines
 
     return RuleResult(outputs=outputs, flops=flops, receptive=tuple(a.window() for a in axes),
-                      explain=explain)
+                      explain=explain, backward_state_bytes=indices_bytes)
 
 
 @rule("MaxPool")

@@ -17,7 +17,7 @@ from functools import reduce as fold
 
 from archcalc.dims import Dim, Sym, prod
 from archcalc.errors import ShapeError
-from archcalc.registry import GLOBAL, POINTWISE, Output, RuleResult, TensorState, rule
+from archcalc.registry import GLOBAL, POINTWISE, SAVES_NOTHING, Output, RuleResult, TensorState, rule
 from archcalc.rules.elementwise import is_integral
 from archcalc.rules.shape import known_value
 
@@ -77,7 +77,7 @@ def reduce(inputs: Sequence[TensorState | None], *, axes=None, keepdims=1, noop_
                       explain=_explain(x.shape, out, chosen, flops))
 
 
-@rule("ArgMax", "ArgMin")
+@rule("ArgMax", "ArgMin", saves=SAVES_NOTHING)
 def arg_reduce(inputs: Sequence[TensorState], *, axis=0, keepdims=1, select_last_index=0) -> RuleResult:
     """Index of the largest (smallest) element along `axis`, int64; FLOPs = input elements."""
     x = inputs[0].shape

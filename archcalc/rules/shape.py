@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from archcalc.dims import Dim, Sym, ceil_div, is_static, prod
 from archcalc.errors import ShapeError
-from archcalc.registry import Output, RuleResult, TensorState, rule
+from archcalc.registry import SAVES_NOTHING, SAVES_VIEW, Output, RuleResult, TensorState, rule
 from archcalc.rules.elementwise import MAX_VALUES, broadcast, broadcast_values, is_integral
 
 # TensorProto.DataType -> numpy-style name, so Cast's `to` needs no onnx import.
@@ -76,7 +76,7 @@ def _moved(shape: Sequence[Dim], dtype: str | None = None, value: tuple | None =
                       explain=lambda: [f"output = {how + ' = ' if how else ''}{list(shape)}", "0 FLOPs"])
 
 
-@rule("Constant")
+@rule("Constant", saves=SAVES_NOTHING)
 def constant(inputs: Sequence[TensorState], *, value=None, value_float=None, value_floats=None,
              value_int=None, value_ints=None, value_string=None, value_strings=None,
              sparse_value=None) -> RuleResult:
@@ -102,20 +102,20 @@ def constant(inputs: Sequence[TensorState], *, value=None, value_float=None, val
     raise ShapeError("Constant has no value attribute", fix="give it `value` (a tensor) or value_ints etc.")
 
 
-@rule("Shape")
+@rule("Shape", saves=SAVES_NOTHING)
 def shape_of(inputs: Sequence[TensorState], *, start=0, end=None) -> RuleResult:
     """The input's dims (from `start` to `end`) as a 1-D int64 tensor; its value is known."""
     dims = tuple(inputs[0].shape)[start:end]  # Python slicing clamps as ONNX does
     return _moved((len(dims),), "int64", dims, f"the dims {list(map(str, dims))} as a 1-D tensor")
 
 
-@rule("Size")
+@rule("Size", saves=SAVES_NOTHING)
 def size_of(inputs: Sequence[TensorState]) -> RuleResult:
     """The input's element count as an int64 scalar; its value is known."""
     return _moved((), "int64", (prod(inputs[0].shape),), f"the scalar {prod(inputs[0].shape)}")
 
 
-@rule("Gather")
+@rule("Gather", saves=SAVES_NOTHING)
 def gather(inputs: Sequence[TensorState], *, axis=0) -> RuleResult:
     """data[..., indices, ...] along `axis`: shape data[:axis] + indices + data[axis+1:]."""
     data, indices = inputs[0], inputs[1]
@@ -137,14 +137,14 @@ def gather(inputs: Sequence[TensorState], *, axis=0) -> RuleResult:
     return _moved(out, None, value, f"data {list(data.shape)} gathered by indices {list(indices.shape)}")
 
 
-@rule("GatherElements")
+@rule("GatherElements", saves=SAVES_NOTHING)
 def gather_elements(inputs: Sequence[TensorState], *, axis=0) -> RuleResult:
     """One element per index: output has the indices' shape."""
     _axis(axis, len(inputs[0].shape), "GatherElements")
     return _moved(inputs[1].shape, inputs[0].dtype, None, "the indices' shape")
 
 
-@rule("GatherND")
+@rule("GatherND", saves=SAVES_NOTHING)
 def gather_nd(inputs: Sequence[TensorState], *, batch_dims=0) -> RuleResult:
     """indices [..., k] pick slices of data: indices.shape[:-1] + data.shape[batch_dims + k:]."""
     data, indices = inputs[0].shape, inputs[1].shape
@@ -155,13 +155,13 @@ def gather_nd(inputs: Sequence[TensorState], *, batch_dims=0) -> RuleResult:
     return _moved(out, inputs[0].dtype, None, f"indices[:-1] + data[{batch_dims} + {k}:]")
 
 
-@rule("ScatterND", "ScatterElements", "Scatter")
+@rule("ScatterND", "ScatterElements", "Scatter", saves=SAVES_NOTHING)
 def scatter(inputs: Sequence[TensorState], *, axis=0, reduction="none") -> RuleResult:
     """Write updates into a copy of data: output has data's shape."""
     return _moved(inputs[0].shape, None, None, "the data's shape")
 
 
-@rule("Unsqueeze")
+@rule("Unsqueeze", saves=SAVES_VIEW)
 def unsqueeze(inputs: Sequence[TensorState | None], *, axes=None) -> RuleResult:
     """Insert size-1 axes at `axes` (of the output); attribute before opset 13, input after."""
     if axes is None:
@@ -177,7 +177,7 @@ def unsqueeze(inputs: Sequence[TensorState | None], *, axes=None) -> RuleResult:
     return _moved(out, None, inputs[0].value, f"{list(x)} with 1 inserted at axes {positions}")
 
 
-@rule("Squeeze")
+@rule("Squeeze", saves=SAVES_VIEW)
 def squeeze(inputs: Sequence[TensorState | None], *, axes=None) -> RuleResult:
     """Remove size-1 axes (`axes`, or every static 1 when none are given: a symbolic dim is kept)."""
     if axes is None and len(inputs) > 1 and inputs[1] is not None:
@@ -216,7 +216,7 @@ def _slice_length(dim: Dim, start: Dim, end: Dim, step: int) -> Dim:
     return ceil_div(length, abs(step)) if abs(step) != 1 else length
 
 
-@rule("Slice")
+@rule("Slice", saves=SAVES_NOTHING)
 def slice_(inputs: Sequence[TensorState | None], *, starts=None, ends=None, axes=None) -> RuleResult:
     """x[start:end:step] on each listed axis (inputs from opset 10, attributes before)."""
     x = inputs[0]
@@ -250,7 +250,7 @@ def slice_(inputs: Sequence[TensorState | None], *, starts=None, ends=None, axes
     return _moved(out, None, value, f"{list(x.shape)} sliced ({bounds})")
 
 
-@rule("Split")
+@rule("Split", saves=SAVES_NOTHING)
 def split(inputs: Sequence[TensorState | None], *, axis=0, split=None, num_outputs=None,
           n_outputs=1) -> RuleResult:
     """Cut along `axis` into the given sizes, or into equal parts (the last smaller at opset 18)."""
@@ -288,7 +288,7 @@ def split(inputs: Sequence[TensorState | None], *, axis=0, split=None, num_outpu
                       explain=lambda: [f"axis {along} of {dim} split into {list(sizes)}", "0 FLOPs"])
 
 
-@rule("ConstantOfShape")
+@rule("ConstantOfShape", saves=SAVES_NOTHING)
 def constant_of_shape(inputs: Sequence[TensorState], *, value=None) -> RuleResult:
     """A tensor of the shape given by the input's value, filled with `value` (0.0 by default)."""
     dims = known_value(inputs[0], "shape", "ConstantOfShape", ints=False)
@@ -300,7 +300,7 @@ def constant_of_shape(inputs: Sequence[TensorState], *, value=None) -> RuleResul
     return _moved(dims, dtype, filled, f"{list(dims)} filled with {fill}")
 
 
-@rule("Expand")
+@rule("Expand", saves=SAVES_NOTHING)
 def expand(inputs: Sequence[TensorState]) -> RuleResult:
     """Broadcast the input to the shape given as the second input's value (both ways, as numpy)."""
     x = inputs[0]
@@ -310,7 +310,7 @@ def expand(inputs: Sequence[TensorState]) -> RuleResult:
     return _moved(out, None, values[0] if values else None, f"{list(x.shape)} broadcast with {list(dims)}")
 
 
-@rule("Tile")
+@rule("Tile", saves=SAVES_NOTHING)
 def tile(inputs: Sequence[TensorState]) -> RuleResult:
     """Repeat the input `repeats[i]` times along axis i: out = dim * repeats."""
     x = inputs[0]
@@ -337,7 +337,7 @@ def _tiled(value: tuple, shape: tuple[int, ...], out: tuple[int, ...]) -> tuple:
     return tuple(result)
 
 
-@rule("Range")
+@rule("Range", saves=SAVES_NOTHING)
 def range_(inputs: Sequence[TensorState]) -> RuleResult:
     """start, start + delta, ... below limit: max(ceil((limit - start) / delta), 0) elements."""
     start, limit, delta = (known_value(t, name, "Range", ints=False)[0]
@@ -372,7 +372,7 @@ def _cast_value(value: object, dtype: str) -> object:
     raise ValueError
 
 
-@rule("Cast", "CastLike")
+@rule("Cast", "CastLike", saves=SAVES_NOTHING)
 def cast(inputs: Sequence[TensorState], *, to=1, saturate=1, round_mode="up") -> RuleResult:
     """Same shape, new dtype (`to`, or the second input's for CastLike); small values follow."""
     x = inputs[0]
@@ -386,7 +386,7 @@ def cast(inputs: Sequence[TensorState], *, to=1, saturate=1, round_mode="up") ->
     return _moved(x.shape, dtype, value, f"{list(x.shape)} as {dtype}")
 
 
-@rule("NonZero")
+@rule("NonZero", saves=SAVES_NOTHING)
 def nonzero(inputs: Sequence[TensorState], *, node_name="") -> RuleResult:
     """Indices of the non-zero elements, [rank, count]; the count depends on the data, so it is a
     symbolic dim named after the layer (bind it with --dim) unless the input's value is known."""

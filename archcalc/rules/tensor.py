@@ -13,7 +13,7 @@ import numpy as np
 
 from archcalc.dims import Dim, is_static, prod
 from archcalc.errors import ShapeError
-from archcalc.registry import Output, RuleResult, TensorState, Window, rule
+from archcalc.registry import SAVES_NOTHING, SAVES_VIEW, Output, RuleResult, TensorState, Window, rule
 
 
 def _axis(axis: int, rank: int, op: str) -> int:
@@ -27,13 +27,13 @@ def _moved(shape: Sequence[Dim], description: str) -> RuleResult:
                       explain=lambda: [f"output = {description} = {list(shape)}", "no arithmetic: 0 FLOPs"])
 
 
-@rule("Identity")
+@rule("Identity", saves=SAVES_VIEW)
 def identity(inputs: Sequence[TensorState]) -> RuleResult:
     """Output equals input."""
     return RuleResult(outputs=(Output(inputs[0].shape, value=inputs[0].value),))
 
 
-@rule("Flatten")
+@rule("Flatten", saves=SAVES_VIEW)
 def flatten(inputs: Sequence[TensorState], *, axis=1) -> RuleResult:
     """[d0..dn] -> [prod(d0..d(axis-1)), prod(d(axis)..dn)]."""
     x = inputs[0].shape
@@ -44,7 +44,7 @@ def flatten(inputs: Sequence[TensorState], *, axis=1) -> RuleResult:
                                                     f"{' * '.join(map(str, x[cut:])) or 1}]")
 
 
-@rule("Reshape")
+@rule("Reshape", saves=SAVES_VIEW)
 def reshape(inputs: Sequence[TensorState], *, allowzero=0) -> RuleResult:
     """New shape from the shape input: 0 copies the input dim, -1 takes what is left."""
     x = inputs[0].shape
@@ -74,7 +74,7 @@ def reshape(inputs: Sequence[TensorState], *, allowzero=0) -> RuleResult:
     return _moved(out, f"reshape {list(x)} to {list(target)}")
 
 
-@rule("Transpose")
+@rule("Transpose", saves=SAVES_NOTHING)
 def transpose(inputs: Sequence[TensorState], *, perm=None) -> RuleResult:
     """Permute the axes (reverse them by default)."""
     x = inputs[0].shape
@@ -84,7 +84,7 @@ def transpose(inputs: Sequence[TensorState], *, perm=None) -> RuleResult:
     return _moved([x[i] for i in order], f"permute {list(x)} by {order}")
 
 
-@rule("Concat")
+@rule("Concat", saves=SAVES_NOTHING)
 def concat(inputs: Sequence[TensorState], *, axis=1) -> RuleResult:
     """Join along `axis`; every other dim must match."""
     shapes = [t.shape for t in inputs if t is not None]
@@ -109,7 +109,7 @@ def concat(inputs: Sequence[TensorState], *, axis=1) -> RuleResult:
                                        + f" along axis {axis}; shape {out}"])
 
 
-@rule("Pad")
+@rule("Pad", saves=SAVES_NOTHING)
 def pad(inputs: Sequence[TensorState | None], *, mode="constant", pads=None, value=0.0) -> RuleResult:
     """Each axis grows by its begin and end pads (opset < 11: attribute; later: input)."""
     x = inputs[0].shape

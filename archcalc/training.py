@@ -1,0 +1,225 @@
+"""What one training step costs: forward and backward compute, and the memory it holds.
+
+Backward compute follows the seed's backpropagation section. For a layer that
+multiplies two operands (Conv, ConvTranspose, Gemm, MatMul, Einsum: the ops with MACs),
+the gradient with respect to each operand is one product of the same size as the
+forward one (dL/dW = I * dL/dO; dL/dI = full convolution of dL/dO with the flipped
+kernel), so each operand that needs a gradient costs the forward MACs again. An operand
+needs a gradient when it is a trainable weight, or an activation that depends on one.
+The input image needs none; so does everything before the first trainable layer,
+which is why freezing a backbone (feature extraction) removes its whole backward
+pass. Other layers on the gradient path cost their forward FLOPs again (the
+element-wise derivative), and bias gradients a sum over the output.
+
+Memory of a step: weights; one gradient per trainable weight; the optimizer's state
+(SGD none, momentum one buffer, Adam/AdamW two, kept in fp32); and the activations
+saved for the backward pass, each tensor once, as each op's rule declares (its inputs,
+its output, or nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from archcalc.analysis import Analysis
+from archcalc.dims import bind, prod
+from archcalc.engine import analyze
+from archcalc.errors import ArchcalcError
+from archcalc.graph import Graph
+from archcalc.registry import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, SAVES_VIEW, get_rule
+
+OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
+# bytes per weight, per gradient, per saved activation; optimizer states are fp32.
+# mixed = PyTorch AMP: fp32 weights and gradients, half-precision activations.
+PRECISIONS = {
+    "fp32": (4, 4, 4),
+    "fp16": (2, 2, 2),
+    "bf16": (2, 2, 2),
+    "mixed": (4, 4, 2),
+}
+OPTIMIZER_STATE_BYTES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingLayer:
+    name: str
+    op: str
+    forward_macs: int
+    forward_flops: int
+    grad_input_macs: int
+    grad_weight_macs: int
+    backward_flops: int
+    saved_bytes: int  # activations this layer keeps for backward (first holder of each tensor)
+    on_gradient_path: bool
+
+    @property
+    def backward_macs(self) -> int:
+        return self.grad_input_macs + self.grad_weight_macs
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "op": self.op, "forward_macs": self.forward_macs,
+                "backward_macs": self.backward_macs, "grad_input_macs": self.grad_input_macs,
+                "grad_weight_macs": self.grad_weight_macs, "forward_flops": self.forward_flops,
+                "backward_flops": self.backward_flops, "saved_activation_bytes": self.saved_bytes,
+                "on_gradient_path": self.on_gradient_path}
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingTotals:
+    optimizer: str
+    precision: str
+    batch: int
+    forward_macs: int
+    backward_macs: int
+    forward_flops: int
+    backward_flops: int
+    weight_bytes: int
+    gradient_bytes: int
+    optimizer_bytes: int
+    saved_activation_bytes: int
+
+    @property
+    def step_macs(self) -> int:
+        return self.forward_macs + self.backward_macs
+
+    @property
+    def step_flops(self) -> int:
+        return self.forward_flops + self.backward_flops
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.weight_bytes + self.gradient_bytes + self.optimizer_bytes + self.saved_activation_bytes
+
+    def to_json(self) -> dict:
+        return {"optimizer": self.optimizer, "precision": self.precision, "batch": self.batch,
+                "forward_macs": self.forward_macs, "backward_macs": self.backward_macs,
+                "step_macs": self.step_macs, "forward_flops": self.forward_flops,
+                "backward_flops": self.backward_flops, "step_flops": self.step_flops,
+                "weight_bytes": self.weight_bytes, "gradient_bytes": self.gradient_bytes,
+                "optimizer_bytes": self.optimizer_bytes, "saved_activation_bytes": self.saved_activation_bytes,
+                "memory_bytes": self.memory_bytes}
+
+
+@dataclass(frozen=True)
+class TrainingAnalysis:
+    layers: tuple[TrainingLayer, ...]
+    totals: TrainingTotals
+
+    def to_json(self) -> dict:
+        return {"totals": self.totals.to_json(), "layers": [layer.to_json() for layer in self.layers]}
+
+
+def check_choices(optimizer: str, precision: str) -> None:
+    if optimizer not in OPTIMIZER_STATES:
+        raise ArchcalcError(f"unknown optimizer '{optimizer}'", fix="use one of " + ", ".join(OPTIMIZER_STATES))
+    if precision not in PRECISIONS:
+        raise ArchcalcError(f"unknown precision '{precision}'", fix="use one of " + ", ".join(PRECISIONS))
+
+
+def training_cost(graph: Graph, analysis: Analysis, optimizer: str = "adam",
+                  precision: str = "fp32") -> TrainingAnalysis:
+    """Per-layer and total cost of one training step of the analysed graph."""
+    check_choices(optimizer, precision)
+    weight_size, gradient_size, activation_size = PRECISIONS[precision]
+    nodes = {node.name: node for node in graph.nodes}
+    needs_grad: set[str] = set()  # tensors that depend on a trainable weight
+    saved: set[str] = set()
+    views: dict[str, str] = {}  # a view's output -> the tensor whose memory it shares
+    layers = []
+    for result in analysis.layers:
+        node = nodes[result.name]
+        data_inputs = [name for name in node.inputs if name and _is_activation(name, analysis)]
+        inputs_need_grad = [name in needs_grad for name in node.inputs if name]
+        trainable = result.trainable_params > 0
+        on_path = trainable or any(inputs_need_grad)
+        if on_path:
+            needs_grad.update(out.name for out in result.outputs)
+        rule = get_rule(result.op)
+        policy = rule.saves if rule is not None else SAVES_INPUTS
+        if policy == SAVES_VIEW and data_inputs:
+            for out in result.outputs:
+                views[out.name] = views.get(data_inputs[0], data_inputs[0])
+        grad_input = grad_weight = 0
+        backward_flops = 0
+        saved_bytes = 0
+        if on_path:
+            if result.macs:
+                # The two multiplied operands sit at positions 0 and 1 of every MAC op.
+                operands = [node.inputs[i] for i in (0, 1) if i < len(node.inputs)]
+                for operand in operands:
+                    if operand in needs_grad:
+                        grad_input += result.macs
+                    elif _is_trainable_weight(operand, node, analysis):
+                        grad_weight += result.macs
+            elementwise = result.flops - 2 * result.macs
+            backward_flops = 2 * (grad_input + grad_weight) + elementwise
+            saved_bytes = _saved_bytes(policy, result, data_inputs, saved, views, analysis, activation_size)
+            saved_bytes += result.backward_state_bytes
+        layers.append(TrainingLayer(result.name, result.op, result.macs, result.flops, grad_input, grad_weight,
+                                    backward_flops, saved_bytes, on_path))
+    totals = analysis.totals
+    trainable_params = totals.trainable_params
+    weights = (totals.params + totals.buffers) * weight_size
+    batch = analysis.bindings.get("batch", 1)
+    return TrainingAnalysis(
+        layers=tuple(layers),
+        totals=TrainingTotals(
+            optimizer=optimizer, precision=precision, batch=batch,
+            forward_macs=totals.macs, backward_macs=sum(x.backward_macs for x in layers),
+            forward_flops=totals.flops, backward_flops=sum(x.backward_flops for x in layers),
+            weight_bytes=weights, gradient_bytes=trainable_params * gradient_size,
+            optimizer_bytes=trainable_params * OPTIMIZER_STATES[optimizer] * OPTIMIZER_STATE_BYTES,
+            saved_activation_bytes=sum(x.saved_bytes for x in layers),
+        ),
+    )
+
+
+def _is_activation(name: str, analysis: Analysis) -> bool:
+    info = analysis.known_tensors.get(name)
+    return info is None or info.kind == "input"
+
+
+def _is_trainable_weight(name: str, node, analysis: Analysis) -> bool:
+    info = analysis.known_tensors.get(name)
+    return info is not None and info.kind == "weight" and info.trainable and node.trainable
+
+
+def _saved_bytes(policy: str, result, data_inputs: list[str], saved: set[str], views: dict[str, str],
+                 analysis: Analysis, size: int) -> int:
+    if policy in (SAVES_NOTHING, SAVES_VIEW):
+        return 0
+    names = [out.name for out in result.outputs[:1]] if policy == SAVES_OUTPUT else data_inputs
+    total = 0
+    for name in (views.get(n, n) for n in names):
+        if name in saved:
+            continue
+        saved.add(name)
+        tensor = analysis.tensors.get(name)
+        if tensor is not None and tensor.shape is not None:
+            total += bind(prod(tensor.shape), analysis.bindings) * size
+    return total
+
+
+def largest_batch(graph: Graph, bindings: Mapping[str, int], memory: int, optimizer: str,
+                  precision: str) -> tuple[int, TrainingTotals]:
+    """The largest batch whose training step fits in `memory` bytes, and its totals.
+
+    Step memory is affine in the batch (weights, gradients and optimizer state are
+    fixed; saved activations grow linearly), so two analyses give the answer."""
+    def step(batch: int) -> TrainingTotals:
+        return training_cost(graph, analyze(graph, {**bindings, "batch": batch}), optimizer, precision).totals
+
+    one, two = step(1), step(2)
+    per_sample = two.memory_bytes - one.memory_bytes
+    fixed = one.memory_bytes - per_sample
+    if one.memory_bytes > memory:
+        raise ArchcalcError(
+            f"even batch 1 needs {one.memory_bytes / 2**30:.2f} GiB, more than the {memory / 2**30:.2f} GiB given",
+            fix="use a smaller model, a lighter optimizer (sgd), lower precision, or more memory")
+    batch = max(1, (memory - fixed) // per_sample) if per_sample > 0 else 1
+    totals = step(batch)
+    while totals.memory_bytes > memory and batch > 1:  # guards the affine assumption
+        batch -= 1
+        totals = step(batch)
+    return batch, totals

@@ -1,0 +1,144 @@
+"""Training cost: backward MACs from the seed's backpropagation rules, and step memory.
+
+Hand-worked on a tiny network, and checked against PyTorch: the bytes of tensors saved
+for backward in tests/fixtures/training_reference.json were measured in a real training
+step by tests/fixtures/make_training_reference.py (torch is not needed to run this file).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from archcalc.cli import cli
+from archcalc.engine import analyze
+from archcalc.spec import load_spec
+from archcalc.spec.build import parse_spec
+from archcalc.training import largest_batch, training_cost
+
+ROOT = Path(__file__).parent.parent
+REFERENCE = json.loads((ROOT / "tests" / "fixtures" / "training_reference.json").read_text())
+
+TINY = """
+input: [1, 4, 4]
+layers:
+  - conv2d: {filters: 2, kernel: 3}
+    name: conv
+  - relu:
+    name: relu
+  - flatten:
+    name: flatten
+  - dense: 3
+    name: fc
+"""
+
+
+def step(spec_text: str, batch: int = 2, optimizer: str = "adam", precision: str = "fp32"):
+    graph = parse_spec(spec_text)
+    return training_cost(graph, analyze(graph, {"batch": batch}), optimizer, precision)
+
+
+def by_name(training):
+    return {layer.name: layer for layer in training.layers}
+
+
+def test_tiny_network_by_hand():
+    training = step(TINY)
+    layers = by_name(training)
+    # conv: N*M*Ho*Wo*C*k*k = 2*2*2*2*1*9 = 144 MACs. Its input is the image, which needs no
+    # gradient, so backward is dL/dW = I * dL/dO only: 144.
+    assert (layers["conv"].forward_macs, layers["conv"].grad_input_macs, layers["conv"].grad_weight_macs) == (144, 0, 144)
+    # fc: N*out*in = 2*3*8 = 48; dL/dx and dL/dW: 48 each.
+    assert (layers["fc"].forward_macs, layers["fc"].grad_input_macs, layers["fc"].grad_weight_macs) == (48, 48, 48)
+    assert training.totals.backward_macs == 240
+    # Saved for backward, fp32: conv its input 2*1*4*4*4 = 128 B; relu its output
+    # 2*2*2*2*4 = 64 B; flatten is a view, so fc's input is relu's output again: 0 B.
+    assert [layers[n].saved_bytes for n in ("conv", "relu", "flatten", "fc")] == [128, 64, 0, 0]
+    # params: conv 2*9 + 2 = 20, fc (8 + 1)*3 = 27 -> 47. Adam: two fp32 states each.
+    totals = training.totals
+    assert (totals.weight_bytes, totals.gradient_bytes, totals.optimizer_bytes) == (188, 188, 376)
+    assert totals.memory_bytes == 188 + 188 + 376 + 192
+
+
+@pytest.mark.parametrize("optimizer, states", [("sgd", 0), ("momentum", 1), ("adam", 2), ("adamw", 2)])
+def test_optimizer_state(optimizer, states):
+    assert step(TINY, optimizer=optimizer).totals.optimizer_bytes == 47 * 4 * states
+
+
+def test_mixed_precision_halves_activations_only():
+    totals = step(TINY, precision="mixed").totals
+    assert (totals.weight_bytes, totals.gradient_bytes, totals.saved_activation_bytes) == (188, 188, 96)
+    half = step(TINY, precision="fp16").totals
+    assert (half.weight_bytes, half.gradient_bytes, half.saved_activation_bytes) == (94, 94, 96)
+
+
+def test_frozen_feature_extractor_has_no_backward():
+    training = step(TINY.replace("    name: conv\n", "    name: conv\n    trainable: false\n"))
+    layers = by_name(training)
+    # Nothing before fc depends on a trainable weight: no backward through conv or relu.
+    assert not layers["conv"].on_gradient_path and layers["conv"].backward_macs == 0
+    assert not layers["relu"].on_gradient_path
+    # fc needs dL/dW only (48), and keeps its input (relu's output, via the flatten view): 64 B.
+    assert (layers["fc"].grad_input_macs, layers["fc"].grad_weight_macs, layers["fc"].saved_bytes) == (0, 48, 64)
+    assert training.totals.gradient_bytes == 27 * 4
+
+
+@pytest.mark.parametrize("spec, batch, key", [
+    ("lenet5", 4, "lenet5_batch4"),
+    ("resnet18", 2, "resnet18_batch2"),
+])
+def test_saved_activations_equal_pytorch(spec, batch, key):
+    graph = load_spec(str(ROOT / "specs" / f"{spec}.yaml"))
+    training = training_cost(graph, analyze(graph, {"batch": batch}), "sgd", "fp32")
+    assert training.totals.saved_activation_bytes == REFERENCE[key]["saved_bytes"]
+    assert analyze(graph).totals.trainable_params == REFERENCE[key]["trainable_params"]
+
+
+def test_saved_activations_with_frozen_backbone_equal_pytorch():
+    text = (ROOT / "specs" / "resnet18.yaml").read_text() + "freeze_until: flatten\n"
+    graph = parse_spec(text)
+    analysis = analyze(graph, {"batch": 2})
+    training = training_cost(graph, analysis, "sgd", "fp32")
+    reference = REFERENCE["resnet18_batch2_only_fc_trainable"]
+    assert analysis.totals.trainable_params == reference["trainable_params"]
+    assert training.totals.saved_activation_bytes == reference["saved_bytes"]
+    assert training.totals.backward_macs == 2 * 512 * 1000  # fc's dL/dW only, batch 2
+
+
+def test_largest_batch_fits_and_the_next_does_not():
+    graph = load_spec(str(ROOT / "specs" / "resnet18.yaml"))
+    memory = 2 * 2**30
+    batch, totals = largest_batch(graph, {}, memory, "adam", "fp32")
+    assert totals.memory_bytes <= memory
+    over = training_cost(graph, analyze(graph, {"batch": batch + 1}), "adam", "fp32").totals
+    assert over.memory_bytes > memory
+
+
+def test_cli_training_outputs():
+    runner = CliRunner()
+    result = runner.invoke(cli, ["analyze", str(ROOT / "specs/resnet50.yaml"), "--training", "--batch", "32",
+                                 "--optimizer", "adam", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    totals = document["training"]["totals"]
+    assert totals["batch"] == 32 and totals["optimizer"] == "adam"
+    # conv1 sees the image: its backward is the weight gradient only; every other MAC op
+    # needs both gradients, so backward = 2 * forward - conv1's forward.
+    conv1 = document["training"]["layers"][0]
+    assert conv1["name"] == "conv1" and conv1["grad_input_macs"] == 0
+    assert totals["backward_macs"] == 2 * totals["forward_macs"] - conv1["forward_macs"]
+    assert totals["memory_bytes"] == (totals["weight_bytes"] + totals["gradient_bytes"] + totals["optimizer_bytes"]
+                                      + totals["saved_activation_bytes"])
+    table = runner.invoke(cli, ["analyze", str(ROOT / "specs/resnet18.yaml"), "--training", "--depth", "1",
+                                "--fit", "8GiB"])
+    assert table.exit_code == 0, table.output
+    assert "Training memory" in table.output and "Largest batch" in table.output and "Backward MACs" in table.output
+
+
+def test_cli_bad_fit_size():
+    result = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), "--fit", "lots"])
+    assert result.exit_code == 2
+    assert "--fit" in result.output and "'lots' is not a quantity" in result.output
