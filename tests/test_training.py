@@ -50,7 +50,8 @@ def test_tiny_network_by_hand():
     layers = by_name(training)
     # conv: N*M*Ho*Wo*C*k*k = 2*2*2*2*1*9 = 144 MACs. Its input is the image, which needs no
     # gradient, so backward is dL/dW = I * dL/dO only: 144.
-    assert (layers["conv"].forward_macs, layers["conv"].grad_input_macs, layers["conv"].grad_weight_macs) == (144, 0, 144)
+    conv = layers["conv"]
+    assert (conv.forward_macs, conv.grad_input_macs, conv.grad_weight_macs) == (144, 0, 144)
     # fc: N*out*in = 2*3*8 = 48; dL/dx and dL/dW: 48 each.
     assert (layers["fc"].forward_macs, layers["fc"].grad_input_macs, layers["fc"].grad_weight_macs) == (48, 48, 48)
     assert training.totals.backward_macs == 240
