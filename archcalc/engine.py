@@ -22,7 +22,7 @@ from archcalc.analysis import (
     dtype_bytes,
 )
 from archcalc.dims import bind, bind_shape, prod
-from archcalc.errors import ArchcalcError, ShapeError
+from archcalc.errors import ArchcalcError, ShapeError, UnknownValue
 from archcalc.graph import Deferred, Graph, Node, TensorInfo
 from archcalc.registry import GLOBAL, POINTWISE, RuleResult, TensorState, Window, get_rule
 
@@ -35,6 +35,9 @@ INT64_MAX = 2**63 - 1
 def analyze(graph: Graph, bindings: Mapping[str, int] | None = None) -> Analysis:
     """Infer every tensor's shape and every layer's params, MACs, FLOPs and memory."""
     env = {"batch": 1, **graph.bindings, **(bindings or {})}
+    # ONNX models name their batch dim freely (N, batch_size, ...): --batch binds those too.
+    for name in graph.metadata.get("batch_dims", ()):
+        env.setdefault(name, env["batch"])
     with pause_gc():
         return _Inference(graph, env).run()
 
@@ -77,7 +80,7 @@ class _Inference:
             layers=tuple(layers),
             tensors=self._tensor_results(),
             totals=self._totals(layers),
-            warnings=tuple(self.warnings),
+            warnings=tuple(self.graph.metadata.get("warnings", ())) + tuple(self.warnings),
             bindings=dict(self.env),
             known_tensors=self.known,
         )
@@ -93,6 +96,8 @@ class _Inference:
             attrs = {k: v.compute(shapes) if isinstance(v, Deferred) else v for k, v in attrs.items()}
         try:
             result = rule(inputs, attrs, {"n_outputs": len(node.outputs), "node_name": node.name, "op": node.op})
+        except UnknownValue as error:
+            return self._unmodelled(node, inputs, has_rule=True, reason=error.message)
         except ArchcalcError as error:
             raise error.located(node.where(self.graph.path)) from None
         except (TypeError, ValueError, IndexError, ZeroDivisionError) as error:
@@ -106,7 +111,10 @@ class _Inference:
                 f"the layer declares {len(node.outputs)} outputs, the op gives {len(result.outputs)}",
                 where=node.where(self.graph.path),
             )
-        return self._record(node, inputs, attrs, result)
+        try:
+            return self._record(node, inputs, attrs, result)
+        except ArchcalcError as error:  # e.g. a symbolic dim with no value to count with
+            raise error.located(node.where(self.graph.path)) from None
 
     def _resolve_input(self, node: Node, name: str) -> TensorState | None:
         if not name:
@@ -194,10 +202,11 @@ class _Inference:
             explain=result.explain,
         )
 
-    def _unmodelled(self, node: Node, inputs: Sequence[TensorState | None], has_rule: bool) -> LayerResult:
-        if has_rule:
+    def _unmodelled(self, node: Node, inputs: Sequence[TensorState | None], has_rule: bool,
+                    reason: str | None = None) -> LayerResult:
+        if reason is None and has_rule:
             reason = "an input's shape is unknown"
-        else:
+        elif reason is None:
             domain = f" (domain '{node.domain}')" if node.domain else ""
             reason = f"op '{node.op}'{domain} has no rule"
         # Shapes the front end learnt elsewhere (ONNX shape inference) keep the analysis

@@ -31,6 +31,12 @@ class ShapeError(ArchcalcError):
     """A layer whose input shapes make its output impossible."""
 
 
+class UnknownValue(ShapeError):
+    """An op needs the value of an input (a target shape, slice bounds) that is computed
+    from data at run time, or too large to follow: its output shape cannot be known.
+    The engine reports the layer as unmodelled and goes on, rather than stopping."""
+
+
 class GraphError(ArchcalcError):
     """A graph that is not a DAG, or references a tensor nobody produces."""
 

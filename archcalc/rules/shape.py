@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 
 from archcalc.dims import Dim, Sym, ceil_div, is_static, prod
-from archcalc.errors import ShapeError
+from archcalc.errors import ShapeError, UnknownValue
 from archcalc.registry import SAVES_NOTHING, SAVES_VIEW, Output, RuleResult, TensorState, rule
 from archcalc.rules.elementwise import MAX_VALUES, broadcast, broadcast_values, is_integral
 
@@ -47,11 +47,6 @@ def _axis(axis: int, rank: int, op: str) -> int:
     if not isinstance(axis, int) or not -rank <= axis < rank:
         raise ShapeError(f"{op}: axis {axis} is out of range for a rank-{rank} tensor")
     return axis % rank
-
-
-class UnknownValue(ShapeError):
-    """An op needs the value of an input (a target shape, slice bounds) that is computed
-    from data at run time, or too large to follow: its output shape cannot be known."""
 
 
 def known_value(state: TensorState | None, what: str, op: str, *, ints: bool = True) -> tuple:
