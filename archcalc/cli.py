@@ -7,6 +7,7 @@ import sys
 import click
 
 from archcalc import __version__
+from archcalc.check_command import check
 from archcalc.errors import ArchcalcError
 
 FORMATS = ("table", "json", "csv", "markdown")
@@ -73,21 +74,52 @@ def cli() -> None:
 @dim_option
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Fold the layers of each block into one row, keeping DEPTH levels of block names.")
-def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], depth: int | None) -> None:
+@click.option("--training", is_flag=True, help="Also the cost of one training step: backward MACs and memory.")
+@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="adam",
+              show_default=True, help="Optimizer whose state counts in training memory.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "mixed"]), default="fp32",
+              show_default=True, help="mixed: fp32 weights and gradients, half-precision activations (AMP).")
+@click.option("--fit", "fit_memory", default=None, metavar="SIZE",
+              help="Report the largest batch whose training step fits in SIZE (e.g. 24GiB).")
+def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], depth: int | None, training: bool,
+            optimizer: str, precision: str, fit_memory: str | None) -> None:
     """Per-layer output shapes, params, MACs, memory and receptive field, with totals."""
     from archcalc import report
+    from archcalc.engine import analyze as run_analysis
+    from archcalc.loader import load_model
 
-    analysis = _analyse(model, batch, dims)
+    graph = load_model(model)
+    bindings = _parse_dims(dims, batch)
+    analysis = run_analysis(graph, bindings)
+    step = fit = None
+    if training or fit_memory:
+        from archcalc import training as train
+
+        step = train.training_cost(graph, analysis, optimizer, precision)
+        if fit_memory:
+            from archcalc.budget import BYTES, parse_quantity
+
+            try:
+                memory = parse_quantity(fit_memory, BYTES)
+            except ArchcalcError as error:
+                raise error.located("--fit") from None
+            fit = train.largest_batch(graph, bindings, memory, optimizer, precision) + (memory,)
     if fmt == "json":
-        click.echo(report.render_json(analysis))
+        click.echo(report.render_json(analysis, step, fit))
         return
     table = report.rows(analysis, depth)
     if fmt == "csv":
         click.echo(report.render_csv(table), nl=False)
     elif fmt == "markdown":
         click.echo(report.render_markdown(analysis, table), nl=False)
+        if step is not None:
+            lines = report.training_lines(step, fit)
+            click.echo("\n| Training | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in lines))
     else:
-        report.render_table(analysis, table, _console())
+        console = _console()
+        report.render_table(analysis, table, console)
+        if step is not None:
+            report.render_training_table(table, step, fit, console)
 
 
 @cli.command()
@@ -222,6 +254,14 @@ def layers() -> None:
         click.echo(f"{name}{aliases}: {layer_type.summary}")
         if fields:
             click.echo(f"    {fields}")
+
+
+from archcalc.diff_command import diff  # noqa: E402  (a command in its own module)
+
+cli.add_command(diff)
+
+
+cli.add_command(check)
 
 
 def main() -> None:

@@ -1,0 +1,512 @@
+"""Budgets for CI: parse a budget file, and check an :class:`~archcalc.analysis.Analysis` against it.
+
+A budget names limits on what a model may cost, for the whole model (``total``) and per
+layer (``layers`` entries, chosen by a glob on the layer name and/or by op). Limits under
+``warn`` warn instead of failing. Every limit kind is one entry of :data:`METRICS`; adding a
+kind (training memory, say) is adding one entry there.
+
+Quantities are written with units: counts with K, M, G, T (powers of 1000), bytes with
+KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024). Limits are exact
+integers, so ``actual <= limit`` never suffers from float rounding.
+
+Nothing here prints; :mod:`archcalc.check_output` renders the results.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation, localcontext
+from fnmatch import fnmatchcase
+from typing import Any
+
+from archcalc.analysis import Analysis, LayerResult
+from archcalc.errors import ArchcalcError
+
+COUNT = "count"
+BYTES = "bytes"
+
+FAIL = "fail"
+WARN = "warn"
+PASS = "pass"
+LEVELS = (FAIL, WARN, PASS)
+
+# Canonical spelling -> scale. Lookup is case-insensitive ("30m", "200mib" are accepted).
+COUNT_UNITS: dict[str, int] = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+BYTE_UNITS: dict[str, int] = {
+    "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+    "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
+}
+UNITS = {COUNT: COUNT_UNITS, BYTES: BYTE_UNITS}
+_UNIT_BY_UPPER = {kind: {name.upper(): name for name in units} for kind, units in UNITS.items()}
+
+_QUANTITY = re.compile(r"^([+-]?)(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?\s*([A-Za-z]*)$")
+
+
+class BudgetError(ArchcalcError):
+    """A budget file that cannot be read as a budget."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantities
+
+
+def _unit_hint(kind: str) -> str:
+    return ("write a count like 30M: K, M, G, T are powers of 1000" if kind == COUNT else
+            "write a size like 200MiB: KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB of 1024")
+
+
+def parse_quantity(value: Any, kind: str = COUNT) -> int:
+    """'2.5M' -> 2500000 (a count), '200MiB' -> 209715200 (bytes); a plain number is a count
+    or a number of bytes. Fractions of one are dropped (``actual <= 2.5`` iff ``actual <= 2``
+    for whole actuals). Raises :class:`BudgetError` without a location; the caller adds it."""
+    if kind not in UNITS:
+        raise ValueError(f"kind must be {COUNT!r} or {BYTES!r}, not {kind!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise BudgetError(f"{value!r} is not a quantity", fix=_unit_hint(kind))
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise BudgetError(f"{value!r} is not a quantity", fix=_unit_hint(kind))
+        number, unit = Decimal(repr(value)), ""
+    else:
+        match = _QUANTITY.match(value.strip().replace("_", ""))
+        if not match:
+            raise BudgetError(f"'{value}' is not a quantity", fix=_unit_hint(kind))
+        sign, digits, exponent, unit = match.groups()
+        if abs(int(exponent or 0)) > 40:
+            raise BudgetError(f"'{value}': the exponent is out of range", fix=_unit_hint(kind))
+        try:
+            number = Decimal(f"{sign}{digits}e{exponent or 0}")
+        except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
+            raise BudgetError(f"'{value}' is not a quantity", fix=_unit_hint(kind)) from None
+    canonical = _UNIT_BY_UPPER[kind].get(unit.upper(), "" if not unit else None)  # no unit: count or bytes
+    if canonical is None:
+        other = BYTES if kind == COUNT else COUNT
+        if unit.upper() in _UNIT_BY_UPPER[other]:
+            if kind == COUNT:
+                reason = f"'{unit}' is a unit of bytes, but this limit is a count"
+            else:
+                reason = f"'{unit}' is a unit of counts, but this limit is in bytes"
+        else:
+            reason = f"unknown unit '{unit}'"
+        raise BudgetError(f"'{value}': {reason}", fix=_unit_hint(kind))
+    with localcontext() as context:
+        context.prec = len(number.as_tuple().digits) + 20  # exact: a scale has at most 13 digits
+        return math.floor(number * UNITS[kind].get(canonical, 1))
+
+
+def _exact_ratio_text(value: int, scale: int) -> str:
+    """value / scale written exactly in decimal; scale is a power of 10 or of 2, so it ends."""
+    shift = 0
+    while (10**shift) % scale:
+        shift += 1
+    digits = str(value * (10**shift // scale)).rjust(shift + 1, "0")
+    whole, fraction = (digits[:-shift], digits[-shift:].rstrip("0")) if shift else (digits, "")
+    return f"{whole}.{fraction}" if fraction else whole
+
+
+def format_quantity(value: int, kind: str = COUNT) -> str:
+    """The shortest exact spelling in budget units: 30000000 -> '30M', 209715200 -> '200MiB',
+    2359296 -> '2359296'. ``parse_quantity(format_quantity(n, kind), kind) == n``."""
+    if value < 0:
+        return "-" + format_quantity(-value, kind)
+    units = UNITS[kind]
+    candidates = [f"{_exact_ratio_text(value, scale)}{name}"
+                  for name, scale in sorted(units.items(), key=lambda item: -item[1])
+                  if scale <= max(value, 1)]
+    # min() keeps the first of equal length: the largest unit, KiB before KB (sorted by scale).
+    return min(candidates, key=len)
+
+
+# ---------------------------------------------------------------------------------------------
+# Limit kinds
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One kind of limit: how to read it off a whole analysis and, where it means something
+    for one layer, off a layer. `layer` None: a whole-model limit only."""
+
+    name: str
+    unit: str  # COUNT or BYTES
+    label: str  # for messages: "MACs", "activation memory"
+    total: Callable[[Analysis], int]
+    layer: Callable[[LayerResult], int] | None = None
+    # False: unmodelled ops make the count a lower bound (everything but the layer count).
+    exact_when_partial: bool = False
+
+
+METRICS: dict[str, Metric] = {metric.name: metric for metric in (
+    Metric("params", COUNT, "params", lambda a: a.totals.params, lambda x: x.params),
+    Metric("trainable_params", COUNT, "trainable params", lambda a: a.totals.trainable_params,
+           lambda x: x.trainable_params),
+    Metric("macs", COUNT, "MACs", lambda a: a.totals.macs, lambda x: x.macs),
+    Metric("flops", COUNT, "FLOPs", lambda a: a.totals.flops, lambda x: x.flops),
+    Metric("activation_memory", BYTES, "activation memory", lambda a: a.totals.activation_bytes,
+           lambda x: x.activation_bytes),
+    Metric("peak_activation_memory", BYTES, "peak activation memory", lambda a: a.totals.peak_activation_bytes),
+    Metric("weight_memory", BYTES, "weight memory", lambda a: a.totals.weight_bytes),
+    Metric("layers", COUNT, "layers", lambda a: len(a.layers), exact_when_partial=True),
+    # `--training` adds one entry here, e.g.
+    # Metric("training_memory", BYTES, "training memory", lambda a: a.training.total_bytes),
+)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The budget
+
+
+@dataclass(frozen=True)
+class LayerSelector:
+    """Which layers a `layers` entry limits: names matching any glob in `match` (fnmatch, case
+    sensitive) and ops matching any in `op`; an omitted key matches every layer."""
+
+    match: tuple[str, ...] = ()
+    op: tuple[str, ...] = ()
+
+    def selects(self, layer: LayerResult) -> bool:
+        return ((not self.match or any(fnmatchcase(layer.name, glob) for glob in self.match))
+                and (not self.op or any(fnmatchcase(layer.op, op) for op in self.op)))
+
+    def describe(self) -> str:
+        parts = []
+        if self.match:
+            parts.append("match " + ", ".join(f"'{glob}'" for glob in self.match))
+        if self.op:
+            parts.append("op " + ", ".join(self.op))
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Limit:
+    metric: str  # a key of METRICS
+    value: int
+    level: str  # FAIL or WARN: what exceeding it means
+    selector: LayerSelector | None  # None: the whole model
+    entry: str  # the budget entry it belongs to: "total", "layers[0]", "warn.total", "warn.layers[1]"
+    rule: str  # that entry described for messages: "total", "layers[0] (match 'layer4.*')"
+    where: str  # budget file:line of the limit
+
+    @property
+    def per_layer(self) -> bool:
+        return self.selector is not None
+
+
+@dataclass(frozen=True)
+class Budget:
+    path: str
+    limits: tuple[Limit, ...]
+    batch: int | None = None
+    dims: Mapping[str, int] = field(default_factory=dict)
+
+    def bindings(self, batch: int | None = None, dims: Mapping[str, int] | None = None) -> dict[str, int]:
+        """Symbolic dims to count with: the budget's, overridden by the command line's."""
+        result = dict(self.dims)
+        if self.batch is not None:
+            result["batch"] = self.batch
+        result.update(dims or {})
+        if batch is not None:
+            result["batch"] = batch
+        return result
+
+
+TOP_KEYS = ("batch", "dims", "total", "layers", "warn")
+WARN_KEYS = ("total", "layers")
+SELECTOR_KEYS = ("match", "op")
+
+
+def load_budget(path: str) -> Budget:
+    """Read and validate a budget file; any problem is a :class:`BudgetError` at file:line."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise BudgetError(f"budget file {path} does not exist", fix="check the --budget path") from None
+    except IsADirectoryError:
+        raise BudgetError(f"{path} is a directory", fix="pass the budget's YAML file to --budget") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise BudgetError(f"cannot read budget file {path}: {error}", fix="check the --budget path") from None
+    return parse_budget(text, path)
+
+
+def parse_budget(text: str, path: str = "<budget>") -> Budget:
+    from archcalc.spec.yaml_lines import load_yaml
+
+    try:
+        data = load_yaml(text, path)
+    except ArchcalcError as error:  # YAML syntax, duplicate keys ("line 3: key 'x' appears twice")
+        line, _, rest = error.message.partition(": ")
+        if line.startswith("line ") and line[5:].isdigit() and error.where == path:
+            raise BudgetError(rest, where=f"{path}:{line[5:]}", fix=error.fix) from None
+        raise BudgetError(error.message, where=error.where or path,
+                          fix="check indentation, colons and brackets on that line"
+                          if "YAML" in error.message else error.fix) from None
+    return _Parser(path).budget(data)
+
+
+def _suggest(key: Any, allowed: Sequence[str]) -> str:
+    hint = difflib.get_close_matches(str(key), allowed, n=1)
+    return f"did you mean '{hint[0]}'?" if hint else "allowed: " + ", ".join(allowed)
+
+
+class _Parser:
+    def __init__(self, path: str):
+        self.path = path
+
+    def at(self, line: int | None) -> str:
+        return f"{self.path}:{line}" if line else self.path
+
+    def error(self, message: str, line: int | None, fix: str) -> BudgetError:
+        return BudgetError(message, where=self.at(line), fix=fix)
+
+    def mapping(self, value: Any, what: str, line: int | None, example: str) -> Mapping:
+        if not isinstance(value, dict):
+            raise self.error(f"{what} must be a mapping, not {_describe(value)}", line, f"write it as {example}")
+        return value
+
+    def budget(self, data: Any) -> Budget:
+        if data is None:
+            raise self.error("the budget file is empty", 1, "add limits, e.g. `total: {params: 30M}`")
+        top = self.mapping(data, "a budget", getattr(data, "line", 1), "`total: {params: 30M, macs: 5G}`")
+        self.known_keys(top, TOP_KEYS, "the budget")
+        limits: list[Limit] = []
+        limits += self.section(top, FAIL, "")
+        if "warn" in top:
+            warn = self.mapping(top["warn"], "`warn`", _line(top, "warn"), "`warn: {total: {params: 25M}}`")
+            self.known_keys(warn, WARN_KEYS, "`warn`")
+            limits += self.section(warn, WARN, "warn.")
+        if not limits:
+            raise self.error("the budget sets no limits", getattr(top, "line", 1),
+                             "add `total:` or `layers:` limits, e.g. `total: {params: 30M}`")
+        return Budget(self.path, tuple(limits), self.batch(top), self.dims(top))
+
+    def known_keys(self, mapping: Mapping, allowed: Sequence[str], what: str) -> None:
+        for key in mapping:
+            if key not in allowed:
+                raise self.error(f"unknown key '{key}' in {what}", _line(mapping, key), _suggest(key, allowed))
+
+    def batch(self, top: Mapping) -> int | None:
+        if "batch" not in top:
+            return None
+        return self.positive_int(top["batch"], "`batch`", _line(top, "batch"), "`batch: 1`")
+
+    def dims(self, top: Mapping) -> dict[str, int]:
+        if "dims" not in top:
+            return {}
+        dims = self.mapping(top["dims"], "`dims`", _line(top, "dims"), "`dims: {seq: 128}`")
+        return {str(name): self.positive_int(value, f"dim '{name}'", _line(dims, name), f"`{name}: 128`")
+                for name, value in dims.items()}
+
+    def positive_int(self, value: Any, what: str, line: int | None, example: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self.error(f"{what} is {value!r}, not a positive integer", line, f"write e.g. {example}")
+        return value
+
+    def section(self, mapping: Mapping, level: str, prefix: str) -> list[Limit]:
+        limits: list[Limit] = []
+        if "total" in mapping:
+            total = self.mapping(mapping["total"], f"`{prefix}total`", _line(mapping, "total"),
+                                 "`total: {params: 30M, macs: 5G}`")
+            for key in total:
+                limits.append(self.limit(total, key, level, None, f"{prefix}total", f"{prefix}total"))
+        if "layers" in mapping:
+            entries = mapping["layers"]
+            line = _line(mapping, "layers")
+            if not isinstance(entries, list):
+                raise self.error(f"`{prefix}layers` must be a list of entries, not {_describe(entries)}", line,
+                                 "write `layers:` then items like `- {match: \"layer4.*\", params: 3M}`")
+            item_lines = getattr(entries, "item_lines", [line] * len(entries))
+            for index, (entry, entry_line) in enumerate(zip(entries, item_lines)):
+                limits += self.layer_entry(entry, entry_line, level, f"{prefix}layers[{index}]")
+        return limits
+
+    def layer_entry(self, entry: Any, line: int, level: str, rule: str) -> list[Limit]:
+        entry = self.mapping(entry, f"`{rule}`", line, "`- {match: \"layer4.*\", params: 3M}`")
+        selector = LayerSelector(self.patterns(entry, "match"), self.patterns(entry, "op"))
+        if not selector.match and not selector.op:
+            raise self.error(f"`{rule}` has neither `match` nor `op`, so it names no layers", line,
+                             "add `match: \"layer4.*\"` (a glob on layer names) or `op: Conv`; "
+                             "whole-model limits go under `total`")
+        keys = [key for key in entry if key not in SELECTOR_KEYS]
+        if not keys:
+            raise self.error(f"`{rule}` sets no limits", line, "add one, e.g. `params: 3M`")
+        described = f"{rule} ({selector.describe()})"
+        return [self.limit(entry, key, level, selector, rule, described) for key in keys]
+
+    def patterns(self, entry: Mapping, key: str) -> tuple[str, ...]:
+        if key not in entry:
+            return ()
+        value = entry[key]
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(isinstance(item, str) and item for item in items):
+            raise self.error(f"`{key}` must be a name or glob (or a list of them), not {_describe(value)}",
+                             _line(entry, key), f"write e.g. `{key}: {'Conv' if key == 'op' else 'layer4.*'}`")
+        return tuple(items)
+
+    def limit(self, mapping: Mapping, key: Any, level: str, selector: LayerSelector | None, entry: str,
+              rule: str) -> Limit:
+        line = _line(mapping, key)
+        metric = METRICS.get(key) if isinstance(key, str) else None
+        if metric is None:
+            allowed = list(METRICS) if selector is None else [*SELECTOR_KEYS, *layer_metrics()]
+            raise self.error(f"unknown limit '{key}' in `{entry}`", line, _suggest(key, allowed))
+        if selector is not None and metric.layer is None:
+            raise self.error(f"`{key}` is a whole-model limit and cannot be checked per layer", line,
+                             f"move it under `total`; per-layer limits: {', '.join(layer_metrics())}")
+        raw = mapping[key]
+        try:
+            value = parse_quantity(raw, metric.unit)
+        except BudgetError as error:
+            raise self.error(f"limit `{key}`: {error.message}", line, error.fix or _unit_hint(metric.unit)) from None
+        if value <= 0:
+            digits = re.sub(r"[^0-9.]", "", str(raw).split("e")[0].split("E")[0])
+            what = "negative" if value < 0 else "zero" if digits.strip("0.") == "" else "less than one"
+            raise self.error(f"limit `{key}` is {raw!r}, {what}: no model can meet it", line,
+                             f"use a positive limit, or delete `{key}` to have no limit")
+        return Limit(key, value, level, selector, entry, rule, self.at(line))
+
+
+def layer_metrics() -> list[str]:
+    return [name for name, metric in METRICS.items() if metric.layer is not None]
+
+
+def _line(mapping: Any, key: Any) -> int | None:
+    return getattr(mapping, "key_lines", {}).get(key) or getattr(mapping, "line", None)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return repr(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking
+
+
+@dataclass(frozen=True)
+class LimitResult:
+    """One limit checked against one scope: the whole model ("total") or one layer."""
+
+    scope: str  # "total" or a layer name
+    metric: str  # a key of METRICS
+    actual: int
+    limit: int
+    level: str  # FAIL, WARN or PASS
+    headroom_percent: float  # (limit - actual) / limit * 100; negative when over
+    unit: str = COUNT  # COUNT or BYTES
+    entry: str = "total"  # the budget entry: "total", "layers[0]", "warn.total", "warn.layers[1]"
+    rule: str = "total"  # that entry described: "total", "layers[0] (match 'layer4.*')"
+    where: str = ""  # budget file:line of the limit
+    op: str = ""  # the layer's op, for a per-layer result
+    layer_source: str | None = None  # the layer's spec file:line, where known
+    lower_bound: bool = False  # the actual misses ops without a rule, so the real value may be higher
+    severity: str = FAIL  # what exceeding this limit means: FAIL, or WARN for `warn:` limits
+    matched: int = 1  # layers the entry checked (1 for a total)
+    per_layer: bool = False  # from a `layers` entry; scope is then a layer name
+
+
+def _result(limit: Limit, scope: str, actual: int, lower_bound: bool, layer: LayerResult | None = None,
+            matched: int = 1) -> LimitResult:
+    level = limit.level if actual > limit.value else PASS
+    return LimitResult(
+        scope=scope, metric=limit.metric, actual=actual, limit=limit.value, level=level,
+        headroom_percent=(limit.value - actual) * 100 / limit.value, unit=METRICS[limit.metric].unit,
+        entry=limit.entry, rule=limit.rule, where=limit.where, op=layer.op if layer else "",
+        layer_source=layer.source if layer else None, lower_bound=lower_bound, severity=limit.level,
+        matched=matched, per_layer=limit.per_layer,
+    )
+
+
+def evaluate(analysis: Analysis, budget: Budget) -> list[LimitResult]:
+    """Every limit of the budget checked, in budget order. A per-layer limit gives one result
+    per layer over it, or, when every matching layer is within it, one result for the layer
+    closest to it (the first of equals). A per-layer limit that matches no layer gives none;
+    :func:`check_model` notes it."""
+    results: list[LimitResult] = []
+    for limit in budget.limits:
+        metric = METRICS[limit.metric]
+        if limit.selector is None:
+            lower = analysis.totals.partial and not metric.exact_when_partial
+            results.append(_result(limit, "total", metric.total(analysis), lower))
+            continue
+        assert metric.layer is not None  # the parser admits only per-layer metrics here
+        checked = [(layer, metric.layer(layer)) for layer in analysis.layers if limit.selector.selects(layer)]
+        over = [(layer, value) for layer, value in checked if value > limit.value]
+        shown = over or ([max(checked, key=lambda pair: pair[1])] if checked else [])
+        results += [_result(limit, layer.name, value, not layer.modelled, layer, len(checked))
+                    for layer, value in shown]
+    return results
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """One model checked against one budget: what every renderer needs, nothing to compute."""
+
+    path: str
+    name: str
+    budget: str
+    bindings: Mapping[str, int]
+    results: tuple[LimitResult, ...]
+    partial: bool  # some ops have no rule: every count is a lower bound
+    unmodelled: tuple[str, ...]  # "name (Op)" of each layer without a rule
+    notes: tuple[str, ...]  # partial analysis, entries that matched no layer, ...
+
+    @property
+    def level(self) -> str:
+        levels = {result.level for result in self.results}
+        return FAIL if FAIL in levels else WARN if WARN in levels else PASS
+
+    def count(self, level: str) -> int:
+        return sum(result.level == level for result in self.results)
+
+    @property
+    def title(self) -> str:
+        return self.name or self.path
+
+    @property
+    def summary(self) -> str:
+        """'FAIL, 1 failed, 0 warnings, 8 passed (9 limits)'."""
+        fails, warns, passes = self.count(FAIL), self.count(WARN), self.count(PASS)
+        total = len(self.results)
+        return (f"{self.level.upper()}, {fails} failed, {warns} warning{'s' * (warns != 1)}, {passes} passed "
+                f"({total} limit{'s' * (total != 1)})")
+
+
+def check_model(analysis: Analysis, budget: Budget) -> ModelCheck:
+    results = tuple(evaluate(analysis, budget))
+    unmodelled = tuple(f"{layer.name} ({layer.op})" for layer in analysis.layers if not layer.modelled)
+    notes: list[str] = []
+    if analysis.totals.partial:
+        notes.append(f"partial analysis: {len(unmodelled)} layer{'s' * (len(unmodelled) != 1)} not modelled "
+                     f"({_short_list(unmodelled)}), so every count and memory figure is a lower bound and a "
+                     "pass is not a guarantee")
+    seen: set[str] = set()
+    for limit in budget.limits:
+        if limit.selector is None or limit.entry in seen:
+            continue
+        seen.add(limit.entry)
+        matched = [layer for layer in analysis.layers if limit.selector.selects(layer)]
+        if not matched:
+            notes.append(f"{limit.rule} at {limit.where} matches no layer of this model, so it checks nothing")
+        blind = [f"{layer.name} ({layer.op})" for layer in matched if not layer.modelled]
+        if blind:
+            notes.append(f"{limit.rule} matches {len(blind)} layer{'s' * (len(blind) != 1)} that "
+                         f"{'are' if len(blind) != 1 else 'is'} not modelled ({_short_list(blind)}): "
+                         "their limits cannot be checked")
+    return ModelCheck(path=analysis.path, name=analysis.name, budget=budget.path, bindings=dict(analysis.bindings),
+                      results=results, partial=analysis.totals.partial, unmodelled=unmodelled, notes=tuple(notes))
+
+
+def _short_list(items: Sequence[str], most: int = 5) -> str:
+    shown = ", ".join(items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "")

@@ -1,0 +1,102 @@
+"""`archcalc check MODEL... --budget budget.yaml`: exit 0 within budget (warnings allowed),
+1 when a limit is exceeded, 2 on bad input. Only click is imported up front, so `--help`
+stays instant; the budget, engine and rich load inside the command."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+CHECK_FORMATS = ("table", "github", "junit", "json")
+
+
+@click.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(), metavar="MODEL...")
+@click.option("--budget", "budget_path", required=True, type=click.Path(), metavar="FILE",
+              help="The budget file (YAML): `total` and per-layer `layers` limits, and `warn` ones.")
+@click.option("--format", "fmt", type=click.Choice(CHECK_FORMATS), default="table", show_default=True,
+              help="github: workflow-command annotations plus a job summary in $GITHUB_STEP_SUMMARY; "
+                   "junit: JUnit XML for CI test reports.")
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="Value of the symbolic batch dim (overrides the budget's `batch`; default 1).")
+@click.option("--dim", "dims", multiple=True, metavar="NAME=N",
+              help="Bind another symbolic dim, e.g. --dim seq=128 (overrides the budget's `dims`). Repeatable.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the report to this file instead of stdout.")
+@click.pass_context
+def check(ctx: click.Context, models: tuple[str, ...], budget_path: str, fmt: str, batch: int | None,
+          dims: tuple[str, ...], output: str | None) -> None:
+    """Check each MODEL against a budget of params, MACs, FLOPs and memory, per layer and in
+    total: exit 0 within budget (warnings allowed), 1 when a limit is exceeded, 2 on bad input."""
+    from archcalc.budget import check_model, load_budget
+    from archcalc.cli import _parse_dims
+
+    budget = load_budget(budget_path)
+    bindings = budget.bindings(batch=batch, dims=_parse_dims(dims, None))
+    analyses = _analyse_all(models, bindings, show_progress=len(models) > 1 and _stderr_is_terminal())
+    checks = [check_model(analysis, budget) for analysis in analyses]
+    _render(checks, fmt, output)
+    if any(result.level == "fail" for c in checks for result in c.results):
+        ctx.exit(1)
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def _analyse_all(models: tuple[str, ...], bindings: dict[str, int], show_progress: bool) -> list:
+    """Analyse every model first, so bad input (exit 2) stops the run before any report."""
+    from archcalc.engine import analyze
+    from archcalc.loader import load_model
+
+    if not show_progress:
+        return [analyze(load_model(model), bindings) for model in models]
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    analyses = []
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        console=Console(stderr=True), transient=True)
+    with progress:
+        task = progress.add_task("checking", total=len(models))
+        for model in models:
+            progress.update(task, description=f"analysing {model}")
+            analyses.append(analyze(load_model(model), bindings))
+            progress.advance(task)
+    return analyses
+
+
+def _render(checks: list, fmt: str, output: str | None) -> None:
+    from archcalc import check_output
+
+    if fmt == "table":
+        from rich.console import Console
+
+        def print_table(file) -> None:
+            console = Console(file=file, markup=False, highlight=False, soft_wrap=False)
+            if output or not console.is_terminal:
+                console.width = 140  # no terminal to fit: wide enough for every column
+            check_output.render_table(checks, console)
+
+        if output:
+            with open(output, "w", encoding="utf-8") as handle:
+                print_table(handle)
+        else:
+            print_table(None)
+        return
+    if fmt == "github":
+        text = check_output.render_github(checks)
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            check_output.append_step_summary(checks, summary)
+    elif fmt == "junit":
+        text = check_output.render_junit(checks)
+    else:
+        text = check_output.render_json(checks) + "\n"
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        click.echo(text, nl=False)

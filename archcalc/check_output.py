@@ -1,0 +1,268 @@
+"""Render budget checks (:class:`~archcalc.budget.ModelCheck`) as a rich table, GitHub workflow
+commands plus a job summary, JUnit XML or JSON.
+
+Renderers only format: every number and level comes from :mod:`archcalc.budget`. rich is
+imported only by the table renderer.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+
+from archcalc.budget import BYTES, FAIL, METRICS, PASS, WARN, LimitResult, ModelCheck, format_quantity
+from archcalc.report import human_bytes, human_count
+
+JSON_SCHEMA_VERSION = 1
+LOWER_BOUND_NOTE = "≥ marks a lower bound: ops without a rule are not counted"
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared wording
+
+
+def human(value: int, unit: str) -> str:
+    return human_bytes(value) if unit == BYTES else human_count(value)
+
+
+def exact(value: int, unit: str) -> str:
+    """'2,359,296 (2.36 M)', '150,247,328 B (143.29 MiB)'."""
+    rounded = human(value, unit)
+    plain = f"{value:,} B" if unit == BYTES else f"{value:,}"
+    return plain if rounded in (str(value), f"{value} B") else f"{plain} ({rounded})"
+
+
+def actual_text(result: LimitResult) -> str:
+    return ("≥ " if result.lower_bound else "") + human(result.actual, result.unit)
+
+
+def limit_text(result: LimitResult) -> str:
+    return format_quantity(result.limit, result.unit)
+
+
+def headroom_text(result: LimitResult) -> str:
+    return f"{result.headroom_percent:.1f}%"
+
+
+def bindings_text(check: ModelCheck) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(check.bindings.items())) or "no symbolic dims"
+
+
+def scope_text(result: LimitResult) -> str:
+    return f"{result.scope} ({result.op})" if result.per_layer else result.scope
+
+
+def message(check: ModelCheck, result: LimitResult) -> str:
+    """One sentence naming the model, the layer, the limit and where the budget sets it:
+    "resnet18: layer 'layer4.0.conv2' (Conv) has 2,359,296 (2.36 M) params, over the per-layer
+    limit 2M of layers[0] (match 'layer4.*') at budgets/b.yaml:13 by 18.0%"."""
+    label = METRICS[result.metric].label
+    subject = f"layer '{result.scope}' ({result.op})" if result.per_layer else "the model"
+    amount = ("at least " if result.lower_bound else "") + exact(result.actual, result.unit)
+    kind = "per-layer" if result.per_layer else "whole-model"
+    warning = " warning" if result.severity == WARN else ""
+    limit = f"{kind}{warning} limit {limit_text(result)} of {result.rule} at {result.where}"
+    if result.level == PASS:
+        return (f"{check.title}: {subject} has {amount} {label}, within the {limit} "
+                f"({headroom_text(result)} headroom)")
+    return f"{check.title}: {subject} has {amount} {label}, over the {limit} by {-result.headroom_percent:.1f}%"
+
+
+def models_summary(checks: Sequence[ModelCheck]) -> str:
+    """'3 models: FAIL, 1 over budget, 1 within budget with warnings, 1 within budget'."""
+    failed, warned, passed = (sum(check.level == level for check in checks) for level in (FAIL, WARN, PASS))
+    return (f"{len(checks)} models: {overall(checks).upper()}, {failed} over budget, "
+            f"{warned} within budget with warnings, {passed} within budget")
+
+
+def overall(checks: Sequence[ModelCheck]) -> str:
+    levels = {check.level for check in checks}
+    return FAIL if FAIL in levels else WARN if WARN in levels else PASS
+
+
+# ---------------------------------------------------------------------------------------------
+# Table (rich)
+
+TABLE_HEADERS = ("Limit", "Rule", "Scope", "Actual", "Budget", "Headroom", "Result")
+LEVEL_STYLE = {FAIL: "bold red", WARN: "yellow", PASS: "green"}
+
+
+def render_table(checks: Sequence[ModelCheck], console) -> None:
+    from rich.table import Table
+
+    for index, check in enumerate(checks):
+        if index:
+            console.print()
+        title = f"{check.title} ({check.path}) against {check.budget}, {bindings_text(check)}"
+        if check.partial:
+            title += " [partial: lower bounds]"
+        grid = Table(title=title, title_justify="left", header_style="bold")
+        for header in TABLE_HEADERS:
+            grid.add_column(header, justify="right" if header in ("Actual", "Budget", "Headroom") else "left",
+                            no_wrap=True)
+        for result in check.results:
+            grid.add_row(METRICS[result.metric].label, result.rule, scope_text(result), actual_text(result),
+                         limit_text(result), headroom_text(result), result.level.upper(),
+                         style=None if result.level == PASS else LEVEL_STYLE[result.level])
+        console.print(grid)
+        if any(result.lower_bound for result in check.results):
+            console.print(f"note: {LOWER_BOUND_NOTE}", style="yellow")
+        for note in check.notes:
+            console.print(f"note: {note}", style="yellow")
+        console.print(f"{check.title}: {check.summary}", style=LEVEL_STYLE[check.level])
+    if len(checks) > 1:
+        console.print(models_summary(checks), style=LEVEL_STYLE[overall(checks)])
+
+
+# ---------------------------------------------------------------------------------------------
+# GitHub Actions: workflow commands on stdout, a Markdown job summary in $GITHUB_STEP_SUMMARY
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def workflow_command(command: str, text: str, **properties: str | None) -> str:
+    """`::error file=a.yaml,line=3,title=...::text`, escaped as the runner expects."""
+    props = ",".join(f"{key}={_escape_property(str(value))}" for key, value in properties.items() if value)
+    return f"::{command}{' ' + props if props else ''}::{_escape_data(text)}"
+
+
+def _annotation_place(check: ModelCheck, result: LimitResult) -> tuple[str, str | None]:
+    """Point a per-layer annotation at the layer's spec line; a total at the model file."""
+    if result.layer_source:
+        file, _, line = result.layer_source.rpartition(":")
+        if file and line.isdigit():
+            return file, line
+    return check.path, None
+
+
+def render_github(checks: Sequence[ModelCheck]) -> str:
+    lines: list[str] = []
+    for check in checks:
+        for note in check.notes:
+            lines.append(workflow_command("warning", f"{check.title}: {note}", file=check.path,
+                                          title=f"archcalc budget: {check.title}"))
+        for result in check.results:
+            if result.level == PASS:
+                continue
+            file, line = _annotation_place(check, result)
+            verb = "over budget" if result.level == FAIL else "over warning limit"
+            title = f"archcalc budget: {METRICS[result.metric].label} {verb}: {result.scope}"
+            command = "error" if result.level == FAIL else "warning"
+            lines.append(workflow_command(command, message(check, result), file=file, line=line, title=title))
+        lines.append(f"::group::archcalc check {check.title} ({check.path}): {check.summary}")
+        for result in check.results:
+            lines.append(f"{result.level.upper()}  {message(check, result)}")
+        lines.append("::endgroup::")
+        lines.append(f"archcalc check {check.title} ({check.path}) against {check.budget}: {check.summary}")
+    return "\n".join(lines) + "\n"
+
+
+_MARK = {FAIL: ":x: fail", WARN: ":warning: warn", PASS: ":white_check_mark: pass"}
+
+
+def _cell(text: str) -> str:
+    """Escape what Markdown would read as table syntax or emphasis (globs, layer names)."""
+    for special in ("\\", "|", "*", "_", "<"):
+        text = text.replace(special, "\\" + special)
+    return text
+
+
+def render_markdown(checks: Sequence[ModelCheck]) -> str:
+    """The job summary: one section and table per model."""
+    out: list[str] = []
+    for check in checks:
+        out += [f"### archcalc budget: {_cell(check.title)}: {check.level.upper()}", "",
+                f"`{check.path}` against `{check.budget}` ({bindings_text(check)}): {check.summary}",
+                ""]
+        if check.partial:
+            out += ["> [!WARNING]", "> Partial analysis: actual values are lower bounds (≥).", ""]
+        out += ["| Result | Limit | Rule | Scope | Actual | Budget | Headroom |",
+                "|---|---|---|---|---:|---:|---:|"]
+        for result in check.results:
+            cells = (METRICS[result.metric].label, result.rule, scope_text(result), actual_text(result),
+                     limit_text(result), headroom_text(result))
+            out.append(f"| {_MARK[result.level]} | " + " | ".join(_cell(c) for c in cells) + " |")
+        if check.notes:
+            out += [""] + [f"- note: {_cell(note)}" for note in check.notes]
+        out.append("")
+    return "\n".join(out)
+
+
+def append_step_summary(checks: Sequence[ModelCheck], path: str) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(render_markdown(checks) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# JUnit XML: one testsuite per model, one testcase per limit result
+
+
+def render_junit(checks: Sequence[ModelCheck]) -> str:
+    root = ET.Element("testsuites", name="archcalc check", tests=str(sum(len(c.results) for c in checks)),
+                      failures=str(sum(c.count(FAIL) for c in checks)), errors="0", time="0")
+    for check in checks:
+        suite = ET.SubElement(root, "testsuite", name=f"{check.title} ({check.path})",
+                              tests=str(len(check.results)), failures=str(check.count(FAIL)), errors="0",
+                              skipped="0", time="0")
+        properties = ET.SubElement(suite, "properties")
+        for name, value in (("model", check.path), ("budget", check.budget), ("bindings", bindings_text(check)),
+                            ("partial", str(check.partial).lower())):
+            ET.SubElement(properties, "property", name=name, value=value)
+        for result in check.results:
+            # The entry keeps names unique: a layer may be checked by several entries.
+            name = f"{result.metric} {result.scope}" + ("" if result.entry == "total" else f" ({result.entry})")
+            case = ET.SubElement(suite, "testcase", name=name,
+                                 classname=f"archcalc.budget.{check.title}", time="0")
+            text = message(check, result)
+            if result.level == FAIL:
+                failure = ET.SubElement(case, "failure", message=text, type="BudgetExceeded")
+                failure.text = text
+            else:
+                ET.SubElement(case, "system-out").text = (f"warning: {text}" if result.level == WARN else text)
+        if check.notes:
+            ET.SubElement(suite, "system-out").text = "\n".join(f"note: {note}" for note in check.notes)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON
+
+
+def render_json(checks: Sequence[ModelCheck]) -> str:
+    document = {
+        "schema_version": JSON_SCHEMA_VERSION,
+        "result": overall(checks),
+        "models": [
+            {
+                "path": check.path,
+                "name": check.name,
+                "budget": check.budget,
+                "bindings": dict(check.bindings),
+                "result": check.level,
+                "partial": check.partial,
+                "unmodelled": list(check.unmodelled),
+                "counts": {level: check.count(level) for level in (FAIL, WARN, PASS)},
+                "results": [
+                    {
+                        "metric": r.metric, "scope": r.scope, "per_layer": r.per_layer, "op": r.op or None,
+                        "actual": r.actual, "limit": r.limit, "unit": r.unit, "level": r.level,
+                        "severity": r.severity, "headroom_percent": round(r.headroom_percent, 2),
+                        "lower_bound": r.lower_bound, "entry": r.entry, "rule": r.rule, "where": r.where,
+                        "layers_checked": r.matched, "message": message(check, r),
+                    }
+                    for r in check.results
+                ],
+                "notes": list(check.notes),
+            }
+            for check in checks
+        ],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False)
