@@ -36,6 +36,19 @@ def _parse_dims(dims: tuple[str, ...], batch: int | None) -> dict[str, int]:
     return bindings
 
 
+def _parse_size(text: str, option: str) -> int:
+    """A byte size given on the command line ('24GiB'), in the units budgets use."""
+    from archcalc.budget import BYTES, parse_quantity
+
+    try:
+        size = parse_quantity(text, BYTES)
+    except ArchcalcError as error:
+        raise error.located(option) from None
+    if size <= 0:
+        raise ArchcalcError(f"{text!r} is not a positive size", where=option, fix="write e.g. 24GiB or 512MiB")
+    return size
+
+
 def _console():
     from rich.console import Console
 
@@ -97,12 +110,7 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], dept
 
         step = train.training_cost(graph, analysis, optimizer, precision)
         if fit_memory:
-            from archcalc.budget import BYTES, parse_quantity
-
-            try:
-                memory = parse_quantity(fit_memory, BYTES)
-            except ArchcalcError as error:
-                raise error.located("--fit") from None
+            memory = _parse_size(fit_memory, "--fit")
             fit = train.largest_batch(graph, bindings, memory, optimizer, precision) + (memory,)
     if fmt == "json":
         click.echo(report.render_json(analysis, step, fit))
@@ -189,7 +197,7 @@ def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], profi
 
     graph = load_model(model)
     analysis = analyze(graph, _parse_dims(dims, batch))
-    limit = verifier.parse_bytes(max_memory) if max_memory else verifier.default_memory_limit()
+    limit = _parse_size(max_memory, "--max-memory") if max_memory else verifier.default_memory_limit()
     needed = verifier.estimate_run_bytes(analysis)
     if needed > limit:
         raise verifier.VerifyError(

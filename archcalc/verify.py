@@ -143,6 +143,8 @@ def run_and_compare(graph: Graph, analysis: Analysis, model: onnx.ModelProto, *,
     started = time.perf_counter()
     names = [o.name for o in session.get_outputs()]
     try:
+        if profile:
+            session.run(names, feeds)  # warm-up: first runs pay for allocation and packing
         values = session.run(names, feeds)
     except Exception as error:  # noqa: BLE001
         raise VerifyError(f"onnxruntime failed while running: {_first_line(error)}", where=graph.path,
@@ -220,8 +222,8 @@ def _node_times(profile_path: str) -> dict[str, float]:
     times: dict[str, float] = {}
     for event in events:
         if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
-            name = event["name"][: -len("_kernel_time")]
-            times[name] = times.get(name, 0.0) + float(event.get("dur", 0))
+            # Events come in time order; the last run's time replaces the warm-up's.
+            times[event["name"][: -len("_kernel_time")]] = float(event.get("dur", 0))
     return times
 
 
@@ -240,21 +242,6 @@ def model_for(graph: Graph, analysis: Analysis) -> onnx.ModelProto:
 
         source = to_onnx(graph, analysis, weights="random")
     return prepare_model(source, analysis, base_dir)
-
-
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
-
-def parse_bytes(text: str) -> int:
-    """'4GiB' -> 4294967296; plain numbers are bytes."""
-    stripped = text.strip().upper().replace(" ", "")
-    number = stripped.rstrip("KMGTIB")
-    unit = stripped[len(number):]
-    try:
-        return int(float(number) * _UNITS[unit])
-    except (ValueError, KeyError):
-        raise ArchcalcError(f"'{text}' is not a size", fix="write e.g. 512MiB, 4GiB or 2GB") from None
 
 
 def default_memory_limit() -> int:

@@ -139,6 +139,13 @@ def test_cli_training_outputs():
     assert "Training memory" in table.output and "Largest batch" in table.output and "Backward MACs" in table.output
 
 
+@pytest.mark.parametrize("size", ["-3GiB", "0"])
+def test_cli_fit_must_be_positive(size):
+    result = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), "--fit", size])
+    assert result.exit_code == 2
+    assert "not a positive size" in result.output
+
+
 def test_cli_bad_fit_size():
     result = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), "--fit", "lots"])
     assert result.exit_code == 2

@@ -63,7 +63,7 @@ def test_memory_bound_refuses_before_running():
 def test_bad_memory_size_is_bad_input():
     result = invoke("verify", "specs/lenet5.yaml", "--max-memory", "lots")
     assert result.exit_code == 2
-    assert "'lots' is not a size" in result.output
+    assert "--max-memory" in result.output and "'lots' is not a quantity" in result.output
 
 
 def test_profile_shows_per_layer_time():
