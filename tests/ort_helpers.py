@@ -23,6 +23,9 @@ from archcalc.registry import RuleResult, TensorState, get_rule
 DTYPES = {
     "float32": (np.float32, TensorProto.FLOAT),
     "int64": (np.int64, TensorProto.INT64),
+    "int32": (np.int32, TensorProto.INT32),
+    "uint32": (np.uint32, TensorProto.UINT32),
+    "bool": (np.bool_, TensorProto.BOOL),
 }
 
 
@@ -66,6 +69,8 @@ def _array(arg: Arg) -> np.ndarray:
         return np.array(arg.values if arg.shape else arg.values[0], dtype=np_dtype).reshape(arg.shape)
     if np.issubdtype(np_dtype, np.floating):
         return _RNG.standard_normal(arg.shape).astype(np_dtype)
+    if np_dtype is np.bool_:
+        return _RNG.integers(0, 2, size=arg.shape).astype(np_dtype)
     return _RNG.integers(1, 5, size=arg.shape).astype(np_dtype)
 
 

@@ -1,0 +1,5 @@
+"""`python3 -m archcalc ...`: the same CLI, without relying on the script directory being on PATH."""
+
+from archcalc.cli import main
+
+main()
