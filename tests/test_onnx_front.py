@@ -10,12 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-
-from archcalc.dims import Sym
-from archcalc.engine import analyze
-from archcalc.errors import ModelFileError, ShapeError
-from archcalc.onnx_front import load_onnx
-from tests.onnx_models import (
+from onnx_models import (
     const,
     feeds_for,
     float_initializer_elements,
@@ -27,6 +22,11 @@ from tests.onnx_models import (
     tensor_input,
     weight,
 )
+
+from archcalc.dims import Sym
+from archcalc.engine import analyze
+from archcalc.errors import ModelFileError, ShapeError
+from archcalc.onnx_front import load_onnx
 
 INT64_MAX = 2**63 - 1
 BATCH = 3

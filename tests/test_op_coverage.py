@@ -8,9 +8,9 @@ normalisations) are pinned here with one small model each.
 from __future__ import annotations
 
 import pytest
+from ort_helpers import Arg, const, data, rule_shapes, run_onnxruntime, run_rule, weight
 
 from archcalc.registry import get_rule
-from tests.ort_helpers import Arg, const, data, rule_shapes, run_onnxruntime, run_rule, weight
 
 FLOAT_UNARY = ["Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Erf", "Sin",
                "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "IsNaN", "IsInf"]
