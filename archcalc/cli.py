@@ -11,6 +11,7 @@ from archcalc.check_command import check
 from archcalc.errors import ArchcalcError
 
 FORMATS = ("table", "json", "csv", "markdown")
+SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
 
 
 class _Group(click.Group):
@@ -94,8 +95,10 @@ def cli() -> None:
               show_default=True, help="mixed: fp32 weights and gradients, half-precision activations (AMP).")
 @click.option("--fit", "fit_memory", default=None, metavar="SIZE",
               help="Report the largest batch whose training step fits in SIZE (e.g. 24GiB).")
+@click.option("--full", is_flag=True,
+              help=f"Every layer in the table, even past {SUMMARY_ABOVE} rows (then a summary is the default).")
 def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], depth: int | None, training: bool,
-            optimizer: str, precision: str, fit_memory: str | None) -> None:
+            optimizer: str, precision: str, fit_memory: str | None, full: bool) -> None:
     """Per-layer output shapes, params, MACs, memory and receptive field, with totals."""
     from archcalc import report
     from archcalc.engine import analyze as run_analysis
@@ -125,7 +128,11 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], dept
             click.echo("\n| Training | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in lines))
     else:
         console = _console()
-        report.render_table(analysis, table, console)
+        if len(table) > SUMMARY_ABOVE and not full:
+            # A rich row costs ~0.4 ms: thousands of rows take seconds and no one reads them.
+            report.render_summary(analysis, table, console)
+        else:
+            report.render_table(analysis, table, console)
         if step is not None:
             report.render_training_table(table, step, fit, console)
 

@@ -218,6 +218,55 @@ def render_training_table(table: Sequence[Row], training, fit, console) -> None:
     console.print(totals)
 
 
+def op_summary(table: Sequence[Row]) -> list[tuple[str, int, int, int, int, int]]:
+    """(op, rows, params, MACs, FLOPs, activation bytes) per op, largest MACs first."""
+    by_op: dict[str, list[int]] = {}
+    for row in table:
+        entry = by_op.setdefault(row.op, [0, 0, 0, 0, 0])
+        for i, value in enumerate((1, row.params, row.macs, row.flops, row.activation_bytes)):
+            entry[i] += value
+    return sorted(((op, *values) for op, values in by_op.items()), key=lambda item: (-item[3], item[0]))
+
+
+def render_summary(analysis: Analysis, table: Sequence[Row], console, top: int = 10) -> None:
+    """Per-op totals and the largest layers: what a big model's table is read for."""
+    from rich.table import Table
+
+    ops = Table(title=f"{analysis.name or analysis.path}: {len(analysis.layers):,} layers, by op",
+                title_justify="left", header_style="bold")
+    for header in ("Op", "Layers", "Params", "MACs", "FLOPs", "Activations"):
+        ops.add_column(header, justify="left" if header == "Op" else "right", no_wrap=True)
+    for op, count, params, macs, flops, activations in op_summary(table):
+        ops.add_row(op, f"{count:,}", f"{params:,}", f"{macs:,}", f"{flops:,}", human_bytes(activations))
+    console.print(ops)
+    for metric in ("params", "macs"):
+        largest = sorted(table, key=lambda row: -getattr(row, metric))[:top]
+        grid = Table(title=f"Top {len(largest)} layers by {'MACs' if metric == 'macs' else metric}",
+                     title_justify="left", header_style="bold")
+        for header in HEADERS:
+            grid.add_column(header, justify="right" if header in ("Params", "MACs", "Activations") else "left",
+                            no_wrap=True)
+        for row in largest:
+            grid.add_row(*_cells(row))
+        console.print(grid)
+    _print_totals(analysis, console)
+    console.print(f"{len(table):,} rows summarised: --full lists every layer, --depth N folds blocks, "
+                  "--format csv/json give all rows cheaply")
+
+
+def _print_totals(analysis: Analysis, console) -> None:
+    from rich.table import Table
+
+    totals = Table(show_header=False, box=None, padding=(0, 2))
+    totals.add_column(style="bold")
+    totals.add_column()
+    for label, value in totals_lines(analysis):
+        totals.add_row(label, value)
+    console.print(totals)
+    for warning in analysis.warnings:
+        console.print(f"warning: {warning}", style="yellow")
+
+
 def render_table(analysis: Analysis, table: Sequence[Row], console) -> None:
     from rich.table import Table
 
@@ -229,14 +278,7 @@ def render_table(analysis: Analysis, table: Sequence[Row], console) -> None:
     for row in table:
         grid.add_row(*_cells(row), style=None if row.modelled else "yellow")
     console.print(grid)
-    totals = Table(show_header=False, box=None, padding=(0, 2))
-    totals.add_column(style="bold")
-    totals.add_column()
-    for label, value in totals_lines(analysis):
-        totals.add_row(label, value)
-    console.print(totals)
-    for warning in analysis.warnings:
-        console.print(f"warning: {warning}", style="yellow")
+    _print_totals(analysis, console)
 
 
 def render_explanation(analysis: Analysis, layer: LayerResult) -> list[str]:

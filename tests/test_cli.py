@@ -114,3 +114,15 @@ def test_layers_lists_types():
 def test_help_and_version():
     assert "analyze" in run("--help")
     assert "0.1.0" in run("--version")
+
+
+def test_big_models_get_a_summary_unless_full():
+    summary = run("analyze", "specs/resnet152.yaml")
+    assert "resnet152: 515 layers, by op" in summary
+    assert "Top 10 layers by MACs" in summary and "--full lists every layer" in summary
+    assert "60,192,808" in summary
+    # The Conv row sums the convolutions' MACs: all of ResNet-152's 11,513,626,624 but fc's 2048 * 1000.
+    conv = next(line for line in summary.splitlines() if line.startswith("│ Conv "))
+    assert f"{11_513_626_624 - 2048 * 1000:,}" in conv and "│    155 │" in conv
+    full = run("analyze", "specs/resnet152.yaml", "--full")
+    assert "layer4.2.conv3" in full and "by op" not in full
