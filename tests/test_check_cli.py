@@ -20,13 +20,13 @@ import onnx
 import pytest
 import yaml
 from click.testing import CliRunner
+from goldens import check_golden
 from onnx import TensorProto, helper, numpy_helper
 
 from archcalc import check_command
 from archcalc.cli import cli
 
 ROOT = Path(__file__).parent.parent
-GOLDEN = Path(__file__).parent / "golden"
 LENET = "specs/lenet5.yaml"
 RESNET18 = "specs/resnet18.yaml"
 BUDGET = "tests/golden/check.budget.yaml"  # resnet18: 3 layers over a per-layer limit, 1 warning
@@ -40,12 +40,6 @@ def invoke(*args: str, env: dict[str, str] | None = None, code: int | None = Non
         assert result.exit_code == code, result.output
     return result
 
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("ARCHCALC_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert text == path.read_text()
 
 
 @pytest.fixture(autouse=True)

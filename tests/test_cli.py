@@ -8,15 +8,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from goldens import check_golden
 
 from archcalc.cli import cli
 
-GOLDEN = Path(__file__).parent / "golden"
 LENET = "specs/lenet5.yaml"
 
 
@@ -25,12 +24,6 @@ def run(*args: str):
     assert result.exit_code == 0, result.output
     return result.output
 
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("ARCHCALC_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert text == path.read_text()
 
 
 @pytest.fixture(autouse=True)

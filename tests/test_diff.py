@@ -8,11 +8,11 @@ with ARCHCALC_UPDATE_GOLDEN=1.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from goldens import check_golden
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,7 +22,6 @@ from archcalc.engine import analyze
 from archcalc.spec.build import parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = Path(__file__).parent / "golden"
 RESNET18, RESNET34 = "specs/resnet18.yaml", "specs/resnet34.yaml"
 
 # conv1 : (3*3*3 + 1) * 4 = 112 params; 3*3*3 * 4 * 8*8 = 6,912 MACs; 4*8*8 * 4 B = 1,024 B
@@ -239,12 +238,6 @@ def invoke(*args: str, code: int = 0) -> str:
     assert result.exit_code == code, result.output
     return result.output
 
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("ARCHCALC_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert text == path.read_text()
 
 
 def test_resnet18_to_resnet34_totals():
