@@ -222,15 +222,9 @@ SELECTOR_KEYS = ("match", "op")
 
 def load_budget(path: str) -> Budget:
     """Read and validate a budget file; any problem is a :class:`BudgetError` at file:line."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        raise BudgetError(f"budget file {path} does not exist", fix="check the --budget path") from None
-    except IsADirectoryError:
-        raise BudgetError(f"{path} is a directory", fix="pass the budget's YAML file to --budget") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise BudgetError(f"cannot read budget file {path}: {error}", fix="check the --budget path") from None
+    from archcalc.spec.yaml_lines import read_text
+
+    text = read_text(path, BudgetError, "budget file", fix="pass the budget's YAML file to --budget")
     return parse_budget(text, path)
 
 

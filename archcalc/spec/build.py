@@ -37,7 +37,7 @@ from archcalc.errors import ArchcalcError, ModelFileError, SpecError
 from archcalc.graph import Deferred, Graph, Node, TensorInfo
 from archcalc.spec.expr import substitute
 from archcalc.spec.layers import LAYER_TYPES, REQUIRED, LayerType
-from archcalc.spec.yaml_lines import LineDict, LineList, load_yaml
+from archcalc.spec.yaml_lines import LineDict, LineList, load_yaml, read_text
 
 TOP_LEVEL_KEYS = {"name", "description", "input", "batch", "blocks", "layers", "freeze_until", "dtype"}
 LAYER_KEYS = {"name", "inputs", "trainable", "repeat", "when"}
@@ -83,15 +83,7 @@ class _State:
 
 def load_spec(path: str) -> Graph:
     """Parse the spec at `path` into a graph; SpecError (exit 2) on anything invalid."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except IsADirectoryError:
-        raise ModelFileError(f"{path} is a directory, not a spec file", fix="pass a .yaml file") from None
-    except OSError as error:
-        raise ModelFileError(f"cannot read {path}: {error.strerror}", fix="check the path") from None
-    except UnicodeDecodeError:
-        raise ModelFileError(f"{path} is not a text file", fix="pass a YAML spec or an .onnx model") from None
+    text = read_text(path, ModelFileError, "spec file", fix="pass a YAML spec (*.yaml) or an ONNX model (*.onnx)")
     return parse_spec(text, path)
 
 

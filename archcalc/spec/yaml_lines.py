@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from archcalc.errors import SpecError
+from archcalc.errors import ArchcalcError, SpecError
 
 
 class LineDict(dict):
@@ -51,6 +51,21 @@ def _sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
+
+
+def read_text(path: str, error: type[ArchcalcError], what: str, fix: str) -> str:
+    """The text of the YAML file at `path`; any failure is `error`, naming the file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist", fix=fix) from None
+    except IsADirectoryError:
+        raise error(f"{path} is a directory, not a {what}", fix=fix) from None
+    except UnicodeDecodeError:
+        raise error(f"{path} is not a text file, so not a {what}", fix=fix) from None
+    except OSError as failure:
+        raise error(f"cannot read {what} {path}: {failure.strerror}", fix=fix) from None
 
 
 def load_yaml(text: str, path: str) -> Any:
