@@ -127,6 +127,10 @@ def format_quantity(value: int, kind: str = COUNT) -> str:
 # Limit kinds
 
 
+def _no_total(analysis: Analysis) -> int:
+    raise AssertionError("a training metric is read off the training step")
+
+
 @dataclass(frozen=True)
 class Metric:
     """One kind of limit: how to read it off a whole analysis and, where it means something
@@ -139,6 +143,8 @@ class Metric:
     layer: Callable[[LayerResult], int] | None = None
     # False: unmodelled ops make the count a lower bound (everything but the layer count).
     exact_when_partial: bool = False
+    # Read off the training step (archcalc.training.TrainingAnalysis) instead of `total`.
+    training: Callable[[Any], int] | None = None
 
 
 METRICS: dict[str, Metric] = {metric.name: metric for metric in (
@@ -152,9 +158,14 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (
     Metric("peak_activation_memory", BYTES, "peak activation memory", lambda a: a.totals.peak_activation_bytes),
     Metric("weight_memory", BYTES, "weight memory", lambda a: a.totals.weight_bytes),
     Metric("layers", COUNT, "layers", lambda a: len(a.layers), exact_when_partial=True),
-    # `--training` adds one entry here, e.g.
-    # Metric("training_memory", BYTES, "training memory", lambda a: a.training.total_bytes),
+    # One training step (see archcalc.training), with check's --optimizer and --precision.
+    Metric("training_memory", BYTES, "training memory", _no_total, training=lambda t: t.totals.memory_bytes),
+    Metric("training_macs", COUNT, "training-step MACs", _no_total, training=lambda t: t.totals.step_macs),
 )}
+
+
+def needs_training(budget: Budget) -> bool:
+    return any(METRICS[limit.metric].training is not None for limit in budget.limits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,7 +432,7 @@ def _result(limit: Limit, scope: str, actual: int, lower_bound: bool, layer: Lay
     )
 
 
-def evaluate(analysis: Analysis, budget: Budget) -> list[LimitResult]:
+def evaluate(analysis: Analysis, budget: Budget, training: Any = None) -> list[LimitResult]:
     """Every limit of the budget checked, in budget order. A per-layer limit gives one result
     per layer over it, or, when every matching layer is within it, one result for the layer
     closest to it (the first of equals). A per-layer limit that matches no layer gives none;
@@ -431,7 +442,8 @@ def evaluate(analysis: Analysis, budget: Budget) -> list[LimitResult]:
         metric = METRICS[limit.metric]
         if limit.selector is None:
             lower = analysis.totals.partial and not metric.exact_when_partial
-            results.append(_result(limit, "total", metric.total(analysis), lower))
+            value = metric.training(training) if metric.training is not None else metric.total(analysis)
+            results.append(_result(limit, "total", value, lower))
             continue
         assert metric.layer is not None  # the parser admits only per-layer metrics here
         checked = [(layer, metric.layer(layer)) for layer in analysis.layers if limit.selector.selects(layer)]
@@ -476,8 +488,8 @@ class ModelCheck:
                 f"({total} limit{'s' * (total != 1)})")
 
 
-def check_model(analysis: Analysis, budget: Budget) -> ModelCheck:
-    results = tuple(evaluate(analysis, budget))
+def check_model(analysis: Analysis, budget: Budget, training: Any = None) -> ModelCheck:
+    results = tuple(evaluate(analysis, budget, training))
     unmodelled = tuple(f"{layer.name} ({layer.op})" for layer in analysis.layers if not layer.modelled)
     notes: list[str] = []
     if analysis.totals.partial:

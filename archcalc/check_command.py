@@ -25,18 +25,28 @@ CHECK_FORMATS = ("table", "github", "junit", "json")
               help="Bind another symbolic dim, e.g. --dim seq=128 (overrides the budget's `dims`). Repeatable.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the report to this file instead of stdout.")
+@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="adam",
+              show_default=True, help="For training_memory / training_macs limits.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "mixed"]), default="fp32",
+              show_default=True, help="For training_memory / training_macs limits.")
 @click.pass_context
 def check(ctx: click.Context, models: tuple[str, ...], budget_path: str, fmt: str, batch: int | None,
-          dims: tuple[str, ...], output: str | None) -> None:
+          dims: tuple[str, ...], output: str | None, optimizer: str, precision: str) -> None:
     """Check each MODEL against a budget of params, MACs, FLOPs and memory, per layer and in
     total: exit 0 within budget (warnings allowed), 1 when a limit is exceeded, 2 on bad input."""
-    from archcalc.budget import check_model, load_budget
+    from archcalc.budget import check_model, load_budget, needs_training
     from archcalc.cli import _parse_dims
 
     budget = load_budget(budget_path)
     bindings = budget.bindings(batch=batch, dims=_parse_dims(dims, None))
-    analyses = _analyse_all(models, bindings, show_progress=len(models) > 1 and _stderr_is_terminal())
-    checks = [check_model(analysis, budget) for analysis in analyses]
+    analysed = _analyse_all(models, bindings, show_progress=len(models) > 1 and _stderr_is_terminal())
+    if needs_training(budget):
+        from archcalc.training import training_cost
+
+        checks = [check_model(analysis, budget, training_cost(graph, analysis, optimizer, precision))
+                  for graph, analysis in analysed]
+    else:
+        checks = [check_model(analysis, budget) for _, analysis in analysed]
     _render(checks, fmt, output)
     if any(result.level == "fail" for c in checks for result in c.results):
         ctx.exit(1)
@@ -47,12 +57,17 @@ def _stderr_is_terminal() -> bool:
 
 
 def _analyse_all(models: tuple[str, ...], bindings: dict[str, int], show_progress: bool) -> list:
-    """Analyse every model first, so bad input (exit 2) stops the run before any report."""
+    """(graph, analysis) of every model, all first, so bad input (exit 2) stops the run
+    before any report."""
     from archcalc.engine import analyze
     from archcalc.loader import load_model
 
+    def analysed(model: str) -> tuple:
+        graph = load_model(model)
+        return graph, analyze(graph, bindings)
+
     if not show_progress:
-        return [analyze(load_model(model), bindings) for model in models]
+        return [analysed(model) for model in models]
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -63,7 +78,7 @@ def _analyse_all(models: tuple[str, ...], bindings: dict[str, int], show_progres
         task = progress.add_task("checking", total=len(models))
         for model in models:
             progress.update(task, description=f"analysing {model}")
-            analyses.append(analyze(load_model(model), bindings))
+            analyses.append(analysed(model))
             progress.advance(task)
     return analyses
 

@@ -54,8 +54,15 @@ def lenet(batch: int = 1):
     return analyze(load_model(LENET), {"batch": batch})
 
 
+@functools.cache
+def lenet_step():
+    from archcalc.training import training_cost
+
+    return training_cost(load_model(LENET), lenet(), "adam", "fp32")
+
+
 def results(text: str, analysis=None):
-    return evaluate(analysis or lenet(), parse_budget(text, "b.yaml"))
+    return evaluate(analysis or lenet(), parse_budget(text, "b.yaml"), None if analysis else lenet_step())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,6 +167,13 @@ TOTALS = {
     "peak_activation_memory": 41_728,
     "weight_memory": 246_824,
     "layers": 12,
+    # Adam, fp32, batch 1: weights, gradients and two optimizer states of 61,706 params
+    # (4 * 4 * 61,706 = 987,296 bytes) plus the activations PyTorch saves for backward
+    # (196,160 bytes measured at batch 4, tests/fixtures/training_reference.json: 49,040).
+    "training_memory": 4 * 4 * 61_706 + 196_160 // 4,
+    # forward 416,520 + backward: conv1 dL/dW only (117,600), every other MAC op both
+    # gradients: 2 * (240,000 + 48,000 + 10,080 + 840).
+    "training_macs": 416_520 + 117_600 + 2 * (240_000 + 48_000 + 10_080 + 840),
 }
 
 

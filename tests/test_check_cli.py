@@ -428,3 +428,19 @@ def test_pre_commit_hook_runs_check():
     args = hook["entry"].split()[1:] + ["--budget", EXAMPLE, RESNET18, LENET]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
+
+
+def test_training_memory_limit(tmp_path):
+    budget = tmp_path / "training.yaml"
+    # ResNet-18, batch 8, Adam fp32: 4 * 4 * 11,689,512 bytes of weights, gradients and
+    # state, 9,600 BN buffers, plus saved activations: PyTorch saved 44,398,080 bytes at
+    # batch 2, of which 38,400 are per-channel BN statistics that do not grow with the batch.
+    expected = 4 * 4 * 11_689_512 + 4 * 9_600 + 4 * (44_398_080 - 38_400) + 38_400
+    budget.write_text(f"batch: 8\ntotal:\n  training_memory: {expected}\n")
+    result = CliRunner().invoke(cli, ["check", "specs/resnet18.yaml", "--budget", str(budget), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (limit,) = json.loads(result.output)["models"][0]["results"]
+    assert (limit["metric"], limit["actual"]) == ("training_memory", expected)
+    budget.write_text(f"batch: 8\ntotal:\n  training_memory: {expected - 1}\n")
+    over = CliRunner().invoke(cli, ["check", "specs/resnet18.yaml", "--budget", str(budget)])
+    assert over.exit_code == 1 and "training memory" in over.output
