@@ -108,3 +108,36 @@ def test_export_refuses_too_old_opset(tmp_path):
     result = invoke("export", str(spec), "-o", str(tmp_path / "g.onnx"), "--opset", "17")
     assert result.exit_code == 2
     assert "Gelu needs opset 20" in result.output
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_exported_spec_analyses_to_the_same_numbers(tmp_path, spec):
+    from archcalc.engine import analyze
+    from archcalc.loader import load_model
+
+    path = tmp_path / "model.onnx"
+    assert invoke("export", f"specs/{spec}", "-o", str(path), "--weights", "omit").exit_code == 0
+    original, exported = analyze(load_model(f"specs/{spec}")), analyze(load_model(str(path)))
+    assert exported.totals.params == original.totals.params
+    assert exported.totals.buffers == original.totals.buffers
+    assert exported.totals.macs == original.totals.macs
+    assert exported.warnings == ()
+    # Min pooling becomes three ops; every other layer keeps its name and output shape.
+    shapes = {t.name: t.shape for t in exported.tensors.values()}
+    assert all(shapes[layer.name] == layer.outputs[0].shape for layer in original.layers)
+
+
+def test_a_model_onnxruntime_refuses_is_bad_input(tmp_path):
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("FancyOp", ["x"], ["y"], name="fancy", domain="com.example")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    model.ir_version = 8
+    path = tmp_path / "custom.onnx"
+    onnx.save(model, str(path))
+    result = invoke("verify", str(path))
+    assert result.exit_code == 2
+    assert "onnxruntime refused the model" in result.output and "FancyOp" in result.output
+    assert str(path) in result.output and "Traceback" not in result.output
