@@ -80,6 +80,9 @@ class LayerResult:
     backward_state_bytes: int = 0
     block: str = ""
     source: str | None = None
+    # A layer inside another layer's subgraph (If/Loop/Scan body): the name of the layer
+    # whose counts already include this one's. Listed for detail; totals leave it out.
+    parent: str = ""
     attrs: dict = field(default_factory=dict, compare=False)
     explain: Callable[[], list[str]] | None = field(default=None, compare=False)
 
@@ -101,6 +104,7 @@ class LayerResult:
             "receptive_field": field_json,
             "modelled": self.modelled,
             "block": self.block,
+            "parent": self.parent,
         }
 
 
@@ -151,6 +155,8 @@ class Analysis:
     bindings: dict[str, int]
     # Inputs, weights and constants with every spec-deferred shape and value resolved.
     known_tensors: dict = field(default_factory=dict, compare=False, repr=False)
+    # The weights and buffers counted as params or buffers, each once, by name (sorted).
+    param_tensors: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def layer(self, name: str) -> LayerResult | None:
         return next((layer for layer in self.layers if layer.name == name), None)

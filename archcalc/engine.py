@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from fractions import Fraction
 
 from archcalc.analysis import (
@@ -24,7 +25,7 @@ from archcalc.analysis import (
 from archcalc.dims import bind, bind_shape, prod
 from archcalc.errors import ArchcalcError, ShapeError, UnknownValue
 from archcalc.graph import Deferred, Graph, Node, TensorInfo
-from archcalc.registry import GLOBAL, POINTWISE, RuleResult, TensorState, Window, get_rule
+from archcalc.registry import GLOBAL, POINTWISE, RuleResult, Scope, TensorState, Window, get_rule
 
 PARAM_KINDS = ("weight", "buffer")
 # ONNX dims and every runtime's element counts are int64; Python ints never overflow, so a
@@ -65,6 +66,8 @@ class _Inference:
         self.counted: set[str] = set()
         self.tensor_bytes: dict[str, int] = {}
         self.warnings: list[str] = []
+        self.scope = Scope(graph, self.states, self.known, env)
+        self.sublayers: list[LayerResult] = []  # of the layer just recorded, listed after it
 
     def run(self) -> Analysis:
         for name, info in self.graph.tensors.items():
@@ -73,7 +76,12 @@ class _Inference:
                 self.states[name] = TensorState(tuple(info.shape), info.dtype, value)
                 if info.kind == "input":
                     self.fields[name] = _input_field(info.shape)
-        layers = [self._layer(node) for node in self.graph.topological_nodes()]
+        layers = []
+        for node in self.graph.topological_nodes():
+            layers.append(self._layer(node))
+            if self.sublayers:
+                layers.extend(self.sublayers)
+                self.sublayers = []
         return Analysis(
             path=self.graph.path,
             name=str(self.graph.metadata.get("name", "")),
@@ -83,6 +91,7 @@ class _Inference:
             warnings=tuple(self.graph.metadata.get("warnings", ())) + tuple(self.warnings),
             bindings=dict(self.env),
             known_tensors=self.known,
+            param_tensors=tuple(sorted(self.counted)),
         )
 
     def _layer(self, node: Node) -> LayerResult:
@@ -95,7 +104,8 @@ class _Inference:
             shapes = [s.shape if s else None for s in inputs]
             attrs = {k: v.compute(shapes) if isinstance(v, Deferred) else v for k, v in attrs.items()}
         try:
-            result = rule(inputs, attrs, {"n_outputs": len(node.outputs), "node_name": node.name, "op": node.op})
+            result = rule(inputs, attrs, {"n_outputs": len(node.outputs), "node_name": node.name, "op": node.op,
+                                          "scope": self.scope})
         except UnknownValue as error:
             return self._unmodelled(node, inputs, has_rule=True, reason=error.message)
         except ArchcalcError as error:
@@ -157,10 +167,16 @@ class _Inference:
             self.tensor_bytes[name] = size
             activation_bytes += size
         params = trainable = buffers = 0
-        for position, is_buffer in [(i, False) for i in result.weights] + [(i, True) for i in result.buffers]:
-            if position >= len(node.inputs) or not node.inputs[position]:
+        used = [(node.inputs[i] if i < len(node.inputs) else "", False) for i in result.weights] \
+            + [(node.inputs[i] if i < len(node.inputs) else "", True) for i in result.buffers]
+        for info in result.held:  # a subgraph's own weights join the known tensors under their names
+            if info.name not in self.known:
+                self.known[info.name] = info
+                self.states[info.name] = TensorState(tuple(info.shape), info.dtype, info.value)
+            used.append((info.name, False))
+        for tensor, is_buffer in used:
+            if not tensor:
                 continue
-            tensor = node.inputs[position]
             info = self.known.get(tensor)
             if info is None or info.kind not in PARAM_KINDS or tensor in self.counted:
                 continue
@@ -183,6 +199,11 @@ class _Inference:
         for name in node.outputs:
             if name:
                 self.fields[name] = field
+        if result.warnings:
+            self.warnings.extend(f"{node.where(self.graph.path)}: {warning}" for warning in result.warnings)
+        if result.sublayers:
+            self.sublayers = [layer if layer.parent else replace(layer, parent=node.name)
+                              for layer in result.sublayers]
         return LayerResult(
             name=node.name,
             op=node.op,
@@ -273,7 +294,8 @@ class _Inference:
             for name, state in self.states.items()
         }
 
-    def _totals(self, layers: list[LayerResult]) -> Totals:
+    def _totals(self, all_layers: list[LayerResult]) -> Totals:
+        layers = [layer for layer in all_layers if not layer.parent]  # sublayers are in their parent's counts
         params = sum(layer.params for layer in layers)
         trainable = sum(layer.trainable_params for layer in layers)
         buffers = sum(layer.buffers for layer in layers)
@@ -297,7 +319,7 @@ class _Inference:
             peak_activation_bytes=self._peak_activation_bytes(layers, input_bytes),
             weight_bytes=weight_bytes,
             input_bytes=input_bytes,
-            partial=any(not layer.modelled for layer in layers),
+            partial=any(not layer.modelled for layer in all_layers),
         )
 
     def _peak_activation_bytes(self, layers: list[LayerResult], input_bytes: int) -> int:

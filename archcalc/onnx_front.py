@@ -19,35 +19,50 @@ Mapping:
   models hold all their weights so): it becomes a ``weight`` tensor, not a layer, so the
   layers it feeds count it as params exactly like an initializer (metadata lists them
   under ``constant_weights``);
+- a call of a model-local function (``ModelProto.functions``, matched by domain and name)
+  -> the function's nodes, expanded in place (recursively for calls inside it): each named
+  ``<call name>/<inner name>``, with ``block`` the call's name (so reports fold them under
+  it), its formal inputs and outputs renamed to the call's tensors, its other tensors to
+  ``<call name>/<tensor>``, and attributes that refer to the function's (``ref_attr_name``)
+  taken from the call or the function's defaults;
 - any other node -> a Node with the ONNX name (``<op>_<index>`` when it has none, a suffix when
   two share one), op, domain and attributes as Python values (bytes as str, a tensor as
-  a :class:`~archcalc.registry.TensorState`, a subgraph as a short description).
+  a :class:`~archcalc.registry.TensorState`, a subgraph as its ``GraphProto``, untouched:
+  the If/Loop/Scan rules convert it with :func:`convert_subgraph` once the tensors it
+  reads from the enclosing graph are known).
 
 When some op has no rule, ONNX's own shape inference runs once over the model (weights
 stripped); the shapes it finds become ``Graph.hints``, which the engine uses for the
-outputs of ops it cannot model. If/Loop/Scan bodies and model-local functions are not analysed yet; the metadata
-says so (``metadata["warnings"]``).
+outputs of ops it cannot model. A model without functions or subgraphs pays nothing for
+either.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import onnx
 from onnx import AttributeProto, TensorProto, numpy_helper
 
 from archcalc.dims import Dim, Sym
-from archcalc.errors import ArchcalcError, ModelFileError, ShapeError
+from archcalc.errors import ArchcalcError, ModelFileError, ShapeError, UnknownValue
 from archcalc.graph import Deferred, Graph, Node, TensorInfo
 from archcalc.registry import TensorState, get_rule
 from archcalc.rules.elementwise import MAX_VALUES, is_integral
 from archcalc.rules.shape import ONNX_DTYPES
 
+if TYPE_CHECKING:
+    from archcalc.registry import Scope
+
 FLOAT_VALUES = 16  # float tensors up to this size carry their values (Resize scales)
 _FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)
 _NOT_LOADED = "__archcalc_weights_not_loaded__"
+_SUBGRAPH_TYPES = (AttributeProto.GRAPH, AttributeProto.GRAPHS)
+
+Functions = Mapping[tuple[str, str], onnx.FunctionProto]  # (domain, name) -> model-local function
 
 
 def load_onnx(path: str) -> Graph:
@@ -109,57 +124,21 @@ def _convert(model: onnx.ModelProto, path: str) -> Graph:
     graph = model.graph
     opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
     warnings: list[str] = []
-    tensors: dict[str, TensorInfo] = {}
-    for init in graph.initializer:
-        tensors[init.name] = _initializer(init)
-    for sparse in graph.sparse_initializer:
-        name = sparse.values.name
-        tensors[name] = TensorInfo(name, tuple(sparse.dims), _dtype(sparse.values.data_type),
-                                   "constant" if _integral(sparse.values.data_type) else "weight")
+    tensors = _initializers(graph)
     for info in graph.input:
         if info.name not in tensors:  # old models also list their initializers as inputs
             tensors[info.name] = _graph_input(info)
-
-    names = {node.name for node in graph.node if node.name}
-    used: set[str] = set()
-    subgraphs: list[str] = []
-    constant_weights: list[str] = []
-    unmodelled = False  # some op has no rule: ONNX shape inference is worth running for hints
-    nodes = []
-    for index, proto in enumerate(graph.node):
-        folded = _constant_weight(proto, tensors)
-        if folded is not None:
-            tensors[folded.name] = folded
-            constant_weights.append(folded.name)
-            continue
-        name = proto.name or f"{proto.op_type}_{index}"
-        if name in used or (not proto.name and name in names):
-            base, suffix = name, 1
-            while name in used or name in names:
-                name, suffix = f"{base}_{suffix}", suffix + 1
-            if proto.name:
-                warnings.append(f"two layers are named '{proto.name}'; the one at position {index} is "
-                                f"reported as '{name}'")
-        used.add(name)
-        attrs = {}
-        for attr in proto.attribute:
-            value = _attribute(attr)
-            attrs[attr.name] = value
-            if attr.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) and name not in subgraphs:
-                subgraphs.append(name)
-        nodes.append(Node(name=name, op=proto.op_type, inputs=tuple(proto.input), outputs=tuple(proto.output),
-                          attrs=attrs, domain=proto.domain))
-        if not unmodelled and (proto.domain not in ("", "ai.onnx") or get_rule(proto.op_type) is None):
-            unmodelled = True
-
-    if subgraphs:
-        warnings.append(f"{len(subgraphs)} layer(s) hold subgraphs (If/Loop/Scan bodies), which are not analysed "
-                        f"yet: {', '.join(subgraphs[:5])}{', ...' if len(subgraphs) > 5 else ''}; their "
-                        f"MACs and FLOPs are not counted")
-    functions = [f"{f.domain}.{f.name}" if f.domain else f.name for f in model.functions]
-    if functions:
-        warnings.append(f"model-local functions are not expanded yet: {', '.join(functions)}; "
-                        f"layers that call them are not modelled")
+    functions = {(f.domain, f.name): f for f in model.functions}
+    converted = _Nodes(tensors, functions, warnings)
+    converted.add(graph.node)
+    nodes, subgraphs, unmodelled = converted.nodes, converted.subgraphs, converted.unmodelled
+    constant_weights = converted.constant_weights
+    if not unmodelled and subgraphs:
+        # A body's ops run through the rules too; one without a rule leaves outputs for hints to fill.
+        seen: set[tuple[str, str]] = set()
+        unmodelled = any(_unruled(body.node, functions, seen) for node in nodes for value in node.attrs.values()
+                         for body in (value if isinstance(value, tuple) else (value,))
+                         if isinstance(body, onnx.GraphProto))
 
     hints, hint_dtypes = _hints(model, tensors, warnings) if unmodelled else ({}, {})
     producer = f"{model.producer_name} {model.producer_version}".strip()
@@ -175,12 +154,239 @@ def _convert(model: onnx.ModelProto, path: str) -> Graph:
         "producer": producer,
         "batch_dims": batch_dims,
         "subgraphs": subgraphs,
-        "functions": functions,
+        "functions": [f"{f.domain}.{f.name}" if f.domain else f.name for f in model.functions],
         "constant_weights": constant_weights,
         "warnings": warnings,
     }
+    if functions:
+        metadata["local_functions"] = functions  # bodies of If/Loop/Scan may call them too
     return Graph(path=path, nodes=nodes, tensors=tensors, outputs=[o.name for o in graph.output],
                  metadata=metadata, hints=hints, hint_dtypes=hint_dtypes)
+
+
+class _Nodes:
+    """Turns NodeProtos into Nodes for one graph: names them, folds weights held in Constant
+    nodes into `tensors`, expands calls of model-local functions and notes subgraphs."""
+
+    def __init__(self, tensors: dict[str, TensorInfo], functions: Functions, warnings: list[str],
+                 prefix: str = "", block: str = ""):
+        self.tensors = tensors
+        self.functions = functions
+        self.warnings = warnings
+        self.prefix = prefix  # before every layer name (a body's: "<parent>/<attribute>/")
+        self.block = block  # of every layer not inside a function call
+        self.nodes: list[Node] = []
+        self.subgraphs: list[str] = []
+        self.constant_weights: list[str] = []
+        self.unmodelled = False  # some op has no rule: ONNX shape inference is worth running for hints
+
+    def add(self, protos: Sequence[onnx.NodeProto]) -> None:
+        prefix, block = self.prefix, self.block
+        entries = [(proto, prefix + (proto.name or f"{proto.op_type}_{index}"), bool(proto.name), block)
+                   for index, proto in enumerate(protos)]
+        if self.functions and any((p.domain, p.op_type) in self.functions for p in protos):
+            expanded: list[tuple[onnx.NodeProto, str, bool, str]] = []
+            for entry in entries:
+                if (entry[0].domain, entry[0].op_type) in self.functions:
+                    _expand_call(entry[0], entry[1], self.functions, expanded, ())
+                else:
+                    expanded.append(entry)
+            entries = expanded
+        names = {name for _, name, named, _ in entries if named}
+        used = set()
+        tensors, warnings = self.tensors, self.warnings
+        for index, (proto, name, named, layer_block) in enumerate(entries):
+            folded = _constant_weight(proto, tensors)
+            if folded is not None:
+                tensors[folded.name] = folded
+                self.constant_weights.append(folded.name)
+                continue
+            if name in used or (not named and name in names):
+                base, suffix = name, 1
+                while name in used or name in names:
+                    name, suffix = f"{base}_{suffix}", suffix + 1
+                if named:
+                    warnings.append(f"two layers are named '{base}'; the one at position {index} is "
+                                    f"reported as '{name}'")
+            used.add(name)
+            attrs = {}
+            for attr in proto.attribute:
+                attrs[attr.name] = _attribute(attr)
+                if attr.type in _SUBGRAPH_TYPES and name not in self.subgraphs:
+                    self.subgraphs.append(name)
+            self.nodes.append(Node(name=name, op=proto.op_type, inputs=tuple(proto.input),
+                                   outputs=tuple(proto.output), attrs=attrs, domain=proto.domain,
+                                   block=layer_block))
+            if not self.unmodelled and (proto.domain not in ("", "ai.onnx") or get_rule(proto.op_type) is None):
+                self.unmodelled = True
+
+
+def _expand_call(call: onnx.NodeProto, name: str, functions: Functions,
+                 entries: list[tuple[onnx.NodeProto, str, bool, str]], calling: tuple[tuple[str, str], ...]) -> None:
+    """Append the nodes of the model-local function `call` invokes, renamed for this call."""
+    key = (call.domain, call.op_type)
+    if key in calling:
+        chain = " -> ".join(".".join(filter(None, k)) for k in (*calling, key))
+        raise ModelFileError(f"model-local function '{'.'.join(filter(None, key))}' calls itself ({chain})",
+                             fix="ONNX functions may not be recursive; re-export the model")
+    function = functions[key]
+    rename = {formal: call.input[i] if i < len(call.input) else "" for i, formal in enumerate(function.input)}
+    for i, formal in enumerate(function.output):
+        # An output the call leaves unnamed may still feed the function's other nodes.
+        rename[formal] = (call.output[i] if i < len(call.output) else "") or f"{name}/{formal}"
+    given = {a.name: a for a in call.attribute}
+    defaults = {a.name: a for a in function.attribute_proto}
+
+    def local(tensor: str) -> str:
+        return rename.get(tensor, f"{name}/{tensor}" if tensor else "")
+
+    for index, node in enumerate(function.node):
+        inner = onnx.NodeProto(op_type=node.op_type, domain=node.domain,
+                               name=f"{name}/{node.name or f'{node.op_type}_{index}'}")
+        inner.input.extend(local(t) for t in node.input)
+        inner.output.extend(local(t) for t in node.output)
+        for attr in node.attribute:
+            resolved = _resolved_attribute(attr, given, defaults, local)
+            if resolved is not None:
+                inner.attribute.append(resolved)
+        if (inner.domain, inner.op_type) in functions:
+            _expand_call(inner, inner.name, functions, entries, (*calling, key))
+        else:
+            entries.append((inner, inner.name, True, name))
+
+
+def _resolved_attribute(attr: AttributeProto, given: Mapping[str, AttributeProto],
+                        defaults: Mapping[str, AttributeProto], local) -> AttributeProto | None:
+    """`attr` of a node inside a function, for one call: a reference to a function attribute
+    replaced by the call's value (or the function's default; None when neither gives one,
+    so the op's own default applies), and a subgraph's tensor names renamed for the call."""
+    if attr.ref_attr_name:
+        source = given.get(attr.ref_attr_name)
+        if source is None:
+            source = defaults.get(attr.ref_attr_name)
+        if source is None:
+            return None
+        resolved = AttributeProto()
+        resolved.CopyFrom(source)
+        resolved.name = attr.name
+        return resolved
+    if attr.type not in _SUBGRAPH_TYPES:
+        return attr
+    resolved = AttributeProto()
+    resolved.CopyFrom(attr)
+    for graph in ([resolved.g] if attr.type == AttributeProto.GRAPH else resolved.graphs):
+        _rename_in_subgraph(graph, given, defaults, local)
+    return resolved
+
+
+def _rename_in_subgraph(graph: onnx.GraphProto, given, defaults, local) -> None:
+    """Rename, in place, what a subgraph inside a function reads from the function's scope."""
+    defined = {t.name for t in graph.initializer} | {i.name for i in graph.input}
+    defined.update(o for node in graph.node for o in node.output)
+    outer = lambda t: local(t) if t and t not in defined else t  # noqa: E731
+    for node in graph.node:
+        for i, tensor in enumerate(node.input):
+            node.input[i] = outer(tensor)
+        attributes = []
+        for attr in node.attribute:
+            resolved = _resolved_attribute(attr, given, defaults, outer)
+            if resolved is not None:
+                attributes.append(AttributeProto())
+                attributes[-1].CopyFrom(resolved)
+        del node.attribute[:]
+        node.attribute.extend(attributes)
+    for output in graph.output:
+        output.name = outer(output.name)
+
+
+def _unruled(nodes: Sequence[onnx.NodeProto], functions: Functions, seen: set[tuple[str, str]]) -> bool:
+    """Whether some op among `nodes`, in functions they call or in subgraphs they hold has no rule."""
+    for node in nodes:
+        key = (node.domain, node.op_type)
+        if key in functions:
+            if key not in seen:
+                seen.add(key)
+                if _unruled(functions[key].node, functions, seen):
+                    return True
+        elif node.domain not in ("", "ai.onnx") or get_rule(node.op_type) is None:
+            return True
+        if any(_unruled(g.node, functions, seen) for g in _subgraphs(node.attribute)):
+            return True
+    return False
+
+
+def _subgraphs(attributes: Sequence[AttributeProto]) -> list[onnx.GraphProto]:
+    graphs = []
+    for attr in attributes:
+        if attr.type == AttributeProto.GRAPH:
+            graphs.append(attr.g)
+        elif attr.type == AttributeProto.GRAPHS:
+            graphs.extend(attr.graphs)
+    return graphs
+
+
+def convert_subgraph(body: onnx.GraphProto, inputs: Sequence[TensorState], scope: Scope, *,
+                     prefix: str, block: str) -> Graph:
+    """An If/Loop/Scan body as a Graph the engine can analyse.
+
+    Its formal inputs take the states in `inputs` (what the op passes in); its initializers
+    are its own weights; a tensor it reads from an enclosing graph by name takes its state
+    (and kind: weight, input, ...) from `scope`. Layers are named ``prefix + name`` and
+    belong to `block` (calls of model-local functions inside: to the call). Tensor names
+    stay as the body writes them, so bodies nested in this one find them by name.
+    Raises UnknownValue when the body reads a tensor whose shape is unknown.
+    """
+    if len(inputs) != len(body.input):
+        raise ShapeError(f"body '{body.name}' declares {len(body.input)} inputs, the op passes it {len(inputs)}",
+                         fix="check the subgraph's inputs against the op's specification")
+    tensors = _initializers(body)
+    for info, state in zip(body.input, inputs):
+        if info.name not in tensors:
+            tensors[info.name] = TensorInfo(info.name, tuple(state.shape), state.dtype, "input", state.value)
+    warnings: list[str] = []
+    functions = scope.graph.metadata.get("local_functions", {})
+    converted = _Nodes(tensors, functions, warnings, prefix, block)
+    converted.add(body.node)
+    defined = set(tensors).union(*(node.outputs for node in converted.nodes))
+    outer_refs = []
+    for name in sorted(_read_names(body) - defined):
+        state, info = scope.states.get(name), scope.known.get(name)
+        if state is None:
+            if name in scope.states or info is not None:
+                raise UnknownValue(f"its body '{body.name}' reads '{name}', whose shape is unknown")
+            continue  # read by no one the graph knows: the layer reading it says so
+        tensors[name] = TensorInfo(name, tuple(state.shape), state.dtype, info.kind if info else "input",
+                                   state.value, info.trainable if info else True)
+        outer_refs.append(name)
+    hints, hint_dtypes = _hint_shapes([body.value_info, body.output], tensors)
+    metadata: dict[str, Any] = {"name": body.name, "format": "onnx", "opset": scope.graph.metadata.get("opset"),
+                                "warnings": warnings, "outer_refs": tuple(outer_refs)}
+    if functions:
+        metadata["local_functions"] = functions
+    return Graph(path=scope.graph.path, nodes=converted.nodes, tensors=tensors,
+                 outputs=[o.name for o in body.output], metadata=metadata, hints=hints, hint_dtypes=hint_dtypes)
+
+
+def _read_names(graph: onnx.GraphProto) -> set[str]:
+    """Every tensor name the nodes of `graph` (and of subgraphs inside it) read, and its outputs."""
+    names = {o.name for o in graph.output}
+    for node in graph.node:
+        names.update(node.input)
+        for sub in _subgraphs(node.attribute):
+            names |= _read_names(sub)
+    names.discard("")
+    return names
+
+
+def _initializers(graph: onnx.GraphProto) -> dict[str, TensorInfo]:
+    tensors: dict[str, TensorInfo] = {}
+    for init in graph.initializer:
+        tensors[init.name] = _initializer(init)
+    for sparse in graph.sparse_initializer:
+        name = sparse.values.name
+        tensors[name] = TensorInfo(name, tuple(sparse.dims), _dtype(sparse.values.data_type),
+                                   "constant" if _integral(sparse.values.data_type) else "weight")
+    return tensors
 
 
 def _constant_weight(node: onnx.NodeProto, tensors: dict[str, TensorInfo]) -> TensorInfo | None:
@@ -218,7 +424,9 @@ def _integral(data_type: int) -> bool:
 
 def _initializer(tensor: TensorProto) -> TensorInfo:
     state = _tensor_state(tensor)
-    if _integral(tensor.data_type) or tensor.data_type == TensorProto.STRING:
+    # A single float is a constant (an attention scale, an epsilon), as a single-value
+    # Constant node is: exporters store both ways, and torch counts neither as a parameter.
+    if _integral(tensor.data_type) or tensor.data_type == TensorProto.STRING or math.prod(tensor.dims) <= 1:
         return TensorInfo(tensor.name, state.shape, state.dtype, "constant", state.value)
     return TensorInfo(tensor.name, state.shape, state.dtype, "weight", state.value)
 
@@ -287,16 +495,12 @@ def _attribute(attr: AttributeProto) -> Any:
     if kind == AttributeProto.SPARSE_TENSOR:
         return TensorState(tuple(attr.sparse_tensor.dims), _dtype(attr.sparse_tensor.values.data_type))
     if kind == AttributeProto.GRAPH:
-        return _subgraph(attr.g)
+        return attr.g
     if kind == AttributeProto.GRAPHS:
-        return tuple(_subgraph(g) for g in attr.graphs)
+        return tuple(attr.graphs)
     if attr.ref_attr_name:
         return f"<refers to function attribute '{attr.ref_attr_name}'>"
     return onnx.helper.get_attribute_value(attr) if kind else None
-
-
-def _subgraph(graph: onnx.GraphProto) -> str:
-    return f"<subgraph '{graph.name}': {len(graph.node)} nodes, not analysed>"
 
 
 def _hints(model: onnx.ModelProto, tensors: dict[str, TensorInfo],
@@ -320,6 +524,11 @@ def _hints(model: onnx.ModelProto, tensors: dict[str, TensorInfo],
     except Exception as error:  # onnx raises several types; the hints are only a fallback
         warnings.append(f"ONNX shape inference failed ({type(error).__name__}: {str(error)[:200]}); "
                         "ops without a rule leave their outputs unknown")
+    return _hint_shapes(sources, tensors)
+
+
+def _hint_shapes(sources, tensors: Mapping[str, TensorInfo]) -> tuple[dict[str, tuple], dict[str, str]]:
+    """Fully known shapes (and dtypes) of the value_infos in `sources`, for tensors not in `tensors`."""
     hints: dict[str, tuple] = {}
     dtypes: dict[str, str] = {}
     symbols: dict[str, Sym] = {}

@@ -14,7 +14,9 @@ keyword-only parameter named in :data:`CONTEXT`; the engine passes those (and on
 rules that declare them). They are not attributes: ``n_outputs`` is how many outputs the
 layer declares (Split with no sizes divides its input by it), ``node_name`` the layer's
 name (NonZero names its data-dependent length after it), ``op`` the layer's op (for a
-rule shared by a family whose members compute different values).
+rule shared by a family whose members compute different values), ``scope`` a
+:class:`Scope` (ops whose attributes hold subgraphs: If, Loop, Scan read the enclosing
+graph's tensors by name and analyse their bodies with the engine).
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archcalc.dims import Dim
+
+if TYPE_CHECKING:
+    from archcalc.analysis import LayerResult
+    from archcalc.graph import Graph, TensorInfo
 
 Shape = tuple[Dim, ...]
 
@@ -75,11 +81,31 @@ class RuleResult:
     # Bytes of op-internal state kept for backward besides whole tensors (max-pool indices,
     # normalisation statistics); stored as int64/fp32 whatever the training precision.
     backward_state_bytes: Dim = 0
+    # Layers inside the op (a subgraph's), listed right after it; their counts are already
+    # part of this result's, so totals leave them out.
+    sublayers: tuple[LayerResult, ...] = ()
+    # Weights and buffers the layer uses besides its inputs (a subgraph's own initializers,
+    # or enclosing-graph weights it reads by name); counted once each, like weight inputs.
+    held: tuple[TensorInfo, ...] = ()
+    # Assumptions the counts rest on, for the analysis' warnings (the engine adds the layer).
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a layer sees besides its inputs: the graph it is in, every tensor computed so
+    far (by name), the tensors known before inference and the bindings used for counting.
+    The mappings are the engine's own, read-only for rules."""
+
+    graph: Graph
+    states: Mapping[str, TensorState | None]
+    known: Mapping[str, TensorInfo]
+    bindings: Mapping[str, int]
 
 
 RuleFn = Callable[..., RuleResult]
 
-CONTEXT = frozenset({"n_outputs", "node_name", "op"})
+CONTEXT = frozenset({"n_outputs", "node_name", "op", "scope"})
 
 # What a layer keeps from its forward pass for the backward pass (training memory):
 # its data inputs (the default: conv and linear need them for the weight gradient), its

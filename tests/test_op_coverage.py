@@ -54,6 +54,7 @@ CASES = [
     case("ScatterND", [data(3, 4), Arg("const", (2, 2), "int64", (0, 1, 2, 0)), data(2)]),
     case("ReduceL1", [data(2, 3, 4), const([1])], {"keepdims": 0}, opset=18),
     case("ReduceLogSum", [data(2, 3, 4), const([2])], opset=18),
+    case("Swish", [data(2, 3, 4)], {"alpha": 1.0}, opset=24),
     case("Upsample", [data(1, 2, 3, 4), const([1.0, 1.0, 2.0, 3.0], "float32")], {"mode": "nearest"}, opset=9),
 ]
 

@@ -1,0 +1,348 @@
+"""Control flow: If, Loop and Scan, whose attributes hold subgraphs (bodies).
+
+Each body is converted with :func:`archcalc.onnx_front.convert_subgraph` and analysed by
+the engine like any graph; it reads the enclosing graph's tensors by name (the layer's
+``scope``). Costs:
+
+- If: one branch runs, so the larger one counts (by MACs, then FLOPs), or the one a
+  known constant condition picks. Outputs: a dim that differs between the branches
+  becomes a symbol named after the layer (``<layer>_out<k>_dim<axis>``; bind it with --dim).
+- Loop: body x trip count when the count is known (the trip-count input is a constant or
+  a known dim, and the condition cannot end the loop early); otherwise the body once,
+  with a warning that the counts are per iteration, unless ``<layer>_trip_count`` is bound
+  with --dim. Loop-carried outputs keep their shapes; scan outputs stack one body output
+  per iteration: ``[trips, ...]``.
+- Scan: body x sequence length; scan outputs insert the sequence length at their axis.
+
+Params (a body's initializers, and enclosing-graph weights the body reads) count once:
+not per iteration, and for both branches of an If (the model holds both). The body's
+layers are listed after the layer as ``<layer>/<attribute>/<name>``, their MACs and FLOPs
+multiplied by the same count; totals take the layer's counts, not theirs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from archcalc.dims import Dim, Sym, bind, is_static
+from archcalc.errors import ArchcalcError, ShapeError, UnknownValue
+from archcalc.registry import GLOBAL, Output, RuleResult, Scope, TensorState, rule
+
+if TYPE_CHECKING:
+    from archcalc.analysis import Analysis, LayerResult, TensorResult
+    from archcalc.graph import Graph, TensorInfo
+
+Shape = tuple[Dim, ...]
+
+
+@dataclass(frozen=True)
+class _Body:
+    """One analysed body: the Graph it became, its analysis, and the shapes of its outputs."""
+
+    attribute: str  # then_branch, else_branch, body
+    graph: Graph
+    analysis: Analysis
+    outputs: tuple[TensorResult, ...]
+
+    @property
+    def macs(self) -> int:
+        return self.analysis.totals.macs
+
+    @property
+    def flops(self) -> int:
+        return self.analysis.totals.flops
+
+    def summary(self) -> str:
+        top = sum(1 for layer in self.analysis.layers if not layer.parent)
+        partial = " (at least: some of its layers are not modelled)" if self.analysis.totals.partial else ""
+        return f"{self.attribute}: {top} layers, MACs {self.macs:,}, FLOPs {self.flops:,}{partial}"
+
+
+def _analysed(body: Any, attribute: str, inputs: Sequence[TensorState], scope: Scope | None,
+              node_name: str) -> _Body:
+    from archcalc.engine import analyze
+    from archcalc.onnx_front import convert_subgraph
+
+    if body is None:
+        raise ShapeError(f"the layer has no '{attribute}' subgraph", fix="the op needs its body as an attribute")
+    if scope is None:
+        raise UnknownValue(f"its '{attribute}' subgraph needs the enclosing graph's tensors, which were not given")
+    graph = convert_subgraph(body, inputs, scope, prefix=f"{node_name}/{attribute}/", block=node_name)
+    analysis = analyze(graph, scope.bindings)
+    outputs = []
+    for name in graph.outputs:
+        tensor = analysis.tensors.get(name)
+        if tensor is None or tensor.shape is None:
+            raise UnknownValue(f"output '{name}' of its subgraph '{attribute}' has an unknown shape")
+        outputs.append(tensor)
+    return _Body(attribute, graph, analysis, tuple(outputs))
+
+
+def _symbol_base(node_name: str) -> str:
+    return re.sub(r"\W+", "_", node_name).strip("_") or "layer"
+
+
+def _sublayers(body: _Body, node_name: str, times: int) -> tuple[LayerResult, ...]:
+    """The body's layers, for listing under the layer: tensor names the body defines get the
+    layer's prefix (two bodies may use the same names), counts are multiplied by `times`."""
+    prefix = f"{node_name}/{body.attribute}/"
+    outer = set(body.graph.metadata.get("outer_refs", ()))
+    local = {name for name in body.graph.tensors if name not in outer}
+    local.update(out for node in body.graph.nodes for out in node.outputs)
+
+    def renamed(tensors: tuple[TensorResult, ...]) -> tuple[TensorResult, ...]:
+        return tuple(replace(t, name=prefix + t.name) if t.name in local else t for t in tensors)
+
+    layers = []
+    for layer in body.analysis.layers:
+        changes: dict[str, Any] = {"inputs": renamed(layer.inputs), "outputs": renamed(layer.outputs),
+                                   "parent": layer.parent or node_name}
+        if times != 1:
+            changes.update(macs=layer.macs * times, flops=layer.flops * times,
+                           explain=_repeated(layer.explain, times, layer.macs, layer.flops))
+        layers.append(replace(layer, **changes))
+    return tuple(layers)
+
+
+def _repeated(explain: Callable[[], list[str]] | None, times: int, macs: int, flops: int) -> Callable[[], list[str]]:
+    def lines() -> list[str]:
+        return [*(explain() if explain else []),
+                f"x {times} runs of the body: MACs = {times} * {macs} = {times * macs}, "
+                f"FLOPs = {times} * {flops} = {times * flops}"]
+
+    return lines
+
+
+def _held(body: _Body, node_name: str, scope: Scope) -> list[TensorInfo]:
+    """The weights the body counted: its own initializers (renamed under the layer), the
+    enclosing graph's weights it reads (by their names) and those of bodies inside it."""
+    prefix = f"{node_name}/{body.attribute}/"
+    outer = set(body.graph.metadata.get("outer_refs", ()))
+    held = []
+    for name in body.analysis.param_tensors:
+        info = body.analysis.known_tensors[name]
+        if name in outer:
+            held.append(scope.known.get(name, info))
+        elif name in body.graph.tensors:
+            held.append(replace(info, name=prefix + name))
+        else:  # held by a layer of the body under its full name already
+            held.append(info)
+    return held
+
+
+def _warnings(bodies: Sequence[_Body], scope: Scope) -> tuple[str, ...]:
+    """The bodies' warnings; the engine puts this layer in front, so the file goes."""
+    lead = f"{scope.graph.path}: "
+    return tuple(w.removeprefix(lead) for body in bodies for w in body.analysis.warnings)
+
+
+def _carried(initial: Sequence[TensorState], final: Sequence[TensorResult], base: str,
+             lines: list[str]) -> list[Output]:
+    """Loop-carried (Scan: state) outputs: the body's output shape, which keeps the initial
+    value's shape; a dim the body changes becomes a symbol."""
+    outputs = []
+    for k, (start, end) in enumerate(zip(initial, final)):
+        if len(start.shape) != len(end.shape):
+            raise UnknownValue(f"loop-carried value {k} changes rank in the body, {list(start.shape)} -> "
+                               f"{list(end.shape)}: its final shape depends on the iterations")
+        shape = []
+        for axis, (a, b) in enumerate(zip(start.shape, end.shape)):
+            if a == b:
+                shape.append(a)
+            else:
+                symbol = Sym.symbol(f"{base}_carried{k}_dim{axis}")
+                lines.append(f"loop-carried value {k}: dim {axis} goes {a} -> {b} in the body: {symbol}")
+                shape.append(symbol)
+        outputs.append(Output(tuple(shape), end.dtype))
+    return outputs
+
+
+def _bindable(dim: Dim, bindings) -> bool:
+    return is_static(dim) or dim.symbols() <= set(bindings)
+
+
+@rule("If")
+def if_(inputs: Sequence[TensorState], *, then_branch=None, else_branch=None, node_name="",
+        scope: Scope | None = None) -> RuleResult:
+    """One branch runs: outputs agree between branches (a differing dim becomes a symbol);
+    MACs/FLOPs of the larger branch (or of the one a constant condition picks); params of both."""
+    cond = inputs[0]
+    chosen = None
+    if cond is not None and cond.value is not None and len(cond.value) == 1 and isinstance(cond.value[0], int):
+        chosen = "then_branch" if cond.value[0] else "else_branch"
+    warnings: list[str] = []
+    bodies: list[_Body] = []
+    for attribute, body in (("then_branch", then_branch), ("else_branch", else_branch)):
+        try:
+            bodies.append(_analysed(body, attribute, (), scope, node_name))
+        except ArchcalcError as error:
+            if chosen is None or chosen == attribute:
+                raise
+            warnings.append(f"its {attribute} never runs (the condition is a constant) and cannot be analysed "
+                            f"({error.message}); its params are not counted")
+    then_body = next(b for b in bodies if b.attribute == "then_branch") if chosen != "else_branch" else None
+    else_body = next(b for b in bodies if b.attribute == "else_branch") if chosen != "then_branch" else None
+    lines = [body.summary() for body in bodies]
+    if chosen is not None:
+        counted = then_body or else_body
+        lines.append(f"the condition is the constant {cond.value[0]}: only {chosen} runs, and counts")
+        outputs = [Output(tuple(t.shape), t.dtype) for t in counted.outputs]
+    else:
+        counted = max(bodies, key=lambda b: (b.macs, b.flops))
+        lines.append(f"one branch runs: counted the larger, {counted.attribute} "
+                     f"(MACs {counted.macs:,}, FLOPs {counted.flops:,})")
+        outputs = _merged(then_body, else_body, _symbol_base(node_name), lines)
+    lines.append("params of both branches count, once (the model holds both)")
+    lines += [f"output {k} = {list(o.shape)}" for k, o in enumerate(outputs)]
+    return RuleResult(
+        outputs=tuple(outputs), macs=counted.macs, flops=counted.flops,
+        held=tuple(info for body in bodies for info in _held(body, node_name, scope)),
+        sublayers=tuple(layer for body in bodies for layer in _sublayers(body, node_name, 1)),
+        warnings=tuple(warnings) + _warnings(bodies, scope), explain=lambda: lines,
+    )
+
+
+def _merged(then_body: _Body, else_body: _Body, base: str, lines: list[str]) -> list[Output]:
+    if len(then_body.outputs) != len(else_body.outputs):
+        raise ShapeError(f"then_branch gives {len(then_body.outputs)} outputs, else_branch "
+                         f"{len(else_body.outputs)}", fix="both branches of an If must give the same outputs")
+    outputs = []
+    for k, (a, b) in enumerate(zip(then_body.outputs, else_body.outputs)):
+        if len(a.shape) != len(b.shape):
+            raise UnknownValue(f"output {k} has rank {len(a.shape)} in then_branch and {len(b.shape)} in "
+                               f"else_branch: its shape depends on the condition")
+        shape = []
+        for axis, (x, y) in enumerate(zip(a.shape, b.shape)):
+            if x == y:
+                shape.append(x)
+            else:
+                symbol = Sym.symbol(f"{base}_out{k}_dim{axis}")
+                lines.append(f"output {k}, dim {axis}: {x} in then_branch, {y} in else_branch: {symbol}")
+                shape.append(symbol)
+        outputs.append(Output(tuple(shape), a.dtype))
+    return outputs
+
+
+def _condition_stays_true(body: _Body, cond_in: str) -> bool:
+    """Whether the body's condition output is its condition input (through Identity) or a
+    constant true: the loop then runs exactly its trip count."""
+    name = body.graph.outputs[0]
+    producers = {out: node for node in body.graph.nodes for out in node.outputs}
+    while name != cond_in:
+        node = producers.get(name)
+        if node is not None and node.op == "Identity":
+            name = node.inputs[0]
+            continue
+        if node is not None and node.op == "Constant":
+            value = getattr(node.attrs.get("value"), "value", None)
+        else:
+            info = body.graph.tensors.get(name)
+            value = info.value if info is not None else None
+        return bool(value) and all(value)
+    return True
+
+
+@rule("Loop")
+def loop(inputs: Sequence[TensorState | None], *, body=None, node_name="", scope: Scope | None = None) -> RuleResult:
+    """Carried outputs keep their shapes, scan outputs are [trips, ...]; MACs = trips x body
+    (the body once, per iteration, when the trip count is unknown)."""
+    trip_input = inputs[0] if inputs else None
+    cond_input = inputs[1] if len(inputs) > 1 else None
+    carried = list(inputs[2:])
+    if any(value is None for value in carried):
+        raise ShapeError("a loop-carried input is omitted", fix="give every loop-carried value an initial tensor")
+    cond_in = body.input[1].name if body is not None and len(body.input) > 1 else ""
+    analysed = _analysed(body, "body", [TensorState((), "int64"), TensorState((), "bool"),
+                                        *(TensorState(c.shape, c.dtype) for c in carried)], scope, node_name)
+    n = len(carried)
+    if len(analysed.outputs) < 1 + n:
+        raise ShapeError(f"the body gives {len(analysed.outputs)} outputs; it must give the condition and the "
+                         f"{n} loop-carried values")
+    base = _symbol_base(node_name)
+    lines = [analysed.summary()]
+    limit = trip_input.value[0] if trip_input is not None and trip_input.value else None
+    initial = cond_input.value[0] if cond_input is not None and cond_input.value else None
+    trips: Dim
+    if cond_input is not None and initial is not None and not initial:
+        trips = 0
+        lines.append("trip count = 0: the condition is the constant false")
+    elif limit is not None and (cond_input is None or initial and _condition_stays_true(analysed, cond_in)):
+        trips = limit
+        lines.append(f"trip count = {limit} (the trip-count input)")
+    else:
+        trips = Sym.symbol(f"{base}_trip_count")
+        at_most = f", at most {limit}" if limit is not None else ""
+        lines.append(f"trip count = {trips}: set by the condition at run time{at_most}")
+    warnings = []
+    if _bindable(trips, scope.bindings):
+        times = bind(trips, scope.bindings)
+        macs, flops = analysed.macs * trips, analysed.flops * trips
+        lines.append(f"MACs = trips x body = {trips} * {analysed.macs} = {analysed.macs * times}, "
+                     f"FLOPs = {trips} * {analysed.flops} = {analysed.flops * times}")
+    else:
+        times, macs, flops = 1, analysed.macs, analysed.flops
+        lines.append("MACs and FLOPs of one iteration (the trip count is unknown)")
+        warnings.append(f"its trip count is not known, so its MACs and FLOPs are those of one iteration; "
+                        f"bind it with --dim {trips}=N to count them all")
+    outputs = _carried(carried, analysed.outputs[1:1 + n], base, lines)
+    outputs += [Output((trips, *t.shape), t.dtype) for t in analysed.outputs[1 + n:]]
+    lines += [f"output {k} = {list(o.shape)}" for k, o in enumerate(outputs)]
+    return RuleResult(
+        outputs=tuple(outputs), macs=macs, flops=flops, receptive=GLOBAL,
+        held=tuple(_held(analysed, node_name, scope)), sublayers=_sublayers(analysed, node_name, times),
+        warnings=tuple(warnings) + _warnings([analysed], scope), explain=lambda: lines,
+    )
+
+
+def _axis(axis: int, rank: int, what: str) -> int:
+    if not -rank <= axis < rank:
+        raise ShapeError(f"Scan: {what} axis {axis} is out of range for rank {rank}")
+    return axis % rank
+
+
+@rule("Scan")
+def scan(inputs: Sequence[TensorState | None], *, body=None, num_scan_inputs=None, scan_input_axes=None,
+         scan_output_axes=None, scan_input_directions=None, scan_output_directions=None, directions=None,
+         node_name="", scope: Scope | None = None) -> RuleResult:
+    """The body runs once per slice of the scan inputs along their axis: MACs = length x body;
+    state outputs keep their shapes, scan outputs gain the length at their axis."""
+    if directions is not None or (scope is not None and (scope.graph.metadata.get("opset") or 9) < 9):
+        raise UnknownValue("Scan-8 (sequence_lens and a batch axis) is not modelled")
+    if not num_scan_inputs or num_scan_inputs > len(inputs):
+        raise ShapeError(f"num_scan_inputs is {num_scan_inputs} for {len(inputs)} inputs")
+    n = len(inputs) - num_scan_inputs
+    states, sequences = list(inputs[:n]), list(inputs[n:])
+    if any(value is None for value in inputs):
+        raise ShapeError("an input is omitted", fix="Scan takes no optional inputs")
+    in_axes = list(scan_input_axes or [0] * num_scan_inputs)
+    slices, length = [], None
+    for x, axis in zip(sequences, in_axes):
+        axis = _axis(axis, len(x.shape), "scan input")
+        if length is None:
+            length = x.shape[axis]
+        elif is_static(length) and is_static(x.shape[axis]) and length != x.shape[axis]:
+            raise ShapeError(f"scan inputs have different lengths, {length} and {x.shape[axis]}")
+        slices.append(TensorState(x.shape[:axis] + x.shape[axis + 1:], x.dtype))
+    analysed = _analysed(body, "body", [TensorState(s.shape, s.dtype) for s in states] + slices, scope, node_name)
+    if len(analysed.outputs) < n:
+        raise ShapeError(f"the body gives {len(analysed.outputs)} outputs for {n} state variables")
+    lines = [analysed.summary(), f"sequence length = {length}"]
+    outputs = _carried(states, analysed.outputs[:n], _symbol_base(node_name), lines)
+    scanned = analysed.outputs[n:]
+    out_axes = list(scan_output_axes or [0] * len(scanned))
+    for t, axis in zip(scanned, out_axes):
+        axis = _axis(axis, len(t.shape) + 1, "scan output")
+        outputs.append(Output((*t.shape[:axis], length, *t.shape[axis:]), t.dtype))
+    times = bind(length, scope.bindings)
+    macs, flops = analysed.macs * length, analysed.flops * length
+    lines.append(f"MACs = length x body = {length} * {analysed.macs} = {analysed.macs * times}, "
+                 f"FLOPs = {length} * {analysed.flops} = {analysed.flops * times}")
+    lines += [f"output {k} = {list(o.shape)}" for k, o in enumerate(outputs)]
+    return RuleResult(
+        outputs=tuple(outputs), macs=macs, flops=flops, receptive=GLOBAL,
+        held=tuple(_held(analysed, node_name, scope)), sublayers=_sublayers(analysed, node_name, times),
+        warnings=_warnings([analysed], scope), explain=lambda: lines,
+    )
