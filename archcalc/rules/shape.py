@@ -67,7 +67,9 @@ def _small(shape: Sequence[Dim]) -> bool:
 def _moved(shape: Sequence[Dim], dtype: str | None = None, value: tuple | None = None,
            how: str = "") -> RuleResult:
     shape = tuple(shape)
-    return RuleResult(outputs=(Output(shape, dtype, value),),
+    # A learned tensor moved into place (an embedding table gathered, a class token
+    # expanded, a position table sliced) is a param, like any weight (input 0).
+    return RuleResult(outputs=(Output(shape, dtype, value),), weights=(0,),
                       explain=lambda: [f"output = {how + ' = ' if how else ''}{list(shape)}", "0 FLOPs"])
 
 

@@ -12,7 +12,7 @@ from fractions import Fraction
 import numpy as np
 
 from archcalc.dims import Dim, is_static, prod
-from archcalc.errors import ShapeError
+from archcalc.errors import ShapeError, UnknownValue
 from archcalc.registry import SAVES_NOTHING, SAVES_VIEW, Output, RuleResult, TensorState, Window, rule
 
 
@@ -22,8 +22,10 @@ def _axis(axis: int, rank: int, op: str) -> int:
     return axis % rank
 
 
-def _moved(shape: Sequence[Dim], description: str) -> RuleResult:
-    return RuleResult(outputs=(Output(tuple(shape)),),
+def _moved(shape: Sequence[Dim], description: str, value: tuple | None = None) -> RuleResult:
+    # A learned tensor rearranged (a Linear weight transposed before MatMul) is a param (input 0);
+    # small integer values (shape arithmetic) pass through, element order unchanged.
+    return RuleResult(outputs=(Output(tuple(shape), value=value),), weights=(0,),
                       explain=lambda: [f"output = {description} = {list(shape)}", "no arithmetic: 0 FLOPs"])
 
 
@@ -41,7 +43,7 @@ def flatten(inputs: Sequence[TensorState], *, axis=1) -> RuleResult:
     if cut > len(x):
         raise ShapeError(f"Flatten axis {axis} is out of range for a rank-{len(x)} tensor")
     return _moved((prod(x[:cut]), prod(x[cut:])), f"[{' * '.join(map(str, x[:cut])) or 1}, "
-                                                    f"{' * '.join(map(str, x[cut:])) or 1}]")
+                                                    f"{' * '.join(map(str, x[cut:])) or 1}]", inputs[0].value)
 
 
 @rule("Reshape", saves=SAVES_VIEW)
@@ -50,7 +52,8 @@ def reshape(inputs: Sequence[TensorState], *, allowzero=0) -> RuleResult:
     x = inputs[0].shape
     target = inputs[1].value
     if target is None:
-        raise ShapeError("Reshape's target shape is not a known constant")
+        raise UnknownValue("Reshape's target shape is computed from data, so its output shape is unknown",
+                           fix="archcalc follows integer tensors computed from shapes, not from data")
     out: list[Dim] = []
     infer_at = None
     for i, dim in enumerate(target):
@@ -71,7 +74,7 @@ def reshape(inputs: Sequence[TensorState], *, allowzero=0) -> RuleResult:
     elif is_static(total) and is_static(known) and total != known:
         raise ShapeError(f"cannot reshape {list(x)} ({total} elements) to {list(out)} ({known} elements)",
                          fix="make the element counts agree, or use -1 for one dim")
-    return _moved(out, f"reshape {list(x)} to {list(target)}")
+    return _moved(out, f"reshape {list(x)} to {list(target)}", inputs[0].value)
 
 
 @rule("Transpose", saves=SAVES_NOTHING)
@@ -104,7 +107,8 @@ def concat(inputs: Sequence[TensorState], *, axis=1) -> RuleResult:
     values = None
     if all(t.value is not None for t in inputs if t is not None) and rank == 1:
         values = tuple(v for t in inputs if t is not None for v in t.value)
-    return RuleResult(outputs=(Output(tuple(out), value=values),),
+    # A learned tensor joined to activations (ViT's class token) is a param.
+    return RuleResult(outputs=(Output(tuple(out), value=values),), weights=tuple(range(len(inputs))),
                       explain=lambda: [f"output {out[along]} = " + " + ".join(str(s[along]) for s in shapes)
                                        + f" along axis {axis}; shape {out}"])
 

@@ -1,0 +1,143 @@
+"""Real exported graphs: PyTorch models exported by torch.onnx (TorchScript and dynamo
+exporters, optimised and raw), weights stripped, each with every tensor shape onnxruntime
+produced recorded beside it (tests/fixtures/onnx/make_fixtures.py, run by hand with torch;
+never by the tests, which need neither torch nor onnxruntime).
+
+For each fixture archcalc must infer exactly the recorded shape of every graph input and
+node output, count torch's parameters (after the exporter's BatchNorm folding, where it
+folds), count the MACs counted in torch, and warn about nothing.
+
+These fixtures found five bugs, now fixed and pinned here: Reshape dropping the values of
+exported shape arithmetic (and stopping on an unknown target), embedding tables, sliced
+position tables, class tokens and transposed Linear weights not counted as params, and a
+scalar attention scale counted as one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto
+
+from archcalc.analysis import Analysis
+from archcalc.dims import bind_shape
+from archcalc.engine import analyze
+from archcalc.onnx_front import load_onnx
+
+FIXTURES = Path(__file__).parent / "fixtures" / "onnx"
+NAMES = sorted(path.stem for path in FIXTURES.glob("*.onnx"))
+MODELS = ("resnet18", "mobilenet_v2", "squeezenet1_1", "vgg_small", "vit_small", "transformer_encoder")
+CHECKS = ("shapes", "params", "macs", "warnings")
+
+# torchvision's published parameter counts and GFLOPS (MACs at 224x224, batch 1).
+TORCHVISION = {"resnet18": (11_689_512, 1.814), "mobilenet_v2": (3_504_872, 0.301),
+               "squeezenet1_1": (1_235_496, 0.349)}
+
+# ---------------------------------------------------------------------------------------
+
+
+def record(name: str) -> dict:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def analysis(name: str, dims: dict[str, int] | None = None) -> Analysis:
+    """archcalc's analysis of a fixture, its dims bound to the recorded run's."""
+    return analyze(load_onnx(str(FIXTURES / f"{name}.onnx")), dims or record(name)["dims"])
+
+
+def test_every_model_and_exporter_is_there():
+    stems = {(model, name[len(model) + 1:]) for name in NAMES for model in MODELS if name.startswith(model + "_")}
+    assert {model for model, _ in stems} == set(MODELS)
+    for model in MODELS:
+        assert {(model, "torchscript"), (model, "dynamo")} <= stems
+    assert len(NAMES) == len(stems)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fixture_is_small_stripped_and_fully_recorded(name):
+    path = FIXTURES / f"{name}.onnx"
+    assert path.stat().st_size < 1024 * 1024
+    model = onnx.load(str(path), load_external_data=False)
+    floats = [t for t in model.graph.initializer if t.data_type == TensorProto.FLOAT]
+    big = [t for t in floats if math.prod(t.dims) > 16]
+    assert big and all(t.data_location == TensorProto.EXTERNAL and not t.raw_data for t in big)
+    locations = {e.value for t in big for e in t.external_data if e.key == "location"}
+    assert locations == {f"{name}.weights.bin"} and not (FIXTURES / f"{name}.weights.bin").exists()
+    data = record(name)
+    assert data["nodes"] == len(model.graph.node)
+    produced = {out for node in model.graph.node for out in node.output if out}
+    assert produced | set(data["input"]) == set(data["shapes"])
+    # TorchScript bakes the traced length into MultiheadAttention: its 'seq' axis is static.
+    dynamic_seq = name.startswith("transformer_encoder_dynamo")
+    assert set(data["dims"]) == ({"batch", "seq"} if dynamic_seq else {"batch"})
+
+
+def test_fixtures_total_under_5_mib():
+    assert sum((FIXTURES / f"{name}.onnx").stat().st_size for name in NAMES) < 5 * 1024 * 1024
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_tensor_shape_is_onnxruntimes(name):
+    data = record(name)
+    result = analysis(name)
+    env = {**result.bindings, **data["dims"]}
+    problems = []
+    for tensor, shape in data["shapes"].items():
+        ours = result.tensors.get(tensor)
+        if ours is None or ours.shape is None:
+            problems.append(f"{tensor}: archcalc has no shape, onnxruntime {shape}")
+        elif list(bind_shape(ours.shape, env)) != shape:
+            problems.append(f"{tensor}: archcalc {list(bind_shape(ours.shape, env))} "
+                            f"({[str(d) for d in ours.shape]}), onnxruntime {shape}")
+    assert not problems, f"{len(problems)} of {len(data['shapes'])} shapes differ:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_params_are_torchs(name):
+    data = record(name)
+    assert analysis(name).totals.params == data["params"], (
+        f"torch {data['torch_params']:,}, BatchNorm folded: {data['batchnorm_folded']}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_macs_are_torchs(name):
+    result = analysis(name)
+    assert not result.totals.partial
+    assert result.totals.macs == record(name)["macs"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_warnings(name):
+    result = analysis(name)
+    assert list(result.warnings) == []
+    assert all(layer.modelled for layer in result.layers)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith(tuple(TORCHVISION))])
+def test_torch_models_are_torchvisions(name):
+    data = record(name)
+    assert data["torch_params"] == TORCHVISION[data["model"]][0]
+    assert data["published_gmacs"] == TORCHVISION[data["model"]][1]
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith(tuple(TORCHVISION))])
+def test_macs_at_224_match_torchvisions_gflops(name):
+    data = record(name)
+    result = analysis(name, {"batch": 1})
+    assert data["input"]["x"][2:] == [224, 224]
+    published = TORCHVISION[data["model"]][1] * 1e9
+    assert not result.totals.partial
+    assert abs(result.totals.macs - published) <= 0.01 * published, f"{result.totals.macs:,} vs {published:,.0f}"
+    assert 2 * result.totals.macs == data["macs"]  # recorded at batch 2
+
+
+@pytest.mark.parametrize("name", ["resnet18_torchscript_nofold", "resnet18_dynamo_noopt"])
+def test_batchnorm_kept_counts_torchs_params_and_its_buffers(name):
+    assert not record(name)["batchnorm_folded"]
+    result = analysis(name)
+    assert result.totals.params == TORCHVISION["resnet18"][0]
+    assert result.totals.buffers == 2 * 4_800  # running mean and variance of 4,800 channels
