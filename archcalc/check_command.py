@@ -23,6 +23,8 @@ CHECK_FORMATS = ("table", "github", "junit", "json")
               help="Value of the symbolic batch dim (overrides the budget's `batch`; default 1).")
 @click.option("--dim", "dims", multiple=True, metavar="NAME=N",
               help="Bind another symbolic dim, e.g. --dim seq=128 (overrides the budget's `dims`). Repeatable.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...",
+              help="Feed graph input NAME of every model at this shape, e.g. x=1,3,224,224. Repeatable.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the report to this file instead of stdout.")
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="adam",
@@ -31,15 +33,17 @@ CHECK_FORMATS = ("table", "github", "junit", "json")
               show_default=True, help="For training_memory / training_macs limits.")
 @click.pass_context
 def check(ctx: click.Context, models: tuple[str, ...], budget_path: str, fmt: str, batch: int | None,
-          dims: tuple[str, ...], output: str | None, optimizer: str, precision: str) -> None:
+          dims: tuple[str, ...], input_shapes: tuple[str, ...], output: str | None, optimizer: str,
+          precision: str) -> None:
     """Check each MODEL against a budget of params, MACs, FLOPs and memory, per layer and in
     total: exit 0 within budget (warnings allowed), 1 when a limit is exceeded, 2 on bad input."""
     from archcalc.budget import check_model, load_budget, needs_training
-    from archcalc.cli import _parse_dims
+    from archcalc.cli import _parse_dims, _parse_input_shapes
 
     budget = load_budget(budget_path)
     bindings = budget.bindings(batch=batch, dims=_parse_dims(dims, None))
-    analysed = _analyse_all(models, bindings, show_progress=len(models) > 1 and _stderr_is_terminal())
+    analysed = _analyse_all(models, bindings, _parse_input_shapes(input_shapes),
+                            show_progress=len(models) > 1 and _stderr_is_terminal())
     if needs_training(budget):
         from archcalc.training import training_cost
 
@@ -56,14 +60,15 @@ def _stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
-def _analyse_all(models: tuple[str, ...], bindings: dict[str, int], show_progress: bool) -> list:
+def _analyse_all(models: tuple[str, ...], bindings: dict[str, int], input_shapes: dict[str, tuple],
+                 show_progress: bool) -> list:
     """(graph, analysis) of every model, all first, so bad input (exit 2) stops the run
     before any report."""
     from archcalc.engine import analyze
     from archcalc.loader import load_model
 
     def analysed(model: str) -> tuple:
-        graph = load_model(model)
+        graph = load_model(model, input_shapes)
         return graph, analyze(graph, bindings)
 
     if not show_progress:

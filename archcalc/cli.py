@@ -37,6 +37,21 @@ def _parse_dims(dims: tuple[str, ...], batch: int | None) -> dict[str, int]:
     return bindings
 
 
+def _parse_input_shapes(items: tuple[str, ...]) -> dict[str, tuple]:
+    """``NAME=1,3,224,224`` items as {name: shape}; a dim that is a name stays symbolic."""
+    from archcalc.dims import Sym
+
+    shapes: dict[str, tuple] = {}
+    for item in items:
+        name, _, dims = item.rpartition("=")  # ONNX names may hold '=' or ':'; dims never do
+        parts = dims.split(",") if dims else []
+        if not name or not parts or not all(p.isdigit() and int(p) >= 1 or p.isidentifier() for p in parts):
+            raise click.BadParameter(f"'{item}' is not NAME=D1,D2,... with each D a size >= 1 or a dim name",
+                                     param_hint="--input-shape")
+        shapes[name] = tuple(int(p) if p.isdigit() else Sym.symbol(p) for p in parts)
+    return shapes
+
+
 def _parse_size(text: str, option: str) -> int:
     """A byte size given on the command line ('24GiB'), in the units budgets use."""
     from archcalc.budget import BYTES, parse_quantity
@@ -61,17 +76,25 @@ def _console():
     return console
 
 
-def _analyse(model: str, batch: int | None, dims: tuple[str, ...]):
-    from archcalc.engine import analyze
+def _load(model: str, input_shapes: tuple[str, ...]):
     from archcalc.loader import load_model
 
-    return analyze(load_model(model), _parse_dims(dims, batch))
+    return load_model(model, _parse_input_shapes(input_shapes))
+
+
+def _analyse(model: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...] = ()):
+    from archcalc.engine import analyze
+
+    return analyze(_load(model, input_shapes), _parse_dims(dims, batch))
 
 
 batch_option = click.option("--batch", type=click.IntRange(min=1), default=None,
                             help="Value of the symbolic batch dim for counting (default 1).")
 dim_option = click.option("--dim", "dims", multiple=True, metavar="NAME=N",
                           help="Bind another symbolic dim, e.g. --dim seq=128. Repeatable.")
+input_shape_option = click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...",
+                                  help="Feed graph input NAME at this shape, e.g. --input-shape x=1,3,224,224 "
+                                       "(a dim may be a name: batch,3,224,224). Repeatable.")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,6 +109,7 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @batch_option
 @dim_option
+@input_shape_option
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Fold the layers of each block into one row, keeping DEPTH levels of block names.")
 @click.option("--training", is_flag=True, help="Also the cost of one training step: backward MACs and memory.")
@@ -97,14 +121,14 @@ def cli() -> None:
               help="Report the largest batch whose training step fits in SIZE (e.g. 24GiB).")
 @click.option("--full", is_flag=True,
               help=f"Every layer in the table, even past {SUMMARY_ABOVE} rows (then a summary is the default).")
-def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], depth: int | None, training: bool,
-            optimizer: str, precision: str, fit_memory: str | None, full: bool) -> None:
+def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
+            depth: int | None, training: bool, optimizer: str, precision: str, fit_memory: str | None,
+            full: bool) -> None:
     """Per-layer output shapes, params, MACs, memory and receptive field, with totals."""
     from archcalc import report
     from archcalc.engine import analyze as run_analysis
-    from archcalc.loader import load_model
 
-    graph = load_model(model)
+    graph = _load(model, input_shapes)
     bindings = _parse_dims(dims, batch)
     analysis = run_analysis(graph, bindings)
     step = fit = None
@@ -142,13 +166,14 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], dept
 @click.argument("layer")
 @batch_option
 @dim_option
-def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...]) -> None:
+@input_shape_option
+def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...]) -> None:
     """Each formula of one LAYER with its numbers substituted."""
     import difflib
 
     from archcalc import report
 
-    analysis = _analyse(model, batch, dims)
+    analysis = _analyse(model, batch, dims, input_shapes)
     found = analysis.layer(layer)
     if found is None:
         names = [x.name for x in analysis.layers]
@@ -170,14 +195,14 @@ def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...]) ->
                    "(the file analyses but does not run).")
 @batch_option
 @dim_option
+@input_shape_option
 def export(spec: str, output: str, opset: int | None, weights: str, batch: int | None,
-           dims: tuple[str, ...]) -> None:
+           dims: tuple[str, ...], input_shapes: tuple[str, ...]) -> None:
     """Write SPEC as a standard ONNX model that onnxruntime can run."""
     from archcalc.engine import analyze
     from archcalc.export import to_onnx, write_model
-    from archcalc.loader import load_model
 
-    graph = load_model(spec)
+    graph = _load(spec, input_shapes)
     analysis = analyze(graph, _parse_dims(dims, batch))
     model = to_onnx(graph, analysis, opset=opset, weights=weights, external_path=output + ".data")
     write_model(model, output, weights)
@@ -190,19 +215,19 @@ def export(spec: str, output: str, opset: int | None, weights: str, batch: int |
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @batch_option
 @dim_option
+@input_shape_option
 @click.option("--profile", is_flag=True, help="Time every node in onnxruntime and show it beside its MACs.")
 @click.option("--max-memory", default=None, metavar="BYTES",
               help="Refuse to run when the estimate exceeds this (e.g. 4GiB; default half of RAM).")
-def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], profile: bool,
-           max_memory: str | None) -> None:
+def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
+           profile: bool, max_memory: str | None) -> None:
     """Run MODEL in onnxruntime and compare every tensor shape and layer cost with the analysis."""
     import json as json_module
 
     from archcalc import verify as verifier
     from archcalc.engine import analyze
-    from archcalc.loader import load_model
 
-    graph = load_model(model)
+    graph = _load(model, input_shapes)
     analysis = analyze(graph, _parse_dims(dims, batch))
     limit = _parse_size(max_memory, "--max-memory") if max_memory else verifier.default_memory_limit()
     needed = verifier.estimate_run_bytes(analysis)

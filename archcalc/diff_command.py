@@ -21,11 +21,13 @@ STATUS_STYLES = {"added": "green", "removed": "red", "renamed": "cyan", "changed
               help="Value of the symbolic batch dim for counting both models (default 1).")
 @click.option("--dim", "dims", multiple=True, metavar="NAME=N",
               help="Bind another symbolic dim in both models, e.g. --dim seq=128. Repeatable.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...",
+              help="Feed graph input NAME of both models at this shape, e.g. x=1,3,224,224. Repeatable.")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Compare block rows, keeping DEPTH levels of block names (as `analyze --depth`).")
 @click.option("--all", "show_all", is_flag=True, help="List unchanged layers too.")
-def diff(old: str, new: str, fmt: str, batch: int | None, dims: tuple[str, ...], depth: int | None,
-         show_all: bool) -> None:
+def diff(old: str, new: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
+         depth: int | None, show_all: bool) -> None:
     """Total and per-layer changes in params, MACs, FLOPs and memory from OLD to NEW.
 
     OLD and NEW are YAML specs or ONNX files, in any mix. Layers pair by name, then
@@ -34,7 +36,7 @@ def diff(old: str, new: str, fmt: str, batch: int | None, dims: tuple[str, ...],
     from archcalc.cli import _analyse
     from archcalc.diff import diff_analyses, render_markdown
 
-    result = diff_analyses(_analyse(old, batch, dims), _analyse(new, batch, dims), depth)
+    result = diff_analyses(_analyse(old, batch, dims, input_shapes), _analyse(new, batch, dims, input_shapes), depth)
     if fmt == "json":
         import json
 

@@ -9,7 +9,7 @@ Tensors that no layer produces are graph inputs or initializers (weights).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import networkx as nx
@@ -139,3 +139,20 @@ class Graph:
                 fix="a layer may only take inputs from layers that do not depend on it",
             ) from None
         return [dag.nodes[name]["node"] for name in order]
+
+    def with_input_shapes(self, shapes: Mapping[str, Shape]) -> Graph:
+        """This graph with the named graph inputs fed at the given shapes (``--input-shape``):
+        for inputs a model declares without a shape, or to analyse at another size."""
+        inputs = [name for name, info in self.tensors.items() if info.kind == "input"]
+        tensors = dict(self.tensors)
+        for name, shape in shapes.items():
+            info = tensors.get(name)
+            if info is None or info.kind != "input":
+                raise GraphError(f"the model has no graph input named '{name}' (--input-shape)", where=self.path,
+                                 fix=f"its inputs are: {', '.join(inputs) or 'none'}")
+            if not isinstance(info.shape, Deferred) and len(info.shape) != len(shape):
+                raise GraphError(f"graph input '{name}' has {len(info.shape)} dims {list(info.shape)}; "
+                                 f"--input-shape gives {len(shape)}", where=self.path,
+                                 fix=f"give {len(info.shape)} comma-separated dims")
+            tensors[name] = replace(info, shape=tuple(shape))
+        return replace(self, tensors=tensors)

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from archcalc.errors import ModelFileError
-from archcalc.graph import Graph
+from archcalc.graph import Graph, Shape
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
-def load_model(path: str) -> Graph:
+def load_model(path: str, input_shapes: Mapping[str, Shape] | None = None) -> Graph:
+    """The model at `path` as a Graph, its graph inputs fed at `input_shapes` where given."""
+    graph = _load(path)
+    return graph.with_input_shapes(input_shapes) if input_shapes else graph
+
+
+def _load(path: str) -> Graph:
     if not os.path.exists(path):
         raise ModelFileError(f"{path} does not exist", fix="check the path (specs live in specs/)")
     if os.path.isdir(path):

@@ -95,6 +95,7 @@ def prepare_model(model: onnx.ModelProto, analysis: Analysis, base_dir: str) -> 
             values = (rng.uniform(0.5, 1.5, shape) if "running_var" in tensor.name
                       else rng.standard_normal(shape) * 0.05).astype(dtype)
         tensor.CopyFrom(onnx.numpy_helper.from_array(values, tensor.name))
+    _declare_input_shapes(model, analysis)
     existing = {o.name for o in model.graph.output}
     for layer in analysis.layers:
         for out in layer.outputs:
@@ -103,6 +104,31 @@ def prepare_model(model: onnx.ModelProto, analysis: Analysis, base_dir: str) -> 
                 model.graph.output.append(helper.make_tensor_value_info(out.name, elem, None))
                 existing.add(out.name)
     return model
+
+
+def _declare_input_shapes(model: onnx.ModelProto, analysis: Analysis) -> None:
+    """Declare each graph input at the shape it was analysed at (``--input-shape`` may
+    differ from the file); the file's value_info then describes another run, so it goes."""
+    changed = False
+    for graph_input in model.graph.input:
+        tensor = analysis.tensors.get(graph_input.name)
+        if tensor is None or tensor.shape is None or not graph_input.type.HasField("tensor_type"):
+            continue
+        wanted = [str(d) if not isinstance(d, int) else d for d in tensor.shape]
+        shape = graph_input.type.tensor_type.shape
+        declared = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in shape.dim]
+        if declared == wanted and graph_input.type.tensor_type.HasField("shape"):
+            continue
+        changed = True
+        shape.Clear()
+        for dim in wanted:
+            entry = shape.dim.add()
+            if isinstance(dim, int):
+                entry.dim_value = dim
+            else:
+                entry.dim_param = dim
+    if changed:
+        del model.graph.value_info[:]
 
 
 def _np_name(dtype: str) -> str:

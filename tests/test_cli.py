@@ -119,3 +119,37 @@ def test_big_models_get_a_summary_unless_full():
     assert f"{11_513_626_624 - 2048 * 1000:,}" in conv and "│    155 │" in conv
     full = run("analyze", "specs/resnet152.yaml", "--full")
     assert "layer4.2.conv3" in full and "by op" not in full
+
+
+RESNET18_ONNX = "tests/fixtures/onnx/resnet18_torchscript.onnx"
+
+
+def test_input_shape_feeds_an_onnx_input_at_another_size():
+    """ResNet-18 at 112x112: 56 -> 28 -> 14 -> 7 -> 4 after the stem and four stages, each
+    conv's MACs = output elements x C_in x k x k; onnxruntime confirms every shape."""
+    data = json.loads(run("analyze", RESNET18_ONNX, "--input-shape", "x=1,3,112,112", "--format", "json"))
+    assert data["tensors"]["x"] == [1, 3, 112, 112] and data["tensors"]["logits"] == [1, 1000]
+    stem = next(layer for layer in data["layers"] if layer["op"] == "Conv")
+    assert stem["outputs"][0]["shape"] == [1, 64, 56, 56]
+    assert stem["macs"] == 64 * 56 * 56 * 3 * 7 * 7
+    assert "0 mismatches" in run("verify", RESNET18_ONNX, "--input-shape", "x=2,3,112,112")
+
+
+def test_input_shape_may_keep_a_dim_symbolic():
+    data = json.loads(run("analyze", LENET, "--input-shape", "input=batch,1,36,36", "--batch", "2",
+                          "--format", "json"))
+    assert data["tensors"]["input"] == ["batch", 1, 36, 36]
+    conv1 = data["layers"][0]
+    assert conv1["outputs"][0]["shape"] == ["batch", 6, 32, 32]
+    assert conv1["macs"] == 2 * 6 * 32 * 32 * 5 * 5
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("y=1,3,224,224", "no graph input named 'y'"),
+    ("x=1,3", "has 4 dims"),
+    ("x=1,3,0,224", "is not NAME=D1,D2"),
+    ("1,3,224,224", "is not NAME=D1,D2"),
+])
+def test_bad_input_shape_is_exit_2(value, message):
+    result = CliRunner().invoke(cli, ["analyze", RESNET18_ONNX, "--input-shape", value])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
