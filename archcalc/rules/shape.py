@@ -16,6 +16,8 @@ import math
 import re
 from collections.abc import Sequence
 
+import numpy as np
+
 from archcalc.dims import Dim, Sym, ceil_div, is_static, prod
 from archcalc.errors import ShapeError, UnknownValue
 from archcalc.registry import SAVES_NOTHING, SAVES_VIEW, Output, RuleResult, TensorState, rule
@@ -62,6 +64,12 @@ def known_value(state: TensorState | None, what: str, op: str, *, ints: bool = T
 
 def _small(shape: Sequence[Dim]) -> bool:
     return all(is_static(d) for d in shape) and prod(shape) <= MAX_VALUES
+
+
+def value_array(x: TensorState) -> np.ndarray:
+    """The values of a small tensor of static shape as an array of Python objects (ints,
+    or symbolic dims read from shapes), for ops that move them around."""
+    return np.array(x.value, dtype=object).reshape(tuple(x.shape))
 
 
 def _moved(shape: Sequence[Dim], dtype: str | None = None, value: tuple | None = None,
@@ -240,9 +248,13 @@ def slice_(inputs: Sequence[TensorState | None], *, starts=None, ends=None, axes
         along = _axis(axis, rank, "Slice")
         out[along] = _slice_length(x.shape[along], start, end, step)
     value = None
-    if x.value is not None and rank == 1 and is_static(x.shape[0]) \
+    if x.value is not None and all(is_static(d) for d in x.shape) \
             and all(isinstance(v, int) for v in (*starts, *ends)):
-        value = tuple(x.value[slice(starts[0], ends[0], steps[0])])
+        # Python's slice clamps out-of-range bounds as ONNX does, for either sign of step.
+        window = [slice(None)] * rank
+        for start, end, axis, step in zip(starts, ends, axes, steps):
+            window[_axis(axis, rank, "Slice")] = slice(start, end, step)
+        value = tuple(value_array(x)[tuple(window)].flat)
     bounds = ", ".join(f"axis {a}: {s}:{e}:{st}" for s, e, a, st in zip(starts, ends, axes, steps))
     return _moved(out, None, value, f"{list(x.shape)} sliced ({bounds})")
 

@@ -14,6 +14,7 @@ import numpy as np
 from archcalc.dims import Dim, is_static, prod
 from archcalc.errors import ShapeError, UnknownValue
 from archcalc.registry import SAVES_NOTHING, SAVES_VIEW, Output, RuleResult, TensorState, Window, rule
+from archcalc.rules.shape import value_array
 
 
 def _axis(axis: int, rank: int, op: str) -> int:
@@ -84,7 +85,10 @@ def transpose(inputs: Sequence[TensorState], *, perm=None) -> RuleResult:
     order = list(perm) if perm is not None else list(reversed(range(len(x))))
     if sorted(order) != list(range(len(x))):
         raise ShapeError(f"perm {order} is not a permutation of {len(x)} axes")
-    return _moved([x[i] for i in order], f"permute {list(x)} by {order}")
+    value = None
+    if inputs[0].value is not None and all(is_static(d) for d in x):
+        value = tuple(value_array(inputs[0]).transpose(order).flat)  # shape arithmetic (Swin's pads)
+    return _moved([x[i] for i in order], f"permute {list(x)} by {order}", value)
 
 
 @rule("Concat", saves=SAVES_NOTHING)
