@@ -2,12 +2,16 @@
 
 from archcalc.rules import (  # noqa: F401
     activation,
+    attention,
     control,
     conv,
     elementwise,
     linear,
     norm,
     pool,
+    quantize,
+    random,
+    recurrent,
     reduce,
     shape,
     tensor,

@@ -4,6 +4,8 @@ FLOPs per element: BatchNormalization at inference is one scale and one shift (i
 statistics are constants), 2. Layer/Instance/Group normalisation compute statistics:
 mean (1), centre (1), square and sum (2), multiply by 1/sigma (1), then scale and
 shift (2): 7. LRN: square, window sum, power and divide: 4 + window size.
+RMSNormalization: square, sum, divide, scale: 4. LpNormalization: |x| or x^2, sum,
+divide: 3. MeanVarianceNormalization: the 7 above without scale and shift: 5.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 from archcalc.dims import is_static, prod
 from archcalc.errors import ShapeError
 from archcalc.registry import Output, RuleResult, TensorState, rule
+from archcalc.rules.elementwise import broadcast
 
 BATCH_NORM_FLOPS = 2
 NORMALISE_FLOPS = 7
@@ -103,3 +106,65 @@ def local_response_norm(inputs: Sequence[TensorState], *, size=1, alpha=1e-4, be
     flops = per_element * prod(x)
     return RuleResult(outputs=(Output(x),), flops=flops,
                       explain=lambda: [f"FLOPs = (4 + size) * elements = {per_element} * {prod(x)} = {flops}"])
+
+
+# RMSNormalization: square (1), sum (1), divide by the root mean square (1), scale (1);
+# the mean, epsilon and square root are per row, not per element.
+RMS_NORM_FLOPS = 4
+# LpNormalization: |x| or x^2 (1), sum (1), divide by the norm (1); the root is per row.
+LP_NORM_FLOPS = 3
+# MeanVarianceNormalization: mean (1), centre (1), square and sum (2), times 1/sigma (1);
+# the normalisation of the others without their scale and shift.
+MEAN_VARIANCE_FLOPS = NORMALISE_FLOPS - 2
+
+
+@rule("RMSNormalization")
+def rms_norm(inputs: Sequence[TensorState | None], *, axis=-1, epsilon=1e-5, stash_type=1) -> RuleResult:
+    """y = scale * x / sqrt(mean(x^2 over the axes from `axis`) + eps); the scale is learned."""
+    x = inputs[0].shape
+    if not x or not -len(x) <= axis < len(x):
+        raise ShapeError(f"RMSNormalization axis {axis} is out of range for a rank-{len(x)} input")
+    first = axis % len(x)
+    normalised = x[first:]
+    scale = inputs[1]
+    if scale is not None:
+        if len(scale.shape) > len(normalised):
+            raise ShapeError(f"scale shape {list(scale.shape)} is larger than the normalised shape "
+                             f"{list(normalised)}", fix="give the scale the shape of the normalised axes")
+        broadcast(scale.shape, normalised)
+    flops = RMS_NORM_FLOPS * prod(x)
+    return RuleResult(
+        outputs=(Output(tuple(x)),), flops=flops, weights=(1,),
+        explain=lambda: [f"output = input shape = {list(x)}, normalised over {list(normalised)}",
+                         f"params = scale of shape {list(scale.shape) if scale is not None else []}",
+                         f"FLOPs = {RMS_NORM_FLOPS} * elements = {flops}"],
+        backward_state_bytes=4 * prod(x[:first]),  # 1/rms per row, fp32
+    )
+
+
+@rule("LpNormalization")
+def lp_norm(inputs: Sequence[TensorState], *, axis=-1, p=2) -> RuleResult:
+    """x / ||x||_p along `axis` (p 1 or 2); 3 FLOPs per element, no params."""
+    x = inputs[0].shape
+    if not x or not -len(x) <= axis < len(x):
+        raise ShapeError(f"LpNormalization axis {axis} is out of range for a rank-{len(x)} input")
+    if p not in (1, 2):
+        raise ShapeError(f"LpNormalization p is {p}; ONNX defines p = 1 and p = 2")
+    flops = LP_NORM_FLOPS * prod(x)
+    return RuleResult(outputs=(Output(tuple(x)),), flops=flops,
+                      explain=lambda: [f"output = input shape = {list(x)}, L{p} norm along axis {axis}",
+                                       f"FLOPs = {LP_NORM_FLOPS} * elements = {flops}"])
+
+
+@rule("MeanVarianceNormalization")
+def mean_variance_norm(inputs: Sequence[TensorState], *, axes=(0, 2, 3)) -> RuleResult:
+    """(x - mean) / sqrt(var) over `axes`; 5 FLOPs per element, no params."""
+    x = inputs[0].shape
+    for a in axes:
+        if not -len(x) <= a < len(x):
+            raise ShapeError(f"MeanVarianceNormalization axis {a} is out of range for a rank-{len(x)} input",
+                             fix="the default axes [0, 2, 3] need a 4-D input; set axes for others")
+    flops = MEAN_VARIANCE_FLOPS * prod(x)
+    return RuleResult(outputs=(Output(tuple(x)),), flops=flops,
+                      explain=lambda: [f"output = input shape = {list(x)}, standardised over axes {list(axes)}",
+                                       f"FLOPs = {MEAN_VARIANCE_FLOPS} * elements = {flops}"])

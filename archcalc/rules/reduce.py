@@ -1,8 +1,10 @@
-"""Reduction family: Reduce* over axes, ArgMax / ArgMin.
+"""Reduction family: Reduce* over axes, ArgMax / ArgMin, and the scans CumSum and TopK.
 
 FLOPs = input elements for every reduction (one add, multiply, compare or accumulate
 per element read; the final division of ReduceMean, the square root of ReduceL2 and the
-log of ReduceLogSum* are per output element and not counted). No params.
+log of ReduceLogSum* are per output element and not counted). No params. CumSum: one
+add per element. TopK: one compare per element read, as ArgMax (a heap or a sort does
+more; this is the lower bound every TopK pays).
 
 Axes are an attribute up to opset 17 (ReduceSum: up to 12) and an optional input from
 then on; the rules accept either. With no axes every axis is reduced, unless
@@ -15,8 +17,8 @@ import operator
 from collections.abc import Callable, Sequence
 from functools import reduce as fold
 
-from archcalc.dims import Dim, Sym, prod
-from archcalc.errors import ShapeError
+from archcalc.dims import Dim, Sym, is_static, prod
+from archcalc.errors import ShapeError, UnknownValue
 from archcalc.registry import GLOBAL, POINTWISE, SAVES_NOTHING, Output, RuleResult, TensorState, rule
 from archcalc.rules.elementwise import is_integral
 from archcalc.rules.shape import known_value
@@ -86,3 +88,36 @@ def arg_reduce(inputs: Sequence[TensorState], *, axis=0, keepdims=1, select_last
     flops = prod(x)
     return RuleResult(outputs=(Output(out, "int64"),), flops=flops, receptive=_field(chosen),
                       explain=_explain(x, out, chosen, flops))
+
+
+@rule("CumSum", saves=SAVES_NOTHING)
+def cumsum(inputs: Sequence[TensorState | None], *, exclusive=0, reverse=0) -> RuleResult:
+    """Running sum along the `axis` input; shape unchanged, FLOPs = input elements (one add each)."""
+    x = inputs[0].shape
+    axis = inputs[1].value if len(inputs) > 1 and inputs[1] is not None else None
+    if axis is not None:  # the shape does not depend on the axis, so an unknown one is fine
+        _axes(axis, len(x), "CumSum")
+    flops = prod(x)
+    return RuleResult(outputs=(Output(tuple(x)),), flops=flops,
+                      explain=lambda: [f"output = input shape = {list(x)}", f"FLOPs = input elements = {flops}"])
+
+
+@rule("TopK", saves=SAVES_NOTHING)
+def top_k(inputs: Sequence[TensorState | None], *, axis=-1, largest=1, sorted=1, k=None) -> RuleResult:
+    """The K largest (smallest) values along `axis` and their int64 indices; FLOPs = input elements."""
+    x = inputs[0].shape
+    if k is None:  # an attribute up to opset 9, an input from opset 10
+        if len(inputs) < 2 or inputs[1] is None or inputs[1].value is None:
+            raise UnknownValue("TopK's K is not a known constant, so its output shape is unknown",
+                               fix="archcalc follows small integer tensors computed from shapes; "
+                                   "this K is computed from data")
+        (k,) = inputs[1].value
+    (along,) = _axes([axis], len(x), "TopK")
+    if is_static(k) and is_static(x[along]) and not 0 <= k <= x[along]:
+        raise ShapeError(f"TopK K = {k} is out of range for axis {axis} of size {x[along]}",
+                         fix="K must be between 0 and the size of the axis")
+    out = tuple(k if i == along else d for i, d in enumerate(x))
+    flops = prod(x)
+    return RuleResult(outputs=(Output(out), Output(out, "int64")), flops=flops, receptive=_field([along]),
+                      explain=lambda: [f"values and indices = {list(x)} with axis {along} cut to K = {k}: "
+                                       f"{list(out)}", f"FLOPs = input elements = {flops} (one compare each)"])

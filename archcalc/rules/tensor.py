@@ -14,7 +14,7 @@ import numpy as np
 from archcalc.dims import Dim, is_static, prod
 from archcalc.errors import ShapeError, UnknownValue
 from archcalc.registry import SAVES_NOTHING, SAVES_VIEW, Output, RuleResult, TensorState, Window, rule
-from archcalc.rules.shape import value_array
+from archcalc.rules.shape import dtype_name, known_value, value_array
 
 
 def _axis(axis: int, rank: int, op: str) -> int:
@@ -177,3 +177,106 @@ def resize(inputs: Sequence[TensorState | None], *, mode="nearest", scales=None,
     return RuleResult(outputs=(Output(tuple(out)),), flops=flops, receptive=windows,
                       explain=lambda: [f"output = input * scales = {list(x)} * {factors} = {out}",
                                        f"FLOPs = {per_element} ({mode}) * {prod(out)} = {flops}"])
+
+
+def _blocks(x: Sequence[Dim], blocksize: int, op: str) -> None:
+    if len(x) != 4:
+        raise ShapeError(f"{op} needs a 4-D [N, C, H, W] input, got {list(x)}")
+    if not isinstance(blocksize, int) or blocksize < 1:
+        raise ShapeError(f"{op} blocksize {blocksize} must be a positive integer")
+
+
+@rule("DepthToSpace", saves=SAVES_NOTHING)
+def depth_to_space(inputs: Sequence[TensorState], *, blocksize=None, mode="DCR") -> RuleResult:
+    """[N, C, H, W] -> [N, C / b^2, H * b, W * b] (DCR or CRD order, same shape); 0 FLOPs."""
+    x = inputs[0].shape
+    _blocks(x, blocksize, "DepthToSpace")
+    b = blocksize
+    if is_static(x[1]) and x[1] % (b * b):
+        raise ShapeError(f"DepthToSpace: {x[1]} channels are not divisible by blocksize^2 = {b * b}",
+                         fix="the channels must be a multiple of blocksize squared")
+    out = (x[0], x[1] // (b * b), x[2] * b, x[3] * b)
+    return RuleResult(outputs=(Output(out),), receptive=(Window(1, b, 0, transposed=True),) * 2,
+                      explain=lambda: [f"output = [N, C / {b}^2, H * {b}, W * {b}] = {list(out)} ({mode})",
+                                       "no arithmetic: 0 FLOPs"])
+
+
+@rule("SpaceToDepth", saves=SAVES_NOTHING)
+def space_to_depth(inputs: Sequence[TensorState], *, blocksize=None) -> RuleResult:
+    """[N, C, H, W] -> [N, C * b^2, H / b, W / b]; 0 FLOPs."""
+    x = inputs[0].shape
+    _blocks(x, blocksize, "SpaceToDepth")
+    b = blocksize
+    for name, dim in (("H", x[2]), ("W", x[3])):
+        if is_static(dim) and dim % b:
+            raise ShapeError(f"SpaceToDepth: {name} = {dim} is not divisible by blocksize {b}",
+                             fix="pad or crop the input to a multiple of the blocksize")
+    out = (x[0], x[1] * b * b, x[2] // b, x[3] // b)
+    return RuleResult(outputs=(Output(out),), receptive=(Window(b, b, 0),) * 2,
+                      explain=lambda: [f"output = [N, C * {b}^2, H / {b}, W / {b}] = {list(out)}",
+                                       "no arithmetic: 0 FLOPs"])
+
+
+@rule("Trilu", saves=SAVES_NOTHING)
+def trilu(inputs: Sequence[TensorState | None], *, upper=1) -> RuleResult:
+    """Keep the upper (lower) triangle of the last two axes, zero the rest; shape unchanged, 0 FLOPs."""
+    x = inputs[0].shape
+    if len(x) < 2:
+        raise ShapeError(f"Trilu needs at least 2-D input, got {list(x)}")
+    return RuleResult(outputs=(Output(tuple(x)),), weights=(0,),
+                      explain=lambda: [f"output = input shape = {list(x)} ({'upper' if upper else 'lower'} "
+                                       "triangle)", "no arithmetic: 0 FLOPs"])
+
+
+@rule("OneHot", saves=SAVES_NOTHING)
+def one_hot(inputs: Sequence[TensorState], *, axis=-1) -> RuleResult:
+    """indices shape with `depth` inserted at `axis`, the dtype of `values`; depth must be a known constant."""
+    indices, values = inputs[0].shape, inputs[2]
+    depth_state = inputs[1]
+    if depth_state is None or depth_state.value is None or len(depth_state.value) != 1:
+        raise UnknownValue("OneHot's depth is not a known constant, so its output shape is unknown",
+                           fix="archcalc follows small constants and integers computed from shapes; "
+                               "this depth is computed from data")
+    (depth,) = depth_state.value
+    if isinstance(depth, float):
+        if not depth.is_integer():
+            raise ShapeError(f"OneHot depth {depth} is not a whole number")
+        depth = int(depth)
+    if is_static(depth) and depth < 1:
+        raise ShapeError(f"OneHot depth {depth} must be positive")
+    rank = len(indices) + 1
+    at = _axis(axis, rank, "OneHot")
+    out = (*indices[:at], depth, *indices[at:])
+    return RuleResult(outputs=(Output(out, values.dtype),),
+                      explain=lambda: [f"output = indices {list(indices)} with depth {depth} at axis {at} = "
+                                       f"{list(out)}", "no arithmetic: 0 FLOPs"])
+
+
+@rule("EyeLike", saves=SAVES_NOTHING)
+def eye_like(inputs: Sequence[TensorState], *, dtype=None, k=0) -> RuleResult:
+    """A 2-D identity (ones on diagonal k) of the input's shape, of `dtype` or the input's; 0 FLOPs."""
+    x = inputs[0].shape
+    if len(x) != 2:
+        raise ShapeError(f"EyeLike needs a 2-D input, got {list(x)}")
+    out_dtype = dtype_name(dtype) if dtype is not None else inputs[0].dtype
+    return RuleResult(outputs=(Output(tuple(x), out_dtype),),
+                      explain=lambda: [f"output = {list(x)} {out_dtype}, ones on diagonal {k}", "0 FLOPs"])
+
+
+@rule("CenterCropPad", saves=SAVES_NOTHING)
+def center_crop_pad(inputs: Sequence[TensorState], *, axes=None) -> RuleResult:
+    """Each of `axes` (all by default) cropped or padded about its centre to the size in `shape`; 0 FLOPs."""
+    x = inputs[0].shape
+    sizes = known_value(inputs[1], "shape", "CenterCropPad", ints=False)
+    chosen = [_axis(a, len(x), "CenterCropPad") for a in axes] if axes is not None else list(range(len(x)))
+    if len(sizes) != len(chosen):
+        raise ShapeError(f"CenterCropPad has {len(sizes)} sizes for {len(chosen)} axes",
+                         fix="give one target size per axis in `axes` (every axis by default)")
+    out = list(x)
+    for a, size in zip(chosen, sizes):
+        if is_static(size) and size < 0:
+            raise ShapeError(f"CenterCropPad target size {size} on axis {a} is negative")
+        out[a] = size
+    return RuleResult(outputs=(Output(tuple(out)),),
+                      explain=lambda: [f"output = {list(x)} cropped/padded on axes {chosen} to {list(out)}",
+                                       "no arithmetic: 0 FLOPs"])
