@@ -385,7 +385,7 @@ def _initializers(graph: onnx.GraphProto) -> dict[str, TensorInfo]:
     for sparse in graph.sparse_initializer:
         name = sparse.values.name
         tensors[name] = TensorInfo(name, tuple(sparse.dims), _dtype(sparse.values.data_type),
-                                   "constant" if _integral(sparse.values.data_type) else "weight")
+                                   "constant" if _is_constant(sparse.values.data_type, sparse.dims) else "weight")
     return tensors
 
 
@@ -422,13 +422,24 @@ def _integral(data_type: int) -> bool:
     return is_integral(ONNX_DTYPES.get(data_type))
 
 
+# Quantised weights: no exporter writes shapes, axes or indices in 8 or 4 bits.
+_QUANTISED_TYPES = {TensorProto.INT8, TensorProto.UINT8, TensorProto.INT4, TensorProto.UINT4}
+
+
+def _is_constant(data_type: int, dims) -> bool:
+    """Integer (shapes, axes, indices), string and single-value initializers are constants;
+    float and quantised ones are weights."""
+    if data_type in _QUANTISED_TYPES:
+        return math.prod(dims) <= 1  # a zero point
+    return _integral(data_type) or data_type == TensorProto.STRING or math.prod(dims) <= 1
+
+
 def _initializer(tensor: TensorProto) -> TensorInfo:
     state = _tensor_state(tensor)
     # A single float is a constant (an attention scale, an epsilon), as a single-value
     # Constant node is: exporters store both ways, and torch counts neither as a parameter.
-    if _integral(tensor.data_type) or tensor.data_type == TensorProto.STRING or math.prod(tensor.dims) <= 1:
-        return TensorInfo(tensor.name, state.shape, state.dtype, "constant", state.value)
-    return TensorInfo(tensor.name, state.shape, state.dtype, "weight", state.value)
+    kind = "constant" if _is_constant(tensor.data_type, tensor.dims) else "weight"
+    return TensorInfo(tensor.name, state.shape, state.dtype, kind, state.value)
 
 
 def _tensor_state(tensor: TensorProto) -> TensorState:

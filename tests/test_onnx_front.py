@@ -8,7 +8,7 @@ import os
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from onnx_models import (
     const,
     feeds_for,
@@ -439,6 +439,21 @@ def test_data_dependent_nonzero_is_a_named_symbol(tmp_path):
     analysis = analyze(graph, {"model_NonZero_count": int((feeds["x"] > 0).sum())})
     assert analysis.tensors["coords"].shape == (count, 2)
     assert shape_mismatches(analysis, actual) == []
+
+
+def test_quantised_weights_are_params(tmp_path):
+    """A uint8 conv weight is learned (8 x 3 x 3 x 3 values); its scalar zero points and scales are not."""
+    floats = {"xs": 0.1, "ws": 0.05, "ys": 0.2}
+    zeros = {"xz": 128, "wz": 128, "yz": 128}
+    inits = [numpy_helper.from_array(np.full((8, 3, 3, 3), 130, np.uint8), "w"),
+             *[numpy_helper.from_array(np.array(v, np.float32), n) for n, v in floats.items()],
+             *[numpy_helper.from_array(np.array(v, np.uint8), n) for n, v in zeros.items()]]
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"], name="qconv",
+                            kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    model = make_model([node], [tensor_input("x", ["batch", 3, 6, 6], TensorProto.UINT8)], ["y"], inits, opset=17)
+    _, analysis = check(model, tmp_path)
+    assert analysis.totals.params == 8 * 3 * 3 * 3
+    assert analysis.layer("qconv").macs == BATCH * 8 * 6 * 6 * 3 * 3 * 3
 
 
 def test_weights_in_constant_nodes_are_params(tmp_path):
