@@ -228,9 +228,9 @@ def test_progress_bar_when_stderr_is_a_terminal(monkeypatch):
     calls = []
     real = check_command._analyse_all
 
-    def spy(models, bindings, show_progress):
+    def spy(models, bindings, input_shapes, show_progress):
         calls.append(show_progress)
-        return real(models, bindings, show_progress)
+        return real(models, bindings, input_shapes, show_progress)
 
     monkeypatch.setattr(check_command, "_analyse_all", spy)
     monkeypatch.setattr(check_command, "_stderr_is_terminal", lambda: True)
