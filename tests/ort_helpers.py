@@ -25,6 +25,8 @@ DTYPES = {
     "int64": (np.int64, TensorProto.INT64),
     "int32": (np.int32, TensorProto.INT32),
     "uint32": (np.uint32, TensorProto.UINT32),
+    "uint8": (np.uint8, TensorProto.UINT8),
+    "int8": (np.int8, TensorProto.INT8),
     "bool": (np.bool_, TensorProto.BOOL),
 }
 

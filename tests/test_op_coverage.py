@@ -7,8 +7,6 @@ normalisations) are pinned here with one small model each.
 
 from __future__ import annotations
 
-import numpy as np
-import ort_helpers
 import pytest
 from onnx import TensorProto
 from ort_helpers import (
@@ -25,10 +23,6 @@ from ort_helpers import (
 )
 
 from archcalc.registry import get_rule
-
-# The quantised ops take 8-bit tensors, which ort_helpers does not build by default.
-ort_helpers.DTYPES.setdefault("uint8", (np.uint8, TensorProto.UINT8))
-ort_helpers.DTYPES.setdefault("int8", (np.int8, TensorProto.INT8))
 
 FLOAT_UNARY = ["Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Erf", "Sin",
                "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "IsNaN", "IsInf"]
