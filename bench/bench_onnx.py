@@ -185,6 +185,18 @@ def child_rss(code: str) -> int:
     return int(result.stdout.strip().splitlines()[-1]) // 1024
 
 
+def data_file_opened(path: str) -> str:
+    """Whether `archcalc analyze` opens the model's external-data file, by strace."""
+    import shutil
+
+    if shutil.which("strace") is None:
+        return "strace not installed: data-file opens not checked"
+    result = subprocess.run(["strace", "-f", "-e", "trace=open,openat", sys.executable, "-m", "archcalc",
+                             "analyze", path, "--format", "json"], capture_output=True, text=True)
+    opened = [line for line in result.stderr.splitlines() if ".onnx.data" in line]
+    return f"data file opened {len(opened)} times (strace)"
+
+
 def measure(path: str, label: str, nodes: int, bindings: dict[str, int]) -> None:
     import networkx as nx
 
@@ -258,9 +270,11 @@ def measure_rendering(path: str, bindings: dict[str, int]) -> None:
     rows = report.rows(analysis)
     console = Console(file=io.StringIO(), width=140, markup=False, highlight=False)
     table = best_of(lambda: report.render_table(analysis, rows[:1000], console), repeat=1)
+    summary = best_of(lambda: report.render_summary(analysis, rows, console), repeat=3)
     csv_time = best_of(lambda: report.render_csv(rows), repeat=3)
     json_time = best_of(lambda: report.render_json(analysis), repeat=3)
     print(f"\nrendering {len(rows):,} rows: rich table {table / 1000 * 1e3:.3f} ms/row (1,000 rows), "
+          f"default summary table {summary * 1e3:.0f} ms, "
           f"CSV {csv_time / len(rows) * 1e6:.1f} us/row, JSON {json_time / len(rows) * 1e6:.1f} us/row")
 
 
@@ -291,7 +305,7 @@ def main() -> None:
                             f"a = analyze(load_onnx({path!r})); print(a.totals.params)")
             baseline = child_rss("import onnx")
             print(f"\nexternal data: {data_bytes / 2**30:.2f} GiB of weights; archcalc peak RSS {rss} MiB "
-                  f"(a process that only imports onnx: {baseline} MiB)")
+                  f"(a process that only imports onnx: {baseline} MiB); {data_file_opened(path)}")
     print(f"\nmachine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, onnx {onnx.__version__}")
 
 
