@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -168,20 +167,19 @@ def best_of(fn, repeat: int = 5) -> float:
     return min(times)
 
 
-def child(code: str) -> tuple[float, int]:
-    """Wall time and peak RSS (MiB) of a fresh Python process running `code`."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def child(code: str) -> float:
+    """Wall time of a fresh Python process running `code`."""
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.DEVNULL)
-    elapsed = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return elapsed, max(peak, before) // 1024
+    return time.perf_counter() - started
 
 
 def child_rss(code: str) -> int:
-    result = subprocess.run([sys.executable, "-c", code + "\nimport resource,sys;"
-                             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
-                            check=True, capture_output=True, text=True)
+    """Peak RSS (MiB) of a fresh Python process running `code`: its VmHWM, which starts
+    afresh at exec (ru_maxrss would carry over this big parent's peak through fork)."""
+    report = ("\nprint(next(line.split()[1] for line in open('/proc/self/status') "
+              "if line.startswith('VmHWM')))")
+    result = subprocess.run([sys.executable, "-c", code + report], check=True, capture_output=True, text=True)
     return int(result.stdout.strip().splitlines()[-1]) // 1024
 
 
@@ -237,9 +235,9 @@ def measure(path: str, label: str, nodes: int, bindings: dict[str, int]) -> None
     except ImportError:
         pass
     binds = " ".join(f"--dim {k}={v}" for k, v in bindings.items())
-    archcalc_process, _ = child(f"import sys; sys.argv=['archcalc','analyze',{path!r},'--format','json'] + "
+    archcalc_process = child(f"import sys; sys.argv=['archcalc','analyze',{path!r},'--format','json'] + "
                                 f"{binds.split()!r}; from archcalc.cli import main; main()")
-    load_process, _ = child(f"import onnx; onnx.load({path!r}, load_external_data=False)")
+    load_process = child(f"import onnx; onnx.load({path!r}, load_external_data=False)")
     print(f"\n{label}: {nodes:,} nodes, {os.path.getsize(path) / 2**20:.1f} MiB; L = {load * 1e3:.1f} ms")
     for name, seconds in figures.items():
         print(f"  {name:28s} {seconds * 1e3:9.1f} ms  {seconds / load:6.2f} L")
