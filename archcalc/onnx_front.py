@@ -44,6 +44,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, numpy_helper
 
@@ -61,6 +62,7 @@ FLOAT_VALUES = 16  # float tensors up to this size carry their values (Resize sc
 _FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)
 _NOT_LOADED = "__archcalc_weights_not_loaded__"
 _SUBGRAPH_TYPES = (AttributeProto.GRAPH, AttributeProto.GRAPHS)
+_CONSTANT_OPS = ("Constant", "ConstantOfShape")  # may hold weights (see _constant_weight)
 
 Functions = Mapping[tuple[str, str], onnx.FunctionProto]  # (domain, name) -> model-local function
 
@@ -196,7 +198,8 @@ class _Nodes:
         used = set()
         tensors, warnings = self.tensors, self.warnings
         for index, (proto, name, named, layer_block) in enumerate(entries):
-            folded = _constant_weight(proto, tensors)
+            op = proto.op_type
+            folded = _constant_weight(proto, tensors) if op in _CONSTANT_OPS else None
             if folded is not None:
                 tensors[folded.name] = folded
                 self.constant_weights.append(folded.name)
@@ -214,10 +217,10 @@ class _Nodes:
                 attrs[attr.name] = _attribute(attr)
                 if attr.type in _SUBGRAPH_TYPES and name not in self.subgraphs:
                     self.subgraphs.append(name)
-            self.nodes.append(Node(name=name, op=proto.op_type, inputs=tuple(proto.input),
-                                   outputs=tuple(proto.output), attrs=attrs, domain=proto.domain,
-                                   block=layer_block))
-            if not self.unmodelled and (proto.domain not in ("", "ai.onnx") or get_rule(proto.op_type) is None):
+            domain = proto.domain
+            self.nodes.append(Node(name=name, op=op, inputs=tuple(proto.input), outputs=tuple(proto.output),
+                                   attrs=attrs, domain=domain, block=layer_block))
+            if not self.unmodelled and (domain not in ("", "ai.onnx") or get_rule(op) is None):
                 self.unmodelled = True
 
 
@@ -438,24 +441,35 @@ def _initializer(tensor: TensorProto) -> TensorInfo:
     state = _tensor_state(tensor)
     # A single float is a constant (an attention scale, an epsilon), as a single-value
     # Constant node is: exporters store both ways, and torch counts neither as a parameter.
-    kind = "constant" if _is_constant(tensor.data_type, tensor.dims) else "weight"
+    kind = "constant" if _is_constant(tensor.data_type, state.shape) else "weight"
     return TensorInfo(tensor.name, state.shape, state.dtype, kind, state.value)
+
+
+# numpy types of the tensors small enough to be read from raw_data directly (the common
+# case); the rest go through onnx's numpy_helper.
+_RAW_NUMPY = {TensorProto.INT64: np.int64, TensorProto.INT32: np.int32, TensorProto.FLOAT: np.float32}
 
 
 def _tensor_state(tensor: TensorProto) -> TensorState:
     """Shape and dtype of a tensor; its values too when it is small, inline and integer
     (or a tiny float tensor). Weights are never decoded."""
     shape = tuple(tensor.dims)
-    value = None
-    limit = MAX_VALUES if _integral(tensor.data_type) else FLOAT_VALUES if tensor.data_type in _FLOAT_TYPES else -1
-    if math.prod(shape) <= limit and tensor.data_location != TensorProto.EXTERNAL:
+    data_type = tensor.data_type
+    dtype = _dtype(data_type)
+    limit = MAX_VALUES if is_integral(dtype) else FLOAT_VALUES if data_type in _FLOAT_TYPES else -1
+    size = math.prod(shape)
+    if size > limit or tensor.data_location == TensorProto.EXTERNAL:
+        return TensorState(shape, dtype)
+    raw = tensor.raw_data
+    if raw and data_type in _RAW_NUMPY:
+        array = np.frombuffer(raw, dtype=np.dtype(_RAW_NUMPY[data_type]).newbyteorder("<"))
+    else:
         try:
             array = numpy_helper.to_array(tensor)
         except Exception:  # inconsistent data: the shape is still right
-            array = None
-        if array is not None and array.size == math.prod(shape):
-            value = tuple(array.reshape(-1).tolist())
-    return TensorState(shape, _dtype(tensor.data_type), value)
+            return TensorState(shape, dtype)
+    value = tuple(array.reshape(-1).tolist()) if array.size == size else None
+    return TensorState(shape, dtype, value)
 
 
 def _graph_input(info: onnx.ValueInfoProto) -> TensorInfo:
