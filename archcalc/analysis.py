@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -30,13 +31,15 @@ class AxisField:
     start: int | Fraction
 
     def to_json(self) -> dict[str, float | int]:
-        return {k: _number(getattr(self, k)) for k in ("size", "jump", "start")}
+        return {"size": _number(self.size), "jump": _number(self.jump), "start": _number(self.start)}
 
 
 ReceptiveField = tuple[AxisField, ...] | str | None  # str: "global"; None: no spatial axes
 
 
 def _number(value: int | Fraction) -> int | float:
+    if type(value) is int:
+        return value
     return int(value) if value.denominator == 1 else float(value)
 
 
@@ -52,6 +55,13 @@ def format_receptive_field(field: ReceptiveField) -> str:
     return f"{size} /{jump}"
 
 
+@functools.lru_cache(maxsize=4096)
+def shape_to_json(shape: tuple[Dim, ...]) -> tuple[int | str, ...]:
+    """A shape for JSON (symbolic dims as strings); a tuple, so the cached value is shared
+    safely: a big model has thousands of tensors but few distinct shapes."""
+    return tuple(dim_to_json(d) for d in shape)
+
+
 @dataclass(frozen=True, slots=True)
 class TensorResult:
     name: str
@@ -59,8 +69,8 @@ class TensorResult:
     dtype: str
 
     def to_json(self) -> dict:
-        shape = None if self.shape is None else [dim_to_json(d) for d in self.shape]
-        return {"name": self.name, "shape": shape, "dtype": self.dtype}
+        return {"name": self.name, "shape": None if self.shape is None else shape_to_json(self.shape),
+                "dtype": self.dtype}
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +179,7 @@ class Analysis:
             "totals": self.totals.to_json(),
             "layers": [layer.to_json() for layer in self.layers],
             "tensors": {
-                name: None if t.shape is None else [dim_to_json(d) for d in t.shape]
+                name: None if t.shape is None else shape_to_json(t.shape)
                 for name, t in self.tensors.items()
             },
             "warnings": list(self.warnings),

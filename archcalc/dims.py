@@ -108,6 +108,10 @@ class Sym:
         return str(self)
 
     def __str__(self) -> str:
+        if len(self.terms) == 1:  # the common case, a plain symbol such as batch: no joining
+            ((mono, coeff),) = self.terms
+            if coeff == 1 and len(mono) == 1 and type(mono[0]) is str:
+                return mono[0]
         parts = []
         for mono, coeff in self.terms:
             factors = [str(a) for a in mono]

@@ -124,6 +124,9 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
     ]
 
 
+PRETTY_JSON_LAYERS = 2000
+
+
 def render_json(analysis: Analysis, training=None, fit=None) -> str:
     document = {"schema_version": JSON_SCHEMA_VERSION, **analysis.to_json()}
     if training is not None:
@@ -131,7 +134,9 @@ def render_json(analysis: Analysis, training=None, fit=None) -> str:
     if fit is not None:
         batch, totals, memory = fit
         document["fit"] = {"memory_bytes": memory, "largest_batch": batch, "step": totals.to_json()}
-    return json.dumps(document, indent=2)
+    # Indented JSON goes through json's pure-Python encoder, ten times slower than the
+    # compact C one: big models (where no one reads the JSON by eye) get the compact form.
+    return json.dumps(document, indent=2 if len(analysis.layers) <= PRETTY_JSON_LAYERS else None)
 
 
 def training_lines(training, fit=None) -> list[tuple[str, str]]:
@@ -169,12 +174,17 @@ CSV_COLUMNS = ("name", "op", "output_shape", "params", "trainable_params", "buff
                "activation_bytes", "receptive_field", "modelled")
 
 
-def render_csv(table: Iterable[Row]) -> str:
+def render_csv(table: Iterable[Row], training=None) -> str:
+    """One line per row; with `training` (analyze --training), also each row's backward MACs
+    and the activation bytes it saves for the backward pass, as the training table shows."""
+    table = list(table)
+    steps = training_rows(table, training) if training is not None else None
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for row in table:
-        writer.writerow([getattr(row, column) for column in CSV_COLUMNS])
+    writer.writerow(CSV_COLUMNS + (("backward_macs", "saved_activation_bytes") if steps is not None else ()))
+    for index, row in enumerate(table):
+        extra = list(steps[index][2:]) if steps is not None else []
+        writer.writerow([getattr(row, column) for column in CSV_COLUMNS] + extra)
     return out.getvalue()
 
 
