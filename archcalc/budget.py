@@ -158,7 +158,8 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (
     Metric("peak_activation_memory", BYTES, "peak activation memory", lambda a: a.totals.peak_activation_bytes),
     Metric("weight_memory", BYTES, "weight memory", lambda a: a.totals.weight_bytes),
     Metric("layers", COUNT, "layers", lambda a: len(a.layers), exact_when_partial=True),
-    # One training step (see archcalc.training), with check's --optimizer and --precision.
+    # One training step (see archcalc.training), with the budget's `training:` optimizer and
+    # precision, or check's --optimizer and --precision.
     Metric("training_memory", BYTES, "training memory", _no_total, training=lambda t: t.totals.memory_bytes),
     Metric("training_macs", COUNT, "training-step MACs", _no_total, training=lambda t: t.totals.step_macs),
 )}
@@ -208,12 +209,20 @@ class Limit:
         return self.selector is not None
 
 
+# The training step a budget's training limits are counted for, when neither the budget's
+# `training:` nor the command line names one (as `archcalc analyze --training`).
+DEFAULT_OPTIMIZER = "adam"
+DEFAULT_PRECISION = "fp32"
+
+
 @dataclass(frozen=True)
 class Budget:
     path: str
     limits: tuple[Limit, ...]
     batch: int | None = None
     dims: Mapping[str, int] = field(default_factory=dict)
+    optimizer: str | None = None  # `training: {optimizer: ...}`; None: not pinned
+    precision: str | None = None  # `training: {precision: ...}`; None: not pinned
 
     def bindings(self, batch: int | None = None, dims: Mapping[str, int] | None = None) -> dict[str, int]:
         """Symbolic dims to count with: the budget's, overridden by the command line's."""
@@ -225,10 +234,16 @@ class Budget:
             result["batch"] = batch
         return result
 
+    def training_setup(self, optimizer: str | None = None, precision: str | None = None) -> tuple[str, str]:
+        """Optimizer and precision of the training step: the command line's, else the budget's
+        `training:`, else adam in fp32."""
+        return (optimizer or self.optimizer or DEFAULT_OPTIMIZER, precision or self.precision or DEFAULT_PRECISION)
 
-TOP_KEYS = ("batch", "dims", "total", "layers", "warn")
+
+TOP_KEYS = ("batch", "dims", "training", "total", "layers", "warn")
 WARN_KEYS = ("total", "layers")
 SELECTOR_KEYS = ("match", "op")
+TRAINING_KEYS = ("optimizer", "precision")
 
 
 def load_budget(path: str) -> Budget:
@@ -288,7 +303,7 @@ class _Parser:
         if not limits:
             raise self.error("the budget sets no limits", getattr(top, "line", 1),
                              "add `total:` or `layers:` limits, e.g. `total: {params: 30M}`")
-        return Budget(self.path, tuple(limits), self.batch(top), self.dims(top))
+        return Budget(self.path, tuple(limits), self.batch(top), self.dims(top), *self.training(top))
 
     def known_keys(self, mapping: Mapping, allowed: Sequence[str], what: str) -> None:
         for key in mapping:
@@ -306,6 +321,25 @@ class _Parser:
         dims = self.mapping(top["dims"], "`dims`", _line(top, "dims"), "`dims: {seq: 128}`")
         return {str(name): self.positive_int(value, f"dim '{name}'", _line(dims, name), f"`{name}: 128`")
                 for name, value in dims.items()}
+
+    def training(self, top: Mapping) -> tuple[str | None, str | None]:
+        """`training: {optimizer: adam, precision: mixed}`: the step training limits are counted for."""
+        if "training" not in top:
+            return None, None
+        from archcalc.training import OPTIMIZER_STATES, PRECISIONS
+
+        example = "`training: {optimizer: adam, precision: fp32}`"
+        training = self.mapping(top["training"], "`training`", _line(top, "training"), example)
+        self.known_keys(training, TRAINING_KEYS, "`training`")
+        choices = {"optimizer": list(OPTIMIZER_STATES), "precision": list(PRECISIONS)}
+        chosen: dict[str, str | None] = {key: None for key in TRAINING_KEYS}
+        for key, value in training.items():
+            if not isinstance(value, str) or value not in choices[key]:
+                allowed = ", ".join(choices[key])
+                raise self.error(f"`training.{key}` is {_describe(value)}, not one of {allowed}",
+                                 _line(training, key), _suggest(value, choices[key]))
+            chosen[key] = value
+        return chosen["optimizer"], chosen["precision"]
 
     def positive_int(self, value: Any, what: str, line: int | None, example: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -466,6 +500,9 @@ class ModelCheck:
     partial: bool  # some ops have no rule: every count is a lower bound
     unmodelled: tuple[str, ...]  # "name (Op)" of each layer without a rule
     notes: tuple[str, ...]  # partial analysis, entries that matched no layer, ...
+    # The training step (archcalc.training.TrainingAnalysis) when a training limit is checked
+    # or `check --training` asks for it; its totals name the optimizer and precision.
+    training: Any = None
 
     @property
     def level(self) -> str:
@@ -510,7 +547,8 @@ def check_model(analysis: Analysis, budget: Budget, training: Any = None) -> Mod
                          f"{'are' if len(blind) != 1 else 'is'} not modelled ({_short_list(blind)}): "
                          "their limits cannot be checked")
     return ModelCheck(path=analysis.path, name=analysis.name, budget=budget.path, bindings=dict(analysis.bindings),
-                      results=results, partial=analysis.totals.partial, unmodelled=unmodelled, notes=tuple(notes))
+                      results=results, partial=analysis.totals.partial, unmodelled=unmodelled, notes=tuple(notes),
+                      training=training)
 
 
 def _short_list(items: Sequence[str], most: int = 5) -> str:

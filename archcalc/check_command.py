@@ -4,8 +4,11 @@ stays instant; the budget, engine and rich load inside the command."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
+from typing import TextIO
 
 import click
 
@@ -25,18 +28,40 @@ CHECK_FORMATS = ("table", "github", "junit", "json")
               help="Bind another symbolic dim, e.g. --dim seq=128 (overrides the budget's `dims`). Repeatable.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...",
               help="Feed graph input NAME of every model at this shape, e.g. x=1,3,224,224. Repeatable.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+@click.option("-o", "--output", type=click.Path(), default=None,
               help="Write the report to this file instead of stdout.")
-@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="adam",
-              show_default=True, help="For training_memory / training_macs limits.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "mixed"]), default="fp32",
-              show_default=True, help="For training_memory / training_macs limits.")
+@click.option("--training", is_flag=True,
+              help="Also the cost of one training step (as `analyze --training`): its totals under each "
+                   "table and in JSON, with or without a training limit.")
+@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default=None,
+              help="For the training step (training_memory / training_macs limits, --training); overrides "
+                   "the budget's `training: optimizer` (default adam).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "mixed"]), default=None,
+              help="For the training step; overrides the budget's `training: precision` (default fp32).")
 @click.pass_context
 def check(ctx: click.Context, models: tuple[str, ...], budget_path: str, fmt: str, batch: int | None,
-          dims: tuple[str, ...], input_shapes: tuple[str, ...], output: str | None, optimizer: str,
-          precision: str) -> None:
+          dims: tuple[str, ...], input_shapes: tuple[str, ...], output: str | None, training: bool,
+          optimizer: str | None, precision: str | None) -> None:
     """Check each MODEL against a budget of params, MACs, FLOPs and memory, per layer and in
     total: exit 0 within budget (warnings allowed), 1 when a limit is exceeded, 2 on bad input."""
+    from archcalc.errors import ArchcalcError
+
+    try:
+        checks = _check_all(models, budget_path, batch, dims, input_shapes, training, optimizer, precision)
+        _render(checks, fmt, output, show_training=training)
+    except (ArchcalcError, click.UsageError) as error:
+        if fmt == "github":  # the runner reads annotations from stdout; the CLI still reports it, exit 2
+            from archcalc.check_output import error_annotation
+
+            click.echo(error_annotation(error))
+        raise
+    if any(result.level == "fail" for c in checks for result in c.results):
+        ctx.exit(1)
+
+
+def _check_all(models: tuple[str, ...], budget_path: str, batch: int | None, dims: tuple[str, ...],
+               input_shapes: tuple[str, ...], training: bool, optimizer: str | None,
+               precision: str | None) -> list:
     from archcalc.budget import check_model, load_budget, needs_training
     from archcalc.cli import _parse_dims, _parse_input_shapes
 
@@ -44,16 +69,13 @@ def check(ctx: click.Context, models: tuple[str, ...], budget_path: str, fmt: st
     bindings = budget.bindings(batch=batch, dims=_parse_dims(dims, None))
     analysed = _analyse_all(models, bindings, _parse_input_shapes(input_shapes),
                             show_progress=len(models) > 1 and _stderr_is_terminal())
-    if needs_training(budget):
-        from archcalc.training import training_cost
+    if not (training or needs_training(budget)):
+        return [check_model(analysis, budget) for _, analysis in analysed]
+    from archcalc.training import training_cost
 
-        checks = [check_model(analysis, budget, training_cost(graph, analysis, optimizer, precision))
-                  for graph, analysis in analysed]
-    else:
-        checks = [check_model(analysis, budget) for _, analysis in analysed]
-    _render(checks, fmt, output)
-    if any(result.level == "fail" for c in checks for result in c.results):
-        ctx.exit(1)
+    optimizer, precision = budget.training_setup(optimizer, precision)
+    return [check_model(analysis, budget, training_cost(graph, analysis, optimizer, precision))
+            for graph, analysis in analysed]
 
 
 def _stderr_is_terminal() -> bool:
@@ -88,7 +110,9 @@ def _analyse_all(models: tuple[str, ...], bindings: dict[str, int], input_shapes
     return analyses
 
 
-def _render(checks: list, fmt: str, output: str | None) -> None:
+def _render(checks: list, fmt: str, output: str | None, show_training: bool = False) -> None:
+    """The report to stdout or `output`; for github, then the job summary, so that the
+    annotations are out even when the summary cannot be written."""
     from archcalc import check_output
 
     if fmt == "table":
@@ -98,25 +122,43 @@ def _render(checks: list, fmt: str, output: str | None) -> None:
             console = Console(file=file, markup=False, highlight=False, soft_wrap=False)
             if output or not console.is_terminal:
                 console.width = 140  # no terminal to fit: wide enough for every column
-            check_output.render_table(checks, console)
+            check_output.render_table(checks, console, show_training=show_training)
 
         if output:
-            with open(output, "w", encoding="utf-8") as handle:
+            with _open_for_writing(output, "w", "-o/--output") as handle:
                 print_table(handle)
         else:
             print_table(None)
         return
     if fmt == "github":
         text = check_output.render_github(checks)
-        summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary:
-            check_output.append_step_summary(checks, summary)
     elif fmt == "junit":
         text = check_output.render_junit(checks)
     else:
         text = check_output.render_json(checks) + "\n"
     if output:
-        with open(output, "w", encoding="utf-8") as handle:
+        with _open_for_writing(output, "w", "-o/--output") as handle:
             handle.write(text)
     else:
         click.echo(text, nl=False)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY") if fmt == "github" else None
+    if summary:
+        with _open_for_writing(summary, "a", "GITHUB_STEP_SUMMARY") as handle:
+            handle.write(check_output.render_markdown(checks) + "\n")
+
+
+@contextlib.contextmanager
+def _open_for_writing(path: str, mode: str, what: str) -> Iterator[TextIO]:
+    """`open(path, mode)` for the block; failing to open or write it is bad input (exit 2) that
+    names the path and the reason, never a traceback (exit 1 would read as "over budget")."""
+    from archcalc.errors import ArchcalcError
+
+    try:
+        with open(path, mode, encoding="utf-8") as handle:
+            yield handle
+    except OSError as error:
+        if what == "GITHUB_STEP_SUMMARY":
+            fix = "GITHUB_STEP_SUMMARY must name a writable file (the runner sets it); unset it to skip the summary"
+        else:
+            fix = f"give {what} a file path in an existing, writable directory"
+        raise ArchcalcError(f"cannot write {path}: {error.strerror or error}", fix=fix) from None

@@ -8,6 +8,7 @@ imported only by the table renderer.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
@@ -49,6 +50,14 @@ def bindings_text(check: ModelCheck) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(check.bindings.items())) or "no symbolic dims"
 
 
+def setup_text(check: ModelCheck) -> str:
+    """'batch=1' or, when a training step was counted, 'batch=32; training: adam, fp32'."""
+    if check.training is None:
+        return bindings_text(check)
+    totals = check.training.totals
+    return f"{bindings_text(check)}; training: {totals.optimizer}, {totals.precision}"
+
+
 def scope_text(result: LimitResult) -> str:
     return f"{result.scope} ({result.op})" if result.per_layer else result.scope
 
@@ -58,6 +67,9 @@ def message(check: ModelCheck, result: LimitResult) -> str:
     "resnet18: layer 'layer4.0.conv2' (Conv) has 2,359,296 (2.36 M) params, over the per-layer
     limit 2M of layers[0] (match 'layer4.*') at budgets/b.yaml:13 by 18.0%"."""
     label = METRICS[result.metric].label
+    if METRICS[result.metric].training is not None and check.training is not None:
+        totals = check.training.totals
+        label += f" ({totals.optimizer}, {totals.precision})"
     subject = f"layer '{result.scope}' ({result.op})" if result.per_layer else "the model"
     amount = ("at least " if result.lower_bound else "") + exact(result.actual, result.unit)
     kind = "per-layer" if result.per_layer else "whole-model"
@@ -88,16 +100,21 @@ TABLE_HEADERS = ("Limit", "Rule", "Scope", "Actual", "Budget", "Headroom", "Resu
 LEVEL_STYLE = {FAIL: "bold red", WARN: "yellow", PASS: "green"}
 
 
-def render_table(checks: Sequence[ModelCheck], console) -> None:
+def render_table(checks: Sequence[ModelCheck], console, show_training: bool = False) -> None:
+    """One table per model; with `show_training` (check --training), the training step's totals
+    under it, as `analyze --training` prints them."""
     from rich.table import Table
+
+    from archcalc.report import training_lines
 
     for index, check in enumerate(checks):
         if index:
             console.print()
-        title = f"{check.title} ({check.path}) against {check.budget}, {bindings_text(check)}"
+        title = f"{check.title} ({check.path}) against {check.budget}, {setup_text(check)}"
         if check.partial:
             title += " [partial: lower bounds]"
-        grid = Table(title=title, title_justify="left", header_style="bold")
+        # At least as wide as its title, so the title (model, budget, bindings, training step) never wraps.
+        grid = Table(title=title, title_justify="left", header_style="bold", min_width=len(title))
         for header in TABLE_HEADERS:
             grid.add_column(header, justify="right" if header in ("Actual", "Budget", "Headroom") else "left",
                             no_wrap=True)
@@ -106,6 +123,13 @@ def render_table(checks: Sequence[ModelCheck], console) -> None:
                          limit_text(result), headroom_text(result), result.level.upper(),
                          style=None if result.level == PASS else LEVEL_STYLE[result.level])
         console.print(grid)
+        if show_training and check.training is not None:
+            totals = Table(show_header=False, box=None, padding=(0, 2))
+            totals.add_column(style="bold")
+            totals.add_column()
+            for label, value in training_lines(check.training):
+                totals.add_row(label, value)
+            console.print(totals)
         if any(result.lower_bound for result in check.results):
             console.print(f"note: {LOWER_BOUND_NOTE}", style="yellow")
         for note in check.notes:
@@ -140,6 +164,21 @@ def _annotation_place(check: ModelCheck, result: LimitResult) -> tuple[str, str 
         if file and line.isdigit():
             return file, line
     return check.path, None
+
+
+def error_annotation(error: Exception) -> str:
+    """Bad input (an ArchcalcError or a click usage error, exit 2) as an `::error` annotation,
+    placed at the file and line an ArchcalcError's `where` names ('specs/x.yaml:7: layer
+    ...', 'budget.yaml:4', 'model.onnx')."""
+    file = line = None
+    where = getattr(error, "where", None)
+    if where and not where.startswith("-"):  # '--fit' names an option, not a file
+        match = re.match(r"(?P<file>.+?)(?::(?P<line>\d+))?(?=$|: )", where)
+        if match:
+            file, line = match.group("file"), match.group("line")
+    format_message = getattr(error, "format_message", None)  # click's errors: the message without usage
+    text = format_message() if format_message else str(error)
+    return workflow_command("error", text, file=file, line=line, title="archcalc check: bad input")
 
 
 def render_github(checks: Sequence[ModelCheck]) -> str:
@@ -179,7 +218,7 @@ def render_markdown(checks: Sequence[ModelCheck]) -> str:
     out: list[str] = []
     for check in checks:
         out += [f"### archcalc budget: {_cell(check.title)}: {check.level.upper()}", "",
-                f"`{check.path}` against `{check.budget}` ({bindings_text(check)}): {check.summary}",
+                f"`{check.path}` against `{check.budget}` ({setup_text(check)}): {check.summary}",
                 ""]
         if check.partial:
             out += ["> [!WARNING]", "> Partial analysis: actual values are lower bounds (≥).", ""]
@@ -193,11 +232,6 @@ def render_markdown(checks: Sequence[ModelCheck]) -> str:
             out += [""] + [f"- note: {_cell(note)}" for note in check.notes]
         out.append("")
     return "\n".join(out)
-
-
-def append_step_summary(checks: Sequence[ModelCheck], path: str) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(render_markdown(checks) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,6 +249,9 @@ def render_junit(checks: Sequence[ModelCheck]) -> str:
         for name, value in (("model", check.path), ("budget", check.budget), ("bindings", bindings_text(check)),
                             ("partial", str(check.partial).lower())):
             ET.SubElement(properties, "property", name=name, value=value)
+        if check.training is not None:
+            for name in ("optimizer", "precision"):
+                ET.SubElement(properties, "property", name=name, value=getattr(check.training.totals, name))
         for result in check.results:
             # The entry keeps names unique: a layer may be checked by several entries.
             name = f"{result.metric} {result.scope}" + ("" if result.entry == "total" else f" ({result.entry})")
@@ -261,6 +298,8 @@ def render_json(checks: Sequence[ModelCheck]) -> str:
                     for r in check.results
                 ],
                 "notes": list(check.notes),
+                # The training step, when counted: its totals, as `analyze --training` gives them.
+                **({"training": {"totals": check.training.totals.to_json()}} if check.training is not None else {}),
             }
             for check in checks
         ],

@@ -144,7 +144,7 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], inpu
         return
     table = report.rows(analysis, depth)
     if fmt == "csv":
-        click.echo(report.render_csv(table), nl=False)
+        click.echo(report.render_csv(table, step), nl=False)
     elif fmt == "markdown":
         click.echo(report.render_markdown(analysis, table), nl=False)
         if step is not None:

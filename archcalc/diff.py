@@ -3,15 +3,21 @@
 Rows come from :func:`archcalc.report.rows`, so ``depth`` folds blocks exactly as
 ``archcalc analyze --depth`` does. Rows are paired in two passes:
 
-1. by name (the k-th row called ``fc`` in the old model with the k-th in the new);
-2. rows left unpaired, by position among the unpaired rows with the same op: a rename
-   keeps its op and its place, so the longest common subsequence of op names
-   (:class:`difflib.SequenceMatcher`) pairs them. It runs separately in each gap between
-   consecutive name-matched rows, so a layer that moved is reported as removed and
-   added, not as renamed.
+1. by name (the k-th row called ``fc`` in the old model with the k-th in the new), except
+   names the spec front end generates for unnamed layers (``relu_2``: a layer type, ``_``,
+   a count). Such a name only says "the second unnamed relu" and shifts when an earlier
+   relu is inserted or removed, so it is left to the second pass;
+2. rows left unpaired, by position, separately in each gap between consecutive
+   name-matched rows (so a layer that moved is reported as removed and added, not as
+   renamed): first rows identical in op, output shape and params, then, in the gaps
+   between those, rows with the same op. Each step pairs the longest common subsequence
+   (:class:`difflib.SequenceMatcher`), so order is kept. A rename keeps its op and its
+   place; matching identical rows first keeps an inserted layer of the same op from
+   taking the renamed one's place.
 
-Whatever is still unpaired was removed (old side) or added (new side). The result is
-frozen; renderers only format it. This module imports neither rich nor click.
+A pair from the second pass is "renamed" when its names differ, unless both are generated
+names. Whatever is still unpaired was removed (old side) or added (new side). The result
+is frozen; renderers only format it. This module imports neither rich nor click.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import difflib
+import re
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -188,11 +195,17 @@ def diff_analyses(old: Analysis, new: Analysis, depth: int | None = None) -> Mod
     old, new = _lend_blocks(old, new), _lend_blocks(new, old)
     old_rows, new_rows = rows(old, depth), rows(new, depth)
     pairs, renamed = pair_rows([r.name for r in old_rows], [r.op for r in old_rows],
-                               [r.name for r in new_rows], [r.op for r in new_rows])
+                               [r.name for r in new_rows], [r.op for r in new_rows],
+                               [_identity(r) for r in old_rows], [_identity(r) for r in new_rows])
     layers = _ordered(old_rows, new_rows, pairs, renamed)
     totals = {name: Delta(getattr(old.totals, name), getattr(new.totals, name)) for name in TOTAL_METRICS}
     return ModelDiff(old=_info(old, old_rows), new=_info(new, new_rows), depth=depth, layers=layers,
                      totals=totals)
+
+
+def _identity(row: Row) -> tuple[str, str, int]:
+    """What two rows share when they are the same layer under another name."""
+    return row.op, row.output_shape, row.params
 
 
 def _info(analysis: Analysis, table: Sequence[Row]) -> ModelInfo:
@@ -211,37 +224,70 @@ def _lend_blocks(analysis: Analysis, other: Analysis) -> Analysis:
     return dataclasses.replace(analysis, layers=layers)
 
 
+_GENERATED = re.compile(r"(?:^|\.)(?P<kind>[a-z][a-z0-9_]*?)_[1-9][0-9]*$")
+
+
+def is_generated_name(name: str) -> bool:
+    """True for a name the spec front end gives an unnamed layer: its type and a count
+    (`relu_2`, `layer1.0.conv2d_1`), with the type one of `archcalc layers`."""
+    from archcalc.spec.layers import LAYER_TYPES
+
+    match = _GENERATED.search(name)
+    return match is not None and match["kind"] in LAYER_TYPES
+
+
 def pair_rows(old_names: Sequence[str], old_ops: Sequence[str], new_names: Sequence[str],
-              new_ops: Sequence[str]) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
-    """Index pairs (old, new) of rows that are the same layer, and which of them are renames."""
-    by_name = _pair_by_name(old_names, new_names)
+              new_ops: Sequence[str], old_keys: Sequence[Hashable] | None = None,
+              new_keys: Sequence[Hashable] | None = None) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
+    """Index pairs (old, new) of rows that are the same layer, and which of them are renames.
+
+    `old_keys` and `new_keys` say when two rows are identical but for the name (op, output
+    shape, params); leftover rows pair on them first, then on the op alone."""
+    old_generated = [is_generated_name(name) for name in old_names]
+    new_generated = [is_generated_name(name) for name in new_names]
+    by_name = _pair_by_name(old_names, new_names, old_generated)
     paired_old = {i for i, _ in by_name}
     paired_new = {j for _, j in by_name}
     # Name-matched pairs in the same order on both sides anchor the search for renames.
     anchors = [(-1, -1), *_increasing(by_name), (len(old_names), len(new_names))]
-    renamed: set[tuple[int, int]] = set()
+    by_place: list[tuple[int, int]] = []
     for (i0, j0), (i1, j1) in zip(anchors, anchors[1:]):
         old_gap = [i for i in range(i0 + 1, i1) if i not in paired_old]
         new_gap = [j for j in range(j0 + 1, j1) if j not in paired_new]
         if not old_gap or not new_gap:
             continue
-        matcher = difflib.SequenceMatcher(None, [old_ops[i] for i in old_gap], [new_ops[j] for j in new_gap],
-                                          autojunk=False)
-        for block in matcher.get_matching_blocks():
-            for k in range(block.size):
-                renamed.add((old_gap[block.a + k], new_gap[block.b + k]))
-    return sorted(by_name + list(renamed)), renamed
+        exact = (_common(old_gap, new_gap, old_keys, new_keys)
+                 if old_keys is not None and new_keys is not None else [])
+        by_place += exact
+        for (a0, b0), (a1, b1) in zip([(-1, -1), *exact], [*exact, (i1, j1)]):
+            by_place += _common([i for i in old_gap if a0 < i < a1], [j for j in new_gap if b0 < j < b1],
+                                old_ops, new_ops)
+    renamed = {(i, j) for i, j in by_place
+               if old_names[i] != new_names[j] and not (old_generated[i] and new_generated[j])}
+    return sorted(by_name + by_place), renamed
 
 
-def _pair_by_name(old_names: Sequence[str], new_names: Sequence[str]) -> list[tuple[int, int]]:
+def _common(old_gap: Sequence[int], new_gap: Sequence[int], old_keys: Sequence[Hashable],
+            new_keys: Sequence[Hashable]) -> list[tuple[int, int]]:
+    """Pairs of the longest common subsequence of the two gaps' keys, in order."""
+    if not old_gap or not new_gap:
+        return []
+    matcher = difflib.SequenceMatcher(None, [old_keys[i] for i in old_gap], [new_keys[j] for j in new_gap],
+                                      autojunk=False)
+    return [(old_gap[block.a + k], new_gap[block.b + k])
+            for block in matcher.get_matching_blocks() for k in range(block.size)]
+
+
+def _pair_by_name(old_names: Sequence[str], new_names: Sequence[str],
+                  generated: Sequence[bool]) -> list[tuple[int, int]]:
     # Folded rows may repeat a name (a block whose layers are not contiguous); the k-th
-    # occurrence pairs with the k-th.
+    # occurrence pairs with the k-th. Generated names are no identity: left for pairing by place.
     positions: dict[str, deque[int]] = defaultdict(deque)
     for j, name in enumerate(new_names):
         positions[name].append(j)
     pairs = []
     for i, name in enumerate(old_names):
-        if positions[name]:
+        if positions[name] and not generated[i]:
             pairs.append((i, positions[name].popleft()))
     return pairs
 

@@ -30,9 +30,10 @@ def diff(old: str, new: str, fmt: str, batch: int | None, dims: tuple[str, ...],
          depth: int | None, show_all: bool) -> None:
     """Total and per-layer changes in params, MACs, FLOPs and memory from OLD to NEW.
 
-    OLD and NEW are YAML specs or ONNX files, in any mix. Layers pair by name, then
-    renamed layers by op and position; the rest are added or removed. Unchanged layers
-    are left out unless --all. Exits 0 whether or not the models differ, 2 on bad input."""
+    OLD and NEW are YAML specs or ONNX files, in any mix. Layers pair by name (but not by
+    generated names like relu_2), then by place: identical op, output shape and params
+    first, then the same op; the rest are added or removed. Unchanged layers are left out
+    unless --all. Exits 0 whether or not the models differ, 2 on bad input."""
     from archcalc.cli import _analyse
     from archcalc.diff import diff_analyses, render_markdown
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from archcalc.analysis import Analysis
-from archcalc.dims import bind, prod
+from archcalc.dims import Sym, bind, prod
 from archcalc.engine import analyze
 from archcalc.errors import ArchcalcError
 from archcalc.graph import Graph
@@ -206,16 +206,23 @@ def largest_batch(graph: Graph, bindings: Mapping[str, int], memory: int, optimi
     """The largest batch whose training step fits in `memory` bytes, and its totals.
 
     Step memory is affine in the batch (weights, gradients and optimizer state are
-    fixed; saved activations grow linearly), so two analyses give the answer."""
+    fixed; saved activations grow linearly), so two analyses give the answer. A model
+    whose graph inputs have no symbolic `batch` dim cannot grow with it: refused."""
+    from archcalc.report import human_bytes
+
+    _check_symbolic_batch(graph)
+
     def step(batch: int) -> TrainingTotals:
-        return training_cost(graph, analyze(graph, {**bindings, "batch": batch}), optimizer, precision).totals
+        # ONNX batch dims with other names (N, batch_size) follow `batch` unless bound: make them follow.
+        sized = {**bindings, **{name: batch for name in graph.metadata.get("batch_dims", ())}, "batch": batch}
+        return training_cost(graph, analyze(graph, sized), optimizer, precision).totals
 
     one, two = step(1), step(2)
     per_sample = two.memory_bytes - one.memory_bytes
     fixed = one.memory_bytes - per_sample
     if one.memory_bytes > memory:
         raise ArchcalcError(
-            f"even batch 1 needs {one.memory_bytes / 2**30:.2f} GiB, more than the {memory / 2**30:.2f} GiB given",
+            f"even batch 1 needs {human_bytes(one.memory_bytes)}, more than the {human_bytes(memory)} given",
             fix="use a smaller model, a lighter optimizer (sgd), lower precision, or more memory")
     batch = max(1, (memory - fixed) // per_sample) if per_sample > 0 else 1
     totals = step(batch)
@@ -223,3 +230,21 @@ def largest_batch(graph: Graph, bindings: Mapping[str, int], memory: int, optimi
         batch -= 1
         totals = step(batch)
     return batch, totals
+
+
+def _check_symbolic_batch(graph: Graph) -> None:
+    """Refuse a graph with no symbolic batch: no input has a `batch` dim or a symbolic leading
+    dim (ONNX's N, batch_size, which --batch binds too), so binding it changes nothing."""
+    inputs = [(name, info.shape) for name, info in graph.tensors.items()
+              if info.kind == "input" and isinstance(info.shape, tuple) and info.shape]
+    for _, shape in inputs:
+        if isinstance(shape[0], Sym) or any(isinstance(dim, Sym) and "batch" in dim.symbols() for dim in shape):
+            return
+    if not inputs:
+        raise ArchcalcError("the model has no batched input: --fit needs a symbolic batch dim", where=graph.path,
+                            fix="--fit finds the largest batch of a model whose inputs have a `batch` dim")
+    name, shape = inputs[0]
+    fed = f"--input-shape {name}=" + ",".join(["batch", *(str(dim) for dim in shape[1:])])
+    raise ArchcalcError(f"the model's batch is fixed at {shape[0]}: --fit needs a symbolic batch dim",
+                        where=graph.path, fix=f"feed the input with a symbolic batch ({fed}), or export the "
+                                              "model with a dynamic batch dim")

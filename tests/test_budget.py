@@ -380,6 +380,17 @@ BAD = {
     "warn-not-a-mapping": ("warn: 3\n", ["`warn` must be a mapping", ":1"]),
     "invalid-yaml": ("total:\n  params: [30M\n", ["not valid YAML", ":3"]),
     "duplicate-key": ("total:\n  params: 30M\n  params: 20M\n", ["key 'params' appears twice", ":3"]),
+    "training-not-a-mapping": ("training: adam\ntotal:\n  training_memory: 1GiB\n",
+                               ["`training` must be a mapping", ":1", "optimizer: adam"]),
+    "training-unknown-key": ("training:\n  optimiser: sgd\ntotal:\n  training_memory: 1GiB\n",
+                             ["unknown key 'optimiser' in `training`", ":2", "did you mean 'optimizer'"]),
+    "training-bad-optimizer": ("total:\n  training_memory: 1GiB\ntraining:\n  optimizer: adamm\n",
+                               ["`training.optimizer` is 'adamm', not one of sgd, momentum, adam, adamw", ":4",
+                                "did you mean 'adam'"]),
+    "training-bad-precision": ("training:\n  precision: 16\ntotal:\n  params: 1M\n",
+                               ["`training.precision` is 16, not one of fp32, fp16, bf16, mixed", ":2"]),
+    "training-empty-precision": ("training:\n  precision:\ntotal:\n  params: 1M\n",
+                                 ["`training.precision` is empty", ":2"]),
 }
 
 
@@ -409,3 +420,24 @@ def test_unreadable_budget_exits_2(tmp_path, make, words):
     assert result.exit_code == 2
     for word in words:
         assert word in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The training step a budget's training limits are counted for
+
+
+def test_training_setup_from_the_budget_then_the_command_line():
+    pinned = parse_budget("training:\n  optimizer: sgd\n  precision: mixed\ntotal:\n  training_memory: 1GiB\n",
+                          "b.yaml")
+    assert (pinned.optimizer, pinned.precision) == ("sgd", "mixed")
+    assert pinned.training_setup() == ("sgd", "mixed")
+    assert pinned.training_setup(optimizer="adamw") == ("adamw", "mixed")  # the command line wins
+    assert pinned.training_setup(precision="bf16") == ("sgd", "bf16")
+    half = parse_budget("training: {precision: fp16}\ntotal:\n  params: 1M\n", "b.yaml")
+    assert half.training_setup() == ("adam", "fp16")  # an unpinned optimizer: adam, as analyze
+    assert parse_budget("total:\n  params: 1M\n", "b.yaml").training_setup() == ("adam", "fp32")
+
+
+def test_training_section_alone_sets_no_limits():
+    with pytest.raises(BudgetError, match="sets no limits"):
+        parse_budget("training:\n  optimizer: sgd\n", "b.yaml")

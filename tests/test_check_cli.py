@@ -444,3 +444,140 @@ def test_training_memory_limit(tmp_path):
     budget.write_text(f"batch: 8\ntotal:\n  training_memory: {expected - 1}\n")
     over = CliRunner().invoke(cli, ["check", "specs/resnet18.yaml", "--budget", str(budget)])
     assert over.exit_code == 1 and "training memory" in over.output
+
+
+# ---------------------------------------------------------------------------------------------
+# Output paths that cannot be written: bad input (exit 2), never a traceback (exit 1 is "over budget")
+
+
+@pytest.mark.parametrize("where", ["missing-dir", "a-directory"])
+def test_unwritable_step_summary_exits_2_after_the_annotations(tmp_path, where):
+    path = str(tmp_path / "missing" / "summary.md") if where == "missing-dir" else str(tmp_path)
+    reason = "No such file or directory" if where == "missing-dir" else "Is a directory"
+    result = invoke(RESNET18, "--budget", BUDGET, "--format", "github", env={"GITHUB_STEP_SUMMARY": path}, code=2)
+    # The annotations are out before the summary is tried.
+    assert sum(line.startswith("::error file=specs/resnet18.yaml,line=") for line in result.stdout.splitlines()) == 3
+    assert result.stderr == (f"error: cannot write {path}: {reason}\n  fix: GITHUB_STEP_SUMMARY must name a "
+                             "writable file (the runner sets it); unset it to skip the summary\n")
+    assert f"::error title=archcalc check%3A bad input::cannot write {path}" in result.stdout
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("fmt", ["table", "github", "junit", "json"])
+@pytest.mark.parametrize("where", ["missing-dir", "a-directory"])
+def test_unwritable_output_file_exits_2(tmp_path, fmt, where):
+    path = str(tmp_path / "missing" / "report.txt") if where == "missing-dir" else str(tmp_path)
+    reason = "No such file or directory" if where == "missing-dir" else "Is a directory"
+    result = invoke(LENET, "--budget", BUDGET, "--format", fmt, "-o", path, code=2)
+    assert (f"error: cannot write {path}: {reason}\n  fix: give -o/--output a file path in an existing, "
+            "writable directory\n") == result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("weights", ["random", "external"])
+def test_export_to_an_unwritable_path_exits_2(tmp_path, weights):
+    path = str(tmp_path / "missing" / "lenet5.onnx")
+    result = CliRunner().invoke(cli, ["export", LENET, "-o", path, "--weights", weights])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (f"error: cannot write {path}: No such file or directory\n"
+                             "  fix: give -o a file path in an existing, writable directory\n")
+    directory = CliRunner().invoke(cli, ["export", LENET, "-o", str(tmp_path)])
+    assert directory.exit_code == 2 and f"cannot write {tmp_path}: Is a directory" in directory.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# --format github annotates bad input too (then exits 2, the message on stderr as ever)
+
+
+def test_github_annotates_a_bad_budget_at_its_line(tmp_path):
+    budget = tmp_path / "budget.yaml"
+    budget.write_text("total:\n  macs: 5GiB\n")
+    result = invoke(LENET, "--budget", str(budget), "--format", "github", code=2)
+    assert result.stdout == (
+        f"::error file={budget},line=2,title=archcalc check%3A bad input::{budget}:2: limit `macs`: '5GiB': 'GiB' "
+        "is a unit of bytes, but this limit is a count%0A  fix: write a count like 30M%3A K, M, G, T are powers of "
+        "1000\n".replace("30M%3A", "30M:"))
+    assert result.stderr.startswith(f"error: {budget}:2: limit `macs`")
+
+
+def test_github_annotates_a_bad_spec_at_the_layer_line(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("input: [1, 8, 8]\nlayers:\n  - conv2d: {filters: 2, kernel: 9}\n    name: c\n")
+    result = invoke(str(spec), "--budget", BUDGET, "--format", "github", code=2)
+    (line,) = result.stdout.splitlines()
+    assert line.startswith(f"::error file={spec},line=3,title=archcalc check%3A bad input::{spec}:3: layer 'c' (Conv)")
+
+
+def test_github_annotates_input_without_a_place():
+    missing = invoke("specs/missing.yaml", "--budget", BUDGET, "--format", "github", code=2)
+    assert missing.stdout == ("::error title=archcalc check%3A bad input::specs/missing.yaml does not exist"
+                              "%0A  fix: check the path (specs live in specs/)\n")
+    usage = invoke(LENET, "--budget", BUDGET, "--format", "github", "--dim", "seq", code=2)
+    assert usage.stdout == ("::error title=archcalc check%3A bad input::Invalid value for --dim: 'seq' is not "
+                            "NAME=N with N >= 1\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# The training step: pinned by the budget's `training:`, overridden by the flags, shown wherever
+# a training limit is checked; --training shows its totals without one
+
+# LeNet-5, batch 1: 61,706 params, 49,040 B of activations saved for backward (fp32).
+# SGD: weights + gradients = 2 * 4 * 61,706 = 493,648 B, no state: 542,688 B.
+# AdamW: + 2 fp32 states = 2 * 4 * 61,706 = 493,648 B more: 1,036,336 B.
+LENET_SGD, LENET_ADAM = 2 * 4 * 61_706 + 49_040, 4 * 4 * 61_706 + 49_040
+
+
+def training_budget(tmp_path, pinned: str = "training:\n  optimizer: sgd\n") -> str:
+    budget = tmp_path / "training.yaml"
+    budget.write_text(f"{pinned}total:\n  training_memory: 1000KiB\n  params: 1M\n")
+    return str(budget)
+
+
+def test_budget_pins_the_training_step(tmp_path):
+    budget = training_budget(tmp_path)
+    (model,) = json.loads(invoke(LENET, "--budget", budget, "--format", "json", code=0).stdout)["models"]
+    memory = model["results"][0]
+    assert (memory["metric"], memory["actual"]) == ("training_memory", LENET_SGD)
+    assert "training memory (sgd, fp32)" in memory["message"]
+    totals = model["training"]["totals"]
+    assert (totals["optimizer"], totals["precision"], totals["memory_bytes"]) == ("sgd", "fp32", LENET_SGD)
+    # The flag overrides the budget: AdamW's two states put LeNet over 1000 KiB (1,024,000 B).
+    over = invoke(LENET, "--budget", budget, "--format", "json", "--optimizer", "adamw", code=1)
+    (model,) = json.loads(over.stdout)["models"]
+    assert model["results"][0]["actual"] == LENET_ADAM
+    assert model["training"]["totals"]["optimizer"] == "adamw"
+
+
+def test_training_setup_in_every_format(tmp_path):
+    budget = training_budget(tmp_path, "training:\n  optimizer: momentum\n  precision: mixed\n")
+    table = invoke(LENET, "--budget", budget, code=0).stdout
+    title = " ".join(table.split("┏")[0].split())  # a title wider than the terminal wraps
+    assert title == f"lenet5 ({LENET}) against {budget}, batch=1; training: momentum, mixed"
+    assert "Training memory" not in table  # totals only with --training
+    root = ET.fromstring(invoke(LENET, "--budget", budget, "--format", "junit", code=0).stdout)
+    properties = {p.get("name"): p.get("value") for p in root.iter("property")}
+    assert (properties["optimizer"], properties["precision"]) == ("momentum", "mixed")
+    summary = tmp_path / "summary.md"
+    github = invoke(LENET, "--budget", budget, "--format", "github", env={"GITHUB_STEP_SUMMARY": str(summary)},
+                    code=0)
+    assert f"`{LENET}` against `{budget}` (batch=1; training: momentum, mixed): PASS" in summary.read_text()
+    assert "training memory (momentum, mixed)" in github.stdout
+
+
+def test_no_training_setup_without_a_training_limit():
+    (model,) = json.loads(invoke(LENET, "--budget", BUDGET, "--format", "json", code=0).stdout)["models"]
+    assert "training" not in model
+    assert "training:" not in invoke(LENET, "--budget", BUDGET, code=0).stdout
+
+
+def test_training_flag_shows_the_step_without_a_training_limit():
+    table = invoke(LENET, "--budget", BUDGET, "--training", "--optimizer", "sgd", code=0).stdout
+    assert f"against {BUDGET}, batch=1; training: sgd, fp32" in table
+    assert "Training step        batch 1, sgd, fp32" in table
+    assert f"Training memory      {LENET_SGD / 1024:.2f} KiB" in table  # as analyze --training prints it
+    (model,) = json.loads(invoke(LENET, "--budget", BUDGET, "--training", "--format", "json", code=0).stdout)["models"]
+    analyzed = json.loads(CliRunner().invoke(cli, ["analyze", LENET, "--training", "--format", "json"]).stdout)
+    assert model["training"]["totals"] == analyzed["training"]["totals"]  # adam, fp32 by default
+    assert model["training"]["totals"]["memory_bytes"] == LENET_ADAM
+    assert [r["metric"] for r in model["results"]] == [r["metric"] for r in json.loads(
+        invoke(LENET, "--budget", BUDGET, "--format", "json").stdout)["models"][0]["results"]]

@@ -17,7 +17,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from archcalc.cli import cli
-from archcalc.diff import Delta, ModelDiff, diff_analyses, pair_rows, percent_text, render_markdown
+from archcalc.diff import (
+    Delta,
+    ModelDiff,
+    diff_analyses,
+    is_generated_name,
+    pair_rows,
+    percent_text,
+    render_markdown,
+)
 from archcalc.engine import analyze
 from archcalc.spec.build import parse_spec
 
@@ -174,25 +182,88 @@ def test_pair_rows_first_by_name_then_by_op_within_gaps():
     assert pairs == [(0, 0), (2, 1)]
 
 
-layer_lists = st.lists(st.tuples(st.sampled_from("abcdefgh"), st.sampled_from(["Conv", "Relu", "Add"])),
-                       max_size=12)
+def test_pair_rows_first_by_identical_rows_then_by_op():
+    # Old: a, conv2 (Conv, key K), z; new: a, extra (Conv, key E), convB (Conv, key K), z.
+    # By op alone conv2 would take extra's place; identical rows pair first.
+    names = (["a", "conv2", "z"], ["a", "extra", "convB", "z"])
+    ops = (["Relu", "Conv", "Relu"], ["Relu", "Conv", "Conv", "Relu"])
+    keys = (["r", "K", "r"], ["r", "E", "K", "r"])
+    pairs, renamed = pair_rows(names[0], ops[0], names[1], ops[1], keys[0], keys[1])
+    assert pairs == [(0, 0), (1, 2), (2, 3)] and renamed == {(1, 2)}
+    assert pair_rows(names[0], ops[0], names[1], ops[1])[1] == {(1, 1)}  # without keys: by op and place
+    # Leftovers pair by op only within the sub-gap between identical pairs: q (after p = v) and
+    # u (before it) are in different sub-gaps, so q is removed and u added, not paired.
+    pairs, renamed = pair_rows(["p", "q", "r"], ["Conv", "Conv", "Conv"], ["u", "v", "w"], ["Conv", "Conv", "Conv"],
+                               ["A", "B", "C"], ["X", "A", "C"])
+    assert pairs == [(0, 1), (2, 2)] and renamed == {(0, 1), (2, 2)}
+
+
+@pytest.mark.parametrize(("name", "generated"), [
+    ("relu_1", True), ("relu_12", True), ("layer1.0.relu_2", True), ("conv_transpose2d_3", True),
+    ("flatten_1", True), ("relu", False), ("relu_0", False), ("relu_a", False), ("stage_1", False),
+    ("Relu_1", False), ("conv1", False), ("layer1.0", False), ("relu_1.conv", False),
+])
+def test_generated_names_are_a_layer_type_and_a_count(name, generated):
+    assert is_generated_name(name) is generated
+
+
+def test_generated_names_pair_by_place_not_by_name():
+    # Removing the first unnamed relu renumbers the others: relu_2 becomes relu_1, ... By name,
+    # relu_1..3 would pair with the wrong layers ("changed") and relu_4 be "removed".
+    lenet = (ROOT / "specs/lenet5.yaml").read_text()
+    assert "  - maxpool: 2\n    name: pool1\n" in lenet
+    fewer = lenet.replace("  - relu\n  - maxpool: 2\n    name: pool1\n", "  - maxpool: 2\n    name: pool1\n", 1)
+    diff = diff_of(lenet, fewer)
+    (removed,) = diff.listed()
+    assert (removed.status, removed.name, removed.old.output_shape) == ("removed", "relu_1", "[batch, 6, 28, 28]")
+    assert diff.counts() == {"changed": 0, "added": 0, "removed": 1, "renamed": 0, "unchanged": 11}
+    # Each relu left pairs with the one in its place; renumbering is not a rename.
+    pairs = [(x.old.name, x.new.name) for x in diff.layers if x.old and x.new and x.old.op == "Relu"]
+    assert pairs == [("relu_2", "relu_1"), ("relu_3", "relu_2"), ("relu_4", "relu_3")]
+    # And back: one relu added.
+    assert [(x.status, x.name) for x in diff_of(fewer, lenet).listed()] == [("added", "relu_1")]
+
+
+def test_inserted_conv_before_a_renamed_one():
+    # /tmp/audit5/l_ins_ren.yaml: conv2 renamed convB, and a conv `extra` inserted before it.
+    # By op and place, conv2 paired with extra (2,416 -> 330 params) and convB was "added".
+    lenet = (ROOT / "specs/lenet5.yaml").read_text()
+    new = lenet.replace("    name: conv2\n", "    name: convB\n").replace(
+        "    name: pool1\n", "    name: pool1\n  - conv2d: {filters: 6, kernel: 3, padding: 1}\n    name: extra\n")
+    diff = diff_of(lenet, new)
+    assert [(x.status, x.name) for x in diff.listed()] == [("added", "extra"), ("renamed", "convB")]
+    renamed = diff.listed()[1]
+    assert (renamed.old.name, renamed.params, renamed.macs) == ("conv2", Delta(2_416, 2_416), Delta(240_000, 240_000))
+    # extra: (3*3*6 + 1) * 6 = 330 params; 3*3*6 * 6 * 14*14 = 63,504 MACs
+    added = diff.listed()[0]
+    assert (added.params, added.macs) == (Delta(0, 330), Delta(0, 63_504))
+    assert diff.totals["params"].change == 330
+    text = render_markdown(diff)
+    assert "| conv2 → convB | renamed | Conv | [batch, 16, 10, 10] | 2,416 | 0 | 240,000 | 0 | 0 |" in text
+
+
+layer_lists = st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "e", "relu_1", "relu_2", "conv_1"]),
+                                 st.sampled_from(["Conv", "Relu", "Add"]), st.sampled_from("xy")), max_size=12)
 
 
 @given(layer_lists, layer_lists)
 def test_pair_rows_pairs_each_row_at_most_once(old, new):
-    old_names, old_ops = [n for n, _ in old], [o for _, o in old]
-    new_names, new_ops = [n for n, _ in new], [o for _, o in new]
-    pairs, renamed = pair_rows(old_names, old_ops, new_names, new_ops)
+    old_names, old_ops, old_keys = ([row[k] for row in old] for k in range(3))
+    new_names, new_ops, new_keys = ([row[k] for row in new] for k in range(3))
+    old_keys = list(zip(old_ops, old_keys))
+    new_keys = list(zip(new_ops, new_keys))
+    pairs, renamed = pair_rows(old_names, old_ops, new_names, new_ops, old_keys, new_keys)
     assert len({i for i, _ in pairs}) == len(pairs) == len({j for _, j in pairs})
     assert renamed <= set(pairs)
+    generated = {"relu_1", "relu_2", "conv_1"}  # `relu` and `conv` are layer types
     for i, j in pairs:
         if (i, j) in renamed:
-            assert old_ops[i] == new_ops[j]
-        else:
-            assert old_names[i] == new_names[j]
-    # Every name the two sides share as often as it occurs is paired by name.
-    for name in set(old_names) & set(new_names):
-        by_name = sum(1 for i, j in pairs if (i, j) not in renamed and old_names[i] == name)
+            assert old_ops[i] == new_ops[j] and old_names[i] != new_names[j]
+        elif old_names[i] != new_names[j]:  # paired by place, not a rename: both names are generated
+            assert old_ops[i] == new_ops[j] and {old_names[i], new_names[j]} <= generated
+    # Every given name the two sides share as often as it occurs is paired by name.
+    for name in (set(old_names) & set(new_names)) - generated:
+        by_name = sum(1 for i, j in pairs if old_names[i] == new_names[j] == name)
         assert by_name == min(old_names.count(name), new_names.count(name))
 
 

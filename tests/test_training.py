@@ -7,6 +7,8 @@ step by tests/fixtures/make_training_reference.py (torch is not needed to run th
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from click.testing import CliRunner
 
 from archcalc.cli import cli
 from archcalc.engine import analyze
+from archcalc.loader import load_model
 from archcalc.spec import load_spec
 from archcalc.spec.build import parse_spec
 from archcalc.training import largest_batch, training_cost
@@ -150,3 +153,68 @@ def test_cli_bad_fit_size():
     result = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), "--fit", "lots"])
     assert result.exit_code == 2
     assert "--fit" in result.output and "'lots' is not a quantity" in result.output
+
+
+def _gemm_model(path: Path, batch: int | str) -> str:
+    """x [batch, 8] -> Gemm (8 -> 3): 27 params; batch an int (fixed) or a dim name."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.zeros((3, 8), np.float32), "w")
+    bias = numpy_helper.from_array(np.zeros((3,), np.float32), "b")
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc", transB=1)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])], [weight, bias])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+def test_fit_refuses_a_fixed_batch(tmp_path):
+    # Binding `batch` changes nothing when no input has it: "Largest batch 1 fits" would be a lie.
+    fixed = _gemm_model(tmp_path / "fixed.onnx", 4)
+    result = CliRunner().invoke(cli, ["analyze", fixed, "--fit", "1GiB"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {fixed}: the model's batch is fixed at 4: --fit needs a symbolic "
+                                    "batch dim\n  fix: feed the input with a symbolic batch (--input-shape x=batch,8)")
+    assert "Traceback" not in result.output
+    fed = CliRunner().invoke(cli, ["analyze", fixed, "--fit", "1GiB", "--input-shape", "x=batch,8", "--format", "json"])
+    assert fed.exit_code == 0, fed.output
+    assert json.loads(fed.stdout)["fit"]["largest_batch"] > 1
+
+
+def test_fit_binds_a_batch_dim_of_another_name(tmp_path):
+    # ONNX names its batch freely (N here); --batch binds it, and so must --fit.
+    # Adam fp32: 27 params * (4 + 4 + 8) = 432 B fixed; saved: Gemm's input, 8 * 4 = 32 B a sample.
+    named = _gemm_model(tmp_path / "named.onnx", "N")
+    graph = load_model(named)
+    batch, totals = largest_batch(graph, {}, 432 + 32 * 10, "adam", "fp32")
+    assert (batch, totals.memory_bytes) == (10, 432 + 320)
+
+
+def test_fit_too_small_is_quoted_in_human_units():
+    result = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), "--fit", "1KiB"])
+    assert result.exit_code == 2
+    # LeNet-5, batch 1, Adam fp32: 61,706 params * 16 B + 49,040 B saved = 1,036,336 B = 1012.05 KiB
+    assert "even batch 1 needs 1012.05 KiB, more than the 1.00 KiB given" in result.stderr
+
+
+def test_csv_with_training_has_the_per_layer_training_columns():
+    result = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), "--training", "--batch", "2",
+                                      "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(rows[0])[-2:] == ["backward_macs", "saved_activation_bytes"]
+    graph = load_spec(str(ROOT / "specs" / "lenet5.yaml"))
+    training = training_cost(graph, analyze(graph, {"batch": 2}), "adam", "fp32")
+    assert [(r["name"], int(r["backward_macs"]), int(r["saved_activation_bytes"])) for r in rows] == [
+        (x.name, x.backward_macs, x.saved_bytes) for x in training.layers]
+    # conv1 sees the image: weight gradient only (its forward MACs); it saves the 2*1*32*32*4 B input.
+    assert (rows[0]["name"], rows[0]["backward_macs"], rows[0]["saved_activation_bytes"]) == (
+        "conv1", rows[0]["macs"], str(2 * 32 * 32 * 4))
+    folded = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/resnet18.yaml"), "--training", "--depth", "1",
+                                      "--format", "csv"])
+    stages = {r["name"]: r for r in csv.DictReader(io.StringIO(folded.stdout))}
+    assert int(stages["layer1"]["backward_macs"]) == 2 * int(stages["layer1"]["macs"])  # both gradients
+    plain = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), "--format", "csv"])
+    assert plain.stdout.splitlines()[0].endswith(",modelled")  # no training columns without --training
