@@ -12,8 +12,11 @@ import pytest
 
 from archcalc.dims import Sym
 from archcalc.engine import analyze
+from archcalc.errors import ShapeError
+from archcalc.registry import TensorState, get_rule
 from archcalc.report import rows
 from archcalc.spec.build import parse_spec
+from archcalc.spec.expr import substitute
 
 RESIDUAL = """
 name: tiny-resnet
@@ -225,3 +228,89 @@ layers:
 """
     names = [node.name for node in parse_spec(spec).nodes]
     assert names == ["blk.x1", "blk.x2", "blk.w.1", "top0", "top1"]
+
+
+def test_a_repeated_items_name_means_its_last_repetition():
+    spec = """
+input: [3, 8, 8]
+blocks:
+  blk:
+    layers:
+      - conv2d: {filters: 4, kernel: 3, padding: 1}
+      - relu
+layers:
+  - conv2d: {filters: 4, kernel: 1}
+    name: x
+  - blk:
+    name: r
+    repeat: 2
+  - add:
+    inputs: [r, x]
+  - relu:
+    name: act
+    repeat: 3
+  - add:
+    inputs: [act, r.0]
+"""
+    layers = by_name(analyze(parse_spec(spec)))
+    # `r` is r.1's output, as a block's own name is its output; r.0, r.1 still work.
+    assert [t.name for t in layers["add_1"].inputs] == ["r.1.relu_1", "x"]
+    assert [t.name for t in layers["add_2"].inputs] == ["act.2", "r.0.relu_1"]
+    assert "r" not in layers and "act" not in layers  # a name, not a layer of its own
+
+
+def test_freeze_until_a_repeated_items_name_still_freezes_every_repetition():
+    spec = """
+input: [3, 8, 8]
+freeze_until: stage
+layers:
+  - conv2d: {filters: 4, kernel: 3, padding: 1}
+    name: stage
+    repeat: 2
+  - conv2d: {filters: 4, kernel: 1}
+    name: head
+"""
+    totals = analyze(parse_spec(spec)).totals
+    assert totals.trainable_params == 4 * 4 + 4  # only head: (4*1*1 + 1) * 4
+
+
+def test_a_pool_pad_up_to_kernel_minus_one_is_accepted():
+    # onnxruntime takes kernel 3 with pad 2 (PyTorch would not): floor((8 + 4 - 3)/1) + 1 = 10
+    analysis = analyze(parse_spec("input: [3, 8, 8]\nlayers:\n  - maxpool: {kernel: 3, stride: 1, padding: 2}\n"))
+    assert list(analysis.layers[0].outputs[0].shape[1:]) == [3, 10, 10]
+
+
+def test_reshape_with_symbolic_counts_that_can_agree_is_accepted():
+    # 24*batch*H elements against 192*batch: equal when H = 8, so it cannot be refused.
+    graph = parse_spec("input: [3, H, 8]\nlayers:\n  - reshape: [24, 8]\n")
+    assert analyze(graph, {"H": 8}).layers[0].outputs[0].shape == (Sym.symbol("batch"), 24, 8)
+
+
+@pytest.mark.parametrize("target, possible", [((1, 25), False), ((1, 192), True), ((2, 384), True),
+                                              ((1, 100), False)])
+def test_reshape_of_a_symbolic_count_to_a_constant(target, possible):
+    # 192*batch elements to a constant c: possible only when 192 divides c (batch = c / 192).
+    states = [TensorState((Sym.symbol("batch"), 3, 8, 8), "float32"), TensorState((2,), "int64", target)]
+    if possible:
+        assert get_rule("Reshape")(states, {}).outputs[0].shape == target
+    else:
+        with pytest.raises(ShapeError, match="cannot reshape"):
+            get_rule("Reshape")(states, {})
+
+
+@pytest.mark.parametrize("text, env, value", [
+    ("${planes * 4}", {"planes": 64}, 256),
+    ("${2 if i == 0 else 1}", {"i": 1}, 1),
+    ("${i == 0 and stride != 1}", {"i": 0, "stride": 2}, True),
+    ("${2 ** 10}", {}, 1024),
+    ("${2 ** -1}", {}, 0.5),
+    ("${-n // 2}", {"n": 5}, -3),
+    ("${min(a, 4) + max(1, 2)}", {"a": 9}, 6),
+    ("${i in [0, 3]}", {"i": 3}, True),
+    ("${[k, k]}", {"k": 3}, [3, 3]),
+    ("${0.5 * 3}", {}, 1.5),
+    ("${2 ** 62}", {}, 2**62),
+    ("denselayer${i + 1}", {"i": 4}, "denselayer5"),
+])
+def test_expressions_keep_every_documented_feature(text, env, value):
+    assert substitute(text, env) == value

@@ -11,7 +11,24 @@ from collections.abc import Sequence
 from archcalc.dims import prod
 from archcalc.errors import ShapeError
 from archcalc.registry import GLOBAL, Output, RuleResult, TensorState, rule
-from archcalc.rules._window import axis_names, sliding_windows
+from archcalc.rules._window import AxisWindow, axis_names, sliding_windows
+
+
+def _check_pads(axes: Sequence[AxisWindow]) -> None:
+    """Each explicit pad, begin and end alike, must be smaller than the kernel on its axis.
+
+    onnxruntime (1.32; MaxPool, AveragePool, LpPool) refuses a pad equal to the kernel or
+    larger when the session is created ("Pad should be smaller than kernel"), comparing
+    with the undilated kernel. It accepts kernel 3 with pad 2, so this follows it rather
+    than PyTorch's stricter pad <= kernel/2.
+    """
+    for axis, name in zip(axes, axis_names(len(axes))):
+        for side, pad in (("begin", axis.pad_begin), ("end", axis.pad_end)):
+            if pad >= axis.kernel:
+                raise ShapeError(
+                    f"pad {pad} at the {side} of axis {name} is not smaller than the kernel {axis.kernel}",
+                    fix=f"pad at most {axis.kernel - 1} on that axis (onnxruntime rejects a pad >= kernel), "
+                        f"or use a kernel larger than {pad}")
 
 
 def _pool(x: Sequence, kernel_shape, strides, pads, dilations, auto_pad, ceil_mode,
@@ -23,6 +40,8 @@ def _pool(x: Sequence, kernel_shape, strides, pads, dilations, auto_pad, ceil_mo
         raise ShapeError("pooling needs a kernel_shape", fix="give the window size")
     axes = sliding_windows(x[2:], kernel_shape, strides=strides, pads=pads, dilations=dilations,
                            auto_pad=auto_pad, ceil_mode=bool(ceil_mode))
+    if auto_pad in ("NOTSET", ""):  # onnxruntime checks the pads attribute, which SAME_* leaves out
+        _check_pads(axes)
     out_shape = (x[0], x[1], *(a.out for a in axes))
     window = prod(kernel_shape)
     flops = prod(out_shape) * window

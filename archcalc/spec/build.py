@@ -43,6 +43,9 @@ TOP_LEVEL_KEYS = {"name", "description", "input", "batch", "blocks", "layers", "
 LAYER_KEYS = {"name", "inputs", "trainable", "repeat", "when"}
 BLOCK_KEYS = {"args", "layers", "description"}
 MAX_DEPTH = 32
+# Far more than any real network (DenseNet-121 has about 430 layers); it stops a typo
+# like `repeat: 100000000` from running for minutes before anything is reported.
+MAX_LAYERS = 100_000
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Ref:
     scope: str
     name: str
     where: str
+    layer: str = ""  # the layer whose `inputs` hold the reference, for messages
 
 
 @dataclass
@@ -76,6 +80,7 @@ class _State:
     block_inputs: dict[str, list[Ref]] = field(default_factory=dict)
     taken: set[str] = field(default_factory=set)
     graph_inputs: list[str] = field(default_factory=list)
+    expanded: int = 0  # layers expanded so far, skipped ones included
 
     def where(self, line: int | None) -> str:
         return f"{self.path}:{line}" if line else self.path
@@ -106,7 +111,8 @@ def parse_spec(text: str, path: str = "<spec>") -> Graph:
     previous = Ref("", state.graph_inputs[0], path)
     layers = document["layers"]
     if not isinstance(layers, list) or not layers:
-        raise SpecError("`layers` must be a non-empty list", where=_line(path, document, "layers"))
+        raise SpecError("`layers` must be a non-empty list", where=_line(path, document, "layers"),
+                        fix="list the layers under `layers:`, one `- type` per line, e.g. `- relu`")
     last = _expand_sequence(layers, "", previous, state, trainable=True, env={}, depth=0, block_path="")
     _freeze(document, state)
     nodes = _lower(state, tensors, dtype)
@@ -137,7 +143,8 @@ def _inputs(document: LineDict, state: _State, dtype: str) -> dict[str, TensorIn
     batch = document.get("batch", "batch")
     if isinstance(batch, bool) or not (isinstance(batch, int) and batch > 0 or batch == "batch"):
         raise SpecError(f"`batch` is {batch!r}; it must be a positive integer",
-                        where=_line(state.path, document, "batch"))
+                        where=_line(state.path, document, "batch"),
+                        fix="write e.g. `batch: 8`, or remove it to keep the batch symbolic (--batch binds it)")
     named = raw if isinstance(raw, dict) else {"input": raw}
     tensors = {}
     for name, shape in named.items():
@@ -187,30 +194,48 @@ def _expand_item_at(where: str, item: Any, scope: str, previous: Ref, state: _St
     # substituted per repetition below; `repeat` and `trainable` only see the outer values.
     repeat = substitute(extra.get("repeat", 1), env)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise SpecError(f"`repeat` is {repeat!r}; it must be a positive integer", where=where)
+        raise SpecError(f"`repeat` is {repeat!r}; it must be a positive integer", where=where,
+                        fix="write how many copies to chain, e.g. `repeat: 3`, or remove it for one")
+    if repeat > MAX_LAYERS:
+        raise SpecError(f"`repeat` is {repeat:,}, more than the {MAX_LAYERS:,} layers a spec may expand to",
+                        where=where, fix="check the value: real networks repeat a block a few dozen times at most")
     layer_trainable = substitute(extra.get("trainable", True), env)
     if not isinstance(layer_trainable, bool):
-        raise SpecError(f"`trainable` is {layer_trainable!r}; it must be true or false", where=where)
+        raise SpecError(f"`trainable` is {layer_trainable!r}; it must be true or false", where=where,
+                        fix="write `trainable: false` to freeze the layer's weights, or remove it")
     explicit = extra.get("inputs")
     if explicit is not None and not isinstance(explicit, list):
         explicit = [explicit]
+    given = extra.get("name")
+    # A plain name gets the index appended (layer1.0, layer1.1), and the name itself then
+    # stands for the last repetition's output, as a block's name stands for its output; a
+    # name that uses an expression (denselayer${i + 1}) is already unique per repetition.
+    group = scope + _name(given, env, where) if given is not None and repeat > 1 and "$" not in str(given) \
+        else None
+    if group is not None:
+        _take(group, state, where)
     for index in range(repeat):
+        state.expanded += 1
+        if state.expanded > MAX_LAYERS:
+            raise SpecError(f"the spec expands to more than {MAX_LAYERS:,} layers", where=where,
+                            fix="check `repeat` values (and repeats nested inside blocks)")
         local_env = {**env, "i": index} if repeat > 1 or "i" not in env else env
-        given = extra.get("name")
-        if given is not None:
-            base = str(substitute(given, local_env))
-            # A plain name gets the index appended (layer1.0, layer1.1); a name that uses
-            # an expression (denselayer${i + 1}) is already unique per repetition.
-            local = f"{base}.{index}" if repeat > 1 and "$" not in str(given) else base
+        if group is not None:
+            local = f"{group[len(scope):]}.{index}"
+        elif given is not None:
+            local = _name(given, local_env, where)
         else:
             local = _default_name(kind, scope, counters, state)
         full = scope + local
-        if full in state.taken:
-            raise SpecError(f"the name '{full}' is used twice", where=where, fix="give each layer a unique name")
-        state.taken.add(full)
-        inputs = [Ref(scope, str(substitute(r, local_env)), where) for r in explicit] if explicit and index == 0 \
-            else [previous]
+        _take(full, state, where)
+        at = f"{where}: layer '{full}'"
+        inputs = [Ref(scope, str(substitute(r, local_env)), where, full) for r in explicit] \
+            if explicit and index == 0 else [previous]
         when = substitute(extra.get("when", True), local_env)
+        if not isinstance(when, bool):
+            raise SpecError(f"`when` is {when!r}; it must be true or false", where=at,
+                            fix="write true, false, a block arg that holds one ($downsample), "
+                                "or a comparison (${i == 0})")
         if not when:
             state.aliases[full] = inputs[0]
             previous = Ref("", full, where)
@@ -220,15 +245,34 @@ def _expand_item_at(where: str, item: Any, scope: str, previous: Ref, state: _St
                                      env=local_env, depth=depth)
         else:
             layer_type = _layer_type(kind, where)
-            resolved = _layer_args(layer_type, substitute(args, local_env), where)
+            resolved = _layer_args(layer_type, substitute(args, local_env), at)
             low, high = layer_type.inputs
             if not low <= len(inputs) <= high:
                 raise SpecError(f"'{kind}' takes {low if low == high else f'{low} to {high}'} inputs, "
-                                f"got {len(inputs)}", where=where, fix="list its inputs: inputs: [a, b]")
+                                f"got {len(inputs)}", where=at,
+                                fix=f"list {low if low == high else f'{low} to {high}'} layer names: inputs: [a, b]")
             state.pending.append(_Pending(full, layer_type, resolved, inputs, trainable and layer_trainable,
                                           where, block_path))
             previous = Ref("", full, where)
+    if group is not None:
+        state.aliases[group] = previous
     return previous
+
+
+def _name(given: Any, env: dict[str, Any], where: str) -> str:
+    name = str(substitute(given, env))
+    if not name.strip():
+        # An empty name cannot be referenced and becomes an empty ONNX tensor name, which
+        # ONNX reads as "no tensor" (export and verify then fail).
+        raise SpecError(f"the layer name {name!r} is empty", where=where,
+                        fix="give the layer a name, or remove `name:` to get one like relu_1")
+    return name
+
+
+def _take(full: str, state: _State, where: str) -> None:
+    if full in state.taken:
+        raise SpecError(f"the name '{full}' is used twice", where=where, fix="give each layer a unique name")
+    state.taken.add(full)
 
 
 def _split_item(item: Any, where: str) -> tuple[str, Any, dict[str, Any]]:
@@ -293,7 +337,9 @@ def _layer_args(layer_type: LayerType, args: Any, where: str) -> dict[str, Any]:
 def _expand_block(kind: str, args: Any, prefix: str, inputs: list[Ref], state: _State, where: str, *,
                   trainable: bool, env: dict[str, Any], depth: int) -> Ref:
     if depth >= MAX_DEPTH:
-        raise SpecError(f"blocks nest deeper than {MAX_DEPTH} levels (does '{kind}' use itself?)", where=where)
+        # "(in block" keeps the enclosing uses from appending 32 levels of instance names.
+        raise SpecError(f"blocks nest deeper than {MAX_DEPTH} levels (in block '{kind}': does it use itself?)",
+                        where=where, fix="a block may use other blocks, but not itself, directly or through another")
     definition = state.blocks[kind]
     if not isinstance(definition, dict) or "layers" not in definition:
         raise SpecError(f"block '{kind}' needs a `layers:` list", where=_line(state.path, definition))
@@ -345,22 +391,25 @@ def _suggest(name: str, names: list[str]) -> str:
 def _resolve(ref: Ref, state: _State, seen: frozenset[str] = frozenset()) -> str:
     """The name of the tensor `ref` denotes, following skipped layers and block inputs."""
     candidates = [ref.scope + ref.name, ref.name] if ref.scope else [ref.name]
+    where = f"{ref.where}: layer '{ref.layer}'" if ref.layer else ref.where
     if ref.scope and (ref.name == "in" or (ref.name.startswith("in") and ref.name[2:].isdigit())):
         block_inputs = state.block_inputs[ref.scope]
         index = int(ref.name[2:] or 0)
         if index >= len(block_inputs):
             raise SpecError(f"'{ref.name}' refers to block input {index}, but the block has {len(block_inputs)}",
-                            where=ref.where)
+                            where=where, fix="list the block's inputs where it is used: inputs: [a, b]"
+                            if len(block_inputs) < 2 else f"use in0 to in{len(block_inputs) - 1}")
         return _resolve(block_inputs[index], state, seen)
     for name in candidates:
         if name in state.aliases:
             if name in seen:
-                raise SpecError(f"'{name}' refers back to itself through skipped layers", where=ref.where)
+                raise SpecError(f"'{name}' refers back to itself through skipped layers", where=where,
+                                fix="a layer whose `when` is false passes on its first input: list another one")
             return _resolve(state.aliases[name], state, seen | {name})
         if name in state.taken:
             return name
     known = [p.name for p in state.pending] + state.graph_inputs
-    raise SpecError(f"input '{ref.name}' is not a layer or input of this spec", where=ref.where,
+    raise SpecError(f"input '{ref.name}' is not a layer or input of this spec", where=where,
                     fix=_suggest(ref.name, known))
 
 

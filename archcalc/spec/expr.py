@@ -1,7 +1,9 @@
 """Expressions in specs: `$name` and `${...}` with arithmetic, comparisons and `x if c else y`.
 
 Evaluated with a whitelist over Python's own parser: no attribute access, no calls
-but min/max, so a spec can never run code.
+but min/max, so a spec can never run code. Arithmetic takes numbers only and every
+integer result is bounded, so a spec can neither hang the evaluator (`9 ** 9 ** 9`,
+`[1] * 10**8`) nor build a number too long to print.
 """
 
 from __future__ import annotations
@@ -25,24 +27,65 @@ _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, as
             ast.NotIn: lambda a, b: a not in b}
 _FUNCTIONS = {"min": min, "max": max}
 
+# Sizes and counts fit in int64 (what ONNX stores); anything larger is a typo, and
+# bounding every intermediate keeps each operation cheap.
+MAX_INT = 2**63 - 1
+# Longer texts are not arithmetic a person writes; the bound also keeps Python's parser
+# and this evaluator's recursion shallow.
+MAX_LENGTH = 500
+_ALLOWED = "use numbers, names, + - * / // % **, comparisons, and/or/not, x if c else y, min(), max()"
+
+
+def _number(value: Any, node: ast.AST) -> Any:
+    if isinstance(value, (int, float)):
+        return value
+    raise SpecError(f"'{ast.unparse(node)}': arithmetic needs numbers, got {value!r}",
+                    fix="apply + - * / // % ** to numbers only (lists and strings cannot be repeated or joined)")
+
+
+def _too_large(node: ast.AST, detail: str = "") -> SpecError:
+    text = ast.unparse(node)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return SpecError(f"'{text}' is larger than 2**63 - 1{detail}",
+                     fix="sizes and counts must fit in int64: check the expression and its arguments")
+
+
+def _bounded(value: Any, node: ast.AST) -> Any:
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        raise _too_large(node)
+    return value
+
+
+def _binary(node: ast.BinOp, env: Mapping[str, Any]) -> Any:
+    left, right = _number(_eval(node.left, env), node), _number(_eval(node.right, env), node)
+    if isinstance(node.op, ast.Pow) and isinstance(right, int) and abs(left) > 1 and right > 64:
+        # Refused before computing: 9 ** 9 ** 9 has 370 million digits and would take minutes.
+        raise _too_large(node, f" (exponent {right})")
+    try:
+        return _bounded(_BINARY[type(node.op)](left, right), node)
+    except OverflowError:  # float arithmetic (10.0 ** 400)
+        raise _too_large(node) from None
+
 
 def _eval(node: ast.AST, env: Mapping[str, Any]) -> Any:
     if isinstance(node, ast.Expression):
         return _eval(node.body, env)
     if isinstance(node, ast.Constant):
-        return node.value
+        return _bounded(node.value, node)
     if isinstance(node, ast.Name):
         if node.id in env:
             return env[node.id]
         if node.id in ("true", "false"):
             return node.id == "true"
-        raise SpecError(f"unknown name '{node.id}' in expression; known: {', '.join(sorted(env)) or 'none'}")
+        known = ", ".join(sorted(env)) or "none"
+        raise SpecError(f"unknown name '{node.id}' in expression; known: {known}",
+                        fix="use a block arg, or `i` (the repeat index); declare new names under the block's `args:`")
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        return _BINARY[type(node.op)](_eval(node.left, env), _eval(node.right, env))
+        return _binary(node, env)
     if isinstance(node, ast.UnaryOp):
         value = _eval(node.operand, env)
         if isinstance(node.op, ast.USub):
-            return -value
+            return -_number(value, node)
         if isinstance(node.op, ast.Not):
             return not value
     if isinstance(node, ast.BoolOp):
@@ -63,19 +106,22 @@ def _eval(node: ast.AST, env: Mapping[str, Any]) -> Any:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS \
             and not node.keywords:
         return _FUNCTIONS[node.func.id](*(_eval(a, env) for a in node.args))
-    raise SpecError(f"'{ast.unparse(node)}' is not allowed in an expression",
-                    fix="use numbers, names, + - * // %, comparisons, and/or/not, x if c else y")
+    raise SpecError(f"'{ast.unparse(node)}' is not allowed in an expression", fix=_ALLOWED)
 
 
 def evaluate(text: str, env: Mapping[str, Any]) -> Any:
+    if len(text) > MAX_LENGTH:
+        raise SpecError(f"the expression '{text[:40]}...' is {len(text)} characters long, over {MAX_LENGTH}",
+                        fix="write a shorter expression, or compute the value and write the number")
     try:
         tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
-        raise SpecError(f"'{text}' is not a valid expression") from None
+    except (SyntaxError, ValueError, MemoryError, RecursionError):  # ValueError: a literal too long to read
+        raise SpecError(f"'{text}' is not a valid expression", fix=_ALLOWED) from None
     try:
         return _eval(tree, env)
     except (TypeError, ZeroDivisionError) as error:
-        raise SpecError(f"expression '{text}' failed: {error}") from None
+        raise SpecError(f"expression '{text}' failed: {error}",
+                        fix="check the values of the names it uses (block args, `i`)") from None
 
 
 def substitute(value: Any, env: Mapping[str, Any]) -> Any:

@@ -134,13 +134,19 @@ def scalar(name: str, value: float) -> TensorInfo:
 
 
 def _spatial_rank_check(shapes: Sequence[Shape | None], layer: str, rank: int, kind: str) -> Shape:
+    """`kind` is the layer type (conv2d, conv_transpose3d), its last two characters `Nd`."""
     x = shapes[0]
     if x is None or len(x) != rank + 2:
         axes = {1: "[N, C, L]", 2: "[N, C, H, W]", 3: "[N, C, D, H, W]"}[rank]
-        raise ShapeError(
-            f"{kind} needs a {axes} input, got {list(x or ())}",
-            fix=f"use the {len(x) - 2 if x and len(x) > 2 else 'right'}d variant, or reshape the input",
-        )
+        spatial = len(x or ()) - 2
+        if spatial < 1:
+            # No spatial axis left: typically a flatten, dense or global pooling before it.
+            fix = f"remove the flatten before it, or reshape the input to {axes} first (reshape: [{axes[4:]})"
+        elif spatial <= 3:
+            fix = f"use {kind[:-2]}{spatial}d for a {spatial}D input, or reshape the input to {axes}"
+        else:
+            fix = f"reshape the input to {axes} first"
+        raise ShapeError(f"{kind} needs a {axes} input, got {list(x or ())}", fix=fix)
     return x
 
 
@@ -257,15 +263,20 @@ def _batch_norm(name: str, a: dict) -> Lowered:
     )
 
 
+def integer(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(name, value, "an integer")
+    return value
+
+
 def _layer_norm(name: str, a: dict) -> Lowered:
-    axis = a["axis"]
-    if isinstance(axis, bool) or not isinstance(axis, int):
-        raise _fail("axis", axis, "an integer")
+    axis = integer("axis", a["axis"])
 
     def normalised(s: Sequence[Shape | None]) -> Shape:
         x = s[0] or ()
         if not -len(x) <= axis < len(x):
-            raise ShapeError(f"axis {axis} is out of range for input {list(x)}")
+            raise ShapeError(f"axis {axis} is out of range for input {list(x)}",
+                             fix=f"use an axis from {-len(x)} to {len(x) - 1} (-1 normalises the last axis)")
         return tuple(x[axis:]) if axis < 0 else tuple(x[axis:])
 
     return Lowered("LayerNormalization", {"axis": axis, "epsilon": number("epsilon", a["epsilon"], 0)},
@@ -279,7 +290,7 @@ def _activation(op: str, **fixed: Any) -> Callable[[str, dict], Lowered]:
         if "alpha" in a:
             attrs["alpha"] = number("alpha", a["alpha"])
         if "axis" in a:
-            attrs["axis"] = a["axis"]
+            attrs["axis"] = integer("axis", a["axis"])
         if "approximate" in a:
             attrs["approximate"] = choice("approximate", a["approximate"], ("none", "tanh"))
         return Lowered(op, attrs)
@@ -319,7 +330,7 @@ def _dense(name: str, a: dict) -> Lowered:
 
 def _merge(op: str) -> Callable[[str, dict], Lowered]:
     def lower(name: str, a: dict) -> Lowered:
-        return Lowered(op, {"axis": a["axis"]} if "axis" in a else {})
+        return Lowered(op, {"axis": integer("axis", a["axis"])} if "axis" in a else {})
 
     return lower
 

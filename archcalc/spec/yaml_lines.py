@@ -27,6 +27,15 @@ class _Loader(yaml.SafeLoader):
     pass
 
 
+class _AtLine(SpecError):
+    """A problem found while building the YAML document, at a line of the file (which
+    the loader does not know; load_yaml places it as `file:line` like every other error)."""
+
+    def __init__(self, message: str, line: int, fix: str):
+        super().__init__(message, fix=fix)
+        self.line = line
+
+
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     loader.flatten_mapping(node)
     result = LineDict()
@@ -35,8 +44,7 @@ def _mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if key in result:
-            raise SpecError(f"line {key_node.start_mark.line + 1}: key '{key}' appears twice",
-                            fix="remove one of them")
+            raise _AtLine(f"key '{key}' appears twice", key_node.start_mark.line + 1, fix="remove one of them")
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_node.start_mark.line + 1
     return result
@@ -49,6 +57,15 @@ def _sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
     return result
 
 
+def _int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    try:
+        return loader.construct_yaml_int(node)
+    except ValueError:  # more digits than Python converts (4300), far beyond any size
+        raise _AtLine(f"the number {node.value[:20]}... has {len(node.value)} digits", node.start_mark.line + 1,
+                      fix="sizes and counts must fit in int64 (at most 19 digits)") from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _int)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
 
@@ -71,8 +88,8 @@ def read_text(path: str, error: type[ArchcalcError], what: str, fix: str) -> str
 def load_yaml(text: str, path: str) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
-    except SpecError as error:
-        raise error.located(path) from None
+    except _AtLine as error:
+        raise error.located(f"{path}:{error.line}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
@@ -82,3 +99,6 @@ def load_yaml(text: str, path: str) -> Any:
             fix = ("a layer with more keys needs a colon after its type, e.g. `- relu:` "
                    "then `  name: act1` on the next line")
         raise SpecError(f"not valid YAML: {problem}", where=where, fix=fix) from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise SpecError("the YAML nests too deeply to read", where=path,
+                        fix="a spec needs a few levels of nesting; check for runaway brackets") from None
