@@ -8,10 +8,11 @@ and are bound (``batch=1`` unless told otherwise) only for the counts.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
+from math import gcd
 
 from archcalc.analysis import (
     Analysis,
@@ -22,7 +23,7 @@ from archcalc.analysis import (
     Totals,
     dtype_bytes,
 )
-from archcalc.dims import bind, bind_shape, prod
+from archcalc.dims import Sym, bind, bind_shape, prod
 from archcalc.errors import ArchcalcError, ShapeError, UnknownValue
 from archcalc.graph import Deferred, Graph, Node, TensorInfo
 from archcalc.registry import GLOBAL, POINTWISE, RuleResult, Scope, TensorState, Window, get_rule
@@ -37,10 +38,36 @@ def analyze(graph: Graph, bindings: Mapping[str, int] | None = None) -> Analysis
     """Infer every tensor's shape and every layer's params, MACs, FLOPs and memory."""
     env = {"batch": 1, **graph.bindings, **(bindings or {})}
     # ONNX models name their batch dim freely (N, batch_size, ...): --batch binds those too.
-    for name in graph.metadata.get("batch_dims", ()):
+    batch_dims = tuple(graph.metadata.get("batch_dims", ()))
+    for name in batch_dims:
         env.setdefault(name, env["batch"])
     with pause_gc():
-        return _Inference(graph, env).run()
+        inference = _Inference(graph, env)
+        analysis = inference.run()
+    if "outer_refs" in graph.metadata:  # a subgraph's body, analysed with its parent's bindings
+        return analysis
+    return _checked_bindings(analysis, inference.symbols(), dict(bindings or {}), batch_dims)
+
+
+def _checked_bindings(analysis: Analysis, used: set[str], given: dict[str, int],
+                      batch_dims: Sequence[str]) -> Analysis:
+    """Keep in `bindings` only what binds a symbolic dim of the graph (so reports do not
+    claim a batch the model does not have), and warn about each given binding that binds nothing."""
+    if used & set(batch_dims):
+        used.add("batch")
+    warnings = []
+    for name, value in given.items():
+        if name in used:
+            continue
+        if name == "batch":
+            warnings.append(f"--batch {value} binds nothing: the model has no symbolic 'batch' dim (its batch "
+                            "is fixed); counts are at the model's own sizes")
+        else:
+            dims = ", ".join(sorted(used)) or "none"
+            warnings.append(f"binding '{name}={value}' (--dim) binds nothing: the model has no symbolic dim "
+                            f"'{name}' (its symbolic dims: {dims}); counts are at the model's own sizes")
+    bound = {name: value for name, value in analysis.bindings.items() if name in used}
+    return replace(analysis, bindings=bound, warnings=analysis.warnings + tuple(warnings))
 
 
 @contextmanager
@@ -61,13 +88,25 @@ class _Inference:
         self.graph = graph
         self.env = env
         self.states: dict[str, TensorState | None] = {}
-        self.fields: dict[str, ReceptiveField] = {}
+        self.fields: dict[str, _Field] = {}
         self.known: dict[str, TensorInfo] = dict(graph.tensors)
         self.counted: set[str] = set()
         self.tensor_bytes: dict[str, int] = {}
         self.warnings: list[str] = []
         self.scope = Scope(graph, self.states, self.known, env)
         self.sublayers: list[LayerResult] = []  # of the layer just recorded, listed after it
+        self.counted_symbols: set[str] = set()  # named by counts but maybe by no shape (trip counts)
+
+    def symbols(self) -> set[str]:
+        """Every symbolic dim name a shape or count of the graph holds."""
+        names = set(self.counted_symbols)
+        shapes = [s.shape for s in self.states.values() if s is not None]
+        shapes += [i.shape for i in self.known.values() if not isinstance(i.shape, Deferred)]
+        for shape in shapes:
+            for dim in shape:
+                if isinstance(dim, Sym):
+                    names |= dim.symbols()
+        return names
 
     def run(self) -> Analysis:
         for name, info in self.graph.tensors.items():
@@ -188,6 +227,9 @@ class _Inference:
                 params += count
                 if node.trainable and info.trainable:
                     trainable += count
+        for count in (result.macs, result.flops, result.backward_state_bytes):
+            if isinstance(count, Sym):
+                self.counted_symbols |= count.symbols()
         macs, flops = bind(result.macs, env), bind(result.flops, env)
         if max(macs, flops, activation_bytes) > INT64_MAX:
             raise ShapeError(
@@ -215,7 +257,7 @@ class _Inference:
             macs=macs,
             flops=flops,
             activation_bytes=activation_bytes,
-            receptive_field=field,
+            receptive_field=_public(field),
             backward_state_bytes=bind(result.backward_state_bytes, env),
             block=node.block,
             source=node.source,
@@ -271,7 +313,10 @@ class _Inference:
                                             state.dtype if state else "float32"))
         return tuple(results)
 
-    def _receptive_field(self, node: Node, receptive: str | tuple[Window, ...]) -> ReceptiveField:
+    def _receptive_field(self, node: Node, receptive: str | tuple[Window, ...]) -> _Field:
+        """The layer's output field from its inputs' (see `_through_window`). Windows that do
+        not match the input's spatial axes (a rule declaring none, `()`, for a layout change
+        that scrambles them) leave it unknown."""
         incoming = [self.fields.get(n) for n in node.inputs if n and n in self.fields]
         if not incoming:
             return None
@@ -281,12 +326,13 @@ class _Inference:
         if not spatial:
             return None
         # Merging branches (add, concat): an output sees the widest of its inputs' fields.
-        widest = spatial[0] if len(spatial) == 1 else max(spatial, key=lambda f: sum(a.size for a in f))
+        widest = spatial[0] if len(spatial) == 1 else max(spatial, key=lambda f: sum(a.public.size for a in f))
         if receptive == POINTWISE:
             return widest
         if len(receptive) != len(widest):
             return None
-        return tuple(_through_window(a, w) for a, w in zip(widest, receptive))
+        axes = tuple(_through_window(a, w) for a, w in zip(widest, receptive))
+        return None if None in axes else axes
 
     def _tensor_results(self) -> dict[str, TensorResult]:
         return {
@@ -340,32 +386,101 @@ class _Inference:
         return peak
 
 
-def _input_field(shape: Sequence) -> ReceptiveField:
+def _input_field(shape: Sequence) -> _Field:
     spatial_axes = len(shape) - 2
     if spatial_axes < 1:
         return None
-    return tuple(AxisField(1, 1, 0) for _ in range(spatial_axes))
+    return tuple(_IDENTITY for _ in range(spatial_axes))
 
 
-def _through_window(axis: AxisField, window: Window) -> AxisField:
-    """Compose a receptive field with one more window (Araujo et al., Distill 2019).
-    Values stay ints while they are whole (the common case, and much faster than Fraction)."""
-    span = window.dilation * (window.kernel - 1)
-    if window.transposed:
-        return AxisField(
-            size=axis.size + _ratio(axis.jump * span, window.stride),
-            jump=_ratio(axis.jump, window.stride),
-            start=axis.start + _ratio(axis.jump * (2 * window.pad_begin - span), 2 * window.stride),
-        )
-    return AxisField(
-        size=axis.size + span * axis.jump,
-        jump=axis.jump * window.stride,
-        start=axis.start + _ratio((span - 2 * window.pad_begin) * axis.jump, 2),
-    )
+# Receptive fields. Along one spatial axis, output position o of a tensor depends on a set
+# of positions of the graph input; its field is the interval [lo(o), hi(o)] holding them
+# (holes left by dilation or sparse kernels included). Every window maps o to a set of
+# positions of its input whose pattern repeats: a convolution's output o+1 looks `stride`
+# positions further on, a transposed convolution's output o+s one position further on. So
+# lo and hi are periodic: lo(o + period) = lo(o) + advance. An axis is kept as one period
+# of lo and hi, exactly, in integers; upsampling makes the period grow, striding shrinks it.
+#
+# Reported per axis (AxisField), in input pixels:
+#   size  = max over o of hi(o) - lo(o) + 1: the widest span of input positions one output
+#           depends on (a transposed convolution counts only the inputs that reach it, not
+#           the zeros stuffed between them);
+#   jump  = advance / period: the distance between neighbouring outputs' fields (a fraction
+#           after upsampling: 1/2 after a stride-2 transposed convolution);
+#   start = the centre of output 0's field, (lo(0) + hi(0)) / 2 (when output 0 depends on
+#           no input, the first output that does, moved back by the jump).
+# All three assume an input large enough that borders do not clip the field.
+MAX_PERIOD = 1 << 12  # one entry per output phase; past this (upsampling by >4096) the field is unknown
 
 
-def _ratio(numerator, denominator: int):
+@dataclass(frozen=True, slots=True)
+class _Axis:
+    period: int
+    advance: int
+    lo: tuple[int | None, ...]  # None: that output depends on no input position
+    hi: tuple[int | None, ...]
+    public: AxisField
+
+    @staticmethod
+    def make(period: int, advance: int, lo: tuple[int | None, ...], hi: tuple[int | None, ...]) -> _Axis | None:
+        first = next((r for r, value in enumerate(lo) if value is not None), None)
+        if first is None:
+            return None
+        size = max(h - low + 1 for low, h in zip(lo, hi) if low is not None)
+        # start = (lo + hi) / 2 - first * advance / period, over one denominator
+        start = _ratio((lo[first] + hi[first]) * period - 2 * first * advance, 2 * period)
+        return _Axis(period, advance, lo, hi, AxisField(size, _ratio(advance, period), start))
+
+    def bounds(self, position: int) -> tuple[int, int] | None:
+        turns, phase = divmod(position, self.period)
+        low = self.lo[phase]
+        if low is None:
+            return None
+        return low + turns * self.advance, self.hi[phase] + turns * self.advance
+
+
+_IDENTITY = _Axis(1, 1, (0,), (0,), AxisField(1, 1, 0))
+# Internal form of a tensor's field: per-axis periodic bounds, "global", or None (unknown
+# or no spatial axes).
+_Field = tuple[_Axis, ...] | str | None
+
+
+def _public(field: _Field) -> ReceptiveField:
+    return tuple(a.public for a in field) if isinstance(field, tuple) else field
+
+
+def _through_window(axis: _Axis, window: Window) -> _Axis | None:
+    """The field after one more window. Output o of a convolution reads inputs
+    o*s - p + d*t, of a transposed convolution the inputs i with i*s = o + p - d*t
+    (t = 0..k-1; s stride, p pad_begin, d dilation, k kernel)."""
+    k, s, p, d = window.kernel, window.stride, window.pad_begin, window.dilation
+    if not window.transposed:
+        if axis.period == 1:  # the common case: plain integer arithmetic
+            q = axis.advance
+            return _Axis.make(1, q * s, (axis.lo[0] - p * q,), (axis.hi[0] + (d * (k - 1) - p) * q,))
+        period = axis.period // gcd(axis.period, s)
+        advance = period * s // axis.period * axis.advance
+
+        def reads(o: int) -> Iterable[int]:
+            return range(o * s - p, o * s - p + d * (k - 1) + 1, d)
+    else:
+        period, advance = axis.period * s, axis.advance
+
+        def reads(o: int) -> Iterable[int]:
+            return ((o + p - d * t) // s for t in range(k) if (o + p - d * t) % s == 0)
+    if period > MAX_PERIOD:
+        return None
+    lows: list[int | None] = []
+    highs: list[int | None] = []
+    for o in range(period):
+        spans = [b for b in map(axis.bounds, reads(o)) if b is not None]
+        lows.append(min(b[0] for b in spans) if spans else None)
+        highs.append(max(b[1] for b in spans) if spans else None)
+    return _Axis.make(period, advance, tuple(lows), tuple(highs))
+
+
+def _ratio(numerator: int, denominator: int) -> int | Fraction:
     """numerator / denominator, as an int when it divides exactly."""
-    if isinstance(numerator, int) and numerator % denominator == 0:
+    if numerator % denominator == 0:
         return numerator // denominator
-    return Fraction(numerator) / denominator
+    return Fraction(numerator, denominator)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
-from archcalc.analysis import Analysis, LayerResult, ReceptiveField, format_receptive_field
+from archcalc.analysis import Analysis, LayerResult, ReceptiveField
 from archcalc.dims import format_shape
 
 JSON_SCHEMA_VERSION = 1
@@ -51,6 +53,28 @@ def human_bytes(value: int) -> str:
     return f"{value} B"
 
 
+def compact_number(value: int | Fraction) -> str:
+    """3 -> '3', 1/16 -> '0.0625', 8/3 -> '2.67': exact up to 4 decimals, else rounded to 2."""
+    if value.denominator == 1:
+        return str(int(value))
+    if 10**4 % value.denominator == 0:
+        return f"{float(value):.4f}".rstrip("0")
+    return f"{float(value):.2f}"
+
+
+def format_receptive_field(field: ReceptiveField) -> str:
+    """'11 /4' (size /jump, in input pixels), per axis joined by 'x' when the axes differ."""
+    if field is None:
+        return "-"
+    if isinstance(field, str):
+        return field
+    parts = []
+    for values in ([a.size for a in field], [a.jump for a in field]):
+        texts = [compact_number(v) for v in values]
+        parts.append(texts[0] if len(set(texts)) == 1 else "x".join(texts))
+    return f"{parts[0]} /{parts[1]}"
+
+
 def _output_shape(layer: LayerResult) -> str:
     if not layer.outputs:
         return "-"
@@ -68,16 +92,19 @@ def _row(layer: LayerResult) -> Row:
 
 
 def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
-    """One row per layer; with `depth` (1 or more), the layers of each block fold into one
-    row per block path cut to `depth` parts (`layer1` at depth 1, `layer1.0` at depth 2)."""
+    """One row per layer; with `depth` (1 or more), the layers of each block instance fold
+    into one row per level `depth` of their block path (see `block_paths`): `layer1` at depth
+    1, `layer1.0` at depth 2 for a ResNet; a layer whose path is shorter folds at its deepest
+    block, and a layer in no block keeps its own row."""
     if depth is None:
         return [_row(layer) for layer in analysis.layers]
+    paths = block_paths(analysis.layers)
     result: list[Row] = []
     group: list[LayerResult] = []
     group_key = None
     for layer in analysis.layers:
-        parts = layer.block.split(".") if layer.block else []
-        key = ".".join(parts[:depth]) if parts else None
+        path = paths.get(layer.block, ())
+        key = path[min(depth, len(path)) - 1] if path else None
         if key != group_key and group:
             result.append(_folded(group_key, group))
             group = []
@@ -89,6 +116,33 @@ def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
     if group:
         result.append(_folded(group_key, group))
     return result
+
+
+def block_paths(layers: Sequence[LayerResult]) -> dict[str, tuple[str, ...]]:
+    """Each block instance's path of enclosing levels, outermost first, itself last.
+
+    A layer's `block` names its innermost block instance in full (`layer1.0`,
+    `inception3a.branch2.0`); names may hold dots of their own (`features.denseblock1`), so
+    the levels above it are not its dot-separated parts but the prefixes that are levels
+    too: another block instance (one with layers of its own), or a repeated item's name
+    (`layer1` for `layer1.0`, `layer1.1`: a name followed by an index) when every layer named
+    under it is inside its repetitions."""
+    instances = {layer.block for layer in layers if layer.block}
+    repeated: dict[str, bool] = {}
+
+    def is_group(prefix: str) -> bool:
+        if prefix not in repeated:
+            indexed = re.compile(re.escape(prefix) + r"\.\d+(\.|$)")
+            repeated[prefix] = any(indexed.match(block) for block in instances) and all(
+                layer.block.startswith(prefix + ".") for layer in layers if layer.name.startswith(prefix + "."))
+        return repeated[prefix]
+
+    paths = {}
+    for block in instances:
+        dots = [i for i, char in enumerate(block) if char == "."]
+        above = [block[:i] for i in dots if block[:i] in instances or is_group(block[:i])]
+        paths[block] = (*above, block)
+    return paths
 
 
 def _folded(name: str | None, layers: Sequence[LayerResult]) -> Row:
@@ -211,15 +265,74 @@ def render_markdown(analysis: Analysis, table: Sequence[Row]) -> str:
     return "\n".join(out) + "\n"
 
 
+# Narrowest a text column is folded to when the terminal is narrow; numbers never fold.
+TEXT_MIN_WIDTH = {"Layer": 12, "Op": 8, "Output shape": 10, "Receptive field": 7}
+# Columns left out, in this order, when the numbers would not fit otherwise.
+DROPPABLE = ("Receptive field", "Activations", "FLOPs", "Op")
+NUMERIC = frozenset({"Params", "MACs", "FLOPs", "Activations", "Layers", "Forward MACs", "Backward MACs",
+                     "Saved activations"})
+
+
+def fit_columns(headers: Sequence[str], cells: Sequence[Sequence[str]], width: int) -> list[tuple[int, int | None]]:
+    """(column index, width or None for its natural width) of the columns to show in a
+    table `width` characters wide: every number whole. Text columns (names, shapes) fold
+    down to TEXT_MIN_WIDTH; when that is not enough, DROPPABLE columns go, least useful first."""
+    whole = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+    if sum(whole) + 3 * len(headers) + 1 <= width:
+        return [(i, None) for i in range(len(headers))]
+    # A text column's header may wrap at its spaces.
+    natural = [max([len(h) if h in NUMERIC else max(map(len, h.split())), *(len(row[i]) for row in cells)])
+               for i, h in enumerate(headers)]
+
+    def least(i: int) -> int:
+        return natural[i] if headers[i] in NUMERIC else min(natural[i], TEXT_MIN_WIDTH.get(headers[i], 8))
+
+    def frame(columns: Sequence[int]) -> int:  # a space either side of each cell and a border between
+        return 3 * len(columns) + 1
+
+    kept = list(range(len(headers)))
+    for header in DROPPABLE:
+        if sum(least(i) for i in kept) + frame(kept) <= width:
+            break
+        kept = [i for i in kept if headers[i] != header] if len(kept) > 2 else kept
+    widths = {i: least(i) for i in kept}
+    room = width - frame(kept) - sum(widths.values())
+    wanting = [i for i in kept if widths[i] < natural[i]]
+    while room > 0 and wanting:  # share what is left among the folded columns
+        for i in list(wanting):
+            if room <= 0:
+                break
+            widths[i] += 1
+            room -= 1
+            if widths[i] == natural[i]:
+                wanting.remove(i)
+    return [(i, None if headers[i] in NUMERIC else widths[i]) for i in kept]
+
+
+def _grid(title: str, headers: Sequence[str], cells: Sequence[Sequence[str]], console,
+          styles: Sequence[str | None] = ()):
+    """A rich table of `cells` that fits the console: see `fit_columns`."""
+    from rich.table import Table
+
+    grid = Table(title=title, title_justify="left", header_style="bold")
+    columns = fit_columns(headers, cells, console.width)
+    for i, width in columns:
+        numeric = headers[i] in NUMERIC
+        # Numbers are single words: rich only folds them as a last resort, never cuts them.
+        grid.add_column(headers[i], justify="right" if numeric else "left", width=width,
+                        no_wrap=width is None and not numeric, overflow="fold")
+    for index, row in enumerate(cells):
+        grid.add_row(*(row[i] for i, _ in columns), style=styles[index] if styles else None)
+    return grid
+
+
 def render_training_table(table: Sequence[Row], training, fit, console) -> None:
     from rich.table import Table
 
-    grid = Table(title="Training step per layer", title_justify="left", header_style="bold")
-    for header in ("Layer", "Forward MACs", "Backward MACs", "Saved activations"):
-        grid.add_column(header, justify="left" if header == "Layer" else "right", no_wrap=True)
-    for name, forward, backward, saved in training_rows(table, training):
-        grid.add_row(name, f"{forward:,}", f"{backward:,}", human_bytes(saved))
-    console.print(grid)
+    cells = [(name, f"{forward:,}", f"{backward:,}", human_bytes(saved))
+             for name, forward, backward, saved in training_rows(table, training)]
+    console.print(_grid("Training step per layer", ("Layer", "Forward MACs", "Backward MACs", "Saved activations"),
+                        cells, console))
     totals = Table(show_header=False, box=None, padding=(0, 2))
     totals.add_column(style="bold")
     totals.add_column()
@@ -240,25 +353,14 @@ def op_summary(table: Sequence[Row]) -> list[tuple[str, int, int, int, int, int]
 
 def render_summary(analysis: Analysis, table: Sequence[Row], console, top: int = 10) -> None:
     """Per-op totals and the largest layers: what a big model's table is read for."""
-    from rich.table import Table
-
-    ops = Table(title=f"{analysis.name or analysis.path}: {len(analysis.layers):,} layers, by op",
-                title_justify="left", header_style="bold")
-    for header in ("Op", "Layers", "Params", "MACs", "FLOPs", "Activations"):
-        ops.add_column(header, justify="left" if header == "Op" else "right", no_wrap=True)
-    for op, count, params, macs, flops, activations in op_summary(table):
-        ops.add_row(op, f"{count:,}", f"{params:,}", f"{macs:,}", f"{flops:,}", human_bytes(activations))
-    console.print(ops)
+    ops = [(op, f"{count:,}", f"{params:,}", f"{macs:,}", f"{flops:,}", human_bytes(activations))
+           for op, count, params, macs, flops, activations in op_summary(table)]
+    console.print(_grid(f"{analysis.name or analysis.path}: {len(analysis.layers):,} layers, by op",
+                        ("Op", "Layers", "Params", "MACs", "FLOPs", "Activations"), ops, console))
     for metric in ("params", "macs"):
         largest = sorted(table, key=lambda row: -getattr(row, metric))[:top]
-        grid = Table(title=f"Top {len(largest)} layers by {'MACs' if metric == 'macs' else metric}",
-                     title_justify="left", header_style="bold")
-        for header in HEADERS:
-            grid.add_column(header, justify="right" if header in ("Params", "MACs", "Activations") else "left",
-                            no_wrap=True)
-        for row in largest:
-            grid.add_row(*_cells(row))
-        console.print(grid)
+        console.print(_grid(f"Top {len(largest)} layers by {'MACs' if metric == 'macs' else metric}", HEADERS,
+                            [_cells(row) for row in largest], console))
     _print_totals(analysis, console)
     console.print(f"{len(table):,} rows summarised: --full lists every layer, --depth N folds blocks, "
                   "--format csv/json give all rows cheaply")
@@ -278,16 +380,9 @@ def _print_totals(analysis: Analysis, console) -> None:
 
 
 def render_table(analysis: Analysis, table: Sequence[Row], console) -> None:
-    from rich.table import Table
-
     title = f"{analysis.name or analysis.path}: {len(analysis.layers)} layers"
-    grid = Table(title=title, title_justify="left", show_lines=False, header_style="bold")
-    for header in HEADERS:
-        grid.add_column(header, justify="right" if header in ("Params", "MACs", "Activations") else "left",
-                        no_wrap=True)
-    for row in table:
-        grid.add_row(*_cells(row), style=None if row.modelled else "yellow")
-    console.print(grid)
+    console.print(_grid(title, HEADERS, [_cells(row) for row in table], console,
+                        [None if row.modelled else "yellow" for row in table]))
     _print_totals(analysis, console)
 
 
@@ -303,18 +398,16 @@ def render_explanation(analysis: Analysis, layer: LayerResult) -> list[str]:
         lines.append("  not modelled: no rule for this op, so nothing is counted")
         return lines
     lines += [f"  {text}" for text in (layer.explain() if layer.explain else [])]
-    bound = ", ".join(f"{k}={v}" for k, v in sorted(analysis.bindings.items()))
+    bound = ", ".join(f"{k}={v}" for k, v in sorted(analysis.bindings.items())) or "no symbolic dims"
     lines.append(f"  with {bound}: params {layer.params:,} (trainable {layer.trainable_params:,}, "
                  f"buffers {layer.buffers:,}), MACs {layer.macs:,}, FLOPs {layer.flops:,}, "
                  f"activations {human_bytes(layer.activation_bytes)}")
     field = layer.receptive_field
     if isinstance(field, tuple):
-        parts = [f"size {_num(a.size)}, jump {_num(a.jump)}, start {_num(a.start)}" for a in field]
+        parts = [f"size {compact_number(a.size)}, jump {compact_number(a.jump)}, start {compact_number(a.start)}"
+                 for a in field]
         lines.append("  receptive field per spatial axis: " + "; ".join(parts))
     elif field:
         lines.append(f"  receptive field: {field} (every output sees the whole input)")
     return lines
 
-
-def _num(value) -> str:
-    return str(int(value)) if value.denominator == 1 else f"{float(value):g}"

@@ -153,3 +153,68 @@ def test_input_shape_may_keep_a_dim_symbolic():
 def test_bad_input_shape_is_exit_2(value, message):
     result = CliRunner().invoke(cli, ["analyze", RESNET18_ONNX, "--input-shape", value])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_narrow_table_keeps_every_number_whole(width):
+    """At 80 and 100 columns names and shapes fold and the receptive field (then activation
+    memory) columns go, but no params or MACs figure is ever cut."""
+    from rich.console import Console
+
+    from archcalc import report
+    from archcalc.engine import analyze
+    from archcalc.loader import load_model
+
+    analysis = analyze(load_model("specs/resnet50.yaml"))
+    out = io.StringIO()
+    console = Console(file=out, width=width, markup=False, highlight=False, soft_wrap=False, color_system=None)
+    table = report.rows(analysis)
+    report.render_table(analysis, table, console)
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= width
+    cells = {cell.strip() for line in lines for cell in line.split("│")}
+    for row in table:
+        assert f"{row.params:,}" in cells and f"{row.macs:,}" in cells, row.name
+    assert "…" not in text
+    assert "Params" in text and "MACs" in text
+
+
+def test_depth_folds_by_block_instance_not_by_dots():
+    """MobileNetV2's features.0 / .1 / .18 are plain layers, features.2 ... features.17 block
+    instances: depth 1 folds each instance, never a made-up `features` row."""
+    names = [r["name"] for r in csv.DictReader(io.StringIO(
+        run("analyze", "specs/mobilenet_v2.yaml", "--format", "csv", "--depth", "1")))]
+    assert "features" not in names
+    assert names[:3] == ["features.0.0", "features.0.1", "features.0.2"]
+    assert [n for n in names if n.count(".") == 1 and n.startswith("features.")] == [
+        f"features.{i}" for i in range(2, 18)]
+    dense = {d: [r["name"] for r in csv.DictReader(io.StringIO(
+        run("analyze", "specs/densenet121.yaml", "--format", "csv", "--depth", str(d))))] for d in (1, 2)}
+    assert "features" not in dense[1] and "features.denseblock1.denselayer" in dense[1]
+    assert "features.denseblock1.denselayer.5" in dense[2] and dense[1] != dense[2]
+    assert "features.transition1" in dense[1] and "features.transition1" in dense[2]
+
+
+def test_binding_that_binds_nothing_is_a_warning():
+    document = json.loads(run("analyze", LENET, "--dim", "nosuch=4", "--format", "json"))
+    assert [w for w in document["warnings"] if "binds nothing" in w] == [
+        "binding 'nosuch=4' (--dim) binds nothing: the model has no symbolic dim 'nosuch' (its symbolic dims: "
+        "batch); counts are at the model's own sizes"]
+    assert document["bindings"] == {"batch": 1}
+    # Fed at a fixed shape, the model has no batch dim left for --batch to bind.
+    text = run("analyze", LENET, "--input-shape", "input=1,1,32,32", "--batch", "8")
+    assert "warning: --batch 8 binds nothing: the model has no symbolic 'batch' dim (its batch is fixed)" in text
+    assert "Counted with            no symbolic dims" in text and "batch=8" not in text
+    bound = run("analyze", LENET, "--batch", "8")
+    assert "Counted with            batch=8" in bound and "warning" not in bound
+
+
+def test_fractional_receptive_fields_are_compact(tmp_path):
+    spec = tmp_path / "up.yaml"
+    spec.write_text("input: [4, 17, 20]\nlayers:\n  - avgpool: {kernel: [8, 4]}\n  - upsample: {scale: 3}\n")
+    table = run("analyze", str(spec))
+    assert "/2.67x1.33" in table and "2.666" not in table
+    reader = list(csv.DictReader(io.StringIO(run("analyze", str(spec), "--format", "csv"))))
+    assert reader[-1]["receptive_field"] == "8x4 /2.67x1.33"
+    assert "/2.67x1.33 |" in run("analyze", str(spec), "--format", "markdown")

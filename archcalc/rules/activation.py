@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from archcalc.dims import prod
-from archcalc.errors import ShapeError
 from archcalc.registry import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, Output, RuleResult, TensorState, rule
+from archcalc.rules.shape import axis_index
 
 FLOPS_PER_ELEMENT = {
     "Relu": 1, "LeakyRelu": 2, "PRelu": 2, "Sigmoid": 4, "HardSigmoid": 4, "Tanh": 1,
@@ -68,8 +68,8 @@ def gelu(inputs: Sequence[TensorState], *, approximate="none") -> RuleResult:
 def softmax(inputs: Sequence[TensorState], *, axis=-1) -> RuleResult:
     """exp(x - max) / sum over `axis`; 5 FLOPs per element."""
     x = inputs[0].shape
-    if x and not -len(x) <= axis < len(x):
-        raise ShapeError(f"axis {axis} is out of range for a rank-{len(x)} input")
+    if x:
+        axis_index(axis, len(x), "Softmax")
     return _activation(x, "softmax", 5)
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from archcalc.dims import Dim, Sym, bind, is_static
 from archcalc.errors import ArchcalcError, ShapeError, UnknownValue
 from archcalc.registry import GLOBAL, Output, RuleResult, Scope, TensorState, rule
+from archcalc.rules.shape import axis_index
 
 if TYPE_CHECKING:
     from archcalc.analysis import Analysis, LayerResult, TensorResult
@@ -297,12 +298,6 @@ def loop(inputs: Sequence[TensorState | None], *, body=None, node_name="", scope
     )
 
 
-def _axis(axis: int, rank: int, what: str) -> int:
-    if not -rank <= axis < rank:
-        raise ShapeError(f"Scan: {what} axis {axis} is out of range for rank {rank}")
-    return axis % rank
-
-
 @rule("Scan")
 def scan(inputs: Sequence[TensorState | None], *, body=None, num_scan_inputs=None, scan_input_axes=None,
          scan_output_axes=None, scan_input_directions=None, scan_output_directions=None, directions=None,
@@ -320,7 +315,7 @@ def scan(inputs: Sequence[TensorState | None], *, body=None, num_scan_inputs=Non
     in_axes = list(scan_input_axes or [0] * num_scan_inputs)
     slices, length = [], None
     for x, axis in zip(sequences, in_axes):
-        axis = _axis(axis, len(x.shape), "scan input")
+        axis = axis_index(axis, len(x.shape), "Scan input")
         if length is None:
             length = x.shape[axis]
         elif is_static(length) and is_static(x.shape[axis]) and length != x.shape[axis]:
@@ -334,7 +329,7 @@ def scan(inputs: Sequence[TensorState | None], *, body=None, num_scan_inputs=Non
     scanned = analysed.outputs[n:]
     out_axes = list(scan_output_axes or [0] * len(scanned))
     for t, axis in zip(scanned, out_axes):
-        axis = _axis(axis, len(t.shape) + 1, "scan output")
+        axis = axis_index(axis, len(t.shape) + 1, "Scan output")
         outputs.append(Output((*t.shape[:axis], length, *t.shape[axis:]), t.dtype))
     times = bind(length, scope.bindings)
     macs, flops = analysed.macs * length, analysed.flops * length

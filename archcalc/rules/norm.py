@@ -16,6 +16,7 @@ from archcalc.dims import is_static, prod
 from archcalc.errors import ShapeError
 from archcalc.registry import Output, RuleResult, TensorState, rule
 from archcalc.rules.elementwise import broadcast
+from archcalc.rules.shape import axis_index
 
 BATCH_NORM_FLOPS = 2
 NORMALISE_FLOPS = 7
@@ -122,9 +123,7 @@ MEAN_VARIANCE_FLOPS = NORMALISE_FLOPS - 2
 def rms_norm(inputs: Sequence[TensorState | None], *, axis=-1, epsilon=1e-5, stash_type=1) -> RuleResult:
     """y = scale * x / sqrt(mean(x^2 over the axes from `axis`) + eps); the scale is learned."""
     x = inputs[0].shape
-    if not x or not -len(x) <= axis < len(x):
-        raise ShapeError(f"RMSNormalization axis {axis} is out of range for a rank-{len(x)} input")
-    first = axis % len(x)
+    first = axis_index(axis, len(x), "RMSNormalization")
     normalised = x[first:]
     scale = inputs[1]
     if scale is not None:
@@ -146,8 +145,7 @@ def rms_norm(inputs: Sequence[TensorState | None], *, axis=-1, epsilon=1e-5, sta
 def lp_norm(inputs: Sequence[TensorState], *, axis=-1, p=2) -> RuleResult:
     """x / ||x||_p along `axis` (p 1 or 2); 3 FLOPs per element, no params."""
     x = inputs[0].shape
-    if not x or not -len(x) <= axis < len(x):
-        raise ShapeError(f"LpNormalization axis {axis} is out of range for a rank-{len(x)} input")
+    axis_index(axis, len(x), "LpNormalization")
     if p not in (1, 2):
         raise ShapeError(f"LpNormalization p is {p}; ONNX defines p = 1 and p = 2")
     flops = LP_NORM_FLOPS * prod(x)

@@ -45,9 +45,11 @@ def dtype_name(dtype: int | str) -> str:
     return ONNX_DTYPES[dtype]
 
 
-def _axis(axis: int, rank: int, op: str) -> int:
+def axis_index(axis: int, rank: int, op: str) -> int:
+    """`axis` (negative counts from the end) as an index into a rank-`rank` shape."""
     if not isinstance(axis, int) or not -rank <= axis < rank:
-        raise ShapeError(f"{op}: axis {axis} is out of range for a rank-{rank} tensor")
+        raise ShapeError(f"{op}: axis {axis} is out of range for a rank-{rank} tensor",
+                         fix=f"use an axis from {-rank} to {rank - 1}" if rank else "the input has no axes")
     return axis % rank
 
 
@@ -125,7 +127,7 @@ def gather(inputs: Sequence[TensorState], *, axis=0) -> RuleResult:
     """data[..., indices, ...] along `axis`: shape data[:axis] + indices + data[axis+1:]."""
     data, indices = inputs[0], inputs[1]
     rank = len(data.shape)
-    along = _axis(axis, rank, "Gather")
+    along = axis_index(axis, rank, "Gather")
     out = tuple(data.shape[:along]) + tuple(indices.shape) + tuple(data.shape[along + 1:])
     value = None
     if data.value is not None and indices.value is not None and _small(out) and _small(data.shape) \
@@ -145,7 +147,7 @@ def gather(inputs: Sequence[TensorState], *, axis=0) -> RuleResult:
 @rule("GatherElements", saves=SAVES_NOTHING)
 def gather_elements(inputs: Sequence[TensorState], *, axis=0) -> RuleResult:
     """One element per index: output has the indices' shape."""
-    _axis(axis, len(inputs[0].shape), "GatherElements")
+    axis_index(axis, len(inputs[0].shape), "GatherElements")
     return _moved(inputs[1].shape, inputs[0].dtype, None, "the indices' shape")
 
 
@@ -173,7 +175,7 @@ def unsqueeze(inputs: Sequence[TensorState | None], *, axes=None) -> RuleResult:
         axes = known_value(inputs[1] if len(inputs) > 1 else None, "axes", "Unsqueeze")
     x = inputs[0].shape
     rank = len(x) + len(axes)
-    positions = sorted(_axis(a, rank, "Unsqueeze") for a in axes)
+    positions = sorted(axis_index(a, rank, "Unsqueeze") for a in axes)
     if len(set(positions)) != len(positions):
         raise ShapeError(f"Unsqueeze axes {list(axes)} repeat an axis")
     out = list(x)
@@ -189,7 +191,7 @@ def squeeze(inputs: Sequence[TensorState | None], *, axes=None) -> RuleResult:
         axes = known_value(inputs[1], "axes", "Squeeze")
     x = inputs[0].shape
     if axes:
-        drop = {_axis(a, len(x), "Squeeze") for a in axes}
+        drop = {axis_index(a, len(x), "Squeeze") for a in axes}
         for a in drop:
             if is_static(x[a]) and x[a] != 1:
                 raise ShapeError(f"Squeeze axis {a} has size {x[a]}, not 1",
@@ -245,7 +247,7 @@ def slice_(inputs: Sequence[TensorState | None], *, starts=None, ends=None, axes
     for start, end, axis, step in zip(starts, ends, axes, steps):
         if step == 0:
             raise ShapeError("Slice step must not be 0")
-        along = _axis(axis, rank, "Slice")
+        along = axis_index(axis, rank, "Slice")
         out[along] = _slice_length(x.shape[along], start, end, step)
     value = None
     if x.value is not None and all(is_static(d) for d in x.shape) \
@@ -253,7 +255,7 @@ def slice_(inputs: Sequence[TensorState | None], *, starts=None, ends=None, axes
         # Python's slice clamps out-of-range bounds as ONNX does, for either sign of step.
         window = [slice(None)] * rank
         for start, end, axis, step in zip(starts, ends, axes, steps):
-            window[_axis(axis, rank, "Slice")] = slice(start, end, step)
+            window[axis_index(axis, rank, "Slice")] = slice(start, end, step)
         value = tuple(value_array(x)[tuple(window)].flat)
     bounds = ", ".join(f"axis {a}: {s}:{e}:{st}" for s, e, a, st in zip(starts, ends, axes, steps))
     return _moved(out, None, value, f"{list(x.shape)} sliced ({bounds})")
@@ -264,7 +266,7 @@ def split(inputs: Sequence[TensorState | None], *, axis=0, split=None, num_outpu
           n_outputs=1) -> RuleResult:
     """Cut along `axis` into the given sizes, or into equal parts (the last smaller at opset 18)."""
     x = inputs[0]
-    along = _axis(axis, len(x.shape), "Split")
+    along = axis_index(axis, len(x.shape), "Split")
     dim = x.shape[along]
     sizes = split
     if sizes is None and len(inputs) > 1 and inputs[1] is not None:

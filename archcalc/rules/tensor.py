@@ -7,20 +7,25 @@ These ops cost no MACs and no FLOPs; linear-interpolating Resize is the exceptio
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
 
 from archcalc.dims import Dim, is_static, prod
 from archcalc.errors import ShapeError, UnknownValue
-from archcalc.registry import SAVES_NOTHING, SAVES_VIEW, Output, RuleResult, TensorState, Window, rule
-from archcalc.rules.shape import dtype_name, known_value, value_array
-
-
-def _axis(axis: int, rank: int, op: str) -> int:
-    if not -rank <= axis < rank:
-        raise ShapeError(f"{op}: axis {axis} is out of range for a rank-{rank} tensor")
-    return axis % rank
+from archcalc.registry import (
+    GLOBAL,
+    POINTWISE,
+    SAVES_NOTHING,
+    SAVES_VIEW,
+    Output,
+    RuleResult,
+    TensorState,
+    Window,
+    rule,
+)
+from archcalc.rules.shape import axis_index, dtype_name, known_value, value_array
 
 
 def _moved(shape: Sequence[Dim], description: str, value: tuple | None = None) -> RuleResult:
@@ -43,8 +48,10 @@ def flatten(inputs: Sequence[TensorState], *, axis=1) -> RuleResult:
     cut = axis % len(x) if axis < 0 else axis
     if cut > len(x):
         raise ShapeError(f"Flatten axis {axis} is out of range for a rank-{len(x)} tensor")
-    return _moved((prod(x[:cut]), prod(x[cut:])), f"[{' * '.join(map(str, x[:cut])) or 1}, "
-                                                    f"{' * '.join(map(str, x[cut:])) or 1}]", inputs[0].value)
+    moved = _moved((prod(x[:cut]), prod(x[cut:])), f"[{' * '.join(map(str, x[:cut])) or 1}, "
+                                                     f"{' * '.join(map(str, x[cut:])) or 1}]", inputs[0].value)
+    # Receptive field: flattened spatial axes leave no spatial layout to window: global.
+    return replace(moved, receptive=GLOBAL if len(x) > 2 else POINTWISE)
 
 
 @rule("Reshape", saves=SAVES_VIEW)
@@ -62,7 +69,8 @@ def reshape(inputs: Sequence[TensorState], *, allowzero=0) -> RuleResult:
             out.append(x[i])
         elif dim == -1:
             if infer_at is not None:
-                raise ShapeError(f"Reshape target {list(target)} has more than one -1")
+                raise ShapeError(f"Reshape target {list(target)} has more than one -1",
+                                 fix="give every dim but one; only one can be inferred (-1)")
             infer_at = i
             out.append(1)
         else:
@@ -70,12 +78,33 @@ def reshape(inputs: Sequence[TensorState], *, allowzero=0) -> RuleResult:
     total, known = prod(x), prod(out)
     if infer_at is not None:
         if is_static(total) and is_static(known) and (known == 0 or total % known):
-            raise ShapeError(f"cannot reshape {list(x)} ({total} elements) to {list(target)}")
+            raise ShapeError(f"cannot reshape {list(x)} ({total} elements) to {list(target)}",
+                             fix=f"make the other dims multiply to a divisor of {total}")
         out[infer_at] = total // known
-    elif is_static(total) and is_static(known) and total != known:
-        raise ShapeError(f"cannot reshape {list(x)} ({total} elements) to {list(out)} ({known} elements)",
-                         fix="make the element counts agree, or use -1 for one dim")
-    return _moved(out, f"reshape {list(x)} to {list(target)}", inputs[0].value)
+    elif total != known:
+        if is_static(total) and is_static(known):
+            differ = True
+        elif not is_static(total) and not is_static(known):
+            # Symbolic counts (a symbolic batch) may agree for some binding (batch*H vs
+            # 64*batch, when H = 64), so only a pair that differs for every binding fails:
+            # one a constant multiple r != 1 of the other (192*batch vs 25*batch), as
+            # element counts are positive. Leading coefficients a, b give r = a/b.
+            a, b = total.terms[0][1], known.terms[0][1]
+            differ = total * b == known * a
+        else:
+            # c*m (one term, m a positive integer) never equals a constant that c does not divide.
+            term, constant = (total, known) if is_static(known) else (known, total)
+            differ = len(term.terms) == 1 and constant % term.terms[0][1] != 0
+        if differ:
+            raise ShapeError(f"cannot reshape {list(x)} ({total} elements) to {list(out)} ({known} elements)",
+                             fix="make the element counts agree, or use -1 for one dim")
+    moved = _moved(out, f"reshape {list(x)} to {list(target)}", inputs[0].value)
+    # Receptive field: kept when the spatial axes (all but N, C) come out whole and last (only the
+    # leading dims split or merge); global when no spatial axis is left; otherwise neighbouring
+    # outputs are no longer neighbouring inputs and it is unknown (no windows for its axes).
+    spatial = tuple(x[2:])
+    kept = len(out) >= len(x) and tuple(out[len(out) - len(spatial):]) == spatial
+    return replace(moved, receptive=POINTWISE if kept or not spatial else (GLOBAL if len(out) <= 2 else ()))
 
 
 @rule("Transpose", saves=SAVES_NOTHING)
@@ -96,7 +125,7 @@ def concat(inputs: Sequence[TensorState], *, axis=1) -> RuleResult:
     """Join along `axis`; every other dim must match."""
     shapes = [t.shape for t in inputs if t is not None]
     rank = len(shapes[0])
-    along = _axis(axis, rank, "Concat")
+    along = axis_index(axis, rank, "Concat")
     for shape in shapes[1:]:
         mismatched = len(shape) != rank or any(
             i != along and is_static(a) and is_static(b) and a != b
@@ -153,7 +182,7 @@ def _scaled(dim: Dim, scale: float) -> Dim:
 def resize(inputs: Sequence[TensorState | None], *, mode="nearest", scales=None,
            coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75, exclude_outside=0,
            extrapolation_value=0.0, nearest_mode="round_prefer_floor", antialias=0, axes=None,
-           keep_aspect_ratio_policy="stretch") -> RuleResult:
+           keep_aspect_ratio_policy="stretch", op="Resize") -> RuleResult:
     """out = floor(n * scale) per axis, or the sizes input; linear modes cost one lerp per axis."""
     x = inputs[0].shape
     present = [t for t in inputs[1:] if t is not None and t.value is not None and len(t.value)]
@@ -172,9 +201,36 @@ def resize(inputs: Sequence[TensorState | None], *, mode="nearest", scales=None,
     resized_axes = sum(1 for f in factors if f != 1)
     per_element = 3 * resized_axes if "linear" in mode else (7 * resized_axes if mode == "cubic" else 0)
     flops = per_element * prod(out)
-    windows = tuple(Window(1, int(f), 0, transposed=True) if float(f).is_integer() and f >= 1
-                    else Window(1, 1, 0) for f in factors[2:])
-    return RuleResult(outputs=(Output(tuple(out)),), flops=flops, receptive=windows,
+    # Receptive field: output o samples input point x = (o + 1/2)/f - 1/2 (half_pixel) or o/f
+    # (asymmetric; Upsample, align_corners roughly); nearest reads round(x), linear (cubic) the
+    # inputs closer to x than 1 (2) pixels, widened by 1/f when antialiasing a downsampling
+    # (inputs exactly 1 or 2 away have weight 0). As a window: a transposed convolution of
+    # stride f for an integer f, a convolution of stride n for f = 1/n; other factors: unknown.
+    reach = 2 if mode == "cubic" else (1 if "linear" in mode else 0)
+    half_pixel = op != "Upsample" and coordinate_transformation_mode not in ("asymmetric", "align_corners")
+
+    def window(f: float) -> Window | None:
+        if f == 1:
+            return Window(1, 1, 0)
+        if float(f).is_integer():
+            f = int(f)
+            if not reach:  # floor(o / f), the nearest input in every mode but the rare *ceil ones
+                return Window(f, f, 0, transposed=True)
+            twice_c, span = (1 - f if half_pixel else 0), 2 * reach * f  # x = (o + c)/f; |f*i - o - c| < span/2
+            odd = twice_c % 2
+            return Window(span - 1 + odd, f, (twice_c + span - 2 + odd) // 2, transposed=True)
+        n = round(1 / f) if f > 0 else 0
+        if n < 2 or abs(f * n - 1) > 1e-6:
+            return None
+        twice_c = n - 1 if half_pixel else 0  # x = o*n + c
+        if not reach:
+            return Window(1, n, -(twice_c // 2))
+        half = reach * n if antialias else reach
+        odd = twice_c % 2
+        return Window(2 * half - 1 + odd, n, half - (twice_c + 2 - odd) // 2)
+
+    windows = tuple(window(f) for f in factors[2:])
+    return RuleResult(outputs=(Output(tuple(out)),), flops=flops, receptive=() if None in windows else windows,
                       explain=lambda: [f"output = input * scales = {list(x)} * {factors} = {out}",
                                        f"FLOPs = {per_element} ({mode}) * {prod(out)} = {flops}"])
 
@@ -196,7 +252,7 @@ def depth_to_space(inputs: Sequence[TensorState], *, blocksize=None, mode="DCR")
         raise ShapeError(f"DepthToSpace: {x[1]} channels are not divisible by blocksize^2 = {b * b}",
                          fix="the channels must be a multiple of blocksize squared")
     out = (x[0], x[1] // (b * b), x[2] * b, x[3] * b)
-    return RuleResult(outputs=(Output(out),), receptive=(Window(1, b, 0, transposed=True),) * 2,
+    return RuleResult(outputs=(Output(out),), receptive=(Window(b, b, 0, transposed=True),) * 2,
                       explain=lambda: [f"output = [N, C / {b}^2, H * {b}, W * {b}] = {list(out)} ({mode})",
                                        "no arithmetic: 0 FLOPs"])
 
@@ -245,7 +301,7 @@ def one_hot(inputs: Sequence[TensorState], *, axis=-1) -> RuleResult:
     if is_static(depth) and depth < 1:
         raise ShapeError(f"OneHot depth {depth} must be positive")
     rank = len(indices) + 1
-    at = _axis(axis, rank, "OneHot")
+    at = axis_index(axis, rank, "OneHot")
     out = (*indices[:at], depth, *indices[at:])
     return RuleResult(outputs=(Output(out, values.dtype),),
                       explain=lambda: [f"output = indices {list(indices)} with depth {depth} at axis {at} = "
@@ -268,7 +324,7 @@ def center_crop_pad(inputs: Sequence[TensorState], *, axes=None) -> RuleResult:
     """Each of `axes` (all by default) cropped or padded about its centre to the size in `shape`; 0 FLOPs."""
     x = inputs[0].shape
     sizes = known_value(inputs[1], "shape", "CenterCropPad", ints=False)
-    chosen = [_axis(a, len(x), "CenterCropPad") for a in axes] if axes is not None else list(range(len(x)))
+    chosen = [axis_index(a, len(x), "CenterCropPad") for a in axes] if axes is not None else list(range(len(x)))
     if len(sizes) != len(chosen):
         raise ShapeError(f"CenterCropPad has {len(sizes)} sizes for {len(chosen)} axes",
                          fix="give one target size per axis in `axes` (every axis by default)")
