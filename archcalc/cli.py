@@ -111,7 +111,9 @@ def cli() -> None:
 @dim_option
 @input_shape_option
 @click.option("--depth", type=click.IntRange(min=1), default=None,
-              help="Fold the layers of each block into one row, keeping DEPTH levels of block names.")
+              help="Fold the layers of each block instance into one row, DEPTH levels down the block "
+                   "path (1: layer1, 2: layer1.0 for a ResNet; a repeated block's name is a level). "
+                   "Table, CSV and Markdown; --format json always lists every layer.")
 @click.option("--training", is_flag=True, help="Also the cost of one training step: backward MACs and memory.")
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="adam",
               show_default=True, help="Optimizer whose state counts in training memory.")
@@ -191,8 +193,10 @@ def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...], in
               help="Default-domain opset (default: the newest the installed onnxruntime runs).")
 @click.option("--weights", type=click.Choice(["random", "zeros", "external", "omit"]), default="random",
               show_default=True,
-              help="random/zeros: inline values; external: values in OUTPUT.data; omit: shapes only "
-                   "(the file analyses but does not run).")
+              help="random/zeros: inline values; external: values in OUTPUT.data; omit: shapes only, "
+                   "as external-data references to an OUTPUT.data that is not written: archcalc analyzes and "
+                   "verifies the file and onnx.load(path, load_external_data=False) reads it, but onnx.checker, "
+                   "a plain onnx.load and onnxruntime need the missing data.")
 @batch_option
 @dim_option
 @input_shape_option
@@ -221,26 +225,26 @@ def export(spec: str, output: str, opset: int | None, weights: str, batch: int |
               help="Refuse to run when the estimate exceeds this (e.g. 4GiB; default half of RAM).")
 def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
            profile: bool, max_memory: str | None) -> None:
-    """Run MODEL in onnxruntime and compare every tensor shape and layer cost with the analysis."""
+    """Run MODEL in onnxruntime and compare every tensor shape and dtype and layer cost with the analysis."""
     import json as json_module
 
     from archcalc import verify as verifier
-    from archcalc.engine import analyze
+    from archcalc.report import human_bytes
 
     graph = _load(model, input_shapes)
-    analysis = analyze(graph, _parse_dims(dims, batch))
+    analysis, _ = verifier.analyze_for_verify(graph, _parse_dims(dims, batch))
     limit = _parse_size(max_memory, "--max-memory") if max_memory else verifier.default_memory_limit()
-    needed = verifier.estimate_run_bytes(analysis)
+    needed = verifier.estimate_run_bytes(analysis, profile=profile)
     if needed > limit:
         raise verifier.VerifyError(
-            f"running it needs about {needed / 2**30:.2f} GiB (weights + every activation), over the "
-            f"{limit / 2**30:.2f} GiB limit", where=model,
+            f"running it needs about {human_bytes(needed)} (estimated from weights "
+            f"{human_bytes(analysis.totals.weight_bytes)} and activations "
+            f"{human_bytes(analysis.totals.activation_bytes)}, plus onnxruntime itself), over the "
+            f"{human_bytes(limit)} limit", where=model,
             fix="use a smaller --batch or input, or raise --max-memory")
-    onnx_model = verifier.model_for(graph, analysis)
     console = _console()
-    with console.status("verifying", spinner="dots") as status:
-        report = verifier.run_and_compare(graph, analysis, onnx_model, profile=profile,
-                                          progress=lambda text: status.update(text))
+    with verifier.terminal_progress() as progress:
+        report = verifier.verify(graph, analysis, profile=profile, progress=progress)
     if fmt == "json":
         click.echo(json_module.dumps(report.to_json(), indent=2))
     else:
@@ -252,31 +256,42 @@ def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input
 def _print_verify(report, analysis, profile: bool, console) -> None:
     from rich.table import Table
 
+    from archcalc.report import human_count
+
+    def show(value) -> str:
+        return f"{value:,}" if isinstance(value, int) else str(value)
+
     if report.mismatches:
         table = Table(title=f"{report.model}: {len(report.mismatches)} mismatches", title_justify="left")
         for column in ("Layer", "Tensor", "Check", "archcalc", "onnxruntime"):
             table.add_column(column)
         for m in report.mismatches:
-            table.add_row(m.layer, m.tensor, m.kind, m.expected, m.actual)
+            table.add_row(m.layer, m.tensor, m.kind, show(m.expected), show(m.actual))
         console.print(table)
-    if profile and report.node_times_us:
-        from archcalc.report import human_count
-
+    for entry in report.data_dependent:
+        console.print(f"data-dependent: {entry.layer} -> {entry.tensor} axis {entry.axis} ({entry.dim}), "
+                      f"observed {entry.observed}")
+    if profile and report.layer_times:
         timing = Table(title="Per-layer time (onnxruntime CPU, one run)", title_justify="left")
         for column in ("Layer", "Op", "MACs", "Time (us)", "GMAC/s"):
             timing.add_column(column, justify="left" if column in ("Layer", "Op") else "right")
-        for layer in analysis.layers:
-            micros = report.node_times_us.get(layer.name)
-            if micros is None:
-                continue
-            rate = f"{layer.macs / micros / 1e3:.2f}" if micros and layer.macs else "-"
-            timing.add_row(layer.name, layer.op, human_count(layer.macs), f"{micros:,.0f}", rate)
+        for row in report.layer_times:
+            rate = "-" if row["gmac_per_s"] is None else f"{row['gmac_per_s']:.2f}"
+            timing.add_row(row["name"], row["op"], human_count(row["macs"]), f"{row['time_us']:,.0f}", rate)
         console.print(timing)
+    seconds = report.seconds
+    timing_note = (f"(prepare {seconds.get('prepare', 0):.2f} s, session {seconds.get('session', 0):.2f} s, "
+                   f"run {seconds.get('run', 0):.2f} s)")
+    if report.nothing_checked:
+        console.print(f"verify: nothing to check: all {report.layers_total} layers are unmodelled, so the run "
+                      f"compared no tensor {timing_note}", soft_wrap=True)
+        return
     status = "ok" if report.ok else "FAILED"
-    skipped = f", {len(report.skipped)} unmodelled layers skipped" if report.skipped else ""
+    skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
+    dependent = f", {len(report.data_dependent)} data-dependent dims" if report.data_dependent else ""
     console.print(f"verify {status}: {report.tensors_checked} tensors and {report.layers_checked} layers checked "
-                  f"against onnxruntime, {len(report.mismatches)} mismatches{skipped} "
-                  f"(session {report.seconds.get('session', 0):.2f} s, run {report.seconds.get('run', 0):.2f} s)")
+                  f"against onnxruntime, {len(report.mismatches)} mismatches{skipped}{dependent} {timing_note}",
+                  soft_wrap=True)
 
 
 @cli.command()

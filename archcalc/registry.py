@@ -104,6 +104,10 @@ class Scope:
 
 
 RuleFn = Callable[..., RuleResult]
+# MACs from the shapes a runtime produced, independent of the rule's own arithmetic:
+# (input shapes, None for an absent optional input; output shapes; attributes) -> MACs.
+ObservedMacs = Callable[[Sequence["tuple[int, ...] | None"], Sequence["tuple[int, ...] | None"],
+                         Mapping[str, Any]], int]
 
 CONTEXT = frozenset({"n_outputs", "node_name", "op", "scope"})
 
@@ -127,6 +131,9 @@ class Rule:
     summary: str
     context: frozenset[str] = frozenset()
     saves: str = SAVES_INPUTS
+    # An independent reference for `archcalc verify` (see ObservedMacs); None: the rule's
+    # MACs are only recomputed by the rule itself on the observed shapes.
+    observed_macs: ObservedMacs | None = None
 
     def __call__(self, inputs: Sequence[TensorState], attrs: dict[str, Any],
                  context: Mapping[str, Any] | None = None) -> RuleResult:
@@ -141,9 +148,11 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
-def rule(*ops: str, saves: str = SAVES_INPUTS) -> Callable[[RuleFn], RuleFn]:
+def rule(*ops: str, saves: str = SAVES_INPUTS, observed_macs: ObservedMacs | None = None
+         ) -> Callable[[RuleFn], RuleFn]:
     """Register `fn` as the rule of each op in `ops` (a family sharing one formula);
-    `saves` says what the op keeps for its backward pass."""
+    `saves` says what the op keeps for its backward pass; `observed_macs`, MACs computed
+    from observed input and output shapes alone, is what verify checks the rule against."""
 
     def register(fn: RuleFn) -> RuleFn:
         params = inspect.signature(fn).parameters
@@ -152,7 +161,7 @@ def rule(*ops: str, saves: str = SAVES_INPUTS) -> Callable[[RuleFn], RuleFn]:
         for op in ops:
             if op in RULES:
                 raise ValueError(f"op {op!r} already has a rule: {RULES[op].fn.__qualname__}")
-            RULES[op] = Rule(op, fn, keyword_only - CONTEXT, summary, keyword_only & CONTEXT, saves)
+            RULES[op] = Rule(op, fn, keyword_only - CONTEXT, summary, keyword_only & CONTEXT, saves, observed_macs)
         return fn
 
     return register

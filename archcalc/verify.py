@@ -1,27 +1,75 @@
 """Prove an analysis by running the graph in onnxruntime.
 
 Every intermediate tensor becomes a graph output; the graph runs once on random inputs
-(symbolic dims bound as for counting); each tensor's observed shape is compared with the
-inferred one, and each layer's MACs/FLOPs are recomputed from the observed shapes with
-the same rule and compared with the static figures.
+(symbolic dims bound as for counting). Then, tensor by tensor, the observed shape and
+dtype are compared with the inferred ones, and layer by layer the static MACs are
+compared with an independent reference: the rule's ``observed_macs`` (declared in the
+registry), computed from the shapes onnxruntime produced only. FLOPs (and MACs of rules
+without a reference) are recomputed with the same rule on the observed shapes.
+
+Dims that a layer introduces (NonZero's count, a Loop's trip count) depend on the data:
+whatever they are bound to, they are reported as "data-dependent, observed N", not as
+mismatches. A verification where every layer is unmodelled checks nothing and says so.
+
+Weights missing from an ONNX file (external data not present) and the weights of a spec
+are generated at the right shapes. Models whose weights exceed
+:data:`EXTERNAL_DATA_ABOVE` keep them in a temporary external-data file, so no protobuf
+message passes 2 GiB and the weights are not held twice in memory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from archcalc.analysis import Analysis
-from archcalc.dims import bind_shape
-from archcalc.errors import ArchcalcError
+from archcalc.analysis import Analysis, LayerResult
+from archcalc.dims import Sym, bind, bind_shape
+from archcalc.errors import ArchcalcError, ShapeError
 from archcalc.graph import Graph
 from archcalc.registry import TensorState, get_rule
+
+# Weight bytes above which the prepared model keeps its weights in an external-data file
+# in a temporary directory and onnxruntime loads it by path: protobuf cannot serialise a
+# message over 2 GiB, and inline weights are held twice (ModelProto and serialised bytes).
+# Through a file onnxruntime also builds the session ~10x faster (it maps the weights
+# rather than copying them): vgg16 0.5 s instead of 4 s, and 0.9 GiB peak instead of 2.2.
+# Tiny models (op tests) stay inline, which skips the disk.
+EXTERNAL_DATA_ABOVE = 16 * 2**20
+_ALIGN = 4096  # external-data offsets on page boundaries, so onnxruntime may map them
+# Generated weights of more elements than this are zeros left as holes in the sparse data
+# file: no values to draw and no bytes to write (a 2 GiB dense layer in 1 s, not 25 s).
+# Values never change a shape; smaller tensors get random values so ops see varied data.
+SPARSE_ABOVE = 2**24
+
+# phase, items done, items in the phase (None: one step of unknown length)
+Progress = Callable[[str, int, "int | None"], None]
+
+# Peak memory of a verification, fitted to the peak RSS (GNU time -v; onnxruntime 1.32,
+# CPU, batch 1, weights through the external-data file, prepacking off) of `archcalc
+# verify` on: weights / activations -> peak (MiB)
+#   specs/lenet5.yaml      0.2 /   0.1 ->   97    specs/mobilenet_v2.yaml  13.5 /  75 ->  226
+#   specs/resnet18.yaml   44.6 /  31.4 ->  177    specs/densenet121.yaml   30.8 / 186 ->  329
+#   specs/resnet50.yaml   97.7 / 143.3 ->  349    specs/vgg16.yaml        528   / 109 ->  744
+#   audit big.yaml (dense 16384 -> 33000) 2063 / 0.1 -> 2158
+# i.e. ~97 MiB of imports, weights held once (onnxruntime maps the file), activations
+# 1.1-1.5x (each output in onnxruntime's buffer, returned as an array). Rounded up so the
+# estimate stays above every measurement; --profile turns prepacking on: a second copy
+# of the weights (big.yaml: 4218 MiB).
+_BASE_BYTES = 128 * 2**20
+_K_WEIGHTS = 1.1
+_K_WEIGHTS_PREPACKED = 2.1
+_K_ACTIVATIONS = 1.6
 
 
 class VerifyError(ArchcalcError):
@@ -30,80 +78,258 @@ class VerifyError(ArchcalcError):
 
 @dataclass(frozen=True)
 class Mismatch:
-    kind: str  # "shape", "macs", "flops", "missing"
+    kind: str  # "shape", "dtype", "macs", "flops", "missing", "onnxruntime"
     layer: str
     tensor: str
-    expected: str
-    actual: str
+    expected: Any  # shapes as lists of ints, counts as ints, dtypes and messages as strings
+    actual: Any
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "layer": self.layer, "tensor": self.tensor, "expected": self.expected,
+                "actual": self.actual}
+
+
+@dataclass(frozen=True)
+class DataDependent:
+    """A dim whose size depends on the data (a symbol a layer introduced), so any bound
+    value is a guess: reported with what onnxruntime produced, never as a mismatch."""
+
+    layer: str
+    tensor: str
+    axis: int
+    dim: str
+    observed: int
+
+    def to_json(self) -> dict:
+        return {"layer": self.layer, "tensor": self.tensor, "axis": self.axis, "dim": self.dim,
+                "observed": self.observed}
 
 
 @dataclass
 class VerifyReport:
     model: str
+    layers_total: int = 0
     tensors_checked: int = 0
     layers_checked: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # {name, op, reason}
+    data_dependent: list[DataDependent] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     node_times_us: dict[str, float] = field(default_factory=dict)
+    layer_times: list[dict] = field(default_factory=list)  # with --profile: name, op, macs, time_us, gmac_per_s
 
     @property
     def ok(self) -> bool:
         return not self.mismatches
 
+    @property
+    def nothing_checked(self) -> bool:
+        """True when no tensor could be compared (every layer unmodelled): not a failure, but
+        not a proof either, so the CLI says "nothing to check" instead of "ok"."""
+        return self.ok and self.tensors_checked == 0 and self.layers_checked == 0
+
     def to_json(self) -> dict:
         return {
             "model": self.model,
             "ok": self.ok,
+            "nothing_checked": self.nothing_checked,
             "tensors_checked": self.tensors_checked,
             "layers_checked": self.layers_checked,
-            "mismatches": [m.__dict__ for m in self.mismatches],
+            "layers_total": self.layers_total,
+            "mismatches": [m.to_json() for m in self.mismatches],
             "skipped": self.skipped,
+            "data_dependent": [d.to_json() for d in self.data_dependent],
             "seconds": self.seconds,
             "node_times_us": self.node_times_us,
+            "layer_times": self.layer_times,
         }
 
 
-_NUMPY = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64, TensorProto.FLOAT16: np.float16,
-          TensorProto.INT64: np.int64, TensorProto.INT32: np.int32, TensorProto.INT8: np.int8,
-          TensorProto.UINT8: np.uint8, TensorProto.BOOL: np.bool_}
+# archcalc dtype names -> numpy, for generated inputs and weights; others (string,
+# bfloat16, float8) have no numpy type archcalc can fill.
+_NUMPY = {"float32": np.float32, "float": np.float32, "float64": np.float64, "double": np.float64,
+          "float16": np.float16, "int64": np.int64, "int32": np.int32, "int16": np.int16, "int8": np.int8,
+          "uint64": np.uint64, "uint32": np.uint32, "uint16": np.uint16, "uint8": np.uint8, "bool": np.bool_}
+_ALIASES = {"float": "float32", "double": "float64"}
 
 
-def estimate_run_bytes(analysis: Analysis) -> int:
-    """Memory a verification run needs: weights, plus every activation kept as an output."""
-    return analysis.totals.weight_bytes + analysis.totals.activation_bytes + analysis.totals.input_bytes
+def estimate_run_bytes(analysis: Analysis, *, profile: bool = False) -> int:
+    """Peak memory of a verification run: base + k_w * weights + k_a * (activations +
+    inputs), the fit above _BASE_BYTES."""
+    t = analysis.totals
+    k_weights = _K_WEIGHTS_PREPACKED if profile else _K_WEIGHTS
+    return int(_BASE_BYTES + k_weights * t.weight_bytes + _K_ACTIVATIONS * (t.activation_bytes + t.input_bytes))
 
 
-def prepare_model(model: onnx.ModelProto, analysis: Analysis, base_dir: str) -> onnx.ModelProto:
-    """A copy of `model` whose every layer output is a graph output and whose weights are
-    present: external data is loaded when its file exists, generated when it does not."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
+def default_memory_limit() -> int:
+    """Half of physical memory: room for onnxruntime's own buffers beside ours."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+# -- analysis with data-dependent dims bound ------------------------------------------------
+
+_UNBOUND = re.compile(r"symbolic dim '([^']+)' has no value")
+
+
+def input_symbols(graph: Graph) -> set[str]:
+    """Symbols of the graph inputs' shapes: the dims the user feeds, not the data."""
+    names: set[str] = set()
+    for info in graph.tensors.values():
+        if info.kind == "input" and isinstance(info.shape, tuple):
+            names |= _symbols(info.shape)
+    return names
+
+
+def analyze_for_verify(graph: Graph, bindings: Mapping[str, int]) -> tuple[Analysis, dict[str, int]]:
+    """The analysis to verify, and the placeholder values given to data-dependent dims
+    left unbound (1 each: any value serves, they are reported, not compared)."""
+    from archcalc.engine import analyze
+
+    fed = input_symbols(graph)
+    placeholders: dict[str, int] = {}
+    while True:
+        try:
+            return analyze(graph, {**bindings, **placeholders}), placeholders
+        except ShapeError as error:
+            match = _UNBOUND.search(error.message)
+            if match is None or match.group(1) in fed or match.group(1) in placeholders:
+                raise
+            placeholders[match.group(1)] = 1
+
+
+def _symbols(shape: Iterable[Any]) -> set[str]:
+    return {name for d in shape if isinstance(d, Sym) for name in d.symbols()}
+
+
+# -- preparing the model --------------------------------------------------------------------
+
+def model_for(graph: Graph, analysis: Analysis, data_dir: str | None = None,
+              progress: Progress | None = None) -> onnx.ModelProto:
+    """The ONNX model to run: the file itself for ONNX input, the export of a spec otherwise
+    (its weights left out and generated here, once, at their final place)."""
+    base_dir = os.path.dirname(os.path.abspath(graph.path))
+    if graph.metadata.get("format") == "onnx":
+        source = onnx.load(graph.path, load_external_data=False)
+    else:
+        from archcalc.export import to_onnx
+
+        source = to_onnx(graph, analysis, weights="omit", external_path="__archcalc_generated__")
+        # Graph outputs untyped: onnxruntime reports the dtype it computed, so a wrong dtype
+        # in the analysis is a mismatch to show rather than a model it refuses.
+        for output in source.graph.output:
+            output.ClearField("type")
+    return prepare_model(source, analysis, base_dir, data_dir=data_dir, progress=progress)
+
+
+def prepare_model(model: onnx.ModelProto, analysis: Analysis, base_dir: str, *, data_dir: str | None = None,
+                  progress: Progress | None = None) -> onnx.ModelProto:
+    """`model` (changed in place) with every layer output, and every other tensor the
+    analysis inferred, as a graph output, and with its weights present: external data is
+    read when its file exists, generated when it does not. With `data_dir`, weights end
+    up in `data_dir`/weights.bin as external data instead of inline."""
+    from archcalc.export import _weight_values
+
+    say = progress or (lambda *_: None)
     rng = np.random.default_rng(0)
-    for tensor in model.graph.initializer:
-        if tensor.data_location != TensorProto.EXTERNAL:
-            continue
-        info = {e.key: e.value for e in tensor.external_data}
-        path = os.path.join(base_dir, info.get("location", ""))
-        shape = tuple(tensor.dims)
-        dtype = _NUMPY.get(tensor.data_type, np.float32)
-        if os.path.isfile(path):
-            with open(path, "rb") as handle:
-                handle.seek(int(info.get("offset", 0)))
-                count = int(np.prod(shape))
-                values = np.frombuffer(handle.read(count * np.dtype(dtype).itemsize), dtype).reshape(shape)
-        else:
-            values = (rng.uniform(0.5, 1.5, shape) if "running_var" in tensor.name
-                      else rng.standard_normal(shape) * 0.05).astype(dtype)
-        tensor.CopyFrom(onnx.numpy_helper.from_array(values, tensor.name))
+    positive = {layer.inputs[4].name for layer in analysis.layers
+                if layer.op == "BatchNormalization" and len(layer.inputs) > 4}
+    initializers = model.graph.initializer
+    sink = open(os.path.join(data_dir, "weights.bin"), "wb") if data_dir else None  # noqa: SIM115
+    end = 0
+    try:
+        for index, tensor in enumerate(initializers):
+            say("preparing weights", index, len(initializers))
+            external = tensor.data_location == TensorProto.EXTERNAL
+            if not external and sink is None:
+                continue
+            values = _stored_values(tensor, base_dir) if external else onnx.numpy_helper.to_array(tensor)
+            count = int(np.prod(tensor.dims))
+            hole = values is None and sink is not None and count > SPARSE_ABOVE
+            if values is None and not hole:
+                kind = "buffer" if tensor.name in positive or "running_var" in tensor.name else "weight"
+                values = _generated(tensor, kind, rng, _weight_values)
+            if sink is None or not hole and _stays_inline(values):
+                tensor.CopyFrom(onnx.numpy_helper.from_array(values, tensor.name))
+                continue
+            offset = end + -end % _ALIGN
+            sink.seek(offset)
+            if hole:
+                sink.seek(offset + count * helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize)
+            else:
+                sink.write(np.ascontiguousarray(values).data)
+            end = sink.tell()
+            name, dims, data_type = tensor.name, tuple(tensor.dims), tensor.data_type
+            tensor.Clear()
+            tensor.name, tensor.data_type = name, data_type
+            tensor.dims.extend(dims)
+            tensor.data_location = TensorProto.EXTERNAL
+            for key, value in (("location", "weights.bin"), ("offset", str(offset)),
+                               ("length", str(end - offset))):
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, value
+            del values
+        say("preparing weights", len(initializers), len(initializers))
+    finally:
+        if sink is not None:
+            sink.truncate(end)  # a trailing hole counts only once the file is this long
+            sink.close()
     _declare_input_shapes(model, analysis)
-    existing = {o.name for o in model.graph.output}
-    for layer in analysis.layers:
-        for out in layer.outputs:
-            if out.name not in existing:
-                elem = helper.np_dtype_to_tensor_dtype(np.dtype(_np_name(out.dtype)))
-                model.graph.output.append(helper.make_tensor_value_info(out.name, elem, None))
-                existing.add(out.name)
+    existing = {o.name for o in model.graph.output} | {i.name for i in model.graph.input} | \
+        {t.name for t in initializers}
+    for name in _tensors_to_observe(model, analysis):
+        if name not in existing:
+            # No declared type: onnxruntime reports the type it computed, and a wrong dtype
+            # in the analysis is a mismatch to show, not a model to refuse.
+            model.graph.output.append(onnx.ValueInfoProto(name=name))
+            existing.add(name)
     return model
+
+
+def _stays_inline(values: np.ndarray) -> bool:
+    """Small tensors, and integer ones (shapes, axes, indices), stay in the model:
+    onnxruntime's shape inference reads Reshape targets and the like only from inline data."""
+    return values.nbytes < 1024 or values.dtype.kind in "iub" and values.nbytes < 2**20
+
+
+def _tensors_to_observe(model: onnx.ModelProto, analysis: Analysis) -> list[str]:
+    """Every layer output, then every other node output whose shape archcalc inferred
+    (ConstantOfShape and Constant nodes folded into weights are not layers)."""
+    names = [out.name for layer in analysis.layers if not layer.parent for out in layer.outputs if out.name]
+    seen = set(names)
+    for node in model.graph.node:
+        for out in node.output:
+            if out and out not in seen and out in analysis.tensors and analysis.tensors[out].shape is not None:
+                names.append(out)
+                seen.add(out)
+    return names
+
+
+def _stored_values(tensor: TensorProto, base_dir: str) -> np.ndarray | None:
+    """An external tensor's values from its file, or None when the file is not there."""
+    info = {e.key: e.value for e in tensor.external_data}
+    path = os.path.join(base_dir, info.get("location", ""))
+    if not os.path.isfile(path):
+        return None
+    dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    shape = tuple(tensor.dims)
+    count = int(np.prod(shape))
+    with open(path, "rb") as handle:
+        handle.seek(int(info.get("offset", 0)))
+        data = handle.read(count * dtype.itemsize)
+    if len(data) < count * dtype.itemsize:
+        return None  # a truncated file: generate rather than fail
+    return np.frombuffer(data, dtype).reshape(shape)
+
+
+def _generated(tensor: TensorProto, kind: str, rng: np.random.Generator, weight_values) -> np.ndarray:
+    dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    shape = tuple(tensor.dims)
+    if dtype.kind in "iub":
+        return np.zeros(shape, dtype)  # zeros: valid as indices, counts and quantised weights alike
+    return weight_values(tensor.name, shape, kind, "random", rng, dtype)
 
 
 def _declare_input_shapes(model: onnx.ModelProto, analysis: Analysis) -> None:
@@ -131,82 +357,270 @@ def _declare_input_shapes(model: onnx.ModelProto, analysis: Analysis) -> None:
         del model.graph.value_info[:]
 
 
-def _np_name(dtype: str) -> str:
-    return {"bfloat16": "float32", "float": "float32", "double": "float64"}.get(dtype, dtype)
+@contextlib.contextmanager
+def terminal_progress(console=None) -> Iterator[Progress | None]:
+    """A rich progress bar on stderr while verify prepares weights, builds the session, runs
+    and compares; nothing when stderr is not a terminal (piped, CI logs, tests)."""
+    from rich.console import Console
+
+    err = console or Console(stderr=True, markup=False, highlight=False)
+    if not err.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Bar(*columns, console=err, transient=True) as bar:
+        tasks: dict[str, Any] = {}  # phase -> rich task id
+
+        def update(phase: str, done: int, total: int | None) -> None:
+            if phase not in tasks:
+                for task in tasks.values():  # one phase at a time: the previous one is over
+                    bar.update(task, total=1, completed=1)
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        yield update
+
+
+# -- running --------------------------------------------------------------------------------
+
+def verify(graph: Graph, analysis: Analysis, *, profile: bool = False,
+           progress: Progress | None = None) -> VerifyReport:
+    """Prepare, run and compare; large models go through a temporary external-data file."""
+    large = analysis.totals.weight_bytes > EXTERNAL_DATA_ABOVE
+    with tempfile.TemporaryDirectory(prefix="archcalc-verify-") as scratch:
+        started = time.perf_counter()
+        model = model_for(graph, analysis, scratch if large else None, progress)
+        prepared = time.perf_counter() - started
+        report = run_and_compare(graph, analysis, model, profile=profile, progress=progress,
+                                 model_dir=scratch if large else None)
+    report.seconds = {"prepare": prepared, **report.seconds}
+    return report
 
 
 def run_and_compare(graph: Graph, analysis: Analysis, model: onnx.ModelProto, *, profile: bool = False,
-                    progress: Callable[[str], None] | None = None) -> VerifyReport:
+                    progress: Progress | None = None, model_dir: str | None = None) -> VerifyReport:
+    """Run `model` (prepared) once and compare; with `model_dir`, the model is saved there
+    (its weights already external in that directory) and the session reads it by path."""
     import onnxruntime
 
-    report = VerifyReport(model=graph.path)
-    say = progress or (lambda _: None)
+    report = VerifyReport(model=graph.path, layers_total=len(analysis.layers))
+    say = progress or (lambda *_: None)
+    is_spec = graph.metadata.get("format") != "onnx"
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: its errors reach the user as our message
+    if not profile:
+        # Prepacking copies every Conv/Gemm/MatMul weight into a second layout: twice the
+        # weight memory and seconds of session time (2 GiB dense layer: 4.2 GiB, 5 s) for
+        # a faster run, which only --profile's timings need to be realistic.
+        options.add_session_config_entry("session.disable_prepacking", "1")
     if profile:
         options.enable_profiling = True
-    say("building the onnxruntime session")
+    weight_shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    say("building the onnxruntime session", 0, None)
     started = time.perf_counter()
     try:
-        session = onnxruntime.InferenceSession(model.SerializeToString(), options,
-                                               providers=["CPUExecutionProvider"])
+        if model_dir is not None:
+            path = os.path.join(model_dir, "model.onnx")
+            onnx.save(model, path)
+            session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        else:
+            session = onnxruntime.InferenceSession(model.SerializeToString(), options,
+                                                   providers=["CPUExecutionProvider"])
     except Exception as error:  # noqa: BLE001 (onnxruntime raises its own hierarchy)
-        raise VerifyError(f"onnxruntime refused the model: {_first_line(error)}", where=graph.path,
-                          fix="check the op and opset it names; archcalc analyze still works without running") \
-            from None
+        _refused(error, graph, report, is_spec, "refused the model",
+                 "check the op and opset it names; archcalc analyze still works without running")
+        return report
+    del model  # the session holds its own copy of the weights
     report.seconds["session"] = time.perf_counter() - started
+    feeds = _feeds(session, analysis, graph.path)
+    say("running", 0, None)
+    started = time.perf_counter()
+    names = [o.name for o in session.get_outputs()]
+    run_options = onnxruntime.RunOptions()
+    run_options.log_severity_level = 4  # no "[E:onnxruntime:...]" line beside our message
+    try:
+        if profile:
+            session.run(names, feeds, run_options)  # warm-up: first runs pay for allocation and packing
+        values = session.run(names, feeds, run_options)
+    except Exception as error:  # noqa: BLE001
+        _refused(error, graph, report, is_spec, "failed while running",
+                 "the message names the node; check its input shapes")
+        return report
+    report.seconds["run"] = time.perf_counter() - started
+    observed = dict(zip(names, values))
+    del values
+    if profile:
+        report.node_times_us = _node_times(session.end_profiling())
+        report.layer_times = _layer_times(analysis, report.node_times_us)
+    started = time.perf_counter()
+    _compare(graph, analysis, observed, feeds, weight_shapes, report, say)
+    report.seconds["compare"] = time.perf_counter() - started
+    return report
+
+
+def _feeds(session, analysis: Analysis, path: str) -> dict[str, np.ndarray]:
     feeds = {}
     rng = np.random.default_rng(0)
     for value in session.get_inputs():
         inferred = analysis.tensors.get(value.name)
         if inferred is None or inferred.shape is None:
-            raise VerifyError(f"input '{value.name}' has no inferred shape", where=graph.path)
-        shape = bind_shape(inferred.shape, analysis.bindings)
-        dtype = np.dtype(_np_name(inferred.dtype))
-        feeds[value.name] = (rng.integers(0, 2, shape) if dtype.kind in "iub" else rng.random(shape)).astype(dtype)
-    say("running the model")
-    started = time.perf_counter()
-    names = [o.name for o in session.get_outputs()]
-    try:
-        if profile:
-            session.run(names, feeds)  # warm-up: first runs pay for allocation and packing
-        values = session.run(names, feeds)
-    except Exception as error:  # noqa: BLE001
-        raise VerifyError(f"onnxruntime failed while running: {_first_line(error)}", where=graph.path,
-                          fix="the message names the node; check its input shapes") from None
-    report.seconds["run"] = time.perf_counter() - started
-    observed = dict(zip(names, values))
-    if profile:
-        report.node_times_us = _node_times(session.end_profiling())
-    _compare(graph, analysis, observed, feeds, report)
-    return report
+            raise VerifyError(f"input '{value.name}' has no inferred shape", where=path,
+                              fix=f"give it one with --input-shape {value.name}=D1,D2,...")
+        dtype = _NUMPY.get(inferred.dtype)
+        if dtype is None:
+            raise VerifyError(f"input '{value.name}' is {inferred.dtype} ({value.type}); archcalc can generate "
+                              "only numeric and bool inputs to run the model", where=path,
+                              fix="archcalc analyze works on this model; verify a variant with a numeric input")
+        try:
+            shape = bind_shape(inferred.shape, analysis.bindings)
+        except ShapeError as error:
+            raise VerifyError(f"input '{value.name}': {error.message}", where=path, fix=error.fix) from None
+        # Integers in {0, 1}: valid as indices into any non-empty axis, as counts and as masks.
+        feeds[value.name] = (rng.integers(0, 2, shape) if np.dtype(dtype).kind in "iub"
+                             else rng.random(shape)).astype(dtype)
+    return feeds
 
 
-def _compare(graph: Graph, analysis: Analysis, observed: dict[str, np.ndarray], feeds: dict[str, np.ndarray],
-             report: VerifyReport) -> None:
+# onnxruntime's words for a disagreement about shapes or types (the graph is inconsistent).
+_SHAPE_WORDS = re.compile(r"shape|dimension|dims\b|rank|broadcast|incompatible|mismatch|channel|not equal|"
+                          r"does not match|type error", re.IGNORECASE)
+_NODE_NAMES = re.compile(r"Node \(([^)]*)\)|Name:'([^']*)'|node with name '([^']*)'|in node \(([^)]*)\)"
+                         r"|node named '([^']*)'")
+
+
+def _refused(error: Exception, graph: Graph, report: VerifyReport, is_spec: bool, what: str, fix: str) -> None:
+    """An onnxruntime error as a failed verification (a spec archcalc exported whose shapes
+    onnxruntime disputes: archcalc's inference is wrong) or as bad input (exit 2)."""
+    message = _message(error)
+    culprit = _culprit(message, graph)
+    # A missing kernel (NOT_IMPLEMENTED) is the runtime's limit, not archcalc's inference.
+    if is_spec and _SHAPE_WORDS.search(message) and "NOT_IMPLEMENTED" not in message:
+        report.mismatches.append(Mismatch("onnxruntime", culprit[0] if culprit else "", "",
+                                          "a graph with archcalc's shapes runs", f"onnxruntime {what}: {message}"))
+        return
+    named = f" at node '{culprit[0]}' ({culprit[1]})" if culprit else ""
+    raise VerifyError(f"onnxruntime {what}{named}: {message}", where=graph.path, fix=fix)
+
+
+def _culprit(message: str, graph: Graph) -> tuple[str, str] | None:
+    """The (node name, op) an onnxruntime message is about: the node it names, else the
+    first node whose op it names (an op without a kernel, a custom op)."""
+    ops = {node.name: node.op for node in graph.nodes}
+    for match in _NODE_NAMES.finditer(message):
+        name = next((g for g in match.groups() if g), "")
+        if name in ops:
+            return name, ops[name]
+    for node in graph.nodes:
+        if re.search(rf"(?<![\w.]){re.escape(node.op)}\b", message):
+            return node.name, (f"{node.domain}:{node.op}" if node.domain else node.op)
+    return None
+
+
+def _message(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+# -- comparing ------------------------------------------------------------------------------
+
+def _compare(graph: Graph, analysis: Analysis, observed: dict[str, Any], feeds: dict[str, np.ndarray],
+             weight_shapes: dict[str, tuple[int, ...]], report: VerifyReport, say: Progress) -> None:
     env = analysis.bindings
+    fed = input_symbols(graph)
     nodes = {node.name: node for node in graph.nodes}
-    for layer in analysis.layers:
+    compared: set[str] = set()
+    total = len(analysis.layers)
+    for index, layer in enumerate(analysis.layers):
+        if index % 64 == 0:
+            say("comparing", index, total)
+        if layer.parent:
+            report.skipped.append({"name": layer.name, "op": layer.op,
+                                   "reason": f"inside the subgraph of '{layer.parent}', whose tensors onnxruntime "
+                                             "does not return"})
+            continue
         if not layer.modelled:
-            report.skipped.append(layer.name)
+            report.skipped.append({"name": layer.name, "op": layer.op,
+                                   "reason": f"no rule for {layer.op}: its output shapes are unknown"})
             continue
         report.layers_checked += 1
+        dependent = False
         for out in layer.outputs:
-            actual = observed.get(out.name)
-            if actual is None:
-                report.mismatches.append(Mismatch("missing", layer.name, out.name, "an output", "none"))
+            if not out.name:
                 continue
-            report.tensors_checked += 1
-            expected = bind_shape(out.shape, env)
-            if tuple(actual.shape) != expected:
-                report.mismatches.append(Mismatch("shape", layer.name, out.name, str(list(expected)),
-                                                  str(list(actual.shape))))
-        _recount(layer, nodes[layer.name], analysis, {**feeds, **observed}, report)
+            compared.add(out.name)
+            dependent |= _check_tensor(layer.name, out.name, out.shape, out.dtype, observed, env, fed, report)
+        for tensor in layer.inputs:
+            dependent |= bool(tensor.shape is not None and _symbols(tensor.shape) - fed)
+        node = nodes.get(layer.name)
+        if node is not None and not dependent:
+            _check_costs(layer, node, analysis, {**feeds, **observed}, weight_shapes, report)
+    say("comparing", total, total)
+    # Node outputs that are not layer outputs (Constant/ConstantOfShape folded into weights).
+    producers = {out: node.name for node in graph.nodes for out in node.outputs}
+    for name, tensor in analysis.tensors.items():
+        if name in compared or name not in observed or tensor.shape is None:
+            continue
+        _check_tensor(producers.get(name, name), name, tensor.shape, tensor.dtype, observed, env, fed, report)
 
 
-def _recount(layer, node, analysis: Analysis, observed: dict[str, np.ndarray], report: VerifyReport) -> None:
-    """MACs and FLOPs again, from the shapes onnxruntime produced rather than inferred ones."""
+def _check_tensor(layer: str, name: str, shape, dtype: str, observed: dict[str, Any], env: Mapping[str, int],
+                  fed: set[str], report: VerifyReport) -> bool:
+    """Compare one tensor; True when its shape holds a data-dependent dim."""
+    actual = observed.get(name)
+    if actual is None:
+        report.mismatches.append(Mismatch("missing", layer, name, "an output", "none"))
+        return False
+    if not isinstance(actual, np.ndarray):
+        report.skipped.append({"name": name, "op": "", "reason": f"a {type(actual).__name__} (sequence or map), "
+                                                                "not a tensor"})
+        return False
+    report.tensors_checked += 1
+    dependent = False
+    if shape is None:
+        return False
+    if len(shape) != actual.ndim:
+        report.mismatches.append(Mismatch("shape", layer, name, _json_shape(shape, env), list(actual.shape)))
+    else:
+        wrong = False
+        for axis, (dim, size) in enumerate(zip(shape, actual.shape)):
+            if _symbols((dim,)) - fed:
+                dependent = True
+                report.data_dependent.append(DataDependent(layer, name, axis, str(dim), int(size)))
+            elif bind(dim, env) != size:
+                wrong = True
+        if wrong:
+            report.mismatches.append(Mismatch("shape", layer, name, _json_shape(shape, env), list(actual.shape)))
+    expected_dtype = _ALIASES.get(dtype, dtype)
+    actual_dtype = _dtype_name(actual.dtype)
+    if expected_dtype != actual_dtype:
+        report.mismatches.append(Mismatch("dtype", layer, name, expected_dtype, actual_dtype))
+    return dependent
+
+
+def _json_shape(shape, env: Mapping[str, int]) -> list:
+    """Bound dims as ints; a dim that cannot be bound stays as its expression."""
+    out: list[int | str] = []
+    for dim in shape:
+        try:
+            out.append(bind(dim, env))
+        except ShapeError:
+            out.append(str(dim))
+    return out
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    return "string" if dtype.kind in "OSU" else dtype.name
+
+
+def _check_costs(layer: LayerResult, node, analysis: Analysis, observed: dict[str, Any],
+                 weight_shapes: dict[str, tuple[int, ...]], report: VerifyReport) -> None:
+    """Static MACs against the rule's observed_macs (an independent formula on observed
+    shapes); FLOPs (and MACs without a reference) recomputed by the rule on observed shapes."""
     rule = get_rule(layer.op)
     if rule is None:
         return
@@ -218,30 +632,46 @@ def _recount(layer, node, analysis: Analysis, observed: dict[str, np.ndarray], r
         array = observed.get(name)
         known = analysis.known_tensors.get(name)
         inferred = analysis.tensors.get(name)
-        if array is not None:
+        dtype = inferred.dtype if inferred else "float32"
+        if isinstance(array, np.ndarray):
             small_int = array.dtype.kind in "iu" and array.size <= 1024
             value = tuple(array.reshape(-1).tolist()) if small_int else None
-            states.append(TensorState(tuple(array.shape), inferred.dtype if inferred else "float32", value))
+            states.append(TensorState(tuple(array.shape), dtype, value))
+        elif name in weight_shapes:
+            # Weights and constants are not graph outputs: their shapes are the ones onnxruntime ran with.
+            states.append(TensorState(weight_shapes[name], dtype, known.value if known is not None else None))
         elif inferred is not None and inferred.shape is not None:
-            # Weights and constants are not graph outputs; their shapes are fixed, not inferred.
             value = known.value if known is not None else None
-            states.append(TensorState(bind_shape(inferred.shape, analysis.bindings), inferred.dtype, value))
+            states.append(TensorState(bind_shape(inferred.shape, analysis.bindings), dtype, value))
         else:
             return
+    outputs = [tuple(observed[o].shape) if isinstance(observed.get(o), np.ndarray) else None for o in node.outputs]
+    checked_macs = False
+    if rule.observed_macs is not None and all(s is not None for s in states[:2]) and outputs and outputs[0]:
+        shapes = [None if s is None else tuple(s.shape) for s in states]
+        reference = int(rule.observed_macs(shapes, outputs, dict(layer.attrs)))
+        checked_macs = True
+        if reference != layer.macs:
+            report.mismatches.append(Mismatch("macs", layer.name, "", layer.macs, reference))
     try:
         result = rule(states, dict(layer.attrs), {"n_outputs": len(node.outputs), "node_name": node.name,
                                                   "op": node.op})
     except ArchcalcError as error:
         report.mismatches.append(Mismatch("shape", layer.name, "", "rule accepts observed shapes", str(error)))
         return
-    for kind, static, dynamic in (("macs", layer.macs, result.macs), ("flops", layer.flops, result.flops)):
+    checks = [("flops", layer.flops, result.flops)]
+    if not checked_macs:
+        checks.insert(0, ("macs", layer.macs, result.macs))
+    for kind, static, dynamic in checks:
+        try:
+            dynamic = bind(dynamic, analysis.bindings)
+        except ShapeError:
+            continue
         if static != dynamic:
-            report.mismatches.append(Mismatch(kind, layer.name, "", f"{static:,}", f"{int(dynamic):,}"))
+            report.mismatches.append(Mismatch(kind, layer.name, "", static, int(dynamic)))
 
 
 def _node_times(profile_path: str) -> dict[str, float]:
-    import json
-
     with open(profile_path, encoding="utf-8") as handle:
         events = json.load(handle)
     os.remove(profile_path)
@@ -253,26 +683,13 @@ def _node_times(profile_path: str) -> dict[str, float]:
     return times
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def model_for(graph: Graph, analysis: Analysis) -> onnx.ModelProto:
-    """The ONNX model to run: the file itself for ONNX input, the export of a spec otherwise."""
-    base_dir = os.path.dirname(os.path.abspath(graph.path))
-    if graph.metadata.get("format") == "onnx":
-        source = onnx.load(graph.path, load_external_data=False)
-    else:
-        from archcalc.export import to_onnx
-
-        source = to_onnx(graph, analysis, weights="random")
-    return prepare_model(source, analysis, base_dir)
-
-
-def default_memory_limit() -> int:
-    """Half of physical memory: room for onnxruntime's own buffers beside ours."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (ValueError, OSError, AttributeError):
-        return 8 * 2**30
+def _layer_times(analysis: Analysis, node_times_us: Mapping[str, float]) -> list[dict]:
+    rows = []
+    for layer in analysis.layers:
+        micros = node_times_us.get(layer.name)
+        if micros is None:
+            continue
+        rate = layer.macs / micros / 1e3 if micros and layer.macs else None
+        rows.append({"name": layer.name, "op": layer.op, "macs": layer.macs, "time_us": micros,
+                     "gmac_per_s": None if rate is None else round(rate, 3)})
+    return rows

@@ -104,6 +104,12 @@ def single_node_model(op: str, args: Sequence[Arg], attrs: dict[str, Any], *, op
 def run_onnxruntime(op: str, args: Sequence[Arg], attrs: dict[str, Any], *, opset: int = 17,
                     outputs: int = 1) -> list[tuple[int, ...]]:
     """Run one `op` node in onnxruntime; return the shapes of its first `outputs` outputs."""
+    return [tuple(r.shape) for r in onnxruntime_outputs(op, args, attrs, opset=opset, outputs=outputs)]
+
+
+def onnxruntime_outputs(op: str, args: Sequence[Arg], attrs: dict[str, Any], *, opset: int = 17,
+                        outputs: int = 1) -> list[np.ndarray]:
+    """Run one `op` node in onnxruntime; its first `outputs` outputs."""
     model, feeds = single_node_model(op, args, attrs, opset=opset, outputs=outputs)
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -111,8 +117,7 @@ def run_onnxruntime(op: str, args: Sequence[Arg], attrs: dict[str, Any], *, opse
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     run_options = ort.RunOptions()
     run_options.log_severity_level = 3
-    results = session.run([o.name for o in model.graph.output], feeds, run_options)
-    return [tuple(r.shape) for r in results]
+    return session.run([o.name for o in model.graph.output], feeds, run_options)
 
 
 def onnx_inferred_shapes(op: str, args: Sequence[Arg], attrs: dict[str, Any], *, opset: int = 17,
@@ -151,3 +156,9 @@ def run_rule(op: str, args: Sequence[Arg], attrs: dict[str, Any]) -> RuleResult:
 
 def rule_shapes(result: RuleResult, outputs: int = 1) -> list[tuple[int, ...]]:
     return [tuple(o.shape) for o in result.outputs[:outputs]]
+
+
+def rule_dtypes(result: RuleResult, args: Sequence[Arg], outputs: int = 1) -> list[str]:
+    """The dtypes the engine gives the outputs: the rule's, or its first input's (the engine's default)."""
+    first = next((a.dtype for a in args if a.kind != "omitted"), "float32")
+    return [o.dtype or first for o in result.outputs[:outputs]]

@@ -15,6 +15,8 @@ from ort_helpers import (
     const,
     data,
     onnx_inferred_shapes,
+    onnxruntime_outputs,
+    rule_dtypes,
     rule_shapes,
     run_onnxruntime,
     run_rule,
@@ -151,9 +153,11 @@ ONNX_ONLY = [
 
 
 @pytest.mark.parametrize(("op", "args", "attrs", "opset", "outputs"), CASES)
-def test_output_shape_matches_onnxruntime(op, args, attrs, opset, outputs):
-    expected = run_onnxruntime(op, args, attrs, opset=opset, outputs=outputs)
-    assert rule_shapes(run_rule(op, args, attrs), outputs) == expected
+def test_output_shape_and_dtype_match_onnxruntime(op, args, attrs, opset, outputs):
+    results = onnxruntime_outputs(op, args, attrs, opset=opset, outputs=outputs)
+    rule = run_rule(op, args, attrs)
+    assert rule_shapes(rule, outputs) == [tuple(r.shape) for r in results]
+    assert rule_dtypes(rule, args, outputs) == [str(r.dtype) for r in results]
 
 
 @pytest.mark.parametrize(("op", "args", "attrs", "opset", "outputs"), ONNX_ONLY)

@@ -28,7 +28,7 @@ def _check_channels(actual: Dim, expected: Dim, group: int, what: str) -> None:
         )
 
 
-@rule("Conv")
+@rule("Conv", observed_macs=lambda i, o, a: prod(o[0]) * prod(i[1][1:]))  # out * C/g * k
 def conv(inputs: Sequence[TensorState | None], *, kernel_shape=None, strides=None, pads=None,
          dilations=None, group=1, auto_pad="NOTSET") -> RuleResult:
     """out = floor((n + pads - d*(k-1) - 1)/s) + 1 per axis; MACs = out elements * C/g * prod(k)."""
@@ -71,7 +71,34 @@ def conv(inputs: Sequence[TensorState | None], *, kernel_shape=None, strides=Non
     )
 
 
-@rule("ConvTranspose")
+def _check_output_padding(extra: Sequence[int], strides: Sequence[int], dilations: Sequence[int]) -> tuple[str, ...]:
+    """output_padding must be smaller than max(stride, dilation) on every axis; the warnings
+    for one that is not smaller than the stride.
+
+    The bound is ONNX's and PyTorch's, and onnxruntime (1.32) checks it too ("must be less
+    than max(stride, dilation)"). onnxruntime also refuses, at run time, any output_padding
+    >= stride (the output would not map back to the input size: "Computed output shape is
+    inconsistent with input spatial dimensions"), which matters only when the dilation is
+    the larger: that shape is valid, so it is a warning that verify will fail, not an error.
+    """
+    refused = []
+    for name, pad, stride, dilation in zip(axis_names(len(extra)), extra, strides, dilations):
+        limit = max(stride, dilation)
+        if pad >= limit:
+            raise ShapeError(
+                f"output_padding {pad} on axis {name} is not smaller than max(stride {stride}, "
+                f"dilation {dilation}) = {limit}",
+                fix=f"use an output_padding of at most {limit - 1} on that axis" if limit > 1
+                else "remove output_padding: with stride 1 and dilation 1 it must be 0")
+        if pad >= stride:
+            refused.append(f"{pad} on axis {name} (stride {stride}, dilation {dilation})")
+    if not refused:
+        return ()
+    return (f"output_padding {', '.join(refused)} is not smaller than the stride: valid ONNX, "
+            "but onnxruntime refuses to run it, so verify will fail",)
+
+
+@rule("ConvTranspose", observed_macs=lambda i, o, a: prod(i[0]) * prod(i[1][1:]))  # in * M/g * k
 def conv_transpose(inputs: Sequence[TensorState | None], *, kernel_shape=None, strides=None, pads=None,
                    dilations=None, group=1, auto_pad="NOTSET", output_padding=None,
                    output_shape=None) -> RuleResult:
@@ -87,6 +114,7 @@ def conv_transpose(inputs: Sequence[TensorState | None], *, kernel_shape=None, s
     strides = tuple(strides or (1,) * rank)
     dilations = tuple(dilations or (1,) * rank)
     extra = tuple(output_padding or (0,) * rank)
+    warnings = _check_output_padding(extra, strides, dilations)
     pads = tuple(pads or (0,) * (2 * rank))
     sizes: list[Dim] = []
     begins: list[int] = []
@@ -131,4 +159,5 @@ def conv_transpose(inputs: Sequence[TensorState | None], *, kernel_shape=None, s
         receptive=tuple(Window(kernel[i], strides[i], begins[i], dilations[i], transposed=True)
                         for i in range(rank)),
         explain=explain,
+        warnings=warnings,
     )

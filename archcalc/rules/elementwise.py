@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from archcalc.dims import Dim, Sym, is_static, prod
 from archcalc.errors import ShapeError
@@ -145,7 +146,7 @@ def _per_element(shape: Sequence[Dim], flops_per_element: int, what: str, weight
 UNARY_OPS = (
     "Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Erf",
     "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh",
-    "Not", "IsNaN", "IsInf", "BitwiseNot",
+    "Not", "BitwiseNot",
 )
 
 
@@ -153,6 +154,13 @@ UNARY_OPS = (
 def unary(inputs: Sequence[TensorState]) -> RuleResult:
     """One elementary operation per element; shape unchanged."""
     return _per_element(inputs[0].shape, 1, "one operation")
+
+
+@rule("IsNaN", "IsInf")
+def float_test(inputs: Sequence[TensorState]) -> RuleResult:
+    """One test per element; a bool output of the input's shape."""
+    result = _per_element(inputs[0].shape, 1, "one test")
+    return replace(result, outputs=(Output(tuple(inputs[0].shape), "bool"),))
 
 
 # Addition and subtraction pass gradients through unchanged; products need their operands.

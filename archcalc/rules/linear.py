@@ -23,7 +23,7 @@ def _check_inner(k_a, k_b, a_shape, b_shape, op: str) -> None:
         )
 
 
-@rule("Gemm")
+@rule("Gemm", observed_macs=lambda i, o, a: prod(o[0]) * i[0][0 if a.get("transA") else 1])  # M*N * K
 def gemm(inputs: Sequence[TensorState | None], *, transA=0, transB=0, alpha=1.0, beta=1.0) -> RuleResult:
     """Y = alpha * A' B' + beta * C with A' [M, K], B' [K, N]; params = (K + 1) * N with a bias."""
     a, b = inputs[0].shape, inputs[1].shape
@@ -53,7 +53,7 @@ def gemm(inputs: Sequence[TensorState | None], *, transA=0, transB=0, alpha=1.0,
                       weights=(1, 2) if has_bias else (1,), receptive=GLOBAL, explain=explain)
 
 
-@rule("MatMul")
+@rule("MatMul", observed_macs=lambda i, o, a: prod(o[0]) * i[0][-1])  # out elements * K
 def matmul(inputs: Sequence[TensorState]) -> RuleResult:
     """numpy matmul: [..., M, K] @ [..., K, N] -> [..., M, N]; MACs = batch * M * N * K."""
     a, b = tuple(inputs[0].shape), tuple(inputs[1].shape)
