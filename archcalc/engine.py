@@ -88,6 +88,9 @@ class _Inference:
         self.graph = graph
         self.env = env
         self.states: dict[str, TensorState | None] = {}
+        # The TensorResult of each tensor in `states`, made once: every consumer lists it.
+        self.results: dict[str, TensorResult] = {}
+        self.element_counts: dict[tuple, int] = {}  # bound element count by shape: few distinct shapes
         self.fields: dict[str, _Field] = {}
         self.known: dict[str, TensorInfo] = dict(graph.tensors)
         self.counted: set[str] = set()
@@ -112,7 +115,7 @@ class _Inference:
         for name, info in self.graph.tensors.items():
             if not isinstance(info.shape, Deferred):
                 value = info.value if not isinstance(info.value, Deferred) else None
-                self.states[name] = TensorState(tuple(info.shape), info.dtype, value)
+                self._set_state(name, TensorState(tuple(info.shape), info.dtype, value))
                 if info.kind == "input":
                     self.fields[name] = _input_field(info.shape)
         layers = []
@@ -187,7 +190,7 @@ class _Inference:
         resolved = TensorInfo(info.name, shape, info.dtype, info.kind, value, info.trainable)
         self.known[info.name] = resolved
         state = TensorState(shape, info.dtype, value)
-        self.states[info.name] = state
+        self._set_state(info.name, state)
         return state
 
     def _record(self, node: Node, inputs: Sequence[TensorState | None], attrs: dict,
@@ -200,9 +203,9 @@ class _Inference:
             if not name:
                 continue
             dtype = out.dtype or first_dtype
-            self.states[name] = TensorState(tuple(out.shape), dtype, out.value)
-            outputs.append(TensorResult(name, tuple(out.shape), dtype))
-            size = bind(prod(out.shape), env) * dtype_bytes(dtype)
+            shape = tuple(out.shape)
+            outputs.append(self._set_state(name, TensorState(shape, dtype, out.value)))
+            size = self._elements(shape) * dtype_bytes(dtype)
             self.tensor_bytes[name] = size
             activation_bytes += size
         params = trainable = buffers = 0
@@ -211,7 +214,7 @@ class _Inference:
         for info in result.held:  # a subgraph's own weights join the known tensors under their names
             if info.name not in self.known:
                 self.known[info.name] = info
-                self.states[info.name] = TensorState(tuple(info.shape), info.dtype, info.value)
+                self._set_state(info.name, TensorState(tuple(info.shape), info.dtype, info.value))
             used.append((info.name, False))
         for tensor, is_buffer in used:
             if not tensor:
@@ -220,7 +223,7 @@ class _Inference:
             if info is None or info.kind not in PARAM_KINDS or tensor in self.counted:
                 continue
             self.counted.add(tensor)
-            count = bind(prod(self.states[tensor].shape), env)
+            count = self._elements(self.states[tensor].shape)
             if is_buffer or info.kind == "buffer":
                 buffers += count
             else:
@@ -282,10 +285,9 @@ class _Inference:
         outputs = []
         activation_bytes = 0
         for name, state in hinted.items():
-            self.states[name] = state
-            outputs.append(TensorResult(name, state.shape if state else None, state.dtype if state else "float32"))
+            outputs.append(self._set_state(name, state))
             if state is not None:
-                size = bind(prod(state.shape), self.env) * dtype_bytes(state.dtype)
+                size = self._elements(state.shape) * dtype_bytes(state.dtype)
                 self.tensor_bytes[name] = size
                 activation_bytes += size
         return LayerResult(
@@ -304,14 +306,22 @@ class _Inference:
             return None
         return TensorState(tuple(shape), self.graph.hint_dtypes.get(name, "float32"))
 
+    def _set_state(self, name: str, state: TensorState | None) -> TensorResult:
+        self.states[name] = state
+        result = self.results[name] = TensorResult(name, state.shape if state else None,
+                                                   state.dtype if state else "float32")
+        return result
+
+    def _elements(self, shape: tuple) -> int:
+        """Elements of a tensor of `shape` with the dims bound."""
+        count = self.element_counts.get(shape)
+        if count is None:
+            count = self.element_counts[shape] = bind(prod(shape), self.env)
+        return count
+
     def _input_results(self, node: Node) -> tuple[TensorResult, ...]:
-        results = []
-        for name in node.inputs:
-            if name:
-                state = self.states.get(name)
-                results.append(TensorResult(name, state.shape if state else None,
-                                            state.dtype if state else "float32"))
-        return tuple(results)
+        results = self.results
+        return tuple(results.get(name) or TensorResult(name, None, "float32") for name in node.inputs if name)
 
     def _receptive_field(self, node: Node, receptive: str | tuple[Window, ...]) -> _Field:
         """The layer's output field from its inputs' (see `_through_window`). Windows that do
@@ -335,10 +345,7 @@ class _Inference:
         return None if None in axes else axes
 
     def _tensor_results(self) -> dict[str, TensorResult]:
-        return {
-            name: TensorResult(name, state.shape if state else None, state.dtype if state else "float32")
-            for name, state in self.states.items()
-        }
+        return dict(self.results)
 
     def _totals(self, all_layers: list[LayerResult]) -> Totals:
         layers = [layer for layer in all_layers if not layer.parent]  # sublayers are in their parent's counts
@@ -346,7 +353,7 @@ class _Inference:
         trainable = sum(layer.trainable_params for layer in layers)
         buffers = sum(layer.buffers for layer in layers)
         weight_bytes = sum(
-            bind(prod(self.states[name].shape), self.env) * dtype_bytes(self.known[name].dtype)
+            self._elements(self.states[name].shape) * dtype_bytes(self.known[name].dtype)
             for name in self.counted
         )
         input_bytes = sum(
