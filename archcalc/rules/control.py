@@ -149,16 +149,24 @@ def _carried(initial: Sequence[TensorState], final: Sequence[TensorResult], base
         if len(start.shape) != len(end.shape):
             raise UnknownValue(f"loop-carried value {k} changes rank in the body, {list(start.shape)} -> "
                                f"{list(end.shape)}: its final shape depends on the iterations")
-        shape = []
-        for axis, (a, b) in enumerate(zip(start.shape, end.shape)):
-            if a == b:
-                shape.append(a)
-            else:
-                symbol = Sym.symbol(f"{base}_carried{k}_dim{axis}")
-                lines.append(f"loop-carried value {k}: dim {axis} goes {a} -> {b} in the body: {symbol}")
-                shape.append(symbol)
-        outputs.append(Output(tuple(shape), end.dtype))
+        shape = _unified(start.shape, end.shape, f"{base}_carried{k}",
+                         f"loop-carried value {k}: dim {{axis}} goes {{a}} -> {{b}} in the body: {{symbol}}", lines)
+        outputs.append(Output(shape, end.dtype))
     return outputs
+
+
+def _unified(a: Shape, b: Shape, prefix: str, describe: str, lines: list[str]) -> Shape:
+    """`a` where it agrees with `b`; a dim that differs becomes the symbol `<prefix>_dim<axis>`
+    (bind it with --dim), noted in `lines` as `describe` words it."""
+    shape = []
+    for axis, (x, y) in enumerate(zip(a, b)):
+        if x == y:
+            shape.append(x)
+        else:
+            symbol = Sym.symbol(f"{prefix}_dim{axis}")
+            lines.append(describe.format(axis=axis, a=x, b=y, symbol=symbol))
+            shape.append(symbol)
+    return tuple(shape)
 
 
 def _bindable(dim: Dim, bindings) -> bool:
@@ -215,15 +223,9 @@ def _merged(then_body: _Body, else_body: _Body, base: str, lines: list[str]) -> 
         if len(a.shape) != len(b.shape):
             raise UnknownValue(f"output {k} has rank {len(a.shape)} in then_branch and {len(b.shape)} in "
                                f"else_branch: its shape depends on the condition")
-        shape = []
-        for axis, (x, y) in enumerate(zip(a.shape, b.shape)):
-            if x == y:
-                shape.append(x)
-            else:
-                symbol = Sym.symbol(f"{base}_out{k}_dim{axis}")
-                lines.append(f"output {k}, dim {axis}: {x} in then_branch, {y} in else_branch: {symbol}")
-                shape.append(symbol)
-        outputs.append(Output(tuple(shape), a.dtype))
+        shape = _unified(a.shape, b.shape, f"{base}_out{k}",
+                         f"output {k}, dim {{axis}}: {{a}} in then_branch, {{b}} in else_branch: {{symbol}}", lines)
+        outputs.append(Output(shape, a.dtype))
     return outputs
 
 
