@@ -137,6 +137,7 @@ class ModelDiff:
     depth: int | None
     layers: tuple[LayerDiff, ...]  # every row of both models, unchanged ones included, in order
     totals: dict[str, Delta]  # TOTAL_METRICS, in that order
+    names: tuple[str | None, str | None] = (None, None)  # headings the caller chose (--old-label, --new-label)
 
     def listed(self, include_unchanged: bool = False) -> tuple[LayerDiff, ...]:
         if include_unchanged:
@@ -155,7 +156,14 @@ class ModelDiff:
             all(delta.change == 0 for delta in self.totals.values())
 
     def labels(self) -> tuple[str, str]:
-        """How to call the two models in headings: their names, or their paths when the names agree."""
+        """How to call the two models in headings: as the caller said, else their names, or
+        their paths when the names agree."""
+        if any(self.names):
+            named = self.labels_from_models()
+            return self.names[0] or named[0], self.names[1] or named[1]
+        return self.labels_from_models()
+
+    def labels_from_models(self) -> tuple[str, str]:
         if self.old.name and self.new.name and self.old.name != self.new.name:
             return self.old.name, self.new.name
         if self.old.path != self.new.path:

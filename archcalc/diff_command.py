@@ -6,6 +6,8 @@ imported inside the command (it imports this module to register the command).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
 DIFF_FORMATS = ("table", "markdown", "json")
@@ -26,8 +28,10 @@ STATUS_STYLES = {"added": "green", "removed": "red", "renamed": "cyan", "changed
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Compare block rows, keeping DEPTH levels of block names (as `analyze --depth`).")
 @click.option("--all", "show_all", is_flag=True, help="List unchanged layers too.")
+@click.option("--old-label", default=None, help="What to call OLD in headings (default: its name, or path).")
+@click.option("--new-label", default=None, help="What to call NEW in headings (default: its name, or path).")
 def diff(old: str, new: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
-         depth: int | None, show_all: bool) -> None:
+         depth: int | None, show_all: bool, old_label: str | None, new_label: str | None) -> None:
     """Total and per-layer changes in params, MACs, FLOPs and memory from OLD to NEW.
 
     OLD and NEW are YAML specs or ONNX files, in any mix. Layers pair by name (but not by
@@ -38,6 +42,7 @@ def diff(old: str, new: str, fmt: str, batch: int | None, dims: tuple[str, ...],
     from archcalc.diff import diff_analyses, render_markdown
 
     result = diff_analyses(_analyse(old, batch, dims, input_shapes), _analyse(new, batch, dims, input_shapes), depth)
+    result = replace(result, names=(old_label, new_label))
     if fmt == "json":
         import json
 

@@ -411,13 +411,17 @@ def test_action_diff_step_writes_the_base_branch_diff(tmp_path, archcalc_on_path
     (work / LENET).write_text(spec.replace("dense: 120", "dense: 240"))  # the pull request's changes
     (work / "specs/new.yaml").write_text(spec)
     summary = tmp_path / "summary.md"
-    env = {**git_env, "MODELS": f"{LENET} specs/new.yaml", "BASE_REF": "main", "GITHUB_STEP_SUMMARY": str(summary)}
+    env = {**git_env, "MODELS": f"{LENET} specs/new.yaml specs/none*.yaml", "BASE_REF": "main",
+           "GITHUB_STEP_SUMMARY": str(summary)}
     done = run_step("diff", env, cwd=work)
     assert done.returncode == 0, done.stderr
     text = summary.read_text()
-    assert text.startswith(f"Changes to `{LENET}` from `main` to this pull request:\n\n### archcalc diff")
+    assert text.startswith(f"Changes to `{LENET}` from `main` to this pull request:\n\n"
+                           f"### archcalc diff: `main:{LENET}` → `{LENET}`")
     assert "fc1" in text  # the changed layer
-    assert text.endswith("`specs/new.yaml` is new in this pull request: it is not on `main`.\n\n")
+    assert "/tmp" not in text  # the base version's temporary copy is not what readers see
+    assert text.endswith("`specs/new.yaml` is new in this pull request: it is not on `main`.\n\n"
+                         "no file matches `specs/none*.yaml`\n")
 
 
 def test_pre_commit_hook_runs_check():
