@@ -45,6 +45,17 @@ class Sym:
 
     # Arithmetic returns a plain int when the symbols cancel out.
     def _combine(self, other: Dim, sign: int) -> Dim:
+        if isinstance(other, Sym) and len(other.terms) == len(self.terms):
+            # The common case (2*macs + adds): the same monomials in the same order. Their sum
+            # keeps that canonical order, unless a coefficient cancels.
+            same: list[tuple[Monomial, int]] = []
+            for (mono, coeff), (other_mono, other_coeff) in zip(self.terms, other.terms):
+                total = coeff + sign * other_coeff
+                if mono != other_mono or not total:
+                    break
+                same.append((mono, total))
+            else:
+                return Sym._sorted(tuple(same))
         terms = dict(self.terms)
         for mono, coeff in _terms_of(other):
             terms[mono] = terms.get(mono, 0) + sign * coeff
@@ -70,6 +81,10 @@ class Sym:
                 ((mono, coeff),) = self.terms
                 return Sym._sorted(((mono, coeff * other),))
             return Sym._sorted(tuple((m, c * other) for m, c in self.terms))
+        if len(self.terms) == 1 and isinstance(other, Sym) and len(other.terms) == 1:
+            # Two single terms (batch * seq): one non-zero term, with a non-empty monomial.
+            ((m1, c1),), ((m2, c2),) = self.terms, other.terms
+            return Sym._sorted(((tuple(sorted(m1 + m2, key=_atom_key)), c1 * c2),))
         terms: dict[Monomial, int] = {}
         for m1, c1 in self.terms:
             for m2, c2 in _terms_of(other):
@@ -165,8 +180,7 @@ class Minimum:
 Dim = int | Sym
 
 
-def _atom_key(atom: object) -> str:
-    return str(atom)
+_atom_key = str  # atoms sort by their printed form
 
 
 def _monomial_key(mono: Monomial) -> tuple[int, str]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from fractions import Fraction
 from math import gcd
+from typing import NamedTuple
 
 from archcalc.analysis import (
     Analysis,
@@ -23,12 +24,13 @@ from archcalc.analysis import (
     Totals,
     dtype_bytes,
 )
-from archcalc.dims import Sym, bind, bind_shape, prod
+from archcalc.dims import Dim, Sym, bind, bind_shape, prod
 from archcalc.errors import ArchcalcError, ShapeError, UnknownValue
 from archcalc.graph import Deferred, Graph, Node, TensorInfo
-from archcalc.registry import GLOBAL, POINTWISE, RuleResult, Scope, TensorState, Window, get_rule
+from archcalc.registry import GLOBAL, POINTWISE, Rule, RuleResult, Scope, TensorState, Window, get_rule
 
 PARAM_KINDS = ("weight", "buffer")
+_PER_LAYER_CONTEXT = frozenset({"node_name", "scope"})
 # ONNX dims and every runtime's element counts are int64; Python ints never overflow, so a
 # count past this is reported as bad input rather than silently printed.
 INT64_MAX = 2**63 - 1
@@ -72,8 +74,9 @@ def _checked_bindings(analysis: Analysis, used: set[str], given: dict[str, int],
 
 @contextmanager
 def pause_gc() -> Iterator[None]:
-    """Run without the cyclic garbage collector: inference allocates many small objects
-    and no cycles, and collections triggered by them cost a third of a large model's time."""
+    """Run without the cyclic garbage collector: converting a model and inferring its shapes
+    allocate many small objects and no cycles, and the collections their allocations trigger
+    (each walking every live object) cost a third of a large model's time."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -92,8 +95,11 @@ class _Inference:
         self.results: dict[str, TensorResult] = {}
         self.element_counts: dict[tuple, int] = {}  # bound element count by shape: few distinct shapes
         self.fields: dict[str, _Field] = {}
+        self.rule_results: dict[tuple, RuleResult] = {}  # see _apply
+        self.bound_counts: dict[Sym, int] = {}  # see _bound
         self.known: dict[str, TensorInfo] = dict(graph.tensors)
         self.counted: set[str] = set()
+        self.weight_bytes = 0  # of the tensors in `counted`
         self.tensor_bytes: dict[str, int] = {}
         self.warnings: list[str] = []
         self.scope = Scope(graph, self.states, self.known, env)
@@ -105,9 +111,11 @@ class _Inference:
         names = set(self.counted_symbols)
         shapes = [s.shape for s in self.states.values() if s is not None]
         shapes += [i.shape for i in self.known.values() if not isinstance(i.shape, Deferred)]
+        seen: set[int] = set()  # ids of the dims looked at: the same Sym object recurs in thousands of shapes
         for shape in shapes:
             for dim in shape:
-                if isinstance(dim, Sym):
+                if isinstance(dim, Sym) and id(dim) not in seen:
+                    seen.add(id(dim))
                     names |= dim.symbols()
         return names
 
@@ -137,7 +145,9 @@ class _Inference:
         )
 
     def _layer(self, node: Node) -> LayerResult:
-        inputs = [self._resolve_input(node, name) for name in node.inputs]
+        states = self.states
+        # Each input is usually computed already; _resolve_input handles the rest.
+        inputs = [states.get(name) or self._resolve_input(node, name) for name in node.inputs]
         rule = get_rule(node.op) if node.domain in ("", "ai.onnx", "archcalc") else None
         if rule is None or any(s is None for n, s in zip(node.inputs, inputs) if n):
             return self._unmodelled(node, inputs, has_rule=rule is not None)
@@ -146,8 +156,7 @@ class _Inference:
             shapes = [s.shape if s else None for s in inputs]
             attrs = {k: v.compute(shapes) if isinstance(v, Deferred) else v for k, v in attrs.items()}
         try:
-            result = rule(inputs, attrs, {"n_outputs": len(node.outputs), "node_name": node.name, "op": node.op,
-                                          "scope": self.scope})
+            result = self._apply(rule, node, inputs, attrs)
         except UnknownValue as error:
             return self._unmodelled(node, inputs, has_rule=True, reason=error.message)
         except ArchcalcError as error:
@@ -167,6 +176,26 @@ class _Inference:
             return self._record(node, inputs, attrs, result)
         except ArchcalcError as error:  # e.g. a symbolic dim with no value to count with
             raise error.located(node.where(self.graph.path)) from None
+
+    def _apply(self, rule: Rule, node: Node, inputs: list[TensorState | None], attrs: dict) -> RuleResult:
+        """The rule's result for the layer. A rule is a pure function of its inputs, attributes
+        and the layer's output count, and big models repeat layers (a ResNet stage, a
+        transformer block), so each distinct call runs once; rules that read the layer's name
+        or enclosing graph are called every time."""
+        key = None
+        if not rule.context & _PER_LAYER_CONTEXT:
+            key = (node.op, len(node.outputs), tuple(inputs), _attribute_key(attrs))
+            try:
+                result = self.rule_results.get(key)
+            except TypeError:  # an attribute that cannot be hashed: call the rule
+                key = result = None
+            if result is not None:
+                return result
+        result = rule(inputs, attrs, {"n_outputs": len(node.outputs), "node_name": node.name, "op": node.op,
+                                      "scope": self.scope})
+        if key is not None:
+            self.rule_results[key] = result
+        return result
 
     def _resolve_input(self, node: Node, name: str) -> TensorState | None:
         if not name:
@@ -195,7 +224,6 @@ class _Inference:
 
     def _record(self, node: Node, inputs: Sequence[TensorState | None], attrs: dict,
                 result: RuleResult) -> LayerResult:
-        env = self.env
         first_dtype = inputs[0].dtype if inputs and inputs[0] else "float32"
         outputs = []
         activation_bytes = 0
@@ -208,32 +236,9 @@ class _Inference:
             size = self._elements(shape) * dtype_bytes(dtype)
             self.tensor_bytes[name] = size
             activation_bytes += size
-        params = trainable = buffers = 0
-        used = [(node.inputs[i] if i < len(node.inputs) else "", False) for i in result.weights] \
-            + [(node.inputs[i] if i < len(node.inputs) else "", True) for i in result.buffers]
-        for info in result.held:  # a subgraph's own weights join the known tensors under their names
-            if info.name not in self.known:
-                self.known[info.name] = info
-                self._set_state(info.name, TensorState(tuple(info.shape), info.dtype, info.value))
-            used.append((info.name, False))
-        for tensor, is_buffer in used:
-            if not tensor:
-                continue
-            info = self.known.get(tensor)
-            if info is None or info.kind not in PARAM_KINDS or tensor in self.counted:
-                continue
-            self.counted.add(tensor)
-            count = self._elements(self.states[tensor].shape)
-            if is_buffer or info.kind == "buffer":
-                buffers += count
-            else:
-                params += count
-                if node.trainable and info.trainable:
-                    trainable += count
-        for count in (result.macs, result.flops, result.backward_state_bytes):
-            if isinstance(count, Sym):
-                self.counted_symbols |= count.symbols()
-        macs, flops = bind(result.macs, env), bind(result.flops, env)
+        params, trainable, buffers = self._params(node, result)
+        macs, flops = self._bound(result.macs), self._bound(result.flops)
+        backward_state_bytes = self._bound(result.backward_state_bytes)
         if max(macs, flops, activation_bytes) > INT64_MAX:
             raise ShapeError(
                 f"its counts overflow int64 (MACs {macs:.3e}, output bytes {activation_bytes:.3e})",
@@ -261,12 +266,56 @@ class _Inference:
             flops=flops,
             activation_bytes=activation_bytes,
             receptive_field=_public(field),
-            backward_state_bytes=bind(result.backward_state_bytes, env),
+            backward_state_bytes=backward_state_bytes,
             block=node.block,
             source=node.source,
             attrs=attrs,
             explain=result.explain,
         )
+
+    def _params(self, node: Node, result: RuleResult) -> tuple[int, int, int]:
+        """Params, trainable params and buffers of the weights the layer uses that no earlier
+        layer counted (a shared tensor counts once)."""
+        params = trainable = buffers = 0
+        if not (result.weights or result.buffers or result.held):  # activations, reshapes, ...: no weights
+            return params, trainable, buffers
+        names = node.inputs
+        used = [(names[i] if i < len(names) else "", False) for i in result.weights]
+        if result.buffers:
+            used += [(names[i] if i < len(names) else "", True) for i in result.buffers]
+        for info in result.held:  # a subgraph's own weights join the known tensors under their names
+            if info.name not in self.known:
+                self.known[info.name] = info
+                self._set_state(info.name, TensorState(tuple(info.shape), info.dtype, info.value))
+            used.append((info.name, False))
+        known, counted = self.known, self.counted
+        for tensor, is_buffer in used:
+            if not tensor:
+                continue
+            info = known.get(tensor)
+            if info is None or info.kind not in PARAM_KINDS or tensor in counted:
+                continue
+            counted.add(tensor)
+            count = self._elements(self.states[tensor].shape)
+            self.weight_bytes += count * dtype_bytes(info.dtype)
+            if is_buffer or info.kind == "buffer":
+                buffers += count
+            else:
+                params += count
+                if node.trainable and info.trainable:
+                    trainable += count
+        return params, trainable, buffers
+
+    def _bound(self, count: Dim) -> int:
+        """`count` with the dims bound. Each distinct symbolic count is bound, and its symbols
+        noted, once: layers given the same rule result share its counts."""
+        if isinstance(count, int):
+            return count
+        value = self.bound_counts.get(count)
+        if value is None:
+            self.counted_symbols |= count.symbols()
+            value = self.bound_counts[count] = bind(count, self.env)
+        return value
 
     def _unmodelled(self, node: Node, inputs: Sequence[TensorState | None], has_rule: bool,
                     reason: str | None = None) -> LayerResult:
@@ -321,28 +370,29 @@ class _Inference:
 
     def _input_results(self, node: Node) -> tuple[TensorResult, ...]:
         results = self.results
-        return tuple(results.get(name) or TensorResult(name, None, "float32") for name in node.inputs if name)
+        return tuple([results.get(name) or TensorResult(name, None, "float32") for name in node.inputs if name])
 
     def _receptive_field(self, node: Node, receptive: str | tuple[Window, ...]) -> _Field:
         """The layer's output field from its inputs' (see `_through_window`). Windows that do
         not match the input's spatial axes (a rule declaring none, `()`, for a layout change
         that scrambles them) leave it unknown."""
-        incoming = [self.fields.get(n) for n in node.inputs if n and n in self.fields]
+        fields = self.fields
+        incoming = [fields[n] for n in node.inputs if n in fields]
         if not incoming:
             return None
         if GLOBAL in incoming or receptive == GLOBAL:
             return GLOBAL
-        spatial = [f for f in incoming if isinstance(f, tuple)]
+        spatial = [f for f in incoming if isinstance(f, _Spatial)]
         if not spatial:
             return None
         # Merging branches (add, concat): an output sees the widest of its inputs' fields.
-        widest = spatial[0] if len(spatial) == 1 else max(spatial, key=lambda f: sum(a.public.size for a in f))
+        widest = spatial[0] if len(spatial) == 1 else max(spatial, key=lambda f: sum(a.size for a in f.public))
         if receptive == POINTWISE:
             return widest
-        if len(receptive) != len(widest):
+        if len(receptive) != len(widest.axes):
             return None
-        axes = tuple(_through_window(a, w) for a, w in zip(widest, receptive))
-        return None if None in axes else axes
+        axes = tuple([_through_window(a, w) for a, w in zip(widest.axes, receptive)])
+        return None if None in axes else _Spatial.of(axes)
 
     def _tensor_results(self) -> dict[str, TensorResult]:
         return dict(self.results)
@@ -352,10 +402,6 @@ class _Inference:
         params = sum(layer.params for layer in layers)
         trainable = sum(layer.trainable_params for layer in layers)
         buffers = sum(layer.buffers for layer in layers)
-        weight_bytes = sum(
-            self._elements(self.states[name].shape) * dtype_bytes(self.known[name].dtype)
-            for name in self.counted
-        )
         input_bytes = sum(
             bind(prod(info.shape), self.env) * dtype_bytes(info.dtype)
             for info in self.graph.tensors.values()
@@ -370,7 +416,7 @@ class _Inference:
             flops=sum(layer.flops for layer in layers),
             activation_bytes=sum(layer.activation_bytes for layer in layers),
             peak_activation_bytes=self._peak_activation_bytes(layers, input_bytes),
-            weight_bytes=weight_bytes,
+            weight_bytes=self.weight_bytes,
             input_bytes=input_bytes,
             partial=any(not layer.modelled for layer in all_layers),
         )
@@ -382,22 +428,31 @@ class _Inference:
         for index, layer in enumerate(layers):
             for tensor in layer.inputs:
                 last_use[tensor.name] = index
-        frees: dict[int, list[str]] = {}
+        freed = [0] * len(layers)  # bytes freed once each layer has run
+        tensor_bytes = self.tensor_bytes
         for name, index in last_use.items():
-            frees.setdefault(index, []).append(name)
+            freed[index] += tensor_bytes.get(name, 0)
         live = peak = input_bytes
-        for index, layer in enumerate(layers):
+        for layer, free in zip(layers, freed):
             live += layer.activation_bytes
-            peak = max(peak, live)
-            live -= sum(self.tensor_bytes.get(name, 0) for name in frees.get(index, ()))
+            if live > peak:
+                peak = live
+            live -= free
         return peak
+
+
+def _attribute_key(attrs: Mapping[str, object]) -> tuple:
+    """`attrs` as a hashable key that tells 1, 1.0 and True apart (equal in Python, but a
+    rule given float pads computes float sizes), in tuples too."""
+    return tuple([(name, type(value), tuple(map(type, value)) if type(value) is tuple else (), value)
+                  for name, value in attrs.items()])
 
 
 def _input_field(shape: Sequence) -> _Field:
     spatial_axes = len(shape) - 2
     if spatial_axes < 1:
         return None
-    return tuple(_IDENTITY for _ in range(spatial_axes))
+    return _Spatial.of((_IDENTITY,) * spatial_axes)
 
 
 # Receptive fields. Along one spatial axis, output position o of a tensor depends on a set
@@ -420,8 +475,7 @@ def _input_field(shape: Sequence) -> _Field:
 MAX_PERIOD = 1 << 12  # one entry per output phase; past this (upsampling by >4096) the field is unknown
 
 
-@dataclass(frozen=True, slots=True)
-class _Axis:
+class _Axis(NamedTuple):  # a named tuple, not a dataclass: one is made per layer and axis
     period: int
     advance: int
     lo: tuple[int | None, ...]  # None: that output depends on no input position
@@ -430,6 +484,11 @@ class _Axis:
 
     @staticmethod
     def make(period: int, advance: int, lo: tuple[int | None, ...], hi: tuple[int | None, ...]) -> _Axis | None:
+        if period == 1:  # the common case, one output phase: the formulas below with first = 0
+            low, high = lo[0], hi[0]
+            if low is None:
+                return None
+            return _Axis(1, advance, lo, hi, AxisField(high - low + 1, advance, _ratio(low + high, 2)))
         first = next((r for r, value in enumerate(lo) if value is not None), None)
         if first is None:
             return None
@@ -447,13 +506,26 @@ class _Axis:
 
 
 _IDENTITY = _Axis(1, 1, (0,), (0,), AxisField(1, 1, 0))
-# Internal form of a tensor's field: per-axis periodic bounds, "global", or None (unknown
-# or no spatial axes).
-_Field = tuple[_Axis, ...] | str | None
+
+
+class _Spatial(NamedTuple):
+    """A field with spatial axes: per-axis periodic bounds, and the public form reported for
+    them, made once (pointwise layers pass their input's field on unchanged)."""
+
+    axes: tuple[_Axis, ...]
+    public: tuple[AxisField, ...]
+
+    @staticmethod
+    def of(axes: tuple[_Axis, ...]) -> _Spatial:
+        return _Spatial(axes, tuple([a.public for a in axes]))
+
+
+# Internal form of a tensor's field: spatial, "global", or None (unknown or no spatial axes).
+_Field = _Spatial | str | None
 
 
 def _public(field: _Field) -> ReceptiveField:
-    return tuple(a.public for a in field) if isinstance(field, tuple) else field
+    return field.public if isinstance(field, _Spatial) else field
 
 
 def _through_window(axis: _Axis, window: Window) -> _Axis | None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from archcalc.dims import Dim
 from archcalc.errors import GraphError
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 Shape = tuple[Dim, ...]
 
@@ -93,6 +94,8 @@ class Graph:
 
     def dag(self) -> nx.DiGraph:
         """The layer DAG; raises GraphError for a duplicate name, a dangling input or a cycle."""
+        import networkx as nx  # here, not at the top: a graph written in order never needs it (see topological_nodes)
+
         producer: dict[str, str] = {}
         dag = nx.DiGraph()
         for node in self.nodes:
@@ -123,6 +126,10 @@ class Graph:
     def topological_nodes(self) -> list[Node]:
         """Layers in an order where every producer precedes its consumers; the order the
         front end wrote them in whenever that already is one, so reports read like the source."""
+        if self._written_in_order():
+            return list(self.nodes)
+        import networkx as nx
+
         dag = self.dag()
         position = {node.name: i for i, node in enumerate(self.nodes)}
         try:
@@ -139,6 +146,32 @@ class Graph:
                 fix="a layer may only take inputs from layers that do not depend on it",
             ) from None
         return [dag.nodes[name]["node"] for name in order]
+
+    def _written_in_order(self) -> bool:
+        """Whether the layers have unique names and each input is a known tensor or comes
+        from a layer written before its consumer: exactly when `dag()` would raise nothing and
+        the written order is topological. Front ends nearly always write that order, and
+        checking it with a producer map costs a fraction of building the DAG; any other
+        graph goes through `dag()`, which sorts it or says what is wrong."""
+        names: set[str] = set()
+        producer: dict[str, int] = {}  # tensor -> position of its producer (the last one, as in dag())
+        for index, node in enumerate(self.nodes):
+            names.add(node.name)
+            for out in node.outputs:
+                if out:
+                    producer[out] = index
+        if len(names) != len(self.nodes):
+            return False
+        tensors = self.tensors
+        for index, node in enumerate(self.nodes):
+            for tensor in node.inputs:
+                source = producer.get(tensor)
+                if source is None:
+                    if tensor and tensor not in tensors:
+                        return False  # dangling: dag() raises
+                elif source >= index:
+                    return False
+        return True
 
     def with_input_shapes(self, shapes: Mapping[str, Shape]) -> Graph:
         """This graph with the named graph inputs fed at the given shapes (``--input-shape``):

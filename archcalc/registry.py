@@ -139,10 +139,11 @@ class Rule:
                  context: Mapping[str, Any] | None = None) -> RuleResult:
         # Attributes a rule does not model (e.g. ONNX training-mode flags) do not change
         # shapes or counts; dropping them keeps every rule's signature to what it uses.
-        known = {k: v for k, v in attrs.items() if k in self.attributes}
+        if not self.attributes.issuperset(attrs):
+            attrs = {k: v for k, v in attrs.items() if k in self.attributes}
         if self.context and context:
-            known.update({k: v for k, v in context.items() if k in self.context})
-        return self.fn(inputs, **known)
+            return self.fn(inputs, **attrs, **{k: v for k, v in context.items() if k in self.context})
+        return self.fn(inputs, **attrs)
 
 
 RULES: dict[str, Rule] = {}

@@ -21,7 +21,8 @@ AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
 def axis_names(rank: int) -> tuple[str, ...]:
-    return AXIS_NAMES.get(rank, tuple(f"x{i}" for i in range(rank)))
+    names = AXIS_NAMES.get(rank)
+    return names if names is not None else tuple(f"x{i}" for i in range(rank))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +81,10 @@ def sliding_windows(
     strides_ = _ints(strides, rank, 1, "strides")
     dilations_ = _ints(dilations, rank, 1, "dilations")
     for what, values in (("kernel", kernels), ("stride", strides_), ("dilation", dilations_)):
-        if any(not isinstance(v, int) or v < 1 for v in values):
-            raise ShapeError(f"{what} must be positive integers, got {list(values)}",
-                             fix=f"use a {what} of 1 or more")
+        for v in values:
+            if not isinstance(v, int) or v < 1:
+                raise ShapeError(f"{what} must be positive integers, got {list(values)}",
+                                 fix=f"use a {what} of 1 or more")
     explicit = _ints(pads, 2 * rank, 0, "pads") if auto_pad in ("NOTSET", "") else (0,) * (2 * rank)
     if any(p < 0 for p in explicit):
         raise ShapeError(f"pads must not be negative, got {list(explicit)}")

@@ -46,8 +46,9 @@ def conv(inputs: Sequence[TensorState | None], *, kernel_shape=None, strides=Non
                            auto_pad=auto_pad)
     out_shape = (n, m, *(a.out for a in axes))
     kernel_volume = prod(kernel)
-    macs = prod(out_shape) * c_per_group * kernel_volume
-    bias_adds = prod(out_shape) if has_bias else 0
+    out_elements = prod(out_shape)
+    macs = out_elements * c_per_group * kernel_volume
+    bias_adds = out_elements if has_bias else 0
 
     def explain() -> list[str]:
         names = axis_names(len(axes))
@@ -56,7 +57,7 @@ def conv(inputs: Sequence[TensorState | None], *, kernel_shape=None, strides=Non
         bias = " + 1" if has_bias else ""
         lines.append(f"params = ({weights}{bias}) * {m} = {(kernel_volume * c_per_group + has_bias) * m}")
         lines.append(
-            f"MACs = output elements * C_in/groups * kernel = {prod(out_shape)} * {c_per_group} * {kernel_volume}"
+            f"MACs = output elements * C_in/groups * kernel = {out_elements} * {c_per_group} * {kernel_volume}"
             f" = {macs}"
         )
         return lines

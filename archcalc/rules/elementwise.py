@@ -26,6 +26,8 @@ MAX_VALUES = 1024  # values are tracked for small tensors only (shapes, axes, in
 
 def broadcast(*shapes: Sequence[Dim]) -> tuple[Dim, ...]:
     """numpy broadcasting of several shapes; raises ShapeError naming both shapes."""
+    if shapes and all(tuple(s) == tuple(shapes[0]) for s in shapes[1:]):  # the common case: nothing to broadcast
+        return tuple(shapes[0])
     rank = max(len(s) for s in shapes)
     padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
     result = []
