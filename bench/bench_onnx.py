@@ -231,7 +231,7 @@ def measure(path: str, label: str, nodes: int, bindings: dict[str, int]) -> None
     try:
         import onnx_tool  # noqa: F401
 
-        figures["onnx-tool profile"] = best_of(lambda: _onnx_tool_profile(path), repeat=1)
+        figures["onnx-tool profile"] = best_of(lambda: _onnx_tool_profile(path, bindings), repeat=1)
     except ImportError:
         pass
     binds = " ".join(f"--dim {k}={v}" for k, v in bindings.items())
@@ -247,11 +247,17 @@ def measure(path: str, label: str, nodes: int, bindings: dict[str, int]) -> None
     return engine
 
 
-def _onnx_tool_profile(path: str) -> None:
+def _onnx_tool_profile(path: str, bindings: dict[str, int]) -> None:
+    """onnx-tool's shape inference and profile; it needs concrete inputs, so each graph
+    input is fed a zero array with its symbolic dims bound."""
     import onnx_tool
 
     model = onnx_tool.Model(path)
-    model.graph.shape_infer()
+    feeds = {}
+    for graph_input in onnx.load(path, load_external_data=False).graph.input:
+        dims = graph_input.type.tensor_type.shape.dim
+        feeds[graph_input.name] = np.zeros([d.dim_value or bindings[d.dim_param] for d in dims], np.float32)
+    model.graph.shape_infer(feeds)
     model.graph.profile()
 
 
