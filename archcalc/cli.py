@@ -142,7 +142,10 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], inpu
             memory = _parse_size(fit_memory, "--fit")
             fit = train.largest_batch(graph, bindings, memory, optimizer, precision) + (memory,)
     if fmt == "json":
-        click.echo(report.render_json(analysis, step, fit))
+        from archcalc.engine import pause_gc
+
+        with pause_gc():  # the document is a few hundred thousand small objects and no cycles
+            click.echo(report.render_json(analysis, step, fit))
         return
     table = report.rows(analysis, depth)
     if fmt == "csv":

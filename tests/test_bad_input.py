@@ -187,8 +187,8 @@ def test_audited_bad_spec_names_line_layer_and_fix(tmp_path, text, expected):
 def test_empty_layer_name_is_refused_before_verify_or_export(tmp_path, command):
     path = tmp_path / "bad.yaml"
     path.write_text("input: [3, 8, 8]\nlayers:\n  - relu:\n    name: ''\n")
-    with CliRunner().isolated_filesystem(temp_dir=tmp_path):
-        result = CliRunner().invoke(cli, [command[0], str(path), *command[1:]])
+    args = [str(tmp_path / a) if a.endswith(".onnx") else a for a in command[1:]]
+    result = CliRunner().invoke(cli, [command[0], str(path), *args])
     assert result.exit_code == 2, result.output
     assert "the layer name '' is empty" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
