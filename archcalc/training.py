@@ -12,7 +12,8 @@ pass. Other layers on the gradient path cost their forward FLOPs again (the
 element-wise derivative), and bias gradients a sum over the output.
 
 Memory of a step: weights; one gradient per trainable weight; the optimizer's state
-(SGD none, momentum one buffer, Adam/AdamW two, kept in fp32); and the activations
+(SGD none, momentum one buffer, Adam/AdamW two, each of the weights' dtype, as
+PyTorch's optimizers keep it: fp32 in mixed precision, half in pure fp16/bf16); and the activations
 saved for the backward pass, each tensor once, as each op's rule declares (its inputs,
 its output, or nothing).
 """
@@ -30,15 +31,15 @@ from archcalc.graph import Graph
 from archcalc.registry import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, SAVES_VIEW, get_rule
 
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
-# bytes per weight, per gradient, per saved activation; optimizer states are fp32.
-# mixed = PyTorch AMP: fp32 weights and gradients, half-precision activations.
+# bytes per weight (and per optimizer state value, which PyTorch makes like its weight),
+# per gradient, per saved activation. mixed = PyTorch AMP: fp32 weights and gradients,
+# half-precision activations.
 PRECISIONS = {
     "fp32": (4, 4, 4),
     "fp16": (2, 2, 2),
     "bf16": (2, 2, 2),
     "mixed": (4, 4, 2),
 }
-OPTIMIZER_STATE_BYTES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +170,7 @@ def training_cost(graph: Graph, analysis: Analysis, optimizer: str = "adam",
             forward_macs=totals.macs, backward_macs=sum(x.backward_macs for x in layers),
             forward_flops=totals.flops, backward_flops=sum(x.backward_flops for x in layers),
             weight_bytes=weights, gradient_bytes=trainable_params * gradient_size,
-            optimizer_bytes=trainable_params * OPTIMIZER_STATES[optimizer] * OPTIMIZER_STATE_BYTES,
+            optimizer_bytes=trainable_params * OPTIMIZER_STATES[optimizer] * weight_size,
             saved_activation_bytes=sum(x.saved_bytes for x in layers),
         ),
     )

@@ -75,8 +75,11 @@ def test_optimizer_state(optimizer, states):
 def test_mixed_precision_halves_activations_only():
     totals = step(TINY, precision="mixed").totals
     assert (totals.weight_bytes, totals.gradient_bytes, totals.saved_activation_bytes) == (188, 188, 96)
+    assert totals.optimizer_bytes == 47 * 2 * 4  # AMP's Adam keeps fp32 state beside fp32 weights
     half = step(TINY, precision="fp16").totals
     assert (half.weight_bytes, half.gradient_bytes, half.saved_activation_bytes) == (94, 94, 96)
+    # Pure half precision: torch.optim.Adam's state is zeros_like(param), so half too.
+    assert half.optimizer_bytes == 47 * 2 * 2
 
 
 def test_frozen_feature_extractor_has_no_backward():
