@@ -43,18 +43,6 @@ def _number(value: int | Fraction) -> int | float:
     return int(value) if value.denominator == 1 else float(value)
 
 
-def format_receptive_field(field: ReceptiveField) -> str:
-    if field is None:
-        return "-"
-    if isinstance(field, str):
-        return field
-    sizes = [str(_number(a.size)) for a in field]
-    jumps = [str(_number(a.jump)) for a in field]
-    size = sizes[0] if len(set(sizes)) == 1 else "x".join(sizes)
-    jump = jumps[0] if len(set(jumps)) == 1 else "x".join(jumps)
-    return f"{size} /{jump}"
-
-
 @functools.lru_cache(maxsize=4096)
 def shape_to_json(shape: tuple[Dim, ...]) -> tuple[int | str, ...]:
     """A shape for JSON (symbolic dims as strings); a tuple, so the cached value is shared
@@ -87,6 +75,7 @@ class LayerResult:
     activation_bytes: int
     receptive_field: ReceptiveField
     modelled: bool = True
+    unmodelled_reason: str = ""  # why not, for an unmodelled layer (no rule, an unknown input, ...)
     backward_state_bytes: int = 0
     block: str = ""
     source: str | None = None
@@ -167,6 +156,8 @@ class Analysis:
     known_tensors: dict = field(default_factory=dict, compare=False, repr=False)
     # The weights and buffers counted as params or buffers, each once, by name (sorted).
     param_tensors: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    # Of those, the buffers (state that is not learned: BatchNorm's running statistics).
+    buffer_tensors: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def layer(self, name: str) -> LayerResult | None:
         return next((layer for layer in self.layers if layer.name == name), None)

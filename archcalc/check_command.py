@@ -125,7 +125,7 @@ def _render(checks: list, fmt: str, output: str | None, show_training: bool = Fa
             check_output.render_table(checks, console, show_training=show_training)
 
         if output:
-            with _open_for_writing(output, "w", "-o/--output") as handle:
+            with _open_for_writing(output, "w", fix=_OUTPUT_FIX) as handle:
                 print_table(handle)
         else:
             print_table(None)
@@ -137,18 +137,22 @@ def _render(checks: list, fmt: str, output: str | None, show_training: bool = Fa
     else:
         text = check_output.render_json(checks) + "\n"
     if output:
-        with _open_for_writing(output, "w", "-o/--output") as handle:
+        with _open_for_writing(output, "w", fix=_OUTPUT_FIX) as handle:
             handle.write(text)
     else:
         click.echo(text, nl=False)
     summary = os.environ.get("GITHUB_STEP_SUMMARY") if fmt == "github" else None
     if summary:
-        with _open_for_writing(summary, "a", "GITHUB_STEP_SUMMARY") as handle:
+        with _open_for_writing(summary, "a", fix="GITHUB_STEP_SUMMARY must name a writable file (the runner "
+                                                 "sets it); unset it to skip the summary") as handle:
             handle.write(check_output.render_markdown(checks) + "\n")
 
 
+_OUTPUT_FIX = "give -o/--output a file path in an existing, writable directory"
+
+
 @contextlib.contextmanager
-def _open_for_writing(path: str, mode: str, what: str) -> Iterator[TextIO]:
+def _open_for_writing(path: str, mode: str, *, fix: str) -> Iterator[TextIO]:
     """`open(path, mode)` for the block; failing to open or write it is bad input (exit 2) that
     names the path and the reason, never a traceback (exit 1 would read as "over budget")."""
     from archcalc.errors import ArchcalcError
@@ -157,8 +161,4 @@ def _open_for_writing(path: str, mode: str, what: str) -> Iterator[TextIO]:
         with open(path, mode, encoding="utf-8") as handle:
             yield handle
     except OSError as error:
-        if what == "GITHUB_STEP_SUMMARY":
-            fix = "GITHUB_STEP_SUMMARY must name a writable file (the runner sets it); unset it to skip the summary"
-        else:
-            fix = f"give {what} a file path in an existing, writable directory"
         raise ArchcalcError(f"cannot write {path}: {error.strerror or error}", fix=fix) from None

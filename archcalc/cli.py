@@ -25,11 +25,17 @@ class _Group(click.Group):
             ctx.exit(2)
 
 
+def _size(text: str) -> int | None:
+    """A dim size typed on the command line: a positive ASCII integer, else None
+    (str.isdigit alone accepts digits like '²' that int() refuses)."""
+    return int(text) if text.isascii() and text.isdigit() and int(text) >= 1 else None
+
+
 def _parse_dims(dims: tuple[str, ...], batch: int | None) -> dict[str, int]:
     bindings: dict[str, int] = {}
     for item in dims:
         name, _, value = item.partition("=")
-        if not name or not value.isdigit() or int(value) < 1:
+        if not name or _size(value) is None:
             raise click.BadParameter(f"'{item}' is not NAME=N with N >= 1", param_hint="--dim")
         bindings[name] = int(value)
     if batch is not None:
@@ -45,10 +51,10 @@ def _parse_input_shapes(items: tuple[str, ...]) -> dict[str, tuple]:
     for item in items:
         name, _, dims = item.rpartition("=")  # ONNX names may hold '=' or ':'; dims never do
         parts = dims.split(",") if dims else []
-        if not name or not parts or not all(p.isdigit() and int(p) >= 1 or p.isidentifier() for p in parts):
+        if not name or not parts or not all(_size(p) is not None or p.isidentifier() for p in parts):
             raise click.BadParameter(f"'{item}' is not NAME=D1,D2,... with each D a size >= 1 or a dim name",
                                      param_hint="--input-shape")
-        shapes[name] = tuple(int(p) if p.isdigit() else Sym.symbol(p) for p in parts)
+        shapes[name] = tuple(_size(p) or Sym.symbol(p) for p in parts)
     return shapes
 
 

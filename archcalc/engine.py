@@ -99,6 +99,7 @@ class _Inference:
         self.bound_counts: dict[Sym, int] = {}  # see _bound
         self.known: dict[str, TensorInfo] = dict(graph.tensors)
         self.counted: set[str] = set()
+        self.buffer_tensors: set[str] = set()  # of `counted`, those held as buffers (BatchNorm statistics)
         self.weight_bytes = 0  # of the tensors in `counted`
         self.tensor_bytes: dict[str, int] = {}
         self.warnings: list[str] = []
@@ -142,6 +143,7 @@ class _Inference:
             bindings=dict(self.env),
             known_tensors=self.known,
             param_tensors=tuple(sorted(self.counted)),
+            buffer_tensors=tuple(sorted(self.buffer_tensors)),
         )
 
     def _layer(self, node: Node) -> LayerResult:
@@ -161,7 +163,7 @@ class _Inference:
             return self._unmodelled(node, inputs, has_rule=True, reason=error.message)
         except ArchcalcError as error:
             raise error.located(node.where(self.graph.path)) from None
-        except (TypeError, ValueError, IndexError, ZeroDivisionError) as error:
+        except (TypeError, ValueError, IndexError, ZeroDivisionError, AttributeError) as error:
             raise ShapeError(
                 f"its inputs or attributes do not fit the op: {error}",
                 where=node.where(self.graph.path),
@@ -300,6 +302,7 @@ class _Inference:
             self.weight_bytes += count * dtype_bytes(info.dtype)
             if is_buffer or info.kind == "buffer":
                 buffers += count
+                self.buffer_tensors.add(tensor)
             else:
                 params += count
                 if node.trainable and info.trainable:
@@ -342,7 +345,7 @@ class _Inference:
         return LayerResult(
             name=node.name, op=node.op, inputs=self._input_results(node), outputs=tuple(outputs),
             params=0, trainable_params=0, buffers=0, macs=0, flops=0, activation_bytes=activation_bytes,
-            receptive_field=None, modelled=False, block=node.block, source=node.source,
+            receptive_field=None, modelled=False, unmodelled_reason=reason, block=node.block, source=node.source,
         )
 
     def _hint(self, name: str) -> TensorState | None:

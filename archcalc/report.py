@@ -395,7 +395,7 @@ def render_explanation(analysis: Analysis, layer: LayerResult) -> list[str]:
         shape = "?" if tensor.shape is None else format_shape(tensor.shape)
         lines.append(f"  output {tensor.name}: {shape} {tensor.dtype}")
     if not layer.modelled:
-        lines.append("  not modelled: no rule for this op, so nothing is counted")
+        lines.append(f"  not modelled: {layer.unmodelled_reason or 'no rule for this op'}, so nothing is counted")
         return lines
     lines += [f"  {text}" for text in (layer.explain() if layer.explain else [])]
     bound = ", ".join(f"{k}={v}" for k, v in sorted(analysis.bindings.items())) or "no symbolic dims"

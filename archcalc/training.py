@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NoReturn
 
 from archcalc.analysis import Analysis
-from archcalc.dims import Sym, bind, prod
+from archcalc.dims import bind, prod
 from archcalc.engine import analyze
 from archcalc.errors import ArchcalcError
 from archcalc.graph import Graph
@@ -211,13 +212,14 @@ def largest_batch(graph: Graph, bindings: Mapping[str, int], memory: int, optimi
     whose graph inputs have no symbolic `batch` dim cannot grow with it: refused."""
     from archcalc.report import human_bytes
 
-    _check_symbolic_batch(graph)
+    def analysed(batch: int) -> Analysis:
+        return analyze(graph, {**bindings, "batch": batch})  # ONNX batch dims (N, batch_size) follow it
 
     def step(batch: int) -> TrainingTotals:
-        # ONNX batch dims with other names (N, batch_size) follow `batch` unless bound: make them follow.
-        sized = {**bindings, **{name: batch for name in graph.metadata.get("batch_dims", ())}, "batch": batch}
-        return training_cost(graph, analyze(graph, sized), optimizer, precision).totals
+        return training_cost(graph, analysed(batch), optimizer, precision).totals
 
+    if "batch" not in analysed(1).bindings:  # the engine keeps only bindings that bind a dim
+        _refuse_fixed_batch(graph)
     one, two = step(1), step(2)
     per_sample = two.memory_bytes - one.memory_bytes
     fixed = one.memory_bytes - per_sample
@@ -233,14 +235,10 @@ def largest_batch(graph: Graph, bindings: Mapping[str, int], memory: int, optimi
     return batch, totals
 
 
-def _check_symbolic_batch(graph: Graph) -> None:
-    """Refuse a graph with no symbolic batch: no input has a `batch` dim or a symbolic leading
-    dim (ONNX's N, batch_size, which --batch binds too), so binding it changes nothing."""
+def _refuse_fixed_batch(graph: Graph) -> NoReturn:
+    """--fit on a graph whose batch binds no dim: growing it changes nothing."""
     inputs = [(name, info.shape) for name, info in graph.tensors.items()
               if info.kind == "input" and isinstance(info.shape, tuple) and info.shape]
-    for _, shape in inputs:
-        if isinstance(shape[0], Sym) or any(isinstance(dim, Sym) and "batch" in dim.symbols() for dim in shape):
-            return
     if not inputs:
         raise ArchcalcError("the model has no batched input: --fit needs a symbolic batch dim", where=graph.path,
                             fix="--fit finds the largest batch of a model whose inputs have a `batch` dim")

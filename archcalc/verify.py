@@ -234,8 +234,7 @@ def prepare_model(model: onnx.ModelProto, analysis: Analysis, base_dir: str, *, 
 
     say = progress or (lambda *_: None)
     rng = np.random.default_rng(0)
-    positive = {layer.inputs[4].name for layer in analysis.layers
-                if layer.op == "BatchNormalization" and len(layer.inputs) > 4}
+    positive = set(analysis.buffer_tensors)  # running statistics: a variance must be positive
     initializers = model.graph.initializer
     sink = open(os.path.join(data_dir, "weights.bin"), "wb") if data_dir else None  # noqa: SIM115
     end = 0
@@ -249,7 +248,7 @@ def prepare_model(model: onnx.ModelProto, analysis: Analysis, base_dir: str, *, 
             count = int(np.prod(tensor.dims))
             hole = values is None and sink is not None and count > SPARSE_ABOVE
             if values is None and not hole:
-                kind = "buffer" if tensor.name in positive or "running_var" in tensor.name else "weight"
+                kind = "buffer" if tensor.name in positive else "weight"
                 values = _generated(tensor, kind, rng, _weight_values)
             if sink is None or not hole and _stays_inline(values):
                 tensor.CopyFrom(onnx.numpy_helper.from_array(values, tensor.name))
@@ -545,7 +544,7 @@ def _compare(graph: Graph, analysis: Analysis, observed: dict[str, Any], feeds: 
             continue
         if not layer.modelled:
             report.skipped.append({"name": layer.name, "op": layer.op,
-                                   "reason": f"no rule for {layer.op}: its output shapes are unknown"})
+                                   "reason": f"not modelled: {layer.unmodelled_reason or 'no rule'}"})
             continue
         report.layers_checked += 1
         dependent = False

@@ -149,6 +149,7 @@ def test_input_shape_may_keep_a_dim_symbolic():
     ("x=1,3", "has 4 dims"),
     ("x=1,3,0,224", "is not NAME=D1,D2"),
     ("1,3,224,224", "is not NAME=D1,D2"),
+    ("x=1,\u00b2,224,224", "is not NAME=D1,D2"),  # a digit to str.isdigit, not to int()
 ])
 def test_bad_input_shape_is_exit_2(value, message):
     result = CliRunner().invoke(cli, ["analyze", RESNET18_ONNX, "--input-shape", value])
@@ -218,3 +219,25 @@ def test_fractional_receptive_fields_are_compact(tmp_path):
     reader = list(csv.DictReader(io.StringIO(run("analyze", str(spec), "--format", "csv"))))
     assert reader[-1]["receptive_field"] == "8x4 /2.67x1.33"
     assert "/2.67x1.33 |" in run("analyze", str(spec), "--format", "markdown")
+
+
+def test_bad_dim_value_is_exit_2():
+    result = CliRunner().invoke(cli, ["analyze", LENET, "--dim", "seq=\u00b2"])
+    assert result.exit_code == 2 and "is not NAME=N" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_explain_says_why_a_layer_with_a_rule_is_not_modelled(tmp_path):
+    """A Reshape whose target comes from data has a rule but no known output: explain says so."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Relu", ["t"], ["target"], name="from_data"),
+             helper.make_node("Reshape", ["x", "target"], ["y"], name="r")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6]),
+                                           helper.make_tensor_value_info("t", TensorProto.INT64, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = tmp_path / "r.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    text = run("explain", str(path), "r")
+    assert "not modelled: Reshape's target shape is computed from data" in text

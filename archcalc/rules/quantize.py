@@ -23,7 +23,7 @@ from archcalc.errors import ShapeError
 from archcalc.registry import Output, RuleResult, TensorState, rule
 from archcalc.rules.conv import conv
 from archcalc.rules.linear import matmul
-from archcalc.rules.shape import dtype_name
+from archcalc.rules.shape import axis_index, dtype_name
 
 QUANTIZE_FLOPS = 5
 DEQUANTIZE_FLOPS = 2
@@ -35,9 +35,7 @@ def _check_scale(x: Sequence[Dim], scale: TensorState, axis: int, op: str) -> No
     """A scale is a scalar (per tensor), 1-D of x[axis] (per axis) or of x's rank (blocked)."""
     s = scale.shape
     if len(s) == 1 and s[0] != 1 and x:
-        if not -len(x) <= axis < len(x):
-            raise ShapeError(f"{op}: axis {axis} is out of range for a rank-{len(x)} input")
-        channels = x[axis % len(x)]
+        channels = x[axis_index(axis, len(x), op)]
         if is_static(s[0]) and is_static(channels) and s[0] != channels:
             raise ShapeError(f"{op}: a per-axis scale has {s[0]} values for {channels} along axis {axis}",
                              fix="give one scale per element of the quantisation axis")
@@ -123,8 +121,9 @@ def conv_integer(inputs: Sequence[TensorState | None], *, kernel_shape=None, str
 @rule("QLinearMatMul")
 def qlinear_matmul(inputs: Sequence[TensorState | None]) -> RuleResult:
     """Quantised a @ b requantised to y_scale / y_zero_point; MACs as MatMul, + 5 FLOPs per output."""
-    a, b, y_zero_point = inputs[0], inputs[3], inputs[7]
-    return _integer(matmul([a, b]), y_zero_point.dtype, (0, 3), requantised=True)
+    a, b, y_zero_point = inputs[0], inputs[3], inputs[7] if len(inputs) > 7 else None
+    dtype = y_zero_point.dtype if y_zero_point is not None else a.dtype
+    return _integer(matmul([a, b]), dtype, (0, 3), requantised=True)
 
 
 @rule("QLinearConv")

@@ -74,13 +74,15 @@ def value_array(x: TensorState) -> np.ndarray:
     return np.array(x.value, dtype=object).reshape(tuple(x.shape))
 
 
-def _moved(shape: Sequence[Dim], dtype: str | None = None, value: tuple | None = None,
-           how: str = "") -> RuleResult:
+def moved(shape: Sequence[Dim], dtype: str | None = None, value: tuple | None = None,
+          how: str = "") -> RuleResult:
+    """The result of an op that only moves values: no arithmetic. A learned tensor moved
+    into place (an embedding table gathered, a class token expanded, a position table
+    sliced, a Linear weight transposed) is a param, like any weight (input 0); small
+    integer values (shape arithmetic) travel along in `value`."""
     shape = tuple(shape)
-    # A learned tensor moved into place (an embedding table gathered, a class token
-    # expanded, a position table sliced) is a param, like any weight (input 0).
     return RuleResult(outputs=(Output(shape, dtype, value),), weights=(0,),
-                      explain=lambda: [f"output = {how + ' = ' if how else ''}{list(shape)}", "0 FLOPs"])
+                      explain=lambda: [f"output = {how + ' = ' if how else ''}{list(shape)}", "no arithmetic: 0 FLOPs"])
 
 
 @rule("Constant", saves=SAVES_NOTHING)
@@ -89,23 +91,23 @@ def constant(inputs: Sequence[TensorState], *, value=None, value_float=None, val
              sparse_value=None) -> RuleResult:
     """A tensor written in the graph; its value is kept when it is small."""
     if isinstance(value, TensorState):
-        return _moved(value.shape, value.dtype, value.value, "the constant's shape")
+        return moved(value.shape, value.dtype, value.value, "the constant's shape")
     if isinstance(sparse_value, TensorState):
-        return _moved(sparse_value.shape, sparse_value.dtype, None, "the sparse constant's shape")
+        return moved(sparse_value.shape, sparse_value.dtype, None, "the sparse constant's shape")
     if value_int is not None:
-        return _moved((), "int64", (int(value_int),))
+        return moved((), "int64", (int(value_int),))
     if value_ints is not None:
         ints = tuple(int(v) for v in value_ints)
-        return _moved((len(ints),), "int64", ints if len(ints) <= MAX_VALUES else None)
+        return moved((len(ints),), "int64", ints if len(ints) <= MAX_VALUES else None)
     if value_float is not None:
-        return _moved((), "float32", (float(value_float),))
+        return moved((), "float32", (float(value_float),))
     if value_floats is not None:
         floats = tuple(float(v) for v in value_floats)
-        return _moved((len(floats),), "float32", floats if len(floats) <= MAX_VALUES else None)
+        return moved((len(floats),), "float32", floats if len(floats) <= MAX_VALUES else None)
     if value_string is not None:
-        return _moved((), "string")
+        return moved((), "string")
     if value_strings is not None:
-        return _moved((len(value_strings),), "string")
+        return moved((len(value_strings),), "string")
     raise ShapeError("Constant has no value attribute", fix="give it `value` (a tensor) or value_ints etc.")
 
 
@@ -113,13 +115,13 @@ def constant(inputs: Sequence[TensorState], *, value=None, value_float=None, val
 def shape_of(inputs: Sequence[TensorState], *, start=0, end=None) -> RuleResult:
     """The input's dims (from `start` to `end`) as a 1-D int64 tensor; its value is known."""
     dims = tuple(inputs[0].shape)[start:end]  # Python slicing clamps as ONNX does
-    return _moved((len(dims),), "int64", dims, f"the dims {list(map(str, dims))} as a 1-D tensor")
+    return moved((len(dims),), "int64", dims, f"the dims {list(map(str, dims))} as a 1-D tensor")
 
 
 @rule("Size", saves=SAVES_NOTHING)
 def size_of(inputs: Sequence[TensorState]) -> RuleResult:
     """The input's element count as an int64 scalar; its value is known."""
-    return _moved((), "int64", (prod(inputs[0].shape),), f"the scalar {prod(inputs[0].shape)}")
+    return moved((), "int64", (prod(inputs[0].shape),), f"the scalar {prod(inputs[0].shape)}")
 
 
 @rule("Gather", saves=SAVES_NOTHING)
@@ -141,14 +143,14 @@ def gather(inputs: Sequence[TensorState], *, axis=0) -> RuleResult:
         outer, inner = prod(data.shape[:along]), prod(data.shape[along + 1:])
         value = tuple(data.value[(o * dim + i) * inner + j]
                       for o in range(outer) for i in picked for j in range(inner))
-    return _moved(out, None, value, f"data {list(data.shape)} gathered by indices {list(indices.shape)}")
+    return moved(out, None, value, f"data {list(data.shape)} gathered by indices {list(indices.shape)}")
 
 
 @rule("GatherElements", saves=SAVES_NOTHING)
 def gather_elements(inputs: Sequence[TensorState], *, axis=0) -> RuleResult:
     """One element per index: output has the indices' shape."""
     axis_index(axis, len(inputs[0].shape), "GatherElements")
-    return _moved(inputs[1].shape, inputs[0].dtype, None, "the indices' shape")
+    return moved(inputs[1].shape, inputs[0].dtype, None, "the indices' shape")
 
 
 @rule("GatherND", saves=SAVES_NOTHING)
@@ -159,13 +161,13 @@ def gather_nd(inputs: Sequence[TensorState], *, batch_dims=0) -> RuleResult:
     if not is_static(k) or batch_dims + k > len(data):
         raise ShapeError(f"GatherND indices {list(indices)} do not fit data {list(data)}")
     out = tuple(indices[:-1]) + tuple(data[batch_dims + k:])
-    return _moved(out, inputs[0].dtype, None, f"indices[:-1] + data[{batch_dims} + {k}:]")
+    return moved(out, inputs[0].dtype, None, f"indices[:-1] + data[{batch_dims} + {k}:]")
 
 
 @rule("ScatterND", "ScatterElements", "Scatter", saves=SAVES_NOTHING)
 def scatter(inputs: Sequence[TensorState], *, axis=0, reduction="none") -> RuleResult:
     """Write updates into a copy of data: output has data's shape."""
-    return _moved(inputs[0].shape, None, None, "the data's shape")
+    return moved(inputs[0].shape, None, None, "the data's shape")
 
 
 @rule("Unsqueeze", saves=SAVES_VIEW)
@@ -181,7 +183,7 @@ def unsqueeze(inputs: Sequence[TensorState | None], *, axes=None) -> RuleResult:
     out = list(x)
     for position in positions:
         out.insert(position, 1)
-    return _moved(out, None, inputs[0].value, f"{list(x)} with 1 inserted at axes {positions}")
+    return moved(out, None, inputs[0].value, f"{list(x)} with 1 inserted at axes {positions}")
 
 
 @rule("Squeeze", saves=SAVES_VIEW)
@@ -199,7 +201,7 @@ def squeeze(inputs: Sequence[TensorState | None], *, axes=None) -> RuleResult:
     else:
         drop = {a for a, d in enumerate(x) if d == 1}
     out = [d for a, d in enumerate(x) if a not in drop]
-    return _moved(out, None, inputs[0].value, f"{list(x)} without axes {sorted(drop)}")
+    return moved(out, None, inputs[0].value, f"{list(x)} without axes {sorted(drop)}")
 
 
 def _slice_length(dim: Dim, start: Dim, end: Dim, step: int) -> Dim:
@@ -258,7 +260,7 @@ def slice_(inputs: Sequence[TensorState | None], *, starts=None, ends=None, axes
             window[axis_index(axis, rank, "Slice")] = slice(start, end, step)
         value = tuple(value_array(x)[tuple(window)].flat)
     bounds = ", ".join(f"axis {a}: {s}:{e}:{st}" for s, e, a, st in zip(starts, ends, axes, steps))
-    return _moved(out, None, value, f"{list(x.shape)} sliced ({bounds})")
+    return moved(out, None, value, f"{list(x.shape)} sliced ({bounds})")
 
 
 @rule("Split", saves=SAVES_NOTHING)
@@ -308,7 +310,7 @@ def constant_of_shape(inputs: Sequence[TensorState], *, value=None) -> RuleResul
     dtype = value.dtype if isinstance(value, TensorState) else "float32"
     fill = value.value[0] if isinstance(value, TensorState) and value.value else 0
     filled = (fill,) * prod(dims) if is_integral(dtype) and _small(dims) else None
-    return _moved(dims, dtype, filled, f"{list(dims)} filled with {fill}")
+    return moved(dims, dtype, filled, f"{list(dims)} filled with {fill}")
 
 
 @rule("Expand", saves=SAVES_NOTHING)
@@ -318,7 +320,7 @@ def expand(inputs: Sequence[TensorState]) -> RuleResult:
     dims = known_value(inputs[1], "shape", "Expand", ints=False)
     out = broadcast(x.shape, dims)
     values = broadcast_values(out, x) if is_integral(x.dtype) else None
-    return _moved(out, None, values[0] if values else None, f"{list(x.shape)} broadcast with {list(dims)}")
+    return moved(out, None, values[0] if values else None, f"{list(x.shape)} broadcast with {list(dims)}")
 
 
 @rule("Tile", saves=SAVES_NOTHING)
@@ -332,7 +334,7 @@ def tile(inputs: Sequence[TensorState]) -> RuleResult:
     value = None
     if x.value is not None and _small(out) and _small(x.shape):
         value = _tiled(x.value, tuple(x.shape), out)
-    return _moved(out, None, value, f"{list(x.shape)} * {list(repeats)}")
+    return moved(out, None, value, f"{list(x.shape)} * {list(repeats)}")
 
 
 def _tiled(value: tuple, shape: tuple[int, ...], out: tuple[int, ...]) -> tuple:
@@ -366,7 +368,7 @@ def range_(inputs: Sequence[TensorState]) -> RuleResult:
         length = ceil_div(limit - start, delta)
     else:
         raise ShapeError(f"Range({start}, {limit}, {delta}) has a length archcalc cannot work out")
-    return _moved((length,), None, value, f"[max(ceil(({limit} - {start}) / {delta}), 0)]")
+    return moved((length,), None, value, f"[max(ceil(({limit} - {start}) / {delta}), 0)]")
 
 
 def _cast_value(value: object, dtype: str) -> object:
@@ -394,7 +396,7 @@ def cast(inputs: Sequence[TensorState], *, to=1, saturate=1, round_mode="up") ->
             value = tuple(_cast_value(v, dtype) for v in x.value)
         except (ValueError, TypeError, OverflowError):
             value = None
-    return _moved(x.shape, dtype, value, f"{list(x.shape)} as {dtype}")
+    return moved(x.shape, dtype, value, f"{list(x.shape)} as {dtype}")
 
 
 @rule("NonZero", saves=SAVES_NOTHING)
@@ -409,4 +411,4 @@ def nonzero(inputs: Sequence[TensorState], *, node_name="") -> RuleResult:
         count = 0
     else:
         count = Sym.symbol((re.sub(r"\W+", "_", node_name).strip("_") or "nonzero") + "_count")
-    return _moved((len(x.shape), count), "int64", None, "[rank, number of non-zero elements]")
+    return moved((len(x.shape), count), "int64", None, "[rank, number of non-zero elements]")

@@ -25,14 +25,7 @@ from archcalc.registry import (
     Window,
     rule,
 )
-from archcalc.rules.shape import axis_index, dtype_name, known_value, value_array
-
-
-def _moved(shape: Sequence[Dim], description: str, value: tuple | None = None) -> RuleResult:
-    # A learned tensor rearranged (a Linear weight transposed before MatMul) is a param (input 0);
-    # small integer values (shape arithmetic) pass through, element order unchanged.
-    return RuleResult(outputs=(Output(tuple(shape), value=value),), weights=(0,),
-                      explain=lambda: [f"output = {description} = {list(shape)}", "no arithmetic: 0 FLOPs"])
+from archcalc.rules.shape import axis_index, dtype_name, known_value, moved, value_array
 
 
 @rule("Identity", saves=SAVES_VIEW)
@@ -48,10 +41,10 @@ def flatten(inputs: Sequence[TensorState], *, axis=1) -> RuleResult:
     cut = axis % len(x) if axis < 0 else axis
     if cut > len(x):
         raise ShapeError(f"Flatten axis {axis} is out of range for a rank-{len(x)} tensor")
-    moved = _moved((prod(x[:cut]), prod(x[cut:])), f"[{' * '.join(map(str, x[:cut])) or 1}, "
-                                                     f"{' * '.join(map(str, x[cut:])) or 1}]", inputs[0].value)
+    how = f"[{' * '.join(map(str, x[:cut])) or 1}, {' * '.join(map(str, x[cut:])) or 1}]"
+    result = moved((prod(x[:cut]), prod(x[cut:])), None, inputs[0].value, how)
     # Receptive field: flattened spatial axes leave no spatial layout to window: global.
-    return replace(moved, receptive=GLOBAL if len(x) > 2 else POINTWISE)
+    return replace(result, receptive=GLOBAL if len(x) > 2 else POINTWISE)
 
 
 @rule("Reshape", saves=SAVES_VIEW)
@@ -98,13 +91,13 @@ def reshape(inputs: Sequence[TensorState], *, allowzero=0) -> RuleResult:
         if differ:
             raise ShapeError(f"cannot reshape {list(x)} ({total} elements) to {list(out)} ({known} elements)",
                              fix="make the element counts agree, or use -1 for one dim")
-    moved = _moved(out, f"reshape {list(x)} to {list(target)}", inputs[0].value)
+    result = moved(out, None, inputs[0].value, f"reshape {list(x)} to {list(target)}")
     # Receptive field: kept when the spatial axes (all but N, C) come out whole and last (only the
     # leading dims split or merge); global when no spatial axis is left; otherwise neighbouring
     # outputs are no longer neighbouring inputs and it is unknown (no windows for its axes).
     spatial = tuple(x[2:])
     kept = len(out) >= len(x) and tuple(out[len(out) - len(spatial):]) == spatial
-    return replace(moved, receptive=POINTWISE if kept or not spatial else (GLOBAL if len(out) <= 2 else ()))
+    return replace(result, receptive=POINTWISE if kept or not spatial else (GLOBAL if len(out) <= 2 else ()))
 
 
 @rule("Transpose", saves=SAVES_NOTHING)
@@ -117,7 +110,7 @@ def transpose(inputs: Sequence[TensorState], *, perm=None) -> RuleResult:
     value = None
     if inputs[0].value is not None and all(is_static(d) for d in x):
         value = tuple(value_array(inputs[0]).transpose(order).flat)  # shape arithmetic (Swin's pads)
-    return _moved([x[i] for i in order], f"permute {list(x)} by {order}", value)
+    return moved([x[i] for i in order], None, value, f"permute {list(x)} by {order}")
 
 
 @rule("Concat", saves=SAVES_NOTHING)
