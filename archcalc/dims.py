@@ -272,6 +272,11 @@ def bind_shape(shape: Iterable[Dim], env: Mapping[str, int]) -> tuple[int, ...]:
     return tuple(bind(d, env) for d in shape)
 
 
+def shape_symbols(shape: Iterable[Dim]) -> set[str]:
+    """The names of the symbolic dims a shape (or any dims) depends on."""
+    return {name for dim in shape if isinstance(dim, Sym) for name in dim.symbols()}
+
+
 def dim_to_json(dim: Dim) -> int | str:
     return dim if isinstance(dim, int) else str(dim)
 

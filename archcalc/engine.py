@@ -27,7 +27,7 @@ from archcalc.analysis import (
 from archcalc.dims import Dim, Sym, bind, bind_shape, prod
 from archcalc.errors import ArchcalcError, ShapeError, UnknownValue
 from archcalc.graph import Deferred, Graph, Node, TensorInfo
-from archcalc.registry import GLOBAL, POINTWISE, Rule, RuleResult, Scope, TensorState, Window, get_rule
+from archcalc.registry import GLOBAL, POINTWISE, Rule, RuleResult, Scope, TensorState, Window, rule_for
 
 PARAM_KINDS = ("weight", "buffer")
 _PER_LAYER_CONTEXT = frozenset({"node_name", "scope"})
@@ -150,7 +150,7 @@ class _Inference:
         states = self.states
         # Each input is usually computed already; _resolve_input handles the rest.
         inputs = [states.get(name) or self._resolve_input(node, name) for name in node.inputs]
-        rule = get_rule(node.op) if node.domain in ("", "ai.onnx", "archcalc") else None
+        rule = rule_for(node.domain, node.op)
         if rule is None or any(s is None for n, s in zip(node.inputs, inputs) if n):
             return self._unmodelled(node, inputs, has_rule=rule is not None)
         attrs = dict(node.attrs)

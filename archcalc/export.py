@@ -18,7 +18,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from archcalc.analysis import Analysis, LayerResult
-from archcalc.dims import Sym, bind_shape, is_static
+from archcalc.dims import bind_shape, is_static, shape_symbols
 from archcalc.errors import ArchcalcError
 from archcalc.graph import Graph, Node
 
@@ -131,7 +131,7 @@ def _weight_shape(name: str, shape: tuple, analysis: Analysis, path: str) -> tup
     of symbolic size) takes the values the analysis counted with (--dim, --input-shape)."""
     if all(is_static(d) for d in shape):
         return shape
-    unbound = sorted({s for d in shape if isinstance(d, Sym) for s in d.symbols()} - set(analysis.bindings))
+    unbound = sorted(shape_symbols(shape) - set(analysis.bindings))
     if unbound:
         raise ExportError(f"weight '{name}' has symbolic shape {list(shape)}", where=path,
                           fix="ONNX weights have fixed sizes: bind " + ", ".join(f"--dim {s}=N" for s in unbound)

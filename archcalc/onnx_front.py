@@ -52,7 +52,7 @@ from archcalc.dims import Dim, Sym
 from archcalc.engine import pause_gc
 from archcalc.errors import ArchcalcError, ModelFileError, ShapeError, UnknownValue
 from archcalc.graph import Deferred, Graph, Node, TensorInfo
-from archcalc.registry import TensorState, get_rule
+from archcalc.registry import TensorState, rule_for
 from archcalc.rules.elementwise import MAX_VALUES, is_integral
 from archcalc.rules.shape import ONNX_DTYPES
 
@@ -224,7 +224,7 @@ class _Nodes:
             # element): twice as fast for the fields read once per node or tensor.
             self.nodes.append(Node(name=name, op=op, inputs=tuple(proto.input[:]), outputs=tuple(proto.output[:]),
                                    attrs=attrs, domain=domain, block=layer_block))
-            if not self.unmodelled and (domain not in ("", "ai.onnx") or get_rule(op) is None):
+            if not self.unmodelled and rule_for(domain, op) is None:
                 self.unmodelled = True
 
 
@@ -315,7 +315,7 @@ def _unruled(nodes: Sequence[onnx.NodeProto], functions: Functions, seen: set[tu
                 seen.add(key)
                 if _unruled(functions[key].node, functions, seen):
                     return True
-        elif node.domain not in ("", "ai.onnx") or get_rule(node.op_type) is None:
+        elif rule_for(node.domain, node.op_type) is None:
             return True
         if any(_unruled(g.node, functions, seen) for g in _subgraphs(node.attribute)):
             return True

@@ -174,6 +174,16 @@ def get_rule(op: str) -> Rule | None:
     return RULES.get(op)
 
 
+# Domains whose ops the rules model: ONNX's default domain and archcalc's own (a spec's MinPool).
+RULED_DOMAINS = frozenset({"", "ai.onnx", "archcalc"})
+
+
+def rule_for(domain: str, op: str) -> Rule | None:
+    """The rule of `op` in `domain`; None for ops without one and for other domains' ops
+    (a custom op may share a standard op's name)."""
+    return get_rule(op) if domain in RULED_DOMAINS else None
+
+
 def all_rules() -> dict[str, Rule]:
     get_rule("")
     return dict(RULES)

@@ -25,7 +25,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from archcalc.analysis import Analysis, LayerResult
-from archcalc.dims import Sym, bind, bind_shape
+from archcalc.dims import bind, bind_shape, shape_symbols
 from archcalc.errors import ArchcalcError, ShapeError
 from archcalc.graph import Graph
 from archcalc.registry import TensorState, get_rule
@@ -179,7 +179,7 @@ def input_symbols(graph: Graph) -> set[str]:
     names: set[str] = set()
     for info in graph.tensors.values():
         if info.kind == "input" and isinstance(info.shape, tuple):
-            names |= _symbols(info.shape)
+            names |= shape_symbols(info.shape)
     return names
 
 
@@ -198,10 +198,6 @@ def analyze_for_verify(graph: Graph, bindings: Mapping[str, int]) -> tuple[Analy
             if match is None or match.group(1) in fed or match.group(1) in placeholders:
                 raise
             placeholders[match.group(1)] = 1
-
-
-def _symbols(shape: Iterable[Any]) -> set[str]:
-    return {name for d in shape if isinstance(d, Sym) for name in d.symbols()}
 
 
 # -- preparing the model --------------------------------------------------------------------
@@ -554,7 +550,7 @@ def _compare(graph: Graph, analysis: Analysis, observed: dict[str, Any], feeds: 
             compared.add(out.name)
             dependent |= _check_tensor(layer.name, out.name, out.shape, out.dtype, observed, env, fed, report)
         for tensor in layer.inputs:
-            dependent |= bool(tensor.shape is not None and _symbols(tensor.shape) - fed)
+            dependent |= bool(tensor.shape is not None and shape_symbols(tensor.shape) - fed)
         node = nodes.get(layer.name)
         if node is not None and not dependent:
             _check_costs(layer, node, analysis, {**feeds, **observed}, weight_shapes, report)
@@ -587,7 +583,7 @@ def _check_tensor(layer: str, name: str, shape, dtype: str, observed: dict[str, 
     else:
         wrong = False
         for axis, (dim, size) in enumerate(zip(shape, actual.shape)):
-            if _symbols((dim,)) - fed:
+            if shape_symbols((dim,)) - fed:
                 dependent = True
                 report.data_dependent.append(DataDependent(layer, name, axis, str(dim), int(size)))
             elif bind(dim, env) != size:
