@@ -241,7 +241,7 @@ def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input
     from archcalc.report import human_bytes
 
     graph = _load(model, input_shapes)
-    analysis, _ = verifier.analyze_for_verify(graph, _parse_dims(dims, batch))
+    analysis = verifier.analyze_for_verify(graph, _parse_dims(dims, batch))
     limit = _parse_size(max_memory, "--max-memory") if max_memory else verifier.default_memory_limit()
     needed = verifier.estimate_run_bytes(analysis, profile=profile)
     if needed > limit:

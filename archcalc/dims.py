@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from archcalc.errors import ShapeError
+from archcalc.errors import ShapeError, UnboundDim
 
 Monomial = tuple  # sorted tuple of atoms (str names, FloorDiv or Minimum)
 
@@ -257,10 +257,7 @@ def bind(dim: Dim, env: Mapping[str, int]) -> int:
         for atom in mono:
             if isinstance(atom, str):
                 if atom not in env:
-                    raise ShapeError(
-                        f"symbolic dim '{atom}' has no value",
-                        fix=f"bind it with --dim {atom}=N (or --batch N for the batch dim)",
-                    )
+                    raise UnboundDim(atom)
                 value *= env[atom]
             else:
                 value *= atom.value(env)

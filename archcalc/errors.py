@@ -31,6 +31,15 @@ class ShapeError(ArchcalcError):
     """A layer whose input shapes make its output impossible."""
 
 
+class UnboundDim(ShapeError):
+    """A count needs the value of a symbolic dim that was not bound (`name`)."""
+
+    def __init__(self, name: str):
+        super().__init__(f"symbolic dim '{name}' has no value",
+                         fix=f"bind it with --dim {name}=N (or --batch N for the batch dim)")
+        self.name = name
+
+
 class UnknownValue(ShapeError):
     """An op needs the value of an input (a target shape, slice bounds) that is computed
     from data at run time, or too large to follow: its output shape cannot be known.

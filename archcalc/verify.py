@@ -35,7 +35,7 @@ from onnx import TensorProto, helper
 
 from archcalc.analysis import Analysis, LayerResult
 from archcalc.dims import bind, bind_shape, shape_symbols
-from archcalc.errors import ArchcalcError, ShapeError
+from archcalc.errors import ArchcalcError, ShapeError, UnboundDim
 from archcalc.graph import Graph
 from archcalc.registry import TensorState, get_rule
 
@@ -171,9 +171,6 @@ def default_memory_limit() -> int:
 
 # -- analysis with data-dependent dims bound ------------------------------------------------
 
-_UNBOUND = re.compile(r"symbolic dim '([^']+)' has no value")
-
-
 def input_symbols(graph: Graph) -> set[str]:
     """Symbols of the graph inputs' shapes: the dims the user feeds, not the data."""
     names: set[str] = set()
@@ -183,21 +180,20 @@ def input_symbols(graph: Graph) -> set[str]:
     return names
 
 
-def analyze_for_verify(graph: Graph, bindings: Mapping[str, int]) -> tuple[Analysis, dict[str, int]]:
-    """The analysis to verify, and the placeholder values given to data-dependent dims
-    left unbound (1 each: any value serves, they are reported, not compared)."""
+def analyze_for_verify(graph: Graph, bindings: Mapping[str, int]) -> Analysis:
+    """The analysis to verify; data-dependent dims left unbound get 1 (any value serves:
+    they are reported, not compared)."""
     from archcalc.engine import analyze
 
     fed = input_symbols(graph)
     placeholders: dict[str, int] = {}
     while True:
         try:
-            return analyze(graph, {**bindings, **placeholders}), placeholders
-        except ShapeError as error:
-            match = _UNBOUND.search(error.message)
-            if match is None or match.group(1) in fed or match.group(1) in placeholders:
+            return analyze(graph, {**bindings, **placeholders})
+        except UnboundDim as error:
+            if error.name in fed or error.name in placeholders:
                 raise
-            placeholders[match.group(1)] = 1
+            placeholders[error.name] = 1
 
 
 # -- preparing the model --------------------------------------------------------------------
