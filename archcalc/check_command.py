@@ -12,6 +12,8 @@ from typing import TextIO
 
 import click
 
+from archcalc.options import batch_option, dim_option, input_shape_option, parse_dims, parse_input_shapes
+
 CHECK_FORMATS = ("table", "github", "junit", "json")
 
 
@@ -22,12 +24,9 @@ CHECK_FORMATS = ("table", "github", "junit", "json")
 @click.option("--format", "fmt", type=click.Choice(CHECK_FORMATS), default="table", show_default=True,
               help="github: workflow-command annotations plus a job summary in $GITHUB_STEP_SUMMARY; "
                    "junit: JUnit XML for CI test reports.")
-@click.option("--batch", type=click.IntRange(min=1), default=None,
-              help="Value of the symbolic batch dim (overrides the budget's `batch`; default 1).")
-@click.option("--dim", "dims", multiple=True, metavar="NAME=N",
-              help="Bind another symbolic dim, e.g. --dim seq=128 (overrides the budget's `dims`). Repeatable.")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...",
-              help="Feed graph input NAME of every model at this shape, e.g. x=1,3,224,224. Repeatable.")
+@batch_option("Value of the symbolic batch dim (overrides the budget's `batch`; default 1).")
+@dim_option("Bind another symbolic dim, e.g. --dim seq=128 (overrides the budget's `dims`). Repeatable.")
+@input_shape_option("Feed graph input NAME of every model at this shape, e.g. x=1,3,224,224. Repeatable.")
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="Write the report to this file instead of stdout.")
 @click.option("--training", is_flag=True,
@@ -63,11 +62,10 @@ def _check_all(models: tuple[str, ...], budget_path: str, batch: int | None, dim
                input_shapes: tuple[str, ...], training: bool, optimizer: str | None,
                precision: str | None) -> list:
     from archcalc.budget import check_model, load_budget, needs_training
-    from archcalc.cli import _parse_dims, _parse_input_shapes
 
     budget = load_budget(budget_path)
-    bindings = budget.bindings(batch=batch, dims=_parse_dims(dims, None))
-    analysed = _analyse_all(models, bindings, _parse_input_shapes(input_shapes),
+    bindings = budget.bindings(batch=batch, dims=parse_dims(dims, None))
+    analysed = _analyse_all(models, bindings, parse_input_shapes(input_shapes),
                             show_progress=len(models) > 1 and _stderr_is_terminal())
     if not (training or needs_training(budget)):
         return [check_model(analysis, budget) for _, analysis in analysed]

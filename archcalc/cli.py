@@ -9,6 +9,7 @@ import click
 from archcalc import __version__
 from archcalc.check_command import check
 from archcalc.errors import ArchcalcError
+from archcalc.options import batch_option, dim_option, input_shape_option, parse_dims, parse_input_shapes
 
 FORMATS = ("table", "json", "csv", "markdown")
 SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
@@ -23,39 +24,6 @@ class _Group(click.Group):
         except ArchcalcError as error:
             click.echo(f"error: {error}", err=True)
             ctx.exit(2)
-
-
-def _size(text: str) -> int | None:
-    """A dim size typed on the command line: a positive ASCII integer, else None
-    (str.isdigit alone accepts digits like '²' that int() refuses)."""
-    return int(text) if text.isascii() and text.isdigit() and int(text) >= 1 else None
-
-
-def _parse_dims(dims: tuple[str, ...], batch: int | None) -> dict[str, int]:
-    bindings: dict[str, int] = {}
-    for item in dims:
-        name, _, value = item.partition("=")
-        if not name or _size(value) is None:
-            raise click.BadParameter(f"'{item}' is not NAME=N with N >= 1", param_hint="--dim")
-        bindings[name] = int(value)
-    if batch is not None:
-        bindings["batch"] = batch
-    return bindings
-
-
-def _parse_input_shapes(items: tuple[str, ...]) -> dict[str, tuple]:
-    """``NAME=1,3,224,224`` items as {name: shape}; a dim that is a name stays symbolic."""
-    from archcalc.dims import Sym
-
-    shapes: dict[str, tuple] = {}
-    for item in items:
-        name, _, dims = item.rpartition("=")  # ONNX names may hold '=' or ':'; dims never do
-        parts = dims.split(",") if dims else []
-        if not name or not parts or not all(_size(p) is not None or p.isidentifier() for p in parts):
-            raise click.BadParameter(f"'{item}' is not NAME=D1,D2,... with each D a size >= 1 or a dim name",
-                                     param_hint="--input-shape")
-        shapes[name] = tuple(_size(p) or Sym.symbol(p) for p in parts)
-    return shapes
 
 
 def _parse_size(text: str, option: str) -> int:
@@ -85,22 +53,15 @@ def _console():
 def _load(model: str, input_shapes: tuple[str, ...]):
     from archcalc.loader import load_model
 
-    return load_model(model, _parse_input_shapes(input_shapes))
+    return load_model(model, parse_input_shapes(input_shapes))
 
 
 def _analyse(model: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...] = ()):
     from archcalc.engine import analyze
 
-    return analyze(_load(model, input_shapes), _parse_dims(dims, batch))
+    return analyze(_load(model, input_shapes), parse_dims(dims, batch))
 
 
-batch_option = click.option("--batch", type=click.IntRange(min=1), default=None,
-                            help="Value of the symbolic batch dim for counting (default 1).")
-dim_option = click.option("--dim", "dims", multiple=True, metavar="NAME=N",
-                          help="Bind another symbolic dim, e.g. --dim seq=128. Repeatable.")
-input_shape_option = click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...",
-                                  help="Feed graph input NAME at this shape, e.g. --input-shape x=1,3,224,224 "
-                                       "(a dim may be a name: batch,3,224,224). Repeatable.")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -113,9 +74,9 @@ def cli() -> None:
 @cli.command()
 @click.argument("model", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@batch_option
-@dim_option
-@input_shape_option
+@batch_option()
+@dim_option()
+@input_shape_option()
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Fold the layers of each block instance into one row, DEPTH levels down the block "
                    "path (1: layer1, 2: layer1.0 for a ResNet; a repeated block's name is a level). "
@@ -137,7 +98,7 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], inpu
     from archcalc.engine import analyze as run_analysis
 
     graph = _load(model, input_shapes)
-    bindings = _parse_dims(dims, batch)
+    bindings = parse_dims(dims, batch)
     analysis = run_analysis(graph, bindings)
     step = fit = None
     if training or fit_memory:
@@ -175,9 +136,9 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], inpu
 @cli.command()
 @click.argument("model", type=click.Path())
 @click.argument("layer")
-@batch_option
-@dim_option
-@input_shape_option
+@batch_option()
+@dim_option()
+@input_shape_option()
 def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...]) -> None:
     """Each formula of one LAYER with its numbers substituted."""
     import difflib
@@ -206,9 +167,9 @@ def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...], in
                    "as external-data references to an OUTPUT.data that is not written: archcalc analyzes and "
                    "verifies the file and onnx.load(path, load_external_data=False) reads it, but onnx.checker, "
                    "a plain onnx.load and onnxruntime need the missing data.")
-@batch_option
-@dim_option
-@input_shape_option
+@batch_option()
+@dim_option()
+@input_shape_option()
 def export(spec: str, output: str, opset: int | None, weights: str, batch: int | None,
            dims: tuple[str, ...], input_shapes: tuple[str, ...]) -> None:
     """Write SPEC as a standard ONNX model that onnxruntime can run."""
@@ -216,7 +177,7 @@ def export(spec: str, output: str, opset: int | None, weights: str, batch: int |
     from archcalc.export import to_onnx, write_model
 
     graph = _load(spec, input_shapes)
-    analysis = analyze(graph, _parse_dims(dims, batch))
+    analysis = analyze(graph, parse_dims(dims, batch))
     model = to_onnx(graph, analysis, opset=opset, weights=weights, external_path=output + ".data")
     write_model(model, output, weights)
     click.echo(f"wrote {output}: {len(model.graph.node)} nodes, {len(model.graph.initializer)} initializers, "
@@ -226,9 +187,9 @@ def export(spec: str, output: str, opset: int | None, weights: str, batch: int |
 @cli.command()
 @click.argument("model", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@batch_option
-@dim_option
-@input_shape_option
+@batch_option()
+@dim_option()
+@input_shape_option()
 @click.option("--profile", is_flag=True, help="Time every node in onnxruntime and show it beside its MACs.")
 @click.option("--max-memory", default=None, metavar="BYTES",
               help="Refuse to run when the estimate exceeds this (e.g. 4GiB; default half of RAM).")
@@ -241,7 +202,7 @@ def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input
     from archcalc.report import human_bytes
 
     graph = _load(model, input_shapes)
-    analysis = verifier.analyze_for_verify(graph, _parse_dims(dims, batch))
+    analysis = verifier.analyze_for_verify(graph, parse_dims(dims, batch))
     limit = _parse_size(max_memory, "--max-memory") if max_memory else verifier.default_memory_limit()
     needed = verifier.estimate_run_bytes(analysis, profile=profile)
     if needed > limit:

@@ -10,6 +10,8 @@ from dataclasses import replace
 
 import click
 
+from archcalc.options import batch_option, dim_option, input_shape_option
+
 DIFF_FORMATS = ("table", "markdown", "json")
 STATUS_STYLES = {"added": "green", "removed": "red", "renamed": "cyan", "changed": None, "unchanged": "dim"}
 
@@ -19,12 +21,9 @@ STATUS_STYLES = {"added": "green", "removed": "red", "renamed": "cyan", "changed
 @click.argument("new", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(DIFF_FORMATS), default="table", show_default=True,
               help="markdown is ready to paste into a pull-request comment.")
-@click.option("--batch", type=click.IntRange(min=1), default=None,
-              help="Value of the symbolic batch dim for counting both models (default 1).")
-@click.option("--dim", "dims", multiple=True, metavar="NAME=N",
-              help="Bind another symbolic dim in both models, e.g. --dim seq=128. Repeatable.")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...",
-              help="Feed graph input NAME of both models at this shape, e.g. x=1,3,224,224. Repeatable.")
+@batch_option("Value of the symbolic batch dim for counting both models (default 1).")
+@dim_option("Bind another symbolic dim in both models, e.g. --dim seq=128. Repeatable.")
+@input_shape_option("Feed graph input NAME of both models at this shape, e.g. x=1,3,224,224. Repeatable.")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Compare block rows, keeping DEPTH levels of block names (as `analyze --depth`).")
 @click.option("--all", "show_all", is_flag=True, help="List unchanged layers too.")

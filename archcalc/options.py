@@ -1,0 +1,52 @@
+"""Command-line options that several commands share, and their parsers. Imports only
+click, so every command module can use it without importing the others."""
+
+from __future__ import annotations
+
+import click
+
+
+def batch_option(help: str = "Value of the symbolic batch dim for counting (default 1)."):
+    return click.option("--batch", type=click.IntRange(min=1), default=None, help=help)
+
+
+def dim_option(help: str = "Bind another symbolic dim, e.g. --dim seq=128. Repeatable."):
+    return click.option("--dim", "dims", multiple=True, metavar="NAME=N", help=help)
+
+
+def input_shape_option(help: str = "Feed graph input NAME at this shape, e.g. --input-shape x=1,3,224,224 "
+                                   "(a dim may be a name: batch,3,224,224). Repeatable."):
+    return click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help=help)
+
+
+def _size(text: str) -> int | None:
+    """A dim size typed on the command line: a positive ASCII integer, else None
+    (str.isdigit alone accepts digits like '²' that int() refuses)."""
+    return int(text) if text.isascii() and text.isdigit() and int(text) >= 1 else None
+
+
+def parse_dims(dims: tuple[str, ...], batch: int | None) -> dict[str, int]:
+    bindings: dict[str, int] = {}
+    for item in dims:
+        name, _, value = item.partition("=")
+        if not name or _size(value) is None:
+            raise click.BadParameter(f"'{item}' is not NAME=N with N >= 1", param_hint="--dim")
+        bindings[name] = int(value)
+    if batch is not None:
+        bindings["batch"] = batch
+    return bindings
+
+
+def parse_input_shapes(items: tuple[str, ...]) -> dict[str, tuple]:
+    """``NAME=1,3,224,224`` items as {name: shape}; a dim that is a name stays symbolic."""
+    from archcalc.dims import Sym
+
+    shapes: dict[str, tuple] = {}
+    for item in items:
+        name, _, dims = item.rpartition("=")  # ONNX names may hold '=' or ':'; dims never do
+        parts = dims.split(",") if dims else []
+        if not name or not parts or not all(_size(p) is not None or p.isidentifier() for p in parts):
+            raise click.BadParameter(f"'{item}' is not NAME=D1,D2,... with each D a size >= 1 or a dim name",
+                                     param_hint="--input-shape")
+        shapes[name] = tuple(_size(p) or Sym.symbol(p) for p in parts)
+    return shapes
