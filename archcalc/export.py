@@ -71,7 +71,7 @@ def _dims(shape: Sequence[Any]) -> list[int | str]:
     return [d if isinstance(d, int) else str(d) for d in shape]
 
 
-def _weight_values(name: str, shape: tuple[int, ...], kind: str, mode: str, rng: np.random.Generator,
+def weight_values(name: str, shape: tuple[int, ...], kind: str, mode: str, rng: np.random.Generator,
                    dtype: Any = np.float32) -> np.ndarray:
     if mode == "zeros":
         return np.zeros(shape, dtype)
@@ -151,7 +151,7 @@ def _initializer(name: str, info: Any, shape: tuple, mode: str, rng: np.random.G
         # stays self-consistent; in external mode write_model rewrites them as it writes.
         _set_external(tensor, os.path.basename(external_path or "weights.bin"), offset, 4 * int(np.prod(shape)))
         return tensor
-    return onnx.numpy_helper.from_array(_weight_values(name, shape, info.kind, mode, rng), name)
+    return onnx.numpy_helper.from_array(weight_values(name, shape, info.kind, mode, rng), name)
 
 
 def _clean(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -243,7 +243,7 @@ def _write_model(model: onnx.ModelProto, path: str, weights: str) -> None:
                     shape = tuple(tensor.dims)
                     offset = handle.tell()
                     kind = "buffer" if "running_" in tensor.name else "weight"
-                    handle.write(_weight_values(tensor.name, shape, kind, "random", rng).tobytes())
+                    handle.write(weight_values(tensor.name, shape, kind, "random", rng).tobytes())
                     _set_external(tensor, os.path.basename(data_path), offset, handle.tell() - offset)
         onnx.save_model(model, path)
         return

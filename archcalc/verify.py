@@ -147,8 +147,8 @@ class VerifyReport:
 
 # archcalc dtype names -> numpy, for generated inputs and weights; others (string,
 # bfloat16, float8) have no numpy type archcalc can fill.
-_NUMPY = {"float32": np.float32, "float": np.float32, "float64": np.float64, "double": np.float64,
-          "float16": np.float16, "int64": np.int64, "int32": np.int32, "int16": np.int16, "int8": np.int8,
+_NUMPY = {"float32": np.float32, "float64": np.float64, "float16": np.float16,
+          "int64": np.int64, "int32": np.int32, "int16": np.int16, "int8": np.int8,
           "uint64": np.uint64, "uint32": np.uint32, "uint16": np.uint16, "uint8": np.uint8, "bool": np.bool_}
 _ALIASES = {"float": "float32", "double": "float64"}
 
@@ -222,8 +222,6 @@ def prepare_model(model: onnx.ModelProto, analysis: Analysis, base_dir: str, *, 
     analysis inferred, as a graph output, and with its weights present: external data is
     read when its file exists, generated when it does not. With `data_dir`, weights end
     up in `data_dir`/weights.bin as external data instead of inline."""
-    from archcalc.export import _weight_values
-
     say = progress or (lambda *_: None)
     rng = np.random.default_rng(0)
     positive = set(analysis.buffer_tensors)  # running statistics: a variance must be positive
@@ -241,7 +239,7 @@ def prepare_model(model: onnx.ModelProto, analysis: Analysis, base_dir: str, *, 
             hole = values is None and sink is not None and count > SPARSE_ABOVE
             if values is None and not hole:
                 kind = "buffer" if tensor.name in positive else "weight"
-                values = _generated(tensor, kind, rng, _weight_values)
+                values = _generated(tensor, kind, rng)
             if sink is None or not hole and _stays_inline(values):
                 tensor.CopyFrom(onnx.numpy_helper.from_array(values, tensor.name))
                 continue
@@ -315,7 +313,9 @@ def _stored_values(tensor: TensorProto, base_dir: str) -> np.ndarray | None:
     return np.frombuffer(data, dtype).reshape(shape)
 
 
-def _generated(tensor: TensorProto, kind: str, rng: np.random.Generator, weight_values) -> np.ndarray:
+def _generated(tensor: TensorProto, kind: str, rng: np.random.Generator) -> np.ndarray:
+    from archcalc.export import weight_values
+
     dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
     shape = tuple(tensor.dims)
     if dtype.kind in "iub":
@@ -462,7 +462,7 @@ def _feeds(session, analysis: Analysis, path: str) -> dict[str, np.ndarray]:
         if inferred is None or inferred.shape is None:
             raise VerifyError(f"input '{value.name}' has no inferred shape", where=path,
                               fix=f"give it one with --input-shape {value.name}=D1,D2,...")
-        dtype = _NUMPY.get(inferred.dtype)
+        dtype = _NUMPY.get(_ALIASES.get(inferred.dtype, inferred.dtype))
         if dtype is None:
             raise VerifyError(f"input '{value.name}' is {inferred.dtype} ({value.type}); archcalc can generate "
                               "only numeric and bool inputs to run the model", where=path,
