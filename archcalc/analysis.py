@@ -61,7 +61,7 @@ class TensorResult:
                 "dtype": self.dtype}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LayerResult:
     name: str
     op: str

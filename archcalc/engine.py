@@ -148,17 +148,23 @@ class _Inference:
 
     def _layer(self, node: Node) -> LayerResult:
         states = self.states
-        # Each input is usually computed already; _resolve_input handles the rest.
-        inputs = [states.get(name) or self._resolve_input(node, name) for name in node.inputs]
+        inputs = []
+        missing = False
+        for name in node.inputs:
+            state = states.get(name)
+            if state is None and name:  # not computed yet: a spec weight with a deferred shape, or unknown
+                state = self._resolve_input(node, name)
+                missing = missing or state is None
+            inputs.append(state)
         rule = rule_for(node.domain, node.op)
-        if rule is None or any(s is None for n, s in zip(node.inputs, inputs) if n):
+        if rule is None or missing:
             return self._unmodelled(node, inputs, has_rule=rule is not None)
-        attrs = dict(node.attrs)
+        attrs = node.attrs
         if node.has_deferred:
             shapes = [s.shape if s else None for s in inputs]
             attrs = {k: v.compute(shapes) if isinstance(v, Deferred) else v for k, v in attrs.items()}
         try:
-            result = self._apply(rule, node, inputs, attrs)
+            result, outcome = self._apply(rule, node, inputs, attrs)
         except UnknownValue as error:
             return self._unmodelled(node, inputs, has_rule=True, reason=error.message)
         except ArchcalcError as error:
@@ -169,35 +175,58 @@ class _Inference:
                 where=node.where(self.graph.path),
                 fix="check the layer's attributes and the shapes of its inputs",
             ) from None
-        if len(result.outputs) < len([o for o in node.outputs if o]):
+        if len(result.outputs) < len(node.outputs) and len(result.outputs) < sum(1 for o in node.outputs if o):
             raise ShapeError(
                 f"the layer declares {len(node.outputs)} outputs, the op gives {len(result.outputs)}",
                 where=node.where(self.graph.path),
             )
         try:
-            return self._record(node, inputs, attrs, result)
-        except ArchcalcError as error:  # e.g. a symbolic dim with no value to count with
+            return self._record(node, attrs, result, outcome)
+        except ArchcalcError as error:  # e.g. a weight with a symbolic dim and no value to count with
             raise error.located(node.where(self.graph.path)) from None
 
-    def _apply(self, rule: Rule, node: Node, inputs: list[TensorState | None], attrs: dict) -> RuleResult:
-        """The rule's result for the layer. A rule is a pure function of its inputs, attributes
-        and the layer's output count, and big models repeat layers (a ResNet stage, a
-        transformer block), so each distinct call runs once; rules that read the layer's name
-        or enclosing graph are called every time."""
+    def _apply(self, rule: Rule, node: Node, inputs: list[TensorState | None],
+               attrs: Mapping[str, object]) -> tuple[RuleResult, _Outcome]:
+        """The rule's result for the layer, and its bound counts. A rule is a pure function of
+        its inputs, attributes and the layer's output count, and big models repeat layers (a
+        ResNet stage, a transformer block), so each distinct call runs once and is counted
+        once; rules that read the layer's name or enclosing graph are called every time."""
         key = None
         if not rule.context & _PER_LAYER_CONTEXT:
             key = (node.op, len(node.outputs), tuple(inputs), _attribute_key(attrs))
             try:
-                result = self.rule_results.get(key)
+                cached = self.rule_results.get(key)
             except TypeError:  # an attribute that cannot be hashed: call the rule
-                key = result = None
-            if result is not None:
-                return result
+                key = cached = None
+            if cached is not None:
+                return cached
         result = rule(inputs, attrs, {"n_outputs": len(node.outputs), "node_name": node.name, "op": node.op,
                                       "scope": self.scope})
+        try:
+            outcome = self._outcome(result, inputs[0].dtype if inputs and inputs[0] else "float32")
+        except ArchcalcError as error:  # e.g. a symbolic dim with no value to count with
+            raise error.located(node.where(self.graph.path)) from None
         if key is not None:
-            self.rule_results[key] = result
-        return result
+            self.rule_results[key] = result, outcome
+        return result, outcome
+
+    def _outcome(self, result: RuleResult, first_dtype: str) -> _Outcome:
+        """What every layer given `result` records alike: output states, their bytes, and
+        the counts bound to ints."""
+        states = []
+        sizes = []
+        for out in result.outputs:
+            dtype = out.dtype or first_dtype
+            shape = tuple(out.shape)
+            states.append(TensorState(shape, dtype, out.value))
+            sizes.append(self._elements(shape) * dtype_bytes(dtype))
+        macs, flops = self._bound(result.macs), self._bound(result.flops)
+        if max(macs, flops, *sizes) > INT64_MAX:
+            raise ShapeError(
+                f"its counts overflow int64 (MACs {macs:.3e}, output bytes {max(sizes):.3e})",
+                fix="the dims are implausibly large: check the input shape and --batch/--dim values",
+            )
+        return _Outcome(tuple(states), tuple(sizes), macs, flops, self._bound(result.backward_state_bytes))
 
     def _resolve_input(self, node: Node, name: str) -> TensorState | None:
         if not name:
@@ -224,33 +253,31 @@ class _Inference:
         self._set_state(info.name, state)
         return state
 
-    def _record(self, node: Node, inputs: Sequence[TensorState | None], attrs: dict,
-                result: RuleResult) -> LayerResult:
-        first_dtype = inputs[0].dtype if inputs and inputs[0] else "float32"
+    def _record(self, node: Node, attrs: Mapping[str, object], result: RuleResult,
+                outcome: _Outcome) -> LayerResult:
+        states, results, tensor_bytes = self.states, self.results, self.tensor_bytes
         outputs = []
         activation_bytes = 0
-        for name, out in zip(node.outputs, result.outputs):
-            if not name:
-                continue
-            dtype = out.dtype or first_dtype
-            shape = tuple(out.shape)
-            outputs.append(self._set_state(name, TensorState(shape, dtype, out.value)))
-            size = self._elements(shape) * dtype_bytes(dtype)
-            self.tensor_bytes[name] = size
-            activation_bytes += size
-        params, trainable, buffers = self._params(node, result)
-        macs, flops = self._bound(result.macs), self._bound(result.flops)
-        backward_state_bytes = self._bound(result.backward_state_bytes)
-        if max(macs, flops, activation_bytes) > INT64_MAX:
-            raise ShapeError(
-                f"its counts overflow int64 (MACs {macs:.3e}, output bytes {activation_bytes:.3e})",
-                where=node.where(self.graph.path),
-                fix="the dims are implausibly large: check the input shape and --batch/--dim values",
-            )
+        for name, state, size in zip(node.outputs, outcome.states, outcome.sizes):
+            if name:
+                states[name] = state
+                tensor = results[name] = TensorResult(name, state.shape, state.dtype)
+                outputs.append(tensor)
+                tensor_bytes[name] = size
+                activation_bytes += size
+        if activation_bytes > INT64_MAX:
+            raise ShapeError(f"its outputs overflow int64 ({activation_bytes:.3e} bytes)",
+                             where=node.where(self.graph.path),
+                             fix="the dims are implausibly large: check the input shape and --batch/--dim values")
+        if result.weights or result.buffers or result.held:
+            params, trainable, buffers = self._params(node, result)
+        else:  # activations, reshapes, ...: no weights
+            params = trainable = buffers = 0
         field = self._receptive_field(node, result.receptive)
+        fields = self.fields
         for name in node.outputs:
             if name:
-                self.fields[name] = field
+                fields[name] = field
         if result.warnings:
             self.warnings.extend(f"{node.where(self.graph.path)}: {warning}" for warning in result.warnings)
         if result.sublayers:
@@ -264,11 +291,11 @@ class _Inference:
             params=params,
             trainable_params=trainable,
             buffers=buffers,
-            macs=macs,
-            flops=flops,
+            macs=outcome.macs,
+            flops=outcome.flops,
             activation_bytes=activation_bytes,
             receptive_field=_public(field),
-            backward_state_bytes=backward_state_bytes,
+            backward_state_bytes=outcome.backward_state_bytes,
             block=node.block,
             source=node.source,
             attrs=attrs,
@@ -279,8 +306,6 @@ class _Inference:
         """Params, trainable params and buffers of the weights the layer uses that no earlier
         layer counted (a shared tensor counts once)."""
         params = trainable = buffers = 0
-        if not (result.weights or result.buffers or result.held):  # activations, reshapes, ...: no weights
-            return params, trainable, buffers
         names = node.inputs
         used = [(names[i] if i < len(names) else "", False) for i in result.weights]
         if result.buffers:
@@ -442,6 +467,16 @@ class _Inference:
                 peak = live
             live -= free
         return peak
+
+
+class _Outcome(NamedTuple):
+    """A rule result's per-output states and bytes, and its counts bound to ints."""
+
+    states: tuple[TensorState, ...]
+    sizes: tuple[int, ...]
+    macs: int
+    flops: int
+    backward_state_bytes: int
 
 
 def _attribute_key(attrs: Mapping[str, object]) -> tuple:

@@ -32,7 +32,7 @@ class Deferred:
     describe: str = "depends on the input shape"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TensorInfo:
     """A tensor the graph knows before inference: a graph input or an initializer.
 
@@ -49,7 +49,7 @@ class TensorInfo:
     trainable: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Node:
     """One layer: an op applied to named input tensors, producing named outputs.
 
