@@ -21,7 +21,7 @@ def dtype_bytes(dtype: str) -> int:
     return DTYPE_BYTES.get(dtype, 4)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AxisField:
     """Receptive field along one spatial axis, in input pixels: `size` pixels wide,
     neighbouring outputs `jump` pixels apart, the first centred on pixel `start`."""

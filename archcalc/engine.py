@@ -110,14 +110,12 @@ class _Inference:
     def symbols(self) -> set[str]:
         """Every symbolic dim name a shape or count of the graph holds."""
         names = set(self.counted_symbols)
-        shapes = [s.shape for s in self.states.values() if s is not None]
-        shapes += [i.shape for i in self.known.values() if not isinstance(i.shape, Deferred)]
-        seen: set[int] = set()  # ids of the dims looked at: the same Sym object recurs in thousands of shapes
-        for shape in shapes:
-            for dim in shape:
-                if isinstance(dim, Sym) and id(dim) not in seen:
-                    seen.add(id(dim))
-                    names |= dim.symbols()
+        # Layers given one rule result share its states, and big models have few distinct shapes.
+        states = {id(s): s for s in self.states.values() if s is not None}
+        shapes = {s.shape for s in states.values()}
+        shapes.update(i.shape for i in self.known.values() if not isinstance(i.shape, Deferred))
+        for dim in {dim for shape in shapes for dim in shape if isinstance(dim, Sym)}:
+            names |= dim.symbols()
         return names
 
     def run(self) -> Analysis:
@@ -405,22 +403,37 @@ class _Inference:
         not match the input's spatial axes (a rule declaring none, `()`, for a layout change
         that scrambles them) leave it unknown."""
         fields = self.fields
-        incoming = [fields[n] for n in node.inputs if n in fields]
-        if not incoming:
+        read_any = False  # some input has a field entry (None for one with no spatial axes)
+        widest = None  # merging branches (add, concat): an output sees the widest of its inputs' fields
+        for name in node.inputs:
+            if name not in fields:
+                continue
+            read_any = True
+            field = fields[name]
+            if field is None or field is widest:
+                continue
+            if field == GLOBAL:
+                return GLOBAL
+            if widest is None or _width(field) > _width(widest):
+                widest = field
+        if not read_any:
             return None
-        if GLOBAL in incoming or receptive == GLOBAL:
+        if receptive == GLOBAL:
             return GLOBAL
-        spatial = [f for f in incoming if isinstance(f, _Spatial)]
-        if not spatial:
+        if widest is None:
             return None
-        # Merging branches (add, concat): an output sees the widest of its inputs' fields.
-        widest = spatial[0] if len(spatial) == 1 else max(spatial, key=lambda f: sum(a.size for a in f.public))
         if receptive == POINTWISE:
             return widest
         if len(receptive) != len(widest.axes):
             return None
-        axes = tuple([_through_window(a, w) for a, w in zip(widest.axes, receptive)])
-        return None if None in axes else _Spatial.of(axes)
+        axes = []
+        for axis, window in zip(widest.axes, receptive):
+            if axes and axis is previous and window == previous_window:
+                axes.append(axes[-1])  # a square window on a square field: worked out once
+            else:
+                axes.append(_through_window(axis, window))
+            previous, previous_window = axis, window
+        return None if None in axes else _Spatial.of(tuple(axes))
 
     def _tensor_results(self) -> dict[str, TensorResult]:
         return dict(self.results)
@@ -560,6 +573,10 @@ class _Spatial(NamedTuple):
 
 # Internal form of a tensor's field: spatial, "global", or None (unknown or no spatial axes).
 _Field = _Spatial | str | None
+
+
+def _width(field: _Spatial) -> int | Fraction:
+    return sum(a.size for a in field.public)
 
 
 def _public(field: _Field) -> ReceptiveField:

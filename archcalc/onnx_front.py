@@ -41,10 +41,10 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, numpy_helper
 
@@ -216,14 +216,15 @@ class _Nodes:
             used.add(name)
             attrs = {}
             for attr in proto.attribute:
-                attrs[attr.name] = _attribute(attr)
-                if attr.type in _SUBGRAPH_TYPES and name not in self.subgraphs:
+                kind = attr.type
+                attrs[attr.name] = _ATTRIBUTE_READERS[kind](attr) if kind in _ATTRIBUTE_READERS else _attribute(attr)
+                if kind in _SUBGRAPH_TYPES and name not in self.subgraphs:
                     self.subgraphs.append(name)
             domain = proto.domain
             # A slice copies a repeated proto field in one call (iterating it costs one per
             # element): twice as fast for the fields read once per node or tensor.
-            self.nodes.append(Node(name=name, op=op, inputs=tuple(proto.input[:]), outputs=tuple(proto.output[:]),
-                                   attrs=attrs, domain=domain, block=layer_block))
+            self.nodes.append(Node(name, op, tuple(proto.input[:]), tuple(proto.output[:]), attrs, domain,
+                                   block=layer_block))
             if not self.unmodelled and rule_for(domain, op) is None:
                 self.unmodelled = True
 
@@ -435,6 +436,7 @@ def _integral(data_type: int) -> bool:
 
 # Quantised weights: no exporter writes shapes, axes or indices in 8 or 4 bits.
 _QUANTISED_TYPES = {TensorProto.INT8, TensorProto.UINT8, TensorProto.INT4, TensorProto.UINT4}
+_CONSTANT_TYPES = _INTEGRAL_TYPES | {TensorProto.STRING}
 
 
 def _is_constant(data_type: int, dims) -> bool:
@@ -442,7 +444,7 @@ def _is_constant(data_type: int, dims) -> bool:
     float and quantised ones are weights."""
     if data_type in _QUANTISED_TYPES:
         return math.prod(dims) <= 1  # a zero point
-    return _integral(data_type) or data_type == TensorProto.STRING or math.prod(dims) <= 1
+    return data_type in _CONSTANT_TYPES or math.prod(dims) <= 1
 
 
 def _initializer(tensor: TensorProto) -> TensorInfo:
@@ -453,11 +455,11 @@ def _initializer(tensor: TensorProto) -> TensorInfo:
     return TensorInfo(tensor.name, shape, dtype, kind, value)
 
 
-# numpy types (little-endian, as ONNX stores raw_data) of the tensors small enough to be
+# struct codes (little-endian, as ONNX stores raw_data) of the tensors small enough to be
 # read from raw_data directly (the common case); the rest go through onnx's numpy_helper.
-_RAW_NUMPY = {data_type: np.dtype(kind).newbyteorder("<")
-              for data_type, kind in ((TensorProto.INT64, np.int64), (TensorProto.INT32, np.int32),
-                                      (TensorProto.FLOAT, np.float32))}
+_RAW_CODES = {TensorProto.INT64: "q", TensorProto.INT32: "i", TensorProto.FLOAT: "f"}
+# Where the same tensors keep their values when not in raw_data.
+_TYPED_FIELDS = {TensorProto.INT64: "int64_data", TensorProto.INT32: "int32_data", TensorProto.FLOAT: "float_data"}
 
 
 def _tensor_state(tensor: TensorProto) -> TensorState:
@@ -475,14 +477,17 @@ def _tensor_facts(tensor: TensorProto) -> tuple[tuple[int, ...], str, tuple | No
     size = math.prod(shape)
     if size > limit or tensor.data_location == TensorProto.EXTERNAL:
         return shape, dtype, None
-    raw = tensor.raw_data
-    if raw and data_type in _RAW_NUMPY:
-        array = np.frombuffer(raw, dtype=_RAW_NUMPY[data_type])
-    else:
-        try:
-            array = numpy_helper.to_array(tensor)
-        except Exception:  # inconsistent data: the shape is still right
-            return shape, dtype, None
+    if data_type in _RAW_CODES:
+        raw = tensor.raw_data
+        if raw:
+            layout = f"<{size}{_RAW_CODES[data_type]}"
+            return shape, dtype, struct.unpack(layout, raw) if len(raw) == struct.calcsize(layout) else None
+        values = getattr(tensor, _TYPED_FIELDS[data_type])[:]
+        return shape, dtype, tuple(values) if len(values) == size else None
+    try:
+        array = numpy_helper.to_array(tensor)
+    except Exception:  # inconsistent data: the shape is still right
+        return shape, dtype, None
     value = tuple(array.reshape(-1).tolist()) if array.size == size else None
     return shape, dtype, value
 
@@ -541,6 +546,14 @@ def _attribute(attr: AttributeProto) -> Any:
     if attr.ref_attr_name:
         return f"<refers to function attribute '{attr.ref_attr_name}'>"
     return onnx.helper.get_attribute_value(attr) if kind else None
+
+
+# The attribute types nearly every node has, read without _attribute's chain of tests.
+_ATTRIBUTE_READERS = {
+    AttributeProto.INTS: lambda attr: tuple(attr.ints[:]),  # sliced: see _Nodes.add
+    AttributeProto.INT: lambda attr: attr.i,
+    AttributeProto.FLOAT: lambda attr: attr.f,
+}
 
 
 def _hints(model: onnx.ModelProto, tensors: dict[str, TensorInfo],
