@@ -119,12 +119,16 @@ class _Inference:
         return names
 
     def run(self) -> Analysis:
-        for name, info in self.graph.tensors.items():
-            if not isinstance(info.shape, Deferred):
-                value = info.value if not isinstance(info.value, Deferred) else None
-                self._set_state(name, TensorState(tuple(info.shape), info.dtype, value))
-                if info.kind == "input":
-                    self.fields[name] = _input_field(info.shape)
+        states, results = self.states, self.results
+        for name, info in self.graph.tensors.items():  # inlined _set_state: big models have many weights
+            shape = info.shape
+            if isinstance(shape, Deferred):
+                continue
+            value = info.value if not isinstance(info.value, Deferred) else None
+            state = states[name] = TensorState(shape if type(shape) is tuple else tuple(shape), info.dtype, value)
+            results[name] = TensorResult(name, state.shape, state.dtype)
+            if info.kind == "input":
+                self.fields[name] = _input_field(shape)
         layers = []
         for node in self.graph.topological_nodes():
             layers.append(self._layer(node))

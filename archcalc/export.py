@@ -159,7 +159,7 @@ def _clean(attrs: dict[str, Any]) -> dict[str, Any]:
     for key, value in attrs.items():
         if value is None:
             continue
-        cleaned[key] = list(value) if isinstance(value, tuple) else value
+        cleaned[key] = list(value) if type(value) is tuple else value
     return cleaned
 
 

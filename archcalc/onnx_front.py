@@ -141,7 +141,7 @@ def _convert(model: onnx.ModelProto, path: str) -> Graph:
         # A body's ops run through the rules too; one without a rule leaves outputs for hints to fill.
         seen: set[tuple[str, str]] = set()
         unmodelled = any(_unruled(body.node, functions, seen) for node in nodes for value in node.attrs.values()
-                         for body in (value if isinstance(value, tuple) else (value,))
+                         for body in (value if type(value) is tuple else (value,))
                          if isinstance(body, onnx.GraphProto))
 
     hints, hint_dtypes = _hints(model, tensors, warnings) if unmodelled else ({}, {})

@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from archcalc.dims import Dim
 
@@ -35,9 +35,11 @@ if TYPE_CHECKING:
 Shape = tuple[Dim, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class TensorState:
-    """What a rule may know about an input: its shape, dtype and (small constants) value."""
+class TensorState(NamedTuple):
+    """What a rule may know about an input: its shape, dtype and (small constants) value.
+
+    A named tuple, not a dataclass: one is made for every tensor and hashed for every
+    layer (see the engine's rule-result cache), both in C this way."""
 
     shape: Shape
     dtype: str = "float32"
