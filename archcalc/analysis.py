@@ -85,15 +85,22 @@ class LayerResult:
     attrs: dict = field(default_factory=dict, compare=False)
     explain: Callable[[], list[str]] | None = field(default=None, compare=False)
 
-    def to_json(self) -> dict:
+    def to_json(self, encoded: dict[int, object] | None = None) -> dict:
+        """The layer for JSON. `encoded` memoises the JSON of tensors and receptive fields by
+        object (Analysis.to_json passes one): a tensor is listed by its producer and by each
+        consumer, and a field is shared by a run of pointwise layers."""
+        if encoded is None:
+            encoded = {}
         field_json = self.receptive_field
         if isinstance(field_json, tuple):
-            field_json = [a.to_json() for a in field_json]
+            field_json = encoded.get(id(self.receptive_field))
+            if field_json is None:
+                field_json = encoded[id(self.receptive_field)] = [a.to_json() for a in self.receptive_field]
         return {
             "name": self.name,
             "op": self.op,
-            "inputs": [t.to_json() for t in self.inputs],
-            "outputs": [t.to_json() for t in self.outputs],
+            "inputs": [_tensor_json(t, encoded) for t in self.inputs],
+            "outputs": [_tensor_json(t, encoded) for t in self.outputs],
             "params": self.params,
             "trainable_params": self.trainable_params,
             "buffers": self.buffers,
@@ -105,6 +112,13 @@ class LayerResult:
             "block": self.block,
             "parent": self.parent,
         }
+
+
+def _tensor_json(tensor: TensorResult, encoded: dict[int, object]) -> dict:
+    result = encoded.get(id(tensor))
+    if result is None:
+        result = encoded[id(tensor)] = tensor.to_json()
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,12 +177,15 @@ class Analysis:
         return next((layer for layer in self.layers if layer.name == name), None)
 
     def to_json(self) -> dict:
+        """Plain JSON types; a tensor's (or field's) JSON object may appear in several places
+        (the same dict): treat the result as read-only."""
+        encoded: dict[int, object] = {}  # see LayerResult.to_json; keyed by id() of objects self keeps alive
         return {
             "model": self.name,
             "path": self.path,
             "bindings": self.bindings,
             "totals": self.totals.to_json(),
-            "layers": [layer.to_json() for layer in self.layers],
+            "layers": [layer.to_json(encoded) for layer in self.layers],
             "tensors": {
                 name: None if t.shape is None else shape_to_json(t.shape)
                 for name, t in self.tensors.items()

@@ -7,13 +7,12 @@ imported only by the table renderer.
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 from archcalc.budget import BYTES, FAIL, METRICS, PASS, WARN, LimitResult, ModelCheck, format_quantity
-from archcalc.report import human_bytes, human_count
+from archcalc.report import dumps_json, human_bytes, human_count
 
 JSON_SCHEMA_VERSION = 1
 LOWER_BOUND_NOTE = "≥ marks a lower bound: ops without a rule are not counted"
@@ -304,4 +303,4 @@ def render_json(checks: Sequence[ModelCheck]) -> str:
             for check in checks
         ],
     }
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    return dumps_json(document)

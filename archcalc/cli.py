@@ -196,10 +196,8 @@ def export(spec: str, output: str, opset: int | None, weights: str, batch: int |
 def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
            profile: bool, max_memory: str | None) -> None:
     """Run MODEL in onnxruntime and compare every tensor shape and dtype and layer cost with the analysis."""
-    import json as json_module
-
     from archcalc import verify as verifier
-    from archcalc.report import human_bytes
+    from archcalc.report import dumps_json, human_bytes
 
     graph = _load(model, input_shapes)
     analysis = verifier.analyze_for_verify(graph, parse_dims(dims, batch))
@@ -216,7 +214,7 @@ def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input
     with verifier.terminal_progress() as progress:
         report = verifier.verify(graph, analysis, profile=profile, progress=progress)
     if fmt == "json":
-        click.echo(json_module.dumps(report.to_json(), indent=2))
+        click.echo(dumps_json(report.to_json()))
     else:
         _print_verify(report, analysis, profile, console)
     if not report.ok:

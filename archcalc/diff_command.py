@@ -43,9 +43,9 @@ def diff(old: str, new: str, fmt: str, batch: int | None, dims: tuple[str, ...],
     result = diff_analyses(_analyse(old, batch, dims, input_shapes), _analyse(new, batch, dims, input_shapes), depth)
     result = replace(result, names=(old_label, new_label))
     if fmt == "json":
-        import json
+        from archcalc.report import dumps_json
 
-        click.echo(json.dumps(result.to_json(include_unchanged=show_all), indent=2))
+        click.echo(dumps_json(result.to_json(include_unchanged=show_all)))
     elif fmt == "markdown":
         click.echo(render_markdown(result, include_unchanged=show_all), nl=False)
     else:

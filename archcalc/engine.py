@@ -430,13 +430,12 @@ class _Inference:
             return widest
         if len(receptive) != len(widest.axes):
             return None
-        axes = []
-        for axis, window in zip(widest.axes, receptive):
-            if axes and axis is previous and window == previous_window:
+        axes: list[_Axis | None] = []
+        for index, (axis, window) in enumerate(zip(widest.axes, receptive)):
+            if index and axis is widest.axes[index - 1] and window == receptive[index - 1]:
                 axes.append(axes[-1])  # a square window on a square field: worked out once
             else:
                 axes.append(_through_window(axis, window))
-            previous, previous_window = axis, window
         return None if None in axes else _Spatial.of(tuple(axes))
 
     def _tensor_results(self) -> dict[str, TensorResult]:

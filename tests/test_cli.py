@@ -66,6 +66,16 @@ def test_analyze_json_contract():
     assert sum(x["macs"] for x in document["layers"]) == totals["macs"]
 
 
+def test_json_writer_keeps_the_json_module_layout_and_takes_big_ints():
+    from archcalc.report import dumps_json
+
+    document = {"name": "convé\"1", "shape": [1, "batch", 3], "empty": [], "nested": {"a": None, "b": 1.5}}
+    assert dumps_json(document) == json.dumps(document, indent=2, ensure_ascii=False)
+    # Past int64 (orjson's limit) the json module writes it, in the same layout.
+    huge = {"macs": 2**70, "layers": [{"x": 1}]}
+    assert dumps_json(huge) == json.dumps(huge, indent=2)
+
+
 def test_analyze_csv():
     reader = list(csv.DictReader(io.StringIO(run("analyze", LENET, "--format", "csv"))))
     assert len(reader) == 12
