@@ -195,7 +195,8 @@ class _Inference:
         once; rules that read the layer's name or enclosing graph are called every time."""
         key = None
         if not rule.context & _PER_LAYER_CONTEXT:
-            key = (node.op, len(node.outputs), tuple(inputs), _attribute_key(attrs))
+            attr_key = node.attr_key if node.attr_key is not None and not node.has_deferred else _attribute_key(attrs)
+            key = (node.op, len(node.outputs), tuple(inputs), attr_key)
             try:
                 cached = self.rule_results.get(key)
             except TypeError:  # an attribute that cannot be hashed: call the rule
@@ -309,9 +310,9 @@ class _Inference:
         layer counted (a shared tensor counts once)."""
         params = trainable = buffers = 0
         names = node.inputs
-        used = [(names[i] if i < len(names) else "", False) for i in result.weights]
+        used = [(names[i], False) for i in result.weights if i < len(names)]
         if result.buffers:
-            used += [(names[i] if i < len(names) else "", True) for i in result.buffers]
+            used += [(names[i], True) for i in result.buffers if i < len(names)]
         for info in result.held:  # a subgraph's own weights join the known tensors under their names
             if info.name not in self.known:
                 self.known[info.name] = info
@@ -319,9 +320,7 @@ class _Inference:
             used.append((info.name, False))
         known, counted = self.known, self.counted
         for tensor, is_buffer in used:
-            if not tensor:
-                continue
-            info = known.get(tensor)
+            info = known.get(tensor)  # None also for "" (an optional input left out)
             if info is None or info.kind not in PARAM_KINDS or tensor in counted:
                 continue
             counted.add(tensor)
@@ -400,6 +399,11 @@ class _Inference:
 
     def _input_results(self, node: Node) -> tuple[TensorResult, ...]:
         results = self.results
+        if "" not in node.inputs:
+            try:
+                return tuple(map(results.__getitem__, node.inputs))
+            except KeyError:  # an input of unknown shape (the layer is not modelled)
+                pass
         return tuple([results.get(name) or TensorResult(name, None, "float32") for name in node.inputs if name])
 
     def _receptive_field(self, node: Node, receptive: str | tuple[Window, ...]) -> _Field:

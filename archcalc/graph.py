@@ -55,7 +55,10 @@ class Node:
 
     ``attrs`` follow the op's ONNX attribute names. ``source`` says where the layer was
     written (``specs/x.yaml:12``) for error messages; ``block`` is the path of the
-    enclosing block instance (``layer1.0``), used to fold rows in reports.
+    enclosing block instance (``layer1.0``), used to fold rows in reports. ``attr_key``,
+    when a front end gives it, is a hashable form of ``attrs`` that tells values of
+    different types apart (1, 1.0, True); the engine caches rule results by it, and
+    derives one from ``attrs`` when it is None.
     """
 
     name: str
@@ -68,6 +71,7 @@ class Node:
     source: str | None = None
     block: str = ""
     has_deferred: bool = False
+    attr_key: tuple | None = None
 
     def where(self, file: str | None = None) -> str:
         place = self.source or file or "<graph>"

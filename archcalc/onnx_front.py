@@ -215,16 +215,22 @@ class _Nodes:
                                     f"reported as '{name}'")
             used.add(name)
             attrs = {}
-            for attr in proto.attribute:
-                kind = attr.type
-                attrs[attr.name] = _ATTRIBUTE_READERS[kind](attr) if kind in _ATTRIBUTE_READERS else _attribute(attr)
-                if kind in _SUBGRAPH_TYPES and name not in self.subgraphs:
-                    self.subgraphs.append(name)
+            attr_key = ()
+            if proto.attribute:
+                kinds = []
+                for attr in proto.attribute:
+                    kind = attr.type
+                    kinds.append(kind)
+                    attrs[attr.name] = _ATTRIBUTE_READERS[kind](attr) if kind in _ATTRIBUTE_READERS \
+                        else _attribute(attr)
+                    if kind in _SUBGRAPH_TYPES and name not in self.subgraphs:
+                        self.subgraphs.append(name)
+                attr_key = (tuple(attrs.items()), tuple(kinds))  # the types tell 1 from 1.0 (see Node)
             domain = proto.domain
             # A slice copies a repeated proto field in one call (iterating it costs one per
             # element): twice as fast for the fields read once per node or tensor.
             self.nodes.append(Node(name, op, tuple(proto.input[:]), tuple(proto.output[:]), attrs, domain,
-                                   block=layer_block))
+                                   block=layer_block, attr_key=attr_key))
             if not self.unmodelled and rule_for(domain, op) is None:
                 self.unmodelled = True
 
