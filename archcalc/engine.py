@@ -226,7 +226,7 @@ class _Inference:
         macs, flops = self._bound(result.macs), self._bound(result.flops)
         if max(macs, flops, *sizes) > INT64_MAX:
             raise ShapeError(
-                f"its counts overflow int64 (MACs {macs:.3e}, output bytes {max(sizes):.3e})",
+                f"its counts overflow int64 (MACs {macs:.3e}, output bytes {max(sizes, default=0):.3e})",
                 fix="the dims are implausibly large: check the input shape and --batch/--dim values",
             )
         return _Outcome(tuple(states), tuple(sizes), macs, flops, self._bound(result.backward_state_bytes))
