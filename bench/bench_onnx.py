@@ -4,6 +4,7 @@ Run by hand (not part of the test suite):
 
     python3 bench/bench_onnx.py            # all models
     python3 bench/bench_onnx.py --quick    # skip the 50k-node and >2 GB models
+    python3 bench/bench_onnx.py --instructions   # instruction counts (valgrind): noise-free
 
 For each generated model it prints L = onnx.load(path, load_external_data=False) of the
 same file in the same process, then every other figure as a ratio of L: a bare walk over
@@ -270,6 +271,28 @@ def _onnx_tool_profile(path: str, bindings: dict[str, int]) -> None:
     model.graph.profile()
 
 
+def instructions(code: str) -> int:
+    """Instructions a fresh Python process running `code` executes, counted by valgrind's
+    callgrind: unlike wall time, the same from run to run on a noisy (virtual) machine."""
+    result = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                             os.path.realpath(sys.executable), "-c", code],
+                            capture_output=True, text=True, env=CHILD_ENV, check=True)
+    collected = [line for line in result.stderr.splitlines() if "Collected" in line]
+    return int(collected[-1].split()[-1])
+
+
+def measure_instructions(path: str, label: str, bindings: dict[str, int]) -> None:
+    """archcalc's engine and onnx's C++ shape inference, each in instructions beyond a process
+    that imports both and loads the file."""
+    setup = ("import onnx; import archcalc.rules; from archcalc.engine import analyze; "
+             f"from archcalc.onnx_front import load_onnx; model = onnx.load({path!r}, load_external_data=False)")
+    base = instructions(setup)
+    engine = instructions(setup + f"; analyze(load_onnx({path!r}), {bindings!r})") - base
+    inference = instructions(setup + "; onnx.shape_inference.infer_shapes(model)") - base
+    print(f"  {label:16s} engine {engine / 1e6:7.0f} M instructions, onnx C++ shape inference "
+          f"{inference / 1e6:7.0f} M: {engine / inference:.2f} x")
+
+
 def measure_rendering(path: str, bindings: dict[str, int]) -> None:
     import io
 
@@ -294,7 +317,20 @@ def measure_rendering(path: str, bindings: dict[str, int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the 50k-node and >2 GB models")
+    parser.add_argument("--instructions", action="store_true",
+                        help="only count instructions (valgrind) of the engine and of onnx's C++ shape inference "
+                             "on the 10k-node models: slow, but free of timing noise")
     args = parser.parse_args()
+    if args.instructions:
+        with tempfile.TemporaryDirectory() as directory:
+            print("instructions beyond importing and loading (valgrind callgrind):")
+            for label, model, bindings in (("cnn-10k", deep_cnn(5000), {"batch": 1}),
+                                           ("residual-10k", residual_dag(2000), {"batch": 1}),
+                                           ("transformer-10k", transformer(400), {"batch": 1, "seq": 128})):
+                path = os.path.join(directory, f"{label}.onnx")
+                onnx.save(model, path)
+                measure_instructions(path, label, bindings)
+        return
     with tempfile.TemporaryDirectory() as directory:
         engines = {}
         cases = [("cnn-1k", deep_cnn(500)), ("cnn-10k", deep_cnn(5000)), ("residual-10k", residual_dag(2000)),
