@@ -205,6 +205,11 @@ def data_file_opened(path: str) -> str:
     return f"data file opened {len(opened)} times (strace)"
 
 
+# onnx-tool's profile grows faster than linearly (minutes on the 50k-node model): it is
+# measured on the 10k-node models only.
+ONNX_TOOL_MAX_NODES = 10_000
+
+
 def measure(path: str, label: str, nodes: int, bindings: dict[str, int]) -> None:
     import networkx as nx
 
@@ -240,10 +245,10 @@ def measure(path: str, label: str, nodes: int, bindings: dict[str, int]) -> None
     }
     try:
         import onnx_tool  # noqa: F401
-
-        figures["onnx-tool profile"] = best_of(lambda: _onnx_tool_profile(path, bindings), repeat=1)
     except ImportError:
-        pass
+        onnx_tool = None
+    if onnx_tool is not None and nodes <= ONNX_TOOL_MAX_NODES:
+        figures["onnx-tool profile"] = best_of(lambda: _onnx_tool_profile(path, bindings), repeat=1)
     binds = " ".join(f"--dim {k}={v}" for k, v in bindings.items())
     archcalc_process = child(f"import sys; sys.argv=['archcalc','analyze',{path!r},'--format','json'] + "
                                 f"{binds.split()!r}; from archcalc.cli import main; main()")
