@@ -288,8 +288,10 @@ def instructions(code: str) -> int:
 
 def measure_instructions(path: str, label: str, bindings: dict[str, int]) -> None:
     """archcalc's engine and onnx's C++ shape inference, each in instructions beyond a process
-    that imports both and loads the file."""
-    setup = ("import onnx; import archcalc.rules; from archcalc.engine import analyze; "
+    that imports both and loads the file. The cyclic collector is off in all three: its
+    passes start at allocation thresholds, so a full pass over every imported module's
+    objects lands in one process and not in another, and the differences would measure it."""
+    setup = ("import gc; gc.disable(); import onnx; import archcalc.rules; from archcalc.engine import analyze; "
              f"from archcalc.onnx_front import load_onnx; model = onnx.load({path!r}, load_external_data=False)")
     base = instructions(setup)
     engine = instructions(setup + f"; analyze(load_onnx({path!r}), {bindings!r})") - base
