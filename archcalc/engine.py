@@ -119,16 +119,12 @@ class _Inference:
         return names
 
     def run(self) -> Analysis:
-        states, results = self.states, self.results
-        for name, info in self.graph.tensors.items():  # inlined _set_state: big models have many weights
-            shape = info.shape
-            if isinstance(shape, Deferred):
-                continue
-            value = info.value if not isinstance(info.value, Deferred) else None
-            state = states[name] = TensorState(shape if type(shape) is tuple else tuple(shape), info.dtype, value)
-            results[name] = TensorResult(name, state.shape, state.dtype)
-            if info.kind == "input":
-                self.fields[name] = _input_field(shape)
+        for name, info in self.graph.tensors.items():
+            if not isinstance(info.shape, Deferred):
+                value = info.value if not isinstance(info.value, Deferred) else None
+                self._set_state(name, TensorState(tuple(info.shape), info.dtype, value))
+                if info.kind == "input":
+                    self.fields[name] = _input_field(info.shape)
         layers = []
         for node in self.graph.topological_nodes():
             layers.append(self._layer(node))
@@ -224,9 +220,9 @@ class _Inference:
             states.append(TensorState(shape, dtype, out.value))
             sizes.append(self._elements(shape) * dtype_bytes(dtype))
         macs, flops = self._bound(result.macs), self._bound(result.flops)
-        if max(macs, flops, *sizes) > INT64_MAX:
+        if max(macs, flops, sum(sizes)) > INT64_MAX:
             raise ShapeError(
-                f"its counts overflow int64 (MACs {macs:.3e}, output bytes {max(sizes, default=0):.3e})",
+                f"its counts overflow int64 (MACs {macs:.3e}, output bytes {sum(sizes):.3e})",
                 fix="the dims are implausibly large: check the input shape and --batch/--dim values",
             )
         return _Outcome(tuple(states), tuple(sizes), macs, flops, self._bound(result.backward_state_bytes))
@@ -258,20 +254,13 @@ class _Inference:
 
     def _record(self, node: Node, attrs: Mapping[str, object], result: RuleResult,
                 outcome: _Outcome) -> LayerResult:
-        states, results, tensor_bytes = self.states, self.results, self.tensor_bytes
         outputs = []
         activation_bytes = 0
         for name, state, size in zip(node.outputs, outcome.states, outcome.sizes):
             if name:
-                states[name] = state
-                tensor = results[name] = TensorResult(name, state.shape, state.dtype)
-                outputs.append(tensor)
-                tensor_bytes[name] = size
+                outputs.append(self._set_state(name, state))
+                self.tensor_bytes[name] = size
                 activation_bytes += size
-        if activation_bytes > INT64_MAX:
-            raise ShapeError(f"its outputs overflow int64 ({activation_bytes:.3e} bytes)",
-                             where=node.where(self.graph.path),
-                             fix="the dims are implausibly large: check the input shape and --batch/--dim values")
         if result.weights or result.buffers or result.held:
             params, trainable, buffers = self._params(node, result)
         else:  # activations, reshapes, ...: no weights

@@ -221,8 +221,7 @@ class _Nodes:
                 for attr in proto.attribute:
                     kind = attr.type
                     kinds.append(kind)
-                    attrs[attr.name] = _ATTRIBUTE_READERS[kind](attr) if kind in _ATTRIBUTE_READERS \
-                        else _attribute(attr)
+                    attrs[attr.name] = _attribute(attr)
                     if kind in _SUBGRAPH_TYPES and name not in self.subgraphs:
                         self.subgraphs.append(name)
                 attr_key = (tuple(attrs.items()), tuple(kinds))  # the types tell 1 from 1.0 (see Node)
@@ -552,14 +551,6 @@ def _attribute(attr: AttributeProto) -> Any:
     if attr.ref_attr_name:
         return f"<refers to function attribute '{attr.ref_attr_name}'>"
     return onnx.helper.get_attribute_value(attr) if kind else None
-
-
-# The attribute types nearly every node has, read without _attribute's chain of tests.
-_ATTRIBUTE_READERS = {
-    AttributeProto.INTS: lambda attr: tuple(attr.ints[:]),  # sliced: see _Nodes.add
-    AttributeProto.INT: lambda attr: attr.i,
-    AttributeProto.FLOAT: lambda attr: attr.f,
-}
 
 
 def _hints(model: onnx.ModelProto, tensors: dict[str, TensorInfo],
