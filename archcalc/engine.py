@@ -307,10 +307,13 @@ class _Inference:
                 self.known[info.name] = info
                 self._set_state(info.name, TensorState(tuple(info.shape), info.dtype, info.value))
             used.append((info.name, False))
+        learned = {names[i] for i in result.integer_weights if i < len(names)} if result.integer_weights else ()
         known, counted = self.known, self.counted
         for tensor, is_buffer in used:
             info = known.get(tensor)  # None also for "" (an optional input left out)
-            if info is None or info.kind not in PARAM_KINDS or tensor in counted:
+            if info is None or tensor in counted:
+                continue
+            if info.kind not in PARAM_KINDS and not (info.kind == "constant" and tensor in learned):
                 continue
             counted.add(tensor)
             count = self._elements(self.states[tensor].shape)

@@ -78,6 +78,9 @@ class RuleResult:
     flops: Dim = 0
     weights: tuple[int, ...] = ()
     buffers: tuple[int, ...] = ()
+    # Of `weights`, inputs that are learned whatever their dtype. Front ends class integer
+    # tensors as constants (shapes, axes, indices), but QLinearConv's int32 bias is learned.
+    integer_weights: tuple[int, ...] = ()
     receptive: str | tuple[Window, ...] = POINTWISE
     explain: Callable[[], list[str]] | None = None
     # Bytes of op-internal state kept for backward besides whole tensors (max-pool indices,

@@ -441,18 +441,25 @@ def test_data_dependent_nonzero_is_a_named_symbol(tmp_path):
     assert shape_mismatches(analysis, actual) == []
 
 
-def test_quantised_weights_are_params(tmp_path):
-    """A uint8 conv weight is learned (8 x 3 x 3 x 3 values); its scalar zero points and scales are not."""
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_quantised_weights_are_params(tmp_path, with_bias):
+    """A uint8 conv weight is learned (8 x 3 x 3 x 3 values), and so is its int32 bias (8),
+    though integer tensors are otherwise constants; the scalar zero points and scales are not."""
     floats = {"xs": 0.1, "ws": 0.05, "ys": 0.2}
     zeros = {"xz": 128, "wz": 128, "yz": 128}
     inits = [numpy_helper.from_array(np.full((8, 3, 3, 3), 130, np.uint8), "w"),
              *[numpy_helper.from_array(np.array(v, np.float32), n) for n, v in floats.items()],
              *[numpy_helper.from_array(np.array(v, np.uint8), n) for n, v in zeros.items()]]
-    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"], name="qconv",
-                            kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    inputs = ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"]
+    if with_bias:
+        inits.append(numpy_helper.from_array(np.arange(8, dtype=np.int32), "bias"))
+        inputs.append("bias")
+    node = helper.make_node("QLinearConv", inputs, ["y"], name="qconv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
     model = make_model([node], [tensor_input("x", ["batch", 3, 6, 6], TensorProto.UINT8)], ["y"], inits, opset=17)
     _, analysis = check(model, tmp_path)
-    assert analysis.totals.params == 8 * 3 * 3 * 3
+    assert analysis.totals.params == 8 * 3 * 3 * 3 + (8 if with_bias else 0)
+    assert analysis.totals.weight_bytes == 8 * 3 * 3 * 3 + (8 * 4 if with_bias else 0)
+    assert analysis.param_tensors == (("bias", "w") if with_bias else ("w",))
     assert analysis.layer("qconv").macs == BATCH * 8 * 6 * 6 * 3 * 3 * 3
 
 

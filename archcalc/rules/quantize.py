@@ -86,7 +86,8 @@ def dynamic_quantize_linear(inputs: Sequence[TensorState]) -> RuleResult:
                                        f"elements = {flops}"])
 
 
-def _integer(product: RuleResult, dtype: str, weights: tuple[int, ...], requantised: bool) -> RuleResult:
+def _integer(product: RuleResult, dtype: str, weights: tuple[int, ...], requantised: bool,
+             integer_weights: tuple[int, ...] = ()) -> RuleResult:
     """The float product's shape and MACs with the integer op's dtype, weights and requantisation."""
     out = product.outputs[0].shape
     requantise = REQUANTIZE_FLOPS * prod(out) if requantised else 0
@@ -100,7 +101,7 @@ def _integer(product: RuleResult, dtype: str, weights: tuple[int, ...], requanti
         return lines
 
     return RuleResult(outputs=(Output(out, dtype),), macs=product.macs, flops=flops, weights=weights,
-                      receptive=product.receptive, explain=explain)
+                      integer_weights=integer_weights, receptive=product.receptive, explain=explain)
 
 
 @rule("MatMulInteger")
@@ -135,4 +136,6 @@ def qlinear_conv(inputs: Sequence[TensorState | None], *, kernel_shape=None, str
     product = conv([x, w, bias], kernel_shape=kernel_shape, strides=strides, pads=pads, dilations=dilations,
                    group=group, auto_pad=auto_pad)
     dtype = y_zero_point.dtype if y_zero_point is not None else x.dtype
-    return _integer(product, dtype, (3, 8) if bias is not None else (3,), requantised=True)
+    if bias is None:
+        return _integer(product, dtype, (3,), requantised=True)
+    return _integer(product, dtype, (3, 8), requantised=True, integer_weights=(8,))
