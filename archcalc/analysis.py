@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import NamedTuple
 
 from archcalc.dims import Dim, dim_to_json
 
@@ -50,8 +51,10 @@ def shape_to_json(shape: tuple[Dim, ...]) -> tuple[int | str, ...]:
     return tuple(dim_to_json(d) for d in shape)
 
 
-@dataclass(frozen=True, slots=True)
-class TensorResult:
+class TensorResult(NamedTuple):
+    """A tensor as reports list it. A named tuple, not a dataclass: one is made for every
+    tensor of the graph, in C this way."""
+
     name: str
     shape: tuple[Dim, ...] | None  # None: unknown (produced by an op without a rule)
     dtype: str

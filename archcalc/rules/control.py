@@ -95,7 +95,7 @@ def _sublayers(body: _Body, node_name: str, times: int) -> tuple[LayerResult, ..
     local.update(out for node in body.graph.nodes for out in node.outputs)
 
     def renamed(tensors: tuple[TensorResult, ...]) -> tuple[TensorResult, ...]:
-        return tuple(replace(t, name=prefix + t.name) if t.name in local else t for t in tensors)
+        return tuple(t._replace(name=prefix + t.name) if t.name in local else t for t in tensors)
 
     layers = []
     for layer in body.analysis.layers:
