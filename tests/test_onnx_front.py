@@ -140,6 +140,36 @@ def test_reshape_target_from_shape_arithmetic(tmp_path):
     assert [layer.op for layer in analysis.layers if layer.name == "Mul_9"] == ["Mul"]  # generated names
 
 
+@pytest.mark.parametrize("op, expected", [("Max", ("batch", 4, 5)), ("Min", (1, 4, 1))])
+def test_expand_target_from_variadic_shape_arithmetic(tmp_path, op, expected):
+    """tf2onnx's Einsum broadcasting: the target shape is the Max of shape vectors, one of
+    them symbolic (a bound dim is at least 1, so Min(batch, 1) is 1)."""
+    third = {"Max": ("ones", [1, 1, 1]), "Min": ("fives", [5, 5, 5])}[op]
+    operands = ["s", "t", third[0]]
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Shape", ["y"], ["t"]),
+             helper.make_node(op, operands, ["target"], name="broadcast"),
+             helper.make_node("Expand", ["y", "target"], ["wide"])]
+    inputs = [tensor_input("x", ["batch", 4, 5]), tensor_input("y", [1, 4, 1])]
+    model = make_model(nodes, inputs, ["wide"], [ints(*third)], opset=17)
+    _, analysis = check(model, tmp_path)
+    assert analysis.tensors["wide"].shape == tuple(Sym.symbol(d) if isinstance(d, str) else d for d in expected)
+    assert analysis.warnings == ()
+
+
+def test_a_weight_only_measured_by_shape_is_no_param(tmp_path):
+    """tf2onnx keeps a copy of each attention kernel just to take its shape: it holds no
+    value any output depends on; the reshaped copy the product uses is the param."""
+    nodes = [helper.make_node("Shape", ["kernel"], ["kernel_shape"]),
+             helper.make_node("Reshape", ["x", "kernel_shape"], ["xr"]),
+             helper.make_node("MatMul", ["x", "kernel_2d"], ["y"])]
+    inits = [weight("kernel", [2, 4, 16]), weight("kernel_2d", [64, 64])]
+    model = make_model(nodes, [tensor_input("x", [2, 64])], ["y", "xr"], inits, opset=17)
+    _, analysis = check(model, tmp_path)
+    assert analysis.totals.params == 64 * 64
+    assert analysis.param_tensors == ("kernel_2d",)
+
+
 def test_attention_block_with_two_symbolic_dims(tmp_path):
     """Multi-head attention as exporters write it: head split and merge by Shape arithmetic."""
     def dims(prefix: str, source: str) -> list[onnx.NodeProto]:

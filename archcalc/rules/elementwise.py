@@ -12,6 +12,7 @@ the computed values too, so exported shape arithmetic resolves to concrete dims.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 from collections.abc import Callable, Sequence
@@ -112,6 +113,35 @@ def _numbers_only(function: Callable[[int, int], object]) -> Callable[[Dim, Dim]
     return apply
 
 
+def _lower_bound(dim: Dim) -> int:
+    """A value `dim` cannot be below: itself for an int; for a polynomial of named dims
+    with positive coefficients (each bound to a size of at least 1), the sum of its
+    coefficients; for anything else symbolic, 0 (a size is never negative)."""
+    if isinstance(dim, int):
+        return dim
+    if all(coeff > 0 and all(isinstance(atom, str) for atom in mono) for mono, coeff in dim.terms):
+        return sum(coeff for _, coeff in dim.terms)
+    return 0
+
+
+def _extreme(larger: bool) -> Callable[[Dim, Dim], Dim]:
+    """Max (or Min) of two dims, where it can be decided: tf2onnx computes broadcast
+    shapes as the Max of two shape vectors."""
+
+    def apply(a: Dim, b: Dim) -> Dim:
+        if a == b:
+            return a
+        if isinstance(a, int) and isinstance(b, int):
+            return max(a, b) if larger else min(a, b)
+        if isinstance(b, int) and b <= _lower_bound(a):
+            return a if larger else b
+        if isinstance(a, int) and a <= _lower_bound(b):
+            return b if larger else a
+        raise _Unknown
+
+    return apply
+
+
 VALUE_OPS: dict[str, Callable[[Dim, Dim], object]] = {
     "Add": operator.add, "Sub": operator.sub, "Mul": operator.mul, "Div": _int_div,
     "Mod": _numbers_only(operator.mod),  # integer Mod (fmod=0) takes the divisor's sign, as Python's %
@@ -193,13 +223,37 @@ def comparison(inputs: Sequence[TensorState], *, op="") -> RuleResult:
     return RuleResult(outputs=(Output(shape, "bool", value),), flops=result.flops, explain=result.explain)
 
 
+# Variadic ops whose values are followed for integer inputs (shape arithmetic); ONNX's
+# Sum and Mean take float inputs only.
+VARIADIC_VALUE_OPS: dict[str, Callable[[Dim, Dim], Dim]] = {"Max": _extreme(larger=True),
+                                                             "Min": _extreme(larger=False)}
+
+
 @rule("Sum", "Mean", saves=SAVES_NOTHING)
 @rule("Max", "Min")
-def variadic(inputs: Sequence[TensorState]) -> RuleResult:
+def variadic(inputs: Sequence[TensorState], *, op="") -> RuleResult:
     """Broadcast k inputs; k-1 operations per output element."""
     present = [t for t in inputs if t is not None]
     shape = broadcast(*(t.shape for t in present))
-    return _per_element(shape, max(len(present) - 1, 1), f"{len(present)} inputs", weights=tuple(range(len(inputs))))
+    result = _per_element(shape, max(len(present) - 1, 1), f"{len(present)} inputs",
+                          weights=tuple(range(len(inputs))))
+    value = _variadic_value(op, present, shape)
+    if value is None:
+        return result
+    return replace(result, outputs=(Output(shape, value=value),))
+
+
+def _variadic_value(op: str, inputs: Sequence[TensorState], shape: Sequence[Dim]) -> tuple | None:
+    function = VARIADIC_VALUE_OPS.get(op)
+    if function is None or not all(is_integral(t.dtype) for t in inputs):
+        return None
+    values = broadcast_values(shape, *inputs)
+    if values is None:
+        return None
+    try:
+        return tuple(functools.reduce(function, column) for column in zip(*values))
+    except (_Unknown, TypeError):
+        return None
 
 
 @rule("Where")

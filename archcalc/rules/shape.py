@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -115,13 +116,20 @@ def constant(inputs: Sequence[TensorState], *, value=None, value_float=None, val
 def shape_of(inputs: Sequence[TensorState], *, start=0, end=None) -> RuleResult:
     """The input's dims (from `start` to `end`) as a 1-D int64 tensor; its value is known."""
     dims = tuple(inputs[0].shape)[start:end]  # Python slicing clamps as ONNX does
-    return moved((len(dims),), "int64", dims, f"the dims {list(map(str, dims))} as a 1-D tensor")
+    return _read_shape((len(dims),), dims, f"the dims {list(map(str, dims))} as a 1-D tensor")
 
 
 @rule("Size", saves=SAVES_NOTHING)
 def size_of(inputs: Sequence[TensorState]) -> RuleResult:
     """The input's element count as an int64 scalar; its value is known."""
-    return moved((), "int64", (prod(inputs[0].shape),), f"the scalar {prod(inputs[0].shape)}")
+    return _read_shape((), (prod(inputs[0].shape),), f"the scalar {prod(inputs[0].shape)}")
+
+
+def _read_shape(shape: tuple[Dim, ...], value: tuple, how: str) -> RuleResult:
+    """Shape's and Size's result: int64 values read from the input's shape alone. A weight
+    read only so uses none of its values, so it is no param (tf2onnx keeps an unused
+    copy of each attention kernel just to take its shape)."""
+    return replace(moved(shape, "int64", value, how), weights=())
 
 
 @rule("Gather", saves=SAVES_NOTHING)
