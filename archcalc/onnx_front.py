@@ -150,7 +150,8 @@ def _convert(model: onnx.ModelProto, path: str) -> Graph:
                          if info.kind == "input" and isinstance(info.shape, tuple) and info.shape
                          and isinstance(info.shape[0], Sym)})
     metadata: dict[str, Any] = {
-        "name": graph.name or os.path.splitext(os.path.basename(path))[0],
+        "name": _model_name(graph.name, path),
+        "graph_name": graph.name,
         "format": "onnx",
         "opset": opsets.get(""),
         "opsets": opsets,
@@ -166,6 +167,18 @@ def _convert(model: onnx.ModelProto, path: str) -> Graph:
         metadata["local_functions"] = functions  # bodies of If/Loop/Scan may call them too
     return Graph(path=path, nodes=nodes, tensors=tensors, outputs=[o.name for o in graph.output],
                  metadata=metadata, hints=hints, hint_dtypes=hint_dtypes)
+
+
+# Names exporters give every graph they write: the file's name says more.
+EXPORTER_GRAPH_NAMES = frozenset({"main_graph", "torch_jit", "torch-jit-export", "tf2onnx"})
+
+
+def _model_name(graph_name: str, path: str) -> str:
+    """The graph's own name, or the file's (without extension) when it has none or only its
+    exporter's default (every PyTorch export is "main_graph", every tf2onnx one "tf2onnx")."""
+    if graph_name and graph_name not in EXPORTER_GRAPH_NAMES:
+        return graph_name
+    return os.path.splitext(os.path.basename(path))[0]
 
 
 class _Nodes:

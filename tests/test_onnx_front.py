@@ -92,6 +92,18 @@ def test_small_cnn(tmp_path):
     assert graph.tensors["conv1.w"].kind == "weight" and graph.tensors["conv1.w"].value is None
 
 
+@pytest.mark.parametrize("graph_name, expected", [("cnn", "cnn"), ("", "resnet_v2"), ("main_graph", "resnet_v2"),
+                                                  ("tf2onnx", "resnet_v2")])
+def test_model_name_is_the_graphs_unless_an_exporters_default(tmp_path, graph_name, expected):
+    """PyTorch names every exported graph main_graph and tf2onnx every one tf2onnx: the
+    file name tells models apart in tables and diffs; a graph's own name is kept."""
+    model = cnn_model()
+    model.graph.name = graph_name
+    graph, analysis = check(model, tmp_path, name="resnet_v2.onnx")
+    assert analysis.name == expected
+    assert graph.metadata["graph_name"] == graph_name
+
+
 @pytest.mark.parametrize("opset", [11, 13])
 def test_torch_style_reshape_chain(tmp_path, opset):
     """x.view(x.size(0), -1) as torch.onnx writes it, with a symbolic batch."""
