@@ -8,7 +8,8 @@ Run by hand (not part of the test suite):
 
 For each generated model it prints L = onnx.load(path, load_external_data=False) of the
 same file in the same process, then every other figure as a ratio of L: a bare walk over
-the nodes, a networkx build plus topological sort, onnx's C++ shape inference,
+the nodes, a read of every node's fields and attributes and every initializer's dims (the
+least any Python front end pays), a networkx build plus topological sort, onnx's C++ shape inference,
 archcalc's engine (parse + graph + inference + totals, no rendering), and onnx-tool's
 profile when it is installed. Whole processes are timed too: `archcalc analyze --format
 json` against a process that only imports onnx and loads the file. Peak RSS comes from
@@ -223,6 +224,15 @@ def measure(path: str, label: str, nodes: int, bindings: dict[str, int]) -> None
         for node in model.graph.node:
             _ = (node.op_type, list(node.input), list(node.output))
 
+    def read_all():
+        """What any Python front end pays before inferring anything: every node's fields and
+        attributes, and every initializer's dims and type, read through protobuf."""
+        for node in model.graph.node:
+            _ = (node.name, node.op_type, node.domain, tuple(node.input[:]), tuple(node.output[:]),
+                 [(a.name, a.type, a.i, a.f, tuple(a.ints[:])) for a in node.attribute])
+        for init in model.graph.initializer:
+            _ = (init.name, tuple(init.dims[:]), init.data_type, init.data_location)
+
     def networkx_build():
         dag = nx.DiGraph()
         producer = {}
@@ -239,6 +249,7 @@ def measure(path: str, label: str, nodes: int, bindings: dict[str, int]) -> None
     engine = best_of(lambda: analyze(load_onnx(path), bindings), repeat=7)
     figures = {
         "walk": best_of(walk),
+        "read (nodes, attributes, initializers)": best_of(read_all),
         "networkx": best_of(networkx_build, repeat=3),
         "onnx C++ shape inference": best_of(lambda: onnx.shape_inference.infer_shapes(model), repeat=7),
         "archcalc engine": engine,
@@ -255,8 +266,8 @@ def measure(path: str, label: str, nodes: int, bindings: dict[str, int]) -> None
     load_process = child(f"import onnx; onnx.load({path!r}, load_external_data=False)")
     print(f"\n{label}: {nodes:,} nodes, {os.path.getsize(path) / 2**20:.1f} MiB; L = {load * 1e3:.1f} ms")
     for name, seconds in figures.items():
-        print(f"  {name:28s} {seconds * 1e3:9.1f} ms  {seconds / load:6.2f} L")
-    print(f"  {'process: analyze --format json':28s} {archcalc_process * 1e3:9.1f} ms  "
+        print(f"  {name:38s} {seconds * 1e3:9.1f} ms  {seconds / load:6.2f} L")
+    print(f"  {'process: analyze --format json':38s} {archcalc_process * 1e3:9.1f} ms  "
           f"{archcalc_process / load_process:6.2f} x a process that imports onnx and loads the file "
           f"({load_process * 1e3:.0f} ms)")
     return engine
