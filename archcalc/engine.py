@@ -426,13 +426,16 @@ class _Inference:
             return widest
         if len(receptive) != len(widest.axes):
             return None
-        axes: list[_Axis | None] = []
-        for index, (axis, window) in enumerate(zip(widest.axes, receptive)):
-            if index and axis is widest.axes[index - 1] and window == receptive[index - 1]:
-                axes.append(axes[-1])  # a square window on a square field: worked out once
-            else:
-                axes.append(_through_window(axis, window))
-        return None if None in axes else _Spatial.of(tuple(axes))
+        axes: list[_Axis] = []
+        axis_before = window_before = None
+        for axis, window in zip(widest.axes, receptive):
+            if axis is not axis_before or window != window_before:  # else a square window on a square field
+                through = _through_window(axis, window)
+                if through is None:
+                    return None
+                axis_before, window_before = axis, window
+            axes.append(through)
+        return _Spatial.of(tuple(axes))
 
     def _tensor_results(self) -> dict[str, TensorResult]:
         return dict(self.results)

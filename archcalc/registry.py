@@ -55,9 +55,9 @@ class Output:
     value: tuple | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
-    """How one spatial axis is windowed: the receptive-field step of a layer."""
+class Window(NamedTuple):
+    """How one spatial axis is windowed: the receptive-field step of a layer. A named
+    tuple, so the engine compares a layer's windows (a square kernel's are equal) in C."""
 
     kernel: int
     stride: int
