@@ -4,7 +4,7 @@ Run by hand (not part of the test suite):
 
     python3 bench/bench_onnx.py            # all models
     python3 bench/bench_onnx.py --quick    # skip the 50k-node and >2 GB models
-    python3 bench/bench_onnx.py --instructions   # instruction counts (valgrind): noise-free
+    python3 bench/bench_onnx.py --instructions   # instruction counts (valgrind): steadier than time
 
 For each generated model it prints L = onnx.load(path, load_external_data=False) of the
 same file in the same process, then every other figure as a ratio of L: a bare walk over
@@ -289,10 +289,12 @@ def _onnx_tool_profile(path: str, bindings: dict[str, int]) -> None:
 
 def instructions(code: str) -> int:
     """Instructions a fresh Python process running `code` executes, counted by valgrind's
-    callgrind: unlike wall time, the same from run to run on a noisy (virtual) machine."""
+    callgrind. They vary by 2-3% from run to run (where objects land in memory changes the
+    hashing of anything keyed by identity), against 30-50% for wall time on this virtual
+    machine; string hashing is fixed (PYTHONHASHSEED) so dict probes repeat."""
     result = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
                              os.path.realpath(sys.executable), "-c", code],
-                            capture_output=True, text=True, env=CHILD_ENV, check=True)
+                            capture_output=True, text=True, env={**CHILD_ENV, "PYTHONHASHSEED": "0"}, check=True)
     collected = [line for line in result.stderr.splitlines() if "Collected" in line]
     return int(collected[-1].split()[-1])
 
@@ -337,7 +339,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the 50k-node and >2 GB models")
     parser.add_argument("--instructions", action="store_true",
                         help="only count instructions (valgrind) of the engine and of onnx's C++ shape inference "
-                             "on the 10k-node models: slow, but free of timing noise")
+                             "on the 10k-node models: slow, but steadier than wall time")
     args = parser.parse_args()
     if args.instructions:
         with tempfile.TemporaryDirectory() as directory:
