@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
-import onnxruntime as ort
+from fixtures.onnx.fixture_tools import ort_run
 from onnx import TensorProto, helper, numpy_helper
 
 from archcalc.analysis import Analysis
@@ -88,31 +88,10 @@ def feeds_for(model: onnx.ModelProto, dims: Mapping[str, int], seed: int = 0) ->
     return feeds
 
 
-def with_all_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of `model` whose graph outputs are every tensor its nodes produce."""
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    present = {o.name for o in copy.graph.output}
-    for node in copy.graph.node:
-        for name in node.output:
-            if name and name not in present:
-                copy.graph.output.append(onnx.ValueInfoProto(name=name))
-                present.add(name)
-    return copy
-
-
 def ort_shapes(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
     """Run `model` in onnxruntime; the shape of every graph input and every node output."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(with_all_outputs(model).SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    results = session.run(names, dict(feeds))
-    shapes = {name: tuple(np.asarray(value).shape) for name, value in zip(names, results)}
-    shapes.update({name: tuple(value.shape) for name, value in feeds.items()})
-    return shapes
+    shapes, _ = ort_run(model, dict(feeds))
+    return {name: tuple(shape) for name, shape in shapes.items()}
 
 
 def shape_mismatches(analysis: Analysis, actual: Mapping[str, tuple[int, ...]],
