@@ -214,8 +214,8 @@ ONNX_TOOL_MAX_NODES = 10_000
 def measure(path: str, label: str, nodes: int, bindings: dict[str, int]) -> None:
     import networkx as nx
 
-    from archcalc.engine import analyze
-    from archcalc.onnx_front import load_onnx
+    from archcalc.engine.inference import analyze
+    from archcalc.readers.onnx import load_onnx
 
     load = best_of(lambda: onnx.load(path, load_external_data=False))
     model = onnx.load(path, load_external_data=False)
@@ -262,7 +262,7 @@ def measure(path: str, label: str, nodes: int, bindings: dict[str, int]) -> None
         figures["onnx-tool profile"] = best_of(lambda: _onnx_tool_profile(path, bindings), repeat=1)
     binds = " ".join(f"--dim {k}={v}" for k, v in bindings.items())
     archcalc_process = child(f"import sys; sys.argv=['archcalc','analyze',{path!r},'--format','json'] + "
-                                f"{binds.split()!r}; from archcalc.cli import main; main()")
+                                f"{binds.split()!r}; from archcalc.cli.main import main; main()")
     load_process = child(f"import onnx; onnx.load({path!r}, load_external_data=False)")
     print(f"\n{label}: {nodes:,} nodes, {os.path.getsize(path) / 2**20:.1f} MiB; L = {load * 1e3:.1f} ms")
     for name, seconds in figures.items():
@@ -304,8 +304,8 @@ def measure_instructions(path: str, label: str, bindings: dict[str, int]) -> Non
     that imports both and loads the file. The cyclic collector is off in all three: its
     passes start at allocation thresholds, so a full pass over every imported module's
     objects lands in one process and not in another, and the differences would measure it."""
-    setup = ("import gc; gc.disable(); import onnx; import archcalc.rules; from archcalc.engine import analyze; "
-             f"from archcalc.onnx_front import load_onnx; model = onnx.load({path!r}, load_external_data=False)")
+    setup = ("import gc; gc.disable(); import onnx; import archcalc.rules; from archcalc.engine.inference import analyze; "
+             f"from archcalc.readers.onnx import load_onnx; model = onnx.load({path!r}, load_external_data=False)")
     base = instructions(setup)
     engine = instructions(setup + f"; analyze(load_onnx({path!r}), {bindings!r})") - base
     inference = instructions(setup + "; onnx.shape_inference.infer_shapes(model)") - base
@@ -318,9 +318,9 @@ def measure_rendering(path: str, bindings: dict[str, int]) -> None:
 
     from rich.console import Console
 
-    from archcalc import report
-    from archcalc.engine import analyze
-    from archcalc.onnx_front import load_onnx
+    from archcalc.report import analysis as report
+    from archcalc.engine.inference import analyze
+    from archcalc.readers.onnx import load_onnx
 
     analysis = analyze(load_onnx(path), bindings)
     rows = report.rows(analysis)
@@ -370,7 +370,7 @@ def main() -> None:
             huge, data_bytes = huge_external(directory)
             path = os.path.join(directory, "huge.onnx")
             onnx.save(huge, path)
-            rss = child_rss(f"from archcalc.engine import analyze; from archcalc.onnx_front import load_onnx; "
+            rss = child_rss(f"from archcalc.engine.inference import analyze; from archcalc.readers.onnx import load_onnx; "
                             f"a = analyze(load_onnx({path!r})); print(a.totals.params)")
             baseline = child_rss("import onnx")
             print(f"\nexternal data: {data_bytes / 2**30:.2f} GiB of weights; archcalc peak RSS {rss} MiB "

@@ -18,7 +18,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from archcalc.registry import RuleResult, TensorState, get_rule
+from archcalc.rules.base import RuleResult, TensorState, get_rule
 
 DTYPES = {
     "float32": (np.float32, TensorProto.FLOAT),

@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from archcalc.registry import all_rules
+from archcalc.rules.base import all_rules
 
 TESTS = Path(__file__).parent
 
 
 def test_engine_and_front_ends_import_no_ui_or_runtime():
-    code = ("import sys, archcalc.engine, archcalc.spec, archcalc.onnx_front, archcalc.training; "
+    code = ("import sys, archcalc.engine.inference, archcalc.readers.spec, archcalc.readers.onnx, archcalc.engine.training; "
             "print(sorted(m for m in ('rich', 'click', 'onnxruntime') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -7,8 +7,8 @@ from click.testing import CliRunner
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument
 from ort_helpers import data, rule_shapes, run_onnxruntime, run_rule, weight
 
-from archcalc.cli import cli
-from archcalc.errors import ShapeError
+from archcalc.cli.main import cli
+from archcalc.core.errors import ShapeError
 
 CASES = {
     "malformed-yaml": ("input: [3, 8, 8]\nlayers:\n  - conv2d: {filters: 4, kernel: 3\n",

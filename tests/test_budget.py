@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from archcalc.budget import (
+from archcalc.compare.budget import (
     BYTE_UNITS,
     BYTES,
     COUNT,
@@ -36,10 +36,10 @@ from archcalc.budget import (
     parse_budget,
     parse_quantity,
 )
-from archcalc.cli import cli
-from archcalc.engine import analyze
-from archcalc.loader import load_model
-from archcalc.spec.build import parse_spec
+from archcalc.cli.main import cli
+from archcalc.engine.inference import analyze
+from archcalc.readers.load import load_model
+from archcalc.readers.spec.build import parse_spec
 
 LENET = "specs/lenet5.yaml"
 
@@ -56,7 +56,7 @@ def lenet(batch: int = 1):
 
 @functools.cache
 def lenet_step():
-    from archcalc.training import training_cost
+    from archcalc.engine.training import training_cost
 
     return training_cost(load_model(LENET), lenet(), "adam", "fp32")
 

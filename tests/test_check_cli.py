@@ -23,8 +23,8 @@ from click.testing import CliRunner
 from goldens import check_golden
 from onnx import TensorProto, helper, numpy_helper
 
-from archcalc import check_command
-from archcalc.cli import cli
+from archcalc.cli import check as check_command
+from archcalc.cli.main import cli
 
 ROOT = Path(__file__).parent.parent
 LENET = "specs/lenet5.yaml"
@@ -245,8 +245,8 @@ def test_progress_bar_when_stderr_is_a_terminal(monkeypatch):
 
 def test_check_help_and_light_import():
     assert "--budget" in invoke("--help", code=0).stdout
-    code = ("import sys, archcalc.check_command; "
-            "print(sorted(m for m in ('rich', 'yaml', 'archcalc.engine', 'archcalc.budget') if m in sys.modules))")
+    code = ("import sys, archcalc.cli.check; "
+            "print(sorted(m for m in ('rich', 'yaml', 'archcalc.engine.inference', 'archcalc.compare.budget') if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 
 
@@ -318,7 +318,7 @@ def archcalc_on_path(tmp_path) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     shim = bin_dir / "archcalc"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m archcalc.cli "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m archcalc.cli.main "$@"\n')
     shim.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_"))}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"

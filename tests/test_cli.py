@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from goldens import check_golden
 
-from archcalc.cli import cli
+from archcalc.cli.main import cli
 
 LENET = "specs/lenet5.yaml"
 
@@ -67,7 +67,7 @@ def test_analyze_json_contract():
 
 
 def test_json_writer_keeps_the_json_module_layout_and_takes_big_ints():
-    from archcalc.report import dumps_json
+    from archcalc.report.analysis import dumps_json
 
     document = {"name": "convé\"1", "shape": [1, "batch", 3], "empty": [], "nested": {"a": None, "b": 1.5}}
     assert dumps_json(document) == json.dumps(document, indent=2, ensure_ascii=False)
@@ -172,9 +172,9 @@ def test_narrow_table_keeps_every_number_whole(width):
     memory) columns go, but no params or MACs figure is ever cut."""
     from rich.console import Console
 
-    from archcalc import report
-    from archcalc.engine import analyze
-    from archcalc.loader import load_model
+    from archcalc.report import analysis as report
+    from archcalc.engine.inference import analyze
+    from archcalc.readers.load import load_model
 
     analysis = analyze(load_model("specs/resnet50.yaml"))
     out = io.StringIO()

@@ -13,10 +13,10 @@ import pytest
 from onnx import AttributeProto, TensorProto, helper
 from onnx_models import feeds_for, ints, make_model, ort_shapes, shape_mismatches, tensor_input, weight
 
-from archcalc.dims import Sym
-from archcalc.engine import analyze
-from archcalc.errors import ModelFileError
-from archcalc.onnx_front import load_onnx
+from archcalc.core.dims import Sym
+from archcalc.engine.inference import analyze
+from archcalc.core.errors import ModelFileError
+from archcalc.readers.onnx import load_onnx
 
 BATCH = 3
 OPSET = [helper.make_opsetid("", 17)]

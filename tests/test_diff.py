@@ -16,8 +16,8 @@ from goldens import check_golden
 from hypothesis import given
 from hypothesis import strategies as st
 
-from archcalc.cli import cli
-from archcalc.diff import (
+from archcalc.cli.main import cli
+from archcalc.compare.diff import (
     Delta,
     ModelDiff,
     diff_analyses,
@@ -26,8 +26,8 @@ from archcalc.diff import (
     percent_text,
     render_markdown,
 )
-from archcalc.engine import analyze
-from archcalc.spec.build import parse_spec
+from archcalc.engine.inference import analyze
+from archcalc.readers.spec.build import parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 RESNET18, RESNET34 = "specs/resnet18.yaml", "specs/resnet34.yaml"
@@ -418,7 +418,7 @@ def test_invalid_spec_exits_2_with_a_located_message(tmp_path):
 
 def test_spec_against_its_onnx_export(tmp_path):
     try:
-        import archcalc.onnx_front  # noqa: F401
+        import archcalc.readers.onnx  # noqa: F401
     except ImportError as error:
         pytest.skip(f"the ONNX front end (archcalc/onnx_front.py) is not importable yet: {error}")
     exported = tmp_path / "resnet18.onnx"
@@ -445,7 +445,7 @@ def test_batch_scales_mac_deltas_not_params():
 
 def test_unmodelled_op_shows_unknown_macs_and_partial_totals(tmp_path):
     try:
-        import archcalc.onnx_front  # noqa: F401
+        import archcalc.readers.onnx  # noqa: F401
     except ImportError as error:
         pytest.skip(f"the ONNX front end (archcalc/onnx_front.py) is not importable yet: {error}")
     import onnx

@@ -26,10 +26,10 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from archcalc.analysis import Analysis
-from archcalc.dims import bind_shape
-from archcalc.engine import analyze
-from archcalc.onnx_front import load_onnx
+from archcalc.core.results import Analysis
+from archcalc.core.dims import bind_shape
+from archcalc.engine.inference import analyze
+from archcalc.readers.onnx import load_onnx
 
 FIXTURES = Path(__file__).parent / "fixtures" / "onnx"
 NAMES = sorted(path.stem for path in FIXTURES.glob("*.onnx"))

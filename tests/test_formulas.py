@@ -17,12 +17,12 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from archcalc.dims import bind
-from archcalc.engine import analyze
-from archcalc.errors import ShapeError
-from archcalc.registry import TensorState, get_rule
+from archcalc.core.dims import bind
+from archcalc.engine.inference import analyze
+from archcalc.core.errors import ShapeError
+from archcalc.rules.base import TensorState, get_rule
 from archcalc.rules._window import sliding_windows
-from archcalc.spec.build import parse_spec
+from archcalc.readers.spec.build import parse_spec
 
 # ---------------------------------------------------------------------------------------
 # helpers

@@ -22,10 +22,10 @@ from onnx_models import (
     weight,
 )
 
-from archcalc.dims import Sym
-from archcalc.engine import analyze
-from archcalc.errors import ModelFileError, ShapeError
-from archcalc.onnx_front import load_onnx
+from archcalc.core.dims import Sym
+from archcalc.engine.inference import analyze
+from archcalc.core.errors import ModelFileError, ShapeError
+from archcalc.readers.onnx import load_onnx
 
 INT64_MAX = 2**63 - 1
 BATCH = 3

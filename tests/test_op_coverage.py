@@ -24,7 +24,7 @@ from ort_helpers import (
     weight,
 )
 
-from archcalc.registry import get_rule
+from archcalc.rules.base import get_rule
 
 FLOAT_UNARY = ["Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Erf", "Sin",
                "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "IsNaN", "IsInf"]

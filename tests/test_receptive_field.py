@@ -18,9 +18,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from archcalc.engine import analyze
-from archcalc.registry import TensorState, Window, get_rule
-from archcalc.spec.build import parse_spec
+from archcalc.engine.inference import analyze
+from archcalc.rules.base import TensorState, Window, get_rule
+from archcalc.readers.spec.build import parse_spec
 
 LENGTH = 1000  # the spec's input length: large enough for every strided chain below
 

@@ -17,11 +17,11 @@ import pytest
 from onnx import helper
 from ort_helpers import OMITTED, Arg, data, run_rule, weight
 
-from archcalc.dims import Sym, bind
-from archcalc.engine import analyze
-from archcalc.errors import ShapeError, UnknownValue
-from archcalc.onnx_front import load_onnx
-from archcalc.registry import TensorState, get_rule
+from archcalc.core.dims import Sym, bind
+from archcalc.engine.inference import analyze
+from archcalc.core.errors import ShapeError, UnknownValue
+from archcalc.readers.onnx import load_onnx
+from archcalc.rules.base import TensorState, get_rule
 
 SOFTMAX, SCALE, MASK, SOFTCAP = 5, 1, 1, 3  # FLOPs per attention score
 

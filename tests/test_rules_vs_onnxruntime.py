@@ -24,8 +24,8 @@ from ort_helpers import (
     weight,
 )
 
-from archcalc.errors import ShapeError
-from archcalc.registry import all_rules
+from archcalc.core.errors import ShapeError
+from archcalc.rules.base import all_rules
 
 
 def case(op, args, attrs=None, *, id, opset=17, outputs=1, marks=()):

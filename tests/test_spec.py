@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from archcalc.dims import Sym
-from archcalc.engine import analyze
-from archcalc.errors import ShapeError
-from archcalc.registry import TensorState, get_rule
-from archcalc.report import rows
-from archcalc.spec.build import parse_spec
-from archcalc.spec.expr import substitute
+from archcalc.core.dims import Sym
+from archcalc.engine.inference import analyze
+from archcalc.core.errors import ShapeError
+from archcalc.rules.base import TensorState, get_rule
+from archcalc.report.analysis import rows
+from archcalc.readers.spec.build import parse_spec
+from archcalc.readers.spec.expr import substitute
 
 RESIDUAL = """
 name: tiny-resnet

@@ -16,10 +16,10 @@ import yaml
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 
-from archcalc import registry
-from archcalc import verify as verifier
-from archcalc.cli import cli
-from archcalc.registry import Output, RuleResult
+from archcalc.rules import base as registry
+from archcalc.runtime import verify as verifier
+from archcalc.cli.main import cli
+from archcalc.rules.base import Output, RuleResult
 
 ROOT = Path(__file__).parent.parent
 SPECS = sorted(p.name for p in (ROOT / "specs").glob("*.yaml"))
@@ -143,7 +143,7 @@ layers:
 
 
 def test_every_layer_type_exports_and_runs_at_the_default_opset(tmp_path):
-    from archcalc.spec.layers import LAYER_TYPES
+    from archcalc.readers.spec.layers import LAYER_TYPES
 
     used = set()
     for text in (ALL_2D, ALL_1D_3D):
@@ -263,8 +263,8 @@ def test_export_refuses_too_old_opset(tmp_path):
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_exported_spec_analyses_to_the_same_numbers(tmp_path, spec):
-    from archcalc.engine import analyze
-    from archcalc.loader import load_model
+    from archcalc.engine.inference import analyze
+    from archcalc.readers.load import load_model
 
     path = tmp_path / "model.onnx"
     assert invoke("export", f"specs/{spec}", "-o", str(path), "--weights", "omit").exit_code == 0
@@ -408,15 +408,15 @@ def test_memory_bound_refuses_before_running():
 def test_memory_estimate_is_above_the_measured_peak(tmp_path):
     """The fitted estimate must not undercount: ResNet-18 in a child process, peak RSS
     (VmHWM, which exec resets; ru_maxrss would count the forked pytest's pages too)."""
-    code = ("import re, sys; from archcalc.cli import cli; "
+    code = ("import re, sys; from archcalc.cli.main import cli; "
             "sys.argv = ['archcalc', 'verify', 'specs/resnet18.yaml', '--format', 'json']\n"
             "try: cli(prog_name='archcalc')\n"
             "except SystemExit: pass\n"
             "print(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1), file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     peak = int(done.stderr.strip().splitlines()[-1]) * 1024
-    from archcalc.engine import analyze
-    from archcalc.loader import load_model
+    from archcalc.engine.inference import analyze
+    from archcalc.readers.load import load_model
 
     estimate = verifier.estimate_run_bytes(analyze(load_model("specs/resnet18.yaml")))
     assert peak <= estimate <= 2 * peak
@@ -519,8 +519,8 @@ def test_profile_json_has_per_layer_macs_and_throughput():
 def test_progress_bar_on_a_terminal_and_nothing_when_piped():
     from rich.console import Console
 
-    from archcalc.engine import analyze
-    from archcalc.loader import load_model
+    from archcalc.engine.inference import analyze
+    from archcalc.readers.load import load_model
 
     graph = load_model("specs/resnet18.yaml")
     analysis = analyze(graph)

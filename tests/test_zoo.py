@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from archcalc.analysis import Analysis
-from archcalc.engine import analyze
-from archcalc.spec import load_spec
+from archcalc.core.results import Analysis
+from archcalc.engine.inference import analyze
+from archcalc.readers.spec import load_spec
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 

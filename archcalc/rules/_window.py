@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from archcalc.dims import Dim, ceil_div, is_static, minimum
-from archcalc.errors import ShapeError
-from archcalc.registry import Window
+from archcalc.core.dims import Dim, ceil_div, is_static, minimum
+from archcalc.core.errors import ShapeError
+from archcalc.rules.base import Window
 
 AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from archcalc.dims import prod
-from archcalc.registry import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, Output, RuleResult, TensorState, rule
+from archcalc.core.dims import prod
+from archcalc.rules.base import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, Output, RuleResult, TensorState, rule
 from archcalc.rules.shape import axis_index
 
 FLOPS_PER_ELEMENT = {

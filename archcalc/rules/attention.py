@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from archcalc.dims import Dim, is_static, prod
-from archcalc.errors import ShapeError
-from archcalc.registry import GLOBAL, SAVES_NOTHING, Output, RuleResult, TensorState, rule
+from archcalc.core.dims import Dim, is_static, prod
+from archcalc.core.errors import ShapeError
+from archcalc.rules.base import GLOBAL, SAVES_NOTHING, Output, RuleResult, TensorState, rule
 from archcalc.rules.elementwise import broadcast
 
 SCALE_FLOPS = 1

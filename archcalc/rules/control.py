@@ -1,6 +1,6 @@
 """Control flow: If, Loop and Scan, whose attributes hold subgraphs (bodies).
 
-Each body is converted with :func:`archcalc.onnx_front.convert_subgraph` and analysed by
+Each body is converted with :func:`archcalc.readers.onnx.convert_subgraph` and analysed by
 the engine like any graph; it reads the enclosing graph's tensors by name (the layer's
 ``scope``). Costs:
 
@@ -27,14 +27,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from archcalc.dims import Dim, Sym, bind, is_static
-from archcalc.errors import ArchcalcError, ShapeError, UnknownValue
-from archcalc.registry import GLOBAL, Output, RuleResult, Scope, TensorState, rule
+from archcalc.core.dims import Dim, Sym, bind, is_static
+from archcalc.core.errors import ArchcalcError, ShapeError, UnknownValue
+from archcalc.rules.base import GLOBAL, Output, RuleResult, Scope, TensorState, rule
 from archcalc.rules.shape import axis_index
 
 if TYPE_CHECKING:
-    from archcalc.analysis import Analysis, LayerResult, TensorResult
-    from archcalc.graph import Graph, TensorInfo
+    from archcalc.core.results import Analysis, LayerResult, TensorResult
+    from archcalc.core.graph import Graph, TensorInfo
 
 Shape = tuple[Dim, ...]
 
@@ -64,8 +64,8 @@ class _Body:
 
 def _analysed(body: Any, attribute: str, inputs: Sequence[TensorState], scope: Scope | None,
               node_name: str) -> _Body:
-    from archcalc.engine import analyze
-    from archcalc.onnx_front import convert_subgraph
+    from archcalc.engine.inference import analyze
+    from archcalc.readers.onnx import convert_subgraph
 
     if body is None:
         raise ShapeError(f"the layer has no '{attribute}' subgraph", fix="the op needs its body as an attribute")

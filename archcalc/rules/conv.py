@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from archcalc.dims import Dim, is_static, prod
-from archcalc.errors import ShapeError
-from archcalc.registry import Output, RuleResult, TensorState, Window, rule
+from archcalc.core.dims import Dim, is_static, prod
+from archcalc.core.errors import ShapeError
+from archcalc.rules.base import Output, RuleResult, TensorState, Window, rule
 from archcalc.rules._window import axis_names, sliding_windows
 
 

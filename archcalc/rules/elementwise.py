@@ -18,9 +18,9 @@ import operator
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from archcalc.dims import Dim, Sym, is_static, prod
-from archcalc.errors import ShapeError
-from archcalc.registry import SAVES_NOTHING, Output, RuleResult, TensorState, rule
+from archcalc.core.dims import Dim, Sym, is_static, prod
+from archcalc.core.errors import ShapeError
+from archcalc.rules.base import SAVES_NOTHING, Output, RuleResult, TensorState, rule
 
 MAX_VALUES = 1024  # values are tracked for small tensors only (shapes, axes, indices)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from archcalc.dims import is_static, prod
-from archcalc.errors import ShapeError
-from archcalc.registry import GLOBAL, Output, RuleResult, TensorState, rule
+from archcalc.core.dims import is_static, prod
+from archcalc.core.errors import ShapeError
+from archcalc.rules.base import GLOBAL, Output, RuleResult, TensorState, rule
 from archcalc.rules.elementwise import broadcast
 
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from archcalc.dims import Dim, is_static, prod
-from archcalc.errors import ShapeError
-from archcalc.registry import Output, RuleResult, TensorState, rule
+from archcalc.core.dims import Dim, is_static, prod
+from archcalc.core.errors import ShapeError
+from archcalc.rules.base import Output, RuleResult, TensorState, rule
 from archcalc.rules.conv import conv
 from archcalc.rules.linear import matmul
 from archcalc.rules.shape import axis_index, dtype_name

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from archcalc.errors import ShapeError
-from archcalc.registry import SAVES_NOTHING, Output, RuleResult, TensorState, rule
+from archcalc.core.errors import ShapeError
+from archcalc.rules.base import SAVES_NOTHING, Output, RuleResult, TensorState, rule
 from archcalc.rules.shape import dtype_name
 
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from archcalc.dims import Dim, is_static
-from archcalc.errors import ShapeError
-from archcalc.registry import GLOBAL, Output, RuleResult, TensorState, rule
+from archcalc.core.dims import Dim, is_static
+from archcalc.core.errors import ShapeError
+from archcalc.rules.base import GLOBAL, Output, RuleResult, TensorState, rule
 from archcalc.rules.activation import FLOPS_PER_ELEMENT
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}

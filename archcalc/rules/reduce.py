@@ -17,9 +17,9 @@ import operator
 from collections.abc import Callable, Sequence
 from functools import reduce as fold
 
-from archcalc.dims import Dim, Sym, is_static, prod
-from archcalc.errors import ShapeError, UnknownValue
-from archcalc.registry import GLOBAL, POINTWISE, SAVES_NOTHING, Output, RuleResult, TensorState, rule
+from archcalc.core.dims import Dim, Sym, is_static, prod
+from archcalc.core.errors import ShapeError, UnknownValue
+from archcalc.rules.base import GLOBAL, POINTWISE, SAVES_NOTHING, Output, RuleResult, TensorState, rule
 from archcalc.rules.elementwise import is_integral
 from archcalc.rules.shape import known_value
 

@@ -19,9 +19,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from archcalc.dims import Dim, Sym, ceil_div, is_static, prod
-from archcalc.errors import ShapeError, UnknownValue
-from archcalc.registry import SAVES_NOTHING, SAVES_VIEW, Output, RuleResult, TensorState, rule
+from archcalc.core.dims import Dim, Sym, ceil_div, is_static, prod
+from archcalc.core.errors import ShapeError, UnknownValue
+from archcalc.rules.base import SAVES_NOTHING, SAVES_VIEW, Output, RuleResult, TensorState, rule
 from archcalc.rules.elementwise import MAX_VALUES, broadcast, broadcast_values, is_integral
 
 # TensorProto.DataType -> numpy-style name, so Cast's `to` needs no onnx import.

@@ -12,9 +12,9 @@ from fractions import Fraction
 
 import numpy as np
 
-from archcalc.dims import Dim, is_static, prod
-from archcalc.errors import ShapeError, UnknownValue
-from archcalc.registry import (
+from archcalc.core.dims import Dim, is_static, prod
+from archcalc.core.errors import ShapeError, UnknownValue
+from archcalc.rules.base import (
     GLOBAL,
     POINTWISE,
     SAVES_NOTHING,

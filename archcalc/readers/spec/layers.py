@@ -2,7 +2,7 @@
 
 A spec states only what a person writes down (``conv2d: {filters: 64, kernel: 3}``);
 weight shapes that depend on the incoming tensor (input channels, features) are
-:class:`~archcalc.graph.Deferred` and resolved by the engine once that tensor's shape
+:class:`~archcalc.core.graph.Deferred` and resolved by the engine once that tensor's shape
 is known. Weight names follow PyTorch (``conv1.weight``, ``bn1.running_mean``).
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from archcalc.errors import ShapeError, SpecError
-from archcalc.graph import Deferred, Shape, TensorInfo
+from archcalc.core.errors import ShapeError, SpecError
+from archcalc.core.graph import Deferred, Shape, TensorInfo
 
 _REQUIRED = object()
 

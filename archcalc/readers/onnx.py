@@ -1,4 +1,4 @@
-"""Read an ONNX model into the engine's :class:`~archcalc.graph.Graph`, without its weights.
+"""Read an ONNX model into the engine's :class:`~archcalc.core.graph.Graph`, without its weights.
 
 Params come from tensor shapes, so the file is loaded with ``load_external_data=False``
 and no weight is ever decoded: a model whose external-data file is missing analyses
@@ -27,7 +27,7 @@ Mapping:
   taken from the call or the function's defaults;
 - any other node -> a Node with the ONNX name (``<op>_<index>`` when it has none, a suffix when
   two share one), op, domain and attributes as Python values (bytes as str, a tensor as
-  a :class:`~archcalc.registry.TensorState`, a subgraph as its ``GraphProto``, untouched:
+  a :class:`~archcalc.rules.base.TensorState`, a subgraph as its ``GraphProto``, untouched:
   the If/Loop/Scan rules convert it with :func:`convert_subgraph` once the tensors it
   reads from the enclosing graph are known).
 
@@ -48,16 +48,16 @@ from typing import TYPE_CHECKING, Any
 import onnx
 from onnx import AttributeProto, TensorProto, numpy_helper
 
-from archcalc.dims import Dim, Sym
-from archcalc.engine import pause_gc
-from archcalc.errors import ArchcalcError, ModelFileError, ShapeError, UnknownValue
-from archcalc.graph import Deferred, Graph, Node, TensorInfo
-from archcalc.registry import TensorState, rule_for
+from archcalc.core.dims import Dim, Sym
+from archcalc.engine.inference import pause_gc
+from archcalc.core.errors import ArchcalcError, ModelFileError, ShapeError, UnknownValue
+from archcalc.core.graph import Deferred, Graph, Node, TensorInfo
+from archcalc.rules.base import TensorState, rule_for
 from archcalc.rules.elementwise import MAX_VALUES, is_integral
 from archcalc.rules.shape import ONNX_DTYPES
 
 if TYPE_CHECKING:
-    from archcalc.registry import Scope
+    from archcalc.rules.base import Scope
 
 FLOAT_VALUES = 16  # float tensors up to this size carry their values (Resize scales)
 _FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)

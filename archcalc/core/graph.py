@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from archcalc.dims import Dim
-from archcalc.errors import GraphError
+from archcalc.core.dims import Dim
+from archcalc.core.errors import GraphError
 
 if TYPE_CHECKING:
     import networkx as nx

@@ -33,11 +33,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from archcalc.analysis import Analysis, LayerResult
-from archcalc.dims import bind, bind_shape, shape_symbols
-from archcalc.errors import ArchcalcError, ShapeError, UnboundDim
-from archcalc.graph import Graph
-from archcalc.registry import TensorState, get_rule
+from archcalc.core.results import Analysis, LayerResult
+from archcalc.core.dims import bind, bind_shape, shape_symbols
+from archcalc.core.errors import ArchcalcError, ShapeError, UnboundDim
+from archcalc.core.graph import Graph
+from archcalc.rules.base import TensorState, get_rule
 
 # Weight bytes above which the prepared model keeps its weights in an external-data file
 # in a temporary directory and onnxruntime loads it by path: protobuf cannot serialise a
@@ -183,7 +183,7 @@ def input_symbols(graph: Graph) -> set[str]:
 def analyze_for_verify(graph: Graph, bindings: Mapping[str, int]) -> Analysis:
     """The analysis to verify; data-dependent dims left unbound get 1 (any value serves:
     they are reported, not compared)."""
-    from archcalc.engine import analyze
+    from archcalc.engine.inference import analyze
 
     fed = input_symbols(graph)
     placeholders: dict[str, int] = {}
@@ -206,7 +206,7 @@ def model_for(graph: Graph, analysis: Analysis, data_dir: str | None = None,
     if graph.metadata.get("format") == "onnx":
         source = onnx.load(graph.path, load_external_data=False)
     else:
-        from archcalc.export import to_onnx
+        from archcalc.runtime.export import to_onnx
 
         source = to_onnx(graph, analysis, weights="omit", external_path="__archcalc_generated__")
         # Graph outputs untyped: onnxruntime reports the dtype it computed, so a wrong dtype
@@ -314,7 +314,7 @@ def _stored_values(tensor: TensorProto, base_dir: str) -> np.ndarray | None:
 
 
 def _generated(tensor: TensorProto, kind: str, rng: np.random.Generator) -> np.ndarray:
-    from archcalc.export import weight_values
+    from archcalc.runtime.export import weight_values
 
     dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
     shape = tuple(tensor.dims)

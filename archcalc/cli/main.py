@@ -8,9 +8,9 @@ import sys
 import click
 
 from archcalc import __version__
-from archcalc.check_command import check
-from archcalc.errors import ArchcalcError
-from archcalc.options import batch_option, dim_option, input_shape_option, parse_dims, parse_input_shapes
+from archcalc.cli.check import check
+from archcalc.core.errors import ArchcalcError
+from archcalc.cli.options import batch_option, dim_option, input_shape_option, parse_dims, parse_input_shapes
 
 FORMATS = ("table", "json", "csv", "markdown")
 SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
@@ -29,7 +29,7 @@ class _Group(click.Group):
 
 def _parse_size(text: str, option: str) -> int:
     """A byte size given on the command line ('24GiB'), in the units budgets use."""
-    from archcalc.budget import BYTES, parse_quantity
+    from archcalc.compare.budget import BYTES, parse_quantity
 
     try:
         size = parse_quantity(text, BYTES)
@@ -52,13 +52,13 @@ def _console():
 
 
 def _load(model: str, input_shapes: tuple[str, ...]):
-    from archcalc.loader import load_model
+    from archcalc.readers.load import load_model
 
     return load_model(model, parse_input_shapes(input_shapes))
 
 
 def _analyse(model: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...] = ()):
-    from archcalc.engine import analyze
+    from archcalc.engine.inference import analyze
 
     return analyze(_load(model, input_shapes), parse_dims(dims, batch))
 
@@ -95,22 +95,22 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], inpu
             depth: int | None, training: bool, optimizer: str, precision: str, fit_memory: str | None,
             full: bool) -> None:
     """Per-layer output shapes, params, MACs, memory and receptive field, with totals."""
-    from archcalc import report
-    from archcalc.engine import analyze as run_analysis
+    from archcalc.report import analysis as report
+    from archcalc.engine.inference import analyze as run_analysis
 
     graph = _load(model, input_shapes)
     bindings = parse_dims(dims, batch)
     analysis = run_analysis(graph, bindings)
     step = fit = None
     if training or fit_memory:
-        from archcalc import training as train
+        from archcalc.engine import training as train
 
         step = train.training_cost(graph, analysis, optimizer, precision)
         if fit_memory:
             memory = _parse_size(fit_memory, "--fit")
             fit = train.largest_batch(graph, bindings, memory, optimizer, precision) + (memory,)
     if fmt == "json":
-        from archcalc.engine import pause_gc
+        from archcalc.engine.inference import pause_gc
 
         with pause_gc():  # the document is a few hundred thousand small objects and no cycles
             click.echo(report.render_json(analysis, step, fit))
@@ -144,7 +144,7 @@ def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...], in
     """Each formula of one LAYER with its numbers substituted."""
     import difflib
 
-    from archcalc import report
+    from archcalc.report import analysis as report
 
     analysis = _analyse(model, batch, dims, input_shapes)
     found = analysis.layer(layer)
@@ -174,8 +174,8 @@ def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...], in
 def export(spec: str, output: str, opset: int | None, weights: str, batch: int | None,
            dims: tuple[str, ...], input_shapes: tuple[str, ...]) -> None:
     """Write SPEC as a standard ONNX model that onnxruntime can run."""
-    from archcalc.engine import analyze
-    from archcalc.export import to_onnx, write_model
+    from archcalc.engine.inference import analyze
+    from archcalc.runtime.export import to_onnx, write_model
 
     graph = _load(spec, input_shapes)
     analysis = analyze(graph, parse_dims(dims, batch))
@@ -197,8 +197,8 @@ def export(spec: str, output: str, opset: int | None, weights: str, batch: int |
 def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
            profile: bool, max_memory: str | None) -> None:
     """Run MODEL in onnxruntime and compare every tensor shape and dtype and layer cost with the analysis."""
-    from archcalc import verify as verifier
-    from archcalc.report import dumps_json, human_bytes
+    from archcalc.runtime import verify as verifier
+    from archcalc.report.analysis import dumps_json, human_bytes
 
     graph = _load(model, input_shapes)
     analysis = verifier.analyze_for_verify(graph, parse_dims(dims, batch))
@@ -225,7 +225,7 @@ def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input
 def _print_verify(report, analysis, profile: bool, console) -> None:
     from rich.table import Table
 
-    from archcalc.report import human_count
+    from archcalc.report.analysis import human_count
 
     def show(value) -> str:
         return f"{value:,}" if isinstance(value, int) else str(value)
@@ -266,7 +266,7 @@ def _print_verify(report, analysis, profile: bool, console) -> None:
 @cli.command()
 def layers() -> None:
     """The layer types a YAML spec may use, with their fields and defaults."""
-    from archcalc.spec.layers import LAYER_TYPES, REQUIRED
+    from archcalc.readers.spec.layers import LAYER_TYPES, REQUIRED
 
     seen = set()
     for name, layer_type in sorted(LAYER_TYPES.items()):
@@ -280,7 +280,7 @@ def layers() -> None:
             click.echo(f"    {fields}")
 
 
-from archcalc.diff_command import diff  # noqa: E402  (a command in its own module)
+from archcalc.cli.diff import diff  # noqa: E402  (a command in its own module)
 
 cli.add_command(diff)
 

@@ -1,6 +1,6 @@
-"""Shape, parameter and cost inference over a :class:`~archcalc.graph.Graph`.
+"""Shape, parameter and cost inference over a :class:`~archcalc.core.graph.Graph`.
 
-Layers are visited in topological order; each op's rule (see :mod:`archcalc.registry`)
+Layers are visited in topological order; each op's rule (see :mod:`archcalc.rules.base`)
 gives output shapes and costs from input shapes. Symbolic dims stay symbolic in shapes
 and are bound (``batch=1`` unless told otherwise) only for the counts.
 """
@@ -15,7 +15,7 @@ from fractions import Fraction
 from math import gcd
 from typing import NamedTuple
 
-from archcalc.analysis import (
+from archcalc.core.results import (
     Analysis,
     AxisField,
     LayerResult,
@@ -24,10 +24,10 @@ from archcalc.analysis import (
     Totals,
     dtype_bytes,
 )
-from archcalc.dims import Dim, Sym, bind, bind_shape, prod
-from archcalc.errors import ArchcalcError, ShapeError, UnknownValue
-from archcalc.graph import Deferred, Graph, Node, TensorInfo
-from archcalc.registry import GLOBAL, POINTWISE, Rule, RuleResult, Scope, TensorState, Window, rule_for
+from archcalc.core.dims import Dim, Sym, bind, bind_shape, prod
+from archcalc.core.errors import ArchcalcError, ShapeError, UnknownValue
+from archcalc.core.graph import Deferred, Graph, Node, TensorInfo
+from archcalc.rules.base import GLOBAL, POINTWISE, Rule, RuleResult, Scope, TensorState, Window, rule_for
 
 PARAM_KINDS = ("weight", "buffer")
 _PER_LAYER_CONTEXT = frozenset({"node_name", "scope"})

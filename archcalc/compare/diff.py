@@ -1,6 +1,6 @@
 """Compare two analyses layer by layer: what a change to an architecture costs or saves.
 
-Rows come from :func:`archcalc.report.rows`, so ``depth`` folds blocks exactly as
+Rows come from :func:`archcalc.report.analysis.rows`, so ``depth`` folds blocks exactly as
 ``archcalc analyze --depth`` does. Rows are paired in two passes:
 
 1. by name (the k-th row called ``fc`` in the old model with the k-th in the new), except
@@ -31,8 +31,8 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from archcalc.analysis import Analysis
-from archcalc.report import Row, human_bytes, rows
+from archcalc.core.results import Analysis
+from archcalc.report.analysis import Row, human_bytes, rows
 
 JSON_SCHEMA_VERSION = 1
 
@@ -238,7 +238,7 @@ _GENERATED = re.compile(r"(?:^|\.)(?P<kind>[a-z][a-z0-9_]*?)_[1-9][0-9]*$")
 def is_generated_name(name: str) -> bool:
     """True for a name the spec front end gives an unnamed layer: its type and a count
     (`relu_2`, `layer1.0.conv2d_1`), with the type one of `archcalc layers`."""
-    from archcalc.spec.layers import LAYER_TYPES
+    from archcalc.readers.spec.layers import LAYER_TYPES
 
     match = _GENERATED.search(name)
     return match is not None and match["kind"] in LAYER_TYPES

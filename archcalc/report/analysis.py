@@ -1,4 +1,4 @@
-"""Turn an :class:`~archcalc.analysis.Analysis` into rows, then into table, JSON, CSV or Markdown.
+"""Turn an :class:`~archcalc.core.results.Analysis` into rows, then into table, JSON, CSV or Markdown.
 
 Rows are computed once (folding blocks when asked); renderers only format them, and
 do no arithmetic of their own. rich is imported only by the table renderer.
@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from archcalc.analysis import Analysis, LayerResult, ReceptiveField
-from archcalc.dims import format_shape
+from archcalc.core.results import Analysis, LayerResult, ReceptiveField
+from archcalc.core.dims import format_shape
 
 JSON_SCHEMA_VERSION = 1
 

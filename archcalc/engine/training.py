@@ -24,12 +24,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NoReturn
 
-from archcalc.analysis import Analysis
-from archcalc.dims import bind, prod
-from archcalc.engine import analyze
-from archcalc.errors import ArchcalcError
-from archcalc.graph import Graph
-from archcalc.registry import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, SAVES_VIEW, get_rule
+from archcalc.core.results import Analysis
+from archcalc.core.dims import bind, prod
+from archcalc.engine.inference import analyze
+from archcalc.core.errors import ArchcalcError
+from archcalc.core.graph import Graph
+from archcalc.rules.base import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, SAVES_VIEW, get_rule
 
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
 # bytes per weight (and per optimizer state value, which PyTorch makes like its weight),
@@ -210,7 +210,7 @@ def largest_batch(graph: Graph, bindings: Mapping[str, int], memory: int, optimi
     Step memory is affine in the batch (weights, gradients and optimizer state are
     fixed; saved activations grow linearly), so two analyses give the answer. A model
     whose graph inputs have no symbolic `batch` dim cannot grow with it: refused."""
-    from archcalc.report import human_bytes
+    from archcalc.report.analysis import human_bytes
 
     def analysed(batch: int) -> Analysis:
         return analyze(graph, {**bindings, "batch": batch})  # ONNX batch dims (N, batch_size) follow it

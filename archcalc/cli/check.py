@@ -12,7 +12,7 @@ from typing import TextIO
 
 import click
 
-from archcalc.options import batch_option, dim_option, input_shape_option, parse_dims, parse_input_shapes
+from archcalc.cli.options import batch_option, dim_option, input_shape_option, parse_dims, parse_input_shapes
 
 CHECK_FORMATS = ("table", "github", "junit", "json")
 
@@ -43,14 +43,14 @@ def check(ctx: click.Context, models: tuple[str, ...], budget_path: str, fmt: st
           optimizer: str | None, precision: str | None) -> None:
     """Check each MODEL against a budget of params, MACs, FLOPs and memory, per layer and in
     total: exit 0 within budget (warnings allowed), 1 when a limit is exceeded, 2 on bad input."""
-    from archcalc.errors import ArchcalcError
+    from archcalc.core.errors import ArchcalcError
 
     try:
         checks = _check_all(models, budget_path, batch, dims, input_shapes, training, optimizer, precision)
         _render(checks, fmt, output, show_training=training)
     except (ArchcalcError, click.UsageError) as error:
         if fmt == "github":  # the runner reads annotations from stdout; the CLI still reports it, exit 2
-            from archcalc.check_output import error_annotation
+            from archcalc.report.check import error_annotation
 
             click.echo(error_annotation(error))
         raise
@@ -61,7 +61,7 @@ def check(ctx: click.Context, models: tuple[str, ...], budget_path: str, fmt: st
 def _check_all(models: tuple[str, ...], budget_path: str, batch: int | None, dims: tuple[str, ...],
                input_shapes: tuple[str, ...], training: bool, optimizer: str | None,
                precision: str | None) -> list:
-    from archcalc.budget import check_model, load_budget, needs_training
+    from archcalc.compare.budget import check_model, load_budget, needs_training
 
     budget = load_budget(budget_path)
     bindings = budget.bindings(batch=batch, dims=parse_dims(dims, None))
@@ -69,7 +69,7 @@ def _check_all(models: tuple[str, ...], budget_path: str, batch: int | None, dim
                             show_progress=len(models) > 1 and _stderr_is_terminal())
     if not (training or needs_training(budget)):
         return [check_model(analysis, budget) for _, analysis in analysed]
-    from archcalc.training import training_cost
+    from archcalc.engine.training import training_cost
 
     optimizer, precision = budget.training_setup(optimizer, precision)
     return [check_model(analysis, budget, training_cost(graph, analysis, optimizer, precision))
@@ -84,8 +84,8 @@ def _analyse_all(models: tuple[str, ...], bindings: dict[str, int], input_shapes
                  show_progress: bool) -> list:
     """(graph, analysis) of every model, all first, so bad input (exit 2) stops the run
     before any report."""
-    from archcalc.engine import analyze
-    from archcalc.loader import load_model
+    from archcalc.engine.inference import analyze
+    from archcalc.readers.load import load_model
 
     def analysed(model: str) -> tuple:
         graph = load_model(model, input_shapes)
@@ -111,7 +111,7 @@ def _analyse_all(models: tuple[str, ...], bindings: dict[str, int], input_shapes
 def _render(checks: list, fmt: str, output: str | None, show_training: bool = False) -> None:
     """The report to stdout or `output`; for github, then the job summary, so that the
     annotations are out even when the summary cannot be written."""
-    from archcalc import check_output
+    from archcalc.report import check as check_output
 
     if fmt == "table":
         from rich.console import Console
@@ -153,7 +153,7 @@ _OUTPUT_FIX = "give -o/--output a file path in an existing, writable directory"
 def _open_for_writing(path: str, mode: str, *, fix: str) -> Iterator[TextIO]:
     """`open(path, mode)` for the block; failing to open or write it is bad input (exit 2) that
     names the path and the reason, never a traceback (exit 1 would read as "over budget")."""
-    from archcalc.errors import ArchcalcError
+    from archcalc.core.errors import ArchcalcError
 
     try:
         with open(path, mode, encoding="utf-8") as handle:

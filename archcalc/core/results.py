@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import NamedTuple
 
-from archcalc.dims import Dim, dim_to_json
+from archcalc.core.dims import Dim, dim_to_json
 
 DTYPE_BYTES = {
     "float64": 8, "double": 8, "float32": 4, "float": 4, "float16": 2, "bfloat16": 2,

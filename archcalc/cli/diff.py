@@ -1,6 +1,6 @@
 """`archcalc diff OLD NEW`: what changed between two architectures, for reviewers.
 
-Imports only click at module level, so `archcalc --help` stays instant; archcalc.cli is
+Imports only click at module level, so `archcalc --help` stays instant; archcalc.cli.main is
 imported inside the command (it imports this module to register the command).
 """
 
@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import click
 
-from archcalc.options import batch_option, dim_option, input_shape_option
+from archcalc.cli.options import batch_option, dim_option, input_shape_option
 
 DIFF_FORMATS = ("table", "markdown", "json")
 STATUS_STYLES = {"added": "green", "removed": "red", "renamed": "cyan", "changed": None, "unchanged": "dim"}
@@ -37,19 +37,19 @@ def diff(old: str, new: str, fmt: str, batch: int | None, dims: tuple[str, ...],
     generated names like relu_2), then by place: identical op, output shape and params
     first, then the same op; the rest are added or removed. Unchanged layers are left out
     unless --all. Exits 0 whether or not the models differ, 2 on bad input."""
-    from archcalc.cli import _analyse
-    from archcalc.diff import diff_analyses, render_markdown
+    from archcalc.cli.main import _analyse
+    from archcalc.compare.diff import diff_analyses, render_markdown
 
     result = diff_analyses(_analyse(old, batch, dims, input_shapes), _analyse(new, batch, dims, input_shapes), depth)
     result = replace(result, names=(old_label, new_label))
     if fmt == "json":
-        from archcalc.report import dumps_json
+        from archcalc.report.analysis import dumps_json
 
         click.echo(dumps_json(result.to_json(include_unchanged=show_all)))
     elif fmt == "markdown":
         click.echo(render_markdown(result, include_unchanged=show_all), nl=False)
     else:
-        from archcalc.cli import _console
+        from archcalc.cli.main import _console
 
         _render_table(result, show_all, _console())
 
@@ -57,7 +57,7 @@ def diff(old: str, new: str, fmt: str, batch: int | None, dims: tuple[str, ...],
 def _render_table(result, show_all: bool, console) -> None:
     from rich.table import Table
 
-    from archcalc import diff as d
+    from archcalc.compare import diff as d
 
     old_label, new_label = result.labels()
     depth = f" (depth {result.depth})" if result.depth else ""

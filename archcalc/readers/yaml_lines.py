@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from archcalc.errors import ArchcalcError, SpecError
+from archcalc.core.errors import ArchcalcError, SpecError
 
 
 class LineDict(dict):

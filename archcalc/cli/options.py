@@ -39,7 +39,7 @@ def parse_dims(dims: tuple[str, ...], batch: int | None) -> dict[str, int]:
 
 def parse_input_shapes(items: tuple[str, ...]) -> dict[str, tuple]:
     """``NAME=1,3,224,224`` items as {name: shape}; a dim that is a name stays symbolic."""
-    from archcalc.dims import Sym
+    from archcalc.core.dims import Sym
 
     shapes: dict[str, tuple] = {}
     for item in items:

@@ -6,7 +6,7 @@ defaults are the ONNX defaults. It returns one :class:`RuleResult`: output shape
 which inputs are learned weights or buffers, MACs, FLOPs, how each spatial axis is
 windowed (for the receptive field) and a lazily built explanation.
 
-Rules raise :class:`~archcalc.errors.ShapeError` without context; the engine adds the
+Rules raise :class:`~archcalc.core.errors.ShapeError` without context; the engine adds the
 file, layer and line.
 
 Besides attributes, a rule may ask for facts about the layer itself by declaring a
@@ -26,11 +26,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from archcalc.dims import Dim
+from archcalc.core.dims import Dim
 
 if TYPE_CHECKING:
-    from archcalc.analysis import LayerResult
-    from archcalc.graph import Graph, TensorInfo
+    from archcalc.core.results import LayerResult
+    from archcalc.core.graph import Graph, TensorInfo
 
 Shape = tuple[Dim, ...]
 

@@ -1,7 +1,7 @@
-"""Render budget checks (:class:`~archcalc.budget.ModelCheck`) as a rich table, GitHub workflow
+"""Render budget checks (:class:`~archcalc.compare.budget.ModelCheck`) as a rich table, GitHub workflow
 commands plus a job summary, JUnit XML or JSON.
 
-Renderers only format: every number and level comes from :mod:`archcalc.budget`. rich is
+Renderers only format: every number and level comes from :mod:`archcalc.compare.budget`. rich is
 imported only by the table renderer.
 """
 
@@ -11,8 +11,8 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
-from archcalc.budget import BYTES, FAIL, METRICS, PASS, WARN, LimitResult, ModelCheck, format_quantity
-from archcalc.report import dumps_json, human_bytes, human_count
+from archcalc.compare.budget import BYTES, FAIL, METRICS, PASS, WARN, LimitResult, ModelCheck, format_quantity
+from archcalc.report.analysis import dumps_json, human_bytes, human_count
 
 JSON_SCHEMA_VERSION = 1
 LOWER_BOUND_NOTE = "≥ marks a lower bound: ops without a rule are not counted"
@@ -104,7 +104,7 @@ def render_table(checks: Sequence[ModelCheck], console, show_training: bool = Fa
     under it, as `analyze --training` prints them."""
     from rich.table import Table
 
-    from archcalc.report import training_lines
+    from archcalc.report.analysis import training_lines
 
     for index, check in enumerate(checks):
         if index:

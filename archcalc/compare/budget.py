@@ -1,4 +1,4 @@
-"""Budgets for CI: parse a budget file, and check an :class:`~archcalc.analysis.Analysis` against it.
+"""Budgets for CI: parse a budget file, and check an :class:`~archcalc.core.results.Analysis` against it.
 
 A budget names limits on what a model may cost, for the whole model (``total``) and per
 layer (``layers`` entries, chosen by a glob on the layer name and/or by op). Limits under
@@ -9,7 +9,7 @@ Quantities are written with units: counts with K, M, G, T (powers of 1000), byte
 KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024). Limits are exact
 integers, so ``actual <= limit`` never suffers from float rounding.
 
-Nothing here prints; :mod:`archcalc.check_output` renders the results.
+Nothing here prints; :mod:`archcalc.report.check` renders the results.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from decimal import Decimal, InvalidOperation, localcontext
 from fnmatch import fnmatchcase
 from typing import Any
 
-from archcalc.analysis import Analysis, LayerResult
-from archcalc.errors import ArchcalcError
+from archcalc.core.results import Analysis, LayerResult
+from archcalc.core.errors import ArchcalcError
 
 COUNT = "count"
 BYTES = "bytes"
@@ -143,7 +143,7 @@ class Metric:
     layer: Callable[[LayerResult], int] | None = None
     # False: unmodelled ops make the count a lower bound (everything but the layer count).
     exact_when_partial: bool = False
-    # Read off the training step (archcalc.training.TrainingAnalysis) instead of `total`.
+    # Read off the training step (archcalc.engine.training.TrainingAnalysis) instead of `total`.
     training: Callable[[Any], int] | None = None
 
 
@@ -158,7 +158,7 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (
     Metric("peak_activation_memory", BYTES, "peak activation memory", lambda a: a.totals.peak_activation_bytes),
     Metric("weight_memory", BYTES, "weight memory", lambda a: a.totals.weight_bytes),
     Metric("layers", COUNT, "layers", lambda a: len(a.layers), exact_when_partial=True),
-    # One training step (see archcalc.training), with the budget's `training:` optimizer and
+    # One training step (see archcalc.engine.training), with the budget's `training:` optimizer and
     # precision, or check's --optimizer and --precision.
     Metric("training_memory", BYTES, "training memory", _no_total, training=lambda t: t.totals.memory_bytes),
     Metric("training_macs", COUNT, "training-step MACs", _no_total, training=lambda t: t.totals.step_macs),
@@ -248,14 +248,14 @@ TRAINING_KEYS = ("optimizer", "precision")
 
 def load_budget(path: str) -> Budget:
     """Read and validate a budget file; any problem is a :class:`BudgetError` at file:line."""
-    from archcalc.spec.yaml_lines import read_text
+    from archcalc.readers.yaml_lines import read_text
 
     text = read_text(path, BudgetError, "budget file", fix="pass the budget's YAML file to --budget")
     return parse_budget(text, path)
 
 
 def parse_budget(text: str, path: str = "<budget>") -> Budget:
-    from archcalc.spec.yaml_lines import load_yaml
+    from archcalc.readers.yaml_lines import load_yaml
 
     try:
         data = load_yaml(text, path)
@@ -326,7 +326,7 @@ class _Parser:
         """`training: {optimizer: adam, precision: mixed}`: the step training limits are counted for."""
         if "training" not in top:
             return None, None
-        from archcalc.training import OPTIMIZER_STATES, PRECISIONS
+        from archcalc.engine.training import OPTIMIZER_STATES, PRECISIONS
 
         example = "`training: {optimizer: adam, precision: fp32}`"
         training = self.mapping(top["training"], "`training`", _line(top, "training"), example)
@@ -500,7 +500,7 @@ class ModelCheck:
     partial: bool  # some ops have no rule: every count is a lower bound
     unmodelled: tuple[str, ...]  # "name (Op)" of each layer without a rule
     notes: tuple[str, ...]  # partial analysis, entries that matched no layer, ...
-    # The training step (archcalc.training.TrainingAnalysis) when a training limit is checked
+    # The training step (archcalc.engine.training.TrainingAnalysis) when a training limit is checked
     # or `check --training` asks for it; its totals name the optimizer and precision.
     training: Any = None
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from archcalc.errors import ModelFileError
-from archcalc.graph import Graph, Shape
+from archcalc.core.errors import ModelFileError
+from archcalc.core.graph import Graph, Shape
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -23,11 +23,11 @@ def _load(path: str) -> Graph:
     if os.path.isdir(path):
         raise ModelFileError(f"{path} is a directory", fix="pass a .yaml spec or an .onnx file")
     if path.lower().endswith(SPEC_SUFFIXES):
-        from archcalc.spec import load_spec
+        from archcalc.readers.spec import load_spec
 
         return load_spec(path)
     if path.lower().endswith(".onnx"):
-        from archcalc.onnx_front import load_onnx
+        from archcalc.readers.onnx import load_onnx
 
         return load_onnx(path)
     raise ModelFileError(f"{path}: unknown model format",

@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from archcalc.errors import ShapeError, UnboundDim
+from archcalc.core.errors import ShapeError, UnboundDim
 
 Monomial = tuple  # sorted tuple of atoms (str names, FloorDiv or Minimum)
 

@@ -1,4 +1,4 @@
-"""Read a YAML spec and lower it to the engine's :class:`~archcalc.graph.Graph`.
+"""Read a YAML spec and lower it to the engine's :class:`~archcalc.core.graph.Graph`.
 
 Spec shape (README has the full language)::
 
@@ -32,12 +32,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from archcalc.dims import Sym
-from archcalc.errors import ArchcalcError, ModelFileError, SpecError
-from archcalc.graph import Deferred, Graph, Node, TensorInfo
-from archcalc.spec.expr import substitute
-from archcalc.spec.layers import LAYER_TYPES, REQUIRED, LayerType
-from archcalc.spec.yaml_lines import LineDict, LineList, load_yaml, read_text
+from archcalc.core.dims import Sym
+from archcalc.core.errors import ArchcalcError, ModelFileError, SpecError
+from archcalc.core.graph import Deferred, Graph, Node, TensorInfo
+from archcalc.readers.spec.expr import substitute
+from archcalc.readers.spec.layers import LAYER_TYPES, REQUIRED, LayerType
+from archcalc.readers.yaml_lines import LineDict, LineList, load_yaml, read_text
 
 TOP_LEVEL_KEYS = {"name", "description", "input", "batch", "blocks", "layers", "freeze_until", "dtype"}
 LAYER_KEYS = {"name", "inputs", "trainable", "repeat", "when"}
