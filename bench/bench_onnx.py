@@ -318,9 +318,9 @@ def measure_rendering(path: str, bindings: dict[str, int]) -> None:
 
     from rich.console import Console
 
-    from archcalc.report import analysis as report
     from archcalc.engine.inference import analyze
     from archcalc.readers.onnx import load_onnx
+    from archcalc.report import analysis as report
 
     analysis = analyze(load_onnx(path), bindings)
     rows = report.rows(analysis)

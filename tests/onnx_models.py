@@ -13,8 +13,8 @@ import onnx
 from fixtures.onnx.fixture_tools import ort_run
 from onnx import TensorProto, helper, numpy_helper
 
-from archcalc.core.results import Analysis
 from archcalc.core.dims import bind_shape
+from archcalc.core.results import Analysis
 
 _NP_TYPES = {
     TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64, TensorProto.FLOAT16: np.float16,

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from archcalc.cli.main import cli
 from archcalc.compare.budget import (
     BYTE_UNITS,
     BYTES,
@@ -36,7 +37,6 @@ from archcalc.compare.budget import (
     parse_budget,
     parse_quantity,
 )
-from archcalc.cli.main import cli
 from archcalc.engine.inference import analyze
 from archcalc.readers.load import load_model
 from archcalc.readers.spec.build import parse_spec

@@ -172,9 +172,9 @@ def test_narrow_table_keeps_every_number_whole(width):
     memory) columns go, but no params or MACs figure is ever cut."""
     from rich.console import Console
 
-    from archcalc.report import analysis as report
     from archcalc.engine.inference import analyze
     from archcalc.readers.load import load_model
+    from archcalc.report import analysis as report
 
     analysis = analyze(load_model("specs/resnet50.yaml"))
     out = io.StringIO()

@@ -14,8 +14,8 @@ from onnx import AttributeProto, TensorProto, helper
 from onnx_models import feeds_for, ints, make_model, ort_shapes, shape_mismatches, tensor_input, weight
 
 from archcalc.core.dims import Sym
-from archcalc.engine.inference import analyze
 from archcalc.core.errors import ModelFileError
+from archcalc.engine.inference import analyze
 from archcalc.readers.onnx import load_onnx
 
 BATCH = 3

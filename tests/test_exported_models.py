@@ -26,8 +26,8 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from archcalc.core.results import Analysis
 from archcalc.core.dims import bind_shape
+from archcalc.core.results import Analysis
 from archcalc.engine.inference import analyze
 from archcalc.readers.onnx import load_onnx
 

@@ -18,11 +18,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from archcalc.core.dims import bind
-from archcalc.engine.inference import analyze
 from archcalc.core.errors import ShapeError
-from archcalc.rules.base import TensorState, get_rule
-from archcalc.rules._window import sliding_windows
+from archcalc.engine.inference import analyze
 from archcalc.readers.spec.build import parse_spec
+from archcalc.rules._window import sliding_windows
+from archcalc.rules.base import TensorState, get_rule
 
 # ---------------------------------------------------------------------------------------
 # helpers

@@ -23,8 +23,8 @@ from onnx_models import (
 )
 
 from archcalc.core.dims import Sym
-from archcalc.engine.inference import analyze
 from archcalc.core.errors import ModelFileError, ShapeError
+from archcalc.engine.inference import analyze
 from archcalc.readers.onnx import load_onnx
 
 INT64_MAX = 2**63 - 1

@@ -19,8 +19,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from archcalc.engine.inference import analyze
-from archcalc.rules.base import TensorState, Window, get_rule
 from archcalc.readers.spec.build import parse_spec
+from archcalc.rules.base import TensorState, Window, get_rule
 
 LENGTH = 1000  # the spec's input length: large enough for every strided chain below
 

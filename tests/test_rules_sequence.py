@@ -18,8 +18,8 @@ from onnx import helper
 from ort_helpers import OMITTED, Arg, data, run_rule, weight
 
 from archcalc.core.dims import Sym, bind
-from archcalc.engine.inference import analyze
 from archcalc.core.errors import ShapeError, UnknownValue
+from archcalc.engine.inference import analyze
 from archcalc.readers.onnx import load_onnx
 from archcalc.rules.base import TensorState, get_rule
 

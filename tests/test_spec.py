@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from archcalc.core.dims import Sym
-from archcalc.engine.inference import analyze
 from archcalc.core.errors import ShapeError
-from archcalc.rules.base import TensorState, get_rule
-from archcalc.report.analysis import rows
+from archcalc.engine.inference import analyze
 from archcalc.readers.spec.build import parse_spec
 from archcalc.readers.spec.expr import substitute
+from archcalc.report.analysis import rows
+from archcalc.rules.base import TensorState, get_rule
 
 RESIDUAL = """
 name: tiny-resnet

@@ -17,10 +17,10 @@ from click.testing import CliRunner
 
 from archcalc.cli.main import cli
 from archcalc.engine.inference import analyze
+from archcalc.engine.training import largest_batch, training_cost
 from archcalc.readers.load import load_model
 from archcalc.readers.spec import load_spec
 from archcalc.readers.spec.build import parse_spec
-from archcalc.engine.training import largest_batch, training_cost
 
 ROOT = Path(__file__).parent.parent
 REFERENCE = json.loads((ROOT / "tests" / "fixtures" / "training_reference.json").read_text())

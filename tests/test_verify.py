@@ -16,10 +16,10 @@ import yaml
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 
-from archcalc.rules import base as registry
-from archcalc.runtime import verify as verifier
 from archcalc.cli.main import cli
+from archcalc.rules import base as registry
 from archcalc.rules.base import Output, RuleResult
+from archcalc.runtime import verify as verifier
 
 ROOT = Path(__file__).parent.parent
 SPECS = sorted(p.name for p in (ROOT / "specs").glob("*.yaml"))

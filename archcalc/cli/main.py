@@ -9,8 +9,9 @@ import click
 
 from archcalc import __version__
 from archcalc.cli.check import check
-from archcalc.core.errors import ArchcalcError
 from archcalc.cli.options import batch_option, dim_option, input_shape_option, parse_dims, parse_input_shapes
+from archcalc.core.collector import pause_gc
+from archcalc.core.errors import ArchcalcError
 
 FORMATS = ("table", "json", "csv", "markdown")
 SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
@@ -95,8 +96,8 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], inpu
             depth: int | None, training: bool, optimizer: str, precision: str, fit_memory: str | None,
             full: bool) -> None:
     """Per-layer output shapes, params, MACs, memory and receptive field, with totals."""
-    from archcalc.report import analysis as report
     from archcalc.engine.inference import analyze as run_analysis
+    from archcalc.report import analysis as report
 
     graph = _load(model, input_shapes)
     bindings = parse_dims(dims, batch)
@@ -110,7 +111,6 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], inpu
             memory = _parse_size(fit_memory, "--fit")
             fit = train.largest_batch(graph, bindings, memory, optimizer, precision) + (memory,)
     if fmt == "json":
-        from archcalc.engine.inference import pause_gc
 
         with pause_gc():  # the document is a few hundred thousand small objects and no cycles
             click.echo(report.render_json(analysis, step, fit))
@@ -197,8 +197,8 @@ def export(spec: str, output: str, opset: int | None, weights: str, batch: int |
 def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
            profile: bool, max_memory: str | None) -> None:
     """Run MODEL in onnxruntime and compare every tensor shape and dtype and layer cost with the analysis."""
-    from archcalc.runtime import verify as verifier
     from archcalc.report.analysis import dumps_json, human_bytes
+    from archcalc.runtime import verify as verifier
 
     graph = _load(model, input_shapes)
     analysis = verifier.analyze_for_verify(graph, parse_dims(dims, batch))
@@ -280,7 +280,7 @@ def layers() -> None:
             click.echo(f"    {fields}")
 
 
-from archcalc.cli.diff import diff  # noqa: E402  (a command in its own module)
+from archcalc.cli.diff import diff  # noqa: E402  a command in its own module
 
 cli.add_command(diff)
 

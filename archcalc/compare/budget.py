@@ -23,8 +23,8 @@ from decimal import Decimal, InvalidOperation, localcontext
 from fnmatch import fnmatchcase
 from typing import Any
 
-from archcalc.core.results import Analysis, LayerResult
 from archcalc.core.errors import ArchcalcError
+from archcalc.core.results import Analysis, LayerResult
 
 COUNT = "count"
 BYTES = "bytes"

@@ -10,17 +10,6 @@ from typing import NamedTuple
 
 from archcalc.core.dims import Dim, dim_to_json
 
-DTYPE_BYTES = {
-    "float64": 8, "double": 8, "float32": 4, "float": 4, "float16": 2, "bfloat16": 2,
-    "int64": 8, "uint64": 8, "int32": 4, "uint32": 4, "int16": 2, "uint16": 2,
-    "int8": 1, "uint8": 1, "bool": 1, "float8e4m3fn": 1, "float8e5m2": 1,
-    "complex64": 8, "complex128": 16, "string": 8,
-}
-
-
-def dtype_bytes(dtype: str) -> int:
-    return DTYPE_BYTES.get(dtype, 4)
-
 
 @dataclass(slots=True)
 class AxisField:

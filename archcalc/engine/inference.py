@@ -7,26 +7,18 @@ and are bound (``batch=1`` unless told otherwise) only for the counts.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from fractions import Fraction
 from math import gcd
 from typing import NamedTuple
 
-from archcalc.core.results import (
-    Analysis,
-    AxisField,
-    LayerResult,
-    ReceptiveField,
-    TensorResult,
-    Totals,
-    dtype_bytes,
-)
+from archcalc.core.collector import pause_gc
 from archcalc.core.dims import Dim, Sym, bind, bind_shape, prod
+from archcalc.core.dtypes import dtype_bytes
 from archcalc.core.errors import ArchcalcError, ShapeError, UnknownValue
 from archcalc.core.graph import Deferred, Graph, Node, TensorInfo
+from archcalc.core.results import Analysis, AxisField, LayerResult, ReceptiveField, TensorResult, Totals
 from archcalc.rules.base import GLOBAL, POINTWISE, Rule, RuleResult, Scope, TensorState, Window, rule_for
 
 PARAM_KINDS = ("weight", "buffer")
@@ -70,20 +62,6 @@ def _checked_bindings(analysis: Analysis, used: set[str], given: dict[str, int],
                             f"'{name}' (its symbolic dims: {dims}); counts are at the model's own sizes")
     bound = {name: value for name, value in analysis.bindings.items() if name in used}
     return replace(analysis, bindings=bound, warnings=analysis.warnings + tuple(warnings))
-
-
-@contextmanager
-def pause_gc() -> Iterator[None]:
-    """Run without the cyclic garbage collector: converting a model and inferring its shapes
-    allocate many small objects and no cycles, and the collections their allocations trigger
-    (each walking every live object) cost a third of a large model's time."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class _Inference:

@@ -24,11 +24,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NoReturn
 
-from archcalc.core.results import Analysis
 from archcalc.core.dims import bind, prod
-from archcalc.engine.inference import analyze
 from archcalc.core.errors import ArchcalcError
 from archcalc.core.graph import Graph
+from archcalc.core.results import Analysis
+from archcalc.engine.inference import analyze
 from archcalc.rules.base import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, SAVES_VIEW, get_rule
 
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}

@@ -48,13 +48,12 @@ from typing import TYPE_CHECKING, Any
 import onnx
 from onnx import AttributeProto, TensorProto, numpy_helper
 
+from archcalc.core.collector import pause_gc
 from archcalc.core.dims import Dim, Sym
-from archcalc.engine.inference import pause_gc
+from archcalc.core.dtypes import ONNX_DTYPES, is_integral
 from archcalc.core.errors import ArchcalcError, ModelFileError, ShapeError, UnknownValue
 from archcalc.core.graph import Deferred, Graph, Node, TensorInfo
-from archcalc.rules.base import TensorState, rule_for
-from archcalc.rules.elementwise import MAX_VALUES, is_integral
-from archcalc.rules.shape import ONNX_DTYPES
+from archcalc.rules.base import MAX_VALUES, TensorState, rule_for
 
 if TYPE_CHECKING:
     from archcalc.rules.base import Scope

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from archcalc.core.results import Analysis, LayerResult, ReceptiveField
 from archcalc.core.dims import format_shape
+from archcalc.core.results import Analysis, LayerResult, ReceptiveField
 
 JSON_SCHEMA_VERSION = 1
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from archcalc.core.dims import prod
+from archcalc.rules._common import axis_index
 from archcalc.rules.base import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, Output, RuleResult, TensorState, rule
-from archcalc.rules.shape import axis_index
 
 FLOPS_PER_ELEMENT = {
     "Relu": 1, "LeakyRelu": 2, "PRelu": 2, "Sigmoid": 4, "HardSigmoid": 4, "Tanh": 1,

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 
 from archcalc.core.dims import Dim, is_static, prod
 from archcalc.core.errors import ShapeError
+from archcalc.rules._common import broadcast
 from archcalc.rules.base import GLOBAL, SAVES_NOTHING, Output, RuleResult, TensorState, rule
-from archcalc.rules.elementwise import broadcast
 
 SCALE_FLOPS = 1
 SOFTMAX_FLOPS = 5  # as the Softmax rule: max, subtract, exp, sum, divide

@@ -29,10 +29,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from archcalc.core.dims import Dim
 
 if TYPE_CHECKING:
-    from archcalc.core.results import LayerResult
     from archcalc.core.graph import Graph, TensorInfo
+    from archcalc.core.results import LayerResult
 
 Shape = tuple[Dim, ...]
+
+# Values are tracked for small tensors only (shapes, axes, indices): at most this many elements.
+MAX_VALUES = 1024
 
 
 class TensorState(NamedTuple):

@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 from archcalc.core.dims import Dim, Sym, bind, is_static
 from archcalc.core.errors import ArchcalcError, ShapeError, UnknownValue
+from archcalc.rules._common import axis_index
 from archcalc.rules.base import GLOBAL, Output, RuleResult, Scope, TensorState, rule
-from archcalc.rules.shape import axis_index
 
 if TYPE_CHECKING:
-    from archcalc.core.results import Analysis, LayerResult, TensorResult
     from archcalc.core.graph import Graph, TensorInfo
+    from archcalc.core.results import Analysis, LayerResult, TensorResult
 
 Shape = tuple[Dim, ...]
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from archcalc.core.dims import Dim, is_static, prod
 from archcalc.core.errors import ShapeError
-from archcalc.rules.base import Output, RuleResult, TensorState, Window, rule
 from archcalc.rules._window import axis_names, sliding_windows
+from archcalc.rules.base import Output, RuleResult, TensorState, Window, rule
 
 
 def _check_rank(x: Sequence[Dim], w: Sequence[Dim]) -> None:

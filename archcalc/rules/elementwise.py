@@ -13,67 +13,15 @@ the computed values too, so exported shape arithmetic resolves to concrete dims.
 from __future__ import annotations
 
 import functools
-import itertools
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from archcalc.core.dims import Dim, Sym, is_static, prod
+from archcalc.core.dims import Dim, Sym, prod
+from archcalc.core.dtypes import is_integral
 from archcalc.core.errors import ShapeError
+from archcalc.rules._common import broadcast, broadcast_values
 from archcalc.rules.base import SAVES_NOTHING, Output, RuleResult, TensorState, rule
-
-MAX_VALUES = 1024  # values are tracked for small tensors only (shapes, axes, indices)
-
-
-def broadcast(*shapes: Sequence[Dim]) -> tuple[Dim, ...]:
-    """numpy broadcasting of several shapes; raises ShapeError naming both shapes."""
-    if shapes and all(tuple(s) == tuple(shapes[0]) for s in shapes[1:]):  # the common case: nothing to broadcast
-        return tuple(shapes[0])
-    rank = max(len(s) for s in shapes)
-    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
-    result = []
-    for axis, dims in enumerate(zip(*padded)):
-        out: Dim = 1
-        for dim in dims:
-            if dim == 1 or dim == out:
-                continue
-            if out == 1 or not is_static(out):
-                out = dim if is_static(dim) or out == 1 else out
-            elif is_static(dim):
-                raise ShapeError(
-                    f"shapes {' and '.join(str(list(s)) for s in shapes)} cannot be broadcast "
-                    f"(axis {axis}: {out} vs {dim})",
-                    fix="make the shapes equal, or 1 where one should be repeated",
-                )
-        result.append(out)
-    return tuple(result)
-
-
-def is_integral(dtype: str | None) -> bool:
-    return dtype is not None and (dtype.startswith(("int", "uint")) or dtype == "bool")
-
-
-def broadcast_values(out_shape: Sequence[Dim], *tensors: TensorState) -> list[tuple] | None:
-    """Each tensor's (flat, row-major) values repeated to `out_shape` as numpy broadcasting
-    does; None unless every value is known and the output is static and small."""
-    if any(t.value is None for t in tensors) or not all(is_static(d) for d in out_shape):
-        return None
-    if prod(out_shape) > MAX_VALUES:
-        return None
-    rank = len(out_shape)
-    result = []
-    for tensor in tensors:
-        shape = (1,) * (rank - len(tensor.shape)) + tuple(tensor.shape)
-        if not all(is_static(d) for d in shape) or len(tensor.value) != prod(shape):
-            return None
-        strides, step = [], 1
-        for dim in reversed(shape):
-            strides.append(step if dim != 1 else 0)
-            step *= dim
-        strides.reverse()
-        result.append(tuple(tensor.value[sum(i * s for i, s in zip(index, strides))]
-                            for index in itertools.product(*(range(d) for d in out_shape))))
-    return result
 
 
 class _Unknown(Exception):

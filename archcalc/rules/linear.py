@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from archcalc.core.dims import is_static, prod
 from archcalc.core.errors import ShapeError
+from archcalc.rules._common import broadcast
 from archcalc.rules.base import GLOBAL, Output, RuleResult, TensorState, rule
-from archcalc.rules.elementwise import broadcast
 
 
 def _check_inner(k_a, k_b, a_shape, b_shape, op: str) -> None:

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 
 from archcalc.core.dims import is_static, prod
 from archcalc.core.errors import ShapeError
+from archcalc.rules._common import axis_index, broadcast
 from archcalc.rules.base import Output, RuleResult, TensorState, rule
-from archcalc.rules.elementwise import broadcast
-from archcalc.rules.shape import axis_index
 
 BATCH_NORM_FLOPS = 2
 NORMALISE_FLOPS = 7

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 from archcalc.core.dims import prod
 from archcalc.core.errors import ShapeError
-from archcalc.rules.base import GLOBAL, Output, RuleResult, TensorState, rule
 from archcalc.rules._window import AxisWindow, axis_names, sliding_windows
+from archcalc.rules.base import GLOBAL, Output, RuleResult, TensorState, rule
 
 
 def _check_pads(axes: Sequence[AxisWindow]) -> None:

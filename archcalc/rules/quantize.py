@@ -19,11 +19,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from archcalc.core.dims import Dim, is_static, prod
+from archcalc.core.dtypes import dtype_name
 from archcalc.core.errors import ShapeError
+from archcalc.rules._common import axis_index
 from archcalc.rules.base import Output, RuleResult, TensorState, rule
 from archcalc.rules.conv import conv
 from archcalc.rules.linear import matmul
-from archcalc.rules.shape import axis_index, dtype_name
 
 QUANTIZE_FLOPS = 5
 DEQUANTIZE_FLOPS = 2

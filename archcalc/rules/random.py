@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from archcalc.core.dtypes import dtype_name
 from archcalc.core.errors import ShapeError
 from archcalc.rules.base import SAVES_NOTHING, Output, RuleResult, TensorState, rule
-from archcalc.rules.shape import dtype_name
 
 
 def _drawn(shape: Sequence, dtype: str, how: str) -> RuleResult:

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 from archcalc.core.dims import Dim, is_static
 from archcalc.core.errors import ShapeError
-from archcalc.rules.base import GLOBAL, Output, RuleResult, TensorState, rule
 from archcalc.rules.activation import FLOPS_PER_ELEMENT
+from archcalc.rules.base import GLOBAL, Output, RuleResult, TensorState, rule
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 # How many times per hidden unit and step each of the op's activations (f, g, h) is applied.

@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 from functools import reduce as fold
 
 from archcalc.core.dims import Dim, Sym, is_static, prod
+from archcalc.core.dtypes import is_integral
 from archcalc.core.errors import ShapeError, UnknownValue
+from archcalc.rules._common import known_value
 from archcalc.rules.base import GLOBAL, POINTWISE, SAVES_NOTHING, Output, RuleResult, TensorState, rule
-from archcalc.rules.elementwise import is_integral
-from archcalc.rules.shape import known_value
 
 REDUCE_OPS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
               "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")

@@ -17,73 +17,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-import numpy as np
-
 from archcalc.core.dims import Dim, Sym, ceil_div, is_static, prod
-from archcalc.core.errors import ShapeError, UnknownValue
-from archcalc.rules.base import SAVES_NOTHING, SAVES_VIEW, Output, RuleResult, TensorState, rule
-from archcalc.rules.elementwise import MAX_VALUES, broadcast, broadcast_values, is_integral
-
-# TensorProto.DataType -> numpy-style name, so Cast's `to` needs no onnx import.
-ONNX_DTYPES = {
-    1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
-    8: "string", 9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64",
-    14: "complex64", 15: "complex128", 16: "bfloat16", 17: "float8e4m3fn", 18: "float8e4m3fnuz",
-    19: "float8e5m2", 20: "float8e5m2fnuz", 21: "uint4", 22: "int4", 23: "float4e2m1",
-    24: "float8e8m0", 25: "uint2", 26: "int2", 27: "float6e2m3", 28: "float6e3m2",
-}
+from archcalc.core.dtypes import dtype_name, is_integral
+from archcalc.core.errors import ShapeError
+from archcalc.rules._common import axis_index, broadcast, broadcast_values, known_value, moved, value_array
+from archcalc.rules.base import MAX_VALUES, SAVES_NOTHING, SAVES_VIEW, Output, RuleResult, TensorState, rule
 
 # Exporters write INT_MAX / INT64_MAX (or their negatives) for "to the end" in Slice.
 SLICE_END = 2**31 - 1
 
 
-def dtype_name(dtype: int | str) -> str:
-    """A TensorProto.DataType number (or an already readable name) as a numpy-style name."""
-    if isinstance(dtype, str):
-        return dtype
-    if dtype not in ONNX_DTYPES:
-        raise ShapeError(f"unknown ONNX data type {dtype}")
-    return ONNX_DTYPES[dtype]
-
-
-def axis_index(axis: int, rank: int, op: str) -> int:
-    """`axis` (negative counts from the end) as an index into a rank-`rank` shape."""
-    if not isinstance(axis, int) or not -rank <= axis < rank:
-        raise ShapeError(f"{op}: axis {axis} is out of range for a rank-{rank} tensor",
-                         fix=f"use an axis from {-rank} to {rank - 1}" if rank else "the input has no axes")
-    return axis % rank
-
-
-def known_value(state: TensorState | None, what: str, op: str, *, ints: bool = True) -> tuple:
-    """The value of an input an op needs as a constant (axes, starts, a target shape)."""
-    if state is None or state.value is None:
-        raise UnknownValue(f"{op}'s {what} are not a known constant",
-                           fix="archcalc follows small integer tensors computed from shapes; "
-                               "this one is computed from data, or too large to follow")
-    if ints and not all(isinstance(v, int) for v in state.value):
-        raise ShapeError(f"{op}'s {what} {list(map(str, state.value))} must be integers, not symbolic dims")
-    return tuple(state.value)
-
-
 def _small(shape: Sequence[Dim]) -> bool:
     return all(is_static(d) for d in shape) and prod(shape) <= MAX_VALUES
-
-
-def value_array(x: TensorState) -> np.ndarray:
-    """The values of a small tensor of static shape as an array of Python objects (ints,
-    or symbolic dims read from shapes), for ops that move them around."""
-    return np.array(x.value, dtype=object).reshape(tuple(x.shape))
-
-
-def moved(shape: Sequence[Dim], dtype: str | None = None, value: tuple | None = None,
-          how: str = "") -> RuleResult:
-    """The result of an op that only moves values: no arithmetic. A learned tensor moved
-    into place (an embedding table gathered, a class token expanded, a position table
-    sliced, a Linear weight transposed) is a param, like any weight (input 0); small
-    integer values (shape arithmetic) travel along in `value`."""
-    shape = tuple(shape)
-    return RuleResult(outputs=(Output(shape, dtype, value),), weights=(0,),
-                      explain=lambda: [f"output = {how + ' = ' if how else ''}{list(shape)}", "no arithmetic: 0 FLOPs"])
 
 
 @rule("Constant", saves=SAVES_NOTHING)

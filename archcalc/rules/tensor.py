@@ -13,7 +13,9 @@ from fractions import Fraction
 import numpy as np
 
 from archcalc.core.dims import Dim, is_static, prod
+from archcalc.core.dtypes import dtype_name
 from archcalc.core.errors import ShapeError, UnknownValue
+from archcalc.rules._common import axis_index, known_value, moved, value_array
 from archcalc.rules.base import (
     GLOBAL,
     POINTWISE,
@@ -25,7 +27,6 @@ from archcalc.rules.base import (
     Window,
     rule,
 )
-from archcalc.rules.shape import axis_index, dtype_name, known_value, moved, value_array
 
 
 @rule("Identity", saves=SAVES_VIEW)

@@ -17,10 +17,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from archcalc.core.results import Analysis, LayerResult
 from archcalc.core.dims import bind_shape, is_static, shape_symbols
 from archcalc.core.errors import ArchcalcError
 from archcalc.core.graph import Graph, Node
+from archcalc.core.results import Analysis, LayerResult
 
 WEIGHT_MODES = ("random", "zeros", "external", "omit")
 # Ops whose standard form needs at least this opset (default domain). Swish (opset 24) is

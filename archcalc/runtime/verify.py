@@ -33,10 +33,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from archcalc.core.results import Analysis, LayerResult
 from archcalc.core.dims import bind, bind_shape, shape_symbols
 from archcalc.core.errors import ArchcalcError, ShapeError, UnboundDim
 from archcalc.core.graph import Graph
+from archcalc.core.results import Analysis, LayerResult
 from archcalc.rules.base import TensorState, get_rule
 
 # Weight bytes above which the prepared model keeps its weights in an external-data file
