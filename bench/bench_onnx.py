@@ -319,11 +319,12 @@ def measure_rendering(path: str, bindings: dict[str, int]) -> None:
     from rich.console import Console
 
     from archcalc.engine.inference import analyze
+    from archcalc.engine.rows import rows as table_rows
     from archcalc.readers.onnx import load_onnx
     from archcalc.report import analysis as report
 
     analysis = analyze(load_onnx(path), bindings)
-    rows = report.rows(analysis)
+    rows = table_rows(analysis)
     console = Console(file=io.StringIO(), width=140, markup=False, highlight=False)
     table = best_of(lambda: report.render_table(analysis, rows[:1000], console), repeat=1)
     summary = best_of(lambda: report.render_summary(analysis, rows, console), repeat=3)

@@ -22,10 +22,6 @@ from hypothesis import strategies as st
 
 from archcalc.cli.main import cli
 from archcalc.compare.budget import (
-    BYTE_UNITS,
-    BYTES,
-    COUNT,
-    COUNT_UNITS,
     FAIL,
     METRICS,
     PASS,
@@ -33,10 +29,9 @@ from archcalc.compare.budget import (
     BudgetError,
     check_model,
     evaluate,
-    format_quantity,
     parse_budget,
-    parse_quantity,
 )
+from archcalc.core.units import BYTE_UNITS, BYTES, COUNT, COUNT_UNITS, QuantityError, format_quantity, parse_quantity
 from archcalc.engine.inference import analyze
 from archcalc.readers.load import load_model
 from archcalc.readers.spec.build import parse_spec
@@ -111,7 +106,7 @@ def test_parse_quantity(text, kind, expected):
     ("1e99999", COUNT, ["exponent is out of range"]),
 ])
 def test_parse_quantity_rejects(value, kind, words):
-    with pytest.raises(BudgetError) as caught:
+    with pytest.raises(QuantityError) as caught:
         parse_quantity(value, kind)
     for word in words:
         assert word in str(caught.value)

@@ -173,13 +173,14 @@ def test_narrow_table_keeps_every_number_whole(width):
     from rich.console import Console
 
     from archcalc.engine.inference import analyze
+    from archcalc.engine.rows import rows
     from archcalc.readers.load import load_model
     from archcalc.report import analysis as report
 
     analysis = analyze(load_model("specs/resnet50.yaml"))
     out = io.StringIO()
     console = Console(file=out, width=width, markup=False, highlight=False, soft_wrap=False, color_system=None)
-    table = report.rows(analysis)
+    table = rows(analysis)
     report.render_table(analysis, table, console)
     text = out.getvalue()
     lines = text.splitlines()

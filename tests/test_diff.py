@@ -17,17 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from archcalc.cli.main import cli
-from archcalc.compare.diff import (
-    Delta,
-    ModelDiff,
-    diff_analyses,
-    is_generated_name,
-    pair_rows,
-    percent_text,
-    render_markdown,
-)
+from archcalc.compare.diff import Delta, ModelDiff, diff_analyses, is_generated_name, pair_rows
 from archcalc.engine.inference import analyze
 from archcalc.readers.spec.build import parse_spec
+from archcalc.report.diff import percent_text, render_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 RESNET18, RESNET34 = "specs/resnet18.yaml", "specs/resnet34.yaml"

@@ -13,9 +13,9 @@ import pytest
 from archcalc.core.dims import Sym
 from archcalc.core.errors import ShapeError
 from archcalc.engine.inference import analyze
+from archcalc.engine.rows import rows
 from archcalc.readers.spec.build import parse_spec
 from archcalc.readers.spec.expr import substitute
-from archcalc.report.analysis import rows
 from archcalc.rules.base import TensorState, get_rule
 
 RESIDUAL = """

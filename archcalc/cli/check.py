@@ -93,18 +93,14 @@ def _analyse_all(models: tuple[str, ...], bindings: dict[str, int], input_shapes
 
     if not show_progress:
         return [analysed(model) for model in models]
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from archcalc.report.progress import terminal_progress
 
     analyses = []
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        console=Console(stderr=True), transient=True)
-    with progress:
-        task = progress.add_task("checking", total=len(models))
-        for model in models:
-            progress.update(task, description=f"analysing {model}")
+    with terminal_progress() as progress:
+        for done, model in enumerate(models):
+            if progress:
+                progress("analysing models", done, len(models))
             analyses.append(analysed(model))
-            progress.advance(task)
     return analyses
 
 
@@ -114,12 +110,10 @@ def _render(checks: list, fmt: str, output: str | None, show_training: bool = Fa
     from archcalc.report import check as check_output
 
     if fmt == "table":
-        from rich.console import Console
+        from archcalc.report.console import make_console
 
         def print_table(file) -> None:
-            console = Console(file=file, markup=False, highlight=False, soft_wrap=False)
-            if output or not console.is_terminal:
-                console.width = 140  # no terminal to fit: wide enough for every column
+            console = make_console(file)
             check_output.render_table(checks, console, show_training=show_training)
 
         if output:

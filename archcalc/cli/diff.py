@@ -1,7 +1,6 @@
 """`archcalc diff OLD NEW`: what changed between two architectures, for reviewers.
 
-Imports only click at module level, so `archcalc --help` stays instant; archcalc.cli.main is
-imported inside the command (it imports this module to register the command).
+Imports only click at module level, so `archcalc --help` stays instant.
 """
 
 from __future__ import annotations
@@ -10,10 +9,9 @@ from dataclasses import replace
 
 import click
 
-from archcalc.cli.options import batch_option, dim_option, input_shape_option
+from archcalc.cli.options import analyse_from_options, batch_option, dim_option, input_shape_option
 
 DIFF_FORMATS = ("table", "markdown", "json")
-STATUS_STYLES = {"added": "green", "removed": "red", "renamed": "cyan", "changed": None, "unchanged": "dim"}
 
 
 @click.command()
@@ -37,10 +35,11 @@ def diff(old: str, new: str, fmt: str, batch: int | None, dims: tuple[str, ...],
     generated names like relu_2), then by place: identical op, output shape and params
     first, then the same op; the rest are added or removed. Unchanged layers are left out
     unless --all. Exits 0 whether or not the models differ, 2 on bad input."""
-    from archcalc.cli.main import _analyse
-    from archcalc.compare.diff import diff_analyses, render_markdown
+    from archcalc.compare.diff import diff_analyses
+    from archcalc.report.diff import render_markdown
 
-    result = diff_analyses(_analyse(old, batch, dims, input_shapes), _analyse(new, batch, dims, input_shapes), depth)
+    old_analysis = analyse_from_options(old, batch, dims, input_shapes)
+    result = diff_analyses(old_analysis, analyse_from_options(new, batch, dims, input_shapes), depth)
     result = replace(result, names=(old_label, new_label))
     if fmt == "json":
         from archcalc.report.analysis import dumps_json
@@ -49,44 +48,7 @@ def diff(old: str, new: str, fmt: str, batch: int | None, dims: tuple[str, ...],
     elif fmt == "markdown":
         click.echo(render_markdown(result, include_unchanged=show_all), nl=False)
     else:
-        from archcalc.cli.main import _console
+        from archcalc.report.console import make_console
+        from archcalc.report.diff import render_table
 
-        _render_table(result, show_all, _console())
-
-
-def _render_table(result, show_all: bool, console) -> None:
-    from rich.table import Table
-
-    from archcalc.compare import diff as d
-
-    old_label, new_label = result.labels()
-    depth = f" (depth {result.depth})" if result.depth else ""
-    console.print(f"diff: {old_label} → {new_label}{depth}", style="bold")
-    console.print(d.summary_line(result))
-    note = d.partial_note(result)
-    if note:
-        console.print(f"warning: {note}", style="yellow")
-    totals = Table(header_style="bold")
-    totals.add_column("Total")
-    for header in (old_label, new_label, "Δ", "Δ %"):
-        totals.add_column(header, justify="right", no_wrap=True)
-    for metric, delta in result.totals.items():
-        totals.add_row(d.TOTAL_LABELS[metric], d.value_text(metric, delta.old), d.value_text(metric, delta.new),
-                       d.change_text(metric, delta), d.percent_text(delta))
-    console.print(totals)
-    listed = result.listed(show_all)
-    if listed:
-        # Old over new and a change over its %, and no absolute MACs column, so the table fits
-        # 140 columns; the Markdown and JSON outputs have every number.
-        keep = [i for i, header in enumerate(d.LAYER_HEADERS) if header != "MACs"]
-        cells = [d.layer_cells(layer, arrow="\n→ ", gap="\n") for layer in listed]
-        stacked = any("\n" in cell for row in cells for cell in row)
-        layers = Table(header_style="bold", show_lines=stacked)
-        for i in keep:
-            header = d.LAYER_HEADERS[i]
-            numeric = header.startswith(("Params", "Δ"))
-            layers.add_column(header, justify="right" if numeric else "left", no_wrap=not numeric)
-        for layer, row in zip(listed, cells):
-            layers.add_row(*(row[i] for i in keep), style=STATUS_STYLES[layer.status])
-        console.print(layers)
-    console.print(d.counts_line(result, show_all))
+        render_table(result, show_all, make_console())

@@ -9,7 +9,14 @@ import click
 
 from archcalc import __version__
 from archcalc.cli.check import check
-from archcalc.cli.options import batch_option, dim_option, input_shape_option, parse_dims, parse_input_shapes
+from archcalc.cli.options import (
+    analyse_from_options,
+    batch_option,
+    dim_option,
+    input_shape_option,
+    load_from_options,
+    parse_dims,
+)
 from archcalc.core.collector import pause_gc
 from archcalc.core.errors import ArchcalcError
 
@@ -30,7 +37,7 @@ class _Group(click.Group):
 
 def _parse_size(text: str, option: str) -> int:
     """A byte size given on the command line ('24GiB'), in the units budgets use."""
-    from archcalc.compare.budget import BYTES, parse_quantity
+    from archcalc.core.units import BYTES, parse_quantity
 
     try:
         size = parse_quantity(text, BYTES)
@@ -39,31 +46,6 @@ def _parse_size(text: str, option: str) -> int:
     if size <= 0:
         raise ArchcalcError(f"{text!r} is not a positive size", where=option, fix="write e.g. 24GiB or 512MiB")
     return size
-
-
-def _console():
-    from rich.console import Console
-
-    # markup and highlighting off: shapes like [1, 3, 224, 224] are data, not markup.
-    console = Console(markup=False, highlight=False, soft_wrap=False)
-    if not console.is_terminal:
-        # Piped or captured output has no width to fit; wide enough for every column.
-        console.width = 140
-    return console
-
-
-def _load(model: str, input_shapes: tuple[str, ...]):
-    from archcalc.readers.load import load_model
-
-    return load_model(model, parse_input_shapes(input_shapes))
-
-
-def _analyse(model: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...] = ()):
-    from archcalc.engine.inference import analyze
-
-    return analyze(_load(model, input_shapes), parse_dims(dims, batch))
-
-
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,9 +79,10 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], inpu
             full: bool) -> None:
     """Per-layer output shapes, params, MACs, memory and receptive field, with totals."""
     from archcalc.engine.inference import analyze as run_analysis
+    from archcalc.engine.rows import rows
     from archcalc.report import analysis as report
 
-    graph = _load(model, input_shapes)
+    graph = load_from_options(model, input_shapes)
     bindings = parse_dims(dims, batch)
     analysis = run_analysis(graph, bindings)
     step = fit = None
@@ -115,7 +98,7 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], inpu
         with pause_gc():  # the document is a few hundred thousand small objects and no cycles
             click.echo(report.render_json(analysis, step, fit))
         return
-    table = report.rows(analysis, depth)
+    table = rows(analysis, depth)
     if fmt == "csv":
         click.echo(report.render_csv(table, step), nl=False)
     elif fmt == "markdown":
@@ -124,7 +107,9 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], inpu
             lines = report.training_lines(step, fit)
             click.echo("\n| Training | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in lines))
     else:
-        console = _console()
+        from archcalc.report.console import make_console
+
+        console = make_console()
         if len(table) > SUMMARY_ABOVE and not full:
             # A rich row costs ~0.4 ms: thousands of rows take seconds and no one reads them.
             report.render_summary(analysis, table, console)
@@ -146,7 +131,7 @@ def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...], in
 
     from archcalc.report import analysis as report
 
-    analysis = _analyse(model, batch, dims, input_shapes)
+    analysis = analyse_from_options(model, batch, dims, input_shapes)
     found = analysis.layer(layer)
     if found is None:
         names = [x.name for x in analysis.layers]
@@ -177,7 +162,7 @@ def export(spec: str, output: str, opset: int | None, weights: str, batch: int |
     from archcalc.engine.inference import analyze
     from archcalc.runtime.export import to_onnx, write_model
 
-    graph = _load(spec, input_shapes)
+    graph = load_from_options(spec, input_shapes)
     analysis = analyze(graph, parse_dims(dims, batch))
     model = to_onnx(graph, analysis, opset=opset, weights=weights, external_path=output + ".data")
     write_model(model, output, weights)
@@ -197,10 +182,11 @@ def export(spec: str, output: str, opset: int | None, weights: str, batch: int |
 def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
            profile: bool, max_memory: str | None) -> None:
     """Run MODEL in onnxruntime and compare every tensor shape and dtype and layer cost with the analysis."""
-    from archcalc.report.analysis import dumps_json, human_bytes
+    from archcalc.core.units import human_bytes
+    from archcalc.report.analysis import dumps_json
     from archcalc.runtime import verify as verifier
 
-    graph = _load(model, input_shapes)
+    graph = load_from_options(model, input_shapes)
     analysis = verifier.analyze_for_verify(graph, parse_dims(dims, batch))
     limit = _parse_size(max_memory, "--max-memory") if max_memory else verifier.default_memory_limit()
     needed = verifier.estimate_run_bytes(analysis, profile=profile)
@@ -211,7 +197,9 @@ def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input
             f"{human_bytes(analysis.totals.activation_bytes)}, plus onnxruntime itself), over the "
             f"{human_bytes(limit)} limit", where=model,
             fix="use a smaller --batch or input, or raise --max-memory")
-    console = _console()
+    from archcalc.report.console import make_console
+
+    console = make_console()
     with verifier.terminal_progress() as progress:
         report = verifier.verify(graph, analysis, profile=profile, progress=progress)
     if fmt == "json":
@@ -225,7 +213,7 @@ def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input
 def _print_verify(report, analysis, profile: bool, console) -> None:
     from rich.table import Table
 
-    from archcalc.report.analysis import human_count
+    from archcalc.core.units import human_count
 
     def show(value) -> str:
         return f"{value:,}" if isinstance(value, int) else str(value)

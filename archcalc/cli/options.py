@@ -1,9 +1,16 @@
-"""Command-line options that several commands share, and their parsers. Imports only
-click, so every command module can use it without importing the others."""
+"""Command-line options that several commands share, their parsers, and the model loading
+they feed. Imports only click at module level, so every command module can use it without
+importing the others, and `--help` stays instant."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
+
+if TYPE_CHECKING:
+    from archcalc.core.graph import Graph
+    from archcalc.core.results import Analysis
 
 
 def batch_option(help: str = "Value of the symbolic batch dim for counting (default 1)."):
@@ -50,3 +57,18 @@ def parse_input_shapes(items: tuple[str, ...]) -> dict[str, tuple]:
                                      param_hint="--input-shape")
         shapes[name] = tuple(_size(p) or Sym.symbol(p) for p in parts)
     return shapes
+
+
+def load_from_options(model: str, input_shapes: tuple[str, ...]) -> Graph:
+    """MODEL read as a graph, with --input-shape applied."""
+    from archcalc.readers.load import load_model
+
+    return load_model(model, parse_input_shapes(input_shapes))
+
+
+def analyse_from_options(model: str, batch: int | None, dims: tuple[str, ...],
+                         input_shapes: tuple[str, ...] = ()) -> Analysis:
+    """MODEL analysed with --batch, --dim and --input-shape as given."""
+    from archcalc.engine.inference import analyze
+
+    return analyze(load_from_options(model, input_shapes), parse_dims(dims, batch))

@@ -15,112 +15,25 @@ Nothing here prints; :mod:`archcalc.report.check` renders the results.
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation, localcontext
 from fnmatch import fnmatchcase
 from typing import Any
 
 from archcalc.core.errors import ArchcalcError
 from archcalc.core.results import Analysis, LayerResult
-
-COUNT = "count"
-BYTES = "bytes"
+from archcalc.core.units import BYTES, COUNT, QuantityError, parse_quantity, unit_hint
 
 FAIL = "fail"
 WARN = "warn"
 PASS = "pass"
 LEVELS = (FAIL, WARN, PASS)
 
-# Canonical spelling -> scale. Lookup is case-insensitive ("30m", "200mib" are accepted).
-COUNT_UNITS: dict[str, int] = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-BYTE_UNITS: dict[str, int] = {
-    "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-    "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
-}
-UNITS = {COUNT: COUNT_UNITS, BYTES: BYTE_UNITS}
-_UNIT_BY_UPPER = {kind: {name.upper(): name for name in units} for kind, units in UNITS.items()}
-
-_QUANTITY = re.compile(r"^([+-]?)(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?\s*([A-Za-z]*)$")
 
 
 class BudgetError(ArchcalcError):
     """A budget file that cannot be read as a budget."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Quantities
-
-
-def _unit_hint(kind: str) -> str:
-    return ("write a count like 30M: K, M, G, T are powers of 1000" if kind == COUNT else
-            "write a size like 200MiB: KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB of 1024")
-
-
-def parse_quantity(value: Any, kind: str = COUNT) -> int:
-    """'2.5M' -> 2500000 (a count), '200MiB' -> 209715200 (bytes); a plain number is a count
-    or a number of bytes. Fractions of one are dropped (``actual <= 2.5`` iff ``actual <= 2``
-    for whole actuals). Raises :class:`BudgetError` without a location; the caller adds it."""
-    if kind not in UNITS:
-        raise ValueError(f"kind must be {COUNT!r} or {BYTES!r}, not {kind!r}")
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise BudgetError(f"{value!r} is not a quantity", fix=_unit_hint(kind))
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise BudgetError(f"{value!r} is not a quantity", fix=_unit_hint(kind))
-        number, unit = Decimal(repr(value)), ""
-    else:
-        match = _QUANTITY.match(value.strip().replace("_", ""))
-        if not match:
-            raise BudgetError(f"'{value}' is not a quantity", fix=_unit_hint(kind))
-        sign, digits, exponent, unit = match.groups()
-        if abs(int(exponent or 0)) > 40:
-            raise BudgetError(f"'{value}': the exponent is out of range", fix=_unit_hint(kind))
-        try:
-            number = Decimal(f"{sign}{digits}e{exponent or 0}")
-        except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
-            raise BudgetError(f"'{value}' is not a quantity", fix=_unit_hint(kind)) from None
-    canonical = _UNIT_BY_UPPER[kind].get(unit.upper(), "" if not unit else None)  # no unit: count or bytes
-    if canonical is None:
-        other = BYTES if kind == COUNT else COUNT
-        if unit.upper() in _UNIT_BY_UPPER[other]:
-            if kind == COUNT:
-                reason = f"'{unit}' is a unit of bytes, but this limit is a count"
-            else:
-                reason = f"'{unit}' is a unit of counts, but this limit is in bytes"
-        else:
-            reason = f"unknown unit '{unit}'"
-        raise BudgetError(f"'{value}': {reason}", fix=_unit_hint(kind))
-    with localcontext() as context:
-        context.prec = len(number.as_tuple().digits) + 20  # exact: a scale has at most 13 digits
-        return math.floor(number * UNITS[kind].get(canonical, 1))
-
-
-def _exact_ratio_text(value: int, scale: int) -> str:
-    """value / scale written exactly in decimal; scale is a power of 10 or of 2, so it ends."""
-    shift = 0
-    while (10**shift) % scale:
-        shift += 1
-    digits = str(value * (10**shift // scale)).rjust(shift + 1, "0")
-    whole, fraction = (digits[:-shift], digits[-shift:].rstrip("0")) if shift else (digits, "")
-    return f"{whole}.{fraction}" if fraction else whole
-
-
-def format_quantity(value: int, kind: str = COUNT) -> str:
-    """The shortest exact spelling in budget units: 30000000 -> '30M', 209715200 -> '200MiB',
-    2359296 -> '2359296'. ``parse_quantity(format_quantity(n, kind), kind) == n``."""
-    if value < 0:
-        return "-" + format_quantity(-value, kind)
-    units = UNITS[kind]
-    candidates = [f"{_exact_ratio_text(value, scale)}{name}"
-                  for name, scale in sorted(units.items(), key=lambda item: -item[1])
-                  if scale <= max(value, 1)]
-    # min() keeps the first of equal length: the largest unit, KiB before KB (sorted by scale).
-    return min(candidates, key=len)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,8 +313,8 @@ class _Parser:
         raw = mapping[key]
         try:
             value = parse_quantity(raw, metric.unit)
-        except BudgetError as error:
-            raise self.error(f"limit `{key}`: {error.message}", line, error.fix or _unit_hint(metric.unit)) from None
+        except QuantityError as error:
+            raise self.error(f"limit `{key}`: {error.message}", line, error.fix or unit_hint(metric.unit)) from None
         if value <= 0:
             digits = re.sub(r"[^0-9.]", "", str(raw).split("e")[0].split("E")[0])
             what = "negative" if value < 0 else "zero" if digits.strip("0.") == "" else "less than one"

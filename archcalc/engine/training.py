@@ -210,7 +210,7 @@ def largest_batch(graph: Graph, bindings: Mapping[str, int], memory: int, optimi
     Step memory is affine in the batch (weights, gradients and optimizer state are
     fixed; saved activations grow linearly), so two analyses give the answer. A model
     whose graph inputs have no symbolic `batch` dim cannot grow with it: refused."""
-    from archcalc.report.analysis import human_bytes
+    from archcalc.core.units import human_bytes
 
     def analysed(batch: int) -> Analysis:
         return analyze(graph, {**bindings, "batch": batch})  # ONNX batch dims (N, batch_size) follow it

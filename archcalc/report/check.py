@@ -11,8 +11,9 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
-from archcalc.compare.budget import BYTES, FAIL, METRICS, PASS, WARN, LimitResult, ModelCheck, format_quantity
-from archcalc.report.analysis import dumps_json, human_bytes, human_count
+from archcalc.compare.budget import FAIL, METRICS, PASS, WARN, LimitResult, ModelCheck
+from archcalc.core.units import BYTES, format_quantity, human
+from archcalc.report.analysis import dumps_json
 
 JSON_SCHEMA_VERSION = 1
 LOWER_BOUND_NOTE = "≥ marks a lower bound: ops without a rule are not counted"
@@ -20,10 +21,6 @@ LOWER_BOUND_NOTE = "≥ marks a lower bound: ops without a rule are not counted"
 
 # ---------------------------------------------------------------------------------------------
 # Shared wording
-
-
-def human(value: int, unit: str) -> str:
-    return human_bytes(value) if unit == BYTES else human_count(value)
 
 
 def exact(value: int, unit: str) -> str:
