@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runtime", "compare"),
     ("report",),
     ("cli",),
-    ("",),  # archcalc/__init__.py (the public API) and __main__.py sit on top
+    ("", "api"),  # archcalc/__init__.py, api.py (the public API) and __main__.py sit on top
 )
 
 
