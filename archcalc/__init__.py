@@ -27,7 +27,10 @@ _PUBLIC = {
     "ShapeError": "archcalc.core.errors",
     "ModelFileError": "archcalc.core.errors",
 }
-__all__ = ["__version__", *_PUBLIC]
+__all__ = [
+    "Analysis", "ArchcalcError", "Graph", "LayerResult", "ModelFileError", "ShapeError", "SpecError",
+    "TensorResult", "Totals", "__version__", "analyze", "load",
+]
 
 if TYPE_CHECKING:
     from archcalc.api import analyze, load

@@ -304,7 +304,8 @@ def measure_instructions(path: str, label: str, bindings: dict[str, int]) -> Non
     that imports both and loads the file. The cyclic collector is off in all three: its
     passes start at allocation thresholds, so a full pass over every imported module's
     objects lands in one process and not in another, and the differences would measure it."""
-    setup = ("import gc; gc.disable(); import onnx; import archcalc.rules; from archcalc.engine.inference import analyze; "
+    setup = ("import gc; gc.disable(); import onnx; import archcalc.rules; "
+             "from archcalc.engine.inference import analyze; "
              f"from archcalc.readers.onnx import load_onnx; model = onnx.load({path!r}, load_external_data=False)")
     base = instructions(setup)
     engine = instructions(setup + f"; analyze(load_onnx({path!r}), {bindings!r})") - base
@@ -371,7 +372,8 @@ def main() -> None:
             huge, data_bytes = huge_external(directory)
             path = os.path.join(directory, "huge.onnx")
             onnx.save(huge, path)
-            rss = child_rss(f"from archcalc.engine.inference import analyze; from archcalc.readers.onnx import load_onnx; "
+            rss = child_rss("from archcalc.engine.inference import analyze; "
+                            "from archcalc.readers.onnx import load_onnx; "
                             f"a = analyze(load_onnx({path!r})); print(a.totals.params)")
             baseline = child_rss("import onnx")
             print(f"\nexternal data: {data_bytes / 2**30:.2f} GiB of weights; archcalc peak RSS {rss} MiB "

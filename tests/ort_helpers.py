@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
+from fixtures.onnx.fixture_tools import ort_run
 from onnx import TensorProto, helper, numpy_helper
 
 from archcalc.rules.base import RuleResult, TensorState, get_rule
@@ -111,13 +112,8 @@ def onnxruntime_outputs(op: str, args: Sequence[Arg], attrs: dict[str, Any], *, 
                         outputs: int = 1) -> list[np.ndarray]:
     """Run one `op` node in onnxruntime; its first `outputs` outputs."""
     model, feeds = single_node_model(op, args, attrs, opset=opset, outputs=outputs)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    run_options = ort.RunOptions()
-    run_options.log_severity_level = 3
-    return session.run([o.name for o in model.graph.output], feeds, run_options)
+    _, values = ort_run(model, feeds)
+    return [values[output.name] for output in model.graph.output]
 
 
 def onnx_inferred_shapes(op: str, args: Sequence[Arg], attrs: dict[str, Any], *, opset: int = 17,

@@ -43,7 +43,9 @@ def test_bad_input_raises_the_error_the_cli_reports():
 
 
 def test_import_archcalc_loads_no_engine_until_used():
+    """Results and errors load without the engine; __all__ names exactly what __getattr__ serves."""
     code = ("import sys, archcalc; before = 'archcalc.engine.inference' in sys.modules; archcalc.Analysis; "
-            "print(before, 'archcalc.engine.inference' in sys.modules, sorted(set(archcalc.__all__) - set(dir(archcalc))))")
+            "print(before, 'archcalc.engine.inference' in sys.modules, "
+            "sorted(set(archcalc.__all__) - set(dir(archcalc))))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split("\n")[0] == "False False []"

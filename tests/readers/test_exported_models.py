@@ -31,7 +31,7 @@ from archcalc.core.results import Analysis
 from archcalc.engine.inference import analyze
 from archcalc.readers.onnx import load_onnx
 
-FIXTURES = Path(__file__).parent / "fixtures" / "onnx"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "onnx"
 NAMES = sorted(path.stem for path in FIXTURES.glob("*.onnx"))
 KERAS_NAMES = [name for name in NAMES if name.endswith("_tf2onnx")]
 TORCH_NAMES = [name for name in NAMES if name not in KERAS_NAMES]

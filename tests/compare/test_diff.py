@@ -22,7 +22,7 @@ from archcalc.engine.inference import analyze
 from archcalc.readers.spec.build import parse_spec
 from archcalc.report.diff import percent_text, render_markdown
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RESNET18, RESNET34 = "specs/resnet18.yaml", "specs/resnet34.yaml"
 
 # conv1 : (3*3*3 + 1) * 4 = 112 params; 3*3*3 * 4 * 8*8 = 6,912 MACs; 4*8*8 * 4 B = 1,024 B

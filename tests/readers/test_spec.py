@@ -209,7 +209,7 @@ def test_layer_types(input_shape, layer, shape, params):
 
 
 def test_readme_example_spec_parses_and_counts():
-    readme = Path(__file__).parent.parent.joinpath("README.md").read_text()
+    readme = Path(__file__).parents[2].joinpath("README.md").read_text()
     block = re.search(r"```yaml\n(name: lenet5.*?)```", readme, re.S).group(1)
     assert analyze(parse_spec(block)).totals.params == 61_706
 

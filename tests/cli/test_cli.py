@@ -28,7 +28,7 @@ def run(*args: str):
 
 @pytest.fixture(autouse=True)
 def _run_from_repo_root(monkeypatch):
-    monkeypatch.chdir(Path(__file__).parent.parent)
+    monkeypatch.chdir(Path(__file__).parents[2])
 
 
 def test_analyze_table_golden():

@@ -22,7 +22,7 @@ from archcalc.readers.load import load_model
 from archcalc.readers.spec import load_spec
 from archcalc.readers.spec.build import parse_spec
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 REFERENCE = json.loads((ROOT / "tests" / "fixtures" / "training_reference.json").read_text())
 
 TINY = """

@@ -26,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 from archcalc.cli import check as check_command
 from archcalc.cli.main import cli
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 LENET = "specs/lenet5.yaml"
 RESNET18 = "specs/resnet18.yaml"
 BUDGET = "tests/golden/check.budget.yaml"  # resnet18: 3 layers over a per-layer limit, 1 warning
@@ -245,8 +245,8 @@ def test_progress_bar_when_stderr_is_a_terminal(monkeypatch):
 
 def test_check_help_and_light_import():
     assert "--budget" in invoke("--help", code=0).stdout
-    code = ("import sys, archcalc.cli.check; "
-            "print(sorted(m for m in ('rich', 'yaml', 'archcalc.engine.inference', 'archcalc.compare.budget') if m in sys.modules))")
+    heavy = ("rich", "yaml", "archcalc.engine.inference", "archcalc.compare.budget")
+    code = f"import sys, archcalc.cli.check; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 
 

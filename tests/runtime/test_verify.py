@@ -21,7 +21,7 @@ from archcalc.rules import base as registry
 from archcalc.rules.base import Output, RuleResult
 from archcalc.runtime import verify as verifier
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 SPECS = sorted(p.name for p in (ROOT / "specs").glob("*.yaml"))
 # Verified at 64x64 (same layers, same checks, a fraction of the run): every spec's
 # downsampling still leaves a positive size there (AlexNet and GoogLeNet end in adaptive

@@ -24,7 +24,7 @@ from archcalc.core.results import Analysis
 from archcalc.engine.inference import analyze
 from archcalc.readers.spec import load_spec
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
+SPECS = Path(__file__).resolve().parents[2] / "specs"
 
 
 @dataclass(frozen=True)
