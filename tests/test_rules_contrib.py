@@ -720,3 +720,57 @@ def test_qgemm(quantised_output, m, k, n, trans_b, tmp_path):
     # params: the uint8 weight and the int32 bias; requantised (5) or rescaled to float (1) per output
     per_output = REQUANTIZE if quantised_output else 1
     assert counts(layer) == (k * n + n, m * n * k, 2 * m * n * k + m * n + per_output * m * n)
+
+
+@pytest.mark.parametrize("batch,seq,heads", SHAPES, ids=SHAPE_IDS)
+def test_group_query_attention_packed_with_rotary(batch, seq, heads, tmp_path):
+    kv_heads, head = 1, 16  # rotary on onnxruntime's CPU wants a head size multiple of 16
+    packed = f32(batch, seq, (heads + 2 * kv_heads) * head)  # Q, K and V side by side
+    model, feeds = single("GroupQueryAttention",
+                          [data(packed), None, None, None, None, init(np.full(batch, seq - 1, np.int32)),
+                           init(scalar(seq, np.int32)), init(f32(seq, head // 2)), init(f32(seq, head // 2))], 3,
+                          num_heads=heads, kv_num_heads=kv_heads, do_rotary=1)
+    layer = checked(model, feeds, tmp_path)
+    assert layer.outputs[0].shape == (batch, seq, heads * head)
+    scores = batch * heads * seq * seq
+    rotated = batch * seq * (heads + kv_heads) * head  # every Q and K head
+    assert counts(layer) == (0, scores * 2 * head, 2 * scores * 2 * head + (SCALE_SOFTMAX + MASK) * scores
+                             + 3 * rotated)
+
+
+@pytest.mark.parametrize("batch,seq,heads", SHAPES, ids=SHAPE_IDS)
+def test_multi_head_attention_cached_cross_attention(batch, seq, heads, tmp_path):
+    kv_seq = 7  # keys and values already projected and split into heads: [batch, heads, kv_seq, head]
+    model, feeds = single("MultiHeadAttention", [data(f32(batch, seq, heads * HEAD)),
+                                                 data(f32(batch, heads, kv_seq, HEAD)),
+                                                 data(f32(batch, heads, kv_seq, HEAD))], num_heads=heads)
+    layer = checked(model, feeds, tmp_path)
+    scores = batch * heads * seq * kv_seq
+    assert counts(layer) == (0, scores * 2 * HEAD, 2 * scores * 2 * HEAD + SCALE_SOFTMAX * scores)
+
+
+@pytest.mark.parametrize("batch,seq,heads", SHAPES, ids=SHAPE_IDS)
+def test_multi_head_attention_packed_without_cpu_kernel(batch, seq, heads, tmp_path):
+    # onnxruntime's CPU kernel refuses packed Q/K/V; the schema: query [batch, seq, heads, 3, head],
+    # output [batch, seq, heads * head], bias [3 * hidden] added to every packed value
+    hidden = heads * HEAD
+    model, _ = single("MultiHeadAttention", [data(f32(batch, seq, heads, 3, HEAD)), None, None,
+                                             init(f32(3 * hidden))], 3, num_heads=heads)
+    layer = analysed(model, tmp_path).layer("n")
+    assert [o.shape for o in layer.outputs] == [(batch, seq, hidden)] + [(batch, heads, seq, HEAD)] * 2
+    scores = batch * heads * seq * seq
+    assert counts(layer) == (3 * hidden, scores * 2 * HEAD,
+                             2 * scores * 2 * HEAD + batch * seq * 3 * hidden + SCALE_SOFTMAX * scores)
+
+
+@pytest.mark.parametrize("batch,seq,heads", SHAPES, ids=SHAPE_IDS)
+def test_attention_rotary_without_cpu_kernel(batch, seq, heads, tmp_path):
+    # onnxruntime's CPU Attention refuses do_rotary: Q and K of every head rotated, 3 FLOPs per element
+    hidden = heads * HEAD
+    model, _ = single("Attention", [data(f32(batch, seq, hidden)), init(f32(hidden, 3 * hidden))],
+                      num_heads=heads, do_rotary=1)
+    layer = analysed(model, tmp_path).layer("n")
+    projection, scores = batch * seq * hidden * 3 * hidden, batch * heads * seq * seq
+    macs = projection + scores * 2 * HEAD
+    rotated = 2 * batch * seq * hidden  # Q and K
+    assert counts(layer) == (hidden * 3 * hidden, macs, 2 * macs + SCALE_SOFTMAX * scores + 3 * rotated)
