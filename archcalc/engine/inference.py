@@ -170,7 +170,7 @@ class _Inference:
         key = None
         if not rule.context & _PER_LAYER_CONTEXT:
             attr_key = node.attr_key if node.attr_key is not None and not node.has_deferred else _attribute_key(attrs)
-            key = (node.op, len(node.outputs), tuple(inputs), attr_key)
+            key = (node.op, node.domain, len(node.outputs), tuple(inputs), attr_key)  # contrib ops reuse names
             try:
                 cached = self.rule_results.get(key)
             except TypeError:  # an attribute that cannot be hashed: call the rule
@@ -287,6 +287,7 @@ class _Inference:
             used.append((info.name, False))
         learned = {names[i] for i in result.integer_weights if i < len(names)} if result.integer_weights else ()
         known, counted = self.known, self.counted
+        packed = {names[i]: per_element for i, per_element in result.packed_weights if i < len(names)}
         for tensor, is_buffer in used:
             info = known.get(tensor)  # None also for "" (an optional input left out)
             if info is None or tensor in counted:
@@ -296,6 +297,8 @@ class _Inference:
             counted.add(tensor)
             count = self._elements(self.states[tensor].shape)
             self.weight_bytes += count * dtype_bytes(info.dtype)
+            if packed:
+                count *= packed.get(tensor, 1)
             if is_buffer or info.kind == "buffer":
                 buffers += count
                 self.buffer_tensors.add(tensor)

@@ -29,7 +29,7 @@ from archcalc.core.errors import ArchcalcError
 from archcalc.core.graph import Graph
 from archcalc.core.results import Analysis
 from archcalc.engine.inference import analyze
-from archcalc.rules.base import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, SAVES_VIEW, get_rule
+from archcalc.rules.base import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, SAVES_VIEW, rule_for
 
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
 # bytes per weight (and per optimizer state value, which PyTorch makes like its weight),
@@ -137,7 +137,7 @@ def training_cost(graph: Graph, analysis: Analysis, optimizer: str = "adam",
         on_path = trainable or any(inputs_need_grad)
         if on_path:
             needs_grad.update(out.name for out in result.outputs)
-        rule = get_rule(result.op)
+        rule = rule_for(node.domain, result.op)
         policy = rule.saves if rule is not None else SAVES_INPUTS
         if policy == SAVES_VIEW and data_inputs:
             for out in result.outputs:

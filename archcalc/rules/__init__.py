@@ -3,6 +3,9 @@
 from archcalc.rules import (  # noqa: F401
     activation,
     attention,
+    contrib_fused,
+    contrib_quant,
+    contrib_transformer,
     control,
     conv,
     elementwise,

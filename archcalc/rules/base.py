@@ -97,6 +97,9 @@ class RuleResult:
     held: tuple[TensorInfo, ...] = ()
     # Assumptions the counts rest on, for the analysis' warnings (the engine adds the layer).
     warnings: tuple[str, ...] = ()
+    # Of `weights`, inputs that pack several values into each stored element, as (input, values
+    # per element): MatMulNBits' 4-bit weights, two to a uint8. Params count values, bytes count elements.
+    packed_weights: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,22 +158,27 @@ class Rule:
 
 
 RULES: dict[str, Rule] = {}
+# Rules of ops in other domains (onnxruntime's com.microsoft contrib ops), by domain then op:
+# a contrib op may share a standard op's name (Attention, Gelu) and not its inputs.
+DOMAIN_RULES: dict[str, dict[str, Rule]] = {}
 
 
-def rule(*ops: str, saves: str = SAVES_INPUTS, observed_macs: ObservedMacs | None = None
+def rule(*ops: str, saves: str = SAVES_INPUTS, observed_macs: ObservedMacs | None = None, domain: str = ""
          ) -> Callable[[RuleFn], RuleFn]:
     """Register `fn` as the rule of each op in `ops` (a family sharing one formula);
     `saves` says what the op keeps for its backward pass; `observed_macs`, MACs computed
-    from observed input and output shapes alone, is what verify checks the rule against."""
+    from observed input and output shapes alone, is what verify checks the rule against;
+    `domain`, when not ONNX's default, the domain the ops belong to."""
 
     def register(fn: RuleFn) -> RuleFn:
         params = inspect.signature(fn).parameters
         keyword_only = frozenset(name for name, p in params.items() if p.kind is p.KEYWORD_ONLY)
         summary = (inspect.getdoc(fn) or "").splitlines()[0] if fn.__doc__ else ""
+        registry = DOMAIN_RULES.setdefault(domain, {}) if domain else RULES
         for op in ops:
-            if op in RULES:
-                raise ValueError(f"op {op!r} already has a rule: {RULES[op].fn.__qualname__}")
-            RULES[op] = Rule(op, fn, keyword_only - CONTEXT, summary, keyword_only & CONTEXT, saves, observed_macs)
+            if op in registry:
+                raise ValueError(f"op {op!r} already has a rule: {registry[op].fn.__qualname__}")
+            registry[op] = Rule(op, fn, keyword_only - CONTEXT, summary, keyword_only & CONTEXT, saves, observed_macs)
         return fn
 
     return register
@@ -187,11 +195,20 @@ RULED_DOMAINS = frozenset({"", "ai.onnx", "archcalc"})
 
 
 def rule_for(domain: str, op: str) -> Rule | None:
-    """The rule of `op` in `domain`; None for ops without one and for other domains' ops
-    (a custom op may share a standard op's name)."""
-    return get_rule(op) if domain in RULED_DOMAINS else None
+    """The rule of `op` in `domain`; None for ops without one (a custom op may share a
+    standard op's name: it has a rule only where its own domain registered one)."""
+    if domain in RULED_DOMAINS:
+        return get_rule(op)
+    get_rule("")
+    return DOMAIN_RULES.get(domain, {}).get(op)
 
 
 def all_rules() -> dict[str, Rule]:
     get_rule("")
     return dict(RULES)
+
+
+def domain_rules(domain: str) -> dict[str, Rule]:
+    """The rules registered for `domain` (not ONNX's default), by op."""
+    get_rule("")
+    return dict(DOMAIN_RULES.get(domain, {}))

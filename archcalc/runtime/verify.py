@@ -37,7 +37,7 @@ from archcalc.core.dims import bind, bind_shape, shape_symbols
 from archcalc.core.errors import ArchcalcError, ShapeError, UnboundDim
 from archcalc.core.graph import Graph
 from archcalc.core.results import Analysis, LayerResult
-from archcalc.rules.base import TensorState, get_rule
+from archcalc.rules.base import TensorState, rule_for
 
 # Weight bytes above which the prepared model keeps its weights in an external-data file
 # in a temporary directory and onnxruntime loads it by path: protobuf cannot serialise a
@@ -612,7 +612,7 @@ def _check_costs(layer: LayerResult, node, analysis: Analysis, observed: dict[st
                  weight_shapes: dict[str, tuple[int, ...]], report: VerifyReport) -> None:
     """Static MACs against the rule's observed_macs (an independent formula on observed
     shapes); FLOPs (and MACs without a reference) recomputed by the rule on observed shapes."""
-    rule = get_rule(layer.op)
+    rule = rule_for(node.domain, node.op)
     if rule is None:
         return
     states: list[TensorState | None] = []
