@@ -172,3 +172,26 @@ def test_complex_key_in_a_budget_is_refused_in_every_format(tmp_path, fmt):
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert f"{path}:3: a key is a list, not a name" in result.output
+
+
+# -- 4. block args ----------------------------------------------------------------------------
+
+BLOCK_CASES = {
+    "args-list": ("input: [3, 8, 8]\nblocks:\n  b:\n    args: [planes]\n    layers: [relu]\nlayers:\n  - b\n",
+                  [":4: block 'b' declares `args` as a list; it must be a mapping"]),
+    "args-scalar": ("input: [3, 8, 8]\nblocks:\n  b:\n    args: 3\n    layers: [relu]\nlayers:\n  - b: {n: 1}\n",
+                    [":4: block 'b' declares `args` as 3"]),
+    "use-args-scalar": ("input: [3, 8, 8]\nblocks:\n  b:\n    args: {n: 1}\n    layers: [relu]\nlayers:\n"
+                        "  - b: 5\n", [":7: block 'b' takes a mapping of args, got 5", "b: {n: ...}"]),
+    "block-layers-string": ("input: [3, 8, 8]\nblocks:\n  b:\n    layers: relu\nlayers:\n  - b\n",
+                            [":4: block 'b' needs a non-empty `layers:` list"]),
+    "block-not-mapping": ("input: [3, 8, 8]\nblocks:\n  b: 3\nlayers:\n  - b\n",
+                          [":3: block 'b' needs a non-empty `layers:` list"]),
+}
+
+
+@pytest.mark.parametrize("text, expected", BLOCK_CASES.values(), ids=BLOCK_CASES.keys())
+def test_malformed_block_is_refused(tmp_path, text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert_bad_input(analyze(path), path, *expected)

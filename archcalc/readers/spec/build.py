@@ -341,13 +341,22 @@ def _expand_block(kind: str, args: Any, prefix: str, inputs: list[Ref], state: _
         raise SpecError(f"blocks nest deeper than {MAX_DEPTH} levels (in block '{kind}': does it use itself?)",
                         where=where, fix="a block may use other blocks, but not itself, directly or through another")
     definition = state.blocks[kind]
-    if not isinstance(definition, dict) or "layers" not in definition:
-        raise SpecError(f"block '{kind}' needs a `layers:` list", where=_line(state.path, definition))
+    if not isinstance(definition, dict) or not isinstance(definition.get("layers"), list) \
+            or not definition["layers"]:
+        raise SpecError(f"block '{kind}' needs a non-empty `layers:` list",
+                        where=_line(state.path, state.blocks, kind) if not isinstance(definition, dict)
+                        else _line(state.path, definition, "layers" if "layers" in definition else None),
+                        fix="list the block's layers under `layers:`, one `- type` per line")
     _check_keys(definition, BLOCK_KEYS, state.path, f"block '{kind}'")
     declared = definition.get("args") or {}
+    if not isinstance(declared, dict):
+        raise SpecError(f"block '{kind}' declares `args` as {_describe(declared)}; it must be a mapping of "
+                        "arg name to default", where=_line(state.path, definition, "args"),
+                        fix="write e.g. `args: {planes: null, stride: 1}` (null: the arg is required)")
     given = {} if args is None else args
     if not isinstance(given, dict):
-        raise SpecError(f"block '{kind}' takes a mapping of args, got {given!r}", where=where)
+        raise SpecError(f"block '{kind}' takes a mapping of args, got {_describe(given)}", where=where,
+                        fix=f"pass args by name, e.g. `- {kind}: {{{next(iter(declared), 'arg')}: ...}}`")
     for key in given:
         if key not in declared:
             raise SpecError(f"block '{kind}' has no arg '{key}'", where=where,
@@ -381,6 +390,14 @@ def _freeze(document: LineDict, state: _State) -> None:
                         where=_line(state.path, document, "freeze_until"), fix=_suggest(str(until), names))
     for pending in state.pending[: last + 1]:
         pending.trainable = False
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return repr(value)
 
 
 def _suggest(name: str, names: list[str]) -> str:
