@@ -195,3 +195,59 @@ def test_malformed_block_is_refused(tmp_path, text, expected):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     assert_bad_input(analyze(path), path, *expected)
+
+
+# -- 5. integers past int64 -------------------------------------------------------------------
+
+HUGE = 10**30
+INT64_CASES = {
+    "stride": (f"  - conv2d: {{filters: 4, kernel: 3, stride: {HUGE}}}\n", "conv2d_1", "stride"),
+    "kernel": (f"  - conv2d: {{filters: 4, kernel: [3, {HUGE}]}}\n", "conv2d_1", "kernel"),
+    "filters": (f"  - conv2d: {{filters: {HUGE}, kernel: 3}}\n", "conv2d_1", "filters"),
+    "padding": (f"  - conv2d: {{filters: 4, kernel: 3, padding: {HUGE}}}\n", "conv2d_1", "padding"),
+    "padding-pair": (f"  - conv2d: {{filters: 4, kernel: 3, padding: [[0, {HUGE}], [0, 0]]}}\n",
+                     "conv2d_1", "padding"),
+    "dilation": (f"  - conv2d: {{filters: 4, kernel: 3, dilation: {HUGE}}}\n", "conv2d_1", "dilation"),
+    "groups": (f"  - conv2d: {{filters: 4, kernel: 3, groups: {HUGE}}}\n", "conv2d_1", "groups"),
+    "pool-kernel": (f"  - maxpool: {HUGE}\n", "maxpool_1", "kernel"),
+    "tconv-output-padding": (f"  - conv_transpose2d: {{filters: 4, kernel: 3, output_padding: {HUGE}}}\n",
+                             "conv_transpose2d_1", "output_padding"),
+    "units": (f"  - flatten\n  - dense: {HUGE}\n", "dense_1", "units"),
+    "axis-negative": (f"  - softmax: -{HUGE}\n", "softmax_1", "axis"),
+    "reshape": (f"  - reshape: [{HUGE}]\n", "reshape_1", "shape"),
+    "upsample": (f"  - upsample: {HUGE}\n", "upsample_1", "scale"),
+}
+
+
+@pytest.mark.parametrize("layer_text, layer, field", INT64_CASES.values(), ids=INT64_CASES.keys())
+def test_integer_field_past_int64_is_refused_when_read(tmp_path, layer_text, layer, field):
+    path = tmp_path / "bad.yaml"
+    path.write_text("input: [3, 8, 8]\nlayers:\n" + layer_text)
+    line = 3 + layer_text.count("\n") - 1
+    assert_bad_input(analyze(path), path, f":{line}: layer '{layer}'", f"field '{field}' is ", "int64")
+
+
+@pytest.mark.parametrize("command", [["export", "-o", "out.onnx"], ["verify"]])
+def test_stride_past_int64_never_reaches_export_or_verify(tmp_path, command):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"input: [3, 8, 8]\nlayers:\n  - conv2d: {{filters: 4, kernel: 3, stride: {HUGE}}}\n")
+    args = [str(tmp_path / a) if a.endswith(".onnx") else a for a in command[1:]]
+    result = CliRunner().invoke(cli, [command[0], str(path), *args])
+    assert_bad_input(result, path, "field 'stride'", "int64")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    (f"input: [3, {HUGE}, 8]\nlayers: [relu]\n", ":1: input 'input' has dim"),
+    (f"input: [3, 8, 8]\nbatch: {HUGE}\nlayers: [relu]\n", ":2: `batch` is"),
+], ids=["input-dim", "batch"])
+def test_input_dims_and_batch_past_int64_are_refused(tmp_path, text, fragment):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert_bad_input(analyze(path), path, fragment, "2**63 - 1")
+
+
+@pytest.mark.parametrize("value", [".nan", "-.inf", "1" + "0" * 400], ids=["nan", "-inf", "int-past-float"])
+def test_float_field_must_be_finite_float32(tmp_path, value):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"input: [3, 8, 8]\nlayers:\n  - batchnorm: {{epsilon: {value}}}\n")
+    assert_bad_input(analyze(path), path, ":3: layer 'batchnorm_1': field 'epsilon'", "a finite number")

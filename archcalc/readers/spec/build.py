@@ -35,7 +35,7 @@ from typing import Any
 from archcalc.core.dims import Sym
 from archcalc.core.errors import ArchcalcError, ModelFileError, SpecError
 from archcalc.core.graph import Deferred, Graph, Node, TensorInfo
-from archcalc.readers.spec.expr import substitute
+from archcalc.readers.spec.expr import MAX_INT, substitute
 from archcalc.readers.spec.layers import LAYER_TYPES, REQUIRED, LayerType
 from archcalc.readers.yaml_lines import LineDict, LineList, load_yaml, read_text
 
@@ -141,8 +141,8 @@ def _inputs(document: LineDict, state: _State, dtype: str) -> dict[str, TensorIn
     where = _line(state.path, document, "input")
     raw = document["input"]
     batch = document.get("batch", "batch")
-    if isinstance(batch, bool) or not (isinstance(batch, int) and batch > 0 or batch == "batch"):
-        raise SpecError(f"`batch` is {batch!r}; it must be a positive integer",
+    if isinstance(batch, bool) or not (isinstance(batch, int) and 0 < batch <= MAX_INT or batch == "batch"):
+        raise SpecError(f"`batch` is {batch!r}; it must be a positive integer of at most 2**63 - 1 (int64)",
                         where=_line(state.path, document, "batch"),
                         fix="write e.g. `batch: 8`, or remove it to keep the batch symbolic (--batch binds it)")
     named = raw if isinstance(raw, dict) else {"input": raw}
@@ -155,10 +155,11 @@ def _inputs(document: LineDict, state: _State, dtype: str) -> dict[str, TensorIn
         for dim in shape:
             if isinstance(dim, str) and dim.isidentifier():
                 dims.append(Sym.symbol(dim))
-            elif isinstance(dim, int) and not isinstance(dim, bool) and dim > 0:
+            elif isinstance(dim, int) and not isinstance(dim, bool) and 0 < dim <= MAX_INT:
                 dims.append(dim)
             else:
-                raise SpecError(f"input '{name}' has dim {dim!r}; dims must be positive integers or names",
+                raise SpecError(f"input '{name}' has dim {dim!r}; dims must be positive integers (int64: at most "
+                                "2**63 - 1) or names",
                                 where=where, fix="e.g. input: [3, 224, 224]")
         tensors[name] = TensorInfo(name, tuple(dims), dtype, "input")
         state.graph_inputs.append(name)
