@@ -251,3 +251,19 @@ def test_float_field_must_be_finite_float32(tmp_path, value):
     path = tmp_path / "bad.yaml"
     path.write_text(f"input: [3, 8, 8]\nlayers:\n  - batchnorm: {{epsilon: {value}}}\n")
     assert_bad_input(analyze(path), path, ":3: layer 'batchnorm_1': field 'epsilon'", "a finite number")
+
+
+# -- 6. dtype -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, fragment", [("int3", "'int3'"), ("[float32]", "a list"), ("4", "4")])
+def test_unknown_dtype_is_refused_listing_valid_ones(tmp_path, value, fragment):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"input: [3, 8, 8]\ndtype: {value}\nlayers: [relu]\n")
+    assert_bad_input(analyze(path), path, f":2: `dtype` is {fragment}", "valid dtypes: float32,", "bfloat16")
+
+
+def test_known_dtypes_and_aliases_are_accepted(tmp_path):
+    path = tmp_path / "ok.yaml"
+    for dtype in ("float16", "float", "int8"):
+        path.write_text(f"input: [3, 8, 8]\ndtype: {dtype}\nlayers: [relu]\n")
+        assert analyze(path).exit_code == 0, dtype

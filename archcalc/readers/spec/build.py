@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archcalc.core.dims import Sym
+from archcalc.core.dtypes import ALIASES, ONNX_NUMBERS
 from archcalc.core.errors import ArchcalcError, ModelFileError, SpecError
 from archcalc.core.graph import Deferred, Graph, Node, TensorInfo
 from archcalc.readers.spec.expr import MAX_INT, substitute
@@ -106,7 +107,7 @@ def parse_spec(text: str, path: str = "<spec>") -> Graph:
     if not isinstance(blocks, dict):
         raise SpecError("`blocks` must be a mapping of block name to definition", where=_line(path, document, "blocks"))
     state = _State(path, blocks)
-    dtype = str(document.get("dtype", "float32"))
+    dtype = _dtype(document, path)
     tensors = _inputs(document, state, dtype)
     previous = Ref("", state.graph_inputs[0], path)
     layers = document["layers"]
@@ -120,6 +121,18 @@ def parse_spec(text: str, path: str = "<spec>") -> Graph:
     return Graph(path=path, nodes=nodes, tensors=tensors, outputs=[output],
                  metadata={"name": str(document.get("name") or os.path.splitext(os.path.basename(path))[0]),
                            "description": document.get("description", ""), "format": "spec"})
+
+
+def _dtype(document: LineDict, path: str) -> str:
+    dtype = document.get("dtype", "float32")
+    valid = [*ONNX_NUMBERS, *ALIASES]
+    if not isinstance(dtype, str) or dtype not in valid:
+        hint = difflib.get_close_matches(str(dtype), valid, n=1)
+        raise SpecError(f"`dtype` is {_describe(dtype)}, not an element type; valid dtypes: {', '.join(valid)}",
+                        where=_line(path, document, "dtype"),
+                        fix=f"did you mean '{hint[0]}'?" if hint else "write e.g. `dtype: float16`, or remove it "
+                        "for float32")
+    return dtype
 
 
 def _line(path: str, mapping: Any, key: str | None = None) -> str:
