@@ -267,3 +267,26 @@ def test_known_dtypes_and_aliases_are_accepted(tmp_path):
     for dtype in ("float16", "float", "int8"):
         path.write_text(f"input: [3, 8, 8]\ndtype: {dtype}\nlayers: [relu]\n")
         assert analyze(path).exit_code == 0, dtype
+
+
+# -- found by hand-mutating specs/lenet5.yaml and budgets/example.yaml -------------------------
+
+EXPLORED_SPECS = {
+    "zero-padding-same": ("input: [3, 8, 8]\nlayers:\n  - zero_padding: same\n",
+                          [":3: layer 'zero_padding_1': field 'padding' is 'same'"]),
+    "zero-padding-huge": (f"input: [3, 8, 8]\nlayers:\n  - zero_padding: [[0, {HUGE}], [0, 0]]\n",
+                          [":3: layer 'zero_padding_1': field 'padding'", "int64"]),
+    "blocks-list": ("input: [3, 8, 8]\nblocks: [a]\nlayers: [relu]\n", [":2: `blocks` is a list"]),
+    "model-name-list": ("name: [a, b]\ninput: [3, 8, 8]\nlayers: [relu]\n", [":1: `name` is a list; it must be text"]),
+    "description-mapping": ("description: {a: 1}\ninput: [3, 8, 8]\nlayers: [relu]\n",
+                            [":1: `description` is a mapping"]),
+    "layer-name-list": ("input: [3, 8, 8]\nlayers:\n  - relu:\n    name: [a]\n",
+                        [":3: `name` is a list; a layer's name is one word"]),
+}
+
+
+@pytest.mark.parametrize("text, expected", EXPLORED_SPECS.values(), ids=EXPLORED_SPECS.keys())
+def test_explored_bad_spec_is_refused(tmp_path, text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert_bad_input(analyze(path), path, *expected)

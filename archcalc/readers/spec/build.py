@@ -105,7 +105,9 @@ def parse_spec(text: str, path: str = "<spec>") -> Graph:
                             fix="add `input: [C, H, W]` and a `layers:` list")
     blocks = document.get("blocks") or {}
     if not isinstance(blocks, dict):
-        raise SpecError("`blocks` must be a mapping of block name to definition", where=_line(path, document, "blocks"))
+        raise SpecError(f"`blocks` is {_describe(blocks)}; it must be a mapping of block name to definition",
+                        where=_line(path, document, "blocks"),
+                        fix="write `blocks:` then `  name: {args: {...}, layers: [...]}` for each block")
     state = _State(path, blocks)
     dtype = _dtype(document, path)
     tensors = _inputs(document, state, dtype)
@@ -116,6 +118,10 @@ def parse_spec(text: str, path: str = "<spec>") -> Graph:
                         fix="list the layers under `layers:`, one `- type` per line, e.g. `- relu`")
     last = _expand_sequence(layers, "", previous, state, trainable=True, env={}, depth=0, block_path="")
     _freeze(document, state)
+    for key in ("name", "description"):
+        if isinstance(document.get(key), (list, dict)):
+            raise SpecError(f"`{key}` is {_describe(document[key])}; it must be text", where=_line(path, document, key),
+                            fix=f"write e.g. `{key}: resnet18`" if key == "name" else "write one line of text")
     nodes = _lower(state, tensors, dtype)
     output = _resolve(last, state)
     return Graph(path=path, nodes=nodes, tensors=tensors, outputs=[output],
@@ -221,6 +227,9 @@ def _expand_item_at(where: str, item: Any, scope: str, previous: Ref, state: _St
     if explicit is not None and not isinstance(explicit, list):
         explicit = [explicit]
     given = extra.get("name")
+    if isinstance(given, (list, dict)):
+        raise SpecError(f"`name` is {_describe(given)}; a layer's name is one word", where=where,
+                        fix="write e.g. `name: conv1`")
     # A plain name gets the index appended (layer1.0, layer1.1), and the name itself then
     # stands for the last repetition's output, as a block's name stands for its output; a
     # name that uses an expression (denselayer${i + 1}) is already unique per repetition.

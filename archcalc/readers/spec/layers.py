@@ -361,6 +361,13 @@ def _reshape(name: str, a: dict) -> Lowered:
 
 def _zero_padding(name: str, a: dict) -> Lowered:
     value = a["padding"]
+    # The rank is known only once the input is; what does not depend on it is checked now.
+    if isinstance(value, str):
+        raise _fail("padding", value, "an integer, one per axis, or [begin, end] per axis (zero_padding adds "
+                    "exactly that; 'same' and 'valid' are for conv and pooling)")
+    for item in value if isinstance(value, list) else [value]:
+        for each in item if isinstance(item, list) else [item]:
+            non_negative_int("padding", each)
 
     def pads(s: Sequence[Shape | None]) -> tuple[int, ...]:
         rank = len(s[0] or ()) - 2
