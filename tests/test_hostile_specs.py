@@ -290,3 +290,19 @@ def test_explored_bad_spec_is_refused(tmp_path, text, expected):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     assert_bad_input(analyze(path), path, *expected)
+
+
+EXPLORED_BUDGETS = {
+    "limit-past-int64": (f"total:\n  params: {HUGE}\n", [":2: limit `params` is larger than 2**63 - 1"]),
+    # 5000 digits made a number too long for Python to print when the report formatted it.
+    "limit-5000-digits": ("total:\n  params: '" + "9" * 5000 + "'\n", [":2: limit `params` is larger than 2**63 - 1"]),
+    "batch-past-int64": (f"batch: {HUGE}\ntotal:\n  params: 30M\n", [":1: `batch` is", "(int64)"]),
+    "dim-past-int64": (f"dims: {{seq: {HUGE}}}\ntotal:\n  params: 30M\n", [":1: dim 'seq' is", "(int64)"]),
+}
+
+
+@pytest.mark.parametrize("text, expected", EXPLORED_BUDGETS.values(), ids=EXPLORED_BUDGETS.keys())
+def test_explored_bad_budget_is_refused(tmp_path, text, expected):
+    path = tmp_path / "budget.yaml"
+    path.write_text(text)
+    assert_bad_input(check(path), path, *expected)
