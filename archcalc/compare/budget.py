@@ -32,6 +32,9 @@ LEVELS = (FAIL, WARN, PASS)
 
 
 
+INT64_MAX = 2**63 - 1
+
+
 class BudgetError(ArchcalcError):
     """A budget file that cannot be read as a budget."""
 
@@ -255,8 +258,10 @@ class _Parser:
         return chosen["optimizer"], chosen["precision"]
 
     def positive_int(self, value: Any, what: str, line: int | None, example: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise self.error(f"{what} is {value!r}, not a positive integer", line, f"write e.g. {example}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT64_MAX:
+            shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:30]}..."
+            raise self.error(f"{what} is {shown}, not a positive integer of at most 2**63 - 1 (int64)", line,
+                             f"write e.g. {example}")
         return value
 
     def section(self, mapping: Mapping, level: str, prefix: str) -> list[Limit]:
@@ -315,6 +320,9 @@ class _Parser:
             value = parse_quantity(raw, metric.unit)
         except QuantityError as error:
             raise self.error(f"limit `{key}`: {error.message}", line, error.fix or unit_hint(metric.unit)) from None
+        if value > INT64_MAX:  # every count and size archcalc computes fits in int64
+            raise self.error(f"limit `{key}` is larger than 2**63 - 1, more than any model can have: it limits nothing",
+                             line, f"use a realistic limit, or delete `{key}` to have no limit")
         if value <= 0:
             digits = re.sub(r"[^0-9.]", "", str(raw).split("e")[0].split("E")[0])
             what = "negative" if value < 0 else "zero" if digits.strip("0.") == "" else "less than one"

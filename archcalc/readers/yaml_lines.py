@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 import yaml
@@ -23,8 +24,16 @@ class LineList(list):
     item_lines: list[int]
 
 
-class _Loader(yaml.SafeLoader):
-    pass
+# Spec and budget files are a few KiB; the cap keeps a symlink to /dev/zero or a stray
+# multi-gigabyte file from being read into memory.
+MAX_FILE_BYTES = 16 * 2**20
+# Aliases (`*name`) stay allowed: anchors and merge keys (`<<: *conv_defaults`) are plain
+# YAML a spec or budget may use to share fields. What makes them dangerous is expansion:
+# PyYAML shares an aliased node, but whatever reads the document afterwards (an error
+# message's repr, expression substitution, str()) walks it in full, so nine lines of
+# nested aliases (billion laughs) become 10**9 values. Counting the values each alias
+# stands for while composing refuses that before anything walks it.
+MAX_ALIAS_NODES = 100_000
 
 
 class _AtLine(SpecError):
@@ -36,15 +45,69 @@ class _AtLine(SpecError):
         self.line = line
 
 
+class _Loader(yaml.SafeLoader):
+    """A safe loader that builds LineDict and LineList, and bounds what aliases expand to."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.expanded_sizes: dict[int, int] = {}  # id of a composed node -> its values, aliases expanded
+        self.alias_nodes = 0  # values added by aliases so far
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            if event.anchor in self.anchors:  # an undefined alias is PyYAML's own error
+                self._count_alias(event, self.anchors[event.anchor])
+            return super().compose_node(parent, index)
+        node = super().compose_node(parent, index)
+        self.expanded_sizes[id(node)] = 1 + sum(self.expanded_sizes[id(child)] for child in _children(node))
+        return node
+
+    def _count_alias(self, event: yaml.events.AliasEvent, target: yaml.Node) -> None:
+        line = event.start_mark.line + 1
+        size = self.expanded_sizes.get(id(target))
+        if size is None:  # the anchored collection is still being composed: `&a [*a]`
+            raise _AtLine(f"alias *{event.anchor} refers to the collection it is inside", line,
+                          fix="an alias may only repeat a value that is complete before it")
+        self.alias_nodes += size
+        if self.alias_nodes > MAX_ALIAS_NODES:
+            raise _AtLine(f"aliases expand to more than {MAX_ALIAS_NODES:,} values (alias *{event.anchor} "
+                          f"stands for {size:,})", line,
+                          fix="write the values out, or nest fewer aliases (sharing a few fields needs only a few)")
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return []
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping" if isinstance(value, dict) else f"a {type(value).__name__}"
+
+
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
-    loader.flatten_mapping(node)
+    own_keys = {id(key_node) for key_node, _ in node.value}
+    loader.flatten_mapping(node)  # puts the pairs of `<<: *defaults` first
     result = LineDict()
     result.line = node.start_mark.line + 1
     result.key_lines = {}
+    merged: set[Any] = set()
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
-        if key in result:
+        if not isinstance(key, Hashable):  # `? [a, b]`: a list or mapping as a key
+            raise _AtLine(f"a key is {_kind(key)}, not a name", key_node.start_mark.line + 1,
+                          fix="write keys as plain names (`name: value`); a `?` key holds one word")
+        if id(key_node) not in own_keys:
+            merged.add(key)  # YAML's merge: a later merged mapping and the mapping's own keys override it
+        elif key in result and key not in merged:
             raise _AtLine(f"key '{key}' appears twice", key_node.start_mark.line + 1, fix="remove one of them")
+        else:
+            merged.discard(key)
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_node.start_mark.line + 1
     return result
@@ -73,8 +136,13 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequen
 def read_text(path: str, error: type[ArchcalcError], what: str, fix: str) -> str:
     """The text of the YAML file at `path`; any failure is `error`, naming the file."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
+        with open(path, "rb") as handle:
+            # Read one byte past the cap rather than trust stat: /dev/zero and pipes report size 0.
+            data = handle.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise error(f"{what} {path} is larger than {MAX_FILE_BYTES // 2**20} MiB, the most archcalc reads",
+                        fix=f"check the path: a {what} is a few KiB of YAML") from None
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise error(f"{what} {path} does not exist", fix=fix) from None
     except IsADirectoryError:

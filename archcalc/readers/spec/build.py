@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archcalc.core.dims import Sym
+from archcalc.core.dtypes import ALIASES, ONNX_NUMBERS
 from archcalc.core.errors import ArchcalcError, ModelFileError, SpecError
 from archcalc.core.graph import Deferred, Graph, Node, TensorInfo
-from archcalc.readers.spec.expr import substitute
+from archcalc.readers.spec.expr import MAX_INT, substitute
 from archcalc.readers.spec.layers import LAYER_TYPES, REQUIRED, LayerType
 from archcalc.readers.yaml_lines import LineDict, LineList, load_yaml, read_text
 
@@ -104,9 +105,11 @@ def parse_spec(text: str, path: str = "<spec>") -> Graph:
                             fix="add `input: [C, H, W]` and a `layers:` list")
     blocks = document.get("blocks") or {}
     if not isinstance(blocks, dict):
-        raise SpecError("`blocks` must be a mapping of block name to definition", where=_line(path, document, "blocks"))
+        raise SpecError(f"`blocks` is {_describe(blocks)}; it must be a mapping of block name to definition",
+                        where=_line(path, document, "blocks"),
+                        fix="write `blocks:` then `  name: {args: {...}, layers: [...]}` for each block")
     state = _State(path, blocks)
-    dtype = str(document.get("dtype", "float32"))
+    dtype = _dtype(document, path)
     tensors = _inputs(document, state, dtype)
     previous = Ref("", state.graph_inputs[0], path)
     layers = document["layers"]
@@ -115,11 +118,27 @@ def parse_spec(text: str, path: str = "<spec>") -> Graph:
                         fix="list the layers under `layers:`, one `- type` per line, e.g. `- relu`")
     last = _expand_sequence(layers, "", previous, state, trainable=True, env={}, depth=0, block_path="")
     _freeze(document, state)
+    for key in ("name", "description"):
+        if isinstance(document.get(key), (list, dict)):
+            raise SpecError(f"`{key}` is {_describe(document[key])}; it must be text", where=_line(path, document, key),
+                            fix=f"write e.g. `{key}: resnet18`" if key == "name" else "write one line of text")
     nodes = _lower(state, tensors, dtype)
     output = _resolve(last, state)
     return Graph(path=path, nodes=nodes, tensors=tensors, outputs=[output],
                  metadata={"name": str(document.get("name") or os.path.splitext(os.path.basename(path))[0]),
                            "description": document.get("description", ""), "format": "spec"})
+
+
+def _dtype(document: LineDict, path: str) -> str:
+    dtype = document.get("dtype", "float32")
+    valid = [*ONNX_NUMBERS, *ALIASES]
+    if not isinstance(dtype, str) or dtype not in valid:
+        hint = difflib.get_close_matches(str(dtype), valid, n=1)
+        raise SpecError(f"`dtype` is {_describe(dtype)}, not an element type; valid dtypes: {', '.join(valid)}",
+                        where=_line(path, document, "dtype"),
+                        fix=f"did you mean '{hint[0]}'?" if hint else "write e.g. `dtype: float16`, or remove it "
+                        "for float32")
+    return dtype
 
 
 def _line(path: str, mapping: Any, key: str | None = None) -> str:
@@ -141,8 +160,8 @@ def _inputs(document: LineDict, state: _State, dtype: str) -> dict[str, TensorIn
     where = _line(state.path, document, "input")
     raw = document["input"]
     batch = document.get("batch", "batch")
-    if isinstance(batch, bool) or not (isinstance(batch, int) and batch > 0 or batch == "batch"):
-        raise SpecError(f"`batch` is {batch!r}; it must be a positive integer",
+    if isinstance(batch, bool) or not (isinstance(batch, int) and 0 < batch <= MAX_INT or batch == "batch"):
+        raise SpecError(f"`batch` is {batch!r}; it must be a positive integer of at most 2**63 - 1 (int64)",
                         where=_line(state.path, document, "batch"),
                         fix="write e.g. `batch: 8`, or remove it to keep the batch symbolic (--batch binds it)")
     named = raw if isinstance(raw, dict) else {"input": raw}
@@ -155,10 +174,11 @@ def _inputs(document: LineDict, state: _State, dtype: str) -> dict[str, TensorIn
         for dim in shape:
             if isinstance(dim, str) and dim.isidentifier():
                 dims.append(Sym.symbol(dim))
-            elif isinstance(dim, int) and not isinstance(dim, bool) and dim > 0:
+            elif isinstance(dim, int) and not isinstance(dim, bool) and 0 < dim <= MAX_INT:
                 dims.append(dim)
             else:
-                raise SpecError(f"input '{name}' has dim {dim!r}; dims must be positive integers or names",
+                raise SpecError(f"input '{name}' has dim {dim!r}; dims must be positive integers (int64: at most "
+                                "2**63 - 1) or names",
                                 where=where, fix="e.g. input: [3, 224, 224]")
         tensors[name] = TensorInfo(name, tuple(dims), dtype, "input")
         state.graph_inputs.append(name)
@@ -207,6 +227,9 @@ def _expand_item_at(where: str, item: Any, scope: str, previous: Ref, state: _St
     if explicit is not None and not isinstance(explicit, list):
         explicit = [explicit]
     given = extra.get("name")
+    if isinstance(given, (list, dict)):
+        raise SpecError(f"`name` is {_describe(given)}; a layer's name is one word", where=where,
+                        fix="write e.g. `name: conv1`")
     # A plain name gets the index appended (layer1.0, layer1.1), and the name itself then
     # stands for the last repetition's output, as a block's name stands for its output; a
     # name that uses an expression (denselayer${i + 1}) is already unique per repetition.
@@ -341,13 +364,22 @@ def _expand_block(kind: str, args: Any, prefix: str, inputs: list[Ref], state: _
         raise SpecError(f"blocks nest deeper than {MAX_DEPTH} levels (in block '{kind}': does it use itself?)",
                         where=where, fix="a block may use other blocks, but not itself, directly or through another")
     definition = state.blocks[kind]
-    if not isinstance(definition, dict) or "layers" not in definition:
-        raise SpecError(f"block '{kind}' needs a `layers:` list", where=_line(state.path, definition))
+    if not isinstance(definition, dict) or not isinstance(definition.get("layers"), list) \
+            or not definition["layers"]:
+        raise SpecError(f"block '{kind}' needs a non-empty `layers:` list",
+                        where=_line(state.path, state.blocks, kind) if not isinstance(definition, dict)
+                        else _line(state.path, definition, "layers" if "layers" in definition else None),
+                        fix="list the block's layers under `layers:`, one `- type` per line")
     _check_keys(definition, BLOCK_KEYS, state.path, f"block '{kind}'")
     declared = definition.get("args") or {}
+    if not isinstance(declared, dict):
+        raise SpecError(f"block '{kind}' declares `args` as {_describe(declared)}; it must be a mapping of "
+                        "arg name to default", where=_line(state.path, definition, "args"),
+                        fix="write e.g. `args: {planes: null, stride: 1}` (null: the arg is required)")
     given = {} if args is None else args
     if not isinstance(given, dict):
-        raise SpecError(f"block '{kind}' takes a mapping of args, got {given!r}", where=where)
+        raise SpecError(f"block '{kind}' takes a mapping of args, got {_describe(given)}", where=where,
+                        fix=f"pass args by name, e.g. `- {kind}: {{{next(iter(declared), 'arg')}: ...}}`")
     for key in given:
         if key not in declared:
             raise SpecError(f"block '{kind}' has no arg '{key}'", where=where,
@@ -381,6 +413,14 @@ def _freeze(document: LineDict, state: _State) -> None:
                         where=_line(state.path, document, "freeze_until"), fix=_suggest(str(until), names))
     for pending in state.pending[: last + 1]:
         pending.trainable = False
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return repr(value)
 
 
 def _suggest(name: str, names: list[str]) -> str:

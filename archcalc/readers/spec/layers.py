@@ -14,6 +14,7 @@ from typing import Any
 
 from archcalc.core.errors import ShapeError, SpecError
 from archcalc.core.graph import Deferred, Shape, TensorInfo
+from archcalc.readers.spec.expr import MAX_INT
 
 _REQUIRED = object()
 
@@ -43,20 +44,34 @@ class LayerType:
 # -- field checks -----------------------------------------------------------------------
 
 def _fail(field_name: str, value: Any, expected: str) -> SpecError:
-    return SpecError(f"field '{field_name}' is {value!r}; it must be {expected}",
+    shown = repr(value)
+    shown = shown if len(shown) <= 80 else f"{shown[:60]}... ({len(shown):,} characters)"
+    return SpecError(f"field '{field_name}' is {shown}; it must be {expected}",
                      fix=f"set '{field_name}' to {expected}")
 
 
-def positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _fail(name, value, "a positive integer")
+FLOAT32_MAX = 3.4028234663852886e38
+INT64_MIN = -MAX_INT - 1
+
+
+def _int64(name: str, value: Any, low: int, expected: str) -> int:
+    """`value` if it is an integer from `low` to int64's maximum: ONNX stores every integer
+    attribute and shape as int64, so a larger one would only fail later, in export or verify."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(name, value, expected)
+    if value > MAX_INT:
+        raise _fail(name, value, f"{expected} of at most 2**63 - 1 (int64)")
+    if value < low:
+        raise _fail(name, value, expected if low > INT64_MIN else f"{expected} of at least -2**63 (int64)")
     return value
+
+
+def positive_int(name: str, value: Any) -> int:
+    return _int64(name, value, 1, "a positive integer")
 
 
 def non_negative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _fail(name, value, "a non-negative integer")
-    return value
+    return _int64(name, value, 0, "a non-negative integer")
 
 
 def per_axis(name: str, value: Any, rank: int, check=positive_int) -> tuple[int, ...]:
@@ -95,6 +110,8 @@ def boolean(name: str, value: Any) -> bool:
 def number(name: str, value: Any, low: float | None = None, high: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail(name, value, "a number")
+    if not -FLOAT32_MAX <= value <= FLOAT32_MAX:  # also NaN; ONNX stores float attributes as float32
+        raise _fail(name, value, "a finite number (float32: at most 3.4e38 in size)")
     if (low is not None and value < low) or (high is not None and value >= high):
         raise _fail(name, value, f"a number in [{low}, {high})")
     return float(value)
@@ -264,9 +281,7 @@ def _batch_norm(name: str, a: dict) -> Lowered:
 
 
 def integer(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(name, value, "an integer")
-    return value
+    return _int64(name, value, INT64_MIN, "an integer")
 
 
 def _layer_norm(name: str, a: dict) -> Lowered:
@@ -337,14 +352,22 @@ def _merge(op: str) -> Callable[[str, dict], Lowered]:
 
 def _reshape(name: str, a: dict) -> Lowered:
     shape = a["shape"]
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= -1
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and -1 <= d <= MAX_INT
                                                for d in shape):
-        raise _fail("shape", shape, "a list of integers (without the batch dim; -1 for one inferred dim)")
+        raise _fail("shape", shape, "a list of integers up to 2**63 - 1 (without the batch dim; -1 for one "
+                    "inferred dim)")
     return Lowered("Reshape", {}, [constant(f"{name}.shape", [0, *shape])])
 
 
 def _zero_padding(name: str, a: dict) -> Lowered:
     value = a["padding"]
+    # The rank is known only once the input is; what does not depend on it is checked now.
+    if isinstance(value, str):
+        raise _fail("padding", value, "an integer, one per axis, or [begin, end] per axis (zero_padding adds "
+                    "exactly that; 'same' and 'valid' are for conv and pooling)")
+    for item in value if isinstance(value, list) else [value]:
+        for each in item if isinstance(item, list) else [item]:
+            non_negative_int("padding", each)
 
     def pads(s: Sequence[Shape | None]) -> tuple[int, ...]:
         rank = len(s[0] or ()) - 2
