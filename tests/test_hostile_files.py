@@ -152,3 +152,117 @@ def test_a_constant_with_escaping_external_data_is_refused(tmp_path, outside):
     result = invoke("verify", path)
     assert result.exit_code == 2, result.output
     assert "'../secret.bin'" in result.output and "Traceback" not in result.output
+
+
+# -- 4. no half-written files ------------------------------------------------------------------
+
+class Interrupted(Exception):
+    """Stands for a crash (or a kill) in the middle of writing."""
+
+
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    from archcalc.core.files import atomic_write
+
+    target = tmp_path / "report.txt"
+    target.write_text("old report\n")
+    with pytest.raises(Interrupted), atomic_write(str(target)) as handle:
+        handle.write("new, half")
+        handle.flush()
+        raise Interrupted
+    assert target.read_text() == "old report\n"
+    assert os.listdir(tmp_path) == ["report.txt"]
+
+
+def test_atomic_write_replaces_appends_and_keeps_permissions(tmp_path):
+    from archcalc.core.files import atomic_write
+
+    target = tmp_path / "summary.md"
+    target.write_text("first\n")
+    target.chmod(0o640)
+    with atomic_write(str(target), "a") as handle:
+        handle.write("second\n")
+    assert target.read_text() == "first\nsecond\n"
+    assert target.stat().st_mode & 0o777 == 0o640
+    with atomic_write(str(target), "wb") as handle:
+        handle.write(b"bytes")
+    assert target.read_bytes() == b"bytes" and os.listdir(tmp_path) == ["summary.md"]
+
+
+def test_atomic_write_through_a_symlink_updates_its_target(tmp_path):
+    from archcalc.core.files import atomic_write
+
+    (tmp_path / "real.txt").write_text("old")
+    os.symlink("real.txt", tmp_path / "link.txt")
+    with atomic_write(str(tmp_path / "link.txt")) as handle:
+        handle.write("new")
+    assert (tmp_path / "link.txt").is_symlink() and (tmp_path / "real.txt").read_text() == "new"
+
+
+def test_atomic_write_errors_name_the_target_not_the_temporary_file(tmp_path):
+    from archcalc.core.files import atomic_write
+
+    missing = str(tmp_path / "missing" / "out.txt")
+    with pytest.raises(FileNotFoundError) as raised, atomic_write(missing):
+        pass
+    assert raised.value.filename == missing
+    with pytest.raises(IsADirectoryError) as raised, atomic_write(str(tmp_path)):
+        pass
+    assert raised.value.filename == str(tmp_path) and os.listdir(tmp_path) == []
+
+
+def test_export_external_writes_both_files_and_no_temporary_ones(tmp_path):
+    path = tmp_path / "lenet5.onnx"
+    result = invoke("export", LENET, "-o", str(path), "--weights", "external")
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(tmp_path)) == ["lenet5.onnx", "lenet5.onnx.data"]
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)  # loads the data it points to
+
+
+@pytest.mark.parametrize("weights", ["random", "external"])
+def test_an_export_that_fails_mid_write_leaves_the_previous_export_whole(tmp_path, monkeypatch, weights):
+    from archcalc.runtime import export
+
+    path = tmp_path / "lenet5.onnx"
+    assert invoke("export", LENET, "-o", str(path), "--weights", weights).exit_code == 0
+    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    if weights == "external":  # weights drawn as the data file is written: crash a few tensors in
+        real = export.weight_values
+        calls = []
+
+        def failing(*args, **kwargs):
+            calls.append(1)
+            if len(calls) > 3:
+                raise Interrupted
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(export, "weight_values", failing)
+    else:  # weights inline, drawn before writing: crash once the bytes are written, before they are synced
+        def crash(*args):
+            raise Interrupted
+
+        monkeypatch.setattr(os, "fsync", crash)
+    result = invoke("export", LENET, "-o", str(path), "--weights", weights, "--batch", "2")
+    assert isinstance(result.exception, Interrupted)
+    monkeypatch.undo()
+    assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+def test_a_check_report_that_fails_mid_write_leaves_the_old_report(tmp_path, monkeypatch):
+    from archcalc.report import check as check_output
+
+    budget = tmp_path / "budget.yaml"
+    budget.write_text("total:\n  params: 10M\n")
+    report = tmp_path / "report.txt"
+    report.write_text("the previous report\n")
+
+    def half_render(checks, console, **kwargs):
+        console.print("half a table")
+        console.file.flush()
+        raise Interrupted
+
+    monkeypatch.setattr(check_output, "render_table", half_render)
+    result = invoke("check", LENET, "--budget", str(budget), "-o", str(report))
+    assert isinstance(result.exception, Interrupted)
+    assert report.read_text() == "the previous report\n"
+    assert sorted(os.listdir(tmp_path)) == ["budget.yaml", "report.txt"]

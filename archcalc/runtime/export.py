@@ -19,6 +19,7 @@ from onnx import TensorProto, helper
 
 from archcalc.core.dims import bind_shape, is_static, shape_symbols
 from archcalc.core.errors import ArchcalcError
+from archcalc.core.files import atomic_write, atomic_writes
 from archcalc.core.graph import Graph, Node
 from archcalc.core.results import Analysis, LayerResult
 
@@ -233,21 +234,23 @@ def write_model(model: onnx.ModelProto, path: str, weights: str) -> None:
 
 
 def _write_model(model: onnx.ModelProto, path: str, weights: str) -> None:
-    if weights == "external":
-        onnx.save_model(model, path)  # references only; now write the data they point to
-        data_path = os.path.join(os.path.dirname(path) or ".", os.path.basename(path) + ".data")
-        rng = np.random.default_rng(0)
-        with open(data_path, "wb") as handle:
-            for tensor in model.graph.initializer:
-                if tensor.data_location == TensorProto.EXTERNAL:
-                    shape = tuple(tensor.dims)
-                    offset = handle.tell()
-                    kind = "buffer" if "running_" in tensor.name else "weight"
-                    handle.write(weight_values(tensor.name, shape, kind, "random", rng).tobytes())
-                    _set_external(tensor, os.path.basename(data_path), offset, handle.tell() - offset)
-        onnx.save_model(model, path)
+    """Both files through temporary ones, renamed into place only once complete: the data
+    file first, so a model is never left pointing at a half-written or missing one."""
+    if weights != "external":
+        with atomic_write(path, "wb") as handle:
+            handle.write(model.SerializeToString())
         return
-    onnx.save_model(model, path)
+    data_path = os.path.join(os.path.dirname(path) or ".", os.path.basename(path) + ".data")
+    rng = np.random.default_rng(0)
+    with atomic_writes((path, "wb"), (data_path, "wb")) as (model_file, data_file):
+        for tensor in model.graph.initializer:
+            if tensor.data_location == TensorProto.EXTERNAL:
+                shape = tuple(tensor.dims)
+                offset = data_file.tell()
+                kind = "buffer" if "running_" in tensor.name else "weight"
+                data_file.write(weight_values(tensor.name, shape, kind, "random", rng).tobytes())
+                _set_external(tensor, os.path.basename(data_path), offset, data_file.tell() - offset)
+        model_file.write(model.SerializeToString())
 
 
 def _set_external(tensor: TensorProto, location: str, offset: int, length: int) -> None:
