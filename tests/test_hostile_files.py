@@ -266,3 +266,24 @@ def test_a_check_report_that_fails_mid_write_leaves_the_old_report(tmp_path, mon
     assert isinstance(result.exception, Interrupted)
     assert report.read_text() == "the previous report\n"
     assert sorted(os.listdir(tmp_path)) == ["budget.yaml", "report.txt"]
+
+
+# -- 3. an opset the installed onnx does not know ----------------------------------------------
+
+def test_an_opset_newer_than_onnx_knows_is_bad_input(tmp_path):
+    newest = onnx.defs.onnx_opset_version()
+    path = tmp_path / "lenet5.onnx"
+    result = invoke("export", LENET, "-o", str(path), "--opset", str(newest + 2))
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and not isinstance(result.exception, ValueError)
+    assert f"opset {newest + 2}" in result.output and f"supports opsets 13 to {newest}" in result.output
+    assert "fix: pass --opset between 13 and" in result.output
+    assert not path.exists()
+
+
+def test_the_newest_opset_onnx_knows_is_written(tmp_path):
+    newest = onnx.defs.onnx_opset_version()
+    path = tmp_path / "lenet5.onnx"
+    result = invoke("export", LENET, "-o", str(path), "--opset", str(newest))
+    assert result.exit_code == 0, result.output
+    assert onnx.load(str(path)).opset_import[0].version == newest

@@ -161,7 +161,8 @@ def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...], in
 @click.argument("spec", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Where to write the .onnx file.")
 @click.option("--opset", type=click.IntRange(min=13), default=None,
-              help="Default-domain opset (default: the newest the installed onnxruntime runs).")
+              help="Default-domain opset, 13 up to the newest the installed onnx knows "
+                   "(default: the newest the installed onnxruntime runs).")
 @click.option("--weights", type=click.Choice(["random", "zeros", "external", "omit"]), default="random",
               show_default=True,
               help="random/zeros: inline values; external: values in OUTPUT.data; omit: shapes only, "

@@ -24,6 +24,9 @@ from archcalc.core.graph import Graph, Node
 from archcalc.core.results import Analysis, LayerResult
 
 WEIGHT_MODES = ("random", "zeros", "external", "omit")
+# The oldest default-domain opset export writes: the ops' attribute-to-input moves (Split,
+# Squeeze, Reduce* axes...) are written in their opset-13 form.
+OLDEST_OPSET = 13
 # Ops whose standard form needs at least this opset (default domain). Swish (opset 24) is
 # not here: onnxruntime 1.32 has no kernel for it, so it is written as x * sigmoid(x).
 MIN_OPSET = {"Gelu": 20, "LayerNormalization": 17, "HardSwish": 14}
@@ -39,19 +42,33 @@ class ExportError(ArchcalcError):
     """A graph that cannot be written as a standard ONNX model."""
 
 
+def newest_onnx_opset() -> int:
+    """The newest default-domain opset the installed onnx knows (it cannot write a newer one)."""
+    return onnx.defs.onnx_opset_version()
+
+
+def _check_opset(opset: int, path: str) -> None:
+    newest = newest_onnx_opset()
+    if not OLDEST_OPSET <= opset <= newest:
+        raise ExportError(f"opset {opset} is not one export can write: the installed onnx {onnx.__version__} "
+                          f"supports opsets {OLDEST_OPSET} to {newest}", where=path,
+                          fix=f"pass --opset between {OLDEST_OPSET} and {newest}, or leave it out for the newest "
+                              "the installed onnxruntime runs")
+
+
 @functools.lru_cache(maxsize=1)
 def newest_runtime_opset() -> int:
     """The newest default-domain opset that both onnx and the installed onnxruntime accept."""
     import onnxruntime
 
-    for opset in range(onnx.defs.onnx_opset_version(), 12, -1):
+    for opset in range(newest_onnx_opset(), OLDEST_OPSET - 1, -1):
         model = _tiny_model(opset)
         try:
             onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
             return opset
         except Exception:  # noqa: BLE001 (any refusal means: try an older opset)
             continue
-    return 13
+    return OLDEST_OPSET
 
 
 def _tiny_model(opset: int) -> onnx.ModelProto:
@@ -95,7 +112,9 @@ def to_onnx(graph: Graph, analysis: Analysis, *, opset: int | None = None, weigh
     if weights not in WEIGHT_MODES:
         raise ExportError(f"unknown weights mode '{weights}'", fix="use one of " + ", ".join(WEIGHT_MODES))
     ops = {node.op for node in graph.nodes}
-    needed = max((MIN_OPSET.get(op, 13) for op in ops), default=13)
+    needed = max((MIN_OPSET.get(op, OLDEST_OPSET) for op in ops), default=OLDEST_OPSET)
+    if opset is not None:
+        _check_opset(opset, graph.path)
     opset = opset or max(newest_runtime_opset(), needed)
     if opset < needed:
         op = max(ops, key=lambda o: MIN_OPSET.get(o, 0))
