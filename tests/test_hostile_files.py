@@ -5,6 +5,9 @@ files that must never be left half-written."""
 from __future__ import annotations
 
 import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -287,3 +290,64 @@ def test_the_newest_opset_onnx_knows_is_written(tmp_path):
     result = invoke("export", LENET, "-o", str(path), "--opset", str(newest))
     assert result.exit_code == 0, result.output
     assert onnx.load(str(path)).opset_import[0].version == newest
+
+
+# -- 2. a Loop that would run for ever -------------------------------------------------------
+
+def copying_loop(path: Path, trips: int) -> str:
+    """y = x passed through a Loop of `trips` iterations whose body only copies (no FLOPs)."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"], name="keep"),
+         helper.make_node("Identity", ["h"], ["h_out"], name="pass")],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("h", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("h_out", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph([helper.make_node("Loop", ["M", "", "x"], ["y"], name="loop", body=body)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+                              initializer=[onnx.numpy_helper.from_array(np.array(trips, np.int64), "M")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def _limit_cpu() -> None:
+    resource.setrlimit(resource.RLIMIT_CPU, (120, 120))  # a regression dies instead of spinning
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "archcalc", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, preexec_fn=_limit_cpu)
+
+
+def test_a_loop_of_1e15_trips_is_refused_before_it_runs(tmp_path):
+    path = copying_loop(tmp_path / "loop.onnx", 10**15)
+    result = run_cli("verify", path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert path in result.stderr and "2e15 FLOPs" in result.stderr and "--max-work 2e15" in result.stderr
+
+
+def test_max_work_lets_a_loop_run_and_refuses_a_spec_over_it(tmp_path):
+    path = copying_loop(tmp_path / "loop.onnx", 10)
+    assert invoke("verify", path).exit_code == 0
+    assert invoke("verify", path, "--max-work", "19").exit_code == 2  # 2 body layers x 10 trips
+    assert invoke("verify", path, "--max-work", "20").exit_code == 0
+    result = invoke("verify", LENET, "--max-work", "1K")
+    assert result.exit_code == 2 and "over the --max-work limit of 1e3" in result.output
+    assert "--max-work 8.6e5" in result.output
+    assert invoke("verify", LENET, "--max-work", "8.6e5").exit_code == 0
+    bad = invoke("verify", LENET, "--max-work", "lots")
+    assert bad.exit_code == 2 and "--max-work" in bad.output
+
+
+def test_every_bundled_spec_is_under_the_default_work_limit():
+    from archcalc.readers.load import load_model
+    from archcalc.runtime import verify as verifier
+
+    for spec in sorted((ROOT / "specs").glob("*.yaml")):
+        analysis = verifier.analyze_for_verify(load_model(str(spec), {}), {})
+        assert verifier.estimate_run_work(analysis) < verifier.DEFAULT_MAX_WORK / 10, spec.name

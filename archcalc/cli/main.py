@@ -41,6 +41,33 @@ def _parse_size(text: str, option: str) -> int:
     return size
 
 
+def _parse_count(text: str, option: str) -> int:
+    """A count given on the command line ('1e12', '5T'), in the units budgets use."""
+    from archcalc.compare.budget import COUNT, parse_quantity
+
+    try:
+        count = parse_quantity(text, COUNT)
+    except ArchcalcError as error:
+        raise error.located(option) from None
+    if count <= 0:
+        raise ArchcalcError(f"{text!r} is not a positive count", where=option, fix="write e.g. 1e12 or 5T")
+    return count
+
+
+def _scientific(count: int) -> str:
+    """1e12 rather than 1e+12: the form --max-work takes."""
+    mantissa, _, exponent = f"{count:.3g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+
+
+def _rounded_up(count: int) -> str:
+    """`count` in two significant digits, rounded up so that it is a limit `count` passes."""
+    digits = len(str(count)) - 2
+    if digits <= 0:
+        return str(count)
+    return f"{-(-count // 10**digits) / 10:g}e{digits + 1}"
+
+
 def _console():
     from rich.console import Console
 
@@ -195,8 +222,11 @@ def export(spec: str, output: str, opset: int | None, weights: str, batch: int |
 @click.option("--profile", is_flag=True, help="Time every node in onnxruntime and show it beside its MACs.")
 @click.option("--max-memory", default=None, metavar="BYTES",
               help="Refuse to run when the estimate exceeds this (e.g. 4GiB; default half of RAM).")
+@click.option("--max-work", default=None, metavar="FLOPS",
+              help="Refuse to run when the estimated FLOPs of the run (a Loop's trip count times its body, each "
+                   "body layer at least 1 per trip) exceed this (e.g. 5e12 or 5T; default 1e12).")
 def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
-           profile: bool, max_memory: str | None) -> None:
+           profile: bool, max_memory: str | None, max_work: str | None) -> None:
     """Run MODEL in onnxruntime and compare every tensor shape and dtype and layer cost with the analysis."""
     from archcalc.report.analysis import dumps_json, human_bytes
     from archcalc.runtime import verify as verifier
@@ -212,6 +242,15 @@ def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input
             f"{human_bytes(analysis.totals.activation_bytes)}, plus onnxruntime itself), over the "
             f"{human_bytes(limit)} limit", where=model,
             fix="use a smaller --batch or input, or raise --max-memory")
+    work_limit = _parse_count(max_work, "--max-work") if max_work else verifier.DEFAULT_MAX_WORK
+    work = verifier.estimate_run_work(analysis)
+    if work > work_limit:
+        raise verifier.VerifyError(
+            f"running it takes about {_scientific(work)} FLOPs (estimated from the analysis: its layers' FLOPs, "
+            f"a Loop's body times its trip count), over the --max-work limit of {_scientific(work_limit)}",
+            where=model,
+            fix=f"if you mean to wait that long, raise the limit with --max-work {_rounded_up(work)}; "
+                "or lower the trip count or the input size")
     console = _console()
     with verifier.terminal_progress() as progress:
         report = verifier.verify(graph, analysis, profile=profile, progress=progress)

@@ -70,6 +70,10 @@ _BASE_BYTES = 128 * 2**20
 _K_WEIGHTS = 1.1
 _K_WEIGHTS_PREPACKED = 2.1
 _K_ACTIVATIONS = 1.6
+# FLOPs above which verify does not run the model unless --max-work says so: vgg16 at
+# 224x224 is 3e10, so every bundled spec fits with room, while a Loop told to run 1e15 times
+# (onnxruntime never ends) does not.
+DEFAULT_MAX_WORK = 10**12
 
 
 class VerifyError(ArchcalcError):
@@ -163,6 +167,37 @@ def estimate_run_bytes(analysis: Analysis, *, profile: bool = False) -> int:
     t = analysis.totals
     k_weights = _K_WEIGHTS_PREPACKED if profile else _K_WEIGHTS
     return int(_BASE_BYTES + k_weights * t.weight_bytes + _K_ACTIVATIONS * (t.activation_bytes + t.input_bytes))
+
+
+def estimate_run_work(analysis: Analysis) -> int:
+    """FLOPs of one run, counting each body layer's run as at least one: a Loop's FLOPs are
+    its body's times a trip count the analysis knows, but a body of copies (Identity) counts
+    nothing however often it runs. Nested loops count their trips, not the outer ones'."""
+    body_layers: dict[str, int] = {}
+    for layer in analysis.layers:
+        if layer.parent:
+            body_layers[layer.parent] = body_layers.get(layer.parent, 0) + 1
+    work = 0
+    for layer in analysis.layers:
+        floor = 0
+        if layer.op == "Loop":
+            floor = (loop_trips(layer) or 0) * max(1, body_layers.get(layer.name, 0))
+        counted = 0 if layer.parent else max(int(layer.flops), 0)
+        work += max(counted, floor)
+    return work
+
+
+_TRIPS_LINE = re.compile(r"trip count = (\d+) \(the trip-count input\)")
+
+
+def loop_trips(layer: LayerResult) -> int | None:
+    """The trip count of a Loop layer when its rule found it in a constant trip-count input
+    (rules/control.py explains it so), else None."""
+    for line in layer.explain() if layer.explain else ():
+        match = _TRIPS_LINE.fullmatch(line)
+        if match:
+            return int(match.group(1))
+    return None
 
 
 def default_memory_limit() -> int:
@@ -699,7 +734,9 @@ def _check_costs(layer: LayerResult, node, analysis: Analysis, observed: dict[st
     """Static MACs against the rule's observed_macs (an independent formula on observed
     shapes); FLOPs (and MACs without a reference) recomputed by the rule on observed shapes."""
     rule = get_rule(layer.op)
-    if rule is None:
+    if rule is None or "scope" in rule.context:
+        # If/Loop/Scan: their counts are their bodies', and the body tensors onnxruntime does
+        # not return; the rule cannot run again without the enclosing graph (its scope).
         return
     states: list[TensorState | None] = []
     for name in node.inputs:
