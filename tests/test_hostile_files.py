@@ -351,3 +351,21 @@ def test_every_bundled_spec_is_under_the_default_work_limit():
     for spec in sorted((ROOT / "specs").glob("*.yaml")):
         analysis = verifier.analyze_for_verify(load_model(str(spec), {}), {})
         assert verifier.estimate_run_work(analysis) < verifier.DEFAULT_MAX_WORK / 10, spec.name
+
+
+def test_the_onnxruntime_profile_goes_to_the_verifier_scratch_folder(monkeypatch, tmp_path):
+    """Not to the working directory, where a killed run would leave it."""
+    from archcalc.runtime import verify as verifier
+
+    monkeypatch.chdir(tmp_path)
+    paths = []
+    real = verifier._node_times
+
+    def recording(path):
+        paths.append(path)
+        return real(path)
+
+    monkeypatch.setattr(verifier, "_node_times", recording)
+    assert invoke("verify", LENET, "--profile").exit_code == 0
+    (path,) = paths
+    assert os.path.basename(os.path.dirname(path)).startswith("archcalc-verify-") and os.listdir(tmp_path) == []

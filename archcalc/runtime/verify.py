@@ -508,15 +508,17 @@ def verify(graph: Graph, analysis: Analysis, *, profile: bool = False,
         model = model_for(graph, analysis, scratch if large else None, progress)
         prepared = time.perf_counter() - started
         report = run_and_compare(graph, analysis, model, profile=profile, progress=progress,
-                                 model_dir=scratch if large else None)
+                                 model_dir=scratch if large else None, scratch_dir=scratch)
     report.seconds = {"prepare": prepared, **report.seconds}
     return report
 
 
 def run_and_compare(graph: Graph, analysis: Analysis, model: onnx.ModelProto, *, profile: bool = False,
-                    progress: Progress | None = None, model_dir: str | None = None) -> VerifyReport:
+                    progress: Progress | None = None, model_dir: str | None = None,
+                    scratch_dir: str | None = None) -> VerifyReport:
     """Run `model` (prepared) once and compare; with `model_dir`, the model is saved there
-    (its weights already external in that directory) and the session reads it by path."""
+    (its weights already external in that directory) and the session reads it by path.
+    onnxruntime's profile goes to `scratch_dir`, not the working directory, when given."""
     import onnxruntime
 
     report = VerifyReport(model=graph.path, layers_total=len(analysis.layers))
@@ -532,6 +534,8 @@ def run_and_compare(graph: Graph, analysis: Analysis, model: onnx.ModelProto, *,
         options.add_session_config_entry("session.disable_prepacking", "1")
     if profile:
         options.enable_profiling = True
+        if scratch_dir is not None:  # a killed run leaves no onnxruntime_profile_*.json behind
+            options.profile_file_prefix = os.path.join(scratch_dir, "onnxruntime_profile")
     weight_shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
     say("building the onnxruntime session", 0, None)
     started = time.perf_counter()
