@@ -369,3 +369,24 @@ def test_the_onnxruntime_profile_goes_to_the_verifier_scratch_folder(monkeypatch
     assert invoke("verify", LENET, "--profile").exit_code == 0
     (path,) = paths
     assert os.path.basename(os.path.dirname(path)).startswith("archcalc-verify-") and os.listdir(tmp_path) == []
+
+
+def test_a_sparse_constant_with_escaping_external_values_is_refused(tmp_path, outside):
+    values = TensorProto(name="S_values", data_type=TensorProto.FLOAT, dims=[2])
+    values.data_location = TensorProto.EXTERNAL
+    entry = values.external_data.add()
+    entry.key, entry.value = "location", "../secret.bin"
+    indices = onnx.numpy_helper.from_array(np.array([0, 2], np.int64), "S_indices")
+    nodes = [helper.make_node("Constant", [], ["S"], name="const",
+                              sparse_value=helper.make_sparse_tensor(values, indices, [4])),
+             helper.make_node("Add", ["x", "S"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (tmp_path / "model").mkdir()
+    path = str(tmp_path / "model" / "sparse.onnx")
+    onnx.save(model, path)
+    result = invoke("verify", path)
+    assert result.exit_code == 2, result.output
+    assert "'S_values'" in result.output and "'../secret.bin'" in result.output

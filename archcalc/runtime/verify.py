@@ -336,11 +336,16 @@ def _inline_nested_external(model: onnx.ModelProto, base_dir: str, model_path: s
 def _nested_tensors(graph: onnx.GraphProto, top: bool) -> Iterator[TensorProto]:
     if not top:
         yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
     for node in graph.node:
         for attribute in node.attribute:
             if attribute.HasField("t"):
                 yield attribute.t
             yield from attribute.tensors
+            sparse_tensors = [attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []
+            for sparse in [*sparse_tensors, *attribute.sparse_tensors]:
+                yield from (sparse.values, sparse.indices)
             if attribute.HasField("g"):
                 yield from _nested_tensors(attribute.g, top=False)
             for subgraph in attribute.graphs:
