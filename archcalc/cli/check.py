@@ -145,12 +145,14 @@ _OUTPUT_FIX = "give -o/--output a file path in an existing, writable directory"
 
 @contextlib.contextmanager
 def _open_for_writing(path: str, mode: str, *, fix: str) -> Iterator[TextIO]:
-    """`open(path, mode)` for the block; failing to open or write it is bad input (exit 2) that
-    names the path and the reason, never a traceback (exit 1 would read as "over budget")."""
+    """`path` opened in `mode` for the block, written through a temporary file so a killed run
+    leaves the old file whole; failing to open or write it is bad input (exit 2) that names
+    the path and the reason, never a traceback (exit 1 would read as "over budget")."""
     from archcalc.core.errors import ArchcalcError
+    from archcalc.core.files import atomic_write
 
     try:
-        with open(path, mode, encoding="utf-8") as handle:
+        with atomic_write(path, mode) as handle:
             yield handle
     except OSError as error:
         raise ArchcalcError(f"cannot write {path}: {error.strerror or error}", fix=fix) from None

@@ -48,6 +48,19 @@ def _parse_size(text: str, option: str) -> int:
     return size
 
 
+def _parse_count(text: str, option: str) -> int:
+    """A count given on the command line ('1e12', '5T'), in the units budgets use."""
+    from archcalc.core.units import COUNT, parse_quantity
+
+    try:
+        count = parse_quantity(text, COUNT)
+    except ArchcalcError as error:
+        raise error.located(option) from None
+    if count <= 0:
+        raise ArchcalcError(f"{text!r} is not a positive count", where=option, fix="write e.g. 1e12 or 5T")
+    return count
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="archcalc")
 def cli() -> None:
@@ -146,7 +159,8 @@ def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...], in
 @click.argument("spec", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Where to write the .onnx file.")
 @click.option("--opset", type=click.IntRange(min=13), default=None,
-              help="Default-domain opset (default: the newest the installed onnxruntime runs).")
+              help="Default-domain opset, 13 up to the newest the installed onnx knows "
+                   "(default: the newest the installed onnxruntime runs).")
 @click.option("--weights", type=click.Choice(["random", "zeros", "external", "omit"]), default="random",
               show_default=True,
               help="random/zeros: inline values; external: values in OUTPUT.data; omit: shapes only, "
@@ -179,10 +193,13 @@ def export(spec: str, output: str, opset: int | None, weights: str, batch: int |
 @click.option("--profile", is_flag=True, help="Time every node in onnxruntime and show it beside its MACs.")
 @click.option("--max-memory", default=None, metavar="BYTES",
               help="Refuse to run when the estimate exceeds this (e.g. 4GiB; default half of RAM).")
+@click.option("--max-work", default=None, metavar="FLOPS",
+              help="Refuse to run when the estimated FLOPs of the run (a Loop's trip count times its body, each "
+                   "body layer at least 1 per trip) exceed this (e.g. 5e12 or 5T; default 1e12).")
 def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
-           profile: bool, max_memory: str | None) -> None:
+           profile: bool, max_memory: str | None, max_work: str | None) -> None:
     """Run MODEL in onnxruntime and compare every tensor shape and dtype and layer cost with the analysis."""
-    from archcalc.core.units import human_bytes
+    from archcalc.core.units import human_bytes, scientific, scientific_at_least
     from archcalc.report.analysis import dumps_json
     from archcalc.runtime import verify as verifier
 
@@ -197,6 +214,15 @@ def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input
             f"{human_bytes(analysis.totals.activation_bytes)}, plus onnxruntime itself), over the "
             f"{human_bytes(limit)} limit", where=model,
             fix="use a smaller --batch or input, or raise --max-memory")
+    work_limit = _parse_count(max_work, "--max-work") if max_work else verifier.DEFAULT_MAX_WORK
+    work = verifier.estimate_run_work(analysis)
+    if work > work_limit:
+        raise verifier.VerifyError(
+            f"running it takes about {scientific(work)} FLOPs (estimated from the analysis: its layers' FLOPs, "
+            f"a Loop's body times its trip count), over the --max-work limit of {scientific(work_limit)}",
+            where=model,
+            fix=f"if you mean to wait that long, raise the limit with --max-work {scientific_at_least(work)}; "
+                "or lower the trip count or the input size")
     from archcalc.report.console import make_console
 
     console = make_console()

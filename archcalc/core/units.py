@@ -60,6 +60,20 @@ def compact_number(value: int | Fraction) -> str:
     return f"{float(value):.2f}"
 
 
+def scientific(count: int) -> str:
+    """1000000000000 -> '1e12' (not '1e+12'): three significant digits, as options take counts."""
+    mantissa, _, exponent = f"{count:.3g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+
+
+def scientific_at_least(count: int) -> str:
+    """`count` in two significant digits, rounded up: a limit that `count` is within."""
+    digits = len(str(count)) - 2
+    if digits <= 0:
+        return str(count)
+    return f"{-(-count // 10**digits) / 10:g}e{digits + 1}"
+
+
 def human(value: int, kind: str) -> str:
     return human_bytes(value) if kind == BYTES else human_count(value)
 

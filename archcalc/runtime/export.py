@@ -19,10 +19,14 @@ from onnx import TensorProto, helper
 
 from archcalc.core.dims import bind_shape, is_static, shape_symbols
 from archcalc.core.errors import ArchcalcError
+from archcalc.core.files import atomic_write, atomic_writes
 from archcalc.core.graph import Graph, Node
 from archcalc.core.results import Analysis, LayerResult
 
 WEIGHT_MODES = ("random", "zeros", "external", "omit")
+# The oldest default-domain opset export writes: the ops' attribute-to-input moves (Split,
+# Squeeze, Reduce* axes...) are written in their opset-13 form.
+OLDEST_OPSET = 13
 # Ops whose standard form needs at least this opset (default domain). Swish (opset 24) is
 # not here: onnxruntime 1.32 has no kernel for it, so it is written as x * sigmoid(x).
 MIN_OPSET = {"Gelu": 20, "LayerNormalization": 17, "HardSwish": 14}
@@ -38,19 +42,33 @@ class ExportError(ArchcalcError):
     """A graph that cannot be written as a standard ONNX model."""
 
 
+def newest_onnx_opset() -> int:
+    """The newest default-domain opset the installed onnx knows (it cannot write a newer one)."""
+    return onnx.defs.onnx_opset_version()
+
+
+def _check_opset(opset: int, path: str) -> None:
+    newest = newest_onnx_opset()
+    if not OLDEST_OPSET <= opset <= newest:
+        raise ExportError(f"opset {opset} is not one export can write: the installed onnx {onnx.__version__} "
+                          f"supports opsets {OLDEST_OPSET} to {newest}", where=path,
+                          fix=f"pass --opset between {OLDEST_OPSET} and {newest}, or leave it out for the newest "
+                              "the installed onnxruntime runs")
+
+
 @functools.lru_cache(maxsize=1)
 def newest_runtime_opset() -> int:
     """The newest default-domain opset that both onnx and the installed onnxruntime accept."""
     import onnxruntime
 
-    for opset in range(onnx.defs.onnx_opset_version(), 12, -1):
+    for opset in range(newest_onnx_opset(), OLDEST_OPSET - 1, -1):
         model = _tiny_model(opset)
         try:
             onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
             return opset
         except Exception:  # noqa: BLE001 (any refusal means: try an older opset)
             continue
-    return 13
+    return OLDEST_OPSET
 
 
 def _tiny_model(opset: int) -> onnx.ModelProto:
@@ -94,7 +112,9 @@ def to_onnx(graph: Graph, analysis: Analysis, *, opset: int | None = None, weigh
     if weights not in WEIGHT_MODES:
         raise ExportError(f"unknown weights mode '{weights}'", fix="use one of " + ", ".join(WEIGHT_MODES))
     ops = {node.op for node in graph.nodes}
-    needed = max((MIN_OPSET.get(op, 13) for op in ops), default=13)
+    needed = max((MIN_OPSET.get(op, OLDEST_OPSET) for op in ops), default=OLDEST_OPSET)
+    if opset is not None:
+        _check_opset(opset, graph.path)
     opset = opset or max(newest_runtime_opset(), needed)
     if opset < needed:
         op = max(ops, key=lambda o: MIN_OPSET.get(o, 0))
@@ -233,21 +253,23 @@ def write_model(model: onnx.ModelProto, path: str, weights: str) -> None:
 
 
 def _write_model(model: onnx.ModelProto, path: str, weights: str) -> None:
-    if weights == "external":
-        onnx.save_model(model, path)  # references only; now write the data they point to
-        data_path = os.path.join(os.path.dirname(path) or ".", os.path.basename(path) + ".data")
-        rng = np.random.default_rng(0)
-        with open(data_path, "wb") as handle:
-            for tensor in model.graph.initializer:
-                if tensor.data_location == TensorProto.EXTERNAL:
-                    shape = tuple(tensor.dims)
-                    offset = handle.tell()
-                    kind = "buffer" if "running_" in tensor.name else "weight"
-                    handle.write(weight_values(tensor.name, shape, kind, "random", rng).tobytes())
-                    _set_external(tensor, os.path.basename(data_path), offset, handle.tell() - offset)
-        onnx.save_model(model, path)
+    """Both files through temporary ones, renamed into place only once complete: the data
+    file first, so a model is never left pointing at a half-written or missing one."""
+    if weights != "external":
+        with atomic_write(path, "wb") as handle:
+            handle.write(model.SerializeToString())
         return
-    onnx.save_model(model, path)
+    data_path = os.path.join(os.path.dirname(path) or ".", os.path.basename(path) + ".data")
+    rng = np.random.default_rng(0)
+    with atomic_writes((path, "wb"), (data_path, "wb")) as (model_file, data_file):
+        for tensor in model.graph.initializer:
+            if tensor.data_location == TensorProto.EXTERNAL:
+                shape = tuple(tensor.dims)
+                offset = data_file.tell()
+                kind = "buffer" if "running_" in tensor.name else "weight"
+                data_file.write(weight_values(tensor.name, shape, kind, "random", rng).tobytes())
+                _set_external(tensor, os.path.basename(data_path), offset, data_file.tell() - offset)
+        model_file.write(model.SerializeToString())
 
 
 def _set_external(tensor: TensorProto, location: str, offset: int, length: int) -> None:

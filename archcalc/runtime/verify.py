@@ -70,10 +70,18 @@ _BASE_BYTES = 128 * 2**20
 _K_WEIGHTS = 1.1
 _K_WEIGHTS_PREPACKED = 2.1
 _K_ACTIVATIONS = 1.6
+# FLOPs above which verify does not run the model unless --max-work says so: vgg16 at
+# 224x224 is 3e10, so every bundled spec fits with room, while a Loop told to run 1e15 times
+# (onnxruntime never ends) does not.
+DEFAULT_MAX_WORK = 10**12
 
 
 class VerifyError(ArchcalcError):
     """onnxruntime refused or failed to run the model."""
+
+
+class ExternalDataError(ArchcalcError):
+    """A tensor whose external data is outside the model's folder or not where it says."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,37 @@ def estimate_run_bytes(analysis: Analysis, *, profile: bool = False) -> int:
     return int(_BASE_BYTES + k_weights * t.weight_bytes + _K_ACTIVATIONS * (t.activation_bytes + t.input_bytes))
 
 
+def estimate_run_work(analysis: Analysis) -> int:
+    """FLOPs of one run, counting each body layer's run as at least one: a Loop's FLOPs are
+    its body's times a trip count the analysis knows, but a body of copies (Identity) counts
+    nothing however often it runs. Nested loops count their trips, not the outer ones'."""
+    body_layers: dict[str, int] = {}
+    for layer in analysis.layers:
+        if layer.parent:
+            body_layers[layer.parent] = body_layers.get(layer.parent, 0) + 1
+    work = 0
+    for layer in analysis.layers:
+        floor = 0
+        if layer.op == "Loop":
+            floor = (loop_trips(layer) or 0) * max(1, body_layers.get(layer.name, 0))
+        counted = 0 if layer.parent else max(int(layer.flops), 0)
+        work += max(counted, floor)
+    return work
+
+
+_TRIPS_LINE = re.compile(r"trip count = (\d+) \(the trip-count input\)")
+
+
+def loop_trips(layer: LayerResult) -> int | None:
+    """The trip count of a Loop layer when its rule found it in a constant trip-count input
+    (rules/control.py explains it so), else None."""
+    for line in layer.explain() if layer.explain else ():
+        match = _TRIPS_LINE.fullmatch(line)
+        if match:
+            return int(match.group(1))
+    return None
+
+
 def default_memory_limit() -> int:
     """Half of physical memory: room for onnxruntime's own buffers beside ours."""
     try:
@@ -213,16 +252,17 @@ def model_for(graph: Graph, analysis: Analysis, data_dir: str | None = None,
         # in the analysis is a mismatch to show rather than a model it refuses.
         for output in source.graph.output:
             output.ClearField("type")
-    return prepare_model(source, analysis, base_dir, data_dir=data_dir, progress=progress)
+    return prepare_model(source, analysis, base_dir, data_dir=data_dir, progress=progress, model_path=graph.path)
 
 
 def prepare_model(model: onnx.ModelProto, analysis: Analysis, base_dir: str, *, data_dir: str | None = None,
-                  progress: Progress | None = None) -> onnx.ModelProto:
+                  progress: Progress | None = None, model_path: str | None = None) -> onnx.ModelProto:
     """`model` (changed in place) with every layer output, and every other tensor the
     analysis inferred, as a graph output, and with its weights present: external data is
     read when its file exists, generated when it does not. With `data_dir`, weights end
     up in `data_dir`/weights.bin as external data instead of inline."""
     say = progress or (lambda *_: None)
+    model_path = model_path or base_dir
     rng = np.random.default_rng(0)
     positive = set(analysis.buffer_tensors)  # running statistics: a variance must be positive
     initializers = model.graph.initializer
@@ -234,7 +274,8 @@ def prepare_model(model: onnx.ModelProto, analysis: Analysis, base_dir: str, *, 
             external = tensor.data_location == TensorProto.EXTERNAL
             if not external and sink is None:
                 continue
-            values = _stored_values(tensor, base_dir) if external else onnx.numpy_helper.to_array(tensor)
+            values = (_stored_values(tensor, base_dir, model_path) if external
+                      else onnx.numpy_helper.to_array(tensor))
             count = int(np.prod(tensor.dims))
             hole = values is None and sink is not None and count > SPARSE_ABOVE
             if values is None and not hole:
@@ -265,6 +306,7 @@ def prepare_model(model: onnx.ModelProto, analysis: Analysis, base_dir: str, *, 
         if sink is not None:
             sink.truncate(end)  # a trailing hole counts only once the file is this long
             sink.close()
+    _inline_nested_external(model, base_dir, model_path, rng)
     _declare_input_shapes(model, analysis)
     existing = {o.name for o in model.graph.output} | {i.name for i in model.graph.input} | \
         {t.name for t in initializers}
@@ -275,6 +317,39 @@ def prepare_model(model: onnx.ModelProto, analysis: Analysis, base_dir: str, *, 
             model.graph.output.append(onnx.ValueInfoProto(name=name))
             existing.add(name)
     return model
+
+
+def _inline_nested_external(model: onnx.ModelProto, base_dir: str, model_path: str,
+                            rng: np.random.Generator) -> None:
+    """External tensors outside the main graph's initializers (subgraph initializers,
+    Constant values, tensor attributes) inline, read under the same rules or generated:
+    onnxruntime would otherwise resolve their locations itself, against another folder."""
+    for tensor in _nested_tensors(model.graph, top=True):
+        if tensor.data_location != TensorProto.EXTERNAL:
+            continue
+        values = _stored_values(tensor, base_dir, model_path)
+        if values is None:
+            values = _generated(tensor, "weight", rng)
+        tensor.CopyFrom(onnx.numpy_helper.from_array(values, tensor.name))
+
+
+def _nested_tensors(graph: onnx.GraphProto, top: bool) -> Iterator[TensorProto]:
+    if not top:
+        yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            sparse_tensors = [attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []
+            for sparse in [*sparse_tensors, *attribute.sparse_tensors]:
+                yield from (sparse.values, sparse.indices)
+            if attribute.HasField("g"):
+                yield from _nested_tensors(attribute.g, top=False)
+            for subgraph in attribute.graphs:
+                yield from _nested_tensors(subgraph, top=False)
 
 
 def _stays_inline(values: np.ndarray) -> bool:
@@ -296,21 +371,72 @@ def _tensors_to_observe(model: onnx.ModelProto, analysis: Analysis) -> list[str]
     return names
 
 
-def _stored_values(tensor: TensorProto, base_dir: str) -> np.ndarray | None:
-    """An external tensor's values from its file, or None when the file is not there."""
-    info = {e.key: e.value for e in tensor.external_data}
-    path = os.path.join(base_dir, info.get("location", ""))
-    if not os.path.isfile(path):
+def _stored_values(tensor: TensorProto, base_dir: str, model_path: str) -> np.ndarray | None:
+    """An external tensor's values from its file, or None when the file is not there (the
+    weights are then generated). The location comes from the file, so it is untrusted."""
+    source = external_source(tensor, base_dir, model_path)
+    if source is None:
         return None
+    path, offset, size = source
     dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
-    shape = tuple(tensor.dims)
-    count = int(np.prod(shape))
     with open(path, "rb") as handle:
-        handle.seek(int(info.get("offset", 0)))
-        data = handle.read(count * dtype.itemsize)
-    if len(data) < count * dtype.itemsize:
-        return None  # a truncated file: generate rather than fail
-    return np.frombuffer(data, dtype).reshape(shape)
+        handle.seek(offset)
+        data = handle.read(size)
+    return np.frombuffer(data, dtype).reshape(tuple(tensor.dims))
+
+
+def external_source(tensor: TensorProto, base_dir: str, model_path: str) -> tuple[str, int, int] | None:
+    """(file, offset, byte count) of an external tensor's data, or None when its file does
+    not exist. As onnx's checker requires, the location must stay inside the model's folder
+    once symlinks are resolved, name a regular file and an offset and length within it;
+    otherwise ExternalDataError: a crafted model must not make archcalc read any file."""
+    info = {entry.key: entry.value for entry in tensor.external_data}
+    location = info.get("location", "")
+
+    def refuse(problem: str, fix: str) -> ExternalDataError:
+        return ExternalDataError(f"tensor '{tensor.name}': external-data location {location!r} {problem}",
+                                 where=model_path, fix=fix)
+
+    move_fix = ("keep external data in files in the model's folder (or below it), named by a relative path "
+                "without '..'; re-save the model with onnx.save(model, path, save_as_external_data=True)")
+    if not location:
+        raise refuse("is empty", move_fix)
+    if "\x00" in location:
+        raise refuse("holds a NUL byte", move_fix)
+    if os.path.isabs(location):
+        raise refuse("is an absolute path", move_fix)
+    folder = os.path.realpath(base_dir)
+    path = os.path.realpath(os.path.join(folder, location))
+    if os.path.commonpath([folder, path]) != folder or path == folder:
+        raise refuse(f"resolves to {path}, outside the model's folder {folder}", move_fix)
+    dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    needed = int(np.prod(tuple(tensor.dims), dtype=np.int64)) * dtype.itemsize
+    offset = _byte_count(info, "offset", 0, refuse)
+    length = _byte_count(info, "length", needed, refuse)
+    if not os.path.lexists(path):
+        return None  # weights left out of the file (an export with --weights omit): generated
+    if not os.path.isfile(path):
+        raise refuse(f"resolves to {path}, which is not a regular file", move_fix)
+    if length != needed:
+        raise refuse(f"gives length {length}, but {list(tensor.dims)} values of {dtype.name} take {needed} bytes",
+                     "re-save the model so that its external data matches its tensors")
+    size = os.path.getsize(path)
+    if offset + length > size:
+        raise refuse(f"asks for bytes {offset}..{offset + length} of {path}, which holds {size}",
+                     "the data file is truncated or belongs to another model: re-save the model with its data")
+    return path, offset, length
+
+
+def _byte_count(info: Mapping[str, str], key: str, default: int,
+                refuse: Callable[[str, str], ArchcalcError]) -> int:
+    """An external-data offset or length: a non-negative decimal integer, `default` when absent."""
+    text = info.get(key)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit()):
+        raise refuse(f"has {key} {text!r}, not a non-negative integer",
+                     "re-save the model so that its external data has valid offsets and lengths")
+    return int(text)
 
 
 def _generated(tensor: TensorProto, kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -387,15 +513,17 @@ def verify(graph: Graph, analysis: Analysis, *, profile: bool = False,
         model = model_for(graph, analysis, scratch if large else None, progress)
         prepared = time.perf_counter() - started
         report = run_and_compare(graph, analysis, model, profile=profile, progress=progress,
-                                 model_dir=scratch if large else None)
+                                 model_dir=scratch if large else None, scratch_dir=scratch)
     report.seconds = {"prepare": prepared, **report.seconds}
     return report
 
 
 def run_and_compare(graph: Graph, analysis: Analysis, model: onnx.ModelProto, *, profile: bool = False,
-                    progress: Progress | None = None, model_dir: str | None = None) -> VerifyReport:
+                    progress: Progress | None = None, model_dir: str | None = None,
+                    scratch_dir: str | None = None) -> VerifyReport:
     """Run `model` (prepared) once and compare; with `model_dir`, the model is saved there
-    (its weights already external in that directory) and the session reads it by path."""
+    (its weights already external in that directory) and the session reads it by path.
+    onnxruntime's profile goes to `scratch_dir`, not the working directory, when given."""
     import onnxruntime
 
     report = VerifyReport(model=graph.path, layers_total=len(analysis.layers))
@@ -411,6 +539,8 @@ def run_and_compare(graph: Graph, analysis: Analysis, model: onnx.ModelProto, *,
         options.add_session_config_entry("session.disable_prepacking", "1")
     if profile:
         options.enable_profiling = True
+        if scratch_dir is not None:  # a killed run leaves no onnxruntime_profile_*.json behind
+            options.profile_file_prefix = os.path.join(scratch_dir, "onnxruntime_profile")
     weight_shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
     say("building the onnxruntime session", 0, None)
     started = time.perf_counter()
@@ -613,7 +743,9 @@ def _check_costs(layer: LayerResult, node, analysis: Analysis, observed: dict[st
     """Static MACs against the rule's observed_macs (an independent formula on observed
     shapes); FLOPs (and MACs without a reference) recomputed by the rule on observed shapes."""
     rule = rule_for(node.domain, node.op)
-    if rule is None:
+    if rule is None or "scope" in rule.context:
+        # If/Loop/Scan: their counts are their bodies', and the body tensors onnxruntime does
+        # not return; the rule cannot run again without the enclosing graph (its scope).
         return
     states: list[TensorState | None] = []
     for name in node.inputs:
