@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from archcalc.cli.main import cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LENET = str(ROOT / "specs" / "lenet5.yaml")
 GOOD_BUDGET = "total:\n  params: 30M\n"
 

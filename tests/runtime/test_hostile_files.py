@@ -18,7 +18,7 @@ from onnx import TensorProto, helper
 
 from archcalc.cli.main import cli
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 LENET = str(ROOT / "specs" / "lenet5.yaml")
 WEIGHT = np.arange(4, dtype=np.float32)
 
