@@ -179,7 +179,7 @@ def export(spec: str, output: str, opset: int | None, weights: str, batch: int |
     graph = load_from_options(spec, input_shapes)
     analysis = analyze(graph, parse_dims(dims, batch))
     model = to_onnx(graph, analysis, opset=opset, weights=weights, external_path=output + ".data")
-    write_model(model, output, weights)
+    write_model(model, output, weights, analysis.buffer_tensors)
     click.echo(f"wrote {output}: {len(model.graph.node)} nodes, {len(model.graph.initializer)} initializers, "
                f"opset {model.opset_import[0].version}")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from archcalc.core.dims import bind_shape, is_static, shape_symbols
+from archcalc.core.dtypes import ONNX_NUMBERS, canonical
 from archcalc.core.errors import ArchcalcError
 from archcalc.core.files import atomic_write, atomic_writes
 from archcalc.core.graph import Graph, Node
@@ -33,9 +34,6 @@ MIN_OPSET = {"Gelu": 20, "LayerNormalization": 17, "HardSwish": 14}
 # Sliding-window ops whose 'same' padding is written as explicit pads (onnxruntime cannot
 # run auto_pad SAME_* with dilation; explicit pads run everywhere and say the same).
 _WINDOW_OPS = ("Conv", "MaxPool", "AveragePool", "LpPool", "MinPool")
-_DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "bfloat16": TensorProto.BFLOAT16,
-           "float64": TensorProto.DOUBLE, "int64": TensorProto.INT64, "int32": TensorProto.INT32,
-           "int8": TensorProto.INT8, "uint8": TensorProto.UINT8, "bool": TensorProto.BOOL}
 
 
 class ExportError(ArchcalcError):
@@ -131,7 +129,7 @@ def to_onnx(graph: Graph, analysis: Analysis, *, opset: int | None = None, weigh
     for name, info in analysis.known_tensors.items():
         shape = analysis.tensors[name].shape if name in analysis.tensors else info.shape
         if info.kind == "input":
-            inputs.append(helper.make_tensor_value_info(name, _DTYPES.get(info.dtype, TensorProto.FLOAT),
+            inputs.append(helper.make_tensor_value_info(name, _onnx_type(info.dtype),
                                                         _dims(shape)))
         elif name in analysis.tensors:
             tensor = _initializer(name, info, _weight_shape(name, tuple(shape), analysis, graph.path), weights, rng,
@@ -139,7 +137,7 @@ def to_onnx(graph: Graph, analysis: Analysis, *, opset: int | None = None, weigh
             if tensor.data_location == TensorProto.EXTERNAL:
                 offset += 4 * int(np.prod(tensor.dims))
             initializers.append(tensor)
-    outputs = [helper.make_tensor_value_info(name, _DTYPES.get(analysis.tensors[name].dtype, TensorProto.FLOAT),
+    outputs = [helper.make_tensor_value_info(name, _onnx_type(analysis.tensors[name].dtype),
                                              _dims(analysis.tensors[name].shape)) for name in graph.outputs]
     onnx_graph = helper.make_graph(nodes, str(graph.metadata.get("name") or "archcalc"), inputs, outputs,
                                    initializer=initializers)
@@ -159,6 +157,11 @@ def _weight_shape(name: str, shape: tuple, analysis: Analysis, path: str) -> tup
     return bind_shape(shape, analysis.bindings)
 
 
+def _onnx_type(dtype: str | None) -> int:
+    """The TensorProto type of an archcalc dtype; float32 where the analysis has none."""
+    return ONNX_NUMBERS.get(canonical(dtype), TensorProto.FLOAT) if dtype else TensorProto.FLOAT
+
+
 def _initializer(name: str, info: Any, shape: tuple, mode: str, rng: np.random.Generator,
                  external_path: str | None, offset: int = 0) -> TensorProto:
     if info.kind == "constant":
@@ -166,10 +169,9 @@ def _initializer(name: str, info: Any, shape: tuple, mode: str, rng: np.random.G
         return onnx.numpy_helper.from_array(np.array(info.value, dtype).reshape(shape), name)
     if mode in ("external", "omit"):
         tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=shape)
-        tensor.data_location = TensorProto.EXTERNAL
         # Offsets laid out as the external file would hold them, so an omitted-weights file
         # stays self-consistent; in external mode write_model rewrites them as it writes.
-        _set_external(tensor, os.path.basename(external_path or "weights.bin"), offset, 4 * int(np.prod(shape)))
+        set_external(tensor, os.path.basename(external_path or "weights.bin"), offset, 4 * int(np.prod(shape)))
         return tensor
     return onnx.numpy_helper.from_array(weight_values(name, shape, info.kind, mode, rng), name)
 
@@ -242,17 +244,17 @@ def _nodes_for(node: Node, layer: LayerResult, path: str) -> list[onnx.NodeProto
     return [helper.make_node(node.op, inputs, list(node.outputs), name=node.name, **attrs)]
 
 
-def write_model(model: onnx.ModelProto, path: str, weights: str) -> None:
+def write_model(model: onnx.ModelProto, path: str, weights: str, buffers: Collection[str] = ()) -> None:
     """Save `model`; in external mode the weights go to `<path>.data` beside it. A path that
     cannot be written is bad input (exit 2), not a traceback."""
     try:
-        _write_model(model, path, weights)
+        _write_model(model, path, weights, frozenset(buffers))
     except OSError as error:
         raise ExportError(f"cannot write {error.filename or path}: {error.strerror or error}",
                           fix="give -o a file path in an existing, writable directory") from None
 
 
-def _write_model(model: onnx.ModelProto, path: str, weights: str) -> None:
+def _write_model(model: onnx.ModelProto, path: str, weights: str, buffers: frozenset[str]) -> None:
     """Both files through temporary ones, renamed into place only once complete: the data
     file first, so a model is never left pointing at a half-written or missing one."""
     if weights != "external":
@@ -266,13 +268,16 @@ def _write_model(model: onnx.ModelProto, path: str, weights: str) -> None:
             if tensor.data_location == TensorProto.EXTERNAL:
                 shape = tuple(tensor.dims)
                 offset = data_file.tell()
-                kind = "buffer" if "running_" in tensor.name else "weight"
+                kind = "buffer" if tensor.name in buffers else "weight"
                 data_file.write(weight_values(tensor.name, shape, kind, "random", rng).tobytes())
-                _set_external(tensor, os.path.basename(data_path), offset, data_file.tell() - offset)
+                set_external(tensor, os.path.basename(data_path), offset, data_file.tell() - offset)
         model_file.write(model.SerializeToString())
 
 
-def _set_external(tensor: TensorProto, location: str, offset: int, length: int) -> None:
+def set_external(tensor: TensorProto, location: str, offset: int, length: int) -> None:
+    """Point `tensor` at `length` bytes at `offset` of the data file `location` (relative to
+    the model's folder), replacing any reference it had."""
+    tensor.data_location = TensorProto.EXTERNAL
     del tensor.external_data[:]
     for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
         entry = tensor.external_data.add()

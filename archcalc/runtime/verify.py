@@ -38,6 +38,7 @@ from archcalc.core.errors import ArchcalcError, ShapeError, UnboundDim
 from archcalc.core.graph import Graph
 from archcalc.core.results import Analysis, LayerResult
 from archcalc.rules.base import TensorState, rule_for
+from archcalc.runtime.export import set_external
 
 # Weight bytes above which the prepared model keeps its weights in an external-data file
 # in a temporary directory and onnxruntime loads it by path: protobuf cannot serialise a
@@ -295,11 +296,7 @@ def prepare_model(model: onnx.ModelProto, analysis: Analysis, base_dir: str, *, 
             tensor.Clear()
             tensor.name, tensor.data_type = name, data_type
             tensor.dims.extend(dims)
-            tensor.data_location = TensorProto.EXTERNAL
-            for key, value in (("location", "weights.bin"), ("offset", str(offset)),
-                               ("length", str(end - offset))):
-                entry = tensor.external_data.add()
-                entry.key, entry.value = key, value
+            set_external(tensor, "weights.bin", offset, end - offset)
             del values
         say("preparing weights", len(initializers), len(initializers))
     finally:
