@@ -129,3 +129,24 @@ def test_training_through_an_if_costs_its_branches(tmp_path):
     assert layers["branch/then_branch/mm"].grad_input_macs == 0  # x is the graph input
     assert not layers["branch/else_branch/relu"].on_gradient_path
     assert layers["branch"].on_gradient_path and step.totals.backward_macs == 2 * 4 * 4
+
+
+# ---------------------------------------------------------------------------------------
+# long names
+
+
+def test_ten_megabyte_names_cost_linear_time(tmp_path):
+    """A 10 MB node name (and graph name, and a warning quoting a layer name) is valid ONNX:
+    the table shows its head and tail, JSON keeps it whole."""
+    long_name, other = "a" * HUGE, "b" * HUGE
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name=long_name),
+             helper.make_node("Mystery", ["r"], ["y"], name=other, domain="com.example")]
+    model = make_model(nodes, [tensor_input("x", [2, 3])], ["y"], domains={"com.example": 1}, name="g" * HUGE)
+    path = str(tmp_path / "names.onnx")
+    onnx.save(model, path)
+    table = run_limited("analyze", "--training", path)
+    assert table.returncode == 0, table.stderr[-2000:]
+    assert len(table.stdout) + len(table.stderr) < 100_000
+    assert "chars]" in table.stdout and "Mystery" in table.stdout + table.stderr
+    document = analyze_json(path)
+    assert [layer["name"] for layer in document["layers"]] == [long_name, other]
