@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import onnx
+import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 from onnx_models import ints, make_model, tensor_input, weight
@@ -52,6 +53,104 @@ def analyze_json(path: str) -> dict:
     result = run_limited("analyze", "--format", "json", path)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout)
+
+
+# ---------------------------------------------------------------------------------------
+# invalid ONNX: exit 2, naming the file, the node or field, and a fix
+
+
+def relu_model(**kwargs) -> onnx.ModelProto:
+    return make_model([helper.make_node("Relu", ["x"], ["y"], name="act")], [tensor_input("x", [2, 3])], ["y"],
+                      **kwargs)
+
+
+def bad_type(tensor: TensorProto) -> TensorProto:
+    tensor.data_type = 999
+    return tensor
+
+
+def invalid_models() -> dict[str, tuple[onnx.ModelProto, list[str]]]:
+    x = tensor_input("x", [2, 3])
+    two_writers = [helper.make_node("Relu", ["x"], ["y"], name="first"),
+                   helper.make_node("Neg", ["x"], ["y"], name="second")]
+    chain = [helper.make_node("Relu", ["x"], ["a"], name="r"), helper.make_node("Neg", ["a"], ["y"], name="n")]
+    then_reads_ghost = helper.make_graph([helper.make_node("Relu", ["ghost"], ["t"], name="inner")], "then", [],
+                                         [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    then_reads_later = helper.make_graph([helper.make_node("Relu", ["late"], ["t"], name="inner")], "then", [],
+                                         [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    else_ok = helper.make_graph([helper.make_node("Relu", ["x"], ["e"], name="inner")], "else", [],
+                                [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)])
+    cond = tensor_input("cond", [], TensorProto.BOOL)
+    return {
+        "two-writers": (make_model(two_writers, [x], ["y"]), ["layer 'second'", "'y'", "layer 'first'"]),
+        "writes-an-initializer": (make_model([helper.make_node("Relu", ["x"], ["w"], name="act")], [x], ["w"],
+                                             [weight("w", [2, 3])]), ["layer 'act'", "'w'", "initializer"]),
+        "value-info-type": (make_model(chain, [x], ["y"], value_info=[
+            helper.make_tensor_value_info("a", 999, [2, 3])]), ["value_info 'a'", "999"]),
+        "input-type": (make_model(chain, [tensor_input("x", [2, 3], 999)], ["y"]), ["input 'x'", "999"]),
+        "initializer-type": (make_model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [x], ["y"],
+                                        [bad_type(weight("w", [3, 4]))]), ["initializer 'w'", "999"]),
+        "constant-type": (make_model([helper.make_node("Constant", [], ["c"], name="const",
+                                                       value=bad_type(weight("c", [2, 3]))),
+                                      helper.make_node("Add", ["x", "c"], ["y"], name="add")], [x], ["y"]),
+                          ["attribute 'value' of layer 'const'", "999"]),
+        "undefined-input": (make_model([helper.make_node("Add", ["x", "ghost"], ["y"], name="add")], [x], ["y"]),
+                            ["layer 'add'", "'ghost'"]),
+        "read-before-written": (make_model(chain[::-1], [x], ["y"]), ["layer 'n'", "'a'", "earlier layer"]),
+        "undefined-in-subgraph": (make_model([helper.make_node("If", ["cond"], ["y"], name="branch",
+                                                               then_branch=then_reads_ghost, else_branch=else_ok)],
+                                             [x, cond], ["y"]), ["layer 'inner'", "'ghost'", "layer 'branch'"]),
+        "subgraph-reads-a-later-value": (make_model([
+            helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=then_reads_later, else_branch=else_ok),
+            helper.make_node("Relu", ["x"], ["late"], name="after")], [x, cond], ["y", "late"]),
+            ["layer 'inner'", "'late'", "subgraph 'then'"]),
+        "output-never-written": (make_model(chain, [x], ["y", "nowhere"]), ["graph output 'nowhere'"]),
+        "opset-30": (relu_model(opset=30, ir_version=10), ["opset_import", "opset 30", "default domain"]),
+        "ml-opset-99": (relu_model(domains={"ai.onnx.ml": 99}), ["opset_import", "'ai.onnx.ml'", "opset 99"]),
+        "ir-version-99": (relu_model(ir_version=99), ["ir_version", "99"]),
+    }
+
+
+INVALID = invalid_models()
+
+
+@pytest.mark.parametrize("case", sorted(INVALID))
+def test_invalid_onnx_exits_2_naming_file_field_and_fix(tmp_path, case):
+    model, fragments = INVALID[case]
+    path = str(tmp_path / f"{case}.onnx")
+    onnx.save(model, path)
+    result = CliRunner().invoke(cli, ["analyze", path])
+    assert result.exit_code == 2, result.output
+    message = result.output
+    assert path in message and "fix:" in message and "Traceback" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_outer_scope_reads_in_a_subgraph_are_valid(tmp_path):
+    """A body reads what the enclosing graph wrote before the If, and an outer initializer."""
+    then_branch = helper.make_graph([helper.make_node("Add", ["a", "w"], ["t"], name="inner")], "then", [],
+                                    [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    else_branch = helper.make_graph([helper.make_node("Neg", ["a"], ["e"], name="inner")], "else", [],
+                                    [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)])
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="first"),
+             helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=then_branch, else_branch=else_branch)]
+    model = make_model(nodes, [tensor_input("x", [2, 3]), tensor_input("cond", [], TensorProto.BOOL)],
+                       [tensor_input("y", [2, 3])], [weight("w", [2, 3])])
+    onnx.checker.check_model(model)  # valid ONNX, to onnx's own checker too
+    path = str(tmp_path / "outer.onnx")
+    onnx.save(model, path)
+    assert analyze(load_onnx(path)).layer("branch").modelled
+
+
+def test_undeclared_custom_domain_goes_on_with_a_warning(tmp_path):
+    model = make_model([helper.make_node("Fancy", ["x"], ["y"], name="fancy", domain="com.example")],
+                       [tensor_input("x", [2, 3])], ["y"])
+    path = str(tmp_path / "undeclared.onnx")
+    onnx.save(model, path)
+    graph = load_onnx(path)
+    assert any("'fancy'" in w and "com.example" in w and "opset_import" in w for w in graph.metadata["warnings"])
+    assert CliRunner().invoke(cli, ["analyze", path]).exit_code == 0
 
 
 # ---------------------------------------------------------------------------------------
