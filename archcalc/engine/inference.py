@@ -7,7 +7,7 @@ and are bound (``batch=1`` unless told otherwise) only for the counts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from fractions import Fraction
 from math import gcd
@@ -569,7 +569,9 @@ def _public(field: _Field) -> ReceptiveField:
 def _through_window(axis: _Axis, window: Window) -> _Axis | None:
     """The field after one more window. Output o of a convolution reads inputs
     o*s - p + d*t, of a transposed convolution the inputs i with i*s = o + p - d*t
-    (t = 0..k-1; s stride, p pad_begin, d dilation, k kernel)."""
+    (t = 0..k-1; s stride, p pad_begin, d dilation, k kernel). Either way one output reads
+    an arithmetic progression of inputs, so each output phase costs O(period), whatever
+    the kernel, stride, dilation or padding (see `_progression_bounds`)."""
     k, s, p, d = window.kernel, window.stride, window.pad_begin, window.dilation
     if not window.transposed:
         if axis.period == 1:  # the common case: plain integer arithmetic
@@ -577,23 +579,50 @@ def _through_window(axis: _Axis, window: Window) -> _Axis | None:
             return _Axis.make(1, q * s, (axis.lo[0] - p * q,), (axis.hi[0] + (d * (k - 1) - p) * q,))
         period = axis.period // gcd(axis.period, s)
         advance = period * s // axis.period * axis.advance
-
-        def reads(o: int) -> Iterable[int]:
-            return range(o * s - p, o * s - p + d * (k - 1) + 1, d)
+        if period > MAX_PERIOD:
+            return None
+        bounds = [_progression_bounds(axis, o * s - p, d, k) for o in range(period)]
     else:
         period, advance = axis.period * s, axis.advance
+        if period > MAX_PERIOD:
+            return None
+        # t must solve d*t = o + p (mod s): none unless g = gcd(d, s) divides o + p, then
+        # t = t0, t0 + s/g, ... (t0 < s/g), reading inputs (o + p - d*t0)/s, each d/g before the last.
+        g = gcd(d, s)
+        cycle, step = s // g, d // g
+        inverse = pow(step, -1, cycle)
+        bounds = []
+        for o in range(period):
+            if (o + p) % g:
+                bounds.append(None)
+                continue
+            t0 = (o + p) // g * inverse % cycle
+            if t0 >= k:
+                bounds.append(None)
+                continue
+            count = (k - 1 - t0) // cycle + 1
+            last = (o + p - d * t0) // s
+            bounds.append(_progression_bounds(axis, last - step * (count - 1), step, count))
+    lows = tuple([b[0] if b is not None else None for b in bounds])
+    highs = tuple([b[1] if b is not None else None for b in bounds])
+    return _Axis.make(period, advance, lows, highs)
 
-        def reads(o: int) -> Iterable[int]:
-            return ((o + p - d * t) // s for t in range(k) if (o + p - d * t) % s == 0)
-    if period > MAX_PERIOD:
+
+def _progression_bounds(axis: _Axis, first: int, step: int, count: int) -> tuple[int, int] | None:
+    """(min lo, max hi) of `axis` over positions first + step*t, t = 0..count-1 (step > 0);
+    None when none of them depends on an input. The positions fall in at most `cycle` phases
+    of the axis, repeating every `cycle` terms, and lo, hi grow by `advance` from one period
+    to the next (advance >= 0): so the least lo is among the first `cycle` terms and the
+    largest hi among the last `cycle`. O(min(count, period)), not O(count)."""
+    cycle = axis.period // gcd(step, axis.period)
+    terms = min(count, cycle)
+    bounds = axis.bounds
+    lows = [b[0] for b in map(bounds, range(first, first + step * terms, step)) if b is not None]
+    if not lows:
         return None
-    lows: list[int | None] = []
-    highs: list[int | None] = []
-    for o in range(period):
-        spans = [b for b in map(axis.bounds, reads(o)) if b is not None]
-        lows.append(min(b[0] for b in spans) if spans else None)
-        highs.append(max(b[1] for b in spans) if spans else None)
-    return _Axis.make(period, advance, tuple(lows), tuple(highs))
+    last = first + step * (count - 1)
+    highs = [b[1] for b in map(bounds, range(last - step * (terms - 1), last + 1, step)) if b is not None]
+    return min(lows), max(highs)
 
 
 def _ratio(numerator: int, denominator: int) -> int | Fraction:

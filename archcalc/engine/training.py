@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from archcalc.core.dims import bind, prod
+from archcalc.core.dtypes import is_integral
 from archcalc.core.errors import ArchcalcError
 from archcalc.core.graph import Graph
-from archcalc.core.results import Analysis
+from archcalc.core.results import Analysis, LayerResult
 from archcalc.engine.inference import analyze
 from archcalc.rules.base import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, SAVES_VIEW, rule_for
 
@@ -128,11 +129,28 @@ def training_cost(graph: Graph, analysis: Analysis, optimizer: str = "adam",
     needs_grad: set[str] = set()  # tensors that depend on a trainable weight
     saved: set[str] = set()
     views: dict[str, str] = {}  # a view's output -> the tensor whose memory it shares
+    # If/Loop/Scan layers: each is followed by its body's layers (named `parent`), whose counts
+    # its own already include. Backward through a body is backward through its layers, so such
+    # a layer's training figures are the sums of its body layers' (see _BodyWalk).
+    holders = {layer.parent for layer in analysis.layers if layer.parent}
+    walk = _BodyWalk(analysis) if holders else None
     layers = []
+    node = None
     for result in analysis.layers:
-        node = nodes[result.name]
-        data_inputs = [name for name in node.inputs if name and _is_activation(name, analysis)]
-        inputs_need_grad = [name in needs_grad for name in node.inputs if name]
+        if walk is not None:
+            walk.close_until(result.parent, layers, needs_grad)
+        if result.parent:  # a body's layer: no node of this graph; the layer holding the body decides freezing
+            inputs = tuple([tensor.name for tensor in result.inputs])
+            walk.mark_body_inputs(result, needs_grad)
+        else:
+            node = nodes[result.name]
+            inputs = node.inputs
+        data_inputs = [name for name in inputs if name and _is_activation(name, analysis)]
+        inputs_need_grad = [name in needs_grad for name in inputs if name]
+        if result.name in holders:
+            walk.open(result, len(layers), any(inputs_need_grad))
+            layers.append(None)  # filled in from its body's layers when they are all read
+            continue
         trainable = result.trainable_params > 0
         on_path = trainable or any(inputs_need_grad)
         if on_path:
@@ -148,7 +166,7 @@ def training_cost(graph: Graph, analysis: Analysis, optimizer: str = "adam",
         if on_path:
             if result.macs:
                 # The two multiplied operands sit at positions 0 and 1 of every MAC op.
-                operands = [node.inputs[i] for i in (0, 1) if i < len(node.inputs)]
+                operands = [inputs[i] for i in (0, 1) if i < len(inputs)]
                 for operand in operands:
                     if operand in needs_grad:
                         grad_input += result.macs
@@ -158,8 +176,14 @@ def training_cost(graph: Graph, analysis: Analysis, optimizer: str = "adam",
             backward_flops = 2 * (grad_input + grad_weight) + elementwise
             saved_bytes = _saved_bytes(policy, result, data_inputs, saved, views, analysis, activation_size)
             saved_bytes += result.backward_state_bytes
-        layers.append(TrainingLayer(result.name, result.op, result.macs, result.flops, grad_input, grad_weight,
-                                    backward_flops, saved_bytes, on_path))
+        layer = TrainingLayer(result.name, result.op, result.macs, result.flops, grad_input, grad_weight,
+                              backward_flops, saved_bytes, on_path)
+        layers.append(layer)
+        if walk is not None:
+            walk.add(result, layer)
+    if walk is not None:
+        walk.close_until("", layers, needs_grad)
+    top_level = [layer for layer, result in zip(layers, analysis.layers) if not result.parent]
     totals = analysis.totals
     trainable_params = totals.trainable_params
     weights = (totals.params + totals.buffers) * weight_size
@@ -168,13 +192,67 @@ def training_cost(graph: Graph, analysis: Analysis, optimizer: str = "adam",
         layers=tuple(layers),
         totals=TrainingTotals(
             optimizer=optimizer, precision=precision, batch=batch,
-            forward_macs=totals.macs, backward_macs=sum(x.backward_macs for x in layers),
-            forward_flops=totals.flops, backward_flops=sum(x.backward_flops for x in layers),
+            forward_macs=totals.macs, backward_macs=sum(x.backward_macs for x in top_level),
+            forward_flops=totals.flops, backward_flops=sum(x.backward_flops for x in top_level),
             weight_bytes=weights, gradient_bytes=trainable_params * gradient_size,
             optimizer_bytes=trainable_params * OPTIMIZER_STATES[optimizer] * weight_size,
-            saved_activation_bytes=sum(x.saved_bytes for x in layers),
+            saved_activation_bytes=sum(x.saved_bytes for x in top_level),
         ),
     )
+
+
+class _BodyWalk:
+    """Training figures of If/Loop/Scan layers, from those of their bodies' layers.
+
+    What is counted: a body layer is costed like any layer (its MACs and FLOPs already cover
+    every run of the body, as in inference); a body's float formal inputs (the values the op
+    passes in) need a gradient when some input of the op does, or when a Loop or Scan holds
+    trainable weights (its carried values depend on them after the first run); the layer
+    holding the body gets the sums of its body layers' backward MACs, FLOPs and saved
+    activations, and is on the gradient path when it or one of them is. Saved activations
+    of a body are those of one run of it (a lower bound for a Loop or Scan: backward through
+    n runs keeps n sets), and for an If both branches count. Training through control flow
+    is an estimate; the body's layers are listed so that it can be checked."""
+
+    def __init__(self, analysis: Analysis):
+        self.analysis = analysis
+        self.opened: list[tuple[LayerResult, int, bool, list[TrainingLayer]]] = []  # innermost last
+        self.produced: set[str] = set()  # tensors written by body layers read so far
+        self.feeding: dict[str, bool] = {}  # holder name -> some input of it needs a gradient
+
+    def open(self, result: LayerResult, index: int, inputs_need_grad: bool) -> None:
+        self.opened.append((result, index, inputs_need_grad, []))
+        # A Loop's or Scan's carried values depend on its weights from the second run on:
+        # counted for every run (one run too many), as the body's counts are not split by run.
+        carries_grad = result.op in ("Loop", "Scan") and result.trainable_params > 0
+        self.feeding[result.name] = inputs_need_grad or carries_grad or self.feeding.get(result.parent, False)
+
+    def add(self, result: LayerResult, layer: TrainingLayer) -> None:
+        self.produced.update(out.name for out in result.outputs)
+        if self.opened and self.opened[-1][0].name == result.parent:
+            self.opened[-1][3].append(layer)
+
+    def mark_body_inputs(self, result: LayerResult, needs_grad: set[str]) -> None:
+        """Add to `needs_grad` the body's float formal inputs `result` reads (written by no
+        body layer, and no weight or constant) when the holder's need one (see `open`)."""
+        if not self.feeding.get(result.parent):
+            return
+        known, produced = self.analysis.known_tensors, self.produced
+        needs_grad.update(tensor.name for tensor in result.inputs if tensor.name and tensor.name not in produced
+                          and tensor.name not in known and not is_integral(tensor.dtype))
+
+    def close_until(self, parent: str, layers: list, needs_grad: set[str]) -> None:
+        """Finish the holders whose bodies end before a layer whose parent is `parent`."""
+        while self.opened and self.opened[-1][0].name != parent:
+            result, index, inputs_need_grad, body = self.opened.pop()
+            on_path = inputs_need_grad or result.trainable_params > 0 or any(x.on_gradient_path for x in body)
+            if on_path:
+                needs_grad.update(out.name for out in result.outputs)
+            layer = TrainingLayer(result.name, result.op, result.macs, result.flops,
+                                  sum(x.grad_input_macs for x in body), sum(x.grad_weight_macs for x in body),
+                                  sum(x.backward_flops for x in body), sum(x.saved_bytes for x in body), on_path)
+            layers[index] = layer
+            self.add(result, layer)
 
 
 def _is_activation(name: str, analysis: Analysis) -> bool:
@@ -198,6 +276,8 @@ def _saved_bytes(policy: str, result, data_inputs: list[str], saved: set[str], v
             continue
         saved.add(name)
         tensor = analysis.tensors.get(name)
+        if tensor is None and result.parent:  # a body's tensor: the layer holds its shape
+            tensor = next((t for t in (*result.inputs, *result.outputs) if t.name == name), None)
         if tensor is not None and tensor.shape is not None:
             total += bind(prod(tensor.shape), analysis.bindings) * size
     return total

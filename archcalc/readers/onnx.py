@@ -127,13 +127,15 @@ def _convert(model: onnx.ModelProto, path: str) -> Graph:
     graph = model.graph
     opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
     warnings: list[str] = []
+    checks = _check_model(model, opsets, path)
     tensors = _initializers(graph)
     for info in graph.input:
         if info.name not in tensors:  # old models also list their initializers as inputs
             tensors[info.name] = _graph_input(info)
     functions = {(f.domain, f.name): f for f in model.functions}
-    converted = _Nodes(tensors, functions, warnings)
+    converted = _Nodes(tensors, functions, warnings, checks=checks)
     converted.add(graph.node)
+    checks.finish(graph, warnings)
     nodes, subgraphs, unmodelled = converted.nodes, converted.subgraphs, converted.unmodelled
     constant_weights = converted.constant_weights
     if not unmodelled and subgraphs:
@@ -168,6 +170,144 @@ def _convert(model: onnx.ModelProto, path: str) -> Graph:
                  metadata=metadata, hints=hints, hint_dtypes=hint_dtypes)
 
 
+# What of onnx.checker runs here, and why not onnx.checker.check_model itself: on a model
+# loaded without its weights, check_model refuses every export whose weights sit in an
+# external file it cannot open (all the fixtures in tests/fixtures/onnx), and it also
+# refuses what archcalc reads fine (graph outputs without a type, undeclared custom
+# domains). Its checks that decide whether the numbers can be trusted run here instead,
+# O(nodes) and with no copy of the model; the model's own nodes are checked as _Nodes
+# reads them (tensors it slices anyway), subgraphs by _check_graph:
+# - the IR version and the opset of every domain onnx knows are ones the installed onnx
+#   knows (else the op semantics the rules follow may not be the model's);
+# - every data type (initializers, graph inputs, outputs, value_info, tensor attributes, of
+#   subgraphs too) is an ONNX type;
+# - SSA and order: each tensor is written once (by one node, or as an input or initializer),
+#   and each node reads only graph inputs, initializers, earlier nodes' outputs and, in a
+#   subgraph, values of the enclosing graphs written before the node holding it.
+# A node of a custom domain the model does not declare goes on, with a warning. Not run:
+# per-op schema checks (attribute types, input counts): the rules check what they read.
+_DATA_TYPES = frozenset(TensorProto.DataType.values())
+_KNOWN_OPSETS = onnx.defs.C.schema_version_map()  # domain -> (oldest, newest) opset version onnx knows
+_CHECKED_ATTRIBUTES = frozenset({AttributeProto.GRAPH, AttributeProto.GRAPHS, AttributeProto.TENSOR,
+                                 AttributeProto.TENSORS})
+_REORDER_FIX = ("re-export the model; a hand-edited graph must list each node after those it reads "
+                "(onnx.checker.check_model names the same problem)")
+_SSA_FIX = "each tensor must be written once (ONNX graphs are in SSA form): re-export the model, or rename one"
+_TYPE_FIX = "re-export the model; ONNX data types are those of TensorProto.DataType (1 float32, 7 int64, ...)"
+
+
+def _check_model(model: onnx.ModelProto, opsets: Mapping[str, int], path: str) -> _Checks:
+    """Check the model's versions and its graph's declared types; the checks its nodes go through."""
+    if model.ir_version > onnx.IR_VERSION:
+        raise ModelFileError(f"{path}: field ir_version is {model.ir_version}; the installed onnx "
+                             f"{onnx.__version__} reads models up to IR version {onnx.IR_VERSION}",
+                             fix="re-export the model with an older IR version, or upgrade onnx")
+    for domain, version in opsets.items():
+        known = _KNOWN_OPSETS.get(domain)
+        if known is not None and not known[0] <= version <= known[1]:
+            shown = f"domain '{domain}'" if domain else "the default domain (ai.onnx)"
+            raise ModelFileError(f"{path}: opset_import gives {shown} opset {version}; the installed onnx "
+                                 f"{onnx.__version__} knows opsets {known[0]} to {known[1]}",
+                                 fix=f"re-export the model with an opset from {known[0]} to {known[1]} "
+                                     "(e.g. torch.onnx.export(..., opset_version=17)), or upgrade onnx")
+    declared = {*opsets, *(f.domain for f in model.functions), "ai.onnx"}
+    checks = _Checks(path, declared, "", ())
+    checks.declarations(model.graph)
+    return checks
+
+
+class _Checks:
+    """The checks of one graph's nodes, in their order (see above)."""
+
+    def __init__(self, path: str, declared: set[str], holder: str, enclosing: tuple[Mapping[str, str], ...],
+                 graph_name: str = ""):
+        self.path = path
+        self.declared = declared
+        self.undeclared: dict[str, str] = {}  # domain -> the first layer using it
+        self.enclosing = enclosing  # what the enclosing graphs wrote, visible to this one
+        self.inside = f" (in subgraph '{graph_name}' of layer '{holder}')" if holder else ""
+        self.written: dict[str, str] = {"": ""}  # tensor -> what writes it; "" is an omitted optional input
+
+    def declarations(self, graph: onnx.GraphProto) -> None:
+        """Types of the graph's initializers, inputs, outputs and value_info; what they write."""
+        written = self.written
+        for init in graph.initializer:
+            self.data_type(init.data_type, f"initializer '{init.name}'", undefined=False)
+            written[init.name] = "an initializer"
+        for sparse in graph.sparse_initializer:
+            self.data_type(sparse.values.data_type, f"sparse initializer '{sparse.values.name}'", undefined=False)
+            written[sparse.values.name] = "an initializer"
+        for field, infos in (("input", graph.input), ("output", graph.output), ("value_info", graph.value_info)):
+            for info in infos:
+                if info.type.HasField("tensor_type"):
+                    self.data_type(info.type.tensor_type.elem_type, f"{field} '{info.name}'")
+        for info in graph.input:
+            written.setdefault(info.name, "a graph input")  # old models list initializers as inputs too
+
+    def node(self, proto: onnx.NodeProto, name: str, inputs: tuple[str, ...], outputs: tuple[str, ...],
+             own: bool = True) -> None:
+        """`own`: a node of the graph itself, not of a model-local function expanded into it."""
+        written = self.written
+        for tensor in inputs:
+            if tensor not in written and not any(tensor in scope for scope in self.enclosing):
+                raise ModelFileError(
+                    f"{self.path}: layer '{name}' ({proto.op_type}){self.inside} reads '{tensor}', which is neither "
+                    "a graph input, an initializer nor an output of an earlier layer"
+                    + (" or of the enclosing graph" if self.enclosing else ""), fix=_REORDER_FIX)
+        if proto.attribute:
+            for attr in proto.attribute:
+                if attr.type in _CHECKED_ATTRIBUTES:
+                    self.attribute(attr, name)
+        for tensor in outputs:
+            if tensor in written and tensor:
+                raise ModelFileError(f"{self.path}: layer '{name}' ({proto.op_type}){self.inside} writes "
+                                     f"'{tensor}', which {written[tensor]} already writes", fix=_SSA_FIX)
+            written[tensor] = f"layer '{name}'"
+        domain = proto.domain
+        if domain and own and domain not in self.declared and domain not in self.undeclared:
+            self.undeclared[domain] = name
+
+    def attribute(self, attr: AttributeProto, name: str) -> None:
+        kind = attr.type
+        if kind == AttributeProto.TENSOR:
+            self.data_type(attr.t.data_type, f"attribute '{attr.name}' of layer '{name}'", undefined=False)
+        elif kind == AttributeProto.TENSORS:
+            for tensor in attr.tensors:
+                self.data_type(tensor.data_type, f"attribute '{attr.name}' of layer '{name}'", undefined=False)
+        else:
+            for graph in ([attr.g] if kind == AttributeProto.GRAPH else attr.graphs):
+                _check_graph(graph, self, name)
+
+    def data_type(self, data_type: int, what: str, undefined: bool = True) -> None:
+        """`undefined`: whether 0 (UNDEFINED, "not known") is allowed."""
+        if data_type not in _DATA_TYPES or (data_type == TensorProto.UNDEFINED and not undefined):
+            raise ModelFileError(f"{self.path}: {what}{self.inside} has data type {data_type}, which is no "
+                                 "ONNX data type", fix=_TYPE_FIX)
+
+    def finish(self, graph: onnx.GraphProto, warnings: list[str] | None = None) -> None:
+        """Once every node is read: the graph's outputs are written; undeclared domains noted."""
+        written = self.written
+        for output in graph.output:
+            if output.name not in written and not any(output.name in scope for scope in self.enclosing):
+                raise ModelFileError(f"{self.path}: graph output '{output.name}'{self.inside} is written by no "
+                                     "layer, input or initializer", fix="re-export the model, or remove the output")
+        if warnings is not None:
+            for domain, layer in self.undeclared.items():
+                warnings.append(f"layer '{layer}' is of domain '{domain}', which the model's opset_import does "
+                                "not declare (ONNX requires it; analysis goes on)")
+
+
+def _check_graph(graph: onnx.GraphProto, outer: _Checks, holder: str) -> None:
+    """Check a subgraph of layer `holder` (and those inside it): it may read what the
+    enclosing graphs wrote before `holder`."""
+    checks = _Checks(outer.path, outer.declared, holder, (*outer.enclosing, outer.written), graph.name)
+    checks.undeclared = outer.undeclared
+    checks.declarations(graph)
+    for index, node in enumerate(graph.node):
+        checks.node(node, node.name or f"{node.op_type}_{index}", tuple(node.input[:]), tuple(node.output[:]))
+    checks.finish(graph)
+
+
 # Names exporters give every graph they write: the file's name says more.
 EXPORTER_GRAPH_NAMES = frozenset({"main_graph", "torch_jit", "torch-jit-export", "tf2onnx"})
 
@@ -185,8 +325,9 @@ class _Nodes:
     nodes into `tensors`, expands calls of model-local functions and notes subgraphs."""
 
     def __init__(self, tensors: dict[str, TensorInfo], functions: Functions, warnings: list[str],
-                 prefix: str = "", block: str = ""):
+                 prefix: str = "", block: str = "", checks: _Checks | None = None):
         self.tensors = tensors
+        self.checks = checks  # the model's graph is checked as it is read (subgraphs: by _check_graph)
         self.functions = functions
         self.warnings = warnings
         self.prefix = prefix  # before every layer name (a body's: "<parent>/<attribute>/")
@@ -210,9 +351,14 @@ class _Nodes:
             entries = expanded
         names = {name for _, name, named, _ in entries if named}
         used = set()
-        tensors, warnings = self.tensors, self.warnings
+        tensors, warnings, checks = self.tensors, self.warnings, self.checks
         for index, (proto, name, named, layer_block) in enumerate(entries):
             op = proto.op_type
+            # A slice copies a repeated proto field in one call (iterating it costs one per
+            # element): twice as fast for the fields read once per node or tensor.
+            inputs, outputs = tuple(proto.input[:]), tuple(proto.output[:])
+            if checks is not None:
+                checks.node(proto, name, inputs, outputs, layer_block == block)
             folded = _constant_weight(proto, tensors) if op in _CONSTANT_OPS else None
             if folded is not None:
                 tensors[folded.name] = folded
@@ -238,10 +384,7 @@ class _Nodes:
                         self.subgraphs.append(name)
                 attr_key = (tuple(attrs.items()), tuple(kinds))  # the types tell 1 from 1.0 (see Node)
             domain = proto.domain
-            # A slice copies a repeated proto field in one call (iterating it costs one per
-            # element): twice as fast for the fields read once per node or tensor.
-            self.nodes.append(Node(name, op, tuple(proto.input[:]), tuple(proto.output[:]), attrs, domain,
-                                   block=layer_block, attr_key=attr_key))
+            self.nodes.append(Node(name, op, inputs, outputs, attrs, domain, block=layer_block, attr_key=attr_key))
             if not self.unmodelled and rule_for(domain, op) is None:
                 self.unmodelled = True
 

@@ -175,12 +175,28 @@ def fit_columns(headers: Sequence[str], cells: Sequence[Sequence[str]], width: i
     return [(i, None if headers[i] in NUMERIC else widths[i]) for i in kept]
 
 
+# rich folds a long cell in time quadratic in its length (a 10 MB ONNX node name takes
+# minutes): tables show at most this many characters of a text, its head and tail (JSON,
+# CSV and Markdown keep every name whole).
+MAX_SHOWN = 200
+
+
+def shortened(text: str, limit: int = MAX_SHOWN) -> str:
+    """`text`, or its head and tail around a note of how much was left out."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2 - 10
+    return f"{text[:keep]}…[{len(text) - 2 * keep:,} chars]…{text[-keep:]}"
+
+
 def _grid(title: str, headers: Sequence[str], cells: Sequence[Sequence[str]], console,
           styles: Sequence[str | None] = ()):
     """A rich table of `cells` that fits the console: see `fit_columns`."""
     from rich.table import Table
 
-    grid = Table(title=title, title_justify="left", header_style="bold")
+    if any(len(cell) > MAX_SHOWN for row in cells for cell in row):
+        cells = [[shortened(cell) for cell in row] for row in cells]
+    grid = Table(title=shortened(title), title_justify="left", header_style="bold")
     columns = fit_columns(headers, cells, console.width)
     for i, width in columns:
         numeric = headers[i] in NUMERIC
@@ -241,8 +257,8 @@ def _print_totals(analysis: Analysis, console) -> None:
     for label, value in totals_lines(analysis):
         totals.add_row(label, value)
     console.print(totals)
-    for warning in analysis.warnings:
-        console.print(f"warning: {warning}", style="yellow")
+    for warning in analysis.warnings:  # may quote a long name
+        console.print(f"warning: {shortened(warning, 10 * MAX_SHOWN)}", style="yellow")
 
 
 def render_table(analysis: Analysis, table: Sequence[Row], console) -> None:
