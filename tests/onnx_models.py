@@ -114,3 +114,33 @@ def float_initializer_elements(model: onnx.ModelProto, names: Iterable[str]) -> 
     """Elements of the named float initializers (from their dims)."""
     by_name = {t.name: t for t in model.graph.initializer}
     return sum(int(np.prod(by_name[n].dims, dtype=np.int64)) for n in names)
+
+
+# Control flow: a Loop over h -> relu(h @ W + B), shared by the control-flow and hostile-input tests.
+
+def value(name: str, dtype: int = TensorProto.FLOAT, shape=None) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def body(nodes, name, inputs, outputs, initializers=()) -> onnx.GraphProto:
+    return helper.make_graph(nodes, name, inputs, outputs, list(initializers))
+
+
+def loop_body(scan_output: bool = True) -> onnx.GraphProto:
+    """h -> relu(h @ W + B): W from the main graph, the bias B its own; the pre-activation
+    as a scan output."""
+    nodes = [helper.make_node("MatMul", ["h", "W"], ["m"], name="mm"),
+             helper.make_node("Add", ["m", "B"], ["a"], name="bias"),
+             helper.make_node("Relu", ["a"], ["h_out"], name="act"),
+             helper.make_node("Identity", ["cond_in"], ["cond_out"], name="keep")]
+    outputs = [value("cond_out", TensorProto.BOOL, []), value("h_out")] + ([value("a")] if scan_output else [])
+    return body(nodes, "loop_body", [value("i", TensorProto.INT64, []), value("cond_in", TensorProto.BOOL, []),
+                                     value("h")], outputs, [weight("B", [4], 1)])
+
+
+def loop_model(trips: str, cond: str, scan_output: bool = True, extra_inputs=(), initializers=()) -> onnx.ModelProto:
+    outputs = ["h_final", "steps"] if scan_output else ["h_final"]
+    nodes = [helper.make_node("Loop", [trips, cond, "x"], outputs, name="loop", body=loop_body(scan_output)),
+             helper.make_node("MatMul", ["h_final", "W"], ["y"], name="head")]
+    return make_model(nodes, [tensor_input("x", ["batch", 4]), *extra_inputs], ["y", *outputs[1:]],
+                      [weight("W", [4, 4]), *initializers], opset=17)

@@ -11,7 +11,18 @@ import numpy as np
 import onnx
 import pytest
 from onnx import AttributeProto, TensorProto, helper
-from onnx_models import feeds_for, ints, make_model, ort_shapes, shape_mismatches, tensor_input, weight
+from onnx_models import (
+    body,
+    feeds_for,
+    ints,
+    loop_model,
+    make_model,
+    ort_shapes,
+    shape_mismatches,
+    tensor_input,
+    value,
+    weight,
+)
 
 from archcalc.core.dims import Sym
 from archcalc.core.errors import ModelFileError
@@ -20,14 +31,6 @@ from archcalc.readers.onnx import load_onnx
 
 BATCH = 3
 OPSET = [helper.make_opsetid("", 17)]
-
-
-def value(name: str, dtype: int = TensorProto.FLOAT, shape=None) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, dtype, shape)
-
-
-def body(nodes, name, inputs, outputs, initializers=()) -> onnx.GraphProto:
-    return helper.make_graph(nodes, name, inputs, outputs, list(initializers))
 
 
 def check(model: onnx.ModelProto, tmp_path, feeds: dict | None = None, bindings: dict | None = None):
@@ -136,26 +139,6 @@ def test_unmodelled_op_in_a_branch_makes_totals_partial(tmp_path):
 
 # ---------------------------------------------------------------------------------------
 # Loop
-
-
-def loop_body(scan_output: bool = True) -> onnx.GraphProto:
-    """h -> relu(h @ W + B): W from the main graph, the bias B its own; the pre-activation
-    as a scan output."""
-    nodes = [helper.make_node("MatMul", ["h", "W"], ["m"], name="mm"),
-             helper.make_node("Add", ["m", "B"], ["a"], name="bias"),
-             helper.make_node("Relu", ["a"], ["h_out"], name="act"),
-             helper.make_node("Identity", ["cond_in"], ["cond_out"], name="keep")]
-    outputs = [value("cond_out", TensorProto.BOOL, []), value("h_out")] + ([value("a")] if scan_output else [])
-    return body(nodes, "loop_body", [value("i", TensorProto.INT64, []), value("cond_in", TensorProto.BOOL, []),
-                                     value("h")], outputs, [weight("B", [4], 1)])
-
-
-def loop_model(trips: str, cond: str, scan_output: bool = True, extra_inputs=(), initializers=()) -> onnx.ModelProto:
-    outputs = ["h_final", "steps"] if scan_output else ["h_final"]
-    nodes = [helper.make_node("Loop", [trips, cond, "x"], outputs, name="loop", body=loop_body(scan_output)),
-             helper.make_node("MatMul", ["h_final", "W"], ["y"], name="head")]
-    return make_model(nodes, [tensor_input("x", ["batch", 4]), *extra_inputs], ["y", *outputs[1:]],
-                      [weight("W", [4, 4]), *initializers], opset=17)
 
 
 BODY_MACS = BATCH * 4 * 4

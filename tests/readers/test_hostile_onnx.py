@@ -16,8 +16,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
-from onnx_models import ints, make_model, tensor_input, weight
-from test_control_flow import loop_model
+from onnx_models import ints, loop_model, make_model, tensor_input, weight
 
 from archcalc.cli.main import cli
 from archcalc.engine.inference import analyze
