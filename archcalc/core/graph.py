@@ -18,6 +18,8 @@ from archcalc.core.errors import GraphError
 if TYPE_CHECKING:
     import networkx as nx
 
+    from archcalc.rules.base import Scope, TensorState
+
 Shape = tuple[Dim, ...]
 
 
@@ -30,6 +32,28 @@ class Deferred:
 
     compute: Callable[[Sequence[Shape]], Any]
     describe: str = "depends on the input shape"
+
+
+@dataclass(frozen=True, eq=False)
+class Subgraph:
+    """A body held in an attribute (If's branches, Loop's and Scan's body), in no file
+    format: the front end that read it binds `convert`, which builds its Graph once a rule
+    knows what the op passes in. Rules and the engine so never see protobuf objects.
+
+    ``convert(inputs, scope, prefix, block)``: the body's formal inputs take the states in
+    `inputs`; tensors it reads from enclosing graphs take theirs from `scope`; its layers
+    are named ``prefix + name`` and belong to `block`.
+    """
+
+    name: str
+    inputs: tuple[str, ...]  # the body's formal inputs, in order
+    convert: Callable[[Sequence[TensorState], Scope, str, str], Graph]
+
+    def graph(self, inputs: Sequence[TensorState], scope: Scope, *, prefix: str, block: str) -> Graph:
+        return self.convert(inputs, scope, prefix, block)
+
+    def __repr__(self) -> str:
+        return f"<subgraph {self.name!r}>"
 
 
 @dataclass(slots=True)
@@ -85,6 +109,14 @@ class Graph:
     ``hints`` maps tensor names to shapes the front end learnt elsewhere (ONNX shape
     inference, value_info), and ``hint_dtypes`` to their dtypes; the engine uses them
     only for the outputs of layers it cannot model, so analysis goes on downstream.
+
+    What changes how the graph is analysed is typed: ``format``, the front end that read
+    it ("spec" or "onnx"); ``batch_dims``, the input dims that
+    ``--batch`` binds besides ``batch`` (ONNX exports name theirs freely); ``opset``, the
+    default domain's (a few ops changed meaning across opsets); ``outer_refs``, for the
+    body of an If/Loop/Scan, the tensors it reads from enclosing graphs (None for a
+    model's own graph). ``metadata`` only describes the model (name, format, producer,
+    warnings) for reports.
     """
 
     path: str
@@ -95,6 +127,14 @@ class Graph:
     bindings: dict[str, int] = field(default_factory=dict)
     hints: dict[str, tuple] = field(default_factory=dict)
     hint_dtypes: dict[str, str] = field(default_factory=dict)
+    format: str = "spec"
+    batch_dims: tuple[str, ...] = ()
+    opset: int | None = None
+    outer_refs: tuple[str, ...] | None = None
+
+    @property
+    def is_body(self) -> bool:
+        return self.outer_refs is not None
 
     def dag(self) -> nx.DiGraph:
         """The layer DAG; raises GraphError for a duplicate name, a dangling input or a cycle."""

@@ -32,13 +32,13 @@ def analyze(graph: Graph, bindings: Mapping[str, int] | None = None) -> Analysis
     """Infer every tensor's shape and every layer's params, MACs, FLOPs and memory."""
     env = {"batch": 1, **graph.bindings, **(bindings or {})}
     # ONNX models name their batch dim freely (N, batch_size, ...): --batch binds those too.
-    batch_dims = tuple(graph.metadata.get("batch_dims", ()))
+    batch_dims = graph.batch_dims
     for name in batch_dims:
         env.setdefault(name, env["batch"])
     with pause_gc():
         inference = _Inference(graph, env)
         analysis = inference.run()
-    if "outer_refs" in graph.metadata:  # a subgraph's body, analysed with its parent's bindings
+    if graph.is_body:  # analysed with its parent's bindings
         return analysis
     return _checked_bindings(analysis, inference.symbols(), dict(bindings or {}), batch_dims)
 
@@ -81,7 +81,7 @@ class _Inference:
         self.weight_bytes = 0  # of the tensors in `counted`
         self.tensor_bytes: dict[str, int] = {}
         self.warnings: list[str] = []
-        self.scope = Scope(graph, self.states, self.known, env)
+        self.scope = Scope(graph, self.states, self.known, env, analyze)
         self.sublayers: list[LayerResult] = []  # of the layer just recorded, listed after it
         self.counted_symbols: set[str] = set()  # named by counts but maybe by no shape (trip counts)
 

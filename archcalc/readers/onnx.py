@@ -27,9 +27,9 @@ Mapping:
   taken from the call or the function's defaults;
 - any other node -> a Node with the ONNX name (``<op>_<index>`` when it has none, a suffix when
   two share one), op, domain and attributes as Python values (bytes as str, a tensor as
-  a :class:`~archcalc.rules.base.TensorState`, a subgraph as its ``GraphProto``, untouched:
-  the If/Loop/Scan rules convert it with :func:`convert_subgraph` once the tensors it
-  reads from the enclosing graph are known).
+  a :class:`~archcalc.rules.base.TensorState`, a subgraph as a
+  :class:`~archcalc.core.graph.Subgraph` bound to :func:`convert_subgraph`, which the
+  If/Loop/Scan rules call once the tensors it reads from the enclosing graph are known).
 
 When some op has no rule, ONNX's own shape inference runs once over the model (weights
 stripped); the shapes it finds become ``Graph.hints``, which the engine uses for the
@@ -39,6 +39,7 @@ either.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
@@ -52,7 +53,7 @@ from archcalc.core.collector import pause_gc
 from archcalc.core.dims import Dim, Sym
 from archcalc.core.dtypes import ONNX_DTYPES, is_integral
 from archcalc.core.errors import ArchcalcError, ModelFileError, ShapeError, UnknownValue
-from archcalc.core.graph import Deferred, Graph, Node, TensorInfo
+from archcalc.core.graph import Deferred, Graph, Node, Subgraph, TensorInfo
 from archcalc.rules.base import MAX_VALUES, TensorState, rule_for
 
 if TYPE_CHECKING:
@@ -141,9 +142,7 @@ def _convert(model: onnx.ModelProto, path: str) -> Graph:
     if not unmodelled and subgraphs:
         # A body's ops run through the rules too; one without a rule leaves outputs for hints to fill.
         seen: set[tuple[str, str]] = set()
-        unmodelled = any(_unruled(body.node, functions, seen) for node in nodes for value in node.attrs.values()
-                         for body in (value if type(value) is tuple else (value,))
-                         if isinstance(body, onnx.GraphProto))
+        unmodelled = any(_unruled(body.node, functions, seen) for body in converted.bodies)
 
     hints, hint_dtypes = _hints(model, tensors, warnings) if unmodelled else ({}, {})
     producer = f"{model.producer_name} {model.producer_version}".strip()
@@ -153,21 +152,17 @@ def _convert(model: onnx.ModelProto, path: str) -> Graph:
     metadata: dict[str, Any] = {
         "name": _model_name(graph.name, path),
         "graph_name": graph.name,
-        "format": "onnx",
-        "opset": opsets.get(""),
         "opsets": opsets,
         "ir_version": model.ir_version,
         "producer": producer,
-        "batch_dims": batch_dims,
         "subgraphs": subgraphs,
         "functions": [f"{f.domain}.{f.name}" if f.domain else f.name for f in model.functions],
         "constant_weights": constant_weights,
         "warnings": warnings,
     }
-    if functions:
-        metadata["local_functions"] = functions  # bodies of If/Loop/Scan may call them too
     return Graph(path=path, nodes=nodes, tensors=tensors, outputs=[o.name for o in graph.output],
-                 metadata=metadata, hints=hints, hint_dtypes=hint_dtypes)
+                 metadata=metadata, hints=hints, hint_dtypes=hint_dtypes, format="onnx",
+                 batch_dims=tuple(batch_dims), opset=opsets.get(""))
 
 
 # What of onnx.checker runs here, and why not onnx.checker.check_model itself: on a model
@@ -333,7 +328,8 @@ class _Nodes:
         self.prefix = prefix  # before every layer name (a body's: "<parent>/<attribute>/")
         self.block = block  # of every layer not inside a function call
         self.nodes: list[Node] = []
-        self.subgraphs: list[str] = []
+        self.subgraphs: list[str] = []  # layers holding a body
+        self.bodies: list[onnx.GraphProto] = []
         self.constant_weights: list[str] = []
         self.unmodelled = False  # some op has no rule: ONNX shape inference is worth running for hints
 
@@ -379,14 +375,27 @@ class _Nodes:
                 for attr in proto.attribute:
                     kind = attr.type
                     kinds.append(kind)
-                    attrs[attr.name] = _attribute(attr)
-                    if kind in _SUBGRAPH_TYPES and name not in self.subgraphs:
-                        self.subgraphs.append(name)
+                    if kind in _SUBGRAPH_TYPES:
+                        attrs[attr.name] = self._bodies(attr)
+                        if name not in self.subgraphs:
+                            self.subgraphs.append(name)
+                    else:
+                        attrs[attr.name] = _attribute(attr)
                 attr_key = (tuple(attrs.items()), tuple(kinds))  # the types tell 1 from 1.0 (see Node)
             domain = proto.domain
             self.nodes.append(Node(name, op, inputs, outputs, attrs, domain, block=layer_block, attr_key=attr_key))
             if not self.unmodelled and rule_for(domain, op) is None:
                 self.unmodelled = True
+
+
+    def _bodies(self, attr: AttributeProto) -> Subgraph | tuple[Subgraph, ...]:
+        """A GRAPH attribute as a Subgraph (GRAPHS: a tuple of them) that converts itself
+        with this graph's model-local functions, which its nodes may call too."""
+        protos = [attr.g] if attr.type == AttributeProto.GRAPH else list(attr.graphs)
+        self.bodies.extend(protos)
+        subgraphs = tuple(Subgraph(proto.name, tuple(i.name for i in proto.input),
+                                   functools.partial(convert_subgraph, proto, self.functions)) for proto in protos)
+        return subgraphs[0] if attr.type == AttributeProto.GRAPH else subgraphs
 
 
 def _expand_call(call: onnx.NodeProto, name: str, functions: Functions,
@@ -493,7 +502,7 @@ def _subgraphs(attributes: Sequence[AttributeProto]) -> list[onnx.GraphProto]:
     return graphs
 
 
-def convert_subgraph(body: onnx.GraphProto, inputs: Sequence[TensorState], scope: Scope, *,
+def convert_subgraph(body: onnx.GraphProto, functions: Functions, inputs: Sequence[TensorState], scope: Scope,
                      prefix: str, block: str) -> Graph:
     """An If/Loop/Scan body as a Graph the engine can analyse.
 
@@ -512,7 +521,6 @@ def convert_subgraph(body: onnx.GraphProto, inputs: Sequence[TensorState], scope
         if info.name not in tensors:
             tensors[info.name] = TensorInfo(info.name, tuple(state.shape), state.dtype, "input", state.value)
     warnings: list[str] = []
-    functions = scope.graph.metadata.get("local_functions", {})
     converted = _Nodes(tensors, functions, warnings, prefix, block)
     converted.add(body.node)
     defined = set(tensors).union(*(node.outputs for node in converted.nodes))
@@ -527,12 +535,9 @@ def convert_subgraph(body: onnx.GraphProto, inputs: Sequence[TensorState], scope
                                    state.value, info.trainable if info else True)
         outer_refs.append(name)
     hints, hint_dtypes = _hint_shapes([body.value_info, body.output], tensors)
-    metadata: dict[str, Any] = {"name": body.name, "format": "onnx", "opset": scope.graph.metadata.get("opset"),
-                                "warnings": warnings, "outer_refs": tuple(outer_refs)}
-    if functions:
-        metadata["local_functions"] = functions
-    return Graph(path=scope.graph.path, nodes=converted.nodes, tensors=tensors,
-                 outputs=[o.name for o in body.output], metadata=metadata, hints=hints, hint_dtypes=hint_dtypes)
+    return Graph(path=scope.graph.path, nodes=converted.nodes, tensors=tensors, outputs=[o.name for o in body.output],
+                 metadata={"name": body.name, "warnings": warnings}, hints=hints, hint_dtypes=hint_dtypes,
+                 format="onnx", opset=scope.graph.opset, outer_refs=tuple(outer_refs))
 
 
 def _read_names(graph: onnx.GraphProto) -> set[str]:
@@ -699,10 +704,6 @@ def _attribute(attr: AttributeProto) -> Any:
         return tuple(_tensor_state(t) for t in attr.tensors)
     if kind == AttributeProto.SPARSE_TENSOR:
         return TensorState(tuple(attr.sparse_tensor.dims), _dtype(attr.sparse_tensor.values.data_type))
-    if kind == AttributeProto.GRAPH:
-        return attr.g
-    if kind == AttributeProto.GRAPHS:
-        return tuple(attr.graphs)
     if attr.ref_attr_name:
         return f"<refers to function attribute '{attr.ref_attr_name}'>"
     return onnx.helper.get_attribute_value(attr) if kind else None

@@ -30,7 +30,7 @@ from archcalc.core.dims import Dim
 
 if TYPE_CHECKING:
     from archcalc.core.graph import Graph, TensorInfo
-    from archcalc.core.results import LayerResult
+    from archcalc.core.results import Analysis, LayerResult
 
 Shape = tuple[Dim, ...]
 
@@ -105,13 +105,17 @@ class RuleResult:
 @dataclass(frozen=True, slots=True)
 class Scope:
     """What a layer sees besides its inputs: the graph it is in, every tensor computed so
-    far (by name), the tensors known before inference and the bindings used for counting.
-    The mappings are the engine's own, read-only for rules."""
+    far (by name), the tensors known before inference, the bindings used for counting, and
+    the engine itself as `analyze` (graph, bindings) -> Analysis, for the bodies of
+    control-flow ops: the engine hands itself down, so rules never import it (as ONNX's
+    C++ inference hands control-flow ops a graph inferencer). The mappings are the
+    engine's own, read-only for rules."""
 
     graph: Graph
     states: Mapping[str, TensorState | None]
     known: Mapping[str, TensorInfo]
     bindings: Mapping[str, int]
+    analyze: Callable[[Graph, Mapping[str, int]], Analysis]
 
 
 RuleFn = Callable[..., RuleResult]

@@ -1,8 +1,8 @@
 """Control flow: If, Loop and Scan, whose attributes hold subgraphs (bodies).
 
-Each body is converted with :func:`archcalc.readers.onnx.convert_subgraph` and analysed by
-the engine like any graph; it reads the enclosing graph's tensors by name (the layer's
-``scope``). Costs:
+Each body (a :class:`~archcalc.core.graph.Subgraph`) is converted by the front end that
+read it and analysed by the engine (the scope's ``analyze``) like any graph; it reads the
+enclosing graph's tensors by name (the layer's ``scope``). Costs:
 
 - If: one branch runs, so the larger one counts (by MACs, then FLOPs), or the one a
   known constant condition picks. Outputs: a dim that differs between the branches
@@ -33,7 +33,7 @@ from archcalc.rules._common import axis_index
 from archcalc.rules.base import GLOBAL, Output, RuleResult, Scope, TensorState, rule
 
 if TYPE_CHECKING:
-    from archcalc.core.graph import Graph, TensorInfo
+    from archcalc.core.graph import Graph, Subgraph, TensorInfo
     from archcalc.core.results import Analysis, LayerResult, TensorResult
 
 Shape = tuple[Dim, ...]
@@ -62,17 +62,14 @@ class _Body:
         return f"{self.attribute}: {top} layers, MACs {self.macs:,}, FLOPs {self.flops:,}{partial}"
 
 
-def _analysed(body: Any, attribute: str, inputs: Sequence[TensorState], scope: Scope | None,
+def _analysed(body: Subgraph | None, attribute: str, inputs: Sequence[TensorState], scope: Scope | None,
               node_name: str) -> _Body:
-    from archcalc.engine.inference import analyze
-    from archcalc.readers.onnx import convert_subgraph
-
     if body is None:
         raise ShapeError(f"the layer has no '{attribute}' subgraph", fix="the op needs its body as an attribute")
     if scope is None:
         raise UnknownValue(f"its '{attribute}' subgraph needs the enclosing graph's tensors, which were not given")
-    graph = convert_subgraph(body, inputs, scope, prefix=f"{node_name}/{attribute}/", block=node_name)
-    analysis = analyze(graph, scope.bindings)
+    graph = body.graph(inputs, scope, prefix=f"{node_name}/{attribute}/", block=node_name)
+    analysis = scope.analyze(graph, scope.bindings)
     outputs = []
     for name in graph.outputs:
         tensor = analysis.tensors.get(name)
@@ -90,7 +87,7 @@ def _sublayers(body: _Body, node_name: str, times: int) -> tuple[LayerResult, ..
     """The body's layers, for listing under the layer: tensor names the body defines get the
     layer's prefix (two bodies may use the same names), counts are multiplied by `times`."""
     prefix = f"{node_name}/{body.attribute}/"
-    outer = set(body.graph.metadata.get("outer_refs", ()))
+    outer = set(body.graph.outer_refs or ())
     local = {name for name in body.graph.tensors if name not in outer}
     local.update(out for node in body.graph.nodes for out in node.outputs)
 
@@ -121,7 +118,7 @@ def _held(body: _Body, node_name: str, scope: Scope) -> list[TensorInfo]:
     """The weights the body counted: its own initializers (renamed under the layer), the
     enclosing graph's weights it reads (by their names) and those of bodies inside it."""
     prefix = f"{node_name}/{body.attribute}/"
-    outer = set(body.graph.metadata.get("outer_refs", ()))
+    outer = set(body.graph.outer_refs or ())
     held = []
     for name in body.analysis.param_tensors:
         info = body.analysis.known_tensors[name]
@@ -174,7 +171,8 @@ def _bindable(dim: Dim, bindings) -> bool:
 
 
 @rule("If")
-def if_(inputs: Sequence[TensorState], *, then_branch=None, else_branch=None, node_name="",
+def if_(inputs: Sequence[TensorState], *, then_branch: Subgraph | None = None, else_branch: Subgraph | None = None,
+        node_name="",
         scope: Scope | None = None) -> RuleResult:
     """One branch runs: outputs agree between branches (a differing dim becomes a symbol);
     MACs/FLOPs of the larger branch (or of the one a constant condition picks); params of both."""
@@ -249,7 +247,8 @@ def _condition_stays_true(body: _Body, cond_in: str) -> bool:
 
 
 @rule("Loop")
-def loop(inputs: Sequence[TensorState | None], *, body=None, node_name="", scope: Scope | None = None) -> RuleResult:
+def loop(inputs: Sequence[TensorState | None], *, body: Subgraph | None = None, node_name="",
+         scope: Scope | None = None) -> RuleResult:
     """Carried outputs keep their shapes, scan outputs are [trips, ...]; MACs = trips x body
     (the body once, per iteration, when the trip count is unknown)."""
     trip_input = inputs[0] if inputs else None
@@ -257,7 +256,7 @@ def loop(inputs: Sequence[TensorState | None], *, body=None, node_name="", scope
     carried = list(inputs[2:])
     if any(value is None for value in carried):
         raise ShapeError("a loop-carried input is omitted", fix="give every loop-carried value an initial tensor")
-    cond_in = body.input[1].name if body is not None and len(body.input) > 1 else ""
+    cond_in = body.inputs[1] if body is not None and len(body.inputs) > 1 else ""
     analysed = _analysed(body, "body", [TensorState((), "int64"), TensorState((), "bool"),
                                         *(TensorState(c.shape, c.dtype) for c in carried)], scope, node_name)
     n = len(carried)
@@ -306,7 +305,7 @@ def scan(inputs: Sequence[TensorState | None], *, body=None, num_scan_inputs=Non
          node_name="", scope: Scope | None = None) -> RuleResult:
     """The body runs once per slice of the scan inputs along their axis: MACs = length x body;
     state outputs keep their shapes, scan outputs gain the length at their axis."""
-    if directions is not None or (scope is not None and (scope.graph.metadata.get("opset") or 9) < 9):
+    if directions is not None or (scope is not None and (scope.graph.opset or 9) < 9):
         raise UnknownValue("Scan-8 (sequence_lens and a batch axis) is not modelled")
     if not num_scan_inputs or num_scan_inputs > len(inputs):
         raise ShapeError(f"num_scan_inputs is {num_scan_inputs} for {len(inputs)} inputs")

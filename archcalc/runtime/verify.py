@@ -243,7 +243,7 @@ def model_for(graph: Graph, analysis: Analysis, data_dir: str | None = None,
     """The ONNX model to run: the file itself for ONNX input, the export of a spec otherwise
     (its weights left out and generated here, once, at their final place)."""
     base_dir = os.path.dirname(os.path.abspath(graph.path))
-    if graph.metadata.get("format") == "onnx":
+    if graph.format == "onnx":
         source = onnx.load(graph.path, load_external_data=False)
     else:
         from archcalc.runtime.export import to_onnx
@@ -525,7 +525,7 @@ def run_and_compare(graph: Graph, analysis: Analysis, model: onnx.ModelProto, *,
 
     report = VerifyReport(model=graph.path, layers_total=len(analysis.layers))
     say = progress or (lambda *_: None)
-    is_spec = graph.metadata.get("format") != "onnx"
+    is_spec = graph.format != "onnx"
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 4  # fatal only: its errors reach the user as our message

@@ -76,11 +76,11 @@ CNN_PARAMS = ["conv1.w", "conv1.b", "bn1.scale", "bn1.bias", "conv2.w", "fc.w", 
 def test_small_cnn(tmp_path):
     model = cnn_model()
     graph, analysis = check(model, tmp_path)
-    assert graph.metadata["format"] == "onnx"
-    assert graph.metadata["opset"] == 17
+    assert graph.format == "onnx"
+    assert graph.opset == 17
     assert graph.metadata["name"] == "cnn"
     assert graph.metadata["producer"] == "archcalc-tests"
-    assert graph.metadata["batch_dims"] == ["batch"]
+    assert graph.batch_dims == ("batch",)
     assert [layer.name for layer in analysis.layers] == [n.name for n in model.graph.node]
     assert analysis.tensors["y"].shape == (Sym.symbol("batch"), 10)
     assert analysis.totals.params == float_initializer_elements(model, CNN_PARAMS) == 1562

@@ -126,7 +126,7 @@ def parse_spec(text: str, path: str = "<spec>") -> Graph:
     output = _resolve(last, state)
     return Graph(path=path, nodes=nodes, tensors=tensors, outputs=[output],
                  metadata={"name": str(document.get("name") or os.path.splitext(os.path.basename(path))[0]),
-                           "description": document.get("description", ""), "format": "spec"})
+                           "description": document.get("description", "")}, format="spec")
 
 
 def _dtype(document: LineDict, path: str) -> str:
