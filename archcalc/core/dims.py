@@ -16,10 +16,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeGuard, overload
 
 from archcalc.core.errors import ShapeError, UnboundDim
-
-Monomial = tuple  # sorted tuple of atoms (str names, FloorDiv or Minimum)
 
 
 class Sym:
@@ -178,6 +177,7 @@ class Minimum:
 
 
 Dim = int | Sym
+Monomial = tuple[str | FloorDiv | Minimum, ...]  # sorted tuple of atoms (symbol names, FloorDiv or Minimum)
 
 
 _atom_key = str  # atoms sort by their printed form
@@ -219,7 +219,8 @@ def _exact_quotient_by_sym(numerator: Sym, divisor: Sym) -> Dim | None:
     return _normalise(terms)
 
 
-def is_static(dim: Dim) -> bool:
+def is_static(dim: object) -> TypeGuard[int]:
+    """Whether `dim` is a plain int (not symbolic); any value may be asked (an absent one is not)."""
     return isinstance(dim, int)
 
 
@@ -233,6 +234,14 @@ def minimum(first: Dim, second: Dim) -> Dim:
     if first == second:
         return first
     return Sym({(Minimum(first, second),): 1})
+
+
+@overload
+def prod(dims: Iterable[int]) -> int: ...
+
+
+@overload
+def prod(dims: Iterable[Dim]) -> Dim: ...
 
 
 def prod(dims: Iterable[Dim]) -> Dim:
