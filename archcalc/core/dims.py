@@ -14,7 +14,7 @@ two dims that cannot be compared yet (:class:`Minimum`, for ceil_mode pooling).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeGuard, overload
 
@@ -222,6 +222,11 @@ def _exact_quotient_by_sym(numerator: Sym, divisor: Sym) -> Dim | None:
 def is_static(dim: object) -> TypeGuard[int]:
     """Whether `dim` is a plain int (not symbolic); any value may be asked (an absent one is not)."""
     return isinstance(dim, int)
+
+
+def is_static_shape(dims: Sequence[Dim]) -> TypeGuard[Sequence[int]]:
+    """Whether every dim of `dims` is a plain int."""
+    return all(isinstance(d, int) for d in dims)
 
 
 def ceil_div(numerator: Dim, divisor: int) -> Dim:
