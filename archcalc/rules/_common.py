@@ -104,7 +104,7 @@ def value_array(x: TensorState) -> np.ndarray:
     return np.array(x.value, dtype=object).reshape(tuple(x.shape))
 
 
-def moved(shape: Sequence[Dim], dtype: str | None = None, value: tuple | None = None,
+def moved(shape: Sequence[Dim], dtype: str | None = None, value: Value | None = None,
           how: str = "") -> RuleResult:
     """The result of an op that only moves values: no arithmetic. A learned tensor moved
     into place (an embedding table gathered, a class token expanded, a position table

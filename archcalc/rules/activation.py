@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from archcalc.core.dims import prod
+from archcalc.core.dims import Dim, prod
 from archcalc.rules._common import axis_index, required
 from archcalc.rules.base import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, Inputs, Output, RuleResult, rule
 
@@ -28,7 +28,7 @@ FLOPS_PER_ELEMENT = {
 DIFFERENTIATED_FROM_OUTPUT = {"Relu", "Sigmoid", "Tanh", "Elu", "Celu", "Selu"}
 
 
-def _activation(x: Sequence, op: str, flops_per_element: int, weights=()) -> RuleResult:
+def _activation(x: Sequence[Dim], op: str, flops_per_element: int, weights=()) -> RuleResult:
     flops = flops_per_element * prod(x)
     return RuleResult(
         outputs=(Output(tuple(x)),), flops=flops, weights=weights,

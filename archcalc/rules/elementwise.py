@@ -16,12 +16,16 @@ import functools
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from archcalc.core.dims import Dim, Sym, prod
 from archcalc.core.dtypes import is_integral
 from archcalc.core.errors import ShapeError
 from archcalc.rules._common import broadcast, broadcast_values, required
 from archcalc.rules.base import SAVES_NOTHING, Inputs, Output, RuleResult, TensorState, rule
+
+if TYPE_CHECKING:
+    from archcalc.core.graph import Value
 
 
 class _Unknown(Exception):
@@ -100,7 +104,7 @@ VALUE_OPS: dict[str, Callable[[Dim, Dim], object]] = {
 }
 
 
-def binary_value(op: str, a: TensorState, b: TensorState, shape: Sequence[Dim]) -> tuple | None:
+def binary_value(op: str, a: TensorState, b: TensorState, shape: Sequence[Dim]) -> Value | None:
     """The values of `op` applied to two integer inputs with known values, else None."""
     function = VALUE_OPS.get(op)
     if function is None or not (is_integral(a.dtype) and is_integral(b.dtype)):
@@ -194,7 +198,7 @@ def variadic(inputs: Inputs, *, op="") -> RuleResult:
     return replace(result, outputs=(Output(shape, value=value),))
 
 
-def _variadic_value(op: str, inputs: Sequence[TensorState], shape: Sequence[Dim]) -> tuple | None:
+def _variadic_value(op: str, inputs: Sequence[TensorState], shape: Sequence[Dim]) -> Value | None:
     function = VARIADIC_VALUE_OPS.get(op)
     if function is None or not all(is_integral(t.dtype) for t in inputs):
         return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from archcalc.core.dims import is_static, prod
+from archcalc.core.dims import Dim, is_static, prod
 from archcalc.core.errors import ShapeError
 from archcalc.rules._common import axis_index, broadcast, required
 from archcalc.rules.base import Inputs, Output, RuleResult, Shape, TensorState, rule
@@ -21,7 +21,7 @@ BATCH_NORM_FLOPS = 2
 NORMALISE_FLOPS = 7
 
 
-def _check_per_channel(x: Sequence, params: Sequence[TensorState | None], op: str) -> None:
+def _check_per_channel(x: Sequence[Dim], params: Sequence[TensorState | None], op: str) -> None:
     if len(x) < 2:
         raise ShapeError(f"input has shape {list(x)}; {op} needs [N, C, ...]")
     for p in params:

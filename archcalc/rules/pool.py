@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import cast
 
-from archcalc.core.dims import prod
+from archcalc.core.dims import Dim, prod
 from archcalc.core.errors import ShapeError
 from archcalc.rules._common import required
 from archcalc.rules._window import AxisWindow, axis_names, sliding_windows
@@ -34,7 +34,7 @@ def _check_pads(axes: Sequence[AxisWindow]) -> None:
                         f"or use a kernel larger than {pad}")
 
 
-def _pool(x: Sequence, kernel_shape, strides, pads, dilations, auto_pad, ceil_mode,
+def _pool(x: Sequence[Dim], kernel_shape, strides, pads, dilations, auto_pad, ceil_mode,
           with_indices: bool) -> RuleResult:
     if len(x) < 3:
         raise ShapeError(f"input has shape {list(x)}; pooling needs [N, C, spatial...]",

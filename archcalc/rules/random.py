@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from archcalc.core.dims import Dim
 from archcalc.core.dtypes import dtype_name
 from archcalc.core.errors import ShapeError
 from archcalc.rules._common import required
 from archcalc.rules.base import SAVES_NOTHING, Inputs, Output, RuleResult, TensorState, rule
 
 
-def _drawn(shape: Sequence, dtype: str, how: str) -> RuleResult:
+def _drawn(shape: Sequence[Dim], dtype: str, how: str) -> RuleResult:
     shape = tuple(shape)
     return RuleResult(outputs=(Output(shape, dtype),),
                       explain=lambda: [f"output = {list(shape)} {dtype}, {how}", "0 FLOPs (random numbers)"])

@@ -83,7 +83,7 @@ def size_of(inputs: Inputs) -> RuleResult:
     return _read_shape((), (prod(shape),), f"the scalar {prod(shape)}")
 
 
-def _read_shape(shape: tuple[Dim, ...], value: tuple, how: str) -> RuleResult:
+def _read_shape(shape: tuple[Dim, ...], value: Value, how: str) -> RuleResult:
     """Shape's and Size's result: int64 values read from the input's shape alone. A weight
     read only so uses none of its values, so it is no param (tf2onnx keeps an unused
     copy of each attention kernel just to take its shape)."""
