@@ -14,12 +14,11 @@ two dims that cannot be compared yet (:class:`Minimum`, for ceil_mode pooling).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeGuard, overload
 
 from archcalc.core.errors import ShapeError, UnboundDim
-
-Monomial = tuple  # sorted tuple of atoms (str names, FloorDiv or Minimum)
 
 
 class Sym:
@@ -178,6 +177,7 @@ class Minimum:
 
 
 Dim = int | Sym
+Monomial = tuple[str | FloorDiv | Minimum, ...]  # sorted tuple of atoms (symbol names, FloorDiv or Minimum)
 
 
 _atom_key = str  # atoms sort by their printed form
@@ -219,8 +219,14 @@ def _exact_quotient_by_sym(numerator: Sym, divisor: Sym) -> Dim | None:
     return _normalise(terms)
 
 
-def is_static(dim: Dim) -> bool:
+def is_static(dim: object) -> TypeGuard[int]:
+    """Whether `dim` is a plain int (not symbolic); any value may be asked (an absent one is not)."""
     return isinstance(dim, int)
+
+
+def is_static_shape(dims: Sequence[Dim]) -> TypeGuard[Sequence[int]]:
+    """Whether every dim of `dims` is a plain int."""
+    return all(isinstance(d, int) for d in dims)
 
 
 def ceil_div(numerator: Dim, divisor: int) -> Dim:
@@ -233,6 +239,14 @@ def minimum(first: Dim, second: Dim) -> Dim:
     if first == second:
         return first
     return Sym({(Minimum(first, second),): 1})
+
+
+@overload
+def prod(dims: Iterable[int]) -> int: ...
+
+
+@overload
+def prod(dims: Iterable[Dim]) -> Dim: ...
 
 
 def prod(dims: Iterable[Dim]) -> Dim:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from archcalc.rules.base import Scope, TensorState
 
 Shape = tuple[Dim, ...]
+# The contents of a small tensor, row-major: ints (or symbolic dims read from shapes), floats, strings.
+Value = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class TensorInfo:
     shape: Shape | Deferred
     dtype: str = "float32"
     kind: str = "input"
-    value: tuple | Deferred | None = None
+    value: Value | Deferred | None = None
     trainable: bool = True
 
 
@@ -95,7 +97,7 @@ class Node:
     source: str | None = None
     block: str = ""
     has_deferred: bool = False
-    attr_key: tuple | None = None
+    attr_key: tuple[Any, ...] | None = None
 
     def where(self, file: str | None = None) -> str:
         place = self.source or file or "<graph>"
@@ -125,7 +127,7 @@ class Graph:
     outputs: list[str]
     metadata: dict[str, Any] = field(default_factory=dict)
     bindings: dict[str, int] = field(default_factory=dict)
-    hints: dict[str, tuple] = field(default_factory=dict)
+    hints: dict[str, Shape] = field(default_factory=dict)
     hint_dtypes: dict[str, str] = field(default_factory=dict)
     format: str = "spec"
     batch_dims: tuple[str, ...] = ()

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from archcalc.core.dims import Dim, dim_to_json
 
@@ -48,7 +48,7 @@ class TensorResult(NamedTuple):
     shape: tuple[Dim, ...] | None  # None: unknown (produced by an op without a rule)
     dtype: str
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "shape": None if self.shape is None else shape_to_json(self.shape),
                 "dtype": self.dtype}
 
@@ -74,17 +74,17 @@ class LayerResult:
     # A layer inside another layer's subgraph (If/Loop/Scan body): the name of the layer
     # whose counts already include this one's. Listed for detail; totals leave it out.
     parent: str = ""
-    attrs: dict = field(default_factory=dict, compare=False)
+    attrs: dict[str, Any] = field(default_factory=dict, compare=False)
     explain: Callable[[], list[str]] | None = field(default=None, compare=False)
 
-    def to_json(self, encoded: dict[int, object] | None = None) -> dict:
+    def to_json(self, encoded: dict[int, Any] | None = None) -> dict[str, Any]:
         """The layer for JSON. `encoded` memoises the JSON of tensors and receptive fields by
         object (Analysis.to_json passes one): a tensor is listed by its producer and by each
         consumer, and a field is shared by a run of pointwise layers."""
         if encoded is None:
             encoded = {}
-        field_json = self.receptive_field
-        if isinstance(field_json, tuple):
+        field_json: object = self.receptive_field
+        if isinstance(self.receptive_field, tuple):
             field_json = encoded.get(id(self.receptive_field))
             if field_json is None:
                 field_json = encoded[id(self.receptive_field)] = [a.to_json() for a in self.receptive_field]
@@ -106,8 +106,8 @@ class LayerResult:
         }
 
 
-def _tensor_json(tensor: TensorResult, encoded: dict[int, object]) -> dict:
-    result = encoded.get(id(tensor))
+def _tensor_json(tensor: TensorResult, encoded: dict[int, Any]) -> dict[str, Any]:
+    result: dict[str, Any] | None = encoded.get(id(tensor))  # a tensor's id is only ever given its JSON
     if result is None:
         result = encoded[id(tensor)] = tensor.to_json()
     return result
@@ -132,7 +132,7 @@ class Totals:
         """Keras' figure: frozen params plus buffers (BatchNorm running statistics)."""
         return self.frozen_params + self.buffers
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "params": self.params,
             "trainable_params": self.trainable_params,
@@ -158,8 +158,9 @@ class Analysis:
     totals: Totals
     warnings: tuple[str, ...]
     bindings: dict[str, int]
-    # Inputs, weights and constants with every spec-deferred shape and value resolved.
-    known_tensors: dict = field(default_factory=dict, compare=False, repr=False)
+    # Inputs, weights and constants (TensorInfo) with every spec-deferred shape and value resolved:
+    # Any, as TensorInfo's type cannot say that nothing is Deferred any more.
+    known_tensors: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     # The weights and buffers counted as params or buffers, each once, by name (sorted).
     param_tensors: tuple[str, ...] = field(default=(), compare=False, repr=False)
     # Of those, the buffers (state that is not learned: BatchNorm's running statistics).
@@ -168,10 +169,10 @@ class Analysis:
     def layer(self, name: str) -> LayerResult | None:
         return next((layer for layer in self.layers if layer.name == name), None)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """Plain JSON types; a tensor's (or field's) JSON object may appear in several places
         (the same dict): treat the result as read-only."""
-        encoded: dict[int, object] = {}  # see LayerResult.to_json; keyed by id() of objects self keeps alive
+        encoded: dict[int, Any] = {}  # see LayerResult.to_json; keyed by id() of objects self keeps alive
         return {
             "model": self.name,
             "path": self.path,

@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from archcalc.core.dims import Dim, is_static, prod
+from archcalc.core.dims import Dim, is_static, is_static_shape, prod
 from archcalc.core.errors import ShapeError, UnknownValue
 from archcalc.rules.base import MAX_VALUES, Output, RuleResult, TensorState
+
+if TYPE_CHECKING:
+    from archcalc.core.graph import Value
+
+
+def required(state: TensorState | None, read: str = "shape") -> TensorState:
+    """`state`, an input the op cannot do without, read first for its attribute `read`. An
+    absent one (None: the layer lists no tensor there) fails exactly as reading `read` from
+    None always has: with that AttributeError, which the engine reports as a ShapeError ("its
+    inputs or attributes do not fit the op: 'NoneType' object has no attribute 'shape'")."""
+    if state is None:
+        raise AttributeError(f"'NoneType' object has no attribute '{read}'")
+    return state
 
 
 def axis_index(axis: int, rank: int, op: str) -> int:
@@ -24,7 +38,7 @@ def axis_index(axis: int, rank: int, op: str) -> int:
     return axis % rank
 
 
-def known_value(state: TensorState | None, what: str, op: str, *, ints: bool = True) -> tuple:
+def known_value(state: TensorState | None, what: str, op: str, *, ints: bool = True) -> Value:
     """The value of an input an op needs as a constant (axes, starts, a target shape)."""
     if state is None or state.value is None:
         raise UnknownValue(f"{op}'s {what} are not a known constant",
@@ -59,10 +73,10 @@ def broadcast(*shapes: Sequence[Dim]) -> tuple[Dim, ...]:
     return tuple(result)
 
 
-def broadcast_values(out_shape: Sequence[Dim], *tensors: TensorState) -> list[tuple] | None:
+def broadcast_values(out_shape: Sequence[Dim], *tensors: TensorState) -> list[Value] | None:
     """Each tensor's (flat, row-major) values repeated to `out_shape` as numpy broadcasting
     does; None unless every value is known and the output is static and small."""
-    if any(t.value is None for t in tensors) or not all(is_static(d) for d in out_shape):
+    if any(t.value is None for t in tensors) or not is_static_shape(out_shape):
         return None
     if prod(out_shape) > MAX_VALUES:
         return None
@@ -70,14 +84,16 @@ def broadcast_values(out_shape: Sequence[Dim], *tensors: TensorState) -> list[tu
     result = []
     for tensor in tensors:
         shape = (1,) * (rank - len(tensor.shape)) + tuple(tensor.shape)
-        if not all(is_static(d) for d in shape) or len(tensor.value) != prod(shape):
+        value = tensor.value
+        assert value is not None  # every tensor's value is known: checked above
+        if not is_static_shape(shape) or len(value) != prod(shape):
             return None
         strides, step = [], 1
         for dim in reversed(shape):
             strides.append(step if dim != 1 else 0)
             step *= dim
         strides.reverse()
-        result.append(tuple(tensor.value[sum(i * s for i, s in zip(index, strides))]
+        result.append(tuple(value[sum(i * s for i, s in zip(index, strides))]
                             for index in itertools.product(*(range(d) for d in out_shape))))
     return result
 
@@ -88,7 +104,7 @@ def value_array(x: TensorState) -> np.ndarray:
     return np.array(x.value, dtype=object).reshape(tuple(x.shape))
 
 
-def moved(shape: Sequence[Dim], dtype: str | None = None, value: tuple | None = None,
+def moved(shape: Sequence[Dim], dtype: str | None = None, value: Value | None = None,
           how: str = "") -> RuleResult:
     """The result of an op that only moves values: no arithmetic. A learned tensor moved
     into place (an embedding table gathered, a class token expanded, a position table

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from archcalc.core.dims import prod
-from archcalc.rules._common import axis_index
-from archcalc.rules.base import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, Output, RuleResult, TensorState, rule
+from archcalc.core.dims import Dim, prod
+from archcalc.rules._common import axis_index, required
+from archcalc.rules.base import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, Inputs, Output, RuleResult, rule
 
 FLOPS_PER_ELEMENT = {
     "Relu": 1, "LeakyRelu": 2, "PRelu": 2, "Sigmoid": 4, "HardSigmoid": 4, "Tanh": 1,
@@ -28,7 +28,7 @@ FLOPS_PER_ELEMENT = {
 DIFFERENTIATED_FROM_OUTPUT = {"Relu", "Sigmoid", "Tanh", "Elu", "Celu", "Selu"}
 
 
-def _activation(x: Sequence, op: str, flops_per_element: int, weights=()) -> RuleResult:
+def _activation(x: Sequence[Dim], op: str, flops_per_element: int, weights=()) -> RuleResult:
     flops = flops_per_element * prod(x)
     return RuleResult(
         outputs=(Output(tuple(x)),), flops=flops, weights=weights,
@@ -38,9 +38,9 @@ def _activation(x: Sequence, op: str, flops_per_element: int, weights=()) -> Rul
 
 
 def _simple(op: str) -> None:
-    def activation(inputs: Sequence[TensorState | None], *, alpha=None, beta=None, gamma=None,
+    def activation(inputs: Inputs, *, alpha=None, beta=None, gamma=None,
                    lambd=None, bias=None, min=None, max=None) -> RuleResult:
-        return _activation(inputs[0].shape, op, FLOPS_PER_ELEMENT[op])
+        return _activation(required(inputs[0]).shape, op, FLOPS_PER_ELEMENT[op])
 
     activation.__doc__ = f"{op}: shape unchanged, {FLOPS_PER_ELEMENT[op]} FLOPs per element."
     activation.__name__ = op.lower()
@@ -53,29 +53,29 @@ for _op in ("Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "Tanh", "Elu", "Celu"
 
 
 @rule("PRelu")
-def prelu(inputs: Sequence[TensorState]) -> RuleResult:
+def prelu(inputs: Inputs) -> RuleResult:
     """max(0, x) + slope * min(0, x); the slope is learned."""
-    return _activation(inputs[0].shape, "PRelu", FLOPS_PER_ELEMENT["PRelu"], weights=(1,))
+    return _activation(required(inputs[0]).shape, "PRelu", FLOPS_PER_ELEMENT["PRelu"], weights=(1,))
 
 
 @rule("Gelu")
-def gelu(inputs: Sequence[TensorState], *, approximate="none") -> RuleResult:
+def gelu(inputs: Inputs, *, approximate="none") -> RuleResult:
     """x * Phi(x): 5 FLOPs per element with erf, 9 with the tanh approximation."""
-    return _activation(inputs[0].shape, "Gelu", 9 if approximate == "tanh" else 5)
+    return _activation(required(inputs[0]).shape, "Gelu", 9 if approximate == "tanh" else 5)
 
 
 @rule("Softmax", "LogSoftmax", "Hardmax", saves=SAVES_OUTPUT)
-def softmax(inputs: Sequence[TensorState], *, axis=-1) -> RuleResult:
+def softmax(inputs: Inputs, *, axis=-1) -> RuleResult:
     """exp(x - max) / sum over `axis`; 5 FLOPs per element."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     if x:
         axis_index(axis, len(x), "Softmax")
     return _activation(x, "softmax", 5)
 
 
 @rule("Dropout", saves=SAVES_NOTHING)
-def dropout(inputs: Sequence[TensorState | None], *, seed=None, ratio=0.5, is_test=0) -> RuleResult:
+def dropout(inputs: Inputs, *, seed=None, ratio=0.5, is_test=0) -> RuleResult:
     """Identity at inference (the mask output has the input's shape); no FLOPs."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     return RuleResult(outputs=(Output(x), Output(x, "bool")),
                       explain=lambda: [f"output = input shape = {list(x)} (identity at inference)"])

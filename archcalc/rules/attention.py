@@ -23,8 +23,8 @@ from collections.abc import Sequence
 
 from archcalc.core.dims import Dim, is_static, prod
 from archcalc.core.errors import ShapeError
-from archcalc.rules._common import broadcast
-from archcalc.rules.base import GLOBAL, SAVES_NOTHING, Output, RuleResult, TensorState, rule
+from archcalc.rules._common import broadcast, required
+from archcalc.rules.base import GLOBAL, SAVES_NOTHING, Inputs, Output, RuleResult, rule
 
 SCALE_FLOPS = 1
 SOFTMAX_FLOPS = 5  # as the Softmax rule: max, subtract, exp, sum, divide
@@ -56,11 +56,11 @@ def _same(a: Dim, b: Dim, message: str, fix: str) -> None:
 
 
 @rule("Attention")
-def attention(inputs: Sequence[TensorState | None], *, is_causal=0, kv_num_heads=None, q_num_heads=None,
+def attention(inputs: Inputs, *, is_causal=0, kv_num_heads=None, q_num_heads=None,
               qk_matmul_output_mode=0, scale=None, softcap=0.0, softmax_precision=None,
               left_window_size=-1, right_window_size=-1) -> RuleResult:
     """softmax(Q K^T * scale + mask) V; MACs = batch * q_heads * q_seq * total_seq * (head_size + v_head_size)."""
-    q, k, v = inputs[0].shape, inputs[1].shape, inputs[2].shape
+    q, k, v = required(inputs[0]).shape, required(inputs[1]).shape, required(inputs[2]).shape
     mask = inputs[3] if len(inputs) > 3 else None
     past_key = inputs[4] if len(inputs) > 4 else None
     past_value = inputs[5] if len(inputs) > 5 else None
@@ -82,7 +82,7 @@ def attention(inputs: Sequence[TensorState | None], *, is_causal=0, kv_num_heads
         raise ShapeError("Attention has one of past_key and past_value but not the other",
                          fix="give both past_key and past_value, or neither")
     past_seq: Dim = 0
-    if past_key is not None:
+    if past_key is not None and past_value is not None:  # both or neither (checked above)
         pk, pv = past_key.shape, past_value.shape
         if len(pk) != 4 or len(pv) != 4:
             raise ShapeError(f"Attention's past_key {list(pk)} and past_value {list(pv)} must be 4-D "
@@ -133,10 +133,10 @@ def attention(inputs: Sequence[TensorState | None], *, is_causal=0, kv_num_heads
 
 # Linear in x: its gradient is the inverse rotation, which needs only the cos/sin caches.
 @rule("RotaryEmbedding", saves=SAVES_NOTHING)
-def rotary_embedding(inputs: Sequence[TensorState | None], *, interleaved=0, num_heads=0,
+def rotary_embedding(inputs: Inputs, *, interleaved=0, num_heads=0,
                      rotary_embedding_dim=0) -> RuleResult:
     """Rotate the first rotary_embedding_dim elements of each head in pairs; 3 FLOPs per rotated element."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     if len(x) == 4:
         rows, head_size = prod(x[:3]), x[3]
     elif len(x) == 3:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from archcalc.core.dims import Dim
 
 if TYPE_CHECKING:
-    from archcalc.core.graph import Graph, TensorInfo
+    from archcalc.core.graph import Graph, TensorInfo, Value
     from archcalc.core.results import Analysis, LayerResult
 
 Shape = tuple[Dim, ...]
@@ -46,7 +46,12 @@ class TensorState(NamedTuple):
 
     shape: Shape
     dtype: str = "float32"
-    value: tuple | None = None
+    value: Value | None = None
+
+
+# What every rule receives: one state per input the layer lists, None where it lists none
+# (an optional input left out, or "" in any place: a rule reading it raises what None does).
+Inputs = Sequence[TensorState | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +60,7 @@ class Output:
 
     shape: Shape
     dtype: str | None = None
-    value: tuple | None = None
+    value: Value | None = None
 
 
 class Window(NamedTuple):
@@ -119,10 +124,12 @@ class Scope:
 
 
 RuleFn = Callable[..., RuleResult]
+# Shapes a runtime produced, one per input or output; None for one left out or not observed.
+ObservedShapes = Sequence["tuple[int, ...] | None"]
 # MACs from the shapes a runtime produced, independent of the rule's own arithmetic:
-# (input shapes, None for an absent optional input; output shapes; attributes) -> MACs.
-ObservedMacs = Callable[[Sequence["tuple[int, ...] | None"], Sequence["tuple[int, ...] | None"],
-                         Mapping[str, Any]], int]
+# (input shapes, output shapes, attributes) -> MACs. Verify calls it only when the first two
+# inputs' and the first output's shapes are known.
+ObservedMacs = Callable[[ObservedShapes, ObservedShapes, Mapping[str, Any]], int]
 
 CONTEXT = frozenset({"n_outputs", "node_name", "op", "scope"})
 
@@ -150,7 +157,7 @@ class Rule:
     # MACs are only recomputed by the rule itself on the observed shapes.
     observed_macs: ObservedMacs | None = None
 
-    def __call__(self, inputs: Sequence[TensorState], attrs: dict[str, Any],
+    def __call__(self, inputs: Inputs, attrs: dict[str, Any],
                  context: Mapping[str, Any] | None = None) -> RuleResult:
         # Attributes a rule does not model (e.g. ONNX training-mode flags) do not change
         # shapes or counts; dropping them keeps every rule's signature to what it uses.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from archcalc.core.dims import Dim, is_static, prod
 from archcalc.core.errors import ShapeError
+from archcalc.rules._common import required
 from archcalc.rules._window import axis_names, sliding_windows
-from archcalc.rules.base import Output, RuleResult, TensorState, Window, rule
+from archcalc.rules.base import Inputs, ObservedShapes, Output, RuleResult, Window, rule
 
 
 def _check_rank(x: Sequence[Dim], w: Sequence[Dim]) -> None:
@@ -28,11 +30,18 @@ def _check_channels(actual: Dim, expected: Dim, group: int, what: str) -> None:
         )
 
 
-@rule("Conv", observed_macs=lambda i, o, a: prod(o[0]) * prod(i[1][1:]))  # out * C/g * k
-def conv(inputs: Sequence[TensorState | None], *, kernel_shape=None, strides=None, pads=None,
+def _conv_observed_macs(i: ObservedShapes, o: ObservedShapes, a: Mapping[str, Any]) -> int:
+    """out * C/g * k."""
+    out, w = o[0], i[1]
+    assert out is not None and w is not None  # verify calls this only with both known (see ObservedMacs)
+    return prod(out) * prod(w[1:])
+
+
+@rule("Conv", observed_macs=_conv_observed_macs)
+def conv(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
          dilations=None, group=1, auto_pad="NOTSET") -> RuleResult:
     """out = floor((n + pads - d*(k-1) - 1)/s) + 1 per axis; MACs = out elements * C/g * prod(k)."""
-    x, w = inputs[0].shape, inputs[1].shape
+    x, w = required(inputs[0]).shape, required(inputs[1]).shape
     has_bias = len(inputs) > 2 and inputs[2] is not None
     _check_rank(x, w)
     n, c = x[0], x[1]
@@ -42,8 +51,10 @@ def conv(inputs: Sequence[TensorState | None], *, kernel_shape=None, strides=Non
                          fix="make the filter count a multiple of the group count")
     _check_channels(c, c_per_group * group, group, "channel mismatch")
     kernel = tuple(kernel_shape) if kernel_shape else tuple(w[2:])
-    axes = sliding_windows(x[2:], kernel, strides=strides, pads=pads, dilations=dilations,
-                           auto_pad=auto_pad)
+    # A weight's kernel dims may be symbolic; sliding_windows raises ShapeError for any that is
+    # not a positive int, though its annotation (rules/_window.py) says Sequence[int].
+    axes = sliding_windows(x[2:], kernel, strides=strides, pads=pads,  # type: ignore[arg-type]
+                           dilations=dilations, auto_pad=auto_pad)
     out_shape = (n, m, *(a.out for a in axes))
     kernel_volume = prod(kernel)
     out_elements = prod(out_shape)
@@ -99,12 +110,19 @@ def _check_output_padding(extra: Sequence[int], strides: Sequence[int], dilation
             "but onnxruntime refuses to run it, so verify will fail",)
 
 
-@rule("ConvTranspose", observed_macs=lambda i, o, a: prod(i[0]) * prod(i[1][1:]))  # in * M/g * k
-def conv_transpose(inputs: Sequence[TensorState | None], *, kernel_shape=None, strides=None, pads=None,
+def _conv_transpose_observed_macs(i: ObservedShapes, o: ObservedShapes, a: Mapping[str, Any]) -> int:
+    """in * M/g * k."""
+    x, w = i[0], i[1]
+    assert x is not None and w is not None  # verify calls this only with both known (see ObservedMacs)
+    return prod(x) * prod(w[1:])
+
+
+@rule("ConvTranspose", observed_macs=_conv_transpose_observed_macs)
+def conv_transpose(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
                    dilations=None, group=1, auto_pad="NOTSET", output_padding=None,
                    output_shape=None) -> RuleResult:
     """out = s*(n-1) + output_padding + d*(k-1) + 1 - pads per axis; MACs = input elements * M/g * prod(k)."""
-    x, w = inputs[0].shape, inputs[1].shape
+    x, w = required(inputs[0]).shape, required(inputs[1]).shape
     has_bias = len(inputs) > 2 and inputs[2] is not None
     _check_rank(x, w)
     rank = len(x) - 2
@@ -157,8 +175,10 @@ def conv_transpose(inputs: Sequence[TensorState | None], *, kernel_shape=None, s
         macs=macs,
         flops=2 * macs + bias_adds,
         weights=(1, 2) if has_bias else (1,),
-        receptive=tuple(Window(kernel[i], strides[i], begins[i], dilations[i], transposed=True)
-                        for i in range(rank)),
+        # kernel[i] is a symbolic dim for a weight with a symbolic kernel dim, which nothing here
+        # rejects: the window then holds it, as it always has (a gap the types show, left as it is).
+        receptive=tuple(Window(kernel[i], strides[i], begins[i], dilations[i],  # type: ignore[arg-type]
+                               transposed=True) for i in range(rank)),
         explain=explain,
         warnings=warnings,
     )

@@ -16,12 +16,16 @@ import functools
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from archcalc.core.dims import Dim, Sym, prod
 from archcalc.core.dtypes import is_integral
 from archcalc.core.errors import ShapeError
-from archcalc.rules._common import broadcast, broadcast_values
-from archcalc.rules.base import SAVES_NOTHING, Output, RuleResult, TensorState, rule
+from archcalc.rules._common import broadcast, broadcast_values, required
+from archcalc.rules.base import SAVES_NOTHING, Inputs, Output, RuleResult, TensorState, rule
+
+if TYPE_CHECKING:
+    from archcalc.core.graph import Value
 
 
 class _Unknown(Exception):
@@ -35,7 +39,7 @@ def _int_div(a: Dim, b: Dim) -> Dim:
     return a // b  # symbolic dims are sizes, never negative
 
 
-def _decided(compare: Callable[[Dim, Dim], bool]) -> Callable[[Dim, Dim], bool]:
+def _decided(compare: Callable[[int, int], object]) -> Callable[[Dim, Dim], bool]:
     def apply(a: Dim, b: Dim) -> bool:
         # A symbolic dim is a size: never negative, so it compares with a negative number
         # as 0 does (torch's Expand pattern tests a shape against -1).
@@ -100,7 +104,7 @@ VALUE_OPS: dict[str, Callable[[Dim, Dim], object]] = {
 }
 
 
-def binary_value(op: str, a: TensorState, b: TensorState, shape: Sequence[Dim]) -> tuple | None:
+def binary_value(op: str, a: TensorState, b: TensorState, shape: Sequence[Dim]) -> Value | None:
     """The values of `op` applied to two integer inputs with known values, else None."""
     function = VALUE_OPS.get(op)
     if function is None or not (is_integral(a.dtype) and is_integral(b.dtype)):
@@ -131,16 +135,17 @@ UNARY_OPS = (
 
 
 @rule(*UNARY_OPS)
-def unary(inputs: Sequence[TensorState]) -> RuleResult:
+def unary(inputs: Inputs) -> RuleResult:
     """One elementary operation per element; shape unchanged."""
-    return _per_element(inputs[0].shape, 1, "one operation")
+    return _per_element(required(inputs[0]).shape, 1, "one operation")
 
 
 @rule("IsNaN", "IsInf")
-def float_test(inputs: Sequence[TensorState]) -> RuleResult:
+def float_test(inputs: Inputs) -> RuleResult:
     """One test per element; a bool output of the input's shape."""
-    result = _per_element(inputs[0].shape, 1, "one test")
-    return replace(result, outputs=(Output(tuple(inputs[0].shape), "bool"),))
+    x = required(inputs[0])
+    result = _per_element(x.shape, 1, "one test")
+    return replace(result, outputs=(Output(tuple(x.shape), "bool"),))
 
 
 # Addition and subtraction pass gradients through unchanged; products need their operands.
@@ -151,11 +156,12 @@ COMPARISONS = ("Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual")
 
 @rule(*ADDITIVE_OPS, saves=SAVES_NOTHING)
 @rule(*BINARY_OPS)
-def binary(inputs: Sequence[TensorState], *, fmod=0, direction="", op="") -> RuleResult:
+def binary(inputs: Inputs, *, fmod=0, direction="", op="") -> RuleResult:
     """Broadcast the two inputs; one operation per output element."""
-    shape = broadcast(inputs[0].shape, inputs[1].shape)
+    a, b = required(inputs[0]), required(inputs[1])
+    shape = broadcast(a.shape, b.shape)
     result = _per_element(shape, 1, "one operation", weights=(0, 1))
-    value = binary_value(op, inputs[0], inputs[1], shape) if not fmod else None
+    value = binary_value(op, a, b, shape) if not fmod else None
     if value is None:
         return result
     return RuleResult(outputs=(Output(shape, value=value),), flops=result.flops, weights=result.weights,
@@ -163,11 +169,12 @@ def binary(inputs: Sequence[TensorState], *, fmod=0, direction="", op="") -> Rul
 
 
 @rule(*COMPARISONS, saves=SAVES_NOTHING)
-def comparison(inputs: Sequence[TensorState], *, op="") -> RuleResult:
+def comparison(inputs: Inputs, *, op="") -> RuleResult:
     """Broadcast the two inputs; one comparison per output element; bool output."""
-    shape = broadcast(inputs[0].shape, inputs[1].shape)
+    a, b = required(inputs[0]), required(inputs[1])
+    shape = broadcast(a.shape, b.shape)
     result = _per_element(shape, 1, "one comparison")
-    value = binary_value(op, inputs[0], inputs[1], shape)
+    value = binary_value(op, a, b, shape)
     return RuleResult(outputs=(Output(shape, "bool", value),), flops=result.flops, explain=result.explain)
 
 
@@ -179,7 +186,7 @@ VARIADIC_VALUE_OPS: dict[str, Callable[[Dim, Dim], Dim]] = {"Max": _extreme(larg
 
 @rule("Sum", "Mean", saves=SAVES_NOTHING)
 @rule("Max", "Min")
-def variadic(inputs: Sequence[TensorState], *, op="") -> RuleResult:
+def variadic(inputs: Inputs, *, op="") -> RuleResult:
     """Broadcast k inputs; k-1 operations per output element."""
     present = [t for t in inputs if t is not None]
     shape = broadcast(*(t.shape for t in present))
@@ -191,7 +198,7 @@ def variadic(inputs: Sequence[TensorState], *, op="") -> RuleResult:
     return replace(result, outputs=(Output(shape, value=value),))
 
 
-def _variadic_value(op: str, inputs: Sequence[TensorState], shape: Sequence[Dim]) -> tuple | None:
+def _variadic_value(op: str, inputs: Sequence[TensorState], shape: Sequence[Dim]) -> Value | None:
     function = VARIADIC_VALUE_OPS.get(op)
     if function is None or not all(is_integral(t.dtype) for t in inputs):
         return None
@@ -205,16 +212,17 @@ def _variadic_value(op: str, inputs: Sequence[TensorState], shape: Sequence[Dim]
 
 
 @rule("Where")
-def where(inputs: Sequence[TensorState]) -> RuleResult:
+def where(inputs: Inputs) -> RuleResult:
     """Select between two broadcast inputs by a condition; one selection per output element."""
-    shape = broadcast(inputs[0].shape, inputs[1].shape, inputs[2].shape)
+    condition, x, y = required(inputs[0]), required(inputs[1]), required(inputs[2])
+    shape = broadcast(condition.shape, x.shape, y.shape)
     result = _per_element(shape, 1, "one selection")
     value = None
-    if is_integral(inputs[1].dtype):
-        values = broadcast_values(shape, *inputs[:3])
+    if is_integral(x.dtype):
+        values = broadcast_values(shape, condition, x, y)
         if values is not None and all(isinstance(c, (bool, int)) for c in values[0]):
             value = tuple(x if c else y for c, x, y in zip(*values))
-    return RuleResult(outputs=(Output(shape, inputs[1].dtype, value),), flops=result.flops,
+    return RuleResult(outputs=(Output(shape, x.dtype, value),), flops=result.flops,
                       explain=result.explain)
 
 

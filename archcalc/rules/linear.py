@@ -7,12 +7,13 @@ distinct indices (every combination is one multiply-accumulate), FLOPs = 2 * MAC
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from archcalc.core.dims import is_static, prod
+from archcalc.core.dims import Dim, is_static, prod
 from archcalc.core.errors import ShapeError
-from archcalc.rules._common import broadcast
-from archcalc.rules.base import GLOBAL, Output, RuleResult, TensorState, rule
+from archcalc.rules._common import broadcast, required
+from archcalc.rules.base import GLOBAL, Inputs, ObservedShapes, Output, RuleResult, rule
 
 
 def _check_inner(k_a, k_b, a_shape, b_shape, op: str) -> None:
@@ -23,10 +24,17 @@ def _check_inner(k_a, k_b, a_shape, b_shape, op: str) -> None:
         )
 
 
-@rule("Gemm", observed_macs=lambda i, o, a: prod(o[0]) * i[0][0 if a.get("transA") else 1])  # M*N * K
-def gemm(inputs: Sequence[TensorState | None], *, transA=0, transB=0, alpha=1.0, beta=1.0) -> RuleResult:
+def _gemm_observed_macs(i: ObservedShapes, o: ObservedShapes, a: Mapping[str, Any]) -> int:
+    """M*N * K."""
+    out, x = o[0], i[0]
+    assert out is not None and x is not None  # verify calls this only with both known (see ObservedMacs)
+    return prod(out) * x[0 if a.get("transA") else 1]
+
+
+@rule("Gemm", observed_macs=_gemm_observed_macs)
+def gemm(inputs: Inputs, *, transA=0, transB=0, alpha=1.0, beta=1.0) -> RuleResult:
     """Y = alpha * A' B' + beta * C with A' [M, K], B' [K, N]; params = (K + 1) * N with a bias."""
-    a, b = inputs[0].shape, inputs[1].shape
+    a, b = required(inputs[0]).shape, required(inputs[1]).shape
     if len(a) != 2 or len(b) != 2:
         raise ShapeError(
             f"Gemm needs 2-D inputs, got {list(a)} and {list(b)}",
@@ -35,9 +43,10 @@ def gemm(inputs: Sequence[TensorState | None], *, transA=0, transB=0, alpha=1.0,
     m, k = (a[1], a[0]) if transA else (a[0], a[1])
     k_b, n = (b[1], b[0]) if transB else (b[0], b[1])
     _check_inner(k, k_b, a, b, "Gemm")
-    has_bias = len(inputs) > 2 and inputs[2] is not None
-    if has_bias:
-        broadcast(inputs[2].shape, (m, n))
+    bias = inputs[2] if len(inputs) > 2 else None
+    has_bias = bias is not None
+    if bias is not None:
+        broadcast(bias.shape, (m, n))
     macs = m * n * k
     bias_adds = m * n if has_bias else 0
 
@@ -53,10 +62,17 @@ def gemm(inputs: Sequence[TensorState | None], *, transA=0, transB=0, alpha=1.0,
                       weights=(1, 2) if has_bias else (1,), receptive=GLOBAL, explain=explain)
 
 
-@rule("MatMul", observed_macs=lambda i, o, a: prod(o[0]) * i[0][-1])  # out elements * K
-def matmul(inputs: Sequence[TensorState]) -> RuleResult:
+def _matmul_observed_macs(i: ObservedShapes, o: ObservedShapes, a: Mapping[str, Any]) -> int:
+    """out elements * K."""
+    out, x = o[0], i[0]
+    assert out is not None and x is not None  # verify calls this only with both known (see ObservedMacs)
+    return prod(out) * x[-1]
+
+
+@rule("MatMul", observed_macs=_matmul_observed_macs)
+def matmul(inputs: Inputs) -> RuleResult:
     """numpy matmul: [..., M, K] @ [..., K, N] -> [..., M, N]; MACs = batch * M * N * K."""
-    a, b = tuple(inputs[0].shape), tuple(inputs[1].shape)
+    a, b = tuple(required(inputs[0]).shape), tuple(required(inputs[1]).shape)
     if not a or not b:
         raise ShapeError("MatMul of a scalar", fix="use Mul for scalars")
     a2 = (1,) + a if len(a) == 1 else a
@@ -73,7 +89,7 @@ def matmul(inputs: Sequence[TensorState]) -> RuleResult:
     )
 
 
-def _einsum_operand(term: str, shape: Sequence, position: int) -> tuple[str, tuple, tuple]:
+def _einsum_operand(term: str, shape: Sequence[Dim], position: int) -> tuple[str, tuple[Dim, ...], tuple[Dim, ...]]:
     """Split one operand of an equation into its letters, their dims and its '...' dims."""
     if "..." in term:
         before, after = term.split("...", 1)
@@ -89,18 +105,18 @@ def _einsum_operand(term: str, shape: Sequence, position: int) -> tuple[str, tup
 
 
 @rule("Einsum")
-def einsum(inputs: Sequence[TensorState], *, equation="") -> RuleResult:
+def einsum(inputs: Inputs, *, equation="") -> RuleResult:
     """Shape from the equation; MACs = product of the sizes of all distinct indices (and '...' dims)."""
     lhs, arrow, rhs = equation.replace(" ", "").partition("->")
     terms = lhs.split(",")
     if len(terms) != len(inputs):
         raise ShapeError(f"Einsum equation '{equation}' has {len(terms)} operands for {len(inputs)} inputs")
-    sizes: dict[str, object] = {}
+    sizes: dict[str, Dim] = {}
     counts: dict[str, int] = {}
-    ellipsis: tuple = ()
+    ellipsis: tuple[Dim, ...] = ()
     uses_ellipsis = False
-    for position, (term, tensor) in enumerate(zip(terms, inputs)):
-        letters, dims, extra = _einsum_operand(term, tensor.shape, position)
+    for position, term in enumerate(terms):  # as many as inputs (checked above)
+        letters, dims, extra = _einsum_operand(term, required(inputs[position]).shape, position)
         if "..." in term:
             uses_ellipsis = True
             ellipsis = broadcast(ellipsis, extra)

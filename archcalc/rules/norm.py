@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from archcalc.core.dims import is_static, prod
+from archcalc.core.dims import Dim, is_static, prod
 from archcalc.core.errors import ShapeError
-from archcalc.rules._common import axis_index, broadcast
-from archcalc.rules.base import Output, RuleResult, TensorState, rule
+from archcalc.rules._common import axis_index, broadcast, required
+from archcalc.rules.base import Inputs, Output, RuleResult, Shape, TensorState, rule
 
 BATCH_NORM_FLOPS = 2
 NORMALISE_FLOPS = 7
 
 
-def _check_per_channel(x: Sequence, params: Sequence[TensorState | None], op: str) -> None:
+def _check_per_channel(x: Sequence[Dim], params: Sequence[TensorState | None], op: str) -> None:
     if len(x) < 2:
         raise ShapeError(f"input has shape {list(x)}; {op} needs [N, C, ...]")
     for p in params:
@@ -32,10 +32,10 @@ def _check_per_channel(x: Sequence, params: Sequence[TensorState | None], op: st
 
 
 @rule("BatchNormalization")
-def batch_norm(inputs: Sequence[TensorState | None], *, epsilon=1e-5, momentum=0.9,
+def batch_norm(inputs: Inputs, *, epsilon=1e-5, momentum=0.9,
                training_mode=0) -> RuleResult:
     """y = scale * (x - mean) / sqrt(var + eps) + bias per channel; scale, bias learned, mean, var buffers."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     _check_per_channel(x, inputs[1:5], "BatchNormalization")
     flops = BATCH_NORM_FLOPS * prod(x)
     channel_shape = (x[1],)
@@ -54,7 +54,7 @@ def batch_norm(inputs: Sequence[TensorState | None], *, epsilon=1e-5, momentum=0
     )
 
 
-def _normalised(x: Sequence, flops_per_element: int, detail: str) -> RuleResult:
+def _normalised(x: Shape, flops_per_element: int, detail: str) -> RuleResult:
     flops = flops_per_element * prod(x)
 
     def explain() -> list[str]:
@@ -65,9 +65,9 @@ def _normalised(x: Sequence, flops_per_element: int, detail: str) -> RuleResult:
 
 
 @rule("LayerNormalization")
-def layer_norm(inputs: Sequence[TensorState | None], *, axis=-1, epsilon=1e-5, stash_type=1) -> RuleResult:
+def layer_norm(inputs: Inputs, *, axis=-1, epsilon=1e-5, stash_type=1) -> RuleResult:
     """Normalise over the axes from `axis` on; scale and bias have the shape of those axes."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     first = axis % len(x) if x else 0
     normalised = x[first:]
     scale = inputs[1]
@@ -82,26 +82,26 @@ def layer_norm(inputs: Sequence[TensorState | None], *, axis=-1, epsilon=1e-5, s
 
 
 @rule("InstanceNormalization")
-def instance_norm(inputs: Sequence[TensorState | None], *, epsilon=1e-5) -> RuleResult:
+def instance_norm(inputs: Inputs, *, epsilon=1e-5) -> RuleResult:
     """Normalise each channel of each sample over its spatial axes; per-channel scale and bias."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     _check_per_channel(x, inputs[1:3], "InstanceNormalization")
     return _normalised(x, NORMALISE_FLOPS, f"params = scale + bias = 2 * {x[1]}")
 
 
 @rule("GroupNormalization")
-def group_norm(inputs: Sequence[TensorState | None], *, num_groups=1, epsilon=1e-5, stash_type=1) -> RuleResult:
+def group_norm(inputs: Inputs, *, num_groups=1, epsilon=1e-5, stash_type=1) -> RuleResult:
     """Normalise groups of channels; scale and bias per channel (opset 21) or per group (18)."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     if is_static(x[1]) and x[1] % num_groups:
         raise ShapeError(f"{x[1]} channels cannot be split into {num_groups} groups")
     return _normalised(x, NORMALISE_FLOPS, "params = scale + bias")
 
 
 @rule("LRN")
-def local_response_norm(inputs: Sequence[TensorState], *, size=1, alpha=1e-4, beta=0.75, bias=1.0) -> RuleResult:
+def local_response_norm(inputs: Inputs, *, size=1, alpha=1e-4, beta=0.75, bias=1.0) -> RuleResult:
     """Local response normalisation across `size` neighbouring channels; no params."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     per_element = 4 + size
     flops = per_element * prod(x)
     return RuleResult(outputs=(Output(x),), flops=flops,
@@ -119,9 +119,9 @@ MEAN_VARIANCE_FLOPS = NORMALISE_FLOPS - 2
 
 
 @rule("RMSNormalization")
-def rms_norm(inputs: Sequence[TensorState | None], *, axis=-1, epsilon=1e-5, stash_type=1) -> RuleResult:
+def rms_norm(inputs: Inputs, *, axis=-1, epsilon=1e-5, stash_type=1) -> RuleResult:
     """y = scale * x / sqrt(mean(x^2 over the axes from `axis`) + eps); the scale is learned."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     first = axis_index(axis, len(x), "RMSNormalization")
     normalised = x[first:]
     scale = inputs[1]
@@ -141,9 +141,9 @@ def rms_norm(inputs: Sequence[TensorState | None], *, axis=-1, epsilon=1e-5, sta
 
 
 @rule("LpNormalization")
-def lp_norm(inputs: Sequence[TensorState], *, axis=-1, p=2) -> RuleResult:
+def lp_norm(inputs: Inputs, *, axis=-1, p=2) -> RuleResult:
     """x / ||x||_p along `axis` (p 1 or 2); 3 FLOPs per element, no params."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     axis_index(axis, len(x), "LpNormalization")
     if p not in (1, 2):
         raise ShapeError(f"LpNormalization p is {p}; ONNX defines p = 1 and p = 2")
@@ -154,9 +154,9 @@ def lp_norm(inputs: Sequence[TensorState], *, axis=-1, p=2) -> RuleResult:
 
 
 @rule("MeanVarianceNormalization")
-def mean_variance_norm(inputs: Sequence[TensorState], *, axes=(0, 2, 3)) -> RuleResult:
+def mean_variance_norm(inputs: Inputs, *, axes=(0, 2, 3)) -> RuleResult:
     """(x - mean) / sqrt(var) over `axes`; 5 FLOPs per element, no params."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     for a in axes:
         if not -len(x) <= a < len(x):
             raise ShapeError(f"MeanVarianceNormalization axis {a} is out of range for a rank-{len(x)} input",

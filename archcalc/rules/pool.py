@@ -7,11 +7,13 @@ max/min, an addition for average, whose final division is folded in).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
-from archcalc.core.dims import prod
+from archcalc.core.dims import Dim, prod
 from archcalc.core.errors import ShapeError
+from archcalc.rules._common import required
 from archcalc.rules._window import AxisWindow, axis_names, sliding_windows
-from archcalc.rules.base import GLOBAL, Output, RuleResult, TensorState, rule
+from archcalc.rules.base import GLOBAL, Inputs, Output, RuleResult, rule
 
 
 def _check_pads(axes: Sequence[AxisWindow]) -> None:
@@ -24,14 +26,15 @@ def _check_pads(axes: Sequence[AxisWindow]) -> None:
     """
     for axis, name in zip(axes, axis_names(len(axes))):
         for side, pad in (("begin", axis.pad_begin), ("end", axis.pad_end)):
-            if pad >= axis.kernel:
+            # Only explicit pads come here (auto_pad NOTSET): the pads attribute's ints, never symbolic.
+            if cast(int, pad) >= axis.kernel:
                 raise ShapeError(
                     f"pad {pad} at the {side} of axis {name} is not smaller than the kernel {axis.kernel}",
                     fix=f"pad at most {axis.kernel - 1} on that axis (onnxruntime rejects a pad >= kernel), "
                         f"or use a kernel larger than {pad}")
 
 
-def _pool(x: Sequence, kernel_shape, strides, pads, dilations, auto_pad, ceil_mode,
+def _pool(x: Sequence[Dim], kernel_shape, strides, pads, dilations, auto_pad, ceil_mode,
           with_indices: bool) -> RuleResult:
     if len(x) < 3:
         raise ShapeError(f"input has shape {list(x)}; pooling needs [N, C, spatial...]",
@@ -60,23 +63,23 @@ def _pool(x: Sequence, kernel_shape, strides, pads, dilations, auto_pad, ceil_mo
 
 
 @rule("MaxPool")
-def max_pool(inputs: Sequence[TensorState], *, kernel_shape=None, strides=None, pads=None,
+def max_pool(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
              dilations=None, auto_pad="NOTSET", ceil_mode=0, storage_order=0) -> RuleResult:
     """Max over each window; output size as for convolution (with ceil_mode)."""
-    return _pool(inputs[0].shape, kernel_shape, strides, pads, dilations, auto_pad, ceil_mode, True)
+    return _pool(required(inputs[0]).shape, kernel_shape, strides, pads, dilations, auto_pad, ceil_mode, True)
 
 
 @rule("AveragePool", "LpPool", "MinPool")
-def average_pool(inputs: Sequence[TensorState], *, kernel_shape=None, strides=None, pads=None,
+def average_pool(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
                  dilations=None, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, p=2) -> RuleResult:
     """Average (or Lp norm, or minimum) over each window; output size as for convolution."""
-    return _pool(inputs[0].shape, kernel_shape, strides, pads, dilations, auto_pad, ceil_mode, False)
+    return _pool(required(inputs[0]).shape, kernel_shape, strides, pads, dilations, auto_pad, ceil_mode, False)
 
 
 @rule("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
-def global_pool(inputs: Sequence[TensorState], *, p=2) -> RuleResult:
+def global_pool(inputs: Inputs, *, p=2) -> RuleResult:
     """One value per channel: [N, C, spatial...] -> [N, C, 1, ...]; FLOPs = input elements."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     if len(x) < 3:
         raise ShapeError(f"input has shape {list(x)}; global pooling needs [N, C, spatial...]")
     out_shape = (x[0], x[1], *([1] * (len(x) - 2)))

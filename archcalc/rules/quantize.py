@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from archcalc.core.dims import Dim, is_static, prod
 from archcalc.core.dtypes import dtype_name
 from archcalc.core.errors import ShapeError
-from archcalc.rules._common import axis_index
-from archcalc.rules.base import Output, RuleResult, TensorState, rule
+from archcalc.rules._common import axis_index, required
+from archcalc.rules.base import Inputs, Output, RuleResult, TensorState, rule
 from archcalc.rules.conv import conv
 from archcalc.rules.linear import matmul
 
@@ -54,10 +54,10 @@ def _per_element(x: Sequence[Dim], dtype: str, per_element: int, what: str) -> R
 
 
 @rule("QuantizeLinear")
-def quantize_linear(inputs: Sequence[TensorState | None], *, axis=1, saturate=1, block_size=0, output_dtype=0,
+def quantize_linear(inputs: Inputs, *, axis=1, saturate=1, block_size=0, output_dtype=0,
                     precision=0) -> RuleResult:
     """y = saturate(round(x / scale) + zero_point), of the zero point's dtype (uint8 by default)."""
-    x, scale = inputs[0].shape, inputs[1]
+    x, scale = required(inputs[0]).shape, required(inputs[1])  # the scale's shape is read first
     zero_point = inputs[2] if len(inputs) > 2 else None
     _check_scale(x, scale, axis, "QuantizeLinear")
     dtype = zero_point.dtype if zero_point is not None else dtype_name(output_dtype) if output_dtype else "uint8"
@@ -65,19 +65,19 @@ def quantize_linear(inputs: Sequence[TensorState | None], *, axis=1, saturate=1,
 
 
 @rule("DequantizeLinear")
-def dequantize_linear(inputs: Sequence[TensorState | None], *, axis=1, block_size=0,
+def dequantize_linear(inputs: Inputs, *, axis=1, block_size=0,
                       output_dtype=0) -> RuleResult:
     """y = (x - zero_point) * scale, of the scale's dtype."""
-    x, scale = inputs[0].shape, inputs[1]
+    x, scale = required(inputs[0]).shape, required(inputs[1])  # the scale's shape is read first
     _check_scale(x, scale, axis, "DequantizeLinear")
     dtype = dtype_name(output_dtype) if output_dtype else scale.dtype
     return _per_element(x, dtype, DEQUANTIZE_FLOPS, "subtract zero point, multiply by scale")
 
 
 @rule("DynamicQuantizeLinear")
-def dynamic_quantize_linear(inputs: Sequence[TensorState]) -> RuleResult:
+def dynamic_quantize_linear(inputs: Inputs) -> RuleResult:
     """uint8 y of x's shape, and a scalar scale and zero point from x's range; 7 FLOPs per element."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     per_element = MIN_MAX_FLOPS + QUANTIZE_FLOPS
     flops = per_element * prod(x)
     return RuleResult(outputs=(Output(tuple(x), "uint8"), Output((), "float32"), Output((), "uint8")),
@@ -106,13 +106,13 @@ def _integer(product: RuleResult, dtype: str, weights: tuple[int, ...], requanti
 
 
 @rule("MatMulInteger")
-def matmul_integer(inputs: Sequence[TensorState | None]) -> RuleResult:
+def matmul_integer(inputs: Inputs) -> RuleResult:
     """int32 (A - a_zero_point) @ (B - b_zero_point); shape and MACs as MatMul."""
     return _integer(matmul([inputs[0], inputs[1]]), "int32", (0, 1), requantised=False)
 
 
 @rule("ConvInteger")
-def conv_integer(inputs: Sequence[TensorState | None], *, kernel_shape=None, strides=None, pads=None,
+def conv_integer(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
                  dilations=None, group=1, auto_pad="NOTSET") -> RuleResult:
     """int32 convolution of (x - x_zero_point) by (w - w_zero_point); shape and MACs as Conv."""
     product = conv([inputs[0], inputs[1]], kernel_shape=kernel_shape, strides=strides, pads=pads,
@@ -121,22 +121,22 @@ def conv_integer(inputs: Sequence[TensorState | None], *, kernel_shape=None, str
 
 
 @rule("QLinearMatMul")
-def qlinear_matmul(inputs: Sequence[TensorState | None]) -> RuleResult:
+def qlinear_matmul(inputs: Inputs) -> RuleResult:
     """Quantised a @ b requantised to y_scale / y_zero_point; MACs as MatMul, + 5 FLOPs per output."""
     a, b, y_zero_point = inputs[0], inputs[3], inputs[7] if len(inputs) > 7 else None
-    dtype = y_zero_point.dtype if y_zero_point is not None else a.dtype
+    dtype = y_zero_point.dtype if y_zero_point is not None else required(a, "dtype").dtype
     return _integer(matmul([a, b]), dtype, (0, 3), requantised=True)
 
 
 @rule("QLinearConv")
-def qlinear_conv(inputs: Sequence[TensorState | None], *, kernel_shape=None, strides=None, pads=None,
+def qlinear_conv(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
                  dilations=None, group=1, auto_pad="NOTSET") -> RuleResult:
     """Quantised convolution (int32 bias) requantised to y_scale / y_zero_point; MACs as Conv."""
     x, w, y_zero_point = inputs[0], inputs[3], inputs[7]
     bias = inputs[8] if len(inputs) > 8 else None
     product = conv([x, w, bias], kernel_shape=kernel_shape, strides=strides, pads=pads, dilations=dilations,
                    group=group, auto_pad=auto_pad)
-    dtype = y_zero_point.dtype if y_zero_point is not None else x.dtype
+    dtype = y_zero_point.dtype if y_zero_point is not None else required(x, "dtype").dtype
     if bias is None:
         return _integer(product, dtype, (3,), requantised=True)
     return _integer(product, dtype, (3, 8), requantised=True, integer_weights=(8,))

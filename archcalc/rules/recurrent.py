@@ -22,8 +22,9 @@ from collections.abc import Sequence
 
 from archcalc.core.dims import Dim, is_static
 from archcalc.core.errors import ShapeError
+from archcalc.rules._common import required
 from archcalc.rules.activation import FLOPS_PER_ELEMENT
-from archcalc.rules.base import GLOBAL, Output, RuleResult, TensorState, rule
+from archcalc.rules.base import GLOBAL, Inputs, Output, RuleResult, TensorState, rule
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 # How many times per hidden unit and step each of the op's activations (f, g, h) is applied.
@@ -57,9 +58,9 @@ def _check(tensor: TensorState | None, expected: Sequence[Dim], what: str, op: s
                              "B [directions, 2*gates*hidden], P [directions, 3*hidden]")
 
 
-def _recurrent(op: str, inputs: Sequence[TensorState | None], hidden_size: int | None, direction: str,
+def _recurrent(op: str, inputs: Inputs, hidden_size: int | None, direction: str,
                layout: int, activations: Sequence[str] | None, clip: float | None) -> RuleResult:
-    x, r = inputs[0].shape, inputs[2].shape
+    x, r = required(inputs[0]).shape, required(inputs[2]).shape
     bias = inputs[3] if len(inputs) > 3 else None
     peephole = inputs[7] if op == "LSTM" and len(inputs) > 7 else None
     if direction not in DIRECTIONS:
@@ -124,14 +125,14 @@ def _recurrent(op: str, inputs: Sequence[TensorState | None], hidden_size: int |
 
 
 @rule("LSTM")
-def lstm(inputs: Sequence[TensorState | None], *, hidden_size=None, direction="forward", layout=0,
+def lstm(inputs: Inputs, *, hidden_size=None, direction="forward", layout=0,
          activations=None, activation_alpha=None, activation_beta=None, clip=None, input_forget=0) -> RuleResult:
     """Y, Y_h, Y_c; MACs = seq * batch * dirs * 4 * hidden * (input + hidden); W, R, B, P are params."""
     return _recurrent("LSTM", inputs, hidden_size, direction, layout, activations, clip)
 
 
 @rule("GRU")
-def gru(inputs: Sequence[TensorState | None], *, hidden_size=None, direction="forward", layout=0,
+def gru(inputs: Inputs, *, hidden_size=None, direction="forward", layout=0,
         activations=None, activation_alpha=None, activation_beta=None, clip=None,
         linear_before_reset=0) -> RuleResult:
     """Y, Y_h; MACs = seq * batch * dirs * 3 * hidden * (input + hidden) (either linear_before_reset)."""
@@ -139,7 +140,7 @@ def gru(inputs: Sequence[TensorState | None], *, hidden_size=None, direction="fo
 
 
 @rule("RNN")
-def rnn(inputs: Sequence[TensorState | None], *, hidden_size=None, direction="forward", layout=0,
+def rnn(inputs: Inputs, *, hidden_size=None, direction="forward", layout=0,
         activations=None, activation_alpha=None, activation_beta=None, clip=None) -> RuleResult:
     """Y, Y_h; MACs = seq * batch * dirs * hidden * (input + hidden); W, R, B are params."""
     return _recurrent("RNN", inputs, hidden_size, direction, layout, activations, clip)

@@ -20,14 +20,15 @@ from functools import reduce as fold
 from archcalc.core.dims import Dim, Sym, is_static, prod
 from archcalc.core.dtypes import is_integral
 from archcalc.core.errors import ShapeError, UnknownValue
-from archcalc.rules._common import known_value
-from archcalc.rules.base import GLOBAL, POINTWISE, SAVES_NOTHING, Output, RuleResult, TensorState, rule
+from archcalc.rules._common import known_value, required
+from archcalc.rules.base import GLOBAL, POINTWISE, SAVES_NOTHING, Inputs, Output, RuleResult, rule
 
 REDUCE_OPS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
               "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")
 
 # Values of a full reduction of a small integer tensor (torch writes numel as ReduceProd(Shape)).
-_VALUE_FOLDS: dict[str, Callable[[Dim, Dim], Dim]] = {
+# Max and min fold ints only: reduce compares no symbolic values.
+_VALUE_FOLDS: dict[str, Callable[[Dim, Dim], Dim] | Callable[[int, int], int]] = {
     "ReduceSum": operator.add, "ReduceProd": operator.mul, "ReduceMax": max, "ReduceMin": min,
 }
 
@@ -58,12 +59,12 @@ def _explain(x: Sequence[Dim], out: Sequence[Dim], axes: list[int], flops: Dim) 
 
 
 @rule(*REDUCE_OPS)
-def reduce(inputs: Sequence[TensorState | None], *, axes=None, keepdims=1, noop_with_empty_axes=0,
+def reduce(inputs: Inputs, *, axes=None, keepdims=1, noop_with_empty_axes=0,
            op="") -> RuleResult:
     """Reduce over `axes` (attribute or input; all when none); FLOPs = input elements."""
-    x = inputs[0]
     if axes is None and len(inputs) > 1 and inputs[1] is not None:
         axes = known_value(inputs[1], "axes", op or "Reduce")
+    x = required(inputs[0])  # after the axes: an unknown axes input makes the layer unmodelled, first
     if not axes and noop_with_empty_axes:
         return RuleResult(outputs=(Output(tuple(x.shape), value=x.value),),
                           explain=lambda: ["no axes and noop_with_empty_axes: output = input", "0 FLOPs"])
@@ -80,9 +81,9 @@ def reduce(inputs: Sequence[TensorState | None], *, axes=None, keepdims=1, noop_
 
 
 @rule("ArgMax", "ArgMin", saves=SAVES_NOTHING)
-def arg_reduce(inputs: Sequence[TensorState], *, axis=0, keepdims=1, select_last_index=0) -> RuleResult:
+def arg_reduce(inputs: Inputs, *, axis=0, keepdims=1, select_last_index=0) -> RuleResult:
     """Index of the largest (smallest) element along `axis`, int64; FLOPs = input elements."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     chosen = _axes([axis], len(x), "ArgMax/ArgMin")
     out = _reduced(x, chosen, keepdims)
     flops = prod(x)
@@ -91,9 +92,9 @@ def arg_reduce(inputs: Sequence[TensorState], *, axis=0, keepdims=1, select_last
 
 
 @rule("CumSum", saves=SAVES_NOTHING)
-def cumsum(inputs: Sequence[TensorState | None], *, exclusive=0, reverse=0) -> RuleResult:
+def cumsum(inputs: Inputs, *, exclusive=0, reverse=0) -> RuleResult:
     """Running sum along the `axis` input; shape unchanged, FLOPs = input elements (one add each)."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     axis = inputs[1].value if len(inputs) > 1 and inputs[1] is not None else None
     if axis is not None:  # the shape does not depend on the axis, so an unknown one is fine
         _axes(axis, len(x), "CumSum")
@@ -103,9 +104,9 @@ def cumsum(inputs: Sequence[TensorState | None], *, exclusive=0, reverse=0) -> R
 
 
 @rule("TopK", saves=SAVES_NOTHING)
-def top_k(inputs: Sequence[TensorState | None], *, axis=-1, largest=1, sorted=1, k=None) -> RuleResult:
+def top_k(inputs: Inputs, *, axis=-1, largest=1, sorted=1, k=None) -> RuleResult:
     """The K largest (smallest) values along `axis` and their int64 indices; FLOPs = input elements."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     if k is None:  # an attribute up to opset 9, an input from opset 10
         if len(inputs) < 2 or inputs[1] is None or inputs[1].value is None:
             raise UnknownValue("TopK's K is not a known constant, so its output shape is unknown",
@@ -113,7 +114,7 @@ def top_k(inputs: Sequence[TensorState | None], *, axis=-1, largest=1, sorted=1,
                                    "this K is computed from data")
         (k,) = inputs[1].value
     (along,) = _axes([axis], len(x), "TopK")
-    if is_static(k) and is_static(x[along]) and not 0 <= k <= x[along]:
+    if is_static(k) and is_static(size := x[along]) and not 0 <= k <= size:
         raise ShapeError(f"TopK K = {k} is out of range for axis {axis} of size {x[along]}",
                          fix="K must be between 0 and the size of the axis")
     out = tuple(k if i == along else d for i, d in enumerate(x))

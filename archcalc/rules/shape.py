@@ -16,23 +16,35 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING, TypeGuard
 
-from archcalc.core.dims import Dim, Sym, ceil_div, is_static, prod
+from archcalc.core.dims import Dim, Sym, ceil_div, is_static, is_static_shape, prod
 from archcalc.core.dtypes import dtype_name, is_integral
 from archcalc.core.errors import ShapeError
-from archcalc.rules._common import axis_index, broadcast, broadcast_values, known_value, moved, value_array
-from archcalc.rules.base import MAX_VALUES, SAVES_NOTHING, SAVES_VIEW, Output, RuleResult, TensorState, rule
+from archcalc.rules._common import (
+    axis_index,
+    broadcast,
+    broadcast_values,
+    known_value,
+    moved,
+    required,
+    value_array,
+)
+from archcalc.rules.base import MAX_VALUES, SAVES_NOTHING, SAVES_VIEW, Inputs, Output, RuleResult, TensorState, rule
+
+if TYPE_CHECKING:
+    from archcalc.core.graph import Value
 
 # Exporters write INT_MAX / INT64_MAX (or their negatives) for "to the end" in Slice.
 SLICE_END = 2**31 - 1
 
 
-def _small(shape: Sequence[Dim]) -> bool:
-    return all(is_static(d) for d in shape) and prod(shape) <= MAX_VALUES
+def _small(shape: Sequence[Dim]) -> TypeGuard[Sequence[int]]:
+    return is_static_shape(shape) and prod(shape) <= MAX_VALUES
 
 
 @rule("Constant", saves=SAVES_NOTHING)
-def constant(inputs: Sequence[TensorState], *, value=None, value_float=None, value_floats=None,
+def constant(inputs: Inputs, *, value=None, value_float=None, value_floats=None,
              value_int=None, value_ints=None, value_string=None, value_strings=None,
              sparse_value=None) -> RuleResult:
     """A tensor written in the graph; its value is kept when it is small."""
@@ -58,19 +70,20 @@ def constant(inputs: Sequence[TensorState], *, value=None, value_float=None, val
 
 
 @rule("Shape", saves=SAVES_NOTHING)
-def shape_of(inputs: Sequence[TensorState], *, start=0, end=None) -> RuleResult:
+def shape_of(inputs: Inputs, *, start=0, end=None) -> RuleResult:
     """The input's dims (from `start` to `end`) as a 1-D int64 tensor; its value is known."""
-    dims = tuple(inputs[0].shape)[start:end]  # Python slicing clamps as ONNX does
+    dims = tuple(required(inputs[0]).shape)[start:end]  # Python slicing clamps as ONNX does
     return _read_shape((len(dims),), dims, f"the dims {list(map(str, dims))} as a 1-D tensor")
 
 
 @rule("Size", saves=SAVES_NOTHING)
-def size_of(inputs: Sequence[TensorState]) -> RuleResult:
+def size_of(inputs: Inputs) -> RuleResult:
     """The input's element count as an int64 scalar; its value is known."""
-    return _read_shape((), (prod(inputs[0].shape),), f"the scalar {prod(inputs[0].shape)}")
+    shape = required(inputs[0]).shape
+    return _read_shape((), (prod(shape),), f"the scalar {prod(shape)}")
 
 
-def _read_shape(shape: tuple[Dim, ...], value: tuple, how: str) -> RuleResult:
+def _read_shape(shape: tuple[Dim, ...], value: Value, how: str) -> RuleResult:
     """Shape's and Size's result: int64 values read from the input's shape alone. A weight
     read only so uses none of its values, so it is no param (tf2onnx keeps an unused
     copy of each attention kernel just to take its shape)."""
@@ -78,11 +91,13 @@ def _read_shape(shape: tuple[Dim, ...], value: tuple, how: str) -> RuleResult:
 
 
 @rule("Gather", saves=SAVES_NOTHING)
-def gather(inputs: Sequence[TensorState], *, axis=0) -> RuleResult:
+def gather(inputs: Inputs, *, axis=0) -> RuleResult:
     """data[..., indices, ...] along `axis`: shape data[:axis] + indices + data[axis+1:]."""
     data, indices = inputs[0], inputs[1]
+    data = required(data)
     rank = len(data.shape)
     along = axis_index(axis, rank, "Gather")
+    indices = required(indices)
     out = tuple(data.shape[:along]) + tuple(indices.shape) + tuple(data.shape[along + 1:])
     value = None
     if data.value is not None and indices.value is not None and _small(out) and _small(data.shape) \
@@ -100,35 +115,38 @@ def gather(inputs: Sequence[TensorState], *, axis=0) -> RuleResult:
 
 
 @rule("GatherElements", saves=SAVES_NOTHING)
-def gather_elements(inputs: Sequence[TensorState], *, axis=0) -> RuleResult:
+def gather_elements(inputs: Inputs, *, axis=0) -> RuleResult:
     """One element per index: output has the indices' shape."""
-    axis_index(axis, len(inputs[0].shape), "GatherElements")
-    return moved(inputs[1].shape, inputs[0].dtype, None, "the indices' shape")
+    data = required(inputs[0])
+    axis_index(axis, len(data.shape), "GatherElements")
+    return moved(required(inputs[1]).shape, data.dtype, None, "the indices' shape")
 
 
 @rule("GatherND", saves=SAVES_NOTHING)
-def gather_nd(inputs: Sequence[TensorState], *, batch_dims=0) -> RuleResult:
+def gather_nd(inputs: Inputs, *, batch_dims=0) -> RuleResult:
     """indices [..., k] pick slices of data: indices.shape[:-1] + data.shape[batch_dims + k:]."""
-    data, indices = inputs[0].shape, inputs[1].shape
+    state = required(inputs[0])
+    data, indices = state.shape, required(inputs[1]).shape
     k = indices[-1] if indices else None
     if not is_static(k) or batch_dims + k > len(data):
         raise ShapeError(f"GatherND indices {list(indices)} do not fit data {list(data)}")
     out = tuple(indices[:-1]) + tuple(data[batch_dims + k:])
-    return moved(out, inputs[0].dtype, None, f"indices[:-1] + data[{batch_dims} + {k}:]")
+    return moved(out, state.dtype, None, f"indices[:-1] + data[{batch_dims} + {k}:]")
 
 
 @rule("ScatterND", "ScatterElements", "Scatter", saves=SAVES_NOTHING)
-def scatter(inputs: Sequence[TensorState], *, axis=0, reduction="none") -> RuleResult:
+def scatter(inputs: Inputs, *, axis=0, reduction="none") -> RuleResult:
     """Write updates into a copy of data: output has data's shape."""
-    return moved(inputs[0].shape, None, None, "the data's shape")
+    return moved(required(inputs[0]).shape, None, None, "the data's shape")
 
 
 @rule("Unsqueeze", saves=SAVES_VIEW)
-def unsqueeze(inputs: Sequence[TensorState | None], *, axes=None) -> RuleResult:
+def unsqueeze(inputs: Inputs, *, axes=None) -> RuleResult:
     """Insert size-1 axes at `axes` (of the output); attribute before opset 13, input after."""
     if axes is None:
         axes = known_value(inputs[1] if len(inputs) > 1 else None, "axes", "Unsqueeze")
-    x = inputs[0].shape
+    data = required(inputs[0])
+    x = data.shape
     rank = len(x) + len(axes)
     positions = sorted(axis_index(a, rank, "Unsqueeze") for a in axes)
     if len(set(positions)) != len(positions):
@@ -136,15 +154,16 @@ def unsqueeze(inputs: Sequence[TensorState | None], *, axes=None) -> RuleResult:
     out = list(x)
     for position in positions:
         out.insert(position, 1)
-    return moved(out, None, inputs[0].value, f"{list(x)} with 1 inserted at axes {positions}")
+    return moved(out, None, data.value, f"{list(x)} with 1 inserted at axes {positions}")
 
 
 @rule("Squeeze", saves=SAVES_VIEW)
-def squeeze(inputs: Sequence[TensorState | None], *, axes=None) -> RuleResult:
+def squeeze(inputs: Inputs, *, axes=None) -> RuleResult:
     """Remove size-1 axes (`axes`, or every static 1 when none are given: a symbolic dim is kept)."""
     if axes is None and len(inputs) > 1 and inputs[1] is not None:
         axes = known_value(inputs[1], "axes", "Squeeze")
-    x = inputs[0].shape
+    data = required(inputs[0])
+    x = data.shape
     if axes:
         drop = {axis_index(a, len(x), "Squeeze") for a in axes}
         for a in drop:
@@ -154,13 +173,13 @@ def squeeze(inputs: Sequence[TensorState | None], *, axes=None) -> RuleResult:
     else:
         drop = {a for a, d in enumerate(x) if d == 1}
     out = [d for a, d in enumerate(x) if a not in drop]
-    return moved(out, None, inputs[0].value, f"{list(x)} without axes {sorted(drop)}")
+    return moved(out, None, data.value, f"{list(x)} without axes {sorted(drop)}")
 
 
 def _slice_length(dim: Dim, start: Dim, end: Dim, step: int) -> Dim:
     """Elements of range(start, end, step) over an axis of `dim`, with ONNX's clamping. A
     symbolic dim is assumed large enough for the bounds that are written as plain numbers."""
-    if all(isinstance(v, int) for v in (dim, start, end)):
+    if isinstance(dim, int) and isinstance(start, int) and isinstance(end, int):
         return len(range(*slice(start, end, step).indices(dim)))
 
     def position(index: Dim) -> Dim:
@@ -179,7 +198,7 @@ def _slice_length(dim: Dim, start: Dim, end: Dim, step: int) -> Dim:
 
 
 @rule("Slice", saves=SAVES_NOTHING)
-def slice_(inputs: Sequence[TensorState | None], *, starts=None, ends=None, axes=None) -> RuleResult:
+def slice_(inputs: Inputs, *, starts=None, ends=None, axes=None) -> RuleResult:
     """x[start:end:step] on each listed axis (inputs from opset 10, attributes before)."""
     x = inputs[0]
     steps = None
@@ -192,6 +211,7 @@ def slice_(inputs: Sequence[TensorState | None], *, starts=None, ends=None, axes
             steps = known_value(inputs[4], "steps", "Slice")
     if starts is None or ends is None:
         raise ShapeError("Slice needs starts and ends")
+    x = required(x)
     rank = len(x.shape)
     axes = tuple(axes) if axes is not None else tuple(range(len(starts)))
     steps = tuple(steps) if steps is not None else (1,) * len(starts)
@@ -217,10 +237,10 @@ def slice_(inputs: Sequence[TensorState | None], *, starts=None, ends=None, axes
 
 
 @rule("Split", saves=SAVES_NOTHING)
-def split(inputs: Sequence[TensorState | None], *, axis=0, split=None, num_outputs=None,
+def split(inputs: Inputs, *, axis=0, split=None, num_outputs=None,
           n_outputs=1) -> RuleResult:
     """Cut along `axis` into the given sizes, or into equal parts (the last smaller at opset 18)."""
-    x = inputs[0]
+    x = required(inputs[0])
     along = axis_index(axis, len(x.shape), "Split")
     dim = x.shape[along]
     sizes = split
@@ -255,7 +275,7 @@ def split(inputs: Sequence[TensorState | None], *, axis=0, split=None, num_outpu
 
 
 @rule("ConstantOfShape", saves=SAVES_NOTHING)
-def constant_of_shape(inputs: Sequence[TensorState], *, value=None) -> RuleResult:
+def constant_of_shape(inputs: Inputs, *, value=None) -> RuleResult:
     """A tensor of the shape given by the input's value, filled with `value` (0.0 by default)."""
     dims = known_value(inputs[0], "shape", "ConstantOfShape", ints=False)
     if any(is_static(d) and d < 0 for d in dims):
@@ -267,20 +287,22 @@ def constant_of_shape(inputs: Sequence[TensorState], *, value=None) -> RuleResul
 
 
 @rule("Expand", saves=SAVES_NOTHING)
-def expand(inputs: Sequence[TensorState]) -> RuleResult:
+def expand(inputs: Inputs) -> RuleResult:
     """Broadcast the input to the shape given as the second input's value (both ways, as numpy)."""
     x = inputs[0]
     dims = known_value(inputs[1], "shape", "Expand", ints=False)
+    x = required(x)
     out = broadcast(x.shape, dims)
     values = broadcast_values(out, x) if is_integral(x.dtype) else None
     return moved(out, None, values[0] if values else None, f"{list(x.shape)} broadcast with {list(dims)}")
 
 
 @rule("Tile", saves=SAVES_NOTHING)
-def tile(inputs: Sequence[TensorState]) -> RuleResult:
+def tile(inputs: Inputs) -> RuleResult:
     """Repeat the input `repeats[i]` times along axis i: out = dim * repeats."""
     x = inputs[0]
     repeats = known_value(inputs[1], "repeats", "Tile", ints=False)
+    x = required(x)
     if len(repeats) != len(x.shape):
         raise ShapeError(f"Tile has {len(repeats)} repeats for a rank-{len(x.shape)} input")
     out = tuple(d * r for d, r in zip(x.shape, repeats))
@@ -290,7 +312,7 @@ def tile(inputs: Sequence[TensorState]) -> RuleResult:
     return moved(out, None, value, f"{list(x.shape)} * {list(repeats)}")
 
 
-def _tiled(value: tuple, shape: tuple[int, ...], out: tuple[int, ...]) -> tuple:
+def _tiled(value: Value, shape: Sequence[int], out: Sequence[int]) -> Value:
     result = []
     for flat in range(prod(out)):
         index, source = flat, 0
@@ -304,7 +326,7 @@ def _tiled(value: tuple, shape: tuple[int, ...], out: tuple[int, ...]) -> tuple:
 
 
 @rule("Range", saves=SAVES_NOTHING)
-def range_(inputs: Sequence[TensorState]) -> RuleResult:
+def range_(inputs: Inputs) -> RuleResult:
     """start, start + delta, ... below limit: max(ceil((limit - start) / delta), 0) elements."""
     start, limit, delta = (known_value(t, name, "Range", ints=False)[0]
                            for t, name in zip(inputs, ("start", "limit", "delta")))
@@ -324,7 +346,7 @@ def range_(inputs: Sequence[TensorState]) -> RuleResult:
     return moved((length,), None, value, f"[max(ceil(({limit} - {start}) / {delta}), 0)]")
 
 
-def _cast_value(value: object, dtype: str) -> object:
+def _cast_value(value: int | float | str | Sym, dtype: str) -> object:
     if isinstance(value, Sym):
         if dtype in ("bool", "string"):
             raise ValueError
@@ -339,10 +361,11 @@ def _cast_value(value: object, dtype: str) -> object:
 
 
 @rule("Cast", "CastLike", saves=SAVES_NOTHING)
-def cast(inputs: Sequence[TensorState], *, to=1, saturate=1, round_mode="up") -> RuleResult:
+def cast(inputs: Inputs, *, to=1, saturate=1, round_mode="up") -> RuleResult:
     """Same shape, new dtype (`to`, or the second input's for CastLike); small values follow."""
     x = inputs[0]
     dtype = inputs[1].dtype if len(inputs) > 1 and inputs[1] is not None else dtype_name(to)
+    x = required(x, "value")
     value = None
     if x.value is not None:
         try:
@@ -353,10 +376,10 @@ def cast(inputs: Sequence[TensorState], *, to=1, saturate=1, round_mode="up") ->
 
 
 @rule("NonZero", saves=SAVES_NOTHING)
-def nonzero(inputs: Sequence[TensorState], *, node_name="") -> RuleResult:
+def nonzero(inputs: Inputs, *, node_name="") -> RuleResult:
     """Indices of the non-zero elements, [rank, count]; the count depends on the data, so it is a
     symbolic dim named after the layer (bind it with --dim) unless the input's value is known."""
-    x = inputs[0]
+    x = required(inputs[0], "value")
     count: Dim
     if x.value is not None and not any(isinstance(v, Sym) for v in x.value):
         count = sum(1 for v in x.value if v)

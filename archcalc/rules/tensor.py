@@ -9,50 +9,57 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from fractions import Fraction
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from archcalc.core.dims import Dim, is_static, prod
+from archcalc.core.dims import Dim, Sym, is_static, prod
 from archcalc.core.dtypes import dtype_name
 from archcalc.core.errors import ShapeError, UnknownValue
-from archcalc.rules._common import axis_index, known_value, moved, value_array
+from archcalc.rules._common import axis_index, known_value, moved, required, value_array
 from archcalc.rules.base import (
     GLOBAL,
     POINTWISE,
     SAVES_NOTHING,
     SAVES_VIEW,
+    Inputs,
     Output,
     RuleResult,
-    TensorState,
     Window,
     rule,
 )
 
+if TYPE_CHECKING:
+    from archcalc.core.graph import Value
+
 
 @rule("Identity", saves=SAVES_VIEW)
-def identity(inputs: Sequence[TensorState]) -> RuleResult:
+def identity(inputs: Inputs) -> RuleResult:
     """Output equals input."""
-    return RuleResult(outputs=(Output(inputs[0].shape, value=inputs[0].value),))
+    x = required(inputs[0])
+    return RuleResult(outputs=(Output(x.shape, value=x.value),))
 
 
 @rule("Flatten", saves=SAVES_VIEW)
-def flatten(inputs: Sequence[TensorState], *, axis=1) -> RuleResult:
+def flatten(inputs: Inputs, *, axis=1) -> RuleResult:
     """[d0..dn] -> [prod(d0..d(axis-1)), prod(d(axis)..dn)]."""
-    x = inputs[0].shape
+    data = required(inputs[0])
+    x = data.shape
     cut = axis % len(x) if axis < 0 else axis
     if cut > len(x):
         raise ShapeError(f"Flatten axis {axis} is out of range for a rank-{len(x)} tensor")
     how = f"[{' * '.join(map(str, x[:cut])) or 1}, {' * '.join(map(str, x[cut:])) or 1}]"
-    result = moved((prod(x[:cut]), prod(x[cut:])), None, inputs[0].value, how)
+    result = moved((prod(x[:cut]), prod(x[cut:])), None, data.value, how)
     # Receptive field: flattened spatial axes leave no spatial layout to window: global.
     return replace(result, receptive=GLOBAL if len(x) > 2 else POINTWISE)
 
 
 @rule("Reshape", saves=SAVES_VIEW)
-def reshape(inputs: Sequence[TensorState], *, allowzero=0) -> RuleResult:
+def reshape(inputs: Inputs, *, allowzero=0) -> RuleResult:
     """New shape from the shape input: 0 copies the input dim, -1 takes what is left."""
-    x = inputs[0].shape
-    target = inputs[1].value
+    data = required(inputs[0])
+    x = data.shape
+    target = required(inputs[1], "value").value
     if target is None:
         raise UnknownValue("Reshape's target shape is computed from data, so its output shape is unknown",
                            fix="archcalc follows integer tensors computed from shapes, not from data")
@@ -83,16 +90,17 @@ def reshape(inputs: Sequence[TensorState], *, allowzero=0) -> RuleResult:
             # 64*batch, when H = 64), so only a pair that differs for every binding fails:
             # one a constant multiple r != 1 of the other (192*batch vs 25*batch), as
             # element counts are positive. Leading coefficients a, b give r = a/b.
-            a, b = total.terms[0][1], known.terms[0][1]
+            a, b = cast(Sym, total).terms[0][1], cast(Sym, known).terms[0][1]  # Dims that are not ints
             differ = total * b == known * a
         else:
             # c*m (one term, m a positive integer) never equals a constant that c does not divide.
-            term, constant = (total, known) if is_static(known) else (known, total)
+            # One is an int, the other (a Dim that is not) a Sym.
+            term, constant = (cast(Sym, total), known) if is_static(known) else (cast(Sym, known), cast(int, total))
             differ = len(term.terms) == 1 and constant % term.terms[0][1] != 0
         if differ:
             raise ShapeError(f"cannot reshape {list(x)} ({total} elements) to {list(out)} ({known} elements)",
                              fix="make the element counts agree, or use -1 for one dim")
-    result = moved(out, None, inputs[0].value, f"reshape {list(x)} to {list(target)}")
+    result = moved(out, None, data.value, f"reshape {list(x)} to {list(target)}")
     # Receptive field: kept when the spatial axes (all but N, C) come out whole and last (only the
     # leading dims split or merge); global when no spatial axis is left; otherwise neighbouring
     # outputs are no longer neighbouring inputs and it is unknown (no windows for its axes).
@@ -102,20 +110,21 @@ def reshape(inputs: Sequence[TensorState], *, allowzero=0) -> RuleResult:
 
 
 @rule("Transpose", saves=SAVES_NOTHING)
-def transpose(inputs: Sequence[TensorState], *, perm=None) -> RuleResult:
+def transpose(inputs: Inputs, *, perm=None) -> RuleResult:
     """Permute the axes (reverse them by default)."""
-    x = inputs[0].shape
+    data = required(inputs[0])
+    x = data.shape
     order = list(perm) if perm is not None else list(reversed(range(len(x))))
     if sorted(order) != list(range(len(x))):
         raise ShapeError(f"perm {order} is not a permutation of {len(x)} axes")
     value = None
-    if inputs[0].value is not None and all(is_static(d) for d in x):
-        value = tuple(value_array(inputs[0]).transpose(order).flat)  # shape arithmetic (Swin's pads)
+    if data.value is not None and all(is_static(d) for d in x):
+        value = tuple(value_array(data).transpose(order).flat)  # shape arithmetic (Swin's pads)
     return moved([x[i] for i in order], None, value, f"permute {list(x)} by {order}")
 
 
 @rule("Concat", saves=SAVES_NOTHING)
-def concat(inputs: Sequence[TensorState], *, axis=1) -> RuleResult:
+def concat(inputs: Inputs, *, axis=1) -> RuleResult:
     """Join along `axis`; every other dim must match."""
     shapes = [t.shape for t in inputs if t is not None]
     rank = len(shapes[0])
@@ -133,7 +142,7 @@ def concat(inputs: Sequence[TensorState], *, axis=1) -> RuleResult:
     out[along] = sum((s[along] for s in shapes[1:]), shapes[0][along])
     values = None
     if all(t.value is not None for t in inputs if t is not None) and rank == 1:
-        values = tuple(v for t in inputs if t is not None for v in t.value)
+        values = tuple(v for t in inputs if t is not None for v in cast("Value", t.value))  # all known (just checked)
     # A learned tensor joined to activations (ViT's class token) is a param.
     return RuleResult(outputs=(Output(tuple(out), value=values),), weights=tuple(range(len(inputs))),
                       explain=lambda: [f"output {out[along]} = " + " + ".join(str(s[along]) for s in shapes)
@@ -141,9 +150,9 @@ def concat(inputs: Sequence[TensorState], *, axis=1) -> RuleResult:
 
 
 @rule("Pad", saves=SAVES_NOTHING)
-def pad(inputs: Sequence[TensorState | None], *, mode="constant", pads=None, value=0.0) -> RuleResult:
+def pad(inputs: Inputs, *, mode="constant", pads=None, value=0.0) -> RuleResult:
     """Each axis grows by its begin and end pads (opset < 11: attribute; later: input)."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     amounts = pads if pads is not None else (inputs[1].value if len(inputs) > 1 and inputs[1] else None)
     if amounts is None:
         raise ShapeError("Pad's pads are not a known constant")
@@ -154,9 +163,9 @@ def pad(inputs: Sequence[TensorState | None], *, mode="constant", pads=None, val
         raise ShapeError(f"Pad has {len(amounts)} pads for {len(axes)} axes; it needs begin and end per axis")
     out = list(x)
     for j, axis in enumerate(axes):
-        out[axis] = x[axis] + amounts[j] + amounts[j + len(axes)]
-        if is_static(out[axis]) and out[axis] < 0:
-            raise ShapeError(f"padding {list(amounts)} leaves axis {axis} with size {out[axis]}")
+        size = out[axis] = x[axis] + amounts[j] + amounts[j + len(axes)]
+        if is_static(size) and size < 0:
+            raise ShapeError(f"padding {list(amounts)} leaves axis {axis} with size {size}")
     windows = tuple(Window(1, 1, amounts[axes.index(a)] if a in axes else 0) for a in range(2, rank))
     return RuleResult(outputs=(Output(tuple(out)),), receptive=windows,
                       explain=lambda: [f"output = input + begin + end pads = {out}", "0 FLOPs"])
@@ -173,14 +182,15 @@ def _scaled(dim: Dim, scale: float) -> Dim:
 
 
 @rule("Resize", "Upsample")
-def resize(inputs: Sequence[TensorState | None], *, mode="nearest", scales=None,
+def resize(inputs: Inputs, *, mode="nearest", scales=None,
            coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75, exclude_outside=0,
            extrapolation_value=0.0, nearest_mode="round_prefer_floor", antialias=0, axes=None,
            keep_aspect_ratio_policy="stretch", op="Resize") -> RuleResult:
     """out = floor(n * scale) per axis, or the sizes input; linear modes cost one lerp per axis."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     present = [t for t in inputs[1:] if t is not None and t.value is not None and len(t.value)]
     sizes_input = inputs[3] if len(inputs) > 3 and inputs[3] is not None else None
+    factors: list[float] | None
     if sizes_input is not None and sizes_input.value:
         out = list(sizes_input.value)
         factors = [o / i if is_static(i) and i else 1 for o, i in zip(out, x)]
@@ -188,7 +198,8 @@ def resize(inputs: Sequence[TensorState | None], *, mode="nearest", scales=None,
         factors = list(scales) if scales is not None else None
         if factors is None:
             float_inputs = [t for t in present if t.dtype.startswith("float")]
-            factors = list(float_inputs[-1].value) if float_inputs else None
+            # `present` holds only inputs whose value is known.
+            factors = list(cast("Value", float_inputs[-1].value)) if float_inputs else None
         if factors is None or len(factors) != len(x):
             raise ShapeError("Resize needs scales (one per axis) or sizes as known constants")
         out = [_scaled(d, f) for d, f in zip(x, factors)]
@@ -224,7 +235,9 @@ def resize(inputs: Sequence[TensorState | None], *, mode="nearest", scales=None,
         return Window(2 * half - 1 + odd, n, half - (twice_c + 2 - odd) // 2)
 
     windows = tuple(window(f) for f in factors[2:])
-    return RuleResult(outputs=(Output(tuple(out)),), flops=flops, receptive=() if None in windows else windows,
+    # Without a None, `windows` holds only Windows.
+    receptive = () if None in windows else cast("tuple[Window, ...]", windows)
+    return RuleResult(outputs=(Output(tuple(out)),), flops=flops, receptive=receptive,
                       explain=lambda: [f"output = input * scales = {list(x)} * {factors} = {out}",
                                        f"FLOPs = {per_element} ({mode}) * {prod(out)} = {flops}"])
 
@@ -237,9 +250,9 @@ def _blocks(x: Sequence[Dim], blocksize: int, op: str) -> None:
 
 
 @rule("DepthToSpace", saves=SAVES_NOTHING)
-def depth_to_space(inputs: Sequence[TensorState], *, blocksize=None, mode="DCR") -> RuleResult:
+def depth_to_space(inputs: Inputs, *, blocksize=None, mode="DCR") -> RuleResult:
     """[N, C, H, W] -> [N, C / b^2, H * b, W * b] (DCR or CRD order, same shape); 0 FLOPs."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     _blocks(x, blocksize, "DepthToSpace")
     b = blocksize
     if is_static(x[1]) and x[1] % (b * b):
@@ -252,9 +265,9 @@ def depth_to_space(inputs: Sequence[TensorState], *, blocksize=None, mode="DCR")
 
 
 @rule("SpaceToDepth", saves=SAVES_NOTHING)
-def space_to_depth(inputs: Sequence[TensorState], *, blocksize=None) -> RuleResult:
+def space_to_depth(inputs: Inputs, *, blocksize=None) -> RuleResult:
     """[N, C, H, W] -> [N, C * b^2, H / b, W / b]; 0 FLOPs."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     _blocks(x, blocksize, "SpaceToDepth")
     b = blocksize
     for name, dim in (("H", x[2]), ("W", x[3])):
@@ -268,9 +281,9 @@ def space_to_depth(inputs: Sequence[TensorState], *, blocksize=None) -> RuleResu
 
 
 @rule("Trilu", saves=SAVES_NOTHING)
-def trilu(inputs: Sequence[TensorState | None], *, upper=1) -> RuleResult:
+def trilu(inputs: Inputs, *, upper=1) -> RuleResult:
     """Keep the upper (lower) triangle of the last two axes, zero the rest; shape unchanged, 0 FLOPs."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     if len(x) < 2:
         raise ShapeError(f"Trilu needs at least 2-D input, got {list(x)}")
     return RuleResult(outputs=(Output(tuple(x)),), weights=(0,),
@@ -279,9 +292,9 @@ def trilu(inputs: Sequence[TensorState | None], *, upper=1) -> RuleResult:
 
 
 @rule("OneHot", saves=SAVES_NOTHING)
-def one_hot(inputs: Sequence[TensorState], *, axis=-1) -> RuleResult:
+def one_hot(inputs: Inputs, *, axis=-1) -> RuleResult:
     """indices shape with `depth` inserted at `axis`, the dtype of `values`; depth must be a known constant."""
-    indices, values = inputs[0].shape, inputs[2]
+    indices, values = required(inputs[0]).shape, inputs[2]
     depth_state = inputs[1]
     if depth_state is None or depth_state.value is None or len(depth_state.value) != 1:
         raise UnknownValue("OneHot's depth is not a known constant, so its output shape is unknown",
@@ -297,26 +310,27 @@ def one_hot(inputs: Sequence[TensorState], *, axis=-1) -> RuleResult:
     rank = len(indices) + 1
     at = axis_index(axis, rank, "OneHot")
     out = (*indices[:at], depth, *indices[at:])
-    return RuleResult(outputs=(Output(out, values.dtype),),
+    return RuleResult(outputs=(Output(out, required(values, "dtype").dtype),),
                       explain=lambda: [f"output = indices {list(indices)} with depth {depth} at axis {at} = "
                                        f"{list(out)}", "no arithmetic: 0 FLOPs"])
 
 
 @rule("EyeLike", saves=SAVES_NOTHING)
-def eye_like(inputs: Sequence[TensorState], *, dtype=None, k=0) -> RuleResult:
+def eye_like(inputs: Inputs, *, dtype=None, k=0) -> RuleResult:
     """A 2-D identity (ones on diagonal k) of the input's shape, of `dtype` or the input's; 0 FLOPs."""
-    x = inputs[0].shape
+    data = required(inputs[0])
+    x = data.shape
     if len(x) != 2:
         raise ShapeError(f"EyeLike needs a 2-D input, got {list(x)}")
-    out_dtype = dtype_name(dtype) if dtype is not None else inputs[0].dtype
+    out_dtype = dtype_name(dtype) if dtype is not None else data.dtype
     return RuleResult(outputs=(Output(tuple(x), out_dtype),),
                       explain=lambda: [f"output = {list(x)} {out_dtype}, ones on diagonal {k}", "0 FLOPs"])
 
 
 @rule("CenterCropPad", saves=SAVES_NOTHING)
-def center_crop_pad(inputs: Sequence[TensorState], *, axes=None) -> RuleResult:
+def center_crop_pad(inputs: Inputs, *, axes=None) -> RuleResult:
     """Each of `axes` (all by default) cropped or padded about its centre to the size in `shape`; 0 FLOPs."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     sizes = known_value(inputs[1], "shape", "CenterCropPad", ints=False)
     chosen = [axis_index(a, len(x), "CenterCropPad") for a in axes] if axes is not None else list(range(len(x)))
     if len(sizes) != len(chosen):
