@@ -74,6 +74,8 @@ class LayerResult:
     # A layer inside another layer's subgraph (If/Loop/Scan body): the name of the layer
     # whose counts already include this one's. Listed for detail; totals leave it out.
     parent: str = ""
+    domain: str = ""  # the op's domain ("" for ONNX's default), so its rule is found again
+    repeats: int | None = None  # runs of the layer's body, when known (see RuleResult.repeats)
     attrs: dict[str, Any] = field(default_factory=dict, compare=False)
     explain: Callable[[], list[str]] | None = field(default=None, compare=False)
 

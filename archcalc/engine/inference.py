@@ -268,6 +268,8 @@ class _Inference:
             backward_state_bytes=outcome.backward_state_bytes,
             block=node.block,
             source=node.source,
+            domain=node.domain,
+            repeats=result.repeats,
             attrs=attrs,
             explain=result.explain,
         )
@@ -345,6 +347,7 @@ class _Inference:
             name=node.name, op=node.op, inputs=self._input_results(node), outputs=tuple(outputs),
             params=0, trainable_params=0, buffers=0, macs=0, flops=0, activation_bytes=activation_bytes,
             receptive_field=None, modelled=False, unmodelled_reason=reason, block=node.block, source=node.source,
+            domain=node.domain,
         )
 
     def _hint(self, name: str) -> TensorState | None:

@@ -155,7 +155,7 @@ def training_cost(graph: Graph, analysis: Analysis, optimizer: str = "adam",
         on_path = trainable or any(inputs_need_grad)
         if on_path:
             needs_grad.update(out.name for out in result.outputs)
-        rule = rule_for(node.domain, result.op)
+        rule = rule_for(result.domain, result.op)
         policy = rule.saves if rule is not None else SAVES_INPUTS
         if policy == SAVES_VIEW and data_inputs:
             for out in result.outputs:
@@ -165,8 +165,8 @@ def training_cost(graph: Graph, analysis: Analysis, optimizer: str = "adam",
         saved_bytes = 0
         if on_path:
             if result.macs:
-                # The two multiplied operands sit at positions 0 and 1 of every MAC op.
-                operands = [inputs[i] for i in (0, 1) if i < len(inputs)]
+                multiplied = rule.multiplies if rule is not None else (0, 1)
+                operands = [inputs[i] for i in multiplied if i < len(inputs)]
                 for operand in operands:
                     if operand in needs_grad:
                         grad_input += result.macs

@@ -10,12 +10,13 @@ inside the end padding is dropped (as PyTorch and onnxruntime do).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from archcalc.core.dims import Dim, ceil_div, is_static, minimum
 from archcalc.core.errors import ShapeError
-from archcalc.rules.base import Window
+from archcalc.rules.base import LayerCall, StandardNode, Window
 
 AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
@@ -118,3 +119,32 @@ def sliding_windows(
                 out = (padded - span) // s + 1
         axes.append(AxisWindow(n, k, s, d, begin, end, out, ceil_mode))
     return tuple(axes)
+
+
+def with_explicit_pads(call: LayerCall) -> Mapping[str, Any]:
+    """The layer's attributes with auto_pad SAME_UPPER/SAME_LOWER written as the explicit
+    pads it resolves to: onnxruntime cannot run auto_pad SAME_* with dilation, and explicit
+    pads run everywhere and say the same. Unchanged when the pads vary with a symbolic size
+    and there is no dilation (auto_pad then runs as it is)."""
+    attrs = call.attrs
+    shape = call.input_shapes[0] if call.input_shapes else None
+    if attrs.get("auto_pad") not in ("SAME_UPPER", "SAME_LOWER") or shape is None:
+        return attrs
+    weight = call.input_shapes[1] if len(call.input_shapes) > 1 else None
+    kernel = attrs.get("kernel_shape") or (weight[2:] if weight else ())
+    axes = sliding_windows(shape[2:], kernel, strides=attrs.get("strides"), pads=None,
+                           dilations=attrs.get("dilations"), auto_pad=attrs["auto_pad"],
+                           ceil_mode=bool(attrs.get("ceil_mode", 0)))
+    pads = [a.pad_begin for a in axes] + [a.pad_end for a in axes]
+    if not all(is_static(p) for p in pads):
+        if not any(d != 1 for d in attrs.get("dilations") or ()):
+            return attrs
+        raise ShapeError(f"'same' padding with dilation on an input of symbolic size {list(shape)} has no fixed "
+                         "pads, and onnxruntime cannot run it as auto_pad",
+                         fix="give the input a fixed size with --input-shape, or write the padding explicitly")
+    return {**{k: v for k, v in attrs.items() if k != "auto_pad"}, "pads": pads}
+
+
+def lower_window(call: LayerCall) -> list[StandardNode]:
+    """A sliding-window op as itself, its 'same' padding explicit (see with_explicit_pads)."""
+    return [StandardNode(call.op, call.inputs, call.outputs, call.name, with_explicit_pads(call))]

@@ -14,7 +14,18 @@ from collections.abc import Sequence
 
 from archcalc.core.dims import Dim, prod
 from archcalc.rules._common import axis_index, required
-from archcalc.rules.base import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, Inputs, Output, RuleResult, rule
+from archcalc.rules.base import (
+    SAVES_INPUTS,
+    SAVES_NOTHING,
+    SAVES_OUTPUT,
+    Inputs,
+    LayerCall,
+    Output,
+    RuleResult,
+    StandardNode,
+    exported,
+    rule,
+)
 
 FLOPS_PER_ELEMENT = {
     "Relu": 1, "LeakyRelu": 2, "PRelu": 2, "Sigmoid": 4, "HardSigmoid": 4, "Tanh": 1,
@@ -52,6 +63,26 @@ for _op in ("Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "Tanh", "Elu", "Celu"
     _simple(_op)
 
 
+def _swish_as_sigmoid(call: LayerCall) -> list[StandardNode]:
+    """Swish (opset 24) has no onnxruntime kernel: x * sigmoid(alpha * x), the layer's name
+    on the Mul that gives its output, so tensor and layer names still match the spec's."""
+    alpha = float(call.attrs.get("alpha", 1.0))
+    x, name = call.inputs[0], call.name
+    nodes = []
+    gate_input = x
+    if alpha != 1.0:
+        gate_input = f"{name}/scaled"
+        nodes += [StandardNode("Constant", (), (f"{name}/alpha",), f"{name}/alpha", {"value_float": alpha}),
+                  StandardNode("Mul", (x, f"{name}/alpha"), (gate_input,), f"{name}/scale")]
+    gate = f"{name}/sigmoid"
+    return [*nodes, StandardNode("Sigmoid", (gate_input,), (gate,), gate),
+            StandardNode("Mul", (x, gate), call.outputs, name)]
+
+
+exported("Swish", lower=_swish_as_sigmoid)
+exported("HardSwish", min_opset=14)
+
+
 @rule("PRelu")
 def prelu(inputs: Inputs) -> RuleResult:
     """max(0, x) + slope * min(0, x); the slope is learned."""
@@ -62,6 +93,9 @@ def prelu(inputs: Inputs) -> RuleResult:
 def gelu(inputs: Inputs, *, approximate="none") -> RuleResult:
     """x * Phi(x): 5 FLOPs per element with erf, 9 with the tanh approximation."""
     return _activation(required(inputs[0]).shape, "Gelu", 9 if approximate == "tanh" else 5)
+
+
+exported("Gelu", min_opset=20)
 
 
 @rule("Softmax", "LogSoftmax", "Hardmax", saves=SAVES_OUTPUT)

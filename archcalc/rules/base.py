@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from archcalc.core.dims import Dim
@@ -105,6 +105,9 @@ class RuleResult:
     # Of `weights`, inputs that pack several values into each stored element, as (input, values
     # per element): MatMulNBits' 4-bit weights, two to a uint8. Params count values, bytes count elements.
     packed_weights: tuple[tuple[int, int], ...] = ()
+    # How many times the op runs its body (a Loop's trip count, a Scan's length) when it is
+    # known: what it costs to run, apart from the counts (verify's --max-work).
+    repeats: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,30 @@ class Scope:
 
 
 RuleFn = Callable[..., RuleResult]
+
+
+class LayerCall(NamedTuple):
+    """One layer as export sees it: what a lowering rewrites into standard nodes."""
+
+    op: str
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any]
+    input_shapes: tuple[Shape | None, ...]
+
+
+class StandardNode(NamedTuple):
+    """A node of standard ONNX, in no file format: export writes it as a NodeProto."""
+
+    op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    name: str
+    attrs: Mapping[str, Any] = {}
+
+
+Lowering = Callable[[LayerCall], list[StandardNode]]
 # Shapes a runtime produced, one per input or output; None for one left out or not observed.
 ObservedShapes = Sequence["tuple[int, ...] | None"]
 # MACs from the shapes a runtime produced, independent of the rule's own arithmetic:
@@ -156,6 +183,14 @@ class Rule:
     # An independent reference for `archcalc verify` (see ObservedMacs); None: the rule's
     # MACs are only recomputed by the rule itself on the observed shapes.
     observed_macs: ObservedMacs | None = None
+    # The inputs whose product the op's MACs count: backward multiplies the output's
+    # gradient by each of them again (dL/dW = x * dL/dy, dL/dx = W * dL/dy).
+    multiplies: tuple[int, ...] = (0, 1)
+    # How archcalc's export writes the op as standard ONNX: the oldest default-domain opset
+    # whose form of it export writes, and a lowering into ops onnxruntime runs (None: the
+    # layer is written as it is).
+    min_opset: int = 13
+    lower: Lowering | None = None
 
     def __call__(self, inputs: Inputs, attrs: dict[str, Any],
                  context: Mapping[str, Any] | None = None) -> RuleResult:
@@ -174,12 +209,13 @@ RULES: dict[str, Rule] = {}
 DOMAIN_RULES: dict[str, dict[str, Rule]] = {}
 
 
-def rule(*ops: str, saves: str = SAVES_INPUTS, observed_macs: ObservedMacs | None = None, domain: str = ""
-         ) -> Callable[[RuleFn], RuleFn]:
+def rule(*ops: str, saves: str = SAVES_INPUTS, observed_macs: ObservedMacs | None = None, domain: str = "",
+         multiplies: tuple[int, ...] = (0, 1)) -> Callable[[RuleFn], RuleFn]:
     """Register `fn` as the rule of each op in `ops` (a family sharing one formula);
     `saves` says what the op keeps for its backward pass; `observed_macs`, MACs computed
     from observed input and output shapes alone, is what verify checks the rule against;
-    `domain`, when not ONNX's default, the domain the ops belong to."""
+    `domain`, when not ONNX's default, the domain the ops belong to; `multiplies`, the
+    inputs whose product its MACs count (see Rule)."""
 
     def register(fn: RuleFn) -> RuleFn:
         params = inspect.signature(fn).parameters
@@ -189,10 +225,21 @@ def rule(*ops: str, saves: str = SAVES_INPUTS, observed_macs: ObservedMacs | Non
         for op in ops:
             if op in registry:
                 raise ValueError(f"op {op!r} already has a rule: {registry[op].fn.__qualname__}")
-            registry[op] = Rule(op, fn, keyword_only - CONTEXT, summary, keyword_only & CONTEXT, saves, observed_macs)
+            registry[op] = Rule(op, fn, keyword_only - CONTEXT, summary, keyword_only & CONTEXT, saves, observed_macs,
+                                multiplies)
         return fn
 
     return register
+
+
+def exported(*ops: str, min_opset: int | None = None, lower: Lowering | None = None) -> None:
+    """Say how export writes ops already registered (default domain): their standard form
+    needs `min_opset` or newer; `lower` rewrites a layer into standard nodes onnxruntime
+    runs. Written beside the op's rule, so everything about an op stays in its family."""
+    for op in ops:
+        known = RULES[op]
+        RULES[op] = replace(known, min_opset=known.min_opset if min_opset is None else min_opset,
+                            lower=lower or known.lower)
 
 
 def get_rule(op: str) -> Rule | None:

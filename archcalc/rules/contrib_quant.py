@@ -212,7 +212,7 @@ def qlinear_concat(inputs: Sequence[TensorState | None], *, axis=1) -> RuleResul
                         lines=joined.explain() if joined.explain else ())
 
 
-@rule("QGemm", domain=MS)
+@rule("QGemm", domain=MS, multiplies=(0, 3))  # A, then B after A's scale and zero point
 def qgemm(inputs: Sequence[TensorState | None], *, transA=0, transB=0, alpha=1.0) -> RuleResult:
     """Quantised Gemm (int32 C), requantised (+5 per output) or, without y_scale, rescaled to float (+1)."""
     a, b, c = inputs[0], inputs[3], _optional(inputs, 6)

@@ -296,6 +296,7 @@ def loop(inputs: Sequence[TensorState | None], *, body: Subgraph | None = None, 
         outputs=tuple(outputs), macs=macs, flops=flops, receptive=GLOBAL,
         held=tuple(_held(analysed, node_name, scope)), sublayers=_sublayers(analysed, node_name, times),
         warnings=tuple(warnings) + _warnings([analysed], scope), explain=lambda: lines,
+        repeats=times if _bindable(trips, scope.bindings) else None,
     )
 
 
@@ -340,5 +341,5 @@ def scan(inputs: Sequence[TensorState | None], *, body=None, num_scan_inputs=Non
     return RuleResult(
         outputs=tuple(outputs), macs=macs, flops=flops, receptive=GLOBAL,
         held=tuple(_held(analysed, node_name, scope)), sublayers=_sublayers(analysed, node_name, times),
-        warnings=_warnings([analysed], scope), explain=lambda: lines,
+        warnings=_warnings([analysed], scope), explain=lambda: lines, repeats=times,
     )

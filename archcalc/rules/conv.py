@@ -8,8 +8,8 @@ from typing import Any
 from archcalc.core.dims import Dim, is_static, prod
 from archcalc.core.errors import ShapeError
 from archcalc.rules._common import required
-from archcalc.rules._window import axis_names, sliding_windows
-from archcalc.rules.base import Inputs, ObservedShapes, Output, RuleResult, Window, rule
+from archcalc.rules._window import axis_names, lower_window, sliding_windows
+from archcalc.rules.base import Inputs, ObservedShapes, Output, RuleResult, Window, exported, rule
 
 
 def _check_rank(x: Sequence[Dim], w: Sequence[Dim]) -> None:
@@ -81,6 +81,9 @@ def conv(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
         receptive=tuple(a.window() for a in axes),
         explain=explain,
     )
+
+
+exported("Conv", lower=lower_window)
 
 
 def _check_output_padding(extra: Sequence[int], strides: Sequence[int], dilations: Sequence[int]) -> tuple[str, ...]:

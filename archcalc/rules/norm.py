@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from archcalc.core.dims import Dim, is_static, prod
 from archcalc.core.errors import ShapeError
 from archcalc.rules._common import axis_index, broadcast, required
-from archcalc.rules.base import Inputs, Output, RuleResult, Shape, TensorState, rule
+from archcalc.rules.base import Inputs, Output, RuleResult, Shape, TensorState, exported, rule
 
 BATCH_NORM_FLOPS = 2
 NORMALISE_FLOPS = 7
@@ -79,6 +79,9 @@ def layer_norm(inputs: Inputs, *, axis=-1, epsilon=1e-5, stash_type=1) -> RuleRe
     return RuleResult(outputs=result.outputs + (Output(mean_shape), Output(mean_shape)),
                       flops=result.flops, weights=result.weights, explain=result.explain,
                       backward_state_bytes=2 * 4 * prod(x[:first]))  # mean and 1/std per row, fp32
+
+
+exported("LayerNormalization", min_opset=17)
 
 
 @rule("InstanceNormalization")

@@ -12,8 +12,8 @@ from typing import cast
 from archcalc.core.dims import Dim, prod
 from archcalc.core.errors import ShapeError
 from archcalc.rules._common import required
-from archcalc.rules._window import AxisWindow, axis_names, sliding_windows
-from archcalc.rules.base import GLOBAL, Inputs, Output, RuleResult, rule
+from archcalc.rules._window import AxisWindow, axis_names, lower_window, sliding_windows, with_explicit_pads
+from archcalc.rules.base import GLOBAL, Inputs, LayerCall, Output, RuleResult, StandardNode, exported, rule
 
 
 def _check_pads(axes: Sequence[AxisWindow]) -> None:
@@ -74,6 +74,19 @@ def average_pool(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
                  dilations=None, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, p=2) -> RuleResult:
     """Average (or Lp norm, or minimum) over each window; output size as for convolution."""
     return _pool(required(inputs[0]).shape, kernel_shape, strides, pads, dilations, auto_pad, ceil_mode, False)
+
+
+def _min_pool_as_max_pool(call: LayerCall) -> list[StandardNode]:
+    """ONNX has no min pooling: min(window) = -max(-window)."""
+    name, attrs = call.name, with_explicit_pads(call)
+    negated, pooled = f"{name}/negated", f"{name}/maxpool"
+    return [StandardNode("Neg", call.inputs[:1], (negated,), f"{name}/neg_in"),
+            StandardNode("MaxPool", (negated,), (pooled,), f"{name}/max", attrs),
+            StandardNode("Neg", (pooled,), call.outputs, name)]
+
+
+exported("MaxPool", "AveragePool", "LpPool", lower=lower_window)
+exported("MinPool", lower=_min_pool_as_max_pool)
 
 
 @rule("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")

@@ -120,7 +120,7 @@ def conv_integer(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
     return _integer(product, "int32", (1,), requantised=False)
 
 
-@rule("QLinearMatMul")
+@rule("QLinearMatMul", multiplies=(0, 3))  # a, then b after a's scale and zero point
 def qlinear_matmul(inputs: Inputs) -> RuleResult:
     """Quantised a @ b requantised to y_scale / y_zero_point; MACs as MatMul, + 5 FLOPs per output."""
     a, b, y_zero_point = inputs[0], inputs[3], inputs[7] if len(inputs) > 7 else None
@@ -128,7 +128,7 @@ def qlinear_matmul(inputs: Inputs) -> RuleResult:
     return _integer(matmul([a, b]), dtype, (0, 3), requantised=True)
 
 
-@rule("QLinearConv")
+@rule("QLinearConv", multiplies=(0, 3))  # x, then w after x's scale and zero point
 def qlinear_conv(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
                  dilations=None, group=1, auto_pad="NOTSET") -> RuleResult:
     """Quantised convolution (int32 bias) requantised to y_scale / y_zero_point; MACs as Conv."""

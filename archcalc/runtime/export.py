@@ -2,8 +2,9 @@
 
 Every spec layer is already an ONNX op in the graph; export only resolves what the
 spec left to inference (weight shapes, depthwise group counts), fills in weights and
-rewrites the ops ONNX lacks into standard ones (min pooling = -maxpool(-x)), or that the
-runtime cannot run (Swish = x * sigmoid(x); 'same' padding with dilation as explicit pads).
+writes each layer as its rule says (Rule.min_opset, Rule.lower): the ops ONNX lacks as
+standard ones (min pooling = -maxpool(-x)), and those the runtime cannot run as ones it
+can (Swish = x * sigmoid(x); 'same' padding with dilation as explicit pads).
 """
 
 from __future__ import annotations
@@ -23,19 +24,12 @@ from archcalc.core.errors import ArchcalcError
 from archcalc.core.files import atomic_write, atomic_writes
 from archcalc.core.graph import Graph, Node
 from archcalc.core.results import Analysis, LayerResult
+from archcalc.rules.base import LayerCall, StandardNode, rule_for
 
 WEIGHT_MODES = ("random", "zeros", "external", "omit")
 # The oldest default-domain opset export writes: the ops' attribute-to-input moves (Split,
 # Squeeze, Reduce* axes...) are written in their opset-13 form.
 OLDEST_OPSET = 13
-# Ops whose standard form needs at least this opset (default domain). Swish (opset 24) is
-# not here: onnxruntime 1.32 has no kernel for it, so it is written as x * sigmoid(x).
-MIN_OPSET = {"Gelu": 20, "LayerNormalization": 17, "HardSwish": 14}
-# Sliding-window ops whose 'same' padding is written as explicit pads (onnxruntime cannot
-# run auto_pad SAME_* with dilation; explicit pads run everywhere and say the same).
-_WINDOW_OPS = ("Conv", "MaxPool", "AveragePool", "LpPool", "MinPool")
-
-
 class ExportError(ArchcalcError):
     """A graph that cannot be written as a standard ONNX model."""
 
@@ -109,15 +103,15 @@ def to_onnx(graph: Graph, analysis: Analysis, *, opset: int | None = None, weigh
     """The ONNX model of `graph`, with shapes from `analysis`; weights per `weights` mode."""
     if weights not in WEIGHT_MODES:
         raise ExportError(f"unknown weights mode '{weights}'", fix="use one of " + ", ".join(WEIGHT_MODES))
-    ops = {node.op for node in graph.nodes}
-    needed = max((MIN_OPSET.get(op, OLDEST_OPSET) for op in ops), default=OLDEST_OPSET)
+    needed = {node.op: _min_opset(node) for node in graph.nodes}
+    newest_needed = max(needed.values(), default=OLDEST_OPSET)
     if opset is not None:
         _check_opset(opset, graph.path)
-    opset = opset or max(newest_runtime_opset(), needed)
-    if opset < needed:
-        op = max(ops, key=lambda o: MIN_OPSET.get(o, 0))
-        raise ExportError(f"op {op} needs opset {MIN_OPSET[op]} or newer, asked for {opset}",
-                          where=graph.path, fix=f"pass --opset {MIN_OPSET[op]} or newer")
+    opset = opset or max(newest_runtime_opset(), newest_needed)
+    if opset < newest_needed:
+        op = max(needed, key=needed.__getitem__)
+        raise ExportError(f"op {op} needs opset {needed[op]} or newer, asked for {opset}",
+                          where=graph.path, fix=f"pass --opset {needed[op]} or newer")
     rng = np.random.default_rng(seed)
     results = {layer.name: layer for layer in analysis.layers}
     nodes: list[onnx.NodeProto] = []
@@ -185,63 +179,25 @@ def _clean(attrs: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
-def _explicit_pads(layer: LayerResult, attrs: dict[str, Any], path: str) -> dict[str, Any]:
-    """auto_pad SAME_UPPER/SAME_LOWER as the explicit pads the analysis resolved it to."""
-    if layer.op not in _WINDOW_OPS or attrs.get("auto_pad") not in ("SAME_UPPER", "SAME_LOWER"):
-        return attrs
-    from archcalc.rules._window import sliding_windows
-
-    shape = layer.inputs[0].shape if layer.inputs else None
-    dilated = any(d != 1 for d in attrs.get("dilations") or ())
-    if shape is None:
-        return attrs
-    kernel = attrs.get("kernel_shape") or (layer.inputs[1].shape[2:] if len(layer.inputs) > 1 else ())
-    axes = sliding_windows(shape[2:], kernel, strides=attrs.get("strides"), pads=None,
-                           dilations=attrs.get("dilations"), auto_pad=attrs["auto_pad"],
-                           ceil_mode=bool(attrs.get("ceil_mode", 0)))
-    pads = [a.pad_begin for a in axes] + [a.pad_end for a in axes]
-    if not all(is_static(p) for p in pads):
-        if not dilated:
-            return attrs  # pads vary with a symbolic size; auto_pad says so and runs without dilation
-        raise ExportError(f"layer '{layer.name}': 'same' padding with dilation on an input of symbolic size "
-                          f"{list(shape)} has no fixed pads, and onnxruntime cannot run it as auto_pad", where=path,
-                          fix="give the input a fixed size with --input-shape, or write the padding explicitly")
-    explicit = {k: v for k, v in attrs.items() if k != "auto_pad"}
-    explicit["pads"] = pads
-    return explicit
+def _min_opset(node: Node) -> int:
+    rule = rule_for(node.domain, node.op)
+    return max(rule.min_opset, OLDEST_OPSET) if rule is not None else OLDEST_OPSET
 
 
 def _nodes_for(node: Node, layer: LayerResult, path: str) -> list[onnx.NodeProto]:
+    """The layer as standard nodes: as it is, or as its rule lowers it (see Rule.lower)."""
     inputs = list(node.inputs)
     while inputs and not inputs[-1]:
         inputs.pop()
-    attrs = _explicit_pads(layer, _clean(layer.attrs), path)
-    if node.op == "Swish":
-        # onnxruntime has no Swish kernel: x * sigmoid(alpha * x), the layer's name on the Mul
-        # that produces its output so tensor and layer names still match the spec's.
-        alpha = float(attrs.get("alpha", 1.0))
-        nodes = []
-        gate_input = inputs[0]
-        if alpha != 1.0:
-            gate_input = f"{node.name}/scaled"
-            nodes.append(helper.make_node("Constant", [], [f"{node.name}/alpha"], name=f"{node.name}/alpha",
-                                          value=helper.make_tensor(f"{node.name}/alpha", TensorProto.FLOAT, [],
-                                                                   [alpha])))
-            nodes.append(helper.make_node("Mul", [inputs[0], f"{node.name}/alpha"], [gate_input],
-                                          name=f"{node.name}/scale"))
-        gate = f"{node.name}/sigmoid"
-        nodes.append(helper.make_node("Sigmoid", [gate_input], [gate], name=gate))
-        nodes.append(helper.make_node("Mul", [inputs[0], gate], list(node.outputs), name=node.name))
-        return nodes
-    if node.op == "MinPool":
-        # ONNX has no min pooling: min(window) = -max(-window).
-        negated, pooled = f"{node.name}/negated", f"{node.name}/maxpool"
-        return [
-            helper.make_node("Neg", inputs[:1], [negated], name=f"{node.name}/neg_in"),
-            helper.make_node("MaxPool", [negated], [pooled], name=f"{node.name}/max", **attrs),
-            helper.make_node("Neg", [pooled], list(node.outputs), name=node.name),
-        ]
-    return [helper.make_node(node.op, inputs, list(node.outputs), name=node.name, **attrs)]
+    call = LayerCall(node.op, node.name, tuple(inputs), tuple(node.outputs), _clean(layer.attrs),
+                     tuple(tensor.shape for tensor in layer.inputs))
+    rule = rule_for(node.domain, node.op)
+    try:
+        standard = rule.lower(call) if rule is not None and rule.lower is not None else [
+            StandardNode(call.op, call.inputs, call.outputs, call.name, call.attrs)]
+    except ArchcalcError as error:
+        raise ExportError(f"layer '{node.name}': {error.message}", where=path, fix=error.fix) from None
+    return [helper.make_node(n.op, list(n.inputs), list(n.outputs), name=n.name, **n.attrs) for n in standard]
 
 
 def write_model(model: onnx.ModelProto, path: str, weights: str, buffers: Collection[str] = ()) -> None:

@@ -180,25 +180,10 @@ def estimate_run_work(analysis: Analysis) -> int:
             body_layers[layer.parent] = body_layers.get(layer.parent, 0) + 1
     work = 0
     for layer in analysis.layers:
-        floor = 0
-        if layer.op == "Loop":
-            floor = (loop_trips(layer) or 0) * max(1, body_layers.get(layer.name, 0))
+        floor = (layer.repeats or 0) * max(1, body_layers.get(layer.name, 0))
         counted = 0 if layer.parent else max(int(layer.flops), 0)
         work += max(counted, floor)
     return work
-
-
-_TRIPS_LINE = re.compile(r"trip count = (\d+) \(the trip-count input\)")
-
-
-def loop_trips(layer: LayerResult) -> int | None:
-    """The trip count of a Loop layer when its rule found it in a constant trip-count input
-    (rules/control.py explains it so), else None."""
-    for line in layer.explain() if layer.explain else ():
-        match = _TRIPS_LINE.fullmatch(line)
-        if match:
-            return int(match.group(1))
-    return None
 
 
 def default_memory_limit() -> int:

@@ -221,3 +221,30 @@ def test_csv_with_training_has_the_per_layer_training_columns():
     assert int(stages["layer1"]["backward_macs"]) == 2 * int(stages["layer1"]["macs"])  # both gradients
     plain = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), "--format", "csv"])
     assert plain.stdout.splitlines()[0].endswith(",modelled")  # no training columns without --training
+
+
+def test_backward_multiplies_the_operands_the_rule_names(tmp_path):
+    """QLinearConv multiplies x (input 0) by w (input 3, after x's scale and zero point):
+    its weight gradient costs its forward MACs again, as a float Conv's does."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx_models import make_model, tensor_input
+
+    from archcalc.readers.onnx import load_onnx
+
+    scalars = [numpy_helper.from_array(np.array(v, dtype), name) for name, v, dtype in (
+        ("xs", 0.1, np.float32), ("xz", 0, np.uint8), ("ws", 0.05, np.float32), ("wz", 0, np.int8),
+        ("ys", 0.2, np.float32), ("yz", 0, np.uint8))]
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.int8), "w")
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="quant"),
+             helper.make_node("QLinearConv", ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["yq"], name="conv"),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"], name="dequant")]
+    path = tmp_path / "qconv.onnx"
+    path.write_bytes(make_model(nodes, [tensor_input("x", [1, 3, 8, 8], TensorProto.FLOAT)], ["y"],
+                                [*scalars, w], opset=13).SerializeToString())
+    graph = load_onnx(str(path))
+    analysis = analyze(graph)
+    conv = next(layer for layer in training_cost(graph, analysis).layers if layer.name == "conv")
+    macs = 4 * 6 * 6 * 3 * 3 * 3  # out channels x 6x6 positions x (3x3 kernel x 3 in channels)
+    assert analysis.layer("conv").macs == macs
+    assert (conv.grad_weight_macs, conv.grad_input_macs) == (macs, 0)  # x needs no gradient: it is the input

@@ -153,6 +153,7 @@ def test_loop_with_a_constant_trip_count(tmp_path, cond):
     assert analysis.tensors["steps"].shape == (3, Sym.symbol("batch"), 4)
     assert analysis.tensors["h_final"].shape == (Sym.symbol("batch"), 4)
     assert (loop.macs, loop.flops) == (3 * BODY_MACS, 3 * BODY_FLOPS)
+    assert loop.repeats == 3  # what verify's --max-work multiplies the body by
     assert (loop.params, analysis.layer("head").params, analysis.totals.params) == (16 + 4, 0, 20)
     assert listing(analysis)[1:6] == [("loop/body/mm", "loop", "loop"), ("loop/body/bias", "loop", "loop"),
                                       ("loop/body/act", "loop", "loop"), ("loop/body/keep", "loop", "loop"),
@@ -168,9 +169,11 @@ def test_loop_with_an_unknown_trip_count_counts_one_iteration(tmp_path):
     model = loop_model("n", "", scan_output=False, extra_inputs=[n])
     _, analysis = check(model, tmp_path, feeds={"n": np.array(5)})
     assert analysis.layer("loop").macs == BODY_MACS
+    assert analysis.layer("loop").repeats is None  # not known: verify cannot bound its run time
     assert any("loop" in w and "one iteration" in w and "--dim loop_trip_count=N" in w for w in analysis.warnings)
     bound = analyze(load_onnx(str(tmp_path / "model.onnx")), {"batch": BATCH, "loop_trip_count": 5})
     assert bound.layer("loop").macs == 5 * BODY_MACS and not bound.warnings
+    assert bound.layer("loop").repeats == 5
 
 
 def test_loop_scan_output_of_an_unknown_trip_count_is_a_symbol(tmp_path):
