@@ -21,6 +21,14 @@ def test_engine_and_front_ends_import_no_ui_or_runtime():
     assert result.stdout.strip() == "[]"
 
 
+def test_runtime_prints_nothing():
+    """export and verify report through return values and a progress callback: no console."""
+    code = ("import sys, archcalc.runtime.export, archcalc.runtime.verify; "
+            "print(sorted(m for m in ('rich', 'click') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 def test_every_registered_op_is_exercised_by_some_test():
     text = "\n".join(path.read_text() for path in TESTS.rglob("test_*.py"))
     untested = sorted(op for op in all_rules() if not re.search(rf"\b{op}\b", text))

@@ -226,7 +226,9 @@ def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input
     from archcalc.report.console import make_console
 
     console = make_console()
-    with verifier.terminal_progress() as progress:
+    from archcalc.report.progress import terminal_progress
+
+    with terminal_progress() as progress:
         report = verifier.verify(graph, analysis, profile=profile, progress=progress)
     if fmt == "json":
         click.echo(dumps_json(report.to_json()))

@@ -224,7 +224,8 @@ class _BodyWalk:
         self.opened.append((result, index, inputs_need_grad, []))
         # A Loop's or Scan's carried values depend on its weights from the second run on:
         # counted for every run (one run too many), as the body's counts are not split by run.
-        carries_grad = result.op in ("Loop", "Scan") and result.trainable_params > 0
+        rule = rule_for(result.domain, result.op)
+        carries_grad = rule is not None and rule.carries and result.trainable_params > 0
         self.feeding[result.name] = inputs_need_grad or carries_grad or self.feeding.get(result.parent, False)
 
     def add(self, result: LayerResult, layer: TrainingLayer) -> None:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from archcalc.core.progress import Progress
 from archcalc.report.console import make_console
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-# progress(phase, done, total): a new phase ends the previous one; total None is unknown.
-Progress = Callable[[str, int, "int | None"], None]
 
 
 @contextlib.contextmanager

@@ -186,6 +186,9 @@ class Rule:
     # The inputs whose product the op's MACs count: backward multiplies the output's
     # gradient by each of them again (dL/dW = x * dL/dy, dL/dx = W * dL/dy).
     multiplies: tuple[int, ...] = (0, 1)
+    # The op runs its body again and again, each run reading values the last one wrote
+    # (Loop, Scan): from the second run on they depend on the body's weights.
+    carries: bool = False
     # How archcalc's export writes the op as standard ONNX: the oldest default-domain opset
     # whose form of it export writes, and a lowering into ops onnxruntime runs (None: the
     # layer is written as it is).
@@ -210,12 +213,13 @@ DOMAIN_RULES: dict[str, dict[str, Rule]] = {}
 
 
 def rule(*ops: str, saves: str = SAVES_INPUTS, observed_macs: ObservedMacs | None = None, domain: str = "",
-         multiplies: tuple[int, ...] = (0, 1)) -> Callable[[RuleFn], RuleFn]:
+         multiplies: tuple[int, ...] = (0, 1), carries: bool = False) -> Callable[[RuleFn], RuleFn]:
     """Register `fn` as the rule of each op in `ops` (a family sharing one formula);
     `saves` says what the op keeps for its backward pass; `observed_macs`, MACs computed
     from observed input and output shapes alone, is what verify checks the rule against;
     `domain`, when not ONNX's default, the domain the ops belong to; `multiplies`, the
-    inputs whose product its MACs count (see Rule)."""
+    inputs whose product its MACs count; `carries`, whether its body's runs hand values on
+    (see Rule)."""
 
     def register(fn: RuleFn) -> RuleFn:
         params = inspect.signature(fn).parameters
@@ -226,7 +230,7 @@ def rule(*ops: str, saves: str = SAVES_INPUTS, observed_macs: ObservedMacs | Non
             if op in registry:
                 raise ValueError(f"op {op!r} already has a rule: {registry[op].fn.__qualname__}")
             registry[op] = Rule(op, fn, keyword_only - CONTEXT, summary, keyword_only & CONTEXT, saves, observed_macs,
-                                multiplies)
+                                multiplies, carries)
         return fn
 
     return register

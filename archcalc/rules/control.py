@@ -246,7 +246,7 @@ def _condition_stays_true(body: _Body, cond_in: str) -> bool:
     return True
 
 
-@rule("Loop")
+@rule("Loop", carries=True)
 def loop(inputs: Sequence[TensorState | None], *, body: Subgraph | None = None, node_name="",
          scope: Scope | None = None) -> RuleResult:
     """Carried outputs keep their shapes, scan outputs are [trips, ...]; MACs = trips x body
@@ -300,7 +300,7 @@ def loop(inputs: Sequence[TensorState | None], *, body: Subgraph | None = None, 
     )
 
 
-@rule("Scan")
+@rule("Scan", carries=True)
 def scan(inputs: Sequence[TensorState | None], *, body=None, num_scan_inputs=None, scan_input_axes=None,
          scan_output_axes=None, scan_input_directions=None, scan_output_directions=None, directions=None,
          node_name="", scope: Scope | None = None) -> RuleResult:

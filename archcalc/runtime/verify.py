@@ -19,7 +19,6 @@ message passes 2 GiB and the weights are not held twice in memory.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -36,6 +35,7 @@ from onnx import TensorProto, helper
 from archcalc.core.dims import bind, bind_shape, shape_symbols
 from archcalc.core.errors import ArchcalcError, ShapeError, UnboundDim
 from archcalc.core.graph import Graph
+from archcalc.core.progress import Progress
 from archcalc.core.results import Analysis, LayerResult
 from archcalc.rules.base import TensorState, rule_for
 from archcalc.runtime.export import set_external
@@ -54,7 +54,6 @@ _ALIGN = 4096  # external-data offsets on page boundaries, so onnxruntime may ma
 SPARSE_ABOVE = 2**24
 
 # phase, items done, items in the phase (None: one step of unknown length)
-Progress = Callable[[str, int, "int | None"], None]
 
 # Peak memory of a verification, fitted to the peak RSS (GNU time -v; onnxruntime 1.32,
 # CPU, batch 1, weights through the external-data file, prepacking off) of `archcalc
@@ -454,34 +453,6 @@ def _declare_input_shapes(model: onnx.ModelProto, analysis: Analysis) -> None:
                 entry.dim_param = dim
     if changed:
         del model.graph.value_info[:]
-
-
-@contextlib.contextmanager
-def terminal_progress(console=None) -> Iterator[Progress | None]:
-    """A rich progress bar on stderr while verify prepares weights, builds the session, runs
-    and compares; nothing when stderr is not a terminal (piped, CI logs, tests)."""
-    from rich.console import Console
-
-    err = console or Console(stderr=True, markup=False, highlight=False)
-    if not err.is_terminal:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
-    from rich.progress import Progress as Bar
-
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with Bar(*columns, console=err, transient=True) as bar:
-        tasks: dict[str, Any] = {}  # phase -> rich task id
-
-        def update(phase: str, done: int, total: int | None) -> None:
-            if phase not in tasks:
-                for task in tasks.values():  # one phase at a time: the previous one is over
-                    bar.update(task, total=1, completed=1)
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)
-
-        yield update
 
 
 # -- running --------------------------------------------------------------------------------

@@ -521,15 +521,16 @@ def test_progress_bar_on_a_terminal_and_nothing_when_piped():
 
     from archcalc.engine.inference import analyze
     from archcalc.readers.load import load_model
+    from archcalc.report.progress import terminal_progress
 
     graph = load_model("specs/resnet18.yaml")
     analysis = analyze(graph)
     screen = io.StringIO()
-    with verifier.terminal_progress(Console(file=screen, force_terminal=True, width=100)) as progress:
+    with terminal_progress(Console(file=screen, force_terminal=True, width=100)) as progress:
         assert progress is not None
         verifier.verify(graph, analysis, progress=progress)
     for phase in ("preparing weights", "building the onnxruntime session", "running", "comparing"):
         assert phase in screen.getvalue()
-    with verifier.terminal_progress(Console(file=io.StringIO())) as progress:
+    with terminal_progress(Console(file=io.StringIO())) as progress:
         assert progress is None
     assert "preparing weights" not in invoke("verify", "specs/lenet5.yaml").output
