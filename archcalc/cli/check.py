@@ -13,6 +13,7 @@ from typing import TextIO
 import click
 
 from archcalc.cli.options import batch_option, dim_option, input_shape_option, parse_dims, parse_input_shapes
+from archcalc.engine.setup import OPTIMIZER_STATES, PRECISIONS
 
 CHECK_FORMATS = ("table", "github", "junit", "json")
 
@@ -32,10 +33,10 @@ CHECK_FORMATS = ("table", "github", "junit", "json")
 @click.option("--training", is_flag=True,
               help="Also the cost of one training step (as `analyze --training`): its totals under each "
                    "table and in JSON, with or without a training limit.")
-@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default=None,
+@click.option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default=None,
               help="For the training step (training_memory / training_macs limits, --training); overrides "
                    "the budget's `training: optimizer` (default adam).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "mixed"]), default=None,
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default=None,
               help="For the training step; overrides the budget's `training: precision` (default fp32).")
 @click.pass_context
 def check(ctx: click.Context, models: tuple[str, ...], budget_path: str, fmt: str, batch: int | None,

@@ -19,6 +19,7 @@ from archcalc.cli.options import (
 )
 from archcalc.core.collector import pause_gc
 from archcalc.core.errors import ArchcalcError
+from archcalc.engine.setup import OPTIMIZER_STATES, PRECISIONS
 
 FORMATS = ("table", "json", "csv", "markdown")
 SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
@@ -79,9 +80,9 @@ def cli() -> None:
                    "path (1: layer1, 2: layer1.0 for a ResNet; a repeated block's name is a level). "
                    "Table, CSV and Markdown; --format json always lists every layer.")
 @click.option("--training", is_flag=True, help="Also the cost of one training step: backward MACs and memory.")
-@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="adam",
+@click.option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="adam",
               show_default=True, help="Optimizer whose state counts in training memory.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "mixed"]), default="fp32",
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default="fp32",
               show_default=True, help="mixed: fp32 weights and gradients, half-precision activations (AMP).")
 @click.option("--fit", "fit_memory", default=None, metavar="SIZE",
               help="Report the largest batch whose training step fits in SIZE (e.g. 24GiB).")

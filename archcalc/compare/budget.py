@@ -242,7 +242,7 @@ class _Parser:
         """`training: {optimizer: adam, precision: mixed}`: the step training limits are counted for."""
         if "training" not in top:
             return None, None
-        from archcalc.engine.training import OPTIMIZER_STATES, PRECISIONS
+        from archcalc.engine.setup import OPTIMIZER_STATES, PRECISIONS
 
         example = "`training: {optimizer: adam, precision: fp32}`"
         training = self.mapping(top["training"], "`training`", _line(top, "training"), example)

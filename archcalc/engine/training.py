@@ -30,18 +30,8 @@ from archcalc.core.errors import ArchcalcError
 from archcalc.core.graph import Graph
 from archcalc.core.results import Analysis, LayerResult
 from archcalc.engine.inference import analyze
+from archcalc.engine.setup import OPTIMIZER_STATES, PRECISIONS
 from archcalc.rules.base import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, SAVES_VIEW, rule_for
-
-OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
-# bytes per weight (and per optimizer state value, which PyTorch makes like its weight),
-# per gradient, per saved activation. mixed = PyTorch AMP: fp32 weights and gradients,
-# half-precision activations.
-PRECISIONS = {
-    "fp32": (4, 4, 4),
-    "fp16": (2, 2, 2),
-    "bf16": (2, 2, 2),
-    "mixed": (4, 4, 2),
-}
 
 
 @dataclass(frozen=True, slots=True)
