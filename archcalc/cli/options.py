@@ -72,3 +72,31 @@ def analyse_from_options(model: str, batch: int | None, dims: tuple[str, ...],
     from archcalc.engine.inference import analyze
 
     return analyze(load_from_options(model, input_shapes), parse_dims(dims, batch))
+
+
+def parse_size(text: str, option: str) -> int:
+    """A byte size given on the command line ('24GiB'), in the units budgets use."""
+    from archcalc.core.errors import ArchcalcError
+    from archcalc.core.units import BYTES, parse_quantity
+
+    try:
+        size = parse_quantity(text, BYTES)
+    except ArchcalcError as error:
+        raise error.located(option) from None
+    if size <= 0:
+        raise ArchcalcError(f"{text!r} is not a positive size", where=option, fix="write e.g. 24GiB or 512MiB")
+    return size
+
+
+def parse_count(text: str, option: str) -> int:
+    """A count given on the command line ('1e12', '5T'), in the units budgets use."""
+    from archcalc.core.errors import ArchcalcError
+    from archcalc.core.units import COUNT, parse_quantity
+
+    try:
+        count = parse_quantity(text, COUNT)
+    except ArchcalcError as error:
+        raise error.located(option) from None
+    if count <= 0:
+        raise ArchcalcError(f"{text!r} is not a positive count", where=option, fix="write e.g. 1e12 or 5T")
+    return count

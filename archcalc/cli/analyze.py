@@ -1,0 +1,76 @@
+"""`archcalc analyze MODEL`: the per-layer table (or JSON, CSV, Markdown), with totals."""
+
+from __future__ import annotations
+
+import click
+
+from archcalc.cli.options import batch_option, dim_option, input_shape_option, load_from_options, parse_dims, parse_size
+from archcalc.core.collector import pause_gc
+from archcalc.engine.setup import OPTIMIZER_STATES, PRECISIONS
+
+FORMATS = ("table", "json", "csv", "markdown")
+SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@batch_option()
+@dim_option()
+@input_shape_option()
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Fold the layers of each block instance into one row, DEPTH levels down the block "
+                   "path (1: layer1, 2: layer1.0 for a ResNet; a repeated block's name is a level). "
+                   "Table, CSV and Markdown; --format json always lists every layer.")
+@click.option("--training", is_flag=True, help="Also the cost of one training step: backward MACs and memory.")
+@click.option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="adam",
+              show_default=True, help="Optimizer whose state counts in training memory.")
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default="fp32",
+              show_default=True, help="mixed: fp32 weights and gradients, half-precision activations (AMP).")
+@click.option("--fit", "fit_memory", default=None, metavar="SIZE",
+              help="Report the largest batch whose training step fits in SIZE (e.g. 24GiB).")
+@click.option("--full", is_flag=True,
+              help=f"Every layer in the table, even past {SUMMARY_ABOVE} rows (then a summary is the default).")
+def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
+            depth: int | None, training: bool, optimizer: str, precision: str, fit_memory: str | None,
+            full: bool) -> None:
+    """Per-layer output shapes, params, MACs, memory and receptive field, with totals."""
+    from archcalc.engine.inference import analyze as run_analysis
+    from archcalc.engine.rows import rows
+    from archcalc.report import analysis as report
+
+    graph = load_from_options(model, input_shapes)
+    bindings = parse_dims(dims, batch)
+    analysis = run_analysis(graph, bindings)
+    step = fit = None
+    if training or fit_memory:
+        from archcalc.engine import training as train
+
+        step = train.training_cost(graph, analysis, optimizer, precision)
+        if fit_memory:
+            memory = parse_size(fit_memory, "--fit")
+            fit = train.largest_batch(graph, bindings, memory, optimizer, precision) + (memory,)
+    if fmt == "json":
+
+        with pause_gc():  # the document is a few hundred thousand small objects and no cycles
+            click.echo(report.render_json(analysis, step, fit))
+        return
+    table = rows(analysis, depth)
+    if fmt == "csv":
+        click.echo(report.render_csv(table, step), nl=False)
+    elif fmt == "markdown":
+        click.echo(report.render_markdown(analysis, table), nl=False)
+        if step is not None:
+            lines = report.training_lines(step, fit)
+            click.echo("\n| Training | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in lines))
+    else:
+        from archcalc.report.console import make_console
+
+        console = make_console()
+        if len(table) > SUMMARY_ABOVE and not full:
+            # A rich row costs ~0.4 ms: thousands of rows take seconds and no one reads them.
+            report.render_summary(analysis, table, console)
+        else:
+            report.render_table(analysis, table, console)
+        if step is not None:
+            report.render_training_table(table, step, fit, console)

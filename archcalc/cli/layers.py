@@ -1,0 +1,22 @@
+"""`archcalc layers`: the layer types a spec may use."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+def layers() -> None:
+    """The layer types a YAML spec may use, with their fields and defaults."""
+    from archcalc.readers.spec.layers import LAYER_TYPES, REQUIRED
+
+    seen = set()
+    for name, layer_type in sorted(LAYER_TYPES.items()):
+        if layer_type.name != name or name in seen:
+            continue
+        seen.add(name)
+        fields = ", ".join(f"{k}" if v is REQUIRED else f"{k}={v}" for k, v in layer_type.fields.items())
+        aliases = f" (also: {', '.join(layer_type.aliases)})" if layer_type.aliases else ""
+        click.echo(f"{name}{aliases}: {layer_type.summary}")
+        if fields:
+            click.echo(f"    {fields}")

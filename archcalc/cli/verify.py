@@ -1,0 +1,72 @@
+"""`archcalc verify MODEL`: run it in onnxruntime and compare every shape, dtype and cost."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from archcalc.cli.options import (
+    batch_option,
+    dim_option,
+    input_shape_option,
+    load_from_options,
+    parse_count,
+    parse_dims,
+    parse_size,
+)
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@batch_option()
+@dim_option()
+@input_shape_option()
+@click.option("--profile", is_flag=True, help="Time every node in onnxruntime and show it beside its MACs.")
+@click.option("--max-memory", default=None, metavar="BYTES",
+              help="Refuse to run when the estimate exceeds this (e.g. 4GiB; default half of RAM).")
+@click.option("--max-work", default=None, metavar="FLOPS",
+              help="Refuse to run when the estimated FLOPs of the run (a Loop's trip count times its body, each "
+                   "body layer at least 1 per trip) exceed this (e.g. 5e12 or 5T; default 1e12).")
+def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
+           profile: bool, max_memory: str | None, max_work: str | None) -> None:
+    """Run MODEL in onnxruntime and compare every tensor shape and dtype and layer cost with the analysis."""
+    from archcalc.core.units import human_bytes, scientific, scientific_at_least
+    from archcalc.report.analysis import dumps_json
+    from archcalc.report.verify import render_verify
+    from archcalc.runtime import verify as verifier
+
+    graph = load_from_options(model, input_shapes)
+    analysis = verifier.analyze_for_verify(graph, parse_dims(dims, batch))
+    limit = parse_size(max_memory, "--max-memory") if max_memory else verifier.default_memory_limit()
+    needed = verifier.estimate_run_bytes(analysis, profile=profile)
+    if needed > limit:
+        raise verifier.VerifyError(
+            f"running it needs about {human_bytes(needed)} (estimated from weights "
+            f"{human_bytes(analysis.totals.weight_bytes)} and activations "
+            f"{human_bytes(analysis.totals.activation_bytes)}, plus onnxruntime itself), over the "
+            f"{human_bytes(limit)} limit", where=model,
+            fix="use a smaller --batch or input, or raise --max-memory")
+    work_limit = parse_count(max_work, "--max-work") if max_work else verifier.DEFAULT_MAX_WORK
+    work = verifier.estimate_run_work(analysis)
+    if work > work_limit:
+        raise verifier.VerifyError(
+            f"running it takes about {scientific(work)} FLOPs (estimated from the analysis: its layers' FLOPs, "
+            f"a Loop's body times its trip count), over the --max-work limit of {scientific(work_limit)}",
+            where=model,
+            fix=f"if you mean to wait that long, raise the limit with --max-work {scientific_at_least(work)}; "
+                "or lower the trip count or the input size")
+    from archcalc.report.console import make_console
+
+    console = make_console()
+    from archcalc.report.progress import terminal_progress
+
+    with terminal_progress() as progress:
+        report = verifier.verify(graph, analysis, profile=profile, progress=progress)
+    if fmt == "json":
+        click.echo(dumps_json(report.to_json()))
+    else:
+        render_verify(report, profile, console)
+    if not report.ok:
+        sys.exit(1)
