@@ -26,12 +26,10 @@ def load(path: str, input_shapes: InputShapes | None = None) -> Graph:
     """The YAML spec (``*.yaml``, ``*.yml``) or ONNX file (``*.onnx``) at `path` as a
     Graph; `input_shapes` feeds graph inputs at other shapes ({"x": ("batch", 3, 320, 320)},
     a name being a symbolic dim)."""
-    return load_model(path, _shapes(input_shapes))
+    return load_model(path, _shapes(input_shapes) if input_shapes else None)
 
 
-def _shapes(input_shapes: InputShapes | None) -> dict[str, Shape] | None:
-    if not input_shapes:
-        return None
+def _shapes(input_shapes: InputShapes) -> dict[str, Shape]:
     return {name: tuple(Sym.symbol(d) if isinstance(d, str) else d for d in shape)
             for name, shape in input_shapes.items()}
 

@@ -8,7 +8,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import TextIO
+from typing import IO
 
 import click
 
@@ -145,7 +145,7 @@ _OUTPUT_FIX = "give -o/--output a file path in an existing, writable directory"
 
 
 @contextlib.contextmanager
-def _open_for_writing(path: str, mode: str, *, fix: str) -> Iterator[TextIO]:
+def _open_for_writing(path: str, mode: str, *, fix: str) -> Iterator[IO[str]]:
     """`path` opened in `mode` for the block, written through a temporary file so a killed run
     leaves the old file whole; failing to open or write it is bad input (exit 2) that names
     the path and the reason, never a traceback (exit 1 would read as "over budget")."""

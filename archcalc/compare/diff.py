@@ -145,7 +145,7 @@ class ModelDiff:
         return tuple(layer for layer in self.layers if layer.status != "unchanged")
 
     def counts(self) -> dict[str, int]:
-        found = {status: 0 for status in STATUSES}
+        found: dict[str, int] = {status: 0 for status in STATUSES}
         for layer in self.layers:
             found[layer.status] += 1
         return found

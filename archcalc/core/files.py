@@ -15,7 +15,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, TextIO, cast
 
 MODES = ("w", "wb", "a", "ab")
 
@@ -73,7 +73,8 @@ def _open_temporary(path: str, mode: str, encoding: str | None) -> tuple[str, st
         handle = os.fdopen(descriptor, "wb" if binary else "w", encoding=None if binary else encoding)
         if mode.startswith("a") and os.path.isfile(target):
             with open(target, "rb") as existing:
-                shutil.copyfileobj(existing, handle if binary else handle.buffer)
+                # In text mode fdopen gives a TextIOWrapper, whose buffer takes the bytes.
+                shutil.copyfileobj(existing, handle if binary else cast(TextIO, handle).buffer)
     except BaseException:
         if handle is not None:
             handle.close()

@@ -11,15 +11,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from fractions import Fraction
 from math import gcd
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from archcalc.core.collector import pause_gc
 from archcalc.core.dims import Dim, Sym, bind, bind_shape, prod
 from archcalc.core.dtypes import dtype_bytes
 from archcalc.core.errors import ArchcalcError, ShapeError, UnknownValue
-from archcalc.core.graph import Deferred, Graph, Node, TensorInfo
+from archcalc.core.graph import Deferred, Graph, Node, Shape, TensorInfo
 from archcalc.core.results import Analysis, AxisField, LayerResult, ReceptiveField, TensorResult, Totals
-from archcalc.rules.base import GLOBAL, POINTWISE, Rule, RuleResult, Scope, TensorState, Window, rule_for
+from archcalc.rules.base import GLOBAL, Rule, RuleResult, Scope, TensorState, Window, rule_for
 
 PARAM_KINDS = ("weight", "buffer")
 _PER_LAYER_CONTEXT = frozenset({"node_name", "scope"})
@@ -71,9 +71,9 @@ class _Inference:
         self.states: dict[str, TensorState | None] = {}
         # The TensorResult of each tensor in `states`, made once: every consumer lists it.
         self.results: dict[str, TensorResult] = {}
-        self.element_counts: dict[tuple, int] = {}  # bound element count by shape: few distinct shapes
+        self.element_counts: dict[Shape, int] = {}  # bound element count by shape: few distinct shapes
         self.fields: dict[str, _Field] = {}
-        self.rule_results: dict[tuple, RuleResult] = {}  # see _apply
+        self.rule_results: dict[tuple[Any, ...], tuple[RuleResult, _Outcome]] = {}  # see _apply
         self.bound_counts: dict[Sym, int] = {}  # see _bound
         self.known: dict[str, TensorInfo] = dict(graph.tensors)
         self.counted: set[str] = set()
@@ -135,10 +135,13 @@ class _Inference:
         rule = rule_for(node.domain, node.op)
         if rule is None or missing:
             return self._unmodelled(node, inputs, has_rule=rule is not None)
-        attrs = node.attrs
+        # Front ends give a dict, which rules and LayerResult take; Node.attrs (core/graph.py) says Mapping.
+        attrs: dict[str, Any] = node.attrs  # type: ignore[assignment]
         if node.has_deferred:
             shapes = [s.shape if s else None for s in inputs]
-            attrs = {k: v.compute(shapes) if isinstance(v, Deferred) else v for k, v in attrs.items()}
+            # Deferred.compute (core/graph.py) says Sequence[Shape]; it is given None for an absent input.
+            attrs = {k: v.compute(shapes) if isinstance(v, Deferred) else v  # type: ignore[arg-type]
+                     for k, v in attrs.items()}
         try:
             result, outcome = self._apply(rule, node, inputs, attrs)
         except UnknownValue as error:
@@ -162,7 +165,7 @@ class _Inference:
             raise error.located(node.where(self.graph.path)) from None
 
     def _apply(self, rule: Rule, node: Node, inputs: list[TensorState | None],
-               attrs: Mapping[str, object]) -> tuple[RuleResult, _Outcome]:
+               attrs: dict[str, Any]) -> tuple[RuleResult, _Outcome]:
         """The rule's result for the layer, and its bound counts. A rule is a pure function of
         its inputs, attributes and the layer's output count, and big models repeat layers (a
         ResNet stage, a transformer block), so each distinct call runs once and is counted
@@ -215,10 +218,13 @@ class _Inference:
 
     def _materialise(self, node: Node, info: TensorInfo) -> TensorState:
         """Give a spec's weight its shape now that the layer's data input is known."""
-        shapes = [self.states[n].shape if self.states.get(n) else None for n in node.inputs]
+        assert isinstance(info.shape, Deferred)  # _resolve_input materialises deferred shapes only
+        shapes = [s.shape if s else None for s in map(self.states.get, node.inputs)]
         try:
-            shape = tuple(info.shape.compute(shapes))
-            value = info.value.compute(shapes) if isinstance(info.value, Deferred) else info.value
+            # Deferred.compute (core/graph.py) says Sequence[Shape]; it is given None for an absent input.
+            shape = tuple(info.shape.compute(shapes))  # type: ignore[arg-type]
+            value = (info.value.compute(shapes)  # type: ignore[arg-type]
+                     if isinstance(info.value, Deferred) else info.value)
         except ArchcalcError as error:
             raise error.located(node.where(self.graph.path)) from None
         if any(isinstance(d, int) and d < 0 for d in shape):
@@ -230,7 +236,7 @@ class _Inference:
         self._set_state(info.name, state)
         return state
 
-    def _record(self, node: Node, attrs: Mapping[str, object], result: RuleResult,
+    def _record(self, node: Node, attrs: dict[str, Any], result: RuleResult,
                 outcome: _Outcome) -> LayerResult:
         outputs = []
         activation_bytes = 0
@@ -282,11 +288,13 @@ class _Inference:
         used = [(names[i], False) for i in result.weights if i < len(names)]
         if result.buffers:
             used += [(names[i], True) for i in result.buffers if i < len(names)]
-        for info in result.held:  # a subgraph's own weights join the known tensors under their names
-            if info.name not in self.known:
-                self.known[info.name] = info
-                self._set_state(info.name, TensorState(tuple(info.shape), info.dtype, info.value))
-            used.append((info.name, False))
+        for held in result.held:  # a subgraph's own weights join the known tensors under their names
+            if held.name not in self.known:
+                # The body counted them, so their shapes and values were resolved (none is Deferred).
+                assert not isinstance(held.shape, Deferred) and not isinstance(held.value, Deferred)
+                self.known[held.name] = held
+                self._set_state(held.name, TensorState(tuple(held.shape), held.dtype, held.value))
+            used.append((held.name, False))
         learned = {names[i] for i in result.integer_weights if i < len(names)} if result.integer_weights else ()
         known, counted = self.known, self.counted
         packed = {names[i]: per_element for i, per_element in result.packed_weights if i < len(names)}
@@ -297,7 +305,10 @@ class _Inference:
             if info.kind not in PARAM_KINDS and not (info.kind == "constant" and tensor in learned):
                 continue
             counted.add(tensor)
-            count = self._elements(self.states[tensor].shape)
+            state = self.states[tensor]
+            # A modelled layer's named inputs all have states (else it is unmodelled); held ones got theirs above.
+            assert state is not None
+            count = self._elements(state.shape)
             self.weight_bytes += count * dtype_bytes(info.dtype)
             if packed:
                 count *= packed.get(tensor, 1)
@@ -366,7 +377,7 @@ class _Inference:
                                                    state.dtype if state else "float32")
         return result
 
-    def _elements(self, shape: tuple) -> int:
+    def _elements(self, shape: Shape) -> int:
         """Elements of a tensor of `shape` with the dims bound."""
         count = self.element_counts.get(shape)
         if count is None:
@@ -396,7 +407,7 @@ class _Inference:
             field = fields[name]
             if field is None or field is widest:
                 continue
-            if field == GLOBAL:
+            if isinstance(field, str):  # GLOBAL, the only string a field holds
                 return GLOBAL
             if widest is None or _width(field) > _width(widest):
                 widest = field
@@ -406,7 +417,7 @@ class _Inference:
             return GLOBAL
         if widest is None:
             return None
-        if receptive == POINTWISE:
+        if isinstance(receptive, str):  # POINTWISE (GLOBAL returned above), the rules' other string
             return widest
         if len(receptive) != len(widest.axes):
             return None
@@ -414,9 +425,10 @@ class _Inference:
         axis_before = window_before = None
         for axis, window in zip(widest.axes, receptive):
             if axis is not axis_before or window != window_before:  # else a square window on a square field
-                through = _through_window(axis, window)
-                if through is None:
+                next_axis = _through_window(axis, window)
+                if next_axis is None:
                     return None
+                through = next_axis
                 axis_before, window_before = axis, window
             axes.append(through)
         return _Spatial.of(tuple(axes))
@@ -478,14 +490,14 @@ class _Outcome(NamedTuple):
     backward_state_bytes: int
 
 
-def _attribute_key(attrs: Mapping[str, object]) -> tuple:
+def _attribute_key(attrs: Mapping[str, object]) -> tuple[Any, ...]:
     """`attrs` as a hashable key that tells 1, 1.0 and True apart (equal in Python, but a
     rule given float pads computes float sizes), in tuples too."""
     return tuple([(name, type(value), tuple(map(type, value)) if type(value) is tuple else (), value)
                   for name, value in attrs.items()])
 
 
-def _input_field(shape: Sequence) -> _Field:
+def _input_field(shape: Sequence[Dim]) -> _Field:
     spatial_axes = len(shape) - 2
     if spatial_axes < 1:
         return None
@@ -516,6 +528,8 @@ class _Axis(NamedTuple):  # a named tuple, not a dataclass: one is made per laye
     period: int
     advance: int
     lo: tuple[int | None, ...]  # None: that output depends on no input position
+    # None exactly where lo is None (an output's interval has both ends or none), which the types
+    # cannot say: the ignores on the hot paths below (period 1, bounds) rest on it.
     hi: tuple[int | None, ...]
     public: AxisField
 
@@ -525,13 +539,16 @@ class _Axis(NamedTuple):  # a named tuple, not a dataclass: one is made per laye
             low, high = lo[0], hi[0]
             if low is None:
                 return None
-            return _Axis(1, advance, lo, hi, AxisField(high - low + 1, advance, _ratio(low + high, 2)))
+            return _Axis(1, advance, lo, hi,
+                         AxisField(high - low + 1, advance, _ratio(low + high, 2)))  # type: ignore[operator]
         first = next((r for r, value in enumerate(lo) if value is not None), None)
         if first is None:
             return None
-        size = max(h - low + 1 for low, h in zip(lo, hi) if low is not None)
+        size = max(h - low + 1 for low, h in zip(lo, hi) if low is not None and h is not None)
+        low, high = lo[first], hi[first]
+        assert low is not None and high is not None  # lo[first] is not None, nor then is hi[first]
         # start = (lo + hi) / 2 - first * advance / period, over one denominator
-        start = _ratio((lo[first] + hi[first]) * period - 2 * first * advance, 2 * period)
+        start = _ratio((low + high) * period - 2 * first * advance, 2 * period)
         return _Axis(period, advance, lo, hi, AxisField(size, _ratio(advance, period), start))
 
     def bounds(self, position: int) -> tuple[int, int] | None:
@@ -539,7 +556,7 @@ class _Axis(NamedTuple):  # a named tuple, not a dataclass: one is made per laye
         low = self.lo[phase]
         if low is None:
             return None
-        return low + turns * self.advance, self.hi[phase] + turns * self.advance
+        return low + turns * self.advance, self.hi[phase] + turns * self.advance  # type: ignore[operator]
 
 
 _IDENTITY = _Axis(1, 1, (0,), (0,), AxisField(1, 1, 0))
@@ -579,7 +596,9 @@ def _through_window(axis: _Axis, window: Window) -> _Axis | None:
     if not window.transposed:
         if axis.period == 1:  # the common case: plain integer arithmetic
             q = axis.advance
-            return _Axis.make(1, q * s, (axis.lo[0] - p * q,), (axis.hi[0] + (d * (k - 1) - p) * q,))
+            # A period-1 axis has lo[0] and hi[0] (make gives None for one without).
+            low, high = axis.lo[0] - p * q, axis.hi[0] + (d * (k - 1) - p) * q  # type: ignore[operator]
+            return _Axis.make(1, q * s, (low,), (high,))
         period = axis.period // gcd(axis.period, s)
         advance = period * s // axis.period * axis.advance
         if period > MAX_PERIOD:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from archcalc.core.dims import bind, prod
 from archcalc.core.dtypes import is_integral
@@ -124,13 +124,14 @@ def training_cost(graph: Graph, analysis: Analysis, optimizer: str = "adam",
     # a layer's training figures are the sums of its body layers' (see _BodyWalk).
     holders = {layer.parent for layer in analysis.layers if layer.parent}
     walk = _BodyWalk(analysis) if holders else None
-    layers = []
+    layers: list[TrainingLayer | None] = []  # None: a layer holding a body, until its body is read
     node = None
     for result in analysis.layers:
         if walk is not None:
             walk.close_until(result.parent, layers, needs_grad)
         if result.parent:  # a body's layer: no node of this graph; the layer holding the body decides freezing
             inputs = tuple([tensor.name for tensor in result.inputs])
+            assert walk is not None  # a layer with a parent makes `holders` non-empty
             walk.mark_body_inputs(result, needs_grad)
         else:
             node = nodes[result.name]
@@ -138,6 +139,7 @@ def training_cost(graph: Graph, analysis: Analysis, optimizer: str = "adam",
         data_inputs = [name for name in inputs if name and _is_activation(name, analysis)]
         inputs_need_grad = [name in needs_grad for name in inputs if name]
         if result.name in holders:
+            assert walk is not None
             walk.open(result, len(layers), any(inputs_need_grad))
             layers.append(None)  # filled in from its body's layers when they are all read
             continue
@@ -173,13 +175,14 @@ def training_cost(graph: Graph, analysis: Analysis, optimizer: str = "adam",
             walk.add(result, layer)
     if walk is not None:
         walk.close_until("", layers, needs_grad)
-    top_level = [layer for layer, result in zip(layers, analysis.layers) if not result.parent]
+    complete = cast(list[TrainingLayer], layers)  # each None was filled in when its body closed
+    top_level = [layer for layer, result in zip(complete, analysis.layers) if not result.parent]
     totals = analysis.totals
     trainable_params = totals.trainable_params
     weights = (totals.params + totals.buffers) * weight_size
     batch = analysis.bindings.get("batch", 1)
     return TrainingAnalysis(
-        layers=tuple(layers),
+        layers=tuple(complete),
         totals=TrainingTotals(
             optimizer=optimizer, precision=precision, batch=batch,
             forward_macs=totals.macs, backward_macs=sum(x.backward_macs for x in top_level),

@@ -369,7 +369,7 @@ class _Nodes:
                                     f"reported as '{name}'")
             used.add(name)
             attrs = {}
-            attr_key = ()
+            attr_key: tuple[Any, ...] = ()
             if proto.attribute:
                 kinds = []
                 for attr in proto.attribute:
@@ -517,9 +517,9 @@ def convert_subgraph(body: onnx.GraphProto, functions: Functions, inputs: Sequen
         raise ShapeError(f"body '{body.name}' declares {len(body.input)} inputs, the op passes it {len(inputs)}",
                          fix="check the subgraph's inputs against the op's specification")
     tensors = _initializers(body)
-    for info, state in zip(body.input, inputs):
+    for info, given in zip(body.input, inputs):
         if info.name not in tensors:
-            tensors[info.name] = TensorInfo(info.name, tuple(state.shape), state.dtype, "input", state.value)
+            tensors[info.name] = TensorInfo(info.name, tuple(given.shape), given.dtype, "input", given.value)
     warnings: list[str] = []
     converted = _Nodes(tensors, functions, warnings, prefix, block)
     converted.add(body.node)
@@ -622,9 +622,10 @@ def _initializer(tensor: TensorProto) -> TensorInfo:
 
 # struct codes (little-endian, as ONNX stores raw_data) of the tensors small enough to be
 # read from raw_data directly (the common case); the rest go through onnx's numpy_helper.
-_RAW_CODES = {TensorProto.INT64: "q", TensorProto.INT32: "i", TensorProto.FLOAT: "f"}
+_RAW_CODES: dict[int, str] = {TensorProto.INT64: "q", TensorProto.INT32: "i", TensorProto.FLOAT: "f"}
 # Where the same tensors keep their values when not in raw_data.
-_TYPED_FIELDS = {TensorProto.INT64: "int64_data", TensorProto.INT32: "int32_data", TensorProto.FLOAT: "float_data"}
+_TYPED_FIELDS: dict[int, str] = {TensorProto.INT64: "int64_data", TensorProto.INT32: "int32_data",
+                                 TensorProto.FLOAT: "float_data"}
 
 
 def _tensor_state(tensor: TensorProto) -> TensorState:

@@ -230,7 +230,9 @@ def op_summary(table: Sequence[Row]) -> list[tuple[str, int, int, int, int, int]
         entry = by_op.setdefault(row.op, [0, 0, 0, 0, 0])
         for i, value in enumerate((1, row.params, row.macs, row.flops, row.activation_bytes)):
             entry[i] += value
-    return sorted(((op, *values) for op, values in by_op.items()), key=lambda item: (-item[3], item[0]))
+    return sorted(((op, rows, params, macs, flops, activation)
+                   for op, (rows, params, macs, flops, activation) in by_op.items()),
+                  key=lambda item: (-item[3], item[0]))
 
 
 def render_summary(analysis: Analysis, table: Sequence[Row], console, top: int = 10) -> None:

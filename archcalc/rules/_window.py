@@ -132,7 +132,10 @@ def with_explicit_pads(call: LayerCall) -> Mapping[str, Any]:
         return attrs
     weight = call.input_shapes[1] if len(call.input_shapes) > 1 else None
     kernel = attrs.get("kernel_shape") or (weight[2:] if weight else ())
-    axes = sliding_windows(shape[2:], kernel, strides=attrs.get("strides"), pads=None,
+    static_kernel = [k for k in kernel if is_static(k)]
+    if len(static_kernel) != len(kernel):
+        return attrs  # the rule has refused a symbolic kernel already
+    axes = sliding_windows(shape[2:], static_kernel, strides=attrs.get("strides"), pads=None,
                            dilations=attrs.get("dilations"), auto_pad=attrs["auto_pad"],
                            ceil_mode=bool(attrs.get("ceil_mode", 0)))
     pads = [a.pad_begin for a in axes] + [a.pad_end for a in axes]

@@ -17,8 +17,9 @@ from dataclasses import replace
 
 from archcalc.core.dims import Dim, prod
 from archcalc.core.errors import ShapeError
+from archcalc.rules._common import required
 from archcalc.rules.activation import FLOPS_PER_ELEMENT
-from archcalc.rules.base import RuleResult, TensorState, rule
+from archcalc.rules.base import Inputs, RuleResult, rule
 from archcalc.rules.conv import conv
 from archcalc.rules.linear import gemm, matmul
 
@@ -50,7 +51,7 @@ def _with_epilogue(product: RuleResult, per_output: int, what: str) -> RuleResul
 
 
 @rule("FusedConv", domain=MS)
-def fused_conv(inputs: Sequence[TensorState | None], *, kernel_shape=None, strides=None, pads=None, dilations=None,
+def fused_conv(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None, dilations=None,
                group=1, auto_pad="NOTSET", activation="", activation_params=None) -> RuleResult:
     """Conv (+ Z) then the activation; MACs as Conv, FLOPs + activation (+ 1 for Z) per output."""
     product = conv(inputs[:3], kernel_shape=kernel_shape, strides=strides, pads=pads, dilations=dilations,
@@ -62,7 +63,7 @@ def fused_conv(inputs: Sequence[TensorState | None], *, kernel_shape=None, strid
 
 
 @rule("FusedGemm", domain=MS)
-def fused_gemm(inputs: Sequence[TensorState | None], *, transA=0, transB=0, alpha=1.0, beta=1.0, activation="",
+def fused_gemm(inputs: Inputs, *, transA=0, transB=0, alpha=1.0, beta=1.0, activation="",
                activation_alpha=None, activation_beta=None, activation_gamma=None) -> RuleResult:
     """Gemm then the activation; MACs as Gemm, FLOPs + the activation's per output."""
     product = gemm(inputs, transA=transA, transB=transB, alpha=alpha, beta=beta)
@@ -81,10 +82,14 @@ def _transposed(shape: Sequence[Dim], trans: int, trans_batch: int) -> tuple[Dim
 
 
 @rule("FusedMatMul", "TransposeMatMul", domain=MS)
-def fused_matmul(inputs: Sequence[TensorState], *, transA=0, transB=0, transBatchA=0, transBatchB=0,
+def fused_matmul(inputs: Inputs, *, transA=0, transB=0, transBatchA=0, transBatchB=0,
                  alpha=1.0) -> RuleResult:
     """alpha * A' @ B' with transposed operands; MACs as MatMul, + 1 FLOP per output for alpha != 1."""
     a, b = inputs[0], inputs[1]
+    # An absent operand fails on what is read from it first: its shape for the rank check when a batch
+    # axis moves, else _replace.
+    read = "shape" if transBatchA or transBatchB else "_replace"
+    a, b = required(a, read), required(b, read)
     if (transBatchA or transBatchB) and not len(a.shape) == len(b.shape) >= 3:
         raise ShapeError(f"FusedMatMul transposes batch axes of A {list(a.shape)} and B {list(b.shape)}",
                          fix="with transBatchA or transBatchB, A and B must have one rank of at least 3")

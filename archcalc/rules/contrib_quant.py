@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 from archcalc.core.dims import Dim, is_static, prod
 from archcalc.core.errors import ShapeError
-from archcalc.rules._common import axis_index, broadcast
-from archcalc.rules.base import GLOBAL, Output, RuleResult, TensorState, rule
+from archcalc.rules._common import axis_index, broadcast, required
+from archcalc.rules.base import GLOBAL, Inputs, Output, RuleResult, TensorState, rule
 from archcalc.rules.linear import gemm, matmul
 from archcalc.rules.pool import average_pool, global_pool
 from archcalc.rules.quantize import DEQUANTIZE_FLOPS, MIN_MAX_FLOPS, QUANTIZE_FLOPS, REQUANTIZE_FLOPS
@@ -37,7 +37,7 @@ BIAS_FLOPS = 1  # one add per output element, as a bias Add
 QLINEAR_ELEMENTWISE_FLOPS = {"QLinearAdd": 1, "QLinearMul": 1, "QLinearSigmoid": 4, "QLinearLeakyRelu": 2}
 
 
-def _optional(inputs: Sequence[TensorState | None], index: int) -> TensorState | None:
+def _optional(inputs: Inputs, index: int) -> TensorState | None:
     return inputs[index] if len(inputs) > index else None
 
 
@@ -48,10 +48,10 @@ def _values_per_byte(bits: int, op: str) -> int:
 
 
 @rule("MatMulNBits", domain=MS)
-def matmul_nbits(inputs: Sequence[TensorState | None], *, K=0, N=0, bits=4, block_size=0, accuracy_level=0,
+def matmul_nbits(inputs: Inputs, *, K=0, N=0, bits=4, block_size=0, accuracy_level=0,
                  weight_prepacked=0) -> RuleResult:
     """A [..., K] @ dequantised B [K, N] (+ bias); MACs = rows * K * N, + 2 FLOPs per weight dequantised."""
-    a, packed = inputs[0].shape, inputs[1].shape
+    a, packed = required(inputs[0]).shape, required(inputs[1]).shape
     bias = _optional(inputs, 5)
     per_byte = _values_per_byte(bits, "MatMulNBits")
     if block_size < 16 or block_size & (block_size - 1):
@@ -84,10 +84,11 @@ def matmul_nbits(inputs: Sequence[TensorState | None], *, K=0, N=0, bits=4, bloc
 
 
 @rule("GatherBlockQuantized", domain=MS)
-def gather_block_quantized(inputs: Sequence[TensorState | None], *, bits=4, block_size=128, gather_axis=0,
+def gather_block_quantized(inputs: Inputs, *, bits=4, block_size=128, gather_axis=0,
                            quantize_axis=1) -> RuleResult:
     """Gather of a block-quantised table, dequantised (2 FLOPs per output); output of the scales' dtype."""
     data, indices, scales = inputs[0], inputs[1], inputs[2]
+    data = required(data)
     logical = tuple(data.shape)
     per_byte = 1
     if data.dtype == "uint8":  # sub-byte values packed along the last axis
@@ -95,6 +96,7 @@ def gather_block_quantized(inputs: Sequence[TensorState | None], *, bits=4, bloc
         logical = (*logical[:-1], logical[-1] * per_byte)
     along = axis_index(gather_axis, len(logical), "GatherBlockQuantized")
     axis_index(quantize_axis, len(logical), "GatherBlockQuantized")
+    indices = required(indices)
     out = (*logical[:along], *indices.shape, *logical[along + 1:])
     flops = DEQUANTIZE_FLOPS * prod(out)
 
@@ -103,12 +105,12 @@ def gather_block_quantized(inputs: Sequence[TensorState | None], *, bits=4, bloc
                 f"{list(indices.shape)}: output {list(out)}",
                 f"FLOPs = {DEQUANTIZE_FLOPS} (dequantise) * {prod(out)} outputs = {flops}"]
 
-    return RuleResult(outputs=(Output(out, scales.dtype),), flops=flops, weights=(0,),
+    return RuleResult(outputs=(Output(out, required(scales, "dtype").dtype),), flops=flops, weights=(0,),
                       packed_weights=((0, per_byte),) if per_byte > 1 else (), explain=explain)
 
 
-def _rescaled_matmul(a: TensorState, b: TensorState, bias: TensorState | None, dtype: str, quantised_elements: Dim,
-                     weights: tuple[int, ...], what: str) -> RuleResult:
+def _rescaled_matmul(a: TensorState | None, b: TensorState | None, bias: TensorState | None, dtype: str,
+                     quantised_elements: Dim, weights: tuple[int, ...], what: str) -> RuleResult:
     product = matmul([a, b])
     out = product.outputs[0].shape
     if bias is not None:
@@ -128,17 +130,18 @@ def _rescaled_matmul(a: TensorState, b: TensorState, bias: TensorState | None, d
 
 
 @rule("DynamicQuantizeMatMul", domain=MS)
-def dynamic_quantize_matmul(inputs: Sequence[TensorState | None]) -> RuleResult:
+def dynamic_quantize_matmul(inputs: Inputs) -> RuleResult:
     """A quantised at run time (7 FLOPs per element) @ int8 B, rescaled (+1 per output) + bias; MACs as MatMul."""
-    a = inputs[0]
-    return _rescaled_matmul(a, inputs[1], _optional(inputs, 4), a.dtype, prod(a.shape), (1, 4),
-                            "A's range found and quantised")
+    a, b, bias = inputs[0], inputs[1], _optional(inputs, 4)
+    a = required(a, "dtype")
+    return _rescaled_matmul(a, b, bias, a.dtype, prod(a.shape), (1, 4), "A's range found and quantised")
 
 
 @rule("MatMulIntegerToFloat", domain=MS)
-def matmul_integer_to_float(inputs: Sequence[TensorState | None]) -> RuleResult:
+def matmul_integer_to_float(inputs: Inputs) -> RuleResult:
     """int8 A @ int8 B rescaled to float (+1 per output) + bias; MACs as MatMul; output of a_scale's dtype."""
-    return _rescaled_matmul(inputs[0], inputs[1], _optional(inputs, 6), inputs[2].dtype, 0, (0, 1, 6), "")
+    return _rescaled_matmul(inputs[0], inputs[1], _optional(inputs, 6), required(inputs[2], "dtype").dtype, 0,
+                            (0, 1, 6), "")
 
 
 def _requantised(out: Sequence[Dim], per_element: int, what: str, dtype: str | None = None,
@@ -156,16 +159,16 @@ def _requantised(out: Sequence[Dim], per_element: int, what: str, dtype: str | N
 
 
 @rule("QLinearAdd", "QLinearMul", domain=MS)
-def qlinear_binary(inputs: Sequence[TensorState | None], *, op="") -> RuleResult:
+def qlinear_binary(inputs: Inputs, *, op="") -> RuleResult:
     """Quantised A + B (or A * B) with broadcasting, requantised: 1 + 5 FLOPs per output."""
-    out = broadcast(inputs[0].shape, inputs[3].shape)
+    out = broadcast(required(inputs[0]).shape, required(inputs[3]).shape)
     return _requantised(out, QLINEAR_ELEMENTWISE_FLOPS[op], op[len("QLinear"):].lower(), weights=(0, 3))
 
 
 @rule("QLinearSigmoid", "QLinearLeakyRelu", domain=MS)
-def qlinear_activation(inputs: Sequence[TensorState | None], *, alpha=0.01, op="") -> RuleResult:
+def qlinear_activation(inputs: Inputs, *, alpha=0.01, op="") -> RuleResult:
     """quantise(f(dequantise(x))): the activation's FLOPs (Sigmoid 4, LeakyRelu 2) + 5 per element."""
-    return _requantised(inputs[0].shape, QLINEAR_ELEMENTWISE_FLOPS[op], op[len("QLinear"):])
+    return _requantised(required(inputs[0]).shape, QLINEAR_ELEMENTWISE_FLOPS[op], op[len("QLinear"):])
 
 
 def _channels_first(shape: Sequence[Dim], channels_last: int) -> tuple[Dim, ...]:
@@ -179,10 +182,10 @@ def _channels_back(shape: Sequence[Dim], channels_last: int) -> tuple[Dim, ...]:
 
 
 @rule("QLinearAveragePool", domain=MS)
-def qlinear_average_pool(inputs: Sequence[TensorState | None], *, kernel_shape=None, strides=None, pads=None,
+def qlinear_average_pool(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
                          auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, channels_last=0) -> RuleResult:
     """AveragePool (NCHW, or NHWC with channels_last) requantised; FLOPs = window per output + 5 per output."""
-    x = inputs[0]
+    x = required(inputs[0], "_replace")
     pooled = average_pool([x._replace(shape=_channels_first(x.shape, channels_last))], kernel_shape=kernel_shape,
                           strides=strides, pads=pads, auto_pad=auto_pad, ceil_mode=ceil_mode,
                           count_include_pad=count_include_pad)
@@ -192,35 +195,36 @@ def qlinear_average_pool(inputs: Sequence[TensorState | None], *, kernel_shape=N
 
 
 @rule("QLinearGlobalAveragePool", domain=MS)
-def qlinear_global_average_pool(inputs: Sequence[TensorState | None], *, channels_last=0) -> RuleResult:
+def qlinear_global_average_pool(inputs: Inputs, *, channels_last=0) -> RuleResult:
     """GlobalAveragePool (NCHW, or NHWC with channels_last) requantised; FLOPs = inputs + 5 per output."""
-    x = inputs[0]
+    x = required(inputs[0], "_replace")
     pooled = global_pool([x._replace(shape=_channels_first(x.shape, channels_last))])
     out = _channels_back(pooled.outputs[0].shape, channels_last)
     return _requantised(out, 0, "average", base_flops=pooled.flops, receptive=pooled.receptive)
 
 
 @rule("QLinearConcat", domain=MS)
-def qlinear_concat(inputs: Sequence[TensorState | None], *, axis=1) -> RuleResult:
+def qlinear_concat(inputs: Inputs, *, axis=1) -> RuleResult:
     """Concat of (tensor, scale, zero point) triples requantised to Y's scale: 5 FLOPs per output."""
     if len(inputs) < 5 or (len(inputs) - 2) % 3:
         raise ShapeError(f"QLinearConcat has {len(inputs)} inputs; it takes Y_scale, Y_zero_point and then a "
                          "(tensor, scale, zero point) triple per input")
     tensors = list(range(2, len(inputs), 3))
     joined = concat([inputs[i] for i in tensors], axis=axis)
-    return _requantised(joined.outputs[0].shape, 0, "copy", dtype=inputs[1].dtype, weights=tuple(tensors),
-                        lines=joined.explain() if joined.explain else ())
+    return _requantised(joined.outputs[0].shape, 0, "copy", dtype=required(inputs[1], "dtype").dtype,
+                        weights=tuple(tensors), lines=joined.explain() if joined.explain else ())
 
 
 @rule("QGemm", domain=MS, multiplies=(0, 3))  # A, then B after A's scale and zero point
-def qgemm(inputs: Sequence[TensorState | None], *, transA=0, transB=0, alpha=1.0) -> RuleResult:
+def qgemm(inputs: Inputs, *, transA=0, transB=0, alpha=1.0) -> RuleResult:
     """Quantised Gemm (int32 C), requantised (+5 per output) or, without y_scale, rescaled to float (+1)."""
     a, b, c = inputs[0], inputs[3], _optional(inputs, 6)
     y_scale, y_zero_point = _optional(inputs, 7), _optional(inputs, 8)
     product = gemm([a, b, c], transA=transA, transB=transB, alpha=alpha)
     out = product.outputs[0].shape
     quantised = y_scale is not None
-    dtype = (y_zero_point.dtype if y_zero_point is not None else "uint8") if quantised else inputs[1].dtype
+    dtype = ((y_zero_point.dtype if y_zero_point is not None else "uint8") if quantised
+             else required(inputs[1], "dtype").dtype)
     per_output = REQUANTIZE_FLOPS if quantised else RESCALE_FLOPS
     flops = product.flops + per_output * prod(out)
 

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 
 from archcalc.core.dims import Dim, is_static, prod
 from archcalc.core.errors import ShapeError
-from archcalc.rules._common import broadcast
+from archcalc.rules._common import broadcast, required
 from archcalc.rules.activation import FLOPS_PER_ELEMENT
 from archcalc.rules.attention import MASK_FLOPS, ROTATE_FLOPS, SCALE_FLOPS, SOFTCAP_FLOPS, SOFTMAX_FLOPS
-from archcalc.rules.base import GLOBAL, Output, RuleResult, TensorState, rule
+from archcalc.rules.base import GLOBAL, Inputs, Output, RuleResult, TensorState, rule
 from archcalc.rules.norm import NORMALISE_FLOPS, RMS_NORM_FLOPS
 from archcalc.rules.quantize import DEQUANTIZE_FLOPS
 
@@ -35,7 +35,7 @@ GELU_TANH_FLOPS = 9  # as the Gelu rule with approximate="tanh"
 RESCALE_FLOPS = 1  # an integer product times its scales (MatMulInteger -> Cast -> Mul)
 
 
-def _optional(inputs: Sequence[TensorState | None], index: int) -> TensorState | None:
+def _optional(inputs: Inputs, index: int) -> TensorState | None:
     return inputs[index] if len(inputs) > index else None
 
 
@@ -132,11 +132,11 @@ def _packed_attention(op: str, x: Sequence[Dim], w: Sequence[Dim], bias: TensorS
 
 
 @rule("Attention", domain=MS)
-def ms_attention(inputs: Sequence[TensorState | None], *, num_heads=0, qkv_hidden_sizes=None, unidirectional=0,
+def ms_attention(inputs: Inputs, *, num_heads=0, qkv_hidden_sizes=None, unidirectional=0,
                  scale=None, mask_filter_value=None, do_rotary=0, rotary_embedding_dim=0,
                  past_present_share_buffer=0) -> RuleResult:
     """Packed Q/K/V projection + attention; MACs = B*S*Hin*(Hq+Hk+Hv) + B*heads*S*T*(head + v_head)."""
-    return _packed_attention("Attention", inputs[0].shape, inputs[1].shape, _optional(inputs, 2),
+    return _packed_attention("Attention", required(inputs[0]).shape, required(inputs[1]).shape, _optional(inputs, 2),
                              _optional(inputs, 3), _optional(inputs, 4), _optional(inputs, 5),
                              num_heads=num_heads, qkv_hidden_sizes=qkv_hidden_sizes, unidirectional=unidirectional,
                              do_rotary=do_rotary, rotary_embedding_dim=rotary_embedding_dim,
@@ -144,14 +144,15 @@ def ms_attention(inputs: Sequence[TensorState | None], *, num_heads=0, qkv_hidde
 
 
 @rule("QAttention", domain=MS)
-def q_attention(inputs: Sequence[TensorState | None], *, num_heads=0, unidirectional=0, scale=None,
+def q_attention(inputs: Inputs, *, num_heads=0, unidirectional=0, scale=None,
                 mask_filter_value=None, do_rotary=0, past_present_share_buffer=0) -> RuleResult:
     """Attention over an int8 projection (rescaled: +1 per projected value); float output; MACs as Attention."""
-    result = _packed_attention("QAttention", inputs[0].shape, inputs[1].shape, inputs[2], _optional(inputs, 5),
+    result = _packed_attention("QAttention", required(inputs[0]).shape, required(inputs[1]).shape,
+                               inputs[2], _optional(inputs, 5),
                                _optional(inputs, 8), None, num_heads=num_heads, qkv_hidden_sizes=None,
                                unidirectional=unidirectional, do_rotary=do_rotary, rotary_embedding_dim=0,
                                past_present_share_buffer=past_present_share_buffer, rescaled=True)
-    dtype = inputs[2].dtype  # the float type of the bias and scales (T3)
+    dtype = required(inputs[2], "dtype").dtype  # the float type of the bias and scales (T3)
     return RuleResult(outputs=tuple(Output(o.shape, dtype) for o in result.outputs), macs=result.macs,
                       flops=result.flops, weights=(1, 2), receptive=GLOBAL, explain=result.explain,
                       warnings=result.warnings, backward_state_bytes=result.backward_state_bytes)
@@ -182,10 +183,10 @@ def _mha_kv(key: TensorState | None, value: TensorState | None, query: Sequence[
 
 
 @rule("MultiHeadAttention", domain=MS)
-def multi_head_attention(inputs: Sequence[TensorState | None], *, num_heads=0, unidirectional=0, scale=None,
+def multi_head_attention(inputs: Inputs, *, num_heads=0, unidirectional=0, scale=None,
                          mask_filter_value=None) -> RuleResult:
     """Attention of projected Q, K, V (+ their bias); MACs = batch * heads * seq * total_seq * (head + v_head)."""
-    query = inputs[0].shape
+    query = required(inputs[0]).shape
     key, value, bias = _optional(inputs, 1), _optional(inputs, 2), _optional(inputs, 3)
     mask, attention_bias = _optional(inputs, 4), _optional(inputs, 5)
     past_key, past_value = _optional(inputs, 6), _optional(inputs, 7)
@@ -220,14 +221,14 @@ def multi_head_attention(inputs: Sequence[TensorState | None], *, num_heads=0, u
 
 
 @rule("GroupQueryAttention", domain=MS)
-def group_query_attention(inputs: Sequence[TensorState | None], *, num_heads=0, kv_num_heads=0, scale=None,
+def group_query_attention(inputs: Inputs, *, num_heads=0, kv_num_heads=0, scale=None,
                           softcap=0.0, local_window_size=-1, do_rotary=0, rotary_interleaved=0, causal=1,
                           smooth_softmax=0, qk_output=0, qk_norm_epsilon=None, q_norm_epsilon=None,
                           k_norm_epsilon=None, kv_cache_bit_width=0, k_quant_type="NONE", v_quant_type="NONE",
                           sliding_window_cache=0) -> RuleResult:
     """Attention of num_heads query heads sharing kv_num_heads key/value heads with a KV cache;
     MACs = batch * heads * seq * total_seq * 2 * head_size."""
-    query = inputs[0].shape
+    query = required(inputs[0]).shape
     key, past_key = _optional(inputs, 1), _optional(inputs, 3)
     total = _optional(inputs, 6)
     cos_cache, attention_bias = _optional(inputs, 7), _optional(inputs, 10)
@@ -278,14 +279,15 @@ def group_query_attention(inputs: Sequence[TensorState | None], *, num_heads=0, 
         backward_state_bytes=4 * scores)
 
 
-def _skip_norm(inputs: Sequence[TensorState | None], op: str, per_element: int, norm: str,
+def _skip_norm(inputs: Inputs, op: str, per_element: int, norm: str,
                weights: tuple[int, ...], bias: TensorState | None) -> RuleResult:
     """input + skip (+ bias), normalised over the last axis; Add (+ Add) + the normalisation's FLOPs."""
-    x, skip, gamma = inputs[0].shape, inputs[1].shape, inputs[2]
+    x, skip, gamma = required(inputs[0]).shape, required(inputs[1]).shape, inputs[2]
     if len(x) not in (2, 3):
         raise ShapeError(f"{op}'s input {list(x)} must be 3-D [batch, seq, hidden] or 2-D [tokens, hidden]")
     if broadcast(x, skip) != tuple(x):
         raise ShapeError(f"{op}'s skip {list(skip)} does not broadcast to the input {list(x)}")
+    gamma = required(gamma)
     if gamma.shape and is_static(gamma.shape[-1]) and is_static(x[-1]) and gamma.shape[-1] != x[-1]:
         raise ShapeError(f"{op}'s gamma has {gamma.shape[-1]} values for hidden size {x[-1]}")
     elements = prod(x)
@@ -304,24 +306,24 @@ def _skip_norm(inputs: Sequence[TensorState | None], op: str, per_element: int, 
 
 
 @rule("SkipLayerNormalization", domain=MS)
-def skip_layer_norm(inputs: Sequence[TensorState | None], *, epsilon=1e-12) -> RuleResult:
+def skip_layer_norm(inputs: Inputs, *, epsilon=1e-12) -> RuleResult:
     """LayerNormalization(input + skip + bias); FLOPs = (1 or 2 adds + 7) per element; gamma, beta, bias learned."""
     return _skip_norm(inputs, "SkipLayerNormalization", NORMALISE_FLOPS, "layer norm", (2, 3, 4),
                       _optional(inputs, 4))
 
 
 @rule("SkipSimplifiedLayerNormalization", domain=MS)
-def skip_simplified_layer_norm(inputs: Sequence[TensorState | None], *, epsilon=1e-12) -> RuleResult:
+def skip_simplified_layer_norm(inputs: Inputs, *, epsilon=1e-12) -> RuleResult:
     """RMS normalisation of input + skip + bias; FLOPs = (1 or 2 adds + 4) per element; gamma, bias learned."""
     return _skip_norm(inputs, "SkipSimplifiedLayerNormalization", RMS_NORM_FLOPS, "RMS norm", (2, 3),
                       _optional(inputs, 3))
 
 
 @rule("SimplifiedLayerNormalization")
-def simplified_layer_norm(inputs: Sequence[TensorState | None], *, axis=-1, epsilon=1e-5,
+def simplified_layer_norm(inputs: Inputs, *, axis=-1, epsilon=1e-5,
                           stash_type=1) -> RuleResult:
     """onnxruntime's RMS normalisation (default domain): as RMSNormalization, 4 FLOPs per element; scale learned."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     if not x:
         raise ShapeError("SimplifiedLayerNormalization of a scalar")
     first = axis % len(x)
@@ -338,7 +340,7 @@ def _embed_norm(op: str, ids: Sequence[Dim], tables: Sequence[TensorState | None
     """FLOPs, explanation and output of the embedding sum + layer normalisation."""
     if len(ids) != 2:
         raise ShapeError(f"{op}'s input_ids {list(ids)} must be 2-D [batch, seq]")
-    hidden = tables[0].shape[-1]
+    hidden = required(tables[0]).shape[-1]
     for table in tables:
         if table is not None and is_static(table.shape[-1]) and is_static(hidden) and table.shape[-1] != hidden:
             raise ShapeError(f"{op}'s embedding tables have different widths ({hidden} and {table.shape[-1]})")
@@ -356,23 +358,23 @@ def _embed_norm(op: str, ids: Sequence[Dim], tables: Sequence[TensorState | None
 
 
 @rule("EmbedLayerNormalization", domain=MS)
-def embed_layer_norm(inputs: Sequence[TensorState | None], *, epsilon=1e-12, mask_index_type=1) -> RuleResult:
+def embed_layer_norm(inputs: Inputs, *, epsilon=1e-12, mask_index_type=1) -> RuleResult:
     """Word + position (+ segment) embeddings, layer-normalised; the tables, gamma and beta are learned."""
-    ids = inputs[0].shape
+    ids = required(inputs[0]).shape
     tables = [inputs[2], inputs[3], _optional(inputs, 4)]
     flops, lines, out = _embed_norm("EmbedLayerNormalization", ids, tables, _optional(inputs, 7),
-                                    inputs[2].dtype, dequantised=False)
+                                    required(inputs[2], "dtype").dtype, dequantised=False)
     return RuleResult(outputs=(out, Output((ids[0],), "int32"), Output(out.shape, out.dtype)), flops=flops,
                       weights=(2, 3, 4, 5, 6), explain=lambda: lines)
 
 
 @rule("QEmbedLayerNormalization", domain=MS)
-def q_embed_layer_norm(inputs: Sequence[TensorState | None], *, epsilon=1e-12) -> RuleResult:
+def q_embed_layer_norm(inputs: Inputs, *, epsilon=1e-12) -> RuleResult:
     """EmbedLayerNormalization of int8 tables, each gathered value dequantised (2 FLOPs); float output."""
-    ids = inputs[0].shape
+    ids = required(inputs[0]).shape
     tables = [inputs[2], inputs[3], _optional(inputs, 4)]
     flops, lines, out = _embed_norm("QEmbedLayerNormalization", ids, tables, _optional(inputs, 7),
-                                    inputs[8].dtype, dequantised=True)
+                                    required(inputs[8], "dtype").dtype, dequantised=True)
     return RuleResult(outputs=(out, Output((ids[0],), "int32")), flops=flops, weights=(2, 3, 4, 5, 6),
                       explain=lambda: lines)
 
@@ -388,45 +390,45 @@ def _activated(x: Sequence[Dim], per_element: int, what: str, weights: tuple[int
 
 
 @rule("Gelu", domain=MS)
-def ms_gelu(inputs: Sequence[TensorState]) -> RuleResult:
+def ms_gelu(inputs: Inputs) -> RuleResult:
     """x * Phi(x) with erf: 5 FLOPs per element, as ONNX's Gelu."""
-    return _activated(inputs[0].shape, GELU_FLOPS, "Gelu")
+    return _activated(required(inputs[0]).shape, GELU_FLOPS, "Gelu")
 
 
 @rule("BiasGelu", domain=MS)
-def bias_gelu(inputs: Sequence[TensorState]) -> RuleResult:
+def bias_gelu(inputs: Inputs) -> RuleResult:
     """Gelu(A + bias): Add (1) + Gelu (5) per element; the bias is learned."""
-    out = broadcast(inputs[0].shape, inputs[1].shape)
+    out = broadcast(required(inputs[0]).shape, required(inputs[1]).shape)
     return _activated(out, ADD_FLOPS + GELU_FLOPS, "bias add + Gelu", weights=(1,))
 
 
 @rule("FastGelu", domain=MS)
-def fast_gelu(inputs: Sequence[TensorState | None]) -> RuleResult:
+def fast_gelu(inputs: Inputs) -> RuleResult:
     """tanh-approximated Gelu of x (+ bias): 9 (+ 1) FLOPs per element; the bias is learned."""
     bias = _optional(inputs, 1)
     if bias is None:
-        return _activated(inputs[0].shape, GELU_TANH_FLOPS, "tanh Gelu")
-    out = broadcast(inputs[0].shape, bias.shape)
+        return _activated(required(inputs[0]).shape, GELU_TANH_FLOPS, "tanh Gelu")
+    out = broadcast(required(inputs[0]).shape, bias.shape)
     return _activated(out, ADD_FLOPS + GELU_TANH_FLOPS, "bias add + tanh Gelu", weights=(1,))
 
 
 @rule("QuickGelu", domain=MS)
-def quick_gelu(inputs: Sequence[TensorState], *, alpha=1.702) -> RuleResult:
+def quick_gelu(inputs: Inputs, *, alpha=1.702) -> RuleResult:
     """x * sigmoid(alpha * x), which is Swish: 6 FLOPs per element."""
-    return _activated(inputs[0].shape, FLOPS_PER_ELEMENT["Swish"], "x * sigmoid(alpha * x)")
+    return _activated(required(inputs[0]).shape, FLOPS_PER_ELEMENT["Swish"], "x * sigmoid(alpha * x)")
 
 
 @rule("BiasAdd", domain=MS)
-def bias_add(inputs: Sequence[TensorState]) -> RuleResult:
+def bias_add(inputs: Inputs) -> RuleResult:
     """X + bias + skip: 2 FLOPs per element; the bias is learned."""
-    out = broadcast(inputs[0].shape, inputs[1].shape, inputs[2].shape)
+    out = broadcast(required(inputs[0]).shape, required(inputs[1]).shape, required(inputs[2]).shape)
     return _activated(out, 2 * ADD_FLOPS, "bias add + residual add", weights=(1,))
 
 
 @rule("BiasSplitGelu", domain=MS)
-def bias_split_gelu(inputs: Sequence[TensorState]) -> RuleResult:
+def bias_split_gelu(inputs: Inputs) -> RuleResult:
     """(X + bias) split in halves: left * Gelu(right); [N, S, D] -> [N, S, D/2]; the bias is learned."""
-    x = inputs[0].shape
+    x = required(inputs[0]).shape
     if len(x) != 3 or (is_static(x[2]) and x[2] % 2):
         raise ShapeError(f"BiasSplitGelu's input {list(x)} must be 3-D [N, S, D] with an even D")
     out = (x[0], x[1], x[2] // 2)
@@ -435,10 +437,10 @@ def bias_split_gelu(inputs: Sequence[TensorState]) -> RuleResult:
 
 
 @rule("RotaryEmbedding", domain=MS)
-def ms_rotary_embedding(inputs: Sequence[TensorState | None], *, interleaved=0, num_heads=0,
+def ms_rotary_embedding(inputs: Inputs, *, interleaved=0, num_heads=0,
                         rotary_embedding_dim=0, is_packed_batching=0, scale=1.0) -> RuleResult:
     """Rotate pairs of the first rotary_dim elements of each head (cos/sin caches of rotary_dim / 2); 3 per rotated."""
-    x, cos_cache = inputs[0].shape, inputs[2].shape
+    x, cos_cache = required(inputs[0]).shape, required(inputs[2]).shape
     rotary_dim = rotary_embedding_dim or 2 * cos_cache[-1]
     if len(x) == 4:
         head_size = x[3]

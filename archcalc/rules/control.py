@@ -23,14 +23,14 @@ multiplied by the same count; totals take the layer's counts, not theirs.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from archcalc.core.dims import Dim, Sym, bind, is_static
 from archcalc.core.errors import ArchcalcError, ShapeError, UnknownValue
 from archcalc.rules._common import axis_index
-from archcalc.rules.base import GLOBAL, Output, RuleResult, Scope, TensorState, rule
+from archcalc.rules.base import GLOBAL, Inputs, Output, RuleResult, Scope, TensorState, rule
 
 if TYPE_CHECKING:
     from archcalc.core.graph import Graph, Subgraph, TensorInfo
@@ -46,7 +46,7 @@ class _Body:
     attribute: str  # then_branch, else_branch, body
     graph: Graph
     analysis: Analysis
-    outputs: tuple[TensorResult, ...]
+    outputs: tuple[TensorState, ...]  # shape and dtype of each output (all known: see _analysed)
 
     @property
     def macs(self) -> int:
@@ -75,7 +75,7 @@ def _analysed(body: Subgraph | None, attribute: str, inputs: Sequence[TensorStat
         tensor = analysis.tensors.get(name)
         if tensor is None or tensor.shape is None:
             raise UnknownValue(f"output '{name}' of its subgraph '{attribute}' has an unknown shape")
-        outputs.append(tensor)
+        outputs.append(TensorState(tensor.shape, tensor.dtype))
     return _Body(attribute, graph, analysis, tuple(outputs))
 
 
@@ -137,7 +137,7 @@ def _warnings(bodies: Sequence[_Body], scope: Scope) -> tuple[str, ...]:
     return tuple(w.removeprefix(lead) for body in bodies for w in body.analysis.warnings)
 
 
-def _carried(initial: Sequence[TensorState], final: Sequence[TensorResult], base: str,
+def _carried(initial: Sequence[TensorState], final: Sequence[TensorState], base: str,
              lines: list[str]) -> list[Output]:
     """Loop-carried (Scan: state) outputs: the body's output shape, which keeps the initial
     value's shape; a dim the body changes becomes a symbol."""
@@ -166,20 +166,26 @@ def _unified(a: Shape, b: Shape, prefix: str, describe: str, lines: list[str]) -
     return tuple(shape)
 
 
-def _bindable(dim: Dim, bindings) -> bool:
-    return is_static(dim) or dim.symbols() <= set(bindings)
+def _bindable(dim: Dim, bindings: Mapping[str, int]) -> bool:
+    return isinstance(dim, int) or dim.symbols() <= set(bindings)  # is_static(dim), narrowing both ways
+
+
+def _given(states: list[TensorState | None]) -> TypeGuard[list[TensorState]]:
+    """Whether every input in `states` is given (none is left out)."""
+    return not any(value is None for value in states)
 
 
 @rule("If")
-def if_(inputs: Sequence[TensorState], *, then_branch: Subgraph | None = None, else_branch: Subgraph | None = None,
+def if_(inputs: Inputs, *, then_branch: Subgraph | None = None, else_branch: Subgraph | None = None,
         node_name="",
         scope: Scope | None = None) -> RuleResult:
     """One branch runs: outputs agree between branches (a differing dim becomes a symbol);
     MACs/FLOPs of the larger branch (or of the one a constant condition picks); params of both."""
     cond = inputs[0]
-    chosen = None
+    chosen = constant = None
     if cond is not None and cond.value is not None and len(cond.value) == 1 and isinstance(cond.value[0], int):
-        chosen = "then_branch" if cond.value[0] else "else_branch"
+        constant = cond.value[0]
+        chosen = "then_branch" if constant else "else_branch"
     warnings: list[str] = []
     bodies: list[_Body] = []
     for attribute, body in (("then_branch", then_branch), ("else_branch", else_branch)):
@@ -190,14 +196,14 @@ def if_(inputs: Sequence[TensorState], *, then_branch: Subgraph | None = None, e
                 raise
             warnings.append(f"its {attribute} never runs (the condition is a constant) and cannot be analysed "
                             f"({error.message}); its params are not counted")
-    then_body = next(b for b in bodies if b.attribute == "then_branch") if chosen != "else_branch" else None
-    else_body = next(b for b in bodies if b.attribute == "else_branch") if chosen != "then_branch" else None
+    assert scope is not None  # a body was analysed (the chosen one's error is raised): _analysed raises without it
     lines = [body.summary() for body in bodies]
     if chosen is not None:
-        counted = then_body or else_body
-        lines.append(f"the condition is the constant {cond.value[0]}: only {chosen} runs, and counts")
+        counted = next(b for b in bodies if b.attribute == chosen)
+        lines.append(f"the condition is the constant {constant}: only {chosen} runs, and counts")
         outputs = [Output(tuple(t.shape), t.dtype) for t in counted.outputs]
     else:
+        then_body, else_body = bodies  # with no constant condition, both were analysed (an error is raised)
         counted = max(bodies, key=lambda b: (b.macs, b.flops))
         lines.append(f"one branch runs: counted the larger, {counted.attribute} "
                      f"(MACs {counted.macs:,}, FLOPs {counted.flops:,})")
@@ -242,23 +248,24 @@ def _condition_stays_true(body: _Body, cond_in: str) -> bool:
         else:
             info = body.graph.tensors.get(name)
             value = info.value if info is not None else None
-        return bool(value) and all(value)
+        return value is not None and bool(value) and all(value)
     return True
 
 
 @rule("Loop", carries=True)
-def loop(inputs: Sequence[TensorState | None], *, body: Subgraph | None = None, node_name="",
+def loop(inputs: Inputs, *, body: Subgraph | None = None, node_name="",
          scope: Scope | None = None) -> RuleResult:
     """Carried outputs keep their shapes, scan outputs are [trips, ...]; MACs = trips x body
     (the body once, per iteration, when the trip count is unknown)."""
     trip_input = inputs[0] if inputs else None
     cond_input = inputs[1] if len(inputs) > 1 else None
     carried = list(inputs[2:])
-    if any(value is None for value in carried):
+    if not _given(carried):
         raise ShapeError("a loop-carried input is omitted", fix="give every loop-carried value an initial tensor")
     cond_in = body.inputs[1] if body is not None and len(body.inputs) > 1 else ""
     analysed = _analysed(body, "body", [TensorState((), "int64"), TensorState((), "bool"),
                                         *(TensorState(c.shape, c.dtype) for c in carried)], scope, node_name)
+    assert scope is not None  # _analysed raises without it
     n = len(carried)
     if len(analysed.outputs) < 1 + n:
         raise ShapeError(f"the body gives {len(analysed.outputs)} outputs; it must give the condition and the "
@@ -301,7 +308,7 @@ def loop(inputs: Sequence[TensorState | None], *, body: Subgraph | None = None, 
 
 
 @rule("Scan", carries=True)
-def scan(inputs: Sequence[TensorState | None], *, body=None, num_scan_inputs=None, scan_input_axes=None,
+def scan(inputs: Inputs, *, body: Subgraph | None = None, num_scan_inputs=None, scan_input_axes=None,
          scan_output_axes=None, scan_input_directions=None, scan_output_directions=None, directions=None,
          node_name="", scope: Scope | None = None) -> RuleResult:
     """The body runs once per slice of the scan inputs along their axis: MACs = length x body;
@@ -312,10 +319,13 @@ def scan(inputs: Sequence[TensorState | None], *, body=None, num_scan_inputs=Non
         raise ShapeError(f"num_scan_inputs is {num_scan_inputs} for {len(inputs)} inputs")
     n = len(inputs) - num_scan_inputs
     states, sequences = list(inputs[:n]), list(inputs[n:])
-    if any(value is None for value in inputs):
+    if not (_given(states) and _given(sequences)):
         raise ShapeError("an input is omitted", fix="Scan takes no optional inputs")
     in_axes = list(scan_input_axes or [0] * num_scan_inputs)
-    slices, length = [], None
+    slices: list[TensorState] = []
+    # None when there is no scan input (only a negative num_scan_inputs leaves none): the scan outputs then
+    # hold it and bind fails on it below (reading .terms from None), as it always has: hence two ignores.
+    length: Dim | None = None
     for x, axis in zip(sequences, in_axes):
         axis = axis_index(axis, len(x.shape), "Scan input")
         if length is None:
@@ -324,6 +334,7 @@ def scan(inputs: Sequence[TensorState | None], *, body=None, num_scan_inputs=Non
             raise ShapeError(f"scan inputs have different lengths, {length} and {x.shape[axis]}")
         slices.append(TensorState(x.shape[:axis] + x.shape[axis + 1:], x.dtype))
     analysed = _analysed(body, "body", [TensorState(s.shape, s.dtype) for s in states] + slices, scope, node_name)
+    assert scope is not None  # _analysed raises without it
     if len(analysed.outputs) < n:
         raise ShapeError(f"the body gives {len(analysed.outputs)} outputs for {n} state variables")
     lines = [analysed.summary(), f"sequence length = {length}"]
@@ -332,8 +343,9 @@ def scan(inputs: Sequence[TensorState | None], *, body=None, num_scan_inputs=Non
     out_axes = list(scan_output_axes or [0] * len(scanned))
     for t, axis in zip(scanned, out_axes):
         axis = axis_index(axis, len(t.shape) + 1, "Scan output")
-        outputs.append(Output((*t.shape[:axis], length, *t.shape[axis:]), t.dtype))
-    times = bind(length, scope.bindings)
+        outputs.append(Output((*t.shape[:axis], length, *t.shape[axis:]), t.dtype))  # type: ignore[arg-type]
+    times = bind(length, scope.bindings)  # type: ignore[arg-type]  # None fails here: see `length` above
+    assert length is not None  # bind(None) raised
     macs, flops = analysed.macs * length, analysed.flops * length
     lines.append(f"MACs = length x body = {length} * {analysed.macs} = {analysed.macs * times}, "
                  f"FLOPs = {length} * {analysed.flops} = {analysed.flops * times}")

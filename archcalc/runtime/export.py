@@ -18,11 +18,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from archcalc.core.dims import bind_shape, is_static, shape_symbols
+from archcalc.core.dims import Dim, bind_shape, is_static, shape_symbols
 from archcalc.core.dtypes import ONNX_NUMBERS, canonical
 from archcalc.core.errors import ArchcalcError
 from archcalc.core.files import atomic_write, atomic_writes
-from archcalc.core.graph import Graph, Node
+from archcalc.core.graph import Deferred, Graph, Node
 from archcalc.core.results import Analysis, LayerResult
 from archcalc.rules.base import LayerCall, StandardNode, rule_for
 
@@ -77,8 +77,17 @@ def _model(graph: onnx.GraphProto, opset: int) -> onnx.ModelProto:
     return model
 
 
-def _dims(shape: Sequence[Any]) -> list[int | str]:
-    return [d if isinstance(d, int) else str(d) for d in shape]
+def _known(shape: Sequence[Dim] | Deferred | None) -> tuple[Dim, ...]:
+    """An analysed spec knows every shape: None or a Deferred one is a bug, said as such."""
+    if shape is None or isinstance(shape, Deferred):
+        raise ExportError("a tensor's shape is unknown after analysis",
+                          fix="report this: `archcalc analyze SPEC` should have inferred it")
+    return tuple(shape)
+
+
+def _dims(shape: Sequence[Dim] | Deferred | None) -> list[int | str]:
+    """A shape for a value_info: symbolic dims by name."""
+    return [d if isinstance(d, int) else str(d) for d in _known(shape)]
 
 
 def weight_values(name: str, shape: tuple[int, ...], kind: str, mode: str, rng: np.random.Generator,
@@ -126,7 +135,7 @@ def to_onnx(graph: Graph, analysis: Analysis, *, opset: int | None = None, weigh
             inputs.append(helper.make_tensor_value_info(name, _onnx_type(info.dtype),
                                                         _dims(shape)))
         elif name in analysis.tensors:
-            tensor = _initializer(name, info, _weight_shape(name, tuple(shape), analysis, graph.path), weights, rng,
+            tensor = _initializer(name, info, _weight_shape(name, _known(shape), analysis, graph.path), weights, rng,
                                   external_path, offset)
             if tensor.data_location == TensorProto.EXTERNAL:
                 offset += 4 * int(np.prod(tensor.dims))

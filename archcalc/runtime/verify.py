@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -266,9 +266,10 @@ def prepare_model(model: onnx.ModelProto, analysis: Analysis, base_dir: str, *, 
             if values is None and not hole:
                 kind = "buffer" if tensor.name in positive else "weight"
                 values = _generated(tensor, kind, rng)
-            if sink is None or not hole and _stays_inline(values):
+            if values is not None and (sink is None or _stays_inline(values)):  # None: a hole in the file
                 tensor.CopyFrom(onnx.numpy_helper.from_array(values, tensor.name))
                 continue
+            assert sink is not None  # without a data file every tensor stayed inline above
             offset = end + -end % _ALIGN
             sink.seek(offset)
             if hole:
@@ -538,7 +539,7 @@ def run_and_compare(graph: Graph, analysis: Analysis, model: onnx.ModelProto, *,
 
 
 def _feeds(session, analysis: Analysis, path: str) -> dict[str, np.ndarray]:
-    feeds = {}
+    feeds: dict[str, np.ndarray] = {}
     rng = np.random.default_rng(0)
     for value in session.get_inputs():
         inferred = analysis.tensors.get(value.name)
@@ -724,7 +725,8 @@ def _check_costs(layer: LayerResult, node, analysis: Analysis, observed: dict[st
     outputs = [tuple(observed[o].shape) if isinstance(observed.get(o), np.ndarray) else None for o in node.outputs]
     checked_macs = False
     if rule.observed_macs is not None and all(s is not None for s in states[:2]) and outputs and outputs[0]:
-        shapes = [None if s is None else tuple(s.shape) for s in states]
+        # bound by bind_shape above: every dim is an int
+        shapes = [None if s is None else cast(tuple[int, ...], tuple(s.shape)) for s in states]
         reference = int(rule.observed_macs(shapes, outputs, dict(layer.attrs)))
         checked_macs = True
         if reference != layer.macs:

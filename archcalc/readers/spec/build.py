@@ -129,7 +129,7 @@ def parse_spec(text: str, path: str = "<spec>") -> Graph:
                            "description": document.get("description", "")}, format="spec")
 
 
-def _dtype(document: LineDict, path: str) -> str:
+def _dtype(document: dict[Any, Any], path: str) -> str:
     dtype = document.get("dtype", "float32")
     valid = [*ONNX_NUMBERS, *ALIASES]
     if not isinstance(dtype, str) or dtype not in valid:
@@ -156,7 +156,7 @@ def _check_keys(mapping: dict, allowed: set[str], path: str, what: str) -> None:
             raise SpecError(f"unknown key '{key}' at {what}", where=_line(path, mapping, key), fix=fix)
 
 
-def _inputs(document: LineDict, state: _State, dtype: str) -> dict[str, TensorInfo]:
+def _inputs(document: dict[Any, Any], state: _State, dtype: str) -> dict[str, TensorInfo]:
     where = _line(state.path, document, "input")
     raw = document["input"]
     batch = document.get("batch", "batch")
@@ -402,7 +402,7 @@ def _expand_block(kind: str, args: Any, prefix: str, inputs: list[Ref], state: _
     return Ref("", prefix, where)
 
 
-def _freeze(document: LineDict, state: _State) -> None:
+def _freeze(document: dict[Any, Any], state: _State) -> None:
     until = document.get("freeze_until")
     if until is None:
         return

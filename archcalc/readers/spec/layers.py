@@ -187,7 +187,7 @@ def _conv(rank: int) -> Callable[[str, dict], Lowered]:
         def group_of(shapes) -> Any:
             c = _spatial_rank_check(shapes, name, rank, f"conv{rank}d")[1]
             g = c if depthwise else groups
-            if isinstance(c, int) and c % g:
+            if isinstance(c, int) and isinstance(g, int) and c % g:  # g is c (depthwise) or groups, an int
                 raise ShapeError(f"input has {c} channels, not divisible by groups={g}",
                                  fix="make the input channels a multiple of groups")
             return g
@@ -374,6 +374,7 @@ def _zero_padding(name: str, a: dict) -> Lowered:
         if rank < 1:
             raise ShapeError(f"zero_padding needs spatial axes, got {list(s[0] or ())}")
         _, spatial = padding("padding", value, rank)
+        assert spatial is not None  # padding gives None for 'same' only, and a string was refused above
         return (0, 0, *spatial[:rank], 0, 0, *spatial[rank:])
 
     return Lowered("Pad", {"mode": "constant"}, [constant(f"{name}.pads", Deferred(pads, "pads"))])
@@ -408,8 +409,9 @@ def _all() -> list[LayerType]:
                                aliases=("deconv", "conv_transpose") if rank == 2 else (),
                                summary=f"{rank}D transposed convolution"))
         pool_fields = {"kernel": _REQUIRED, "stride": None, "padding": 0, "ceil_mode": False}
-        pool_kinds = (("max", "MaxPool", {"dilation": 1}), ("avg", "AveragePool", {"count_include_pad": False}),
-                      ("min", "MinPool", {}))
+        pool_kinds: tuple[tuple[str, str, dict[str, Any]], ...] = (
+            ("max", "MaxPool", {"dilation": 1}), ("avg", "AveragePool", {"count_include_pad": False}),
+            ("min", "MinPool", {}))
         for kind, op, extra in pool_kinds:
             types.append(LayerType(f"{kind}pool{rank}d", {**pool_fields, **extra}, _pool(op, rank), "kernel",
                                    aliases=(f"{kind}pool",) if rank == 2 else (),
