@@ -24,6 +24,8 @@ from typing import Any
 from archcalc.core.errors import ArchcalcError
 from archcalc.core.results import Analysis, LayerResult
 from archcalc.core.units import BYTES, COUNT, QuantityError, parse_quantity, unit_hint
+from archcalc.engine.setup import OPTIMIZER_STATES, PRECISIONS
+from archcalc.readers.yaml_lines import load_yaml, read_text
 
 FAIL = "fail"
 WARN = "warn"
@@ -164,15 +166,11 @@ TRAINING_KEYS = ("optimizer", "precision")
 
 def load_budget(path: str) -> Budget:
     """Read and validate a budget file; any problem is a :class:`BudgetError` at file:line."""
-    from archcalc.readers.yaml_lines import read_text
-
     text = read_text(path, BudgetError, "budget file", fix="pass the budget's YAML file to --budget")
     return parse_budget(text, path)
 
 
 def parse_budget(text: str, path: str = "<budget>") -> Budget:
-    from archcalc.readers.yaml_lines import load_yaml
-
     try:
         data = load_yaml(text, path)
     except ArchcalcError as error:  # YAML syntax, duplicate keys ("line 3: key 'x' appears twice")
@@ -242,8 +240,6 @@ class _Parser:
         """`training: {optimizer: adam, precision: mixed}`: the step training limits are counted for."""
         if "training" not in top:
             return None, None
-        from archcalc.engine.setup import OPTIMIZER_STATES, PRECISIONS
-
         example = "`training: {optimizer: adam, precision: fp32}`"
         training = self.mapping(top["training"], "`training`", _line(top, "training"), example)
         self.known_keys(training, TRAINING_KEYS, "`training`")

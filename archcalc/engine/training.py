@@ -29,6 +29,7 @@ from archcalc.core.dtypes import is_integral
 from archcalc.core.errors import ArchcalcError
 from archcalc.core.graph import Graph
 from archcalc.core.results import Analysis, LayerResult
+from archcalc.core.units import human_bytes
 from archcalc.engine.inference import analyze
 from archcalc.engine.setup import OPTIMIZER_STATES, PRECISIONS
 from archcalc.rules.base import SAVES_INPUTS, SAVES_NOTHING, SAVES_OUTPUT, SAVES_VIEW, rule_for
@@ -284,8 +285,6 @@ def largest_batch(graph: Graph, bindings: Mapping[str, int], memory: int, optimi
     Step memory is affine in the batch (weights, gradients and optimizer state are
     fixed; saved activations grow linearly), so two analyses give the answer. A model
     whose graph inputs have no symbolic `batch` dim cannot grow with it: refused."""
-    from archcalc.core.units import human_bytes
-
     def analysed(batch: int) -> Analysis:
         return analyze(graph, {**bindings, "batch": batch})  # ONNX batch dims (N, batch_size) follow it
 

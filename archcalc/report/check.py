@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from archcalc.compare.budget import FAIL, METRICS, PASS, WARN, LimitResult, ModelCheck
 from archcalc.core.units import BYTES, format_quantity, human
-from archcalc.report.analysis import dumps_json
+from archcalc.report.analysis import dumps_json, training_lines
 
 JSON_SCHEMA_VERSION = 1
 LOWER_BOUND_NOTE = "≥ marks a lower bound: ops without a rule are not counted"
@@ -100,8 +100,6 @@ def render_table(checks: Sequence[ModelCheck], console, show_training: bool = Fa
     """One table per model; with `show_training` (check --training), the training step's totals
     under it, as `analyze --training` prints them."""
     from rich.table import Table
-
-    from archcalc.report.analysis import training_lines
 
     for index, check in enumerate(checks):
         if index:

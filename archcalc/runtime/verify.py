@@ -37,8 +37,9 @@ from archcalc.core.errors import ArchcalcError, ShapeError, UnboundDim
 from archcalc.core.graph import Graph
 from archcalc.core.progress import Progress
 from archcalc.core.results import Analysis, LayerResult
+from archcalc.engine.inference import analyze
 from archcalc.rules.base import TensorState, rule_for
-from archcalc.runtime.export import set_external
+from archcalc.runtime.export import set_external, to_onnx, weight_values
 
 # Weight bytes above which the prepared model keeps its weights in an external-data file
 # in a temporary directory and onnxruntime loads it by path: protobuf cannot serialise a
@@ -207,8 +208,6 @@ def input_symbols(graph: Graph) -> set[str]:
 def analyze_for_verify(graph: Graph, bindings: Mapping[str, int]) -> Analysis:
     """The analysis to verify; data-dependent dims left unbound get 1 (any value serves:
     they are reported, not compared)."""
-    from archcalc.engine.inference import analyze
-
     fed = input_symbols(graph)
     placeholders: dict[str, int] = {}
     while True:
@@ -230,8 +229,6 @@ def model_for(graph: Graph, analysis: Analysis, data_dir: str | None = None,
     if graph.format == "onnx":
         source = onnx.load(graph.path, load_external_data=False)
     else:
-        from archcalc.runtime.export import to_onnx
-
         source = to_onnx(graph, analysis, weights="omit", external_path="__archcalc_generated__")
         # Graph outputs untyped: onnxruntime reports the dtype it computed, so a wrong dtype
         # in the analysis is a mismatch to show rather than a model it refuses.
@@ -422,8 +419,6 @@ def _byte_count(info: Mapping[str, str], key: str, default: int,
 
 
 def _generated(tensor: TensorProto, kind: str, rng: np.random.Generator) -> np.ndarray:
-    from archcalc.runtime.export import weight_values
-
     dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
     shape = tuple(tensor.dims)
     if dtype.kind in "iub":
