@@ -91,17 +91,20 @@ YAML_TAGS = ("!!python/object/apply:os.system ['true']", "!!binary aGVsbG8=", "!
              "!!timestamp 2001-12-14", "!!float nan", "!custom x", "!!str 5", "!!int 0x10", "!!map {}")
 
 
-def _leaves(obj: Any, path: tuple = ()) -> list[tuple]:
-    """Every (container, key) in a parsed YAML tree, the top level excluded."""
-    found = []
-    if isinstance(obj, dict):
-        for key, value in obj.items():
+def _leaves(doc: Any) -> list[tuple]:
+    """Every (container, key) in a parsed YAML tree, the top level excluded. Each container is
+    visited once, so shared (aliased) and self-containing values cost their size, not their
+    expansion."""
+    found, seen, stack = [], set(), [doc]
+    while stack:
+        obj = stack.pop()
+        if not isinstance(obj, dict | list) or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        keys = list(obj) if isinstance(obj, dict) else range(len(obj))
+        for key in keys:
             found.append((obj, key))
-            found.extend(_leaves(value))
-    elif isinstance(obj, list):
-        for index, value in enumerate(obj):
-            found.append((obj, index))
-            found.extend(_leaves(value))
+            stack.append(obj[key])
     return found
 
 
@@ -288,21 +291,10 @@ def odd_name(doc, rnd):
     return doc
 
 
-def deep_nesting(doc, rnd):
-    value: Any = 1
-    for _ in range(rnd.choice((50, 500, 5000))):
-        value = [value] if rnd.random() < 0.5 else {"k": value}
-    places = _leaves(doc)
-    if places:
-        container, key = rnd.choice(places)
-        container[key] = value
-    return doc
-
-
 SPEC_DATA_MUTATIONS: dict[str, Callable] = {f.__name__: f for f in (
     delete_key, swap_type, edge_number, huge_input, swap_top_level, duplicate_layer, reorder_layers,
     duplicate_name, inputs_missing, inputs_cycle, alias_shared, alias_bomb, alias_recursive, huge_repeat,
-    hostile_expression, huge_name, odd_name, deep_nesting,
+    hostile_expression, huge_name, odd_name,
 )}
 
 
@@ -361,8 +353,22 @@ def tabs_and_controls(text: str, rnd: random.Random) -> str:
                        text.replace("\n", "\r", 3), text + "\x85\u2028"))
 
 
+def deep_nesting(text: str, rnd: random.Random) -> str:
+    """A value nested hundreds to tens of thousands of levels deep (written as text: the YAML
+    dumper itself would recurse that deep)."""
+    depth = rnd.choice((100, 1000, 5000, 20000))
+    value = "[" * depth + "]" * depth if rnd.random() < 0.5 else "{a: " * depth + "1" + "}" * depth
+    lines = text.splitlines()
+    valued = [i for i, line in enumerate(lines) if ": " in line and not line.lstrip().startswith("#")]
+    if not valued:
+        return text + f"\nlayers: {value}\n"
+    i = rnd.choice(valued)
+    lines[i] = lines[i].split(": ", 1)[0] + ": " + value
+    return "\n".join(lines) + "\n"
+
+
 TEXT_MUTATIONS: dict[str, Callable] = {f.__name__: f for f in (
-    duplicate_key, complex_key, yaml_tag, merge_key, multi_document, truncate_text, tabs_and_controls,
+    deep_nesting, duplicate_key, complex_key, yaml_tag, merge_key, multi_document, truncate_text, tabs_and_controls,
 )}
 
 
@@ -877,17 +883,19 @@ def deep_subgraphs(model, rnd):
     """If inside If inside If ..., a few hundred levels."""
     from onnx import TensorProto, helper
 
-    depth = rnd.choice((50, 300, 1000))
-    inner = helper.make_graph([helper.make_node("Identity", ["x"], ["d0"])], "g0", [],
-                              [helper.make_tensor_value_info("d0", TensorProto.FLOAT, None)])
-    for level in range(1, depth):
+    def leaf(name):
+        return helper.make_graph([helper.make_node("Identity", ["x"], [name])], name, [],
+                                 [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)])
+
+    # Only the then-branch nests: both would double the file at every level.
+    inner = leaf("d0")
+    for level in range(1, rnd.choice((10, 20, 30))):  # protobuf refuses ~33 levels (100 messages) deep
         inner = helper.make_graph([helper.make_node("If", ["flag"], [f"d{level}"], then_branch=inner,
-                                                    else_branch=inner)], f"g{level}", [],
+                                                    else_branch=leaf(f"e{level}"))], f"g{level}", [],
                                   [helper.make_tensor_value_info(f"d{level}", TensorProto.FLOAT, None)])
-    flag = helper.make_tensor("flag", TensorProto.BOOL, [], [True])
-    model.graph.initializer.append(flag)
+    model.graph.initializer.append(helper.make_tensor("flag", TensorProto.BOOL, [], [True]))
     model.graph.node.append(helper.make_node("If", ["flag"], ["deep_out"], name="deep", then_branch=inner,
-                                             else_branch=inner))
+                                             else_branch=leaf("e0")))
     return model
 
 
