@@ -28,12 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import fuzz_cases as fc  # noqa: E402  after the path to tests/ is set
 
-LABELS = ("exit0", "exit1", "exit2", "traceback", "timeout", "memory", "crash", "silent-exit2", "bad-exit")
+LABELS = ("exit0", "exit1", "exit2", "traceback", "timeout", "memory", "crash", "silent-exit2", "bad-exit",
+          "outside-read")
 
 
 def signature(recipe: fc.Recipe, outcome: fc.Outcome) -> str:
-    """What makes two failures the same: the command, the class, and the error with its numbers,
-    quoted names and paths blanked; hangs and crashes have no message, so their mutations."""
+    """What makes two failures the same: the class and the error with its numbers, quoted names
+    and paths blanked; hangs and crashes have no message, so their mutations. Commands are
+    listed beside it: one bug often breaks several."""
     label = outcome.label
     if label in ("timeout", "memory", "crash"):
         detail = "+".join(sorted({name for name, _ in recipe.mutations}))
@@ -42,7 +44,7 @@ def signature(recipe: fc.Recipe, outcome: fc.Outcome) -> str:
         detail = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", detail)
         detail = re.sub(r"/[\w./-]+", "PATH", detail)
         detail = re.sub(r"\d+", "N", detail)[:200]
-    return f"{recipe.kind}:{recipe.command} {label}: {detail}"
+    return f"{label}: {detail}"
 
 
 class Fuzz:
@@ -55,12 +57,15 @@ class Fuzz:
         self.tally: dict[str, Counter] = defaultdict(Counter)
         self.failures: dict[str, list] = defaultdict(list)  # signature -> [saved folder, ...]
         self.failure_counts: Counter = Counter()
+        self.failure_commands: dict[str, Counter] = defaultdict(Counter)
         self.out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix=f"archcalc_fuzz_{args.seed}_"))
         self.started = time.monotonic()
+        self.stopping = False
 
     def next_recipe(self) -> fc.Recipe | None:
         with self.lock:
-            if self.drawn >= self.args.examples or (self.deadline and time.monotonic() > self.deadline):
+            if self.stopping or self.drawn >= self.args.examples or \
+                    (self.deadline and time.monotonic() > self.deadline):
                 return None
             self.drawn += 1
             return fc.random_recipe(self.rnd, self.args.kind, self.args.command)
@@ -86,6 +91,7 @@ class Fuzz:
                 return
             key = signature(recipe, outcome)
             self.failure_counts[key] += 1
+            self.failure_commands[key][f"{recipe.kind}:{recipe.command}"] += 1
             keep = len(self.failures[key]) < self.args.keep
         if keep:
             saved = fc.save_failure(recipe, outcome, folder, self.out / "failures") if folder.exists() else None
@@ -108,11 +114,11 @@ class Fuzz:
         for thread in workers:
             thread.start()
         try:
-            for thread in workers:
-                thread.join()
+            while any(thread.is_alive() for thread in workers):
+                time.sleep(0.2)  # not join(): Ctrl-C must reach this thread
         except KeyboardInterrupt:
-            with self.lock:
-                self.args.examples = 0  # workers stop after their current case
+            print("interrupted: finishing the cases under way", file=sys.stderr, flush=True)
+            self.stopping = True
             for thread in workers:
                 thread.join()
         stop.set()
@@ -134,10 +140,13 @@ class Fuzz:
         print(f"\n{len(self.failure_counts)} distinct failures ({sum(self.failure_counts.values())} cases), "
               f"saved under {self.out / 'failures'}:")
         for key, count in self.failure_counts.most_common():
-            print(f"  {count:6}  {key}\n          e.g. {self.failures[key][0] if self.failures[key] else '-'}")
+            commands = ", ".join(self.failure_commands[key])
+            print(f"  {count:6}  {key}\n          in {commands}\n"
+                  f"          e.g. {self.failures[key][0] if self.failures[key] else '-'}")
         summary = {"cases": done, "seconds": round(seconds, 1), "seed": self.args.seed,
                    "tally": {k: dict(v) for k, v in self.tally.items()},
-                   "failures": {k: {"count": c, "saved": self.failures[k]} for k, c in self.failure_counts.items()}}
+                   "failures": {k: {"count": c, "commands": dict(self.failure_commands[k]), "saved": self.failures[k]}
+                                for k, c in self.failure_counts.items()}}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 

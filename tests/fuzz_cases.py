@@ -781,10 +781,13 @@ def external_location(model, rnd):
             entries["location"].value = location
         else:
             tensor.external_data.add(key="location", value=location)
-    elif choice == 1:
-        tensor.external_data.add(key="offset", value=rnd.choice(("1000000000", "-1", "abc", "99999999999999999999")))
-    elif choice == 2:
-        tensor.external_data.add(key="length", value=rnd.choice(("1000000000", "-1", "0", "3", "99999999999999999")))
+    elif choice in (1, 2):
+        key = "offset" if choice == 1 else "length"
+        value = rnd.choice(("1000000000", "-1", "abc", "99999999999999999999", "0", "3", "4096", " 1", "1.5"))
+        if key in entries and rnd.random() < 0.7:
+            entries[key].value = value
+        else:  # a second entry for the same key
+            tensor.external_data.add(key=key, value=value)
     elif choice == 3:
         tensor.external_data.add(key="checksum", value="x")
         tensor.external_data.add(key="location", value="/etc/passwd")
@@ -926,6 +929,7 @@ def write_onnx(base: str, mutations: tuple[tuple[str, int], ...], folder: Path, 
     model = _base_model(base)
     path = folder / filename
     if base == "external":
+        (folder / (filename + ".data")).unlink(missing_ok=True)  # onnx.save_model appends to it
         # Written once with its weights outside, then read back without them so mutations
         # see the external_data entries.
         onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
@@ -1034,6 +1038,7 @@ class Outcome:
     error: str = ""  # the exception's last traceback line, or what killed the driver
     seconds: float = 0.0
     traceback_seen: bool = False  # anywhere in the full output, not only in the tails kept here
+    outside_reads: list = dataclasses.field(default_factory=list)  # files opened that the case never pointed at
 
     @property
     def label(self) -> str:
@@ -1059,6 +1064,8 @@ def judge(outcome: Outcome) -> list[str]:
         problems.append(f"bad-exit: exit code {outcome.code}")
     if outcome.code == 2 and not outcome.stderr.strip():
         problems.append("silent-exit2: exit 2 with nothing on stderr")
+    if outcome.outside_reads:
+        problems.append(f"outside-read: opened {', '.join(outcome.outside_reads[:3])}")
     return problems
 
 
@@ -1083,9 +1090,7 @@ class Runner:
         self.served = 0
 
     def _start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-        # check --format github appends its summary here instead of to a real CI job summary.
-        env["GITHUB_STEP_SUMMARY"] = str(self.workdir / "step_summary.md")
+        env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}  # the driver sets one per case
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         self.stderr_log = self.workdir / f"driver_stderr_{os.getpid()}_{id(self)}.log"
         self.process = subprocess.Popen(
@@ -1104,14 +1109,14 @@ class Runner:
             self.process.stdout.close()
             self.process = None
 
-    def run(self, argv: list[str], timeout: float = CASE_TIMEOUT) -> Outcome:
+    def run(self, argv: list[str], folder: Path, timeout: float = CASE_TIMEOUT) -> Outcome:
         if self.process is None or self.served >= CASES_PER_DRIVER or self.process.poll() is not None:
             self.close()
             self._start()
         self.served += 1
         started = time.monotonic()
         try:
-            self.process.stdin.write((json.dumps(argv) + "\n").encode())
+            self.process.stdin.write((json.dumps({"argv": argv, "folder": str(folder)}) + "\n").encode())
             self.process.stdin.flush()
         except BrokenPipeError:
             return self._died(started)
@@ -1159,7 +1164,7 @@ def run_recipe(runner: Runner, recipe: Recipe, folder: Path) -> Outcome:
     if folder.exists():
         shutil.rmtree(folder)
     argv = build_case(recipe, folder)
-    return runner.run(argv)
+    return runner.run(argv, folder)
 
 
 def save_failure(recipe: Recipe, outcome: Outcome, folder: Path, into: Path) -> Path:
@@ -1194,9 +1199,28 @@ def _shell_quote(text: str) -> str:
 # library prints from C can corrupt the protocol.
 # ---------------------------------------------------------------------------------------------
 
+# Files a hostile external-data location points at; reading any is following the model out of
+# its folder. Python-level opens only (an audit hook): onnxruntime's own reads are not seen.
+OUTSIDE_TARGETS = ("/etc/passwd", "/etc/hostname", "/proc/self/environ", "/dev/zero")
+
+
+def _outside(path: str, folder: str) -> bool:
+    resolved = os.path.realpath(os.path.expanduser(path))
+    return (resolved in OUTSIDE_TARGETS or "/.ssh/" in resolved
+            or os.path.dirname(resolved) == os.path.dirname(os.path.realpath(folder)))  # '../x'
+
+
 def _driver() -> None:
     import gc
     import traceback
+
+    opened: list[str] = []
+
+    def audit(event: str, args: tuple) -> None:
+        if event == "open" and isinstance(args[0], str | bytes | os.PathLike):
+            opened.append(os.fsdecode(args[0]))
+
+    sys.addaudithook(audit)
 
     protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
@@ -1204,7 +1228,11 @@ def _driver() -> None:
 
     recursion_limit = sys.getrecursionlimit()
     for line in sys.stdin:
-        argv = json.loads(line)
+        request = json.loads(line)
+        argv = request["argv"]
+        opened.clear()
+        # check --format github appends its job summary here, not to a real CI job's.
+        os.environ["GITHUB_STEP_SUMMARY"] = os.path.join(request["folder"], "step_summary.md")
         out, err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8"), io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
         saved = sys.argv, sys.stdout, sys.stderr
         sys.argv, sys.stdout, sys.stderr = ["archcalc", *argv], out, err
@@ -1238,7 +1266,8 @@ def _driver() -> None:
             result["error"] = _last_traceback_line(stdout + stderr)[:500]
         # The tails only: a 10 MB name may be echoed; a traceback anywhere is flagged above.
         result.update(stdout=stdout[-20000:], stderr=stderr[-20000:], seconds=seconds,
-                      traceback_seen=TRACEBACK in stdout + stderr)
+                      traceback_seen=TRACEBACK in stdout + stderr,
+                      outside_reads=sorted({p for p in opened if _outside(p, request["folder"])}))
         protocol.write(json.dumps(result) + "\n")
         protocol.flush()
 
