@@ -17,6 +17,7 @@ import argparse
 import json
 import random
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -107,6 +108,10 @@ class Fuzz:
                   f"{len(self.failure_counts)} distinct", file=sys.stderr, flush=True)
 
     def run(self) -> None:
+        # SIGTERM and SIGINT (which a background job may start with ignored) both stop the run
+        # after the cases under way, with the tally printed.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         stop = threading.Event()
         reporter = threading.Thread(target=self.progress, args=(stop,), daemon=True)
         reporter.start()
