@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import fuzz_cases as fc  # noqa: E402  after the path to tests/ is set
 
 LABELS = ("exit0", "exit1", "exit2", "traceback", "timeout", "memory", "crash", "silent-exit2", "bad-exit",
-          "outside-read")
+          "outside-read", "generator")
 
 
 def signature(recipe: fc.Recipe, outcome: fc.Outcome) -> str:
@@ -79,7 +79,7 @@ class Fuzz:
                 try:
                     outcome = fc.run_recipe(runner, recipe, folder)
                 except Exception as error:  # noqa: BLE001  a generator bug: report it, keep fuzzing
-                    outcome = fc.Outcome("exception", 1, error=f"GENERATOR {type(error).__name__}: {error}"[:300])
+                    outcome = fc.Outcome("generator", error=f"{type(error).__name__}: {error}"[:300])
                 self.record(recipe, outcome, folder)
         finally:
             runner.close()
