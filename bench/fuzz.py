@@ -29,6 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import fuzz_cases as fc  # noqa: E402  after the path to tests/ is set
 
+# Mutations that make a case big or slow by design: when one is present, it is what a
+# timeout or memory failure is grouped by.
+HEAVY_MUTATIONS = {"alias_bomb", "huge_name", "huge_tensor_name", "huge_repeat", "hostile_expression", "deep_nesting",
+                   "many_nodes", "huge_input", "edge_number", "trip_count", "dim_edge", "deep_subgraphs"}
 LABELS = ("exit0", "exit1", "exit2", "traceback", "timeout", "memory", "crash", "silent-exit2", "bad-exit",
           "outside-read", "generator")
 
@@ -39,7 +43,8 @@ def signature(recipe: fc.Recipe, outcome: fc.Outcome) -> str:
     listed beside it: one bug often breaks several."""
     label = outcome.label
     if label in ("timeout", "memory", "crash"):
-        detail = "+".join(sorted({name for name, _ in recipe.mutations}))
+        names = {name for name, _ in recipe.mutations}
+        detail = "+".join(sorted(names & HEAVY_MUTATIONS or names))
     else:
         detail = outcome.error or "; ".join(fc.judge(outcome))
         detail = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", detail)
@@ -95,7 +100,12 @@ class Fuzz:
             self.failure_commands[key][f"{recipe.kind}:{recipe.command}"] += 1
             keep = len(self.failures[key]) < self.args.keep
         if keep:
-            saved = fc.save_failure(recipe, outcome, folder, self.out / "failures") if folder.exists() else None
+            saved = None
+            if outcome.status != "generator":  # rebuilding it would only raise again
+                try:
+                    saved = fc.save_failure(recipe, outcome, folder, self.out / "failures")
+                except Exception as error:  # noqa: BLE001  a reproducer not saved must not stop the run
+                    print(f"could not save {recipe}: {error}", file=sys.stderr)
             with self.lock:
                 self.failures[key].append(str(saved or recipe))
 
