@@ -1207,9 +1207,11 @@ OUTSIDE_TARGETS = ("/etc/passwd", "/etc/hostname", "/proc/self/environ", "/dev/z
 
 
 def _outside(path: str, folder: str) -> bool:
-    resolved = os.path.realpath(os.path.expanduser(path))
+    resolved, inside = os.path.realpath(os.path.expanduser(path)), os.path.realpath(folder)
+    if resolved == inside:  # the folder itself, opened to sync a file renamed into it
+        return False
     return (resolved in OUTSIDE_TARGETS or "/.ssh/" in resolved
-            or os.path.dirname(resolved) == os.path.dirname(os.path.realpath(folder)))  # '../x'
+            or os.path.dirname(resolved) == os.path.dirname(inside))  # '../x'
 
 
 def _driver() -> None:
