@@ -183,6 +183,8 @@ def _convert(model: onnx.ModelProto, path: str) -> Graph:
 # per-op schema checks (attribute types, input counts): the rules check what they read.
 _DATA_TYPES = frozenset(TensorProto.DataType.values())
 _KNOWN_OPSETS = onnx.defs.C.schema_version_map()  # domain -> (oldest, newest) opset version onnx knows
+# Writers of a tensor that are no layer: characters no ONNX exporter puts in a node name.
+_INITIALIZER, _GRAPH_INPUT = "\0initializer", "\0graph input"
 _CHECKED_ATTRIBUTES = frozenset({AttributeProto.GRAPH, AttributeProto.GRAPHS, AttributeProto.TENSOR,
                                  AttributeProto.TENSORS})
 _REORDER_FIX = ("re-export the model; a hand-edited graph must list each node after those it reads "
@@ -221,23 +223,25 @@ class _Checks:
         self.undeclared: dict[str, str] = {}  # domain -> the first layer using it
         self.enclosing = enclosing  # what the enclosing graphs wrote, visible to this one
         self.inside = f" (in subgraph '{graph_name}' of layer '{holder}')" if holder else ""
-        self.written: dict[str, str] = {"": ""}  # tensor -> what writes it; "" is an omitted optional input
+        # tensor -> the layer that writes it, or _INITIALIZER / _GRAPH_INPUT ("" is an omitted
+        # optional input); names, not sentences, as this is filled once per node
+        self.written: dict[str, str] = {"": ""}
 
     def declarations(self, graph: onnx.GraphProto) -> None:
         """Types of the graph's initializers, inputs, outputs and value_info; what they write."""
         written = self.written
         for init in graph.initializer:
             self.data_type(init.data_type, f"initializer '{init.name}'", undefined=False)
-            written[init.name] = "an initializer"
+            written[init.name] = _INITIALIZER
         for sparse in graph.sparse_initializer:
             self.data_type(sparse.values.data_type, f"sparse initializer '{sparse.values.name}'", undefined=False)
-            written[sparse.values.name] = "an initializer"
+            written[sparse.values.name] = _INITIALIZER
         for field, infos in (("input", graph.input), ("output", graph.output), ("value_info", graph.value_info)):
             for info in infos:
                 if info.type.HasField("tensor_type"):
                     self.data_type(info.type.tensor_type.elem_type, f"{field} '{info.name}'")
         for info in graph.input:
-            written.setdefault(info.name, "a graph input")  # old models list initializers as inputs too
+            written.setdefault(info.name, _GRAPH_INPUT)  # old models list initializers as inputs too
 
     def node(self, proto: onnx.NodeProto, name: str, inputs: tuple[str, ...], outputs: tuple[str, ...],
              own: bool = True) -> None:
@@ -249,15 +253,13 @@ class _Checks:
                     f"{self.path}: layer '{name}' ({proto.op_type}){self.inside} reads '{tensor}', which is neither "
                     "a graph input, an initializer nor an output of an earlier layer"
                     + (" or of the enclosing graph" if self.enclosing else ""), fix=_REORDER_FIX)
-        if proto.attribute:
-            for attr in proto.attribute:
-                if attr.type in _CHECKED_ATTRIBUTES:
-                    self.attribute(attr, name)
         for tensor in outputs:
             if tensor in written and tensor:
+                writer = written[tensor]
+                what = {_INITIALIZER: "an initializer", _GRAPH_INPUT: "a graph input"}.get(writer, f"layer '{writer}'")
                 raise ModelFileError(f"{self.path}: layer '{name}' ({proto.op_type}){self.inside} writes "
-                                     f"'{tensor}', which {written[tensor]} already writes", fix=_SSA_FIX)
-            written[tensor] = f"layer '{name}'"
+                                     f"'{tensor}', which {what} already writes", fix=_SSA_FIX)
+            written[tensor] = name
         domain = proto.domain
         if domain and own and domain not in self.declared and domain not in self.undeclared:
             self.undeclared[domain] = name
@@ -299,7 +301,11 @@ def _check_graph(graph: onnx.GraphProto, outer: _Checks, holder: str) -> None:
     checks.undeclared = outer.undeclared
     checks.declarations(graph)
     for index, node in enumerate(graph.node):
-        checks.node(node, node.name or f"{node.op_type}_{index}", tuple(node.input[:]), tuple(node.output[:]))
+        name = node.name or f"{node.op_type}_{index}"
+        checks.node(node, name, tuple(node.input[:]), tuple(node.output[:]))
+        for attr in node.attribute:
+            if attr.type in _CHECKED_ATTRIBUTES:
+                checks.attribute(attr, name)
     checks.finish(graph)
 
 
@@ -355,6 +361,10 @@ class _Nodes:
             inputs, outputs = tuple(proto.input[:]), tuple(proto.output[:])
             if checks is not None:
                 checks.node(proto, name, inputs, outputs, layer_block == block)
+            if checks is not None and op in _CONSTANT_OPS:  # folded below, before the attribute loop
+                for attr in proto.attribute:
+                    if attr.type in _CHECKED_ATTRIBUTES:
+                        checks.attribute(attr, name)
             folded = _constant_weight(proto, tensors) if op in _CONSTANT_OPS else None
             if folded is not None:
                 tensors[folded.name] = folded
@@ -375,6 +385,8 @@ class _Nodes:
                 for attr in proto.attribute:
                     kind = attr.type
                     kinds.append(kind)
+                    if checks is not None and kind in _CHECKED_ATTRIBUTES:
+                        checks.attribute(attr, name)
                     if kind in _SUBGRAPH_TYPES:
                         attrs[attr.name] = self._bodies(attr)
                         if name not in self.subgraphs:
