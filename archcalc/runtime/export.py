@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import onnx
@@ -24,6 +25,7 @@ from archcalc.core.errors import ArchcalcError
 from archcalc.core.files import atomic_write, atomic_writes
 from archcalc.core.graph import Deferred, Graph, Node
 from archcalc.core.results import Analysis, LayerResult
+from archcalc.core.units import human_bytes
 from archcalc.rules.base import LayerCall, StandardNode, rule_for
 
 WEIGHT_MODES = ("random", "zeros", "external", "omit")
@@ -121,6 +123,7 @@ def to_onnx(graph: Graph, analysis: Analysis, *, opset: int | None = None, weigh
         op = max(needed, key=needed.__getitem__)
         raise ExportError(f"op {op} needs opset {needed[op]} or newer, asked for {opset}",
                           where=graph.path, fix=f"pass --opset {needed[op]} or newer")
+    _check_room(analysis, weights, external_path, graph.path)
     rng = np.random.default_rng(seed)
     results = {layer.name: layer for layer in analysis.layers}
     nodes: list[onnx.NodeProto] = []
@@ -158,6 +161,28 @@ def _weight_shape(name: str, shape: tuple, analysis: Analysis, path: str) -> tup
                           fix="ONNX weights have fixed sizes: bind " + ", ".join(f"--dim {s}=N" for s in unbound)
                           + " (or give the input a fixed size with --input-shape)")
     return bind_shape(shape, analysis.bindings)
+
+
+# protobuf serialises no message over 2 GiB: inline weights past that cannot be written.
+INLINE_LIMIT = 2**31 - 2**20  # a MiB left for the graph itself
+# Generated external weights are written this many bytes at a time, so one huge tensor
+# needs no more memory than this.
+WRITE_CHUNK = 64 * 2**20
+
+
+def _check_room(analysis: Analysis, weights: str, external_path: str | None, path: str) -> None:
+    """Refuse, before allocating anything, weights that no file or disk here can hold."""
+    size = analysis.totals.weight_bytes
+    if weights in ("random", "zeros") and size > INLINE_LIMIT:
+        raise ExportError(f"its weights take {human_bytes(size)}, more than the 2 GiB one ONNX file can hold "
+                          "inline (protobuf's limit)", where=path,
+                          fix="use --weights external (a .data file beside the model) or --weights omit")
+    if weights == "external":
+        folder = os.path.dirname(os.path.abspath(external_path or path))
+        free = shutil.disk_usage(folder).free if os.path.isdir(folder) else None
+        if free is not None and size > free:
+            raise ExportError(f"its weights take {human_bytes(size)}, more than the {human_bytes(free)} free in "
+                              f"{folder}", where=path, fix="free some space, write elsewhere, or use --weights omit")
 
 
 def _onnx_type(dtype: str | None) -> int:
@@ -234,9 +259,23 @@ def _write_model(model: onnx.ModelProto, path: str, weights: str, buffers: froze
                 shape = tuple(tensor.dims)
                 offset = data_file.tell()
                 kind = "buffer" if tensor.name in buffers else "weight"
-                data_file.write(weight_values(tensor.name, shape, kind, "random", rng).tobytes())
+                _write_values(data_file, tensor.name, shape, kind, rng)
                 set_external(tensor, os.path.basename(data_path), offset, data_file.tell() - offset)
         model_file.write(model.SerializeToString())
+
+
+def _write_values(file: IO[bytes], name: str, shape: tuple[int, ...], kind: str, rng: np.random.Generator) -> None:
+    """Random values of `shape`, written WRITE_CHUNK bytes (whole rows) at a time."""
+    row = int(np.prod(shape[1:])) * 4 if len(shape) > 1 else 4
+    rows = max(1, WRITE_CHUNK // max(row, 1))
+    total = shape[0] if shape else 1
+    if total <= rows:
+        file.write(weight_values(name, shape, kind, "random", rng).tobytes())
+        return
+    for start in range(0, total, rows):
+        chunk = (min(rows, total - start), *shape[1:])
+        # fan_in comes from shape[1:], the same for every chunk, so the values' range is too
+        file.write(weight_values(name, chunk, kind, "random", rng).tobytes())
 
 
 def set_external(tensor: TensorProto, location: str, offset: int, length: int) -> None:

@@ -390,3 +390,32 @@ def test_a_sparse_constant_with_escaping_external_values_is_refused(tmp_path, ou
     result = invoke("verify", path)
     assert result.exit_code == 2, result.output
     assert "'S_values'" in result.output and "'../secret.bin'" in result.output
+
+
+def test_weights_no_file_or_disk_can_hold_are_refused_before_any_allocation(tmp_path):
+    """lenet5 with dense: 10**12 holds 400 x 1e12 float32 weights, 1.6 PB: inline it is over
+    protobuf's 2 GiB, external over any disk's free space; refused, not a MemoryError."""
+    spec = tmp_path / "big.yaml"
+    spec.write_text((ROOT / "specs" / "lenet5.yaml").read_text().replace("dense: 120", "dense: 1000000000000"))
+    for weights, said in (("random", "more than the 2 GiB one ONNX file can hold"), ("zeros", "2 GiB"),
+                          ("external", "free in")):
+        result = CliRunner().invoke(cli, ["export", str(spec), "-o", str(tmp_path / "big.onnx"), "--weights", weights])
+        assert result.exit_code == 2, result.output
+        assert said in result.output and "fix:" in result.output
+    assert not (tmp_path / "big.onnx").exists()
+    omitted = CliRunner().invoke(cli, ["export", str(spec), "-o", str(tmp_path / "big.onnx"), "--weights", "omit"])
+    assert omitted.exit_code == 0, omitted.output
+
+
+def test_external_weights_are_written_in_chunks_of_whole_rows(tmp_path, monkeypatch):
+    """A tensor larger than a write chunk is written in pieces: the same bytes on disk as
+    its shape says, and a model onnxruntime runs."""
+    import archcalc.runtime.export as export
+
+    monkeypatch.setattr(export, "WRITE_CHUNK", 1000)  # fc layers of lenet5 are larger than this
+    out = tmp_path / "lenet.onnx"
+    result = CliRunner().invoke(cli, ["export", str(ROOT / "specs" / "lenet5.yaml"), "-o", str(out),
+                                      "--weights", "external"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "lenet.onnx.data").stat().st_size == 4 * 61706  # every param, float32, once
+    assert CliRunner().invoke(cli, ["verify", str(out)]).exit_code == 0
