@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import numpy as np
 import onnx
+from google.protobuf.message import EncodeError
 from onnx import TensorProto, helper
 
 from archcalc.core.dims import Dim, bind_shape, is_static, shape_symbols
@@ -238,10 +239,22 @@ def write_model(model: onnx.ModelProto, path: str, weights: str, buffers: Collec
     """Save `model`; in external mode the weights go to `<path>.data` beside it. A path that
     cannot be written is bad input (exit 2), not a traceback."""
     try:
+        size = model.ByteSize()
+    except EncodeError:  # protobuf measures by serialising: memory ran out already
+        raise ExportError("memory ran out while writing the model", where=path,
+                          fix="free memory, shorten the spec's names, or use --weights external") from None
+    if size > INLINE_LIMIT:  # weights are bounded already (see _check_room): names, say, ten megabytes each
+        raise ExportError(f"the model takes {human_bytes(size)}, more than the 2 GiB one ONNX file can hold "
+                          "(protobuf's limit)", where=path,
+                          fix="shorten the spec's layer and block names, or use --weights external")
+    try:
         _write_model(model, path, weights, frozenset(buffers))
     except OSError as error:
         raise ExportError(f"cannot write {error.filename or path}: {error.strerror or error}",
                           fix="give -o a file path in an existing, writable directory") from None
+    except (EncodeError, MemoryError):  # protobuf says only "Failed to serialize" when memory runs out
+        raise ExportError(f"memory ran out while writing the {human_bytes(size)} model", where=path,
+                          fix="free memory, shorten the spec's names, or use --weights external") from None
 
 
 def _write_model(model: onnx.ModelProto, path: str, weights: str, buffers: frozenset[str]) -> None:
