@@ -76,27 +76,26 @@ def analyse_from_options(model: str, batch: int | None, dims: tuple[str, ...],
 
 def parse_size(text: str, option: str) -> int:
     """A byte size given on the command line ('24GiB'), in the units budgets use."""
-    from archcalc.core.errors import ArchcalcError
-    from archcalc.core.units import BYTES, parse_quantity
+    from archcalc.core.units import BYTES
 
-    try:
-        size = parse_quantity(text, BYTES)
-    except ArchcalcError as error:
-        raise error.located(option) from None
-    if size <= 0:
-        raise ArchcalcError(f"{text!r} is not a positive size", where=option, fix="write e.g. 24GiB or 512MiB")
-    return size
+    return _positive_quantity(text, option, BYTES, "size", "24GiB or 512MiB")
 
 
 def parse_count(text: str, option: str) -> int:
     """A count given on the command line ('1e12', '5T'), in the units budgets use."""
+    from archcalc.core.units import COUNT
+
+    return _positive_quantity(text, option, COUNT, "count", "1e12 or 5T")
+
+
+def _positive_quantity(text: str, option: str, kind: str, noun: str, examples: str) -> int:
     from archcalc.core.errors import ArchcalcError
-    from archcalc.core.units import COUNT, parse_quantity
+    from archcalc.core.units import parse_quantity
 
     try:
-        count = parse_quantity(text, COUNT)
+        value = parse_quantity(text, kind)
     except ArchcalcError as error:
         raise error.located(option) from None
-    if count <= 0:
-        raise ArchcalcError(f"{text!r} is not a positive count", where=option, fix="write e.g. 1e12 or 5T")
-    return count
+    if value <= 0:
+        raise ArchcalcError(f"{text!r} is not a positive {noun}", where=option, fix=f"write e.g. {examples}")
+    return value
