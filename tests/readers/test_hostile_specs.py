@@ -306,3 +306,13 @@ def test_explored_bad_budget_is_refused(tmp_path, text, expected):
     path = tmp_path / "budget.yaml"
     path.write_text(text)
     assert_bad_input(check(path), path, *expected)
+
+
+@pytest.mark.parametrize("field", ["${}", "x${}y"])
+def test_an_empty_expression_is_refused(tmp_path, field):
+    """`${}` holds no expression: exit 2 saying so (it was a TypeError on len(None))."""
+    spec = tmp_path / "empty.yaml"
+    spec.write_text(f"input: [3, 8, 8]\nlayers:\n  - conv2d: {{filters: 4, kernel: 3, name: '{field}'}}\n")
+    result = CliRunner().invoke(cli, ["analyze", str(spec)])
+    assert result.exit_code == 2, result.output
+    assert "is not a valid expression" in result.output and "Traceback" not in result.output

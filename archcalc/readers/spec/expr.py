@@ -124,13 +124,19 @@ def evaluate(text: str, env: Mapping[str, Any]) -> Any:
                         fix="check the values of the names it uses (block args, `i`)") from None
 
 
+def _expression(match: re.Match[str]) -> str:
+    """The text of `${...}` (empty in `${}`, which is then no valid expression) or of `$name`."""
+    braced = match.group(1)
+    return braced if braced is not None else match.group(2)
+
+
 def substitute(value: Any, env: Mapping[str, Any]) -> Any:
     """Replace `$x` / `${...}` in `value` (recursively in lists and mappings)."""
     if isinstance(value, str) and "$" in value:
         whole = _WHOLE.match(value)
         if whole:
-            return evaluate(whole.group(1) or whole.group(2), env)
-        return _PART.sub(lambda m: str(evaluate(m.group(1) or m.group(2), env)), value)
+            return evaluate(_expression(whole), env)
+        return _PART.sub(lambda m: str(evaluate(_expression(m), env)), value)
     if isinstance(value, list):
         return [substitute(v, env) for v in value]
     if isinstance(value, dict):
