@@ -146,9 +146,13 @@ def to_onnx(graph: Graph, analysis: Analysis, *, opset: int | None = None, weigh
             initializers.append(tensor)
     outputs = [helper.make_tensor_value_info(name, _onnx_type(analysis.tensors[name].dtype),
                                              _dims(analysis.tensors[name].shape)) for name in graph.outputs]
-    onnx_graph = helper.make_graph(nodes, str(graph.metadata.get("name") or "archcalc"), inputs, outputs,
-                                   initializer=initializers)
-    return _model(onnx_graph, opset)
+    try:
+        onnx_graph = helper.make_graph(nodes, str(graph.metadata.get("name") or "archcalc"), inputs, outputs,
+                                       initializer=initializers)
+        return _model(onnx_graph, opset)
+    except (EncodeError, MemoryError):  # protobuf says only "Failed to serialize" when memory runs out
+        raise ExportError("memory ran out while building the ONNX model", where=graph.path,
+                          fix="free memory, shorten the spec's names, or use --weights external") from None
 
 
 def _weight_shape(name: str, shape: tuple, analysis: Analysis, path: str) -> tuple[int, ...]:

@@ -316,3 +316,17 @@ def test_an_empty_expression_is_refused(tmp_path, field):
     result = CliRunner().invoke(cli, ["analyze", str(spec)])
     assert result.exit_code == 2, result.output
     assert "is not a valid expression" in result.output and "Traceback" not in result.output
+
+
+def test_a_layer_name_past_the_cap_is_refused(tmp_path):
+    """A block instance's name prefixes every layer and tensor inside it, so a huge one was
+    copied once per tensor (gigabytes for googlenet): names are capped at 256 characters."""
+    text = (ROOT / "specs" / "googlenet.yaml").read_text()
+    spec = tmp_path / "long.yaml"
+    spec.write_text(text.replace("name: inception3a", f"name: {'n' * 300}", 1))
+    assert "n" * 300 in spec.read_text()
+    result = CliRunner().invoke(cli, ["analyze", str(spec)])
+    assert result.exit_code == 2, result.output
+    assert "300 characters long, over 256" in result.output
+    spec.write_text(text.replace("name: inception3a", f"name: {'n' * 256}", 1))
+    assert CliRunner().invoke(cli, ["analyze", str(spec)]).exit_code == 0

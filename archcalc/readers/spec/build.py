@@ -42,6 +42,7 @@ from archcalc.readers.yaml_lines import LineDict, LineList, load_yaml, read_text
 
 TOP_LEVEL_KEYS = {"name", "description", "input", "batch", "blocks", "layers", "freeze_until", "dtype"}
 LAYER_KEYS = {"name", "inputs", "trainable", "repeat", "when"}
+MAX_NAME = 256  # characters in a layer's name; more names no layer a person writes
 BLOCK_KEYS = {"args", "layers", "description"}
 MAX_DEPTH = 32
 # Far more than any real network (DenseNet-121 has about 430 layers); it stops a typo
@@ -284,6 +285,11 @@ def _expand_item_at(where: str, item: Any, scope: str, previous: Ref, state: _St
 
 def _name(given: Any, env: dict[str, Any], where: str) -> str:
     name = str(substitute(given, env))
+    if len(name) > MAX_NAME:
+        # A block's name prefixes every layer and tensor inside it: a long one is copied
+        # once per tensor (a 10 MB name in googlenet's inception block took gigabytes).
+        raise SpecError(f"the layer name '{name[:40]}...' is {len(name):,} characters long, over {MAX_NAME}",
+                        where=where, fix="use a shorter name")
     if not name.strip():
         # An empty name cannot be referenced and becomes an empty ONNX tensor name, which
         # ONNX reads as "no tensor" (export and verify then fail).
