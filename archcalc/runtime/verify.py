@@ -20,6 +20,7 @@ message passes 2 GiB and the weights are not held twice in memory.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -389,7 +390,7 @@ def external_source(tensor: TensorProto, base_dir: str, model_path: str) -> tupl
     if os.path.commonpath([folder, path]) != folder or path == folder:
         raise refuse(f"resolves to {path}, outside the model's folder {folder}", move_fix)
     dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
-    needed = int(np.prod(tuple(tensor.dims), dtype=np.int64)) * dtype.itemsize
+    needed = math.prod(tensor.dims) * dtype.itemsize  # exact: np.prod would wrap past int64
     offset = _byte_count(info, "offset", 0, refuse)
     length = _byte_count(info, "length", needed, refuse)
     if not os.path.lexists(path):
