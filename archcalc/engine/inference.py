@@ -297,7 +297,8 @@ class _Inference:
             used.append((held.name, False))
         learned = {names[i] for i in result.integer_weights if i < len(names)} if result.integer_weights else ()
         known, counted = self.known, self.counted
-        packed = {names[i]: per_element for i, per_element in result.packed_weights if i < len(names)}
+        packed = ({names[i]: per_element for i, per_element in result.packed_weights if i < len(names)}
+                  if result.packed_weights else None)
         for tensor, is_buffer in used:
             info = known.get(tensor)  # None also for "" (an optional input left out)
             if info is None or tensor in counted:
