@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runtime", "compare"),
     ("report",),
     ("cli",),
-    ("", "api"),  # archcalc/__init__.py, api.py (the public API) and __main__.py sit on top
+    ("",),  # the top package's own modules: __init__.py and api.py (the public API), __main__.py
 )
 
 
@@ -62,17 +62,9 @@ def _function_lines(tree: ast.AST) -> set[int]:
     return lines
 
 
-def _type_checking_lines(tree: ast.AST) -> set[int]:
-    """Imports under `if TYPE_CHECKING:` exist for annotations only and never run."""
-    lines = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-            lines |= {inner.lineno for inner in ast.walk(node) if isinstance(inner, ast.Import | ast.ImportFrom)}
-    return lines
-
-
 def imports() -> Iterator[Import]:
-    """Every import of an archcalc module by another, resolved to the module it names."""
+    """Every import of an archcalc module by another, resolved to the module it names; those
+    under `if TYPE_CHECKING:` too, since a type a module names is knowledge it depends on."""
     modules = module_names()
 
     def resolve(name: str) -> str | None:
@@ -83,9 +75,8 @@ def imports() -> Iterator[Import]:
     for importer, path in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         in_function = _function_lines(tree)
-        annotation_only = _type_checking_lines(tree)
         for node in ast.walk(tree):
-            if not isinstance(node, ast.Import | ast.ImportFrom) or node.lineno in annotation_only:
+            if not isinstance(node, ast.Import | ast.ImportFrom):
                 continue
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -99,10 +90,14 @@ def imports() -> Iterator[Import]:
                     yield Import(importer, target, node.lineno, node.lineno in in_function)
 
 
+def subpackage_of(module: str) -> str:
+    """`core` for archcalc.core.dims; "" for the top package's own modules (archcalc, api, __main__)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() else ""
+
+
 def layer_of(module: str) -> int:
-    subpackage = module.split(".")[1] if module.count(".") >= 1 else ""
-    if subpackage == "__main__":
-        subpackage = ""
+    subpackage = subpackage_of(module)
     for level, names in enumerate(LAYERS):
         if subpackage in names:
             return level
@@ -126,7 +121,7 @@ def against_layering() -> list[Import]:
     wrong = []
     for edge in imports():
         low, high = layer_of(edge.imported), layer_of(edge.importer)
-        same_subpackage = edge.importer.split(".")[:2] == edge.imported.split(".")[:2]
+        same_subpackage = subpackage_of(edge.importer) == subpackage_of(edge.imported)
         if low > high or (low == high and not same_subpackage):
             wrong.append(edge)
     return wrong

@@ -18,8 +18,6 @@ from archcalc.core.errors import GraphError
 if TYPE_CHECKING:
     import networkx as nx
 
-    from archcalc.rules.base import Scope, TensorState
-
 Shape = tuple[Dim, ...]
 # The contents of a small tensor, row-major: ints (or symbolic dims read from shapes), floats, strings.
 Value = tuple[Any, ...]
@@ -34,28 +32,6 @@ class Deferred:
 
     compute: Callable[[Sequence[Shape]], Any]
     describe: str = "depends on the input shape"
-
-
-@dataclass(frozen=True, eq=False)
-class Subgraph:
-    """A body held in an attribute (If's branches, Loop's and Scan's body), in no file
-    format: the front end that read it binds `convert`, which builds its Graph once a rule
-    knows what the op passes in. Rules and the engine so never see protobuf objects.
-
-    ``convert(inputs, scope, prefix, block)``: the body's formal inputs take the states in
-    `inputs`; tensors it reads from enclosing graphs take theirs from `scope`; its layers
-    are named ``prefix + name`` and belong to `block`.
-    """
-
-    name: str
-    inputs: tuple[str, ...]  # the body's formal inputs, in order
-    convert: Callable[[Sequence[TensorState], Scope, str, str], Graph]
-
-    def graph(self, inputs: Sequence[TensorState], scope: Scope, *, prefix: str, block: str) -> Graph:
-        return self.convert(inputs, scope, prefix, block)
-
-    def __repr__(self) -> str:
-        return f"<subgraph {self.name!r}>"
 
 
 @dataclass(slots=True)

@@ -28,7 +28,7 @@ Mapping:
 - any other node -> a Node with the ONNX name (``<op>_<index>`` when it has none, a suffix when
   two share one), op, domain and attributes as Python values (bytes as str, a tensor as
   a :class:`~archcalc.rules.base.TensorState`, a subgraph as a
-  :class:`~archcalc.core.graph.Subgraph` bound to :func:`convert_subgraph`, which the
+  :class:`~archcalc.rules.base.Subgraph` bound to :func:`convert_subgraph`, which the
   If/Loop/Scan rules call once the tensors it reads from the enclosing graph are known).
 
 When some op has no rule, ONNX's own shape inference runs once over the model (weights
@@ -53,8 +53,8 @@ from archcalc.core.collector import pause_gc
 from archcalc.core.dims import Dim, Sym
 from archcalc.core.dtypes import ONNX_DTYPES, is_integral
 from archcalc.core.errors import ArchcalcError, ModelFileError, ShapeError, UnknownValue
-from archcalc.core.graph import Deferred, Graph, Node, Subgraph, TensorInfo
-from archcalc.rules.base import MAX_VALUES, TensorState, rule_for
+from archcalc.core.graph import Deferred, Graph, Node, TensorInfo
+from archcalc.rules.base import MAX_VALUES, Subgraph, TensorState, rule_for
 
 if TYPE_CHECKING:
     from archcalc.rules.base import Scope

@@ -110,6 +110,28 @@ class RuleResult:
     repeats: int | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class Subgraph:
+    """A body held in an attribute (If's branches, Loop's and Scan's body), in no file
+    format: the front end that read it binds `convert`, which builds its Graph once a rule
+    knows what the op passes in. Rules and the engine so never see protobuf objects.
+
+    ``convert(inputs, scope, prefix, block)``: the body's formal inputs take the states in
+    `inputs`; tensors it reads from enclosing graphs take theirs from `scope`; its layers
+    are named ``prefix + name`` and belong to `block`.
+    """
+
+    name: str
+    inputs: tuple[str, ...]  # the body's formal inputs, in order
+    convert: Callable[[Sequence[TensorState], Scope, str, str], Graph]
+
+    def graph(self, inputs: Sequence[TensorState], scope: Scope, *, prefix: str, block: str) -> Graph:
+        return self.convert(inputs, scope, prefix, block)
+
+    def __repr__(self) -> str:
+        return f"<subgraph {self.name!r}>"
+
+
 @dataclass(frozen=True, slots=True)
 class Scope:
     """What a layer sees besides its inputs: the graph it is in, every tensor computed so

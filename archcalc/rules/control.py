@@ -1,6 +1,6 @@
 """Control flow: If, Loop and Scan, whose attributes hold subgraphs (bodies).
 
-Each body (a :class:`~archcalc.core.graph.Subgraph`) is converted by the front end that
+Each body (a :class:`~archcalc.rules.base.Subgraph`) is converted by the front end that
 read it and analysed by the engine (the scope's ``analyze``) like any graph; it reads the
 enclosing graph's tensors by name (the layer's ``scope``). Costs:
 
@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from archcalc.core.dims import Dim, Sym, bind, is_static
 from archcalc.core.errors import ArchcalcError, ShapeError, UnknownValue
 from archcalc.rules._common import axis_index
-from archcalc.rules.base import GLOBAL, Inputs, Output, RuleResult, Scope, TensorState, rule
+from archcalc.rules.base import GLOBAL, Inputs, Output, RuleResult, Scope, Subgraph, TensorState, rule
 
 if TYPE_CHECKING:
-    from archcalc.core.graph import Graph, Subgraph, TensorInfo
+    from archcalc.core.graph import Graph, TensorInfo
     from archcalc.core.results import Analysis, LayerResult, TensorResult
 
 Shape = tuple[Dim, ...]
