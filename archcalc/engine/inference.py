@@ -140,8 +140,8 @@ class _Inference:
         if node.has_deferred:
             shapes = [s.shape if s else None for s in inputs]
             # Deferred.compute (core/graph.py) says Sequence[Shape]; it is given None for an absent input.
-            attrs = {k: v.compute(shapes) if isinstance(v, Deferred) else v  # type: ignore[arg-type]
-                     for k, v in attrs.items()}
+            attrs = {k: v.compute(self._deferred_shapes(v, shapes)) if isinstance(v, Deferred)  # type: ignore[arg-type]
+                     else v for k, v in attrs.items()}
         try:
             result, outcome = self._apply(rule, node, inputs, attrs)
         except UnknownValue as error:
@@ -216,14 +216,22 @@ class _Inference:
             state = self._materialise(node, self.known[name])
         return state
 
+    def _deferred_shapes(self, deferred: Deferred, own: list[Shape | None]) -> list[Shape | None]:
+        """The shapes `deferred` is computed from: the layer's inputs' (`own`), or those of the
+        tensors it names (a spec layer lowered to several ops names the spec layer's inputs)."""
+        if deferred.inputs is None:
+            return own
+        states = [self.states.get(name) for name in deferred.inputs]
+        return [s.shape if s else None for s in states]
+
     def _materialise(self, node: Node, info: TensorInfo) -> TensorState:
         """Give a spec's weight its shape now that the layer's data input is known."""
         assert isinstance(info.shape, Deferred)  # _resolve_input materialises deferred shapes only
-        shapes = [s.shape if s else None for s in map(self.states.get, node.inputs)]
+        own = [s.shape if s else None for s in map(self.states.get, node.inputs)]
         try:
             # Deferred.compute (core/graph.py) says Sequence[Shape]; it is given None for an absent input.
-            shape = tuple(info.shape.compute(shapes))  # type: ignore[arg-type]
-            value = (info.value.compute(shapes)  # type: ignore[arg-type]
+            shape = tuple(info.shape.compute(self._deferred_shapes(info.shape, own)))  # type: ignore[arg-type]
+            value = (info.value.compute(self._deferred_shapes(info.value, own))  # type: ignore[arg-type]
                      if isinstance(info.value, Deferred) else info.value)
         except ArchcalcError as error:
             raise error.located(node.where(self.graph.path)) from None

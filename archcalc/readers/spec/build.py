@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from archcalc.core.dims import Sym
@@ -37,7 +37,7 @@ from archcalc.core.dtypes import ALIASES, ONNX_NUMBERS
 from archcalc.core.errors import ArchcalcError, ModelFileError, SpecError
 from archcalc.core.graph import Deferred, Graph, Node, TensorInfo
 from archcalc.readers.spec.expr import MAX_INT, substitute
-from archcalc.readers.spec.layers import LAYER_TYPES, REQUIRED, LayerType
+from archcalc.readers.spec.layers import LAYER_TYPES, REQUIRED, Composite, LayerType, Named
 from archcalc.readers.yaml_lines import LineDict, LineList, load_yaml, read_text
 
 TOP_LEVEL_KEYS = {"name", "description", "input", "batch", "blocks", "layers", "freeze_until", "dtype"}
@@ -168,6 +168,14 @@ def _inputs(document: dict[Any, Any], state: _State, dtype: str) -> dict[str, Te
     named = raw if isinstance(raw, dict) else {"input": raw}
     tensors = {}
     for name, shape in named.items():
+        input_dtype = dtype
+        if isinstance(shape, dict) and isinstance(raw, dict):  # {shape: [...], dtype: int64}: token ids
+            unknown = sorted(map(str, set(shape) - {"shape", "dtype"}))
+            if unknown or "shape" not in shape:
+                raise SpecError(f"input '{name}' is a mapping with keys {sorted(map(str, shape))}", where=where,
+                                fix="write `{shape: [128], dtype: int64}`, or just the shape list")
+            input_dtype = _dtype({"dtype": shape.get("dtype", dtype)}, where)
+            shape = shape["shape"]
         if not isinstance(shape, list) or not shape:
             raise SpecError(f"input '{name}' has shape {shape!r}; give a list like [3, 224, 224]", where=where,
                             fix="channels first, without the batch dim")
@@ -181,7 +189,7 @@ def _inputs(document: dict[Any, Any], state: _State, dtype: str) -> dict[str, Te
                 raise SpecError(f"input '{name}' has dim {dim!r}; dims must be positive integers (int64: at most "
                                 "2**63 - 1) or names",
                                 where=where, fix="e.g. input: [3, 224, 224]")
-        tensors[name] = TensorInfo(name, tuple(dims), dtype, "input")
+        tensors[name] = TensorInfo(name, tuple(dims), input_dtype, "input")
         state.graph_inputs.append(name)
         state.taken.add(name)
     return tensors
@@ -467,6 +475,9 @@ def _lower(state: _State, tensors: dict[str, TensorInfo], dtype: str) -> list[No
         except ArchcalcError as error:
             raise error.located(f"{pending.source}: layer '{pending.name}'") from None
         data_inputs = [_resolve(ref, state) for ref in pending.inputs]
+        if isinstance(lowered, Composite):
+            nodes += _composite_nodes(pending, lowered, data_inputs, tensors)
+            continue
         extra_inputs = []
         for tensor in lowered.tensors:
             if tensor is None:
@@ -483,3 +494,52 @@ def _lower(state: _State, tensors: dict[str, TensorInfo], dtype: str) -> list[No
             block=pending.block, has_deferred=deferred,
         ))
     return nodes
+
+
+def _composite_nodes(pending: _Pending, composite: Composite, data_inputs: list[str],
+                     tensors: dict[str, TensorInfo]) -> list[Node]:
+    """A layer lowered to several ops: one node per step, `<layer>.<part>`, the last named as
+    the layer (its output is what other layers refer to). Their deferred shapes are computed
+    from the layer's own data inputs; a weight two layers name (a shared table) is one tensor."""
+    layer_inputs = tuple(data_inputs)
+    made: dict[str, str] = {}
+    nodes = []
+    last = len(composite.steps) - 1
+    block = pending.name if last > 0 else pending.block
+    for index, step in enumerate(composite.steps):
+        name = pending.name if index == last else f"{pending.name}.{step.part}"
+        inputs = []
+        for ref in step.inputs:
+            if ref is None:
+                inputs.append("")
+            elif isinstance(ref, int):
+                inputs.append(data_inputs[ref])
+            elif isinstance(ref, str):
+                inputs.append(made[ref])
+            elif isinstance(ref, Named):
+                if ref.name not in tensors:
+                    raise SpecError(f"field '{ref.field}' needs the tensor '{ref.name}', which no earlier layer "
+                                    "holds", where=f"{pending.source}: layer '{pending.name}'",
+                                    fix=f"name the layer that holds it (an embedding named "
+                                        f"'{ref.name.rsplit('.', 1)[0]}'), before this one")
+                inputs.append(ref.name)
+            else:
+                if ref.name not in tensors:
+                    tensors[ref.name] = _for_layer(ref, layer_inputs, pending.trainable)
+                inputs.append(ref.name)
+        attrs = {k: replace(v, inputs=layer_inputs) if isinstance(v, Deferred) else v for k, v in step.attrs.items()}
+        nodes.append(Node(
+            name=name, op=step.op, inputs=tuple(inputs), outputs=(name,), attrs=attrs, domain=step.domain,
+            trainable=pending.trainable, source=pending.source, block=block,
+            has_deferred=any(isinstance(v, Deferred) for v in attrs.values()),
+        ))
+        made[step.part] = name
+    return nodes
+
+
+def _for_layer(tensor: TensorInfo, layer_inputs: tuple[str, ...], trainable: bool) -> TensorInfo:
+    """`tensor` with its deferred shape and value computed from the layer's data inputs."""
+    shape = replace(tensor.shape, inputs=layer_inputs) if isinstance(tensor.shape, Deferred) else tensor.shape
+    value = replace(tensor.value, inputs=layer_inputs) if isinstance(tensor.value, Deferred) else tensor.value
+    return TensorInfo(tensor.name, shape, tensor.dtype, tensor.kind, value,
+                      tensor.trainable and (trainable or tensor.kind != "weight"))

@@ -31,10 +31,42 @@ class Lowered:
 
 
 @dataclass(frozen=True)
+class Named:
+    """A tensor another layer holds, by its full name (a tied weight: `tie: wte` -> `wte.weight`)."""
+
+    name: str
+    field: str  # the spec field that named it, for the message when there is no such tensor
+
+
+@dataclass(frozen=True)
+class Step:
+    """One op of a spec layer that lowers to several (see :class:`Composite`). Inputs: an int
+    is the layer's data input at that position, a str an earlier step's `part`, a TensorInfo a
+    weight, buffer or constant of the layer, a Named another layer's tensor, None an omitted input."""
+
+    part: str
+    op: str
+    inputs: tuple[int | str | TensorInfo | Named | None, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    domain: str = ""
+
+
+@dataclass(frozen=True)
+class Composite:
+    """A spec layer as several standard ops (an attention layer: projections, Attention,
+    output projection), so each op's own rule gives its shapes, counts and explanation and
+    export writes them as they are. The last step is named as the layer and its output is
+    the layer's output; the others are `<layer>.<part>`. Deferred shapes in the steps are
+    computed from the spec layer's data inputs."""
+
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
 class LayerType:
     name: str
     fields: dict[str, Any]  # field name -> default (_REQUIRED if none)
-    lower: Callable[[str, dict[str, Any]], Lowered]
+    lower: Callable[[str, dict[str, Any]], Lowered | Composite]
     primary: str | None = None  # the field a scalar short form sets: `dense: 10`
     inputs: tuple[int, int] = (1, 1)  # min and max data inputs
     aliases: tuple[str, ...] = ()
@@ -455,7 +487,10 @@ def _all() -> list[LayerType]:
                   summary="resize by an integer factor"),
         LayerType("identity", {}, _identity, summary="output = input"),
     ]
-    return types
+    # Here, not at the top: the transformer layers are built from this module's helpers.
+    from archcalc.readers.spec.transformer import transformer_layer_types
+
+    return types + transformer_layer_types()
 
 
 LAYER_TYPES: dict[str, LayerType] = {}
