@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from archcalc.core.dims import Dim, is_static, prod
 from archcalc.core.errors import ShapeError
 from archcalc.rules._common import broadcast, required
-from archcalc.rules.base import GLOBAL, SAVES_NOTHING, Inputs, Output, RuleResult, rule
+from archcalc.rules.base import GLOBAL, SAVES_NOTHING, Inputs, Output, RuleResult, exported, rule
 
 SCALE_FLOPS = 1
 SOFTMAX_FLOPS = 5  # as the Softmax rule: max, subtract, exp, sum, divide
@@ -160,3 +160,7 @@ def rotary_embedding(inputs: Inputs, *, interleaved=0, num_heads=0,
                          f"rotated elements = rows * rotary_dim = {rows} * {rotated} = {rotated_elements}",
                          f"FLOPs = {ROTATE_FLOPS} * rotated elements = {flops}"],
     )
+
+
+# Standard ops since opset 23: export writes at least that.
+exported("Attention", "RotaryEmbedding", min_opset=23)

@@ -168,3 +168,6 @@ def mean_variance_norm(inputs: Inputs, *, axes=(0, 2, 3)) -> RuleResult:
     return RuleResult(outputs=(Output(tuple(x)),), flops=flops,
                       explain=lambda: [f"output = input shape = {list(x)}, standardised over axes {list(axes)}",
                                        f"FLOPs = {MEAN_VARIANCE_FLOPS} * elements = {flops}"])
+
+
+exported("RMSNormalization", min_opset=23)  # a standard op since opset 23

@@ -36,6 +36,7 @@ from archcalc.core.dims import Sym
 from archcalc.core.dtypes import ALIASES, ONNX_NUMBERS
 from archcalc.core.errors import ArchcalcError, ModelFileError, SpecError
 from archcalc.core.graph import Deferred, Graph, Node, TensorInfo
+from archcalc.readers.spec.builtin_blocks import builtin_blocks, check_builtin_args
 from archcalc.readers.spec.expr import MAX_INT, substitute
 from archcalc.readers.spec.layers import LAYER_TYPES, REQUIRED, Composite, LayerType, Named
 from archcalc.readers.yaml_lines import LineDict, LineList, load_yaml, read_text
@@ -83,6 +84,7 @@ class _State:
     taken: set[str] = field(default_factory=set)
     graph_inputs: list[str] = field(default_factory=list)
     expanded: int = 0  # layers expanded so far, skipped ones included
+    builtin: set[str] = field(default_factory=set)  # built-in blocks the spec did not redefine
 
     def where(self, line: int | None) -> str:
         return f"{self.path}:{line}" if line else self.path
@@ -109,7 +111,9 @@ def parse_spec(text: str, path: str = "<spec>") -> Graph:
         raise SpecError(f"`blocks` is {_describe(blocks)}; it must be a mapping of block name to definition",
                         where=_line(path, document, "blocks"),
                         fix="write `blocks:` then `  name: {args: {...}, layers: [...]}` for each block")
-    state = _State(path, blocks)
+    builtin = builtin_blocks()
+    state = _State(path, {**builtin, **blocks})
+    state.builtin = set(builtin) - set(blocks)
     dtype = _dtype(document, path)
     tensors = _inputs(document, state, dtype)
     previous = Ref("", state.graph_inputs[0], path)
@@ -196,9 +200,11 @@ def _inputs(document: dict[Any, Any], state: _State, dtype: str) -> dict[str, Te
 
 
 def _expand_sequence(items: list, scope: str, previous: Ref, state: _State, *, trainable: bool,
-                     env: dict[str, Any], depth: int, block_path: str) -> Ref:
+                     env: dict[str, Any], depth: int, block_path: str, use_line: int | None = None) -> Ref:
+    """`use_line`: a built-in block's layers are placed at the line that uses the block
+    (their own lines are in archcalc's text, not in the spec)."""
     counters: dict[str, int] = {}
-    lines = items.item_lines if isinstance(items, LineList) else [None] * len(items)
+    lines = items.item_lines if isinstance(items, LineList) and use_line is None else [use_line] * len(items)
     for item, line in zip(items, lines):
         previous = _expand_item(item, line, scope, previous, state, counters, trainable=trainable,
                                 env=env, depth=depth, block_path=block_path)
@@ -403,11 +409,15 @@ def _expand_block(kind: str, args: Any, prefix: str, inputs: list[Ref], state: _
     missing = [k for k, v in block_env.items() if v is None and k not in given]
     if missing:
         raise SpecError(f"block '{kind}' needs arg '{missing[0]}'", where=where, fix=f"pass {missing[0]}: ...")
+    if kind in state.builtin:
+        check_builtin_args(kind, block_env, where)
     scope = prefix + "."
     state.block_inputs[scope] = inputs
     try:
+        use_line = int(where.rsplit(":", 1)[1]) if kind in state.builtin and where.rsplit(":", 1)[-1].isdigit() \
+            else None
         last = _expand_sequence(definition["layers"], scope, Ref(scope, "in", where), state, trainable=trainable,
-                                env=block_env, depth=depth + 1, block_path=prefix)
+                                env=block_env, depth=depth + 1, block_path=prefix, use_line=use_line)
     except SpecError as error:
         if error.where and f"(in block '{kind}'" not in error.message:
             error.message += f" (in block '{kind}', used as '{prefix}' at {where})"

@@ -188,7 +188,7 @@ def _attention(name: str, a: dict) -> Composite:
     rotary = choice("positional", a["positional"], ("none", "rotary")) == "rotary"
     relative = non_negative_int("relative_buckets", a["relative_buckets"])
     attrs: dict[str, Any] = {"q_num_heads": heads, "kv_num_heads": kv_heads, "is_causal": int(causal)}
-    if a["scale"] is not None:
+    if a["scale"]:  # None or 0: 1 / sqrt(head_dim)
         attrs["scale"] = number("scale", a["scale"], 0)
     if (rotary or relative) and cross:
         raise SpecError("rotary and relative positions are for self-attention here, not cross-attention",
