@@ -103,7 +103,7 @@ def width(layer: str, index: int = 0, min_rank: int = 2) -> Callable[[Shapes], D
 
 def _optional_positive(name: str, value: Any) -> int | None:
     """A positive int, or None (and 0) for 'derived from the input'."""
-    return None if value is None or value == 0 else positive_int(name, value)
+    return None if value is None or (type(value) is int and value == 0) else positive_int(name, value)
 
 
 # -- embedding, positions -------------------------------------------------------------------
@@ -188,7 +188,7 @@ def _attention(name: str, a: dict) -> Composite:
     rotary = choice("positional", a["positional"], ("none", "rotary")) == "rotary"
     relative = non_negative_int("relative_buckets", a["relative_buckets"])
     attrs: dict[str, Any] = {"q_num_heads": heads, "kv_num_heads": kv_heads, "is_causal": int(causal)}
-    if a["scale"]:  # None or 0: 1 / sqrt(head_dim)
+    if not (a["scale"] is None or (type(a["scale"]) in (int, float) and a["scale"] == 0)):  # 1 / sqrt(head_dim)
         attrs["scale"] = number("scale", a["scale"], 0)
     if (rotary or relative) and cross:
         raise SpecError("rotary and relative positions are for self-attention here, not cross-attention",
@@ -296,7 +296,8 @@ def _patch_embed(name: str, a: dict) -> Composite:
     def channels(s: Shapes) -> Dim:
         x = s[0]
         if x is None or len(x) != 4:
-            raise ShapeError(f"patch_embed needs an image [N, C, H, W], got {list(x or ())}")
+            raise ShapeError(f"patch_embed needs an image [N, C, H, W], got {list(x or ())}",
+                             fix="give the spec an image input, e.g. input: [3, 224, 224]")
         return x[1]
 
     kernel = weight(f"{name}.proj.weight", lambda s: (dim, channels(s), patch, patch), "[dim, C, patch, patch]")
@@ -345,7 +346,7 @@ def _select_token(name: str, a: dict) -> Composite:
 
 def _transpose(name: str, a: dict) -> Lowered:
     perm = a["perm"]
-    if not isinstance(perm, list) or sorted(perm) != list(range(len(perm))):
+    if not isinstance(perm, list) or not all(type(p) is int for p in perm) or sorted(perm) != list(range(len(perm))):
         raise SpecError(f"field 'perm' is {perm!r}; it must list every axis once, batch (0) included",
                         fix="e.g. perm: [0, 2, 1] swaps the last two axes of [N, C, L]")
     return Lowered("Transpose", {"perm": tuple(perm)})
