@@ -8,7 +8,7 @@ import click
 @click.command()
 def layers() -> None:
     """The layer types a YAML spec may use, with their fields and defaults."""
-    from archcalc.readers.spec.layers import LAYER_TYPES, REQUIRED
+    from archcalc.readers.spec.catalogue import LAYER_TYPES, REQUIRED
 
     seen = set()
     for name, layer_type in sorted(LAYER_TYPES.items()):

@@ -154,16 +154,48 @@ layers:
 """
 
 
+# Every transformer layer type and option onnxruntime runs differently: GQA with rotary
+# positions, causal, cross-attention, T5's relative bias, gated and plain feed-forward,
+# learned and sinusoidal positions, a class token, a tied head.
+ALL_TRANSFORMER = """
+name: alltransformer
+input:
+  ids: {shape: [6], dtype: int64}
+  image: [3, 8, 8]
+layers:
+  - embedding: {vocab: 20, dim: 16}
+    name: wte
+    inputs: [ids]
+  - positional: {kind: learned, max_positions: 8}
+  - positional: sinusoidal
+  - rmsnorm:
+  - attention: {heads: 4, kv_heads: 2, causal: true, positional: rotary, bias: false}
+  - attention: {heads: 4, relative_buckets: 8, relative_max_distance: 16, scale: 1.0}
+  - mlp: {hidden: 24, gated: true, activation: silu, bias: false}
+  - mlp: {hidden: 24, activation: gelu_tanh}
+    name: tokens
+  - patch_embed: {dim: 16, patch: 4, class_token: true}
+    name: patches
+    inputs: [image]
+  - attention: {heads: 2, cross: true, key_bias: false}
+    inputs: [tokens, patches]
+  - project: {units: 20, tie: wte}
+  - select_token: 0
+  - transpose: [1, 0]
+"""
+
+
 def test_every_layer_type_exports_and_runs_at_the_default_opset(tmp_path):
-    from archcalc.readers.spec.layers import LAYER_TYPES
+    from archcalc.readers.spec.catalogue import LAYER_TYPES
 
     used = set()
-    for text in (ALL_2D, ALL_1D_3D):
+    for text in (ALL_2D, ALL_1D_3D, ALL_TRANSFORMER):
         for entry in yaml.safe_load(text)["layers"]:
             key = entry if isinstance(entry, str) else next(k for k in entry if k not in ("name", "inputs"))
             used.add(LAYER_TYPES[key].name)
-    assert used == {t.name for t in LAYER_TYPES.values()}, "add the new layer type to ALL_2D or ALL_1D_3D"
-    for name, text in (("all2d", ALL_2D), ("all1d3d", ALL_1D_3D)):
+    assert used == {t.name for t in LAYER_TYPES.values()}, \
+        "add the new layer type to ALL_2D, ALL_1D_3D or ALL_TRANSFORMER"
+    for name, text in (("all2d", ALL_2D), ("all1d3d", ALL_1D_3D), ("alltransformer", ALL_TRANSFORMER)):
         spec, path = write_spec(tmp_path, text, f"{name}.yaml"), tmp_path / f"{name}.onnx"
         result = invoke("export", spec, "-o", str(path))
         assert result.exit_code == 0, result.output

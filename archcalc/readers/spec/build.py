@@ -37,8 +37,9 @@ from archcalc.core.dtypes import ALIASES, ONNX_NUMBERS
 from archcalc.core.errors import ArchcalcError, ModelFileError, SpecError
 from archcalc.core.graph import Deferred, Graph, Node, TensorInfo
 from archcalc.readers.spec.builtin_blocks import builtin_blocks, check_builtin_args
+from archcalc.readers.spec.catalogue import LAYER_TYPES, REQUIRED
 from archcalc.readers.spec.expr import MAX_INT, substitute
-from archcalc.readers.spec.layers import LAYER_TYPES, REQUIRED, Composite, LayerType, Named
+from archcalc.readers.spec.layers import Composite, LayerType, Named
 from archcalc.readers.yaml_lines import LineDict, LineList, load_yaml, read_text
 
 TOP_LEVEL_KEYS = {"name", "description", "input", "batch", "blocks", "layers", "freeze_until", "dtype"}
@@ -112,7 +113,10 @@ def parse_spec(text: str, path: str = "<spec>") -> Graph:
                         where=_line(path, document, "blocks"),
                         fix="write `blocks:` then `  name: {args: {...}, layers: [...]}` for each block")
     builtin = builtin_blocks()
-    state = _State(path, {**builtin, **blocks})
+    merged = LineDict({**builtin, **blocks})  # the spec's own lines kept, for messages
+    merged.line = getattr(blocks, "line", 0)
+    merged.key_lines = dict(getattr(blocks, "key_lines", {}))
+    state = _State(path, merged)
     state.builtin = set(builtin) - set(blocks)
     dtype = _dtype(document, path)
     tensors = _inputs(document, state, dtype)

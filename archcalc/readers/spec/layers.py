@@ -428,7 +428,8 @@ def _identity(name: str, a: dict) -> Lowered:
     return Lowered("Identity", {})
 
 
-def _all() -> list[LayerType]:
+def layer_types() -> list[LayerType]:
+    """The layer types of CNNs and MLPs (catalogue.py adds the transformer ones)."""
     types = []
     conv_fields = {"filters": _REQUIRED, "kernel": _REQUIRED, "stride": 1, "padding": 0, "dilation": 1,
                    "groups": 1, "bias": True}
@@ -487,15 +488,7 @@ def _all() -> list[LayerType]:
                   summary="resize by an integer factor"),
         LayerType("identity", {}, _identity, summary="output = input"),
     ]
-    # Here, not at the top: the transformer layers are built from this module's helpers.
-    from archcalc.readers.spec.transformer import transformer_layer_types
+    return types
 
-    return types + transformer_layer_types()
-
-
-LAYER_TYPES: dict[str, LayerType] = {}
-for _type in _all():
-    for _name in (_type.name, *_type.aliases):
-        LAYER_TYPES[_name] = _type
 
 REQUIRED = _REQUIRED

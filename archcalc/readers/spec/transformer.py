@@ -21,7 +21,7 @@ from archcalc.core.dims import Dim, is_static
 from archcalc.core.errors import ShapeError, SpecError
 from archcalc.core.graph import Shape, TensorInfo
 from archcalc.readers.spec.layers import (
-    _REQUIRED,
+    REQUIRED,
     Composite,
     LayerType,
     Lowered,
@@ -354,12 +354,12 @@ def _transpose(name: str, a: dict) -> Lowered:
 
 def transformer_layer_types() -> list[LayerType]:
     return [
-        LayerType("embedding", {"vocab": _REQUIRED, "dim": _REQUIRED}, _embedding, aliases=("embed",),
+        LayerType("embedding", {"vocab": REQUIRED, "dim": REQUIRED}, _embedding, aliases=("embed",),
                   summary="token ids [N, S] (int64) -> vectors [N, S, dim]: a [vocab, dim] table (Gather)"),
         LayerType("positional", {"kind": "learned", "max_positions": None}, _positional, "kind",
                   summary="adds positions: learned ([max_positions, dim] params) or sinusoidal (a buffer); "
                           "rotary is attention's `positional: rotary`"),
-        LayerType("attention", {"heads": _REQUIRED, "kv_heads": None, "head_dim": None, "causal": False,
+        LayerType("attention", {"heads": REQUIRED, "kv_heads": None, "head_dim": None, "causal": False,
                                 "bias": True, "key_bias": None, "out_bias": None, "scale": None, "cross": False,
                                 "positional": "none", "relative_buckets": 0, "relative_max_distance": 128,
                                 "relative_bias_from": None},
@@ -368,19 +368,19 @@ def transformer_layer_types() -> list[LayerType]:
                           "output projection; cross: keys and values from the second input"),
         LayerType("rmsnorm", {"axis": -1, "epsilon": 1e-6}, _rms_norm, "axis", aliases=("rms_norm",),
                   summary="RMS normalisation (scale only) over the axes from `axis` on"),
-        LayerType("mlp", {"hidden": _REQUIRED, "activation": "gelu", "gated": False, "bias": True}, _mlp, "hidden",
+        LayerType("mlp", {"hidden": REQUIRED, "activation": "gelu", "gated": False, "bias": True}, _mlp, "hidden",
                   aliases=("feed_forward",),
                   summary="token-wise feed-forward: fc2(act(fc1(x))), or gated down(act(gate(x)) * up(x))"),
-        LayerType("patch_embed", {"dim": _REQUIRED, "patch": _REQUIRED, "bias": True, "class_token": False},
+        LayerType("patch_embed", {"dim": REQUIRED, "patch": REQUIRED, "bias": True, "class_token": False},
                   _patch_embed, "dim",
                   summary="image [N, C, H, W] -> patch tokens [N, H*W/patch^2 (+1), dim]: a patch-sized "
                           "stride-patch conv, flattened (and a learned class token in front)"),
-        LayerType("project", {"units": _REQUIRED, "bias": True, "tie": None}, _project, "units",
+        LayerType("project", {"units": REQUIRED, "bias": True, "tie": None}, _project, "units",
                   aliases=("lm_head",),
                   summary="linear on the last axis of any rank; tie: reuse an embedding's table, transposed"),
         LayerType("select_token", {"index": 0}, _select_token, "index",
                   summary="one position of a sequence: [N, S, D] -> [N, D] (a class token for a head)"),
-        LayerType("transpose", {"perm": _REQUIRED}, _transpose, "perm",
+        LayerType("transpose", {"perm": REQUIRED}, _transpose, "perm",
                   summary="permute axes (batch included): [N, C, L] -> [N, L, C] with perm [0, 2, 1]"),
     ]
 
