@@ -20,3 +20,8 @@ def layers() -> None:
         click.echo(f"{name}{aliases}: {layer_type.summary}")
         if fields:
             click.echo(f"    {fields}")
+    from archcalc.readers.spec.builtin_blocks import builtin_blocks
+
+    for name, block in builtin_blocks().items():  # blocks any spec may use, like a layer type
+        click.echo(f"{name} (built-in block): {block.get('description', '')}")
+        click.echo("    " + ", ".join(k if v is None else f"{k}={v}" for k, v in block["args"].items()))

@@ -51,6 +51,8 @@ def test_bundled_spec_equals_the_library_model(spec):
     totals = analyze(parse_spec((ROOT / "specs" / f"{spec}.yaml").read_text(), f"specs/{spec}.yaml")).totals
     reference = REFERENCE[spec]
     assert totals.params == reference["params"]
+    # Whisper does not train its position table (requires_grad False): `trainable: false` there
+    assert totals.trainable_params == reference["trainable_params"]
     assert abs(totals.macs - reference["macs"]) <= reference["macs"] / 100
 
 
@@ -130,6 +132,22 @@ def test_embedding_positions_attention_mlp_and_tied_head_by_hand():
     assert sum(x.macs for x in parts(a, "head")) == 10 * 16 * 50
     assert a.tensors["head"].shape[1:] == (10, 50)
     assert a.totals.params == 50 * 16 + 12 * 16 + 1088 + 1072
+
+
+def test_tied_embeddings_share_one_table():
+    a = analysed("""
+input: {src: {shape: [5], dtype: int64}, tgt: {shape: [3], dtype: int64}}
+layers:
+  - embedding: {vocab: 30, dim: 8}
+    name: shared
+    inputs: [src]
+  - embedding: {vocab: 30, dim: 8, tie: shared}
+    name: decoder_embed
+    inputs: [tgt]
+""")
+    # one 30 x 8 table, looked up twice
+    assert a.totals.params == 30 * 8 and layer(a, "decoder_embed").params == 0
+    assert a.tensors["decoder_embed"].shape[1:] == (3, 8)
 
 
 def test_grouped_query_rotary_attention_by_hand():
@@ -292,6 +310,7 @@ BAD = {
     "too_few_buckets": ("- attention: {heads: 2, relative_buckets: 2}", "use 4 or more"),
     "heads_not_splitting": ("- attention: {heads: 3}", "do not split into 3 heads"),
     "tie_to_nothing": ("- project: {units: 4, tie: nowhere}", "'nowhere.weight', which no earlier layer holds"),
+    "embedding_tie_to_nothing": ("- embedding: {vocab: 4, dim: 2, tie: nowhere}", "no earlier layer holds"),
     "bad_perm": ("- transpose: [0, 0, 1]", "every axis once"),
     "bad_activation": ("- mlp: {hidden: 4, activation: swoosh}", "one of relu, gelu"),
     "sequence_too_long": ("- positional: {kind: learned, max_positions: 2}", "more than the table's max_positions 2"),
@@ -322,3 +341,23 @@ def test_bad_input_mapping_is_exit_2(tmp_path):
     spec.write_text("input: {ids: {shape: [4], dtype: int65}}\nlayers:\n  - relu\n")
     result = run("analyze", str(spec))
     assert result.exit_code == 2 and "did you mean 'int64'" in result.output
+
+
+def test_layers_lists_the_transformer_types_and_the_built_in_block():
+    result = run("layers")
+    assert result.exit_code == 0
+    assert "attention (also: multi_head_attention, mha): multi-head attention" in result.output
+    assert "heads, kv_heads=None, head_dim=None, causal=False" in result.output
+    assert "transformer_block (built-in block)" in result.output
+    assert "heads, mlp_hidden, kv_heads=$heads" in result.output
+
+
+def test_a_tied_head_trains_the_shared_table():
+    from archcalc.engine.training import training_cost
+
+    graph = parse_spec(GPT_LIKE, "t.yaml")
+    step = training_cost(graph, analyze(graph))
+    head = {x.name: x for x in step.layers}["head"]
+    # dL/dx and dL/dW of the head's 10 x 16 x 50 product: the transposed table is the
+    # embedding's trainable weight, which the embedding's own Gather counts as params
+    assert head.grad_input_macs + head.grad_weight_macs == 2 * 10 * 16 * 50

@@ -109,9 +109,16 @@ def _optional_positive(name: str, value: Any) -> int | None:
 # -- embedding, positions -------------------------------------------------------------------
 
 def _embedding(name: str, a: dict) -> Composite:
-    table = TensorInfo(f"{name}.weight", (positive_int("vocab", a["vocab"]), positive_int("dim", a["dim"])))
-    table.kind = "weight"
+    shape = (positive_int("vocab", a["vocab"]), positive_int("dim", a["dim"]))
     steps = _Steps(name)
+    tie = a["tie"]
+    if tie is not None:  # another embedding's table (T5's encoder and decoder share one)
+        if not isinstance(tie, str) or not tie:
+            raise SpecError(f"field 'tie' is {tie!r}", fix="name the embedding layer whose table to share: tie: shared")
+        steps.op("lookup", "Gather", Named(f"{tie}.weight", "tie"), 0)
+        return steps.done()
+    table = TensorInfo(f"{name}.weight", shape)
+    table.kind = "weight"
     steps.op("lookup", "Gather", table, 0)
     return steps.done()
 
@@ -214,10 +221,10 @@ def _attention(name: str, a: dict) -> Composite:
     if rotary:
         positions, batch_seq = steps.sequence_positions("positions", 0)
         ids = steps.op("position_ids", "Expand", positions, batch_seq)
-        # One cos and one sin row per position, half a head wide; every rotary attention
-        # layer of a spec shares them (HF keeps one rotary module per model).
-        cos = buffer("rotary.cos_cache", lambda s: (s[0][1], size(s) // 2), "[seq, head_dim / 2]")  # type: ignore[index]
-        sin = buffer("rotary.sin_cache", lambda s: (s[0][1], size(s) // 2), "[seq, head_dim / 2]")  # type: ignore[index]
+        # One cos and one sin row per position, half a head wide: fixed values, which the
+        # RotaryEmbedding rule does not count (HF computes them from a 32-value buffer).
+        cos = buffer(f"{name}.cos_cache", lambda s: (s[0][1], size(s) // 2), "[seq, head_dim / 2]")  # type: ignore[index]
+        sin = buffer(f"{name}.sin_cache", lambda s: (s[0][1], size(s) // 2), "[seq, head_dim / 2]")  # type: ignore[index]
         q = steps.op("q_rotary", "RotaryEmbedding", q, cos, sin, ids, num_heads=heads)
         k = steps.op("k_rotary", "RotaryEmbedding", k, cos, sin, ids, num_heads=kv_heads)
     mask: StepInput = None
@@ -354,8 +361,9 @@ def _transpose(name: str, a: dict) -> Lowered:
 
 def transformer_layer_types() -> list[LayerType]:
     return [
-        LayerType("embedding", {"vocab": REQUIRED, "dim": REQUIRED}, _embedding, aliases=("embed",),
-                  summary="token ids [N, S] (int64) -> vectors [N, S, dim]: a [vocab, dim] table (Gather)"),
+        LayerType("embedding", {"vocab": REQUIRED, "dim": REQUIRED, "tie": None}, _embedding, aliases=("embed",),
+                  summary="token ids [N, S] (int64) -> vectors [N, S, dim]: a [vocab, dim] table (Gather); "
+                          "tie: share another embedding's table"),
         LayerType("positional", {"kind": "learned", "max_positions": None}, _positional, "kind",
                   summary="adds positions: learned ([max_positions, dim] params) or sinusoidal (a buffer); "
                           "rotary is attention's `positional: rotary`"),
