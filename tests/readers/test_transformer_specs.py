@@ -361,3 +361,14 @@ def test_a_tied_head_trains_the_shared_table():
     # dL/dx and dL/dW of the head's 10 x 16 x 50 product: the transposed table is the
     # embedding's trainable weight, which the embedding's own Gather counts as params
     assert head.grad_input_macs + head.grad_weight_macs == 2 * 10 * 16 * 50
+
+
+def test_export_needs_opset_23_for_attention(tmp_path):
+    # Attention, RotaryEmbedding and RMSNormalization became standard ops in opset 23.
+    result = run("export", str(ROOT / "specs" / "gpt2.yaml"), "-o", str(tmp_path / "g.onnx"), "--opset", "17",
+                 "--weights", "omit")
+    assert result.exit_code == 2 and "op Attention needs opset 23 or newer, asked for 17" in result.output
+    spec = tmp_path / "rms.yaml"
+    spec.write_text("input: {x: [3, 8]}\nlayers:\n  - rmsnorm\n")
+    result = run("export", str(spec), "-o", str(tmp_path / "r.onnx"), "--opset", "22")
+    assert result.exit_code == 2 and "op RMSNormalization needs opset 23" in result.output
