@@ -328,6 +328,9 @@ class _Inference:
                 params += count
                 if node.trainable and info.trainable:
                     trainable += count
+        if max(params, buffers) > INT64_MAX:  # a table of 2**62 rows: the output may be small
+            raise ShapeError(f"its weights hold {max(params, buffers):.3e} values, more than int64 counts",
+                             fix="the weight shapes are implausibly large: check the layer's sizes")
         return params, trainable, buffers
 
     def _bound(self, count: Dim) -> int:

@@ -308,6 +308,14 @@ BAD = {
     "rotary_cross": ("- attention: {heads: 2, cross: true, positional: rotary}\n    inputs: [x, x]",
                      "self-attention"),
     "too_few_buckets": ("- attention: {heads: 2, relative_buckets: 2}", "use 4 or more"),
+    # 32 buckets: 8 exact per direction, so distances must reach past 8 (log(8 / 8) = 0 divides)
+    "distance_within_exact": ("- attention: {heads: 2, relative_buckets: 32, relative_max_distance: 8}",
+                              "more than relative_buckets / 4 = 8"),
+    # a bucket table of 2e9 entries would take minutes to build
+    "distance_huge": ("- attention: {heads: 2, relative_buckets: 32, relative_max_distance: 1000000000}",
+                      "at most 65536"),
+    "table_over_int64": ("- positional: {kind: learned, max_positions: 4611686018427387904}",
+                         "more than int64 counts"),
     "heads_not_splitting": ("- attention: {heads: 3}", "do not split into 3 heads"),
     "tie_to_nothing": ("- project: {units: 4, tie: nowhere}", "'nowhere.weight', which no earlier layer holds"),
     "embedding_tie_to_nothing": ("- embedding: {vocab: 4, dim: 2, tie: nowhere}", "no earlier layer holds"),

@@ -40,6 +40,9 @@ from archcalc.readers.spec.layers import (
 Shapes = Sequence[Shape | None]
 StepInput = int | str | TensorInfo | Named | None
 
+# T5 uses 128; the bucket of each relative distance up to it is a constant of 2 * distance + 1 values.
+MAX_RELATIVE_DISTANCE = 65536
+
 # The activations an mlp may use, as the op (and attributes) the layer type of that name lowers to.
 ACTIVATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "relu": ("Relu", {}), "gelu": ("Gelu", {}), "gelu_tanh": ("Gelu", {"approximate": "tanh"}),
@@ -240,6 +243,11 @@ def _relative_bias(steps: _Steps, a: dict, heads: int, buckets: int) -> str:
     distance = positive_int("relative_max_distance", a["relative_max_distance"])
     if buckets < 4:
         raise SpecError(f"relative_buckets {buckets} is too few", fix="use 4 or more (T5 uses 32)")
+    if not buckets // 4 < distance <= MAX_RELATIVE_DISTANCE:
+        # Exact buckets cover distances below buckets / 4, logarithmic ones the rest up to the
+        # maximum; the bucket of every distance is a table of 2 * distance + 1 entries.
+        raise SpecError(f"relative_max_distance {distance} must be more than relative_buckets / 4 = "
+                        f"{buckets // 4} and at most {MAX_RELATIVE_DISTANCE}", fix="T5 uses 32 buckets up to 128")
     owner = a["relative_bias_from"] or steps.layer
     if not isinstance(owner, str):
         raise SpecError(f"relative_bias_from is {owner!r}", fix="name the attention layer whose table to share")
