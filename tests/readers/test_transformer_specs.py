@@ -268,6 +268,34 @@ layers:
     assert layer(pre, "b.residual_2").inputs[1].name == "b.residual_1"
 
 
+def test_decoder_block_attends_to_the_encoder_output():
+    a = analysed("""
+input: {tgt: [4, 8], memory: [6, 8]}
+layers:
+  - transformer_block: {heads: 2, mlp_hidden: 16, causal: true, cross: true}
+    name: dec
+    inputs: [tgt, memory]
+""")
+    top = [x.name for x in a.layers if x.name.count(".") == 1]
+    assert top == ["dec.ln_1", "dec.attn", "dec.residual_1", "dec.ln_cross", "dec.cross_attn", "dec.residual_cross",
+                   "dec.ln_2", "dec.mlp", "dec.residual_2"]
+    assert layer(a, "dec.cross_attn.k_proj.matmul").inputs[0].name == "memory"
+    assert layer(a, "dec.residual_2").inputs[1].name == "dec.residual_cross"
+    # 3 layernorms 3 * 2 * 8, two attentions 2 * 4 * (8 * 8 + 8), mlp 8 * 16 + 16 + 16 * 8 + 8
+    assert a.totals.params == 3 * 16 + 2 * 4 * 72 + 280
+    # 2 heads, 4 queries over 6 encoder positions, head size 4: 2 * 4 * 6 * (4 + 4)
+    assert layer(a, "dec.cross_attn.attention").macs == 2 * 4 * 6 * 8
+    post = analysed("""
+input: {tgt: [4, 8], memory: [6, 8]}
+layers:
+  - transformer_block: {heads: 2, mlp_hidden: 16, cross: true, norm_first: false}
+    name: dec
+    inputs: [tgt, memory]
+""")
+    assert layer(post, "dec.residual_2").inputs[1].name == "dec.post_ln_cross"
+    assert layer(post, "dec.residual_cross").inputs[1].name == "dec.post_ln_1"
+
+
 def test_a_user_block_of_the_same_name_replaces_the_built_in_one():
     a = analysed("""
 input: [4]
@@ -323,6 +351,8 @@ BAD = {
     "bad_activation": ("- mlp: {hidden: 4, activation: swoosh}", "one of relu, gelu"),
     "sequence_too_long": ("- positional: {kind: learned, max_positions: 2}", "more than the table's max_positions 2"),
     "bad_norm": ("- transformer_block: {heads: 2, mlp_hidden: 4, norm: batchnorm}", "norm: layernorm or norm: rmsnorm"),
+    "decoder_without_memory": ("- transformer_block: {heads: 2, mlp_hidden: 4, cross: true}",
+                               "refers to block input 1, but the block has 1"),
     "rms_post_norm": ("- transformer_block: {heads: 2, mlp_hidden: 4, norm: rmsnorm, norm_first: false}",
                       "post-norm"),
     "patch_embed_on_tokens": ("- patch_embed: {dim: 4, patch: 2}", "needs an image"),

@@ -20,14 +20,16 @@ SOURCE = "<built-in block transformer_block>"
 #   norm(x + attn(x)), then norm(x + mlp(x)).
 # A layer whose `when` is false passes its input on, so each norm is written where it goes
 # and the two layouts share one list; `post_ln_1` stands for the first residual sum in
-# pre-norm, where it is skipped.
+# pre-norm, where it is skipped. A decoder layer (cross: true; its second input is the
+# encoder's output) has a cross-attention sublayer between the two, laid out the same way;
+# without it `post_ln_cross` stands for what `post_ln_1` does.
 TEXT = """
 transformer_block:
   description: one transformer layer (attention and feed-forward, each with a residual and a norm)
   args: {heads: null, mlp_hidden: null, kv_heads: $heads, head_dim: 0, causal: false, bias: true,
          key_bias: $bias, mlp_bias: $bias, norm: layernorm, norm_first: true, epsilon: 1.0e-5,
          activation: gelu, gated: false, positional: none, scale: 0, relative_buckets: 0,
-         relative_max_distance: 128, relative_bias_from: ""}
+         relative_max_distance: 128, relative_bias_from: "", cross: false}
   layers:
     - layernorm: {epsilon: $epsilon}
       name: ln_1
@@ -47,6 +49,24 @@ transformer_block:
       name: post_ln_1
       when: ${not norm_first}
     - layernorm: {epsilon: $epsilon}
+      name: ln_cross
+      when: ${cross and norm_first and norm == 'layernorm'}
+    - rmsnorm: {epsilon: $epsilon}
+      name: rms_cross
+      when: ${cross and norm_first and norm == 'rmsnorm'}
+    - attention: {heads: $heads, kv_heads: $kv_heads, head_dim: $head_dim, bias: $bias, key_bias: $key_bias,
+                  scale: $scale, cross: true}
+      name: cross_attn
+      inputs: [rms_cross, in1]
+      when: $cross
+    - add:
+      name: residual_cross
+      inputs: [cross_attn, post_ln_1]
+      when: $cross
+    - layernorm: {epsilon: $epsilon}
+      name: post_ln_cross
+      when: ${cross and not norm_first}
+    - layernorm: {epsilon: $epsilon}
       name: ln_2
       when: ${norm_first and norm == 'layernorm'}
     - rmsnorm: {epsilon: $epsilon}
@@ -56,7 +76,7 @@ transformer_block:
       name: mlp
     - add:
       name: residual_2
-      inputs: [mlp, post_ln_1]
+      inputs: [mlp, post_ln_cross]
     - layernorm: {epsilon: $epsilon}
       name: post_ln_2
       when: ${not norm_first}
