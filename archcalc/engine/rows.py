@@ -61,19 +61,25 @@ def _row(layer: LayerResult) -> Row:
     )
 
 
-def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
+def rows(analysis: Analysis, depth: int | None = None, *, by_scope: bool = False) -> list[Row]:
     """One row per layer; with `depth` (1 or more), the layers of each block instance fold
     into one row per level `depth` of their block path (see `block_paths`): `layer1` at depth
     1, `layer1.0` at depth 2 for a ResNet; a layer whose path is shorter folds at its deepest
-    block, and a layer in no block keeps its own row."""
+    block, and a layer in no block keeps its own row. With `by_scope`, a model without blocks
+    (an ONNX file) folds by the scopes of its layer names instead (see `scope_paths`)."""
     if depth is None:
         return [_row(layer) for layer in analysis.layers]
-    paths = block_paths(analysis.layers)
+    if by_scope and not any(layer.block for layer in analysis.layers):
+        scopes = scope_paths(analysis.layers)
+        path_of = {layer.name: scopes.get(layer.name, ()) for layer in analysis.layers}
+    else:
+        blocks = block_paths(analysis.layers)
+        path_of = {layer.name: blocks.get(layer.block, ()) for layer in analysis.layers}
     result: list[Row] = []
     group: list[LayerResult] = []
     group_key = None
     for layer in analysis.layers:
-        path = paths.get(layer.block, ())
+        path = path_of[layer.name]
         key = path[min(depth, len(path)) - 1] if path else None
         if key != group_key and group:
             result.append(_folded(group_key, group))
@@ -112,6 +118,20 @@ def block_paths(layers: Sequence[LayerResult]) -> dict[str, tuple[str, ...]]:
         dots = [i for i, char in enumerate(block) if char == "."]
         above = [block[:i] for i in dots if block[:i] in instances or is_group(block[:i])]
         paths[block] = (*above, block)
+    return paths
+
+
+def scope_paths(layers: Sequence[LayerResult]) -> dict[str, tuple[str, ...]]:
+    """Each layer's enclosing scopes, outermost first, read from an exporter's node names:
+    PyTorch's `/layer1/layer1.0/conv1/Conv` is in `/layer1`, `/layer1/layer1.0` and
+    `/layer1/layer1.0/conv1`; tf2onnx's `model/conv1_bn/batchnorm/mul` likewise. The last
+    part names the node itself, so a name without `/` is in no scope."""
+    paths = {}
+    for layer in layers:
+        parts = layer.name.split("/")[:-1]
+        lead = "/" if layer.name.startswith("/") else ""
+        parts = [part for part in parts if part]
+        paths[layer.name] = tuple(lead + "/".join(parts[:i + 1]) for i in range(len(parts)))
     return paths
 
 

@@ -1,0 +1,230 @@
+"""One self-contained HTML page per analysis (or per diff): totals, where the cost is, the
+graph drawn with each layer's cost, a sortable table, memory over time and, with
+--training, the training step.
+
+The page is built in the browser by page.js (beside this module, inlined with page.css)
+from one JSON object embedded in the page: `json`, exactly the document `analyze --format
+json` (or `diff --format json`) prints, so every total on the page is that document's,
+plus `page`, what drawing needs and the JSON does not carry: rows folded at each block
+depth, the graph laid out (see graph_layout), each layer's explain text, the live bytes
+over time and the training step per row. Nothing is fetched when the page opens.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from importlib import resources
+from typing import Any
+
+from archcalc import __version__
+from archcalc.compare.diff import ModelDiff, diff_analyses
+from archcalc.core.dims import format_shape
+from archcalc.core.results import Analysis
+from archcalc.engine.rows import Row, rows
+from archcalc.report.analysis import json_document, op_summary, render_explanation, training_rows
+from archcalc.report.graph_layout import layered_layout
+
+# A graph with more nodes than this is drawn only folded, with a note: an SVG of tens of
+# thousands of boxes takes the browser seconds to lay out and is unreadable anyway.
+MAX_GRAPH_NODES = 5_000
+# A level with about this many boxes opens first: ResNet-50 reads as ~20 blocks.
+FIRST_VIEW_NODES = 40
+# When no block or scope folds a big graph, consecutive layers fold into this many groups.
+CHUNKED_GROUPS = 200
+
+
+def analysis_page(analysis: Analysis, training=None, fit=None) -> str:
+    """The HTML page of one analysis (with `training` from analyze --training)."""
+    page = {
+        "kind": "analysis",
+        "version": __version__,
+        **_model_page(analysis, training),
+    }
+    return _html(f"archcalc: {analysis.name or analysis.path}", {"json": json_document(analysis, training, fit),
+                                                                 "page": page})
+
+
+def diff_page(result: ModelDiff, old: Analysis, new: Analysis) -> str:
+    """The HTML page of a diff: both models' totals, the new model's graph with each layer's
+    change marked, and the per-row changes (every row, unchanged ones too)."""
+    per_layer = diff_analyses(old, new) if result.depth is not None else result
+    status = {layer.new.name: layer.status for layer in per_layer.layers if layer.new is not None}
+    removed = [layer.old.name for layer in per_layer.layers if layer.old is not None and layer.new is None]
+    old_label, new_label = result.labels()
+    page = {
+        "kind": "diff",
+        "version": __version__,
+        "labels": [old_label, new_label],
+        "removed": removed,
+        **_model_page(new, None, status),
+    }
+    document = result.to_json(include_unchanged=True)
+    return _html(f"archcalc diff: {old_label} → {new_label}", {"json": document, "page": page})
+
+
+def _model_page(analysis: Analysis, training, status: dict[str, str] | None = None) -> dict[str, Any]:
+    top = replace(analysis, layers=tuple(layer for layer in analysis.layers if not layer.parent))
+    levels = [_level(top, depth, table, training, status) for depth, table in _levels(top)]
+    first = _first_level(levels)
+    return {
+        "levels": levels,
+        "first_level": first,
+        "explain": {layer.name: render_explanation(analysis, layer) for layer in analysis.layers},
+        "live": {"layers": [layer.name for layer in top.layers], "bytes": list(analysis.live_bytes)},
+        "ops": [list(entry) for entry in op_summary(rows(top))],
+    }
+
+
+def _first_level(levels: list[dict[str, Any]]) -> int:
+    """The view the page opens on: the most detailed drawn level of at most FIRST_VIEW_NODES
+    boxes (ResNet-50's 23 blocks), unless that is a handful, then the next larger one."""
+    drawn = sorted((len(level["rows"]), i) for i, level in enumerate(levels) if "x" in level)
+    if not drawn:
+        return 0
+    small = [entry for entry in drawn if entry[0] <= FIRST_VIEW_NODES]
+    if small and (small[-1][0] >= 6 or len(small) == len(drawn)):
+        return small[-1][1]
+    return drawn[len(small)][1]
+
+
+def _levels(analysis: Analysis) -> list[tuple[int | None, list[Row]]]:
+    """(depth, rows) of every distinct folding, shallowest first, ending with every layer."""
+    full = rows(analysis)
+    found: list[tuple[int | None, list[Row]]] = []
+    depth = 1
+    while True:
+        table = rows(analysis, depth, by_scope=True)
+        if len(table) == len(full) or (found and len(table) == len(found[-1][1]) and depth > 8):
+            break
+        if not found or len(table) != len(found[-1][1]):
+            found.append((depth, table))
+        depth += 1
+        if depth > 16:
+            break
+    if not any(len(table) <= MAX_GRAPH_NODES for _, table in found) and len(full) > MAX_GRAPH_NODES:
+        found.insert(0, (0, _chunked(analysis)))
+    return [*found, (None, full)]
+
+
+def _chunked(analysis: Analysis) -> list[Row]:
+    """Consecutive layers folded into CHUNKED_GROUPS rows: the one folding a graph without
+    blocks or name scopes has. Depth 0 stands for it."""
+    size = math.ceil(len(analysis.layers) / CHUNKED_GROUPS)
+    count = len(analysis.layers)
+    layers = tuple(replace(layer, block=f"layers {i // size * size + 1}-{min(count, i // size * size + size)}")
+                   for i, layer in enumerate(analysis.layers))
+    return rows(replace(analysis, layers=layers), 1)
+
+
+def _level(analysis: Analysis, depth: int | None, table: list[Row], training,
+           status: dict[str, str] | None) -> dict[str, Any]:
+    level: dict[str, Any] = {
+        "depth": depth,
+        "label": ("every layer" if depth is None else
+                  f"{len(table):,} groups of consecutive layers" if depth == 0 else f"blocks, depth {depth}"),
+        "rows": [[row.name, row.op, row.output_shape, row.params, row.macs, row.flops, row.activation_bytes,
+                  row.receptive_field, row.modelled, row.layers] for row in table],
+    }
+    if depth is not None:
+        level["members"] = [list(row.members) for row in table]
+    if training is not None:
+        level["training"] = [list(entry[1:]) for entry in training_rows(table, training)]
+    if status is not None:
+        level["status"] = [_row_status(row, status) for row in table]
+    if len(table) > MAX_GRAPH_NODES:
+        level["note"] = (f"{len(table):,} nodes are too many to draw (more than {MAX_GRAPH_NODES:,}): "
+                         "choose a folded view; the table lists every row")
+        return level
+    level.update(_graph(analysis, table))
+    return level
+
+
+def _row_status(row: Row, status: dict[str, str]) -> str:
+    found = {status.get(name, "unchanged") for name in row.members}
+    if len(found) == 1:
+        return found.pop()
+    return "changed" if found - {"unchanged"} else "unchanged"
+
+
+def _graph(analysis: Analysis, table: Sequence[Row]) -> dict[str, Any]:
+    """Nodes (the rows, then the graph inputs) and edges: one per pair of nodes that a
+    tensor joins, labelled with the tensors' shapes; laid out top to bottom."""
+    row_of: dict[str, int] = {}
+    for index, row in enumerate(table):
+        for name in row.members:
+            row_of[name] = index
+    producer: dict[str, int] = {}
+    for layer in analysis.layers:
+        for tensor in layer.outputs:
+            producer[tensor.name] = row_of[layer.name]
+    inputs = [name for name, info in analysis.known_tensors.items() if getattr(info, "kind", "") == "input"]
+    input_node = {name: len(table) + i for i, name in enumerate(inputs)}
+    labels: dict[tuple[int, int], list[str]] = {}
+    for layer in analysis.layers:
+        target = row_of[layer.name]
+        for tensor in layer.inputs:
+            source = producer.get(tensor.name, input_node.get(tensor.name))
+            if source is None or source == target:
+                continue
+            shape = _shape_text(tensor)
+            shapes = labels.setdefault((source, target), [])
+            if shape not in shapes:
+                shapes.append(shape)
+    used = sorted({source for source, _ in labels if source >= len(table)})
+    renumber = {old: len(table) + i for i, old in enumerate(used)}  # inputs no layer reads are left out
+    edges = [(renumber.get(s, s), t) for s, t in labels]
+    layout = layered_layout(len(table) + len(used), edges)
+    shapes_of = {name: _shape_text(analysis.tensors[name]) if name in analysis.tensors else "?"
+                 for name in inputs}
+    return {
+        "inputs": [[inputs[old - len(table)], shapes_of[inputs[old - len(table)]]] for old in used],
+        "x": layout.x, "y": layout.y, "width": layout.width, "height": layout.height,
+        "edges": [[s, t, " | ".join(shapes), line] for (s, t), shapes, line in
+                  zip(edges, labels.values(), layout.edges)],
+    }
+
+
+def _shape_text(tensor) -> str:
+    return "?" if tensor.shape is None else format_shape(tensor.shape)
+
+
+def _html(title: str, data: dict[str, Any]) -> str:
+    import orjson
+
+    folder = resources.files("archcalc.report")
+    style = folder.joinpath("page.css").read_text(encoding="utf-8")
+    script = folder.joinpath("page.js").read_text(encoding="utf-8")
+    # Inside <script> only "</script" (and "<!--") could end the data early: no "<" stays raw.
+    payload = orjson.dumps(data).decode("utf-8").replace("<", "\\u003c")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        # No request leaves the page, whatever it holds: everything is inline.
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n"
+        f"<title>{html.escape(title)}</title>\n<style>\n{style}</style>\n</head>\n<body>\n"
+        "<noscript>This report draws itself with JavaScript; archcalc --format json gives the same numbers.</noscript>\n"
+        f"<script type=\"application/json\" id=\"archcalc-data\">{payload}</script>\n"
+        f"<script>\n{script}</script>\n</body>\n</html>\n"
+    )
+
+
+def write_page(text: str, path: str | None) -> None:
+    """`text` to `path` through a temporary file renamed into place (a failed run leaves no
+    half-written page), or to stdout without a path."""
+    if path is None:
+        sys.stdout.write(text)
+        return
+    from archcalc.core.errors import ArchcalcError
+    from archcalc.core.files import atomic_write
+
+    try:
+        with atomic_write(path) as handle:
+            handle.write(text)
+    except OSError as error:
+        raise ArchcalcError(f"cannot write {path}: {error.strerror or error}", where="-o",
+                            fix="choose a file in a folder that exists and that you can write") from None
