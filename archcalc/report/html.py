@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from importlib import resources
 from typing import Any
@@ -35,6 +35,19 @@ MAX_GRAPH_NODES = 5_000
 FIRST_VIEW_NODES = 40
 # When no block or scope folds a big graph, consecutive layers fold into this many groups.
 CHUNKED_GROUPS = 200
+
+
+class HtmlPage(str):
+    """A page's text that a notebook shows inline: Jupyter calls `_repr_html_`, which puts the
+    page in an iframe (its srcdoc), so the page's script and styles stay out of the notebook's."""
+
+    def _repr_html_(self) -> str:
+        return (f'<iframe srcdoc="{html.escape(self, quote=True)}" style="width: 100%; height: 820px; '
+                'border: 1px solid #d9dee5; border-radius: 8px"></iframe>')
+
+    def save(self, path: str) -> None:
+        """Write the page to `path` atomically."""
+        write_page(self, path)
 
 
 def analysis_page(analysis: Analysis, training=None, fit=None) -> str:
@@ -66,7 +79,7 @@ def diff_page(result: ModelDiff, old: Analysis, new: Analysis) -> str:
     return _html(f"archcalc diff: {old_label} → {new_label}", {"json": document, "page": page})
 
 
-def _model_page(analysis: Analysis, training, status: dict[str, str] | None = None) -> dict[str, Any]:
+def _model_page(analysis: Analysis, training, status: Mapping[str, str] | None = None) -> dict[str, Any]:
     top = replace(analysis, layers=tuple(layer for layer in analysis.layers if not layer.parent))
     levels = [_level(top, depth, table, training, status) for depth, table in _levels(top)]
     first = _first_level(levels)
@@ -121,7 +134,7 @@ def _chunked(analysis: Analysis) -> list[Row]:
 
 
 def _level(analysis: Analysis, depth: int | None, table: list[Row], training,
-           status: dict[str, str] | None) -> dict[str, Any]:
+           status: Mapping[str, str] | None) -> dict[str, Any]:
     level: dict[str, Any] = {
         "depth": depth,
         "label": ("every layer" if depth is None else
@@ -143,7 +156,7 @@ def _level(analysis: Analysis, depth: int | None, table: list[Row], training,
     return level
 
 
-def _row_status(row: Row, status: dict[str, str]) -> str:
+def _row_status(row: Row, status: Mapping[str, str]) -> str:
     found = {status.get(name, "unchanged") for name in row.members}
     if len(found) == 1:
         return found.pop()
@@ -192,7 +205,7 @@ def _shape_text(tensor) -> str:
     return "?" if tensor.shape is None else format_shape(tensor.shape)
 
 
-def _html(title: str, data: dict[str, Any]) -> str:
+def _html(title: str, data: dict[str, Any]) -> HtmlPage:
     import orjson
 
     folder = resources.files("archcalc.report")
@@ -200,14 +213,14 @@ def _html(title: str, data: dict[str, Any]) -> str:
     script = folder.joinpath("page.js").read_text(encoding="utf-8")
     # Inside <script> only "</script" (and "<!--") could end the data early: no "<" stays raw.
     payload = orjson.dumps(data).decode("utf-8").replace("<", "\\u003c")
-    return (
+    return HtmlPage(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
         # No request leaves the page, whatever it holds: everything is inline.
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n"
         f"<title>{html.escape(title)}</title>\n<style>\n{style}</style>\n</head>\n<body>\n"
-        "<noscript>This report draws itself with JavaScript; archcalc --format json gives the same numbers.</noscript>\n"
+        "<noscript>This report draws itself with JavaScript; --format json gives the same numbers.</noscript>\n"
         f"<script type=\"application/json\" id=\"archcalc-data\">{payload}</script>\n"
         f"<script>\n{script}</script>\n</body>\n</html>\n"
     )

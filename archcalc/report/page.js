@@ -59,7 +59,7 @@
     const e = el("div", { class: "exact", text: exactText });
     if (key) e.setAttribute("data-total", key);
     c.append(e);
-    if (detail) c.append(el("div", { class: "detail", text: detail }));
+    if (detail) c.append(el("div", { class: "detail" }, detail));
     return c;
   }
   function bindingsText(b) {
@@ -75,7 +75,8 @@
     const totals = el("section", { id: "totals" }, el("h2", { text: "Totals" }));
     const cards = el("div", { class: "cards" },
       card("Params", count(t.params), exact(t.params), "params",
-        "trainable " + exact(t.trainable_params) + " · frozen " + exact(t.frozen_params) + " · buffers " + exact(t.buffers)),
+        el("span", {}, "frozen ", el("span", { "data-total": "frozen_params", text: exact(t.frozen_params) }),
+          " · buffers ", el("span", { "data-total": "buffers", text: exact(t.buffers) }))),
       card("Trainable params", count(t.trainable_params), exact(t.trainable_params), "trainable_params"),
       card("Non-trainable params", count(t.non_trainable_params), exact(t.non_trainable_params), "non_trainable_params",
         "frozen + buffers"),
@@ -213,17 +214,21 @@
   const legend = el("div", { class: "legend" });
   let nodeElements = [];
   const NODE_W = 200, NODE_H = 40;
+  const STATUS_FILL = { added: "#bbf7d0", changed: "#fde68a", renamed: "#a5f3fc", unchanged: "#ffffff" };
   function drawGraph() {
     const lv = level();
     nodeElements = [];
     graphBox.replaceChildren();
     const [index, label, fmt] = METRICS[state.metric];
-    legend.replaceChildren(el("span", { text: "Fill: share of the largest " + label + " in this view" }),
-      (() => { const r = el("span", { class: "ramp" }); r.style.background = "linear-gradient(90deg," + heat(0) + "," + heat(0.25) + "," + heat(1) + ")"; return r; })(),
-      el("span", { text: "edges: tensor shapes" }));
+    legend.replaceChildren();
+    if (!isDiff) {
+      legend.append(el("span", { text: "Fill: share of the largest " + label + " in this view" }),
+        (() => { const r = el("span", { class: "ramp" }); r.style.background = "linear-gradient(90deg," + heat(0) + "," + heat(0.25) + "," + heat(1) + ")"; return r; })());
+    }
+    legend.append(el("span", { text: "edges: tensor shapes" }));
     if (isDiff) {
-      for (const [s, c] of [["added", "--added"], ["changed", "--changed"], ["renamed", "--renamed"]]) {
-        const sw = el("span", { class: "swatch" }); sw.style.borderColor = "var(" + c + ")";
+      for (const [s, c] of [["added", "--added"], ["changed", "--changed"], ["renamed", "--renamed"], ["unchanged", "--line"]]) {
+        const sw = el("span", { class: "swatch" }); sw.style.borderColor = "var(" + c + ")"; sw.style.background = STATUS_FILL[s];
         legend.append(el("span", {}, sw, document.createTextNode(s)));
       }
       if (page.removed.length) legend.append(el("span", { id: "removed", text: "removed: " + page.removed.join(", ") }));
@@ -273,14 +278,16 @@
         name = n; sub = "input " + shape;
       } else {
         const r = rows[i];
-        const share = max ? r[index] / max : 0;
-        rect.setAttribute("fill", heat(share));
+        // A diff colours by change (the legend says which), a model by its share of the metric.
+        const share = lv.status ? 0 : max ? r[index] / max : 0;
+        rect.setAttribute("fill", lv.status ? STATUS_FILL[lv.status[i]] : heat(share));
         name = r[NAME];
         sub = (r[LAYERS] > 1 ? r[LAYERS] + " layers · " : r[OP] + " · ") + (r[MODELLED] ? fmt(r[index]) : "? (no rule)");
-        if (lv.status && lv.status[i] !== "unchanged") g.classList.add("st-" + lv.status[i]);
+        if (lv.status && lv.status[i] !== "unchanged") { g.classList.add("st-" + lv.status[i]); sub = lv.status[i] + " · " + sub; }
         g.addEventListener("click", () => select(i, false));
         if (share > 0.55) g.setAttribute("data-dark", "1");
       }
+      g.setAttribute("data-name", name);
       const title = svg("title"); title.textContent = name + "\n" + sub;
       const t1 = svg("text", { x: 8, y: 16 }); t1.textContent = name.length > 30 ? name.slice(0, 13) + "…" + name.slice(-16) : name;
       const t2 = svg("text", { x: 8, y: 32, class: "op" }); t2.textContent = sub.length > 34 ? sub.slice(0, 33) + "…" : sub;
@@ -456,14 +463,14 @@
     if (doc.training) drawTraining();
   }
   if (isDiff) diffHeader(); else analysisHeader();
-  const cost = el("section", { id: "cost" }, el("h2", { text: "Where the cost is" }), el("div", { class: "grid2" }, barsBox, topBox, opsBox));
+  const cost = el("section", { id: "cost" }, el("h2", { text: "Where the cost is" + (isDiff ? " in " + page.labels[1] : "") }), el("div", { class: "grid2" }, barsBox, topBox, opsBox));
   const graph = el("section", { id: "graph-section" }, el("h2", { text: isDiff ? "Graph of " + page.labels[1] + ", changes outlined" : "Graph" }), legend,
     el("div", { class: "graphwrap" }, graphBox, details));
   const table = el("section", { id: "table" }, el("h2", { text: isDiff ? "Layers of " + page.labels[1] : "Layers" }), search, el("div", { style: "height:6px" }), tableBox);
-  const memory = el("section", { id: "memory" }, el("h2", { text: "Memory over time" }));
-  main.append(cost, graph, table);
+  const memory = el("section", { id: "memory" }, el("h2", { text: "Memory over time" + (isDiff ? " in " + page.labels[1] : "") }));
+  if (isDiff) main.append(diffTable(), graph, table, cost);
+  else main.append(cost, graph, table);
   if (doc.training) main.append(el("section", { id: "training" }, el("h2", { text: "Training step" }), trainingBox));
-  if (isDiff) main.append(diffTable());
   main.append(memory);
   body.append(header, controls, main);
   drawTop();
