@@ -81,14 +81,15 @@ def diff_page(result: ModelDiff, old: Analysis, new: Analysis) -> str:
 
 def _model_page(analysis: Analysis, training, status: Mapping[str, str] | None = None) -> dict[str, Any]:
     top = replace(analysis, layers=tuple(layer for layer in analysis.layers if not layer.parent))
-    levels = [_level(top, depth, table, training, status) for depth, table in _levels(top)]
+    foldings = _levels(top)
+    levels = [_level(top, depth, table, training, status) for depth, table in foldings]
     first = _first_level(levels)
     return {
         "levels": levels,
         "first_level": first,
         "explain": {layer.name: render_explanation(analysis, layer) for layer in analysis.layers},
         "live": {"layers": [layer.name for layer in top.layers], "bytes": list(analysis.live_bytes)},
-        "ops": [list(entry) for entry in op_summary(rows(top))],
+        "ops": [list(entry) for entry in op_summary(foldings[-1][1])],
     }
 
 
@@ -109,7 +110,8 @@ def _levels(analysis: Analysis) -> list[tuple[int | None, list[Row]]]:
     full = rows(analysis)
     found: list[tuple[int | None, list[Row]]] = []
     depth = 1
-    while True:
+    foldable = any(layer.block or "/" in layer.name for layer in analysis.layers)
+    while foldable:
         table = rows(analysis, depth, by_scope=True)
         if len(table) == len(full) or (found and len(table) == len(found[-1][1]) and depth > 8):
             break
@@ -148,6 +150,10 @@ def _level(analysis: Analysis, depth: int | None, table: list[Row], training,
         level["training"] = [list(entry[1:]) for entry in training_rows(table, training)]
     if status is not None:
         level["status"] = [_row_status(row, status) for row in table]
+    if depth == 0:
+        level["note"] = (f"{len(analysis.layers):,} layers are too many to draw one by one (more than "
+                         f"{MAX_GRAPH_NODES:,}) and no block or name scope folds them: shown as groups of "
+                         "consecutive layers; click one for its layers, the table lists every layer")
     if len(table) > MAX_GRAPH_NODES:
         level["note"] = (f"{len(table):,} nodes are too many to draw (more than {MAX_GRAPH_NODES:,}): "
                          "choose a folded view; the table lists every row")

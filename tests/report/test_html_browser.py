@@ -181,3 +181,22 @@ def test_diff_page_shows_both_totals_and_marks_the_changes(diff):
     assert page.page.locator("g.node.st-added").count() == document["counts"]["added"]
     assert page.page.locator("#layers tr.status-added").count() == document["counts"]["added"]
     assert page.page.locator("#difflayers tr.status-added").count() == document["counts"]["added"]
+
+
+def test_a_graph_too_large_to_draw_opens_folded_with_a_note(browser, tmp_path):
+    import onnx
+    from test_html import chain_model
+
+    from archcalc.report.html import MAX_GRAPH_NODES
+
+    model = tmp_path / "chain.onnx"
+    onnx.save(chain_model(MAX_GRAPH_NODES + 2), str(model))
+    target = tmp_path / "chain.html"
+    run("analyze", str(model), "--format", "html", "-o", str(target))
+    page = Page(browser, target)
+    assert page.problems == [] and page.requests == [page.url]
+    assert 0 < page.page.locator("g.node.layer").count() <= MAX_GRAPH_NODES
+    assert "too many to draw" in page.page.inner_text("#graph-note")
+    page.show_level(page.page.locator("#level option").count() - 1)  # every layer: not drawn, the note says why
+    assert page.page.locator("g.node").count() == 0 and "too many to draw" in page.page.inner_text("#graph-note")
+    assert page.page.locator("#layers tr[data-row]").count() == 1000  # the table shows the first thousand rows
