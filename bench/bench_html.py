@@ -57,11 +57,11 @@ def open_times(context, path: str, ready: bool) -> tuple[float, float]:
 
 
 def main() -> None:
+    from bench_onnx import deep_cnn, residual_dag
     from playwright.sync_api import sync_playwright
 
     import archcalc
     from archcalc.report.html import analysis_page
-    from bench_onnx import deep_cnn, residual_dag
 
     folder = tempfile.mkdtemp(prefix="archcalc-bench-html-")
     models = [("resnet50", "specs/resnet50.yaml")]

@@ -21,7 +21,7 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Fold the layers of each block instance into one row, DEPTH levels down the block "
                    "path (1: layer1, 2: layer1.0 for a ResNet; a repeated block's name is a level). "
-                   "Table, CSV and Markdown; --format json always lists every layer.")
+                   "Table, CSV and Markdown (html: the view it opens on); --format json always lists every layer.")
 @click.option("--training", is_flag=True, help="Also the cost of one training step: backward MACs and memory.")
 @click.option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="adam",
               show_default=True, help="Optimizer whose state counts in training memory.")
@@ -55,7 +55,7 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], inpu
     if fmt == "html":
         from archcalc.report.html import analysis_page, write_page
 
-        write_page(analysis_page(analysis, step, fit), output)
+        write_page(analysis_page(analysis, step, fit, depth), output)
         return
     if fmt == "json":
 

@@ -50,18 +50,19 @@ class HtmlPage(str):
         write_page(self, path)
 
 
-def analysis_page(analysis: Analysis, training=None, fit=None) -> str:
-    """The HTML page of one analysis (with `training` from analyze --training)."""
+def analysis_page(analysis: Analysis, training=None, fit=None, depth: int | None = None) -> HtmlPage:
+    """The HTML page of one analysis (with `training` from analyze --training), opening on
+    the rows folded at `depth` when given (as --depth folds the table)."""
     page = {
         "kind": "analysis",
         "version": __version__,
-        **_model_page(analysis, training),
+        **_model_page(analysis, training, None, depth),
     }
     return _html(f"archcalc: {analysis.name or analysis.path}", {"json": json_document(analysis, training, fit),
                                                                  "page": page})
 
 
-def diff_page(result: ModelDiff, old: Analysis, new: Analysis) -> str:
+def diff_page(result: ModelDiff, old: Analysis, new: Analysis) -> HtmlPage:
     """The HTML page of a diff: both models' totals, the new model's graph with each layer's
     change marked, and the per-row changes (every row, unchanged ones too)."""
     per_layer = diff_analyses(old, new) if result.depth is not None else result
@@ -73,17 +74,20 @@ def diff_page(result: ModelDiff, old: Analysis, new: Analysis) -> str:
         "version": __version__,
         "labels": [old_label, new_label],
         "removed": removed,
-        **_model_page(new, None, status),
+        **_model_page(new, None, status, result.depth),
     }
     document = result.to_json(include_unchanged=True)
     return _html(f"archcalc diff: {old_label} → {new_label}", {"json": document, "page": page})
 
 
-def _model_page(analysis: Analysis, training, status: Mapping[str, str] | None = None) -> dict[str, Any]:
+def _model_page(analysis: Analysis, training, status: Mapping[str, str] | None = None,
+                depth: int | None = None) -> dict[str, Any]:
     top = replace(analysis, layers=tuple(layer for layer in analysis.layers if not layer.parent))
     foldings = _levels(top)
     levels = [_level(top, depth, table, training, status) for depth, table in foldings]
     first = _first_level(levels)
+    if depth is not None:  # the deepest folding at or above the depth asked for (deeper ones may repeat it)
+        first = max((i for i, level in enumerate(levels) if level["depth"] and level["depth"] <= depth), default=first)
     return {
         "levels": levels,
         "first_level": first,

@@ -118,6 +118,15 @@ def test_folded_levels_are_the_depth_rows_and_the_first_view_is_small():
     assert len(first["edges"]) == 22 + 1  # 22 between consecutive rows, 1 from the input
 
 
+def test_depth_chooses_the_view_the_page_opens_on(tmp_path):
+    target = tmp_path / "r.html"
+    run("analyze", "specs/resnet50.yaml", "--depth", "1", "--format", "html", "-o", str(target))
+    page = page_data(target.read_text(encoding="utf-8"))["page"]
+    first = page["levels"][page["first_level"]]
+    assert first["depth"] == 1 and [row[0] for row in first["rows"]] == [
+        "conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "flatten", "fc"]
+
+
 def test_onnx_export_folds_by_name_scope():
     page = page_data(analysis_page(archcalc.analyze("tests/fixtures/onnx/resnet18_torchscript.onnx")))["page"]
     first = page["levels"][page["first_level"]]
