@@ -124,14 +124,17 @@ def block_paths(layers: Sequence[LayerResult]) -> dict[str, tuple[str, ...]]:
 def scope_paths(layers: Sequence[LayerResult]) -> dict[str, tuple[str, ...]]:
     """Each layer's enclosing scopes, outermost first, read from an exporter's node names:
     PyTorch's `/layer1/layer1.0/conv1/Conv` is in `/layer1`, `/layer1/layer1.0` and
-    `/layer1/layer1.0/conv1`; tf2onnx's `model/conv1_bn/batchnorm/mul` likewise. The last
-    part names the node itself, so a name without `/` is in no scope."""
+    `/layer1/layer1.0/conv1`; tf2onnx's `model/conv1_bn/batchnorm/mul` likewise. A name
+    without `/` is split at its dots, as module paths and `archcalc export`'s names are
+    written (`layer1.0.conv1` is in `layer1` and `layer1.0`). The last part names the node
+    itself, so a name without `/` or `.` is in no scope."""
     paths = {}
     for layer in layers:
-        parts = layer.name.split("/")[:-1]
-        lead = "/" if layer.name.startswith("/") else ""
+        separator = "/" if "/" in layer.name else "."
+        parts = layer.name.split(separator)[:-1]
+        lead = separator if layer.name.startswith(separator) else ""
         parts = [part for part in parts if part]
-        paths[layer.name] = tuple(lead + "/".join(parts[:i + 1]) for i in range(len(parts)))
+        paths[layer.name] = tuple(lead + separator.join(parts[:i + 1]) for i in range(len(parts)))
     return paths
 
 

@@ -134,6 +134,17 @@ def test_onnx_export_folds_by_name_scope():
                                                       "/layer2/layer2.1"]
 
 
+def test_an_exported_spec_folds_by_its_dotted_names_as_the_spec_does(tmp_path):
+    path = str(tmp_path / "resnet18.onnx")
+    run("export", "specs/resnet18.yaml", "-o", path, "--weights", "omit")
+    exported = page_data(analysis_page(archcalc.analyze(path)))["page"]["levels"]
+    spec = page_data(analysis_page(archcalc.analyze("specs/resnet18.yaml")))["page"]["levels"]
+    # Depths 1 and 2 (stages, blocks) agree; deeper, `downsample.0` and `.1` read as one scope.
+    assert [[row[0] for row in level["rows"]] for level in exported[:2]] == \
+        [[row[0] for row in level["rows"]] for level in spec[:2]]
+    assert [level["depth"] for level in spec[:2]] == [1, 2] and exported[-1]["rows"] == spec[-1]["rows"]
+
+
 def chain_model(count: int) -> onnx.ModelProto:
     nodes = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"], name=f"relu{i}") for i in range(count)]
     graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [1, 4])],
@@ -219,3 +230,16 @@ def test_a_failed_run_leaves_the_previous_report_whole(tmp_path, monkeypatch):
     assert result.exit_code != 0
     assert target.read_text(encoding="utf-8") == "previous report"
     assert os.listdir(tmp_path) == ["r.html"]
+
+
+def test_a_notebook_shows_the_page_in_an_iframe(tmp_path):
+    from archcalc.api import to_html
+
+    page = to_html(archcalc.analyze("specs/lenet5.yaml"))
+    shown = page._repr_html_()
+    assert shown.startswith("<iframe srcdoc=\"") and "<script" not in shown  # the page, escaped into the attribute
+    import html as html_module
+
+    assert html_module.unescape(shown[len("<iframe srcdoc=\""):shown.index("\" style=")]) == page
+    page.save(str(tmp_path / "l.html"))
+    assert (tmp_path / "l.html").read_text(encoding="utf-8") == page
