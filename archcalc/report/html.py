@@ -110,20 +110,19 @@ def _first_level(levels: list[dict[str, Any]]) -> int:
 
 
 def _levels(analysis: Analysis) -> list[tuple[int | None, list[Row]]]:
-    """(depth, rows) of every distinct folding, shallowest first, ending with every layer."""
+    """(depth, rows) of every distinct folding, shallowest first, ending with every layer.
+    Folding stops at the first depth that adds no row (a level holding only one block
+    below it: nothing deeper is worth a view of its own)."""
     full = rows(analysis)
     found: list[tuple[int | None, list[Row]]] = []
     depth = 1
     foldable = any(layer.block or "/" in layer.name or "." in layer.name for layer in analysis.layers)
     while foldable:
         table = rows(analysis, depth, by_scope=True)
-        if len(table) == len(full) or (found and len(table) == len(found[-1][1]) and depth > 8):
+        if len(table) == len(full) or (found and len(table) == len(found[-1][1])):
             break
-        if not found or len(table) != len(found[-1][1]):
-            found.append((depth, table))
+        found.append((depth, table))
         depth += 1
-        if depth > 16:
-            break
     if not any(len(table) <= MAX_GRAPH_NODES for _, table in found) and len(full) > MAX_GRAPH_NODES:
         found.insert(0, (0, _chunked(analysis)))
     return [*found, (None, full)]
