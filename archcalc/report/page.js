@@ -166,10 +166,11 @@
       if (state.selected >= 0 && state.selected < n) {
         chart.append(svg("rect", { x: state.selected * step, y: 0, width: Math.max(step, 1), height: h, fill: "rgba(29,35,48,.15)" }));
       }
-      chart.addEventListener("click", (e) => {
-        const box = chart.getBoundingClientRect();
-        select(Math.min(n - 1, Math.floor((e.clientX - box.left) / box.width * n)), true);
-      });
+      const at = (e) => { const box = chart.getBoundingClientRect(); return Math.max(0, Math.min(n - 1, Math.floor((e.clientX - box.left) / box.width * n))); };
+      const tip = svg("title");
+      chart.append(tip);
+      chart.addEventListener("mousemove", (e) => { const r = rows[at(e)]; tip.textContent = r[NAME] + ": " + fmt(r[index]); });
+      chart.addEventListener("click", (e) => select(at(e), true));
       const title = el("div", { class: "title", text: label + ": largest " + fmt(max) + ", total " + fmt(total) });
       barsBox.append(el("div", { class: "chart" }, title, chart));
     }
@@ -194,7 +195,7 @@
     for (const o of ops) { params += o[2]; macs += o[3]; act += o[5]; }
     const table = el("table", { id: "ops" });
     table.append(el("tr", {}, el("th", { text: "By op type" }), el("th", { class: "num", text: "Layers" }),
-      el("th", { text: "Share of MACs" }), el("th", { class: "num", text: "Params" }), el("th", { class: "num", text: "Memory" })));
+      el("th", { text: "Share of MACs" }), el("th", { class: "num", text: "Params share" }), el("th", { class: "num", text: "Activations share" })));
     const pct = (v, t) => (t ? (v / t * 100) : 0);
     for (const o of ops.slice(0, 25)) {
       const share = pct(o[3], macs);
