@@ -28,7 +28,10 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 def chromium_path() -> str | None:
-    return os.environ.get("ARCHCALC_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    given = os.environ.get("ARCHCALC_CHROMIUM")
+    if given:
+        return given if os.path.isfile(given) else None
+    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
