@@ -33,6 +33,8 @@ from archcalc.report.graph_layout import layered_layout
 MAX_GRAPH_NODES = 5_000
 # A level with about this many boxes opens first: ResNet-50 reads as ~20 blocks.
 FIRST_VIEW_NODES = 40
+# A folded view of at most this many rows gets each block's opened view laid out beforehand.
+MAX_OPENABLE_ROWS = 60
 # When no block or scope folds a big graph, consecutive layers fold into this many groups.
 CHUNKED_GROUPS = 200
 
@@ -84,7 +86,10 @@ def _model_page(analysis: Analysis, training, status: Mapping[str, str] | None =
                 depth: int | None = None) -> dict[str, Any]:
     top = replace(analysis, layers=tuple(layer for layer in analysis.layers if not layer.parent))
     foldings = _levels(top)
-    levels = [_level(top, depth, table, training, status) for depth, table in foldings]
+    levels = [_level(top, level_depth, table, training, status) for level_depth, table in foldings]
+    for index in range(len(levels) - 1):
+        if "x" in levels[index] and len(foldings[index][1]) <= MAX_OPENABLE_ROWS:
+            levels[index]["open"] = _openings(top, foldings[index], foldings[index + 1][1], training, status)
     first = _first_level(levels)
     if depth is not None:  # the deepest folding at or above the depth asked for (deeper ones may repeat it)
         first = max((i for i, level in enumerate(levels) if level["depth"] and level["depth"] <= depth), default=first)
@@ -95,6 +100,27 @@ def _model_page(analysis: Analysis, training, status: Mapping[str, str] | None =
         "live": {"layers": [layer.name for layer in top.layers], "bytes": list(analysis.live_bytes)},
         "ops": [list(entry) for entry in op_summary(foldings[-1][1])],
     }
+
+
+def _openings(analysis: Analysis, folding: tuple[int | None, list[Row]], deeper: list[Row], training,
+              status: Mapping[str, str] | None) -> dict[str, dict[str, Any]]:
+    """For each block row of a folded view, the view with that block alone opened one level
+    down (its rows from `deeper`, the others still folded), laid out: what "Open this block"
+    shows."""
+    depth, table = folding
+    first_of = {row.members[0]: row for row in deeper}
+    views = {}
+    for index, row in enumerate(table):
+        if row.layers < 2:
+            continue
+        inside = [first_of[name] for name in row.members if name in first_of]
+        if len(inside) < 2:
+            continue
+        mixed = [*table[:index], *inside, *table[index + 1:]]
+        view = _level(analysis, depth, mixed, training, status)
+        view["label"] = f"{row.name} opened"
+        views[str(index)] = view  # JSON keys are strings
+    return views
 
 
 def _first_level(levels: list[dict[str, Any]]) -> int:

@@ -11,7 +11,7 @@
   // Row fields, as html.py lists them.
   const NAME = 0, OP = 1, SHAPE = 2, PARAMS = 3, MACS = 4, FLOPS = 5, ACT = 6, FIELD = 7, MODELLED = 8, LAYERS = 9;
   const METRICS = { macs: [MACS, "MACs", count], params: [PARAMS, "Params", count], activations: [ACT, "Activations", bytes] };
-  const state = { level: page.first_level, metric: "macs", selected: -1, sortKey: null, sortAsc: false, filter: "" };
+  const state = { level: page.first_level, open: null, metric: "macs", selected: -1, sortKey: null, sortAsc: false, filter: "" };
 
   // --- formatting (as archcalc/core/units.py) ----------------------------------------------
   function exact(n) { return n.toLocaleString("en-US"); }
@@ -40,7 +40,9 @@
     for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
     return node;
   }
-  function level() { return page.levels[state.level]; }
+  function base() { return page.levels[state.level]; }
+  // The view shown: the chosen level, or that level with one block opened ("Open this block").
+  function level() { const lv = base(); return state.open !== null && lv.open && lv.open[state.open] ? lv.open[state.open] : lv; }
   // Light to dark orange by share of the largest row; sqrt so that small layers still show.
   function heat(share) {
     const t = Math.sqrt(Math.max(0, Math.min(1, share)));
@@ -131,7 +133,7 @@
   }
 
   // --- controls ---------------------------------------------------------------------------------
-  const levelSelect = el("select", { id: "level", onchange: (e) => { state.level = +e.target.value; state.selected = -1; redraw(); } });
+  const levelSelect = el("select", { id: "level", onchange: (e) => { state.level = +e.target.value; state.open = null; state.selected = -1; redraw(); } });
   page.levels.forEach((lv, i) => levelSelect.append(el("option", { value: i, text: lv.label + " (" + exact(lv.rows.length) + " rows)" })));
   levelSelect.value = state.level;
   const metricButtons = el("span", { class: "seg", id: "metric" });
@@ -227,6 +229,10 @@
         (() => { const r = el("span", { class: "ramp" }); r.style.background = "linear-gradient(90deg," + heat(0) + "," + heat(0.25) + "," + heat(1) + ")"; return r; })());
     }
     legend.append(el("span", { text: "edges: tensor shapes" }));
+    if (state.open !== null) {
+      legend.append(el("button", { id: "fold-block", text: "Fold " + base().rows[+state.open][NAME] + " again",
+        onclick: () => { state.open = null; state.selected = -1; redraw(); } }));
+    }
     if (isDiff) {
       for (const [s, c] of [["added", "--added"], ["changed", "--changed"], ["renamed", "--renamed"], ["unchanged", "--line"]]) {
         const sw = el("span", { class: "swatch" }); sw.style.borderColor = "var(" + c + ")"; sw.style.background = STATUS_FILL[s];
@@ -248,7 +254,7 @@
       return defs;
     })());
     const labels = lv.edges.length <= 600;
-    const edgeLayer = svg("g"), nodeLayer = svg("g");
+    const edgeLayer = svg("g"), nodeLayer = svg("g"), labelled = new Set();
     for (const [s, t, shape, pts] of lv.edges) {
       let d = "M" + pts[0] + " " + pts[1];
       for (let i = 2; i < pts.length; i += 2) {
@@ -259,7 +265,8 @@
       const path = svg("path", { class: "edge", d: d, "marker-end": "url(#arrow)", "data-from": s, "data-to": t });
       const title = svg("title"); title.textContent = shape; path.append(title);
       edgeLayer.append(path);
-      if (labels) {
+      if (labels && !labelled.has(s + "|" + shape)) {  // one label per tensor leaving a box
+        labelled.add(s + "|" + shape);
         const text = svg("text", { class: "elabel", x: pts[0] + 4, y: pts[1] + 14 });
         text.textContent = shape;
         edgeLayer.append(text);
@@ -326,12 +333,22 @@
     const list = el("ul");
     for (const m of members.slice(0, 300)) list.append(el("li", {}, el("a", { text: m, onclick: () => showLayer(m) })));
     if (members.length > 300) list.append(el("li", { text: "… " + (members.length - 300) + " more" }));
-    const deeper = state.level + 1 < page.levels.length ? el("button", { id: "open-block", text: "Open this block", onclick: () => openBlock(members[0]) }) : null;
+    const openable = state.open === null && base().open && base().open[i];
+    const deeper = openable ? el("button", { id: "open-block", text: "Open this block", onclick: () => openHere(i, members[0]) })
+      : state.level + 1 < page.levels.length ? el("button", { id: "next-level", text: "Show the next level", onclick: () => openBlock(members[0]) }) : null;
     details.replaceChildren(el("h3", { text: r[NAME] }), el("pre", { id: "explain", text: summary }), deeper,
       el("p", { text: members.length + " layers (click one for its formulas):" }), list);
   }
+  function openHere(i, member) {
+    state.open = String(i);
+    state.selected = -1;
+    redraw();
+    const index = level().members.findIndex((m) => m.includes(member));
+    if (index >= 0) select(index, true);
+  }
   function openBlock(member) {
     state.level += 1;
+    state.open = null;
     levelSelect.value = state.level;
     state.selected = -1;
     redraw();

@@ -203,3 +203,19 @@ def test_a_graph_too_large_to_draw_opens_folded_with_a_note(browser, tmp_path):
     page.show_level(page.page.locator("#level option").count() - 1)  # every layer: not drawn, the note says why
     assert page.page.locator("g.node").count() == 0 and "too many to draw" in page.page.inner_text("#graph-note")
     assert page.page.locator("#layers tr[data-row]").count() == 1000  # the table shows the first thousand rows
+
+
+def test_opening_one_block_shows_its_layers_among_the_folded_others(resnet50):
+    page, document = resnet50
+    page.page.reload()
+    page.page.wait_for_selector("html[data-ready]")
+    page.page.click("g.node.layer[data-name='layer2.0']")
+    page.page.click("#open-block")
+    boxes = page.page.eval_on_selector_all("g.node.layer", "els => els.map(e => e.dataset.name)")
+    inside = [layer["name"] for layer in document["layers"] if layer["block"] == "layer2.0"]
+    assert len(inside) == 12  # conv, bn, relu x3 (the last relu after the add), downsample conv and bn, add
+    assert boxes == boxes[:boxes.index(inside[0])] + inside + boxes[boxes.index(inside[-1]) + 1:]
+    assert len(boxes) == 23 - 1 + 12 and "layer1.0" in boxes and "layer2.1" in boxes
+    assert page.page.inner_text("#explain").startswith("layer2.0.conv1 (Conv)")  # its first layer, selected
+    page.page.click("#fold-block")
+    assert page.page.locator("g.node.layer").count() == 23
