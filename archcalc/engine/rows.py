@@ -127,14 +127,28 @@ def scope_paths(layers: Sequence[LayerResult]) -> dict[str, tuple[str, ...]]:
     `/layer1/layer1.0/conv1`; tf2onnx's `model/conv1_bn/batchnorm/mul` likewise. A name
     without `/` is split at its dots, as module paths and `archcalc export`'s names are
     written (`layer1.0.conv1` is in `layer1` and `layer1.0`). The last part names the node
-    itself, so a name without `/` or `.` is in no scope."""
-    paths = {}
+    itself. In a graph whose names have `/` scopes, a name without one (PyTorch's
+    `Constant_12` or `Shape_7`, made outside any module) takes the scope of the first layer
+    that reads it, so it folds into that layer's block instead of splitting its run in two."""
+    paths: dict[str, tuple[str, ...]] = {}
     for layer in layers:
         separator = "/" if "/" in layer.name else "."
         parts = layer.name.split(separator)[:-1]
         lead = separator if layer.name.startswith(separator) else ""
         parts = [part for part in parts if part]
         paths[layer.name] = tuple(lead + separator.join(parts[:i + 1]) for i in range(len(parts)))
+    order = {layer.name: index for index, layer in enumerate(layers)}
+    reader: dict[str, str] = {}  # tensor -> the first layer that reads it
+    for layer in reversed(layers):
+        for tensor in layer.inputs:
+            reader[tensor.name] = layer.name
+    scoped = any("/" in layer.name for layer in layers)
+    for layer in reversed(layers):  # readers come later: a chain of unscoped layers resolves back to front
+        if scoped and "/" not in layer.name:
+            first = min((reader[t.name] for t in layer.outputs if t.name in reader),
+                        key=lambda name: order[name], default=None) if layer.outputs else None
+            if first is not None:
+                paths[layer.name] = paths[first]
     return paths
 
 

@@ -25,9 +25,11 @@ RANK_HEIGHT = 76  # node height plus room for an edge and its shape label
 MARGIN = 20
 ORDER_SWEEPS = 4
 PLACE_SWEEPS = 4
-# Past this many dummy points (sum of the ranks long edges pass) the longest edges are
-# drawn straight instead, so a pathological graph cannot blow the layout up.
+# Past this many dummy points (sum of the ranks long edges pass), or this many per node, the
+# longest edges are drawn straight instead: exported graphs have shape constants whose edges
+# span hundreds of ranks, and lanes for them all would cost seconds and help no one.
 MAX_DUMMIES = 60_000
+DUMMIES_PER_NODE = 4
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def layered_layout(count: int, edges: Sequence[tuple[int, int]]) -> Layout:
     # Points: real nodes first, then dummies; chains[e] lists an edge's points in order.
     point_rank = list(rank)
     spans = sorted(range(len(edges)), key=lambda e: rank[edges[e][1]] - rank[edges[e][0]])
-    budget = MAX_DUMMIES
+    budget = min(MAX_DUMMIES, DUMMIES_PER_NODE * count)
     chains: list[list[int]] = [[] for _ in edges]
     for e in spans:  # shortest first: the budget goes to the edges that gain most from lanes
         source, target = edges[e]

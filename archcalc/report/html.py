@@ -147,7 +147,8 @@ def _levels(analysis: Analysis) -> list[tuple[int | None, list[Row]]]:
         table = rows(analysis, depth, by_scope=True)
         if len(table) == len(full) or (found and len(table) == len(found[-1][1])):
             break
-        found.append((depth, table))
+        if not found or len(table) > len(found[-1][1]) * 1.1:  # a view barely larger than the last is skipped
+            found.append((depth, table))
         depth += 1
     if not any(len(table) <= MAX_GRAPH_NODES for _, table in found) and len(full) > MAX_GRAPH_NODES:
         found.insert(0, (0, _chunked(analysis)))
