@@ -43,8 +43,11 @@ class Layout:
     edges: list[list[int]]  # per edge: x0, y0, x1, y1, ... from the source's bottom to the target's top
 
 
-def layered_layout(count: int, edges: Sequence[tuple[int, int]]) -> Layout:
-    """Lay out nodes 0..count-1 joined by `edges` (source, target), which must form a DAG."""
+def layered_layout(count: int, edges: Sequence[tuple[int, int]], weak: Sequence[bool] = ()) -> Layout:
+    """Lay out nodes 0..count-1 joined by `edges` (source, target), which must form a DAG.
+    A `weak` edge (an exported graph's shape arithmetic) still ranks its target below its
+    source, but gets no lane and does not pull nodes sideways: drawn across, it leaves the
+    data flow straight."""
     import networkx as nx
 
     graph = nx.DiGraph()
@@ -65,7 +68,7 @@ def layered_layout(count: int, edges: Sequence[tuple[int, int]]) -> Layout:
         source, target = edges[e]
         between = rank[target] - rank[source] - 1
         chain = [source]
-        if 0 < between <= budget:
+        if 0 < between <= budget and not (weak and weak[e]):
             budget -= between
             for r in range(rank[source] + 1, rank[target]):
                 chain.append(len(point_rank))
@@ -75,7 +78,9 @@ def layered_layout(count: int, edges: Sequence[tuple[int, int]]) -> Layout:
     points = len(point_rank)
     up: list[list[int]] = [[] for _ in range(points)]
     down: list[list[int]] = [[] for _ in range(points)]
-    for chain in chains:
+    for e, chain in enumerate(chains):
+        if weak and weak[e]:
+            continue
         for a, b in zip(chain, chain[1:]):
             down[a].append(b)
             up[b].append(a)

@@ -213,6 +213,7 @@ def _graph(analysis: Analysis, table: Sequence[Row]) -> dict[str, Any]:
     inputs = [name for name, info in analysis.known_tensors.items() if getattr(info, "kind", "") == "input"]
     input_node = {name: len(table) + i for i, name in enumerate(inputs)}
     labels: dict[tuple[int, int], list[str]] = {}
+    data: set[tuple[int, int]] = set()  # pairs joined by at least one tensor that is not shape arithmetic
     for layer in analysis.layers:
         target = row_of[layer.name]
         for tensor in layer.inputs:
@@ -223,18 +224,27 @@ def _graph(analysis: Analysis, table: Sequence[Row]) -> dict[str, Any]:
             shapes = labels.setdefault((source, target), [])
             if shape not in shapes:
                 shapes.append(shape)
+            if not _is_shape_arithmetic(tensor):
+                data.add((source, target))
     used = sorted({source for source, _ in labels if source >= len(table)})
     renumber = {old: len(table) + i for i, old in enumerate(used)}  # inputs no layer reads are left out
     edges = [(renumber.get(s, s), t) for s, t in labels]
-    layout = layered_layout(len(table) + len(used), edges)
+    weak = [pair not in data for pair in labels]
+    layout = layered_layout(len(table) + len(used), edges, weak)
     shapes_of = {name: _shape_text(analysis.tensors[name]) if name in analysis.tensors else "?"
                  for name in inputs}
     return {
         "inputs": [[inputs[old - len(table)], shapes_of[inputs[old - len(table)]]] for old in used],
         "x": layout.x, "y": layout.y, "width": layout.width, "height": layout.height,
-        "edges": [[s, t, " | ".join(shapes), line] for (s, t), shapes, line in
-                  zip(edges, labels.values(), layout.edges)],
+        "edges": [[s, t, " | ".join(shapes), line, int(thin)] for (s, t), shapes, line, thin in
+                  zip(edges, labels.values(), layout.edges, weak)],
     }
+
+
+def _is_shape_arithmetic(tensor) -> bool:
+    """An integer tensor of rank 0 or 1: a shape, an index or a size that an exported graph
+    computes at run time, not data flowing through the model."""
+    return tensor.dtype.startswith(("int", "uint")) and tensor.shape is not None and len(tensor.shape) <= 1
 
 
 def _shape_text(tensor) -> str:

@@ -228,7 +228,7 @@
       legend.append(el("span", { text: "Fill: share of the largest " + label + " in this view" }),
         (() => { const r = el("span", { class: "ramp" }); r.style.background = "linear-gradient(90deg," + heat(0) + "," + heat(0.25) + "," + heat(1) + ")"; return r; })());
     }
-    legend.append(el("span", { text: "edges: tensor shapes" }));
+    legend.append(el("span", { text: "edges: tensor shapes (dashed: shape arithmetic)" }));
     if (state.open !== null) {
       legend.append(el("button", { id: "fold-block", text: "Fold " + base().rows[+state.open][NAME] + " again",
         onclick: () => { state.open = null; state.selected = -1; redraw(); } }));
@@ -255,17 +255,17 @@
     })());
     const labels = lv.edges.length <= 600;
     const edgeLayer = svg("g"), nodeLayer = svg("g"), labelled = new Set();
-    for (const [s, t, shape, pts] of lv.edges) {
+    for (const [s, t, shape, pts, thin] of lv.edges) {
       let d = "M" + pts[0] + " " + pts[1];
       for (let i = 2; i < pts.length; i += 2) {
         const px = pts[i - 2], py = pts[i - 1], x = pts[i], y = pts[i + 1];
         const my = (py + y) / 2;
         d += "C" + px + " " + my + " " + x + " " + my + " " + x + " " + y;
       }
-      const path = svg("path", { class: "edge", d: d, "marker-end": "url(#arrow)", "data-from": s, "data-to": t });
+      const path = svg("path", { class: thin ? "edge thin" : "edge", d: d, "marker-end": "url(#arrow)", "data-from": s, "data-to": t });
       const title = svg("title"); title.textContent = shape; path.append(title);
       edgeLayer.append(path);
-      if (labels && !labelled.has(s + "|" + shape)) {  // one label per tensor leaving a box
+      if (labels && !thin && !labelled.has(s + "|" + shape)) {  // one label per tensor leaving a box
         labelled.add(s + "|" + shape);
         const text = svg("text", { class: "elabel", x: pts[0] + 4, y: pts[1] + 14 });
         text.textContent = shape;

@@ -185,6 +185,14 @@ def test_layout_ranks_are_generations_and_boxes_never_overlap():
         assert abs(lane_x - layout.x[node]) >= NODE_WIDTH / 2
 
 
+def test_a_weak_edge_gets_no_lane_and_leaves_the_chain_straight():
+    # 0 -> 1 -> 2 -> 3 with a shape edge 0 -> 3: the chain stays in one column.
+    layout = layered_layout(4, [(0, 1), (1, 2), (2, 3), (0, 3)], weak=[False, False, False, True])
+    assert len(set(layout.x)) == 1 and len(layout.edges[3]) == 4
+    strong = layered_layout(4, [(0, 1), (1, 2), (2, 3), (0, 3)])
+    assert len(strong.edges[3]) == 8  # as data, the same edge runs in a lane of its own
+
+
 def test_layout_of_resnet50_keeps_boxes_apart():
     data = page_data(analysis_page(archcalc.analyze("specs/resnet50.yaml")))
     full = data["page"]["levels"][-1]
