@@ -219,3 +219,27 @@ def test_opening_one_block_shows_its_layers_among_the_folded_others(resnet50):
     assert page.page.inner_text("#explain").startswith("layer2.0.conv1 (Conv)")  # its first layer, selected
     page.page.click("#fold-block")
     assert page.page.locator("g.node.layer").count() == 23
+
+
+def test_an_op_without_a_rule_is_named_and_the_totals_marked_partial(browser, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="relu"),
+             helper.make_node("Mystery", ["a"], ["y"], name="mystery", domain="example.custom")]
+    graph = helper.make_graph(nodes, "partial", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("example.custom", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    path = tmp_path / "partial.onnx"
+    onnx.save(model, str(path))
+    target = tmp_path / "partial.html"
+    run("analyze", str(path), "--format", "html", "-o", str(target))
+    document = json.loads(run("analyze", str(path), "--format", "json"))
+    page = Page(browser, target)
+    assert page.problems == []
+    assert "partial" in page.page.inner_text("#totals")
+    warnings = page.page.inner_text("#warnings")
+    assert "Mystery" in warnings and all(w in warnings for w in document["warnings"])
+    page.show_level(page.page.locator("#level option").count() - 1)
+    assert page.page.inner_text("#layers tr.unmodelled td:nth-child(5)") == "?"  # MACs unknown, not 0
