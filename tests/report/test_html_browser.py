@@ -167,7 +167,9 @@ def test_screenshots_for_the_artifacts(resnet50, diff):
     for (page, _), name in ((resnet50, "resnet50"), (diff, "diff-resnet18-resnet34")):
         page.page.reload()
         page.page.wait_for_selector("html[data-ready]")
+        page.page.evaluate("window.scrollTo(0, 0)")  # a reload keeps the scroll position
         page.page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+        page.page.screenshot(path=str(ARTIFACTS / f"{name}-full.png"), full_page=True)
         page.page.locator("#graph-section").screenshot(path=str(ARTIFACTS / f"{name}-graph.png"))
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
 
