@@ -196,8 +196,8 @@
     let params = 0, macs = 0, act = 0;
     for (const o of ops) { params += o[2]; macs += o[3]; act += o[5]; }
     const table = el("table", { id: "ops" });
-    table.append(el("tr", {}, el("th", { text: "By op type" }), el("th", { class: "num", text: "Layers" }),
-      el("th", { text: "Share of MACs" }), el("th", { class: "num", text: "Params share" }), el("th", { class: "num", text: "Activations share" })));
+    table.append(el("tr", {}, el("th", { text: "Share by op type" }), el("th", { class: "num", text: "Layers" }),
+      el("th", { text: "MACs" }), el("th", { class: "num", text: "Params" }), el("th", { class: "num", text: "Activ." })));
     const pct = (v, t) => (t ? (v / t * 100) : 0);
     for (const o of ops.slice(0, 25)) {
       const share = pct(o[3], macs);
@@ -208,7 +208,7 @@
         el("td", { class: "num", text: pct(o[2], params).toFixed(1) + "%" }), el("td", { class: "num", text: pct(o[5], act).toFixed(1) + "%" })));
     }
     if (ops.length > 25) table.append(el("tr", {}, el("td", { class: "muted", text: "… " + (ops.length - 25) + " more op types" })));
-    opsBox.replaceChildren(table);
+    opsBox.replaceChildren(el("div", { style: "overflow-x: auto" }, table));
   }
 
   // --- the graph --------------------------------------------------------------------------------
