@@ -19,7 +19,7 @@ from archcalc.core.dtypes import dtype_bytes
 from archcalc.core.errors import ArchcalcError, ShapeError, UnknownValue
 from archcalc.core.graph import Deferred, Graph, Node, Shape, TensorInfo
 from archcalc.core.results import Analysis, AxisField, LayerResult, ReceptiveField, TensorResult, Totals
-from archcalc.rules.base import GLOBAL, Rule, RuleResult, Scope, TensorState, Window, rule_for
+from archcalc.rules.base import GLOBAL, Inputs, Rule, RuleResult, Scope, TensorState, Window, rule_for
 
 PARAM_KINDS = ("weight", "buffer")
 _PER_LAYER_CONTEXT = frozenset({"node_name", "scope"})
@@ -166,13 +166,14 @@ class _Inference:
         except ArchcalcError as error:  # e.g. a weight with a symbolic dim and no value to count with
             raise error.located(node.where(self.graph.path)) from None
 
-    def _apply(self, rule: Rule, node: Node, inputs: list[TensorState | None],
+    def _apply(self, rule: Rule, node: Node, inputs: Inputs,
                attrs: dict[str, Any]) -> tuple[RuleResult, _Outcome]:
         """The rule's result for the layer, and its bound counts. A rule is a pure function of
         its inputs, attributes and the layer's output count, and big models repeat layers (a
         ResNet stage, a transformer block), so each distinct call runs once and is counted
         once; rules that read the layer's name or enclosing graph are called every time."""
         key = None
+        inputs = rule.visible(inputs)
         if not rule.context & _PER_LAYER_CONTEXT:
             attr_key = node.attr_key if node.attr_key is not None and not node.has_deferred else _attribute_key(attrs)
             key = (node.op, node.domain, len(node.outputs), tuple(inputs), attr_key)  # contrib ops reuse names

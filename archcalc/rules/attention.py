@@ -55,7 +55,7 @@ def _same(a: Dim, b: Dim, message: str, fix: str) -> None:
         raise ShapeError(message, fix=fix)
 
 
-@rule("Attention")
+@rule("Attention", reads_values=())
 def attention(inputs: Inputs, *, is_causal=0, kv_num_heads=None, q_num_heads=None,
               qk_matmul_output_mode=0, scale=None, softcap=0.0, softmax_precision=None,
               left_window_size=-1, right_window_size=-1) -> RuleResult:
@@ -132,7 +132,7 @@ def attention(inputs: Inputs, *, is_causal=0, kv_num_heads=None, q_num_heads=Non
 
 
 # Linear in x: its gradient is the inverse rotation, which needs only the cos/sin caches.
-@rule("RotaryEmbedding", saves=SAVES_NOTHING)
+@rule("RotaryEmbedding", saves=SAVES_NOTHING, reads_values=())
 def rotary_embedding(inputs: Inputs, *, interleaved=0, num_heads=0,
                      rotary_embedding_dim=0) -> RuleResult:
     """Rotate the first rotary_embedding_dim elements of each head in pairs; 3 FLOPs per rotated element."""
