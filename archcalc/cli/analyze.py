@@ -8,7 +8,7 @@ from archcalc.cli.options import batch_option, dim_option, input_shape_option, l
 from archcalc.core.collector import pause_gc
 from archcalc.engine.setup import OPTIMIZER_STATES, PRECISIONS
 
-FORMATS = ("table", "json", "csv", "markdown")
+FORMATS = ("table", "json", "csv", "markdown", "html")
 SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
 
 
@@ -21,7 +21,7 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Fold the layers of each block instance into one row, DEPTH levels down the block "
                    "path (1: layer1, 2: layer1.0 for a ResNet; a repeated block's name is a level). "
-                   "Table, CSV and Markdown; --format json always lists every layer.")
+                   "Table, CSV and Markdown (html: the view it opens on); --format json always lists every layer.")
 @click.option("--training", is_flag=True, help="Also the cost of one training step: backward MACs and memory.")
 @click.option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="adam",
               show_default=True, help="Optimizer whose state counts in training memory.")
@@ -29,11 +29,13 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
               show_default=True, help="mixed: fp32 weights and gradients, half-precision activations (AMP).")
 @click.option("--fit", "fit_memory", default=None, metavar="SIZE",
               help="Report the largest batch whose training step fits in SIZE (e.g. 24GiB).")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="Write --format html to this file (atomically) instead of stdout.")
 @click.option("--full", is_flag=True,
               help=f"Every layer in the table, even past {SUMMARY_ABOVE} rows (then a summary is the default).")
 def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
             depth: int | None, training: bool, optimizer: str, precision: str, fit_memory: str | None,
-            full: bool) -> None:
+            full: bool, output: str | None = None) -> None:
     """Per-layer output shapes, params, MACs, memory and receptive field, with totals."""
     from archcalc.engine.inference import analyze as run_analysis
     from archcalc.engine.rows import rows
@@ -50,6 +52,11 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], inpu
         if fit_memory:
             memory = parse_size(fit_memory, "--fit")
             fit = train.largest_batch(graph, bindings, memory, optimizer, precision) + (memory,)
+    if fmt == "html":
+        from archcalc.report.html import analysis_page, write_page
+
+        write_page(analysis_page(analysis, step, fit, depth), output)
+        return
     if fmt == "json":
 
         with pause_gc():  # the document is a few hundred thousand small objects and no cycles

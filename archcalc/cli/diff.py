@@ -11,7 +11,7 @@ import click
 
 from archcalc.cli.options import analyse_from_options, batch_option, dim_option, input_shape_option
 
-DIFF_FORMATS = ("table", "markdown", "json")
+DIFF_FORMATS = ("table", "markdown", "json", "html")
 
 
 @click.command()
@@ -25,10 +25,13 @@ DIFF_FORMATS = ("table", "markdown", "json")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Compare block rows, keeping DEPTH levels of block names (as `analyze --depth`).")
 @click.option("--all", "show_all", is_flag=True, help="List unchanged layers too.")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="Write --format html to this file (atomically) instead of stdout.")
 @click.option("--old-label", default=None, help="What to call OLD in headings (default: its name, or path).")
 @click.option("--new-label", default=None, help="What to call NEW in headings (default: its name, or path).")
 def diff(old: str, new: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
-         depth: int | None, show_all: bool, old_label: str | None, new_label: str | None) -> None:
+         depth: int | None, show_all: bool, old_label: str | None, new_label: str | None,
+         output: str | None = None) -> None:
     """Total and per-layer changes in params, MACs, FLOPs and memory from OLD to NEW.
 
     OLD and NEW are YAML specs or ONNX files, in any mix. Layers pair by name (but not by
@@ -39,9 +42,14 @@ def diff(old: str, new: str, fmt: str, batch: int | None, dims: tuple[str, ...],
     from archcalc.report.diff import render_markdown
 
     old_analysis = analyse_from_options(old, batch, dims, input_shapes)
-    result = diff_analyses(old_analysis, analyse_from_options(new, batch, dims, input_shapes), depth)
+    new_analysis = analyse_from_options(new, batch, dims, input_shapes)
+    result = diff_analyses(old_analysis, new_analysis, depth)
     result = replace(result, names=(old_label, new_label))
-    if fmt == "json":
+    if fmt == "html":
+        from archcalc.report.html import diff_page, write_page
+
+        write_page(diff_page(result, old_analysis, new_analysis), output)
+    elif fmt == "json":
         from archcalc.report.analysis import dumps_json
 
         click.echo(dumps_json(result.to_json(include_unchanged=show_all)))

@@ -109,12 +109,14 @@ class _Inference:
             if self.sublayers:
                 layers.extend(self.sublayers)
                 self.sublayers = []
+        totals, live = self._totals(layers)
         return Analysis(
             path=self.graph.path,
             name=str(self.graph.metadata.get("name", "")),
             layers=tuple(layers),
             tensors=self._tensor_results(),
-            totals=self._totals(layers),
+            totals=totals,
+            live_bytes=tuple(live),
             warnings=tuple(self.graph.metadata.get("warnings", ())) + tuple(self.warnings),
             bindings=dict(self.env),
             known_tensors=self.known,
@@ -449,7 +451,8 @@ class _Inference:
     def _tensor_results(self) -> dict[str, TensorResult]:
         return dict(self.results)
 
-    def _totals(self, all_layers: list[LayerResult]) -> Totals:
+    def _totals(self, all_layers: list[LayerResult]) -> tuple[Totals, list[int]]:
+        """The totals, and the live activation bytes after each top-level layer (see _live_bytes)."""
         layers = [layer for layer in all_layers if not layer.parent]  # sublayers are in their parent's counts
         params = sum(layer.params for layer in layers)
         trainable = sum(layer.trainable_params for layer in layers)
@@ -459,6 +462,7 @@ class _Inference:
             for info in self.graph.tensors.values()
             if info.kind == "input" and not isinstance(info.shape, Deferred)
         )
+        live = self._live_bytes(layers, input_bytes)
         return Totals(
             params=params,
             trainable_params=trainable,
@@ -467,15 +471,16 @@ class _Inference:
             macs=sum(layer.macs for layer in layers),
             flops=sum(layer.flops for layer in layers),
             activation_bytes=sum(layer.activation_bytes for layer in layers),
-            peak_activation_bytes=self._peak_activation_bytes(layers, input_bytes),
+            peak_activation_bytes=max([input_bytes, *live]),
             weight_bytes=self.weight_bytes,
             input_bytes=input_bytes,
             partial=any(not layer.modelled for layer in all_layers),
-        )
+        ), live
 
-    def _peak_activation_bytes(self, layers: list[LayerResult], input_bytes: int) -> int:
-        """Largest sum of live activations when layers run one at a time in this order and
-        each tensor is freed after its last consumer: what inference needs at its peak."""
+    def _live_bytes(self, layers: list[LayerResult], input_bytes: int) -> list[int]:
+        """Bytes of live activations just after each layer has run, when layers run one at a
+        time in this order and each tensor is freed after its last consumer: the largest (or
+        the inputs alone) is what inference needs at its peak."""
         last_use: dict[str, int] = {}
         for index, layer in enumerate(layers):
             for tensor in layer.inputs:
@@ -484,13 +489,13 @@ class _Inference:
         tensor_bytes = self.tensor_bytes
         for name, index in last_use.items():
             freed[index] += tensor_bytes.get(name, 0)
-        live = peak = input_bytes
+        live = input_bytes
+        timeline = []
         for layer, free in zip(layers, freed):
             live += layer.activation_bytes
-            if live > peak:
-                peak = live
+            timeline.append(live)
             live -= free
-        return peak
+        return timeline
 
 
 class _Outcome(NamedTuple):
