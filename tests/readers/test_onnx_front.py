@@ -11,12 +11,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx_models import (
     const,
+    dtype_mismatches,
     feeds_for,
     float_initializer_elements,
     floats,
     ints,
     make_model,
     ort_shapes,
+    ort_shapes_and_dtypes,
     shape_mismatches,
     tensor_input,
     weight,
@@ -603,12 +605,15 @@ LIGHT_NAMES = sorted(os.listdir(LIGHT_MODELS)) if os.path.isdir(LIGHT_MODELS) el
 @pytest.mark.parametrize("name", [n for n in LIGHT_NAMES if n.endswith(".onnx")])
 def test_every_zoo_model_shape_is_onnxruntimes(name):
     """All of onnx's bundled zoo models (Inception v1/v2, ShuffleNet v1, ZFNet too): opset 9,
-    weights in ConstantOfShape nodes; every tensor as onnxruntime computes it, no warnings."""
+    weights in ConstantOfShape nodes; every tensor's shape and dtype as onnxruntime computes
+    it (opset 9's Dropout mask is float32, the input's type, not bool), no warnings."""
     path = os.path.join(LIGHT_MODELS, name)
     analysis = analyze(load_onnx(path))
     assert analysis.warnings == () and not analysis.totals.partial
     model = onnx.load(path)
-    assert shape_mismatches(analysis, ort_shapes(model, feeds_for(model, {}))) == []
+    shapes, dtypes = ort_shapes_and_dtypes(model, feeds_for(model, {}))
+    assert shape_mismatches(analysis, shapes) == []
+    assert dtype_mismatches(analysis, dtypes) == []
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
