@@ -181,7 +181,7 @@ class _Inference:
             if cached is not None:
                 return cached
         result = rule(inputs, attrs, {"n_outputs": len(node.outputs), "node_name": node.name, "op": node.op,
-                                      "scope": self.scope})
+                                      "scope": self.scope, "bindings": self.env})
         try:
             outcome = self._outcome(result, inputs[0].dtype if inputs and inputs[0] else "float32")
         except ArchcalcError as error:  # e.g. a symbolic dim with no value to count with

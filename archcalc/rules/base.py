@@ -180,7 +180,7 @@ ObservedShapes = Sequence["tuple[int, ...] | None"]
 # inputs' and the first output's shapes are known.
 ObservedMacs = Callable[[ObservedShapes, ObservedShapes, Mapping[str, Any]], int]
 
-CONTEXT = frozenset({"n_outputs", "node_name", "op", "scope"})
+CONTEXT = frozenset({"n_outputs", "node_name", "op", "scope", "bindings"})
 
 # What a layer keeps from its forward pass for the backward pass (training memory):
 # its data inputs (the default: conv and linear need them for the weight gradient), its

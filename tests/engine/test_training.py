@@ -248,3 +248,37 @@ def test_backward_multiplies_the_operands_the_rule_names(tmp_path):
     macs = 4 * 6 * 6 * 3 * 3 * 3  # out channels x 6x6 positions x (3x3 kernel x 3 in channels)
     assert analysis.layer("conv").macs == macs
     assert (conv.grad_weight_macs, conv.grad_input_macs) == (macs, 0)  # x needs no gradient: it is the input
+
+
+def _fixed_reshape_model(path: Path) -> str:
+    """x [batch, 8, 1, 1] -> Reshape to the constant [1, 8] (an exporter that baked batch 1
+    in, as onnx's zoo ResNet-50 does): 8*batch elements into 8, so it runs at batch 1 only."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    target = numpy_helper.from_array(np.array([1, 8], np.int64), "target")
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "target"], ["y"], name="flat")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8, 1, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [target])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+def test_a_reshape_fixed_at_batch_one_is_refused_at_another_batch(tmp_path):
+    model = _fixed_reshape_model(tmp_path / "fixed_reshape.onnx")
+    assert CliRunner().invoke(cli, ["analyze", model]).exit_code == 0  # batch 1: 8 elements each side
+    result = CliRunner().invoke(cli, ["analyze", model, "--batch", "8"])
+    assert result.exit_code == 2, result.output
+    # 8 * 8 = 64 elements at batch 8 cannot become [1, 8] = 8.
+    assert ("layer 'flat' (Reshape): cannot reshape [batch, 8, 1, 1] (64 elements at batch=8) to [1, 8] "
+            "(8 elements)") in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_fit_refuses_a_model_that_runs_at_batch_one_only(tmp_path):
+    model = _fixed_reshape_model(tmp_path / "fixed_reshape.onnx")
+    result = CliRunner().invoke(cli, ["analyze", model, "--fit", "24GiB"])
+    assert result.exit_code == 2, result.output
+    assert "--fit needs a model that runs at every batch, and this one does not run at batch 2" in result.stderr
+    assert "Largest batch" not in result.output
