@@ -29,6 +29,11 @@ def export(spec: str, output: str, opset: int | None, weights: str, batch: int |
     from archcalc.runtime.export import to_onnx, write_model
 
     graph = load_from_options(spec, input_shapes)
+    if graph.format != "spec":  # export writes a spec's layers as ONNX; an ONNX file already is one
+        from archcalc.core.errors import ArchcalcError
+
+        raise ArchcalcError(f"{spec} is already an ONNX model: export writes a YAML spec as ONNX",
+                            fix="pass a .yaml spec; analyze, verify, check and diff read ONNX files directly")
     analysis = analyze(graph, parse_dims(dims, batch))
     model = to_onnx(graph, analysis, opset=opset, weights=weights, external_path=output + ".data")
     write_model(model, output, weights, analysis.buffer_tensors)

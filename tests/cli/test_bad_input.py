@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument
@@ -9,6 +11,8 @@ from ort_helpers import data, rule_shapes, run_onnxruntime, run_rule, weight
 
 from archcalc.cli.main import cli
 from archcalc.core.errors import ShapeError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 CASES = {
     "malformed-yaml": ("input: [3, 8, 8]\nlayers:\n  - conv2d: {filters: 4, kernel: 3\n",
@@ -277,3 +281,12 @@ def test_bad_dim_option_is_usage_error():
     result = CliRunner().invoke(cli, ["analyze", "specs/lenet5.yaml", "--dim", "seq"])
     assert result.exit_code == 2
     assert "NAME=N" in result.output
+
+
+def test_export_refuses_an_onnx_model(tmp_path):
+    # Exporting an ONNX file ended in a traceback for some (onnxruntime's logreg_iris.onnx).
+    model = ROOT / "tests" / "fixtures" / "onnx" / "resnet18_dynamo.onnx"
+    result = CliRunner().invoke(cli, ["export", str(model), "-o", str(tmp_path / "out.onnx")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {model} is already an ONNX model: export writes a YAML spec as ONNX")
+    assert not (tmp_path / "out.onnx").exists()
