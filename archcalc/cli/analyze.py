@@ -29,11 +29,13 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
               show_default=True, help="mixed: fp32 weights and gradients, half-precision activations (AMP).")
 @click.option("--fit", "fit_memory", default=None, metavar="SIZE",
               help="Report the largest batch whose training step fits in SIZE (e.g. 24GiB).")
+@click.option("--exact", is_flag=True,
+              help="Every digit of params and MACs in the table (default: units, 118.01 M); JSON and CSV are exact.")
 @click.option("--full", is_flag=True,
               help=f"Every layer in the table, even past {SUMMARY_ABOVE} rows (then a summary is the default).")
 def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
             depth: int | None, training: bool, optimizer: str, precision: str, fit_memory: str | None,
-            full: bool) -> None:
+            exact: bool, full: bool) -> None:
     """Per-layer output shapes, params, MACs, memory and receptive field, with totals."""
     from archcalc.engine.inference import analyze as run_analysis
     from archcalc.engine.rows import rows
@@ -64,13 +66,13 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], inpu
             lines = report.training_lines(step, fit)
             click.echo("\n| Training | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in lines))
     else:
-        from archcalc.report.console import make_console
+        from archcalc.cli.options import make_console
 
         console = make_console()
         if len(table) > SUMMARY_ABOVE and not full:
             # A rich row costs ~0.4 ms: thousands of rows take seconds and no one reads them.
-            report.render_summary(analysis, table, console)
+            report.render_summary(analysis, table, console, exact=exact)
         else:
-            report.render_table(analysis, table, console)
+            report.render_table(analysis, table, console, exact=exact)
         if step is not None:
-            report.render_training_table(table, step, fit, console)
+            report.render_training_table(table, step, fit, console, exact=exact)

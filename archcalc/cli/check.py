@@ -111,7 +111,7 @@ def _render(checks: list, fmt: str, output: str | None, show_training: bool = Fa
     from archcalc.report import check as check_output
 
     if fmt == "table":
-        from archcalc.report.console import make_console
+        from archcalc.cli.options import make_console
 
         def print_table(file) -> None:
             console = make_console(file)

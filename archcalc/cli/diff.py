@@ -25,10 +25,12 @@ DIFF_FORMATS = ("table", "markdown", "json")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Compare block rows, keeping DEPTH levels of block names (as `analyze --depth`).")
 @click.option("--all", "show_all", is_flag=True, help="List unchanged layers too.")
+@click.option("--exact", is_flag=True,
+              help="Every digit in the table (default: units, 1.81 G); Markdown and JSON are exact.")
 @click.option("--old-label", default=None, help="What to call OLD in headings (default: its name, or path).")
 @click.option("--new-label", default=None, help="What to call NEW in headings (default: its name, or path).")
 def diff(old: str, new: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
-         depth: int | None, show_all: bool, old_label: str | None, new_label: str | None) -> None:
+         depth: int | None, show_all: bool, exact: bool, old_label: str | None, new_label: str | None) -> None:
     """Total and per-layer changes in params, MACs, FLOPs and memory from OLD to NEW.
 
     OLD and NEW are YAML specs or ONNX files, in any mix. Layers pair by name (but not by
@@ -48,7 +50,7 @@ def diff(old: str, new: str, fmt: str, batch: int | None, dims: tuple[str, ...],
     elif fmt == "markdown":
         click.echo(render_markdown(result, include_unchanged=show_all), nl=False)
     else:
-        from archcalc.report.console import make_console
+        from archcalc.cli.options import make_console
         from archcalc.report.diff import render_table
 
-        render_table(result, show_all, make_console())
+        render_table(result, show_all, make_console(), exact)

@@ -31,7 +31,8 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="archcalc")
-def cli() -> None:
+@click.option("--no-color", is_flag=True, help="No colour in tables and messages (also when NO_COLOR is set).")
+def cli(no_color: bool) -> None:
     """Shapes, parameters, MACs/FLOPs, memory and receptive fields of a neural-network
     architecture, from a YAML spec or an ONNX file, before you train or ship it."""
 

@@ -13,6 +13,15 @@ if TYPE_CHECKING:
     from archcalc.core.results import Analysis
 
 
+def make_console(file=None):
+    """The report console, without colour when `archcalc --no-color` was given."""
+    from archcalc.report.console import make_console as report_console
+
+    context = click.get_current_context(silent=True)
+    no_color = bool(context and context.find_root().params.get("no_color"))
+    return report_console(file, no_color=no_color)
+
+
 def batch_option(help: str = "Value of the symbolic batch dim for counting (default 1)."):
     return click.option("--batch", type=click.IntRange(min=1), default=None, help=help)
 

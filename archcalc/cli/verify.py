@@ -57,7 +57,7 @@ def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input
             where=model,
             fix=f"if you mean to wait that long, raise the limit with --max-work {scientific_at_least(work)}; "
                 "or lower the trip count or the input size")
-    from archcalc.report.console import make_console
+    from archcalc.cli.options import make_console
 
     console = make_console()
     from archcalc.report.progress import terminal_progress
