@@ -58,6 +58,10 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], inpu
             click.echo(report.render_json(analysis, step, fit))
         return
     table = rows(analysis, depth)
+    if depth is not None and not any(layer.block for layer in analysis.layers):
+        click.echo(f"warning: --depth {depth} folds nothing: {model} has no blocks (a spec's blocks, or the "
+                   "module scopes PyTorch's TorchScript exporter writes into node names), so every layer keeps "
+                   "its row", err=True)
     if fmt == "csv":
         click.echo(report.render_csv(table, step), nl=False)
     elif fmt == "markdown":

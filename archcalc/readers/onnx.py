@@ -321,6 +321,22 @@ def _model_name(graph_name: str, path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
 
 
+def _scope_block(name: str) -> str:
+    """The module path PyTorch's TorchScript exporter writes into a node's name, dotted as
+    torch names modules: '/layer1/layer1.0/conv1/Conv' -> 'layer1.0.conv1' (a scope that
+    extends its parent's name, 'layer1.0' under 'layer1', adds what follows the parent's;
+    the last part is the node's own). Reports fold rows by it (--depth); '' for no scope."""
+    parts = name.split("/")[1:-1]
+    path: list[str] = []
+    parent = ""
+    for part in parts:
+        if not part:
+            return ""
+        path.append(part[len(parent) + 1:] if parent and part.startswith(parent + ".") else part)
+        parent = part
+    return ".".join(path)
+
+
 class _Nodes:
     """Turns NodeProtos into Nodes for one graph: names them, folds weights held in Constant
     nodes into `tensors`, expands calls of model-local functions and notes subgraphs."""
@@ -356,6 +372,8 @@ class _Nodes:
         tensors, warnings, checks = self.tensors, self.warnings, self.checks
         for index, (proto, name, named, layer_block) in enumerate(entries):
             op = proto.op_type
+            if not layer_block and named and not prefix and name.startswith("/"):
+                layer_block = _scope_block(name)
             # A slice copies a repeated proto field in one call (iterating it costs one per
             # element): twice as fast for the fields read once per node or tensor.
             inputs, outputs = tuple(proto.input[:]), tuple(proto.output[:])

@@ -273,3 +273,22 @@ def test_totals_add_up_as_printed(tmp_path):
     assert values["Buffers"] == "12, not in params"
     document = json.loads(run("analyze", str(path), "--format", "json"))["totals"]
     assert document["non_trainable_params"] == 2_584 + 12  # Keras' figure, frozen + buffers, kept in JSON
+
+
+def test_depth_folds_an_onnx_export_by_its_module_scopes():
+    """TorchScript names nodes by module scope ('/layer1/layer1.0/conv1/Conv'): --depth folds
+    them as a spec's blocks. layer1 of ResNet-18: four 3x3 convs 64 -> 64, each BatchNorm
+    folded into a bias of 64 by the exporter: 4 * (64 * 64 * 3 * 3 + 64) = 147,712 params."""
+    table = list(csv.DictReader(io.StringIO(run("analyze", RESNET18_ONNX, "--format", "csv", "--depth", "1"))))
+    names = [row["name"] for row in table]
+    assert names[3:7] == ["layer1", "layer2", "layer3", "layer4"]
+    assert int(table[3]["params"]) == 4 * (64 * 64 * 3 * 3 + 64)
+    depth2 = [r["name"] for r in csv.DictReader(io.StringIO(
+        run("analyze", RESNET18_ONNX, "--format", "csv", "--depth", "2")))]
+    assert "layer1.0" in depth2 and "layer4.1" in depth2
+
+
+def test_depth_on_a_model_without_blocks_says_so():
+    result = CliRunner().invoke(cli, ["analyze", "tests/fixtures/onnx/resnet18_dynamo.onnx", "--depth", "1"])
+    assert result.exit_code == 0
+    assert "warning: --depth 1 folds nothing: tests/fixtures/onnx/resnet18_dynamo.onnx has no blocks" in result.stderr
