@@ -25,7 +25,8 @@ def render_verify(report: VerifyReport, profile: bool, console: Console) -> None
         return f"{value:,}" if isinstance(value, int) else str(value)
 
     if report.mismatches:
-        table = Table(title=f"{report.model}: {counted(len(report.mismatches), 'mismatch', 'mismatches')}", title_justify="left")
+        title = f"{report.model}: {counted(len(report.mismatches), 'mismatch', 'mismatches')}"
+        table = Table(title=title, title_justify="left")
         for column in ("Layer", "Tensor", "Check", "archcalc", "onnxruntime"):
             table.add_column(column)
         for m in report.mismatches:
