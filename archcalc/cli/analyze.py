@@ -41,6 +41,12 @@ def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], inpu
     from archcalc.engine.rows import rows
     from archcalc.report import analysis as report
 
+    context = click.get_current_context()
+    for option in ("optimizer", "precision"):
+        given = context.get_parameter_source(option) == click.core.ParameterSource.COMMANDLINE
+        if given and not (training or fit_memory):
+            raise click.UsageError(f"--{option} sets the training step, which only --training or --fit counts: "
+                                   f"add --training, or leave --{option} out")
     graph = load_from_options(model, input_shapes)
     bindings = parse_dims(dims, batch)
     analysis = run_analysis(graph, bindings)

@@ -85,9 +85,14 @@ def analyse_from_options(model: str, batch: int | None, dims: tuple[str, ...],
 
 def parse_size(text: str, option: str) -> int:
     """A byte size given on the command line ('24GiB'), in the units budgets use."""
+    from archcalc.core.errors import ArchcalcError
     from archcalc.core.units import BYTES
 
-    return _positive_quantity(text, option, BYTES, "size", "24GiB or 512MiB")
+    value = _positive_quantity(text, option, BYTES, "size", "24GiB or 512MiB")
+    if text.strip().replace(".", "", 1).isdigit():  # no unit: bytes, which no memory is ever quoted in
+        raise ArchcalcError(f"{text!r} has no unit: {text} B? a memory size needs one",
+                            where=option, fix=f"did you mean {text.strip()}GiB? write e.g. 24GiB, 512MiB or {value}B")
+    return value
 
 
 def parse_count(text: str, option: str) -> int:

@@ -198,8 +198,9 @@ def test_fit_binds_a_batch_dim_of_another_name(tmp_path):
 def test_fit_too_small_is_quoted_in_human_units():
     result = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), "--fit", "1KiB"])
     assert result.exit_code == 2
-    # LeNet-5, batch 1, Adam fp32: 61,706 params * 16 B + 49,040 B saved = 1,036,336 B = 1012.05 KiB
-    assert "even batch 1 needs 1012.05 KiB, more than the 1.00 KiB given" in result.stderr
+    # LeNet-5, batch 1, Adam fp32: 61,706 params * 16 B + 49,040 B saved = 1,036,336 B = 1012.05 KiB,
+    # printed with at most three digits before the point: 1,036,336 / 2**20 = 0.988 MiB
+    assert "even batch 1 needs 0.99 MiB, more than the 1.00 KiB given" in result.stderr
 
 
 def test_csv_with_training_has_the_per_layer_training_columns():
@@ -282,3 +283,21 @@ def test_fit_refuses_a_model_that_runs_at_batch_one_only(tmp_path):
     assert result.exit_code == 2, result.output
     assert "--fit needs a model that runs at every batch, and this one does not run at batch 2" in result.stderr
     assert "Largest batch" not in result.output
+
+
+def test_fit_without_a_unit_is_refused():
+    # '--fit 24' was 24 bytes; nobody quotes memory in bytes without saying so.
+    result = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), "--fit", "24"])
+    assert result.exit_code == 2
+    assert "error: --fit: '24' has no unit: 24 B? a memory size needs one" in result.stderr
+    assert "did you mean 24GiB?" in result.stderr
+    assert CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), "--fit", "24GiB"]).exit_code == 0
+
+
+@pytest.mark.parametrize("option", [["--optimizer", "sgd"], ["--precision", "fp16"]])
+def test_training_options_without_training_are_refused(option):
+    result = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), *option])
+    assert result.exit_code == 2
+    assert f"{option[0]} sets the training step, which only --training or --fit counts" in result.output
+    with_training = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), *option, "--training"])
+    assert with_training.exit_code == 0
