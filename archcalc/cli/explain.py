@@ -23,9 +23,25 @@ def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...], in
     analysis = analyse_from_options(model, batch, dims, input_shapes)
     found = analysis.layer(layer)
     if found is None:
+        block = _folded_row(analysis, layer)
+        if block is not None:
+            click.echo("\n".join(report.render_block_explanation(analysis, *block)))
+            return
         names = [x.name for x in analysis.layers]
         hint = difflib.get_close_matches(layer, names, n=3)
         raise ArchcalcError(f"no layer named '{layer}'", where=model,
                             fix=("did you mean: " + ", ".join(hint)) if hint else
                             "list the layers with `archcalc analyze " + model + "`")
     click.echo("\n".join(report.render_explanation(analysis, found)))
+
+
+def _folded_row(analysis, name: str):
+    """(row, depth) of the block row named `name` that `analyze --depth` shows, or None."""
+    from archcalc.engine.rows import block_paths, rows
+
+    deepest = max((len(path) for path in block_paths(analysis.layers).values()), default=0)
+    for depth in range(1, deepest + 1):
+        row = next((row for row in rows(analysis, depth) if row.name == name and row.members != (name,)), None)
+        if row is not None:
+            return row, depth
+    return None

@@ -286,6 +286,30 @@ def render_table(analysis: Analysis, table: Sequence[Row], console, exact: bool 
     _print_totals(analysis, console)
 
 
+def render_block_explanation(analysis: Analysis, row: Row, depth: int) -> list[str]:
+    """A folded block (a row of `analyze --depth`): its sums, then each of its layers'
+    figures, so the sum can be followed; `explain MODEL LAYER` gives any one in full."""
+    by_name = {layer.name: layer for layer in analysis.layers}
+    members = [by_name[name] for name in row.members]
+    bound = ", ".join(f"{k}={v}" for k, v in sorted(analysis.bindings.items())) or "no symbolic dims"
+    lines = [f"{row.name}: a block of {len(members)} layers (a row of --depth {depth}); its figures are "
+             "the sums of its layers'",
+             f"  output {row.output_shape} (its last layer's)",
+             f"  with {bound}: params {_sum_text(row.params, [m.params for m in members])}",
+             f"  MACs {_sum_text(row.macs, [m.macs for m in members])}",
+             f"  FLOPs {row.flops:,}, activations {human_bytes(row.activation_bytes)}",
+             "  layers (explain MODEL LAYER for one in full):"]
+    width = max(len(m.name) for m in members)
+    lines += [f"    {m.name:<{width}}  {m.op:<20} params {m.params:>12,}  MACs {m.macs:>15,}" for m in members]
+    return lines
+
+
+def _sum_text(total: int, parts: Sequence[int]) -> str:
+    """'147,968 = 36,864 + 128 + ...', the parts that are not zero; the total alone without any."""
+    nonzero = [f"{part:,}" for part in parts if part]
+    return f"{total:,} = " + " + ".join(nonzero) if len(nonzero) > 1 else f"{total:,}"
+
+
 def render_explanation(analysis: Analysis, layer: LayerResult) -> list[str]:
     lines = [f"{layer.name} ({layer.op})" + (f"  [{layer.source}]" if layer.source else "")]
     for tensor in layer.inputs:

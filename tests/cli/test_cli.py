@@ -292,3 +292,16 @@ def test_depth_on_a_model_without_blocks_says_so():
     result = CliRunner().invoke(cli, ["analyze", "tests/fixtures/onnx/resnet18_dynamo.onnx", "--depth", "1"])
     assert result.exit_code == 0
     assert "warning: --depth 1 folds nothing: tests/fixtures/onnx/resnet18_dynamo.onnx has no blocks" in result.stderr
+
+
+def test_explain_a_folded_block_gives_its_sums_and_layers():
+    """`analyze --depth 1` shows a row `layer1`; explain gives it as the sum of its layers.
+    ResNet-18's layer1: four 3x3 convs 64 -> 64 (64 * 64 * 3 * 3 = 36,864 params, times the
+    56 * 56 outputs = 115,605,504 MACs each) and four BatchNorms of 2 * 64 = 128 params."""
+    text = run("explain", "specs/resnet18.yaml", "layer1")
+    assert text.startswith("layer1: a block of 14 layers (a row of --depth 1)")
+    assert f"params {4 * 36_864 + 4 * 128:,} = 36,864 + 128 + 36,864 + 128 + 36,864 + 128 + 36,864 + 128" in text
+    assert f"MACs {4 * 115_605_504:,} = " + " + ".join(["115,605,504"] * 4) in text
+    assert "layer1.1.relu_1" in text
+    assert run("explain", "specs/resnet18.yaml", "layer1.0").startswith("layer1.0: a block of 7 layers (a row of "
+                                                                        "--depth 2)")
