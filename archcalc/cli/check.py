@@ -12,13 +12,16 @@ from typing import IO
 
 import click
 
-from archcalc.cli.options import batch_option, dim_option, input_shape_option, parse_dims, parse_input_shapes
+from archcalc.cli.options import batch_option, dim_option, examples, input_shape_option, parse_dims, parse_input_shapes
 from archcalc.engine.setup import OPTIMIZER_STATES, PRECISIONS
 
 CHECK_FORMATS = ("table", "github", "junit", "json")
 
 
-@click.command()
+@click.command(epilog=examples(
+    "archcalc check specs/resnet50.yaml --budget budgets/example.yaml",
+    "archcalc check models/*.onnx --budget budget.yaml --format junit -o report.xml",
+))
 @click.argument("models", nargs=-1, required=True, type=click.Path(), metavar="MODEL...")
 @click.option("--budget", "budget_path", required=True, type=click.Path(), metavar="FILE",
               help="The budget file (YAML): `total` and per-layer `layers` limits, and `warn` ones.")

@@ -9,12 +9,15 @@ from dataclasses import replace
 
 import click
 
-from archcalc.cli.options import analyse_from_options, batch_option, dim_option, input_shape_option
+from archcalc.cli.options import analyse_from_options, batch_option, dim_option, examples, input_shape_option
 
 DIFF_FORMATS = ("table", "markdown", "json")
 
 
-@click.command()
+@click.command(epilog=examples(
+    "archcalc diff specs/resnet18.yaml specs/resnet34.yaml --depth 1",
+    "archcalc diff old.onnx new.onnx --format markdown > comment.md",
+))
 @click.argument("old", type=click.Path())
 @click.argument("new", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(DIFF_FORMATS), default="table", show_default=True,

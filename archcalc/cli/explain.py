@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import click
 
-from archcalc.cli.options import analyse_from_options, batch_option, dim_option, input_shape_option
+from archcalc.cli.options import analyse_from_options, batch_option, dim_option, examples, input_shape_option
 from archcalc.core.errors import ArchcalcError
 
 
-@click.command()
+@click.command(epilog=examples(
+    "archcalc explain specs/lenet5.yaml conv1",
+    "archcalc explain specs/resnet18.yaml layer1     # a block: its sums and layers",
+))
 @click.argument("model", type=click.Path())
 @click.argument("layer")
 @batch_option()

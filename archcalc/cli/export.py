@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import click
 
-from archcalc.cli.options import batch_option, dim_option, input_shape_option, load_from_options, parse_dims
+from archcalc.cli.options import batch_option, dim_option, examples, input_shape_option, load_from_options, parse_dims
 
 
-@click.command()
+@click.command(epilog=examples(
+    "archcalc export specs/resnet18.yaml -o resnet18.onnx",
+    "archcalc export specs/resnet50.yaml -o r50.onnx --weights omit --opset 17",
+))
 @click.argument("spec", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Where to write the .onnx file.")
 @click.option("--opset", type=click.IntRange(min=13), default=None,

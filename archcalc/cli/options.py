@@ -13,6 +13,11 @@ if TYPE_CHECKING:
     from archcalc.core.results import Analysis
 
 
+def examples(*lines: str) -> str:
+    """A command's help epilog: example command lines, kept as written (click's \\b)."""
+    return "\b\nExamples:\n" + "\n".join("  " + line for line in lines)
+
+
 def make_console(file=None):
     """The report console, without colour when `archcalc --no-color` was given."""
     from archcalc.report.console import make_console as report_console

@@ -48,14 +48,18 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
     ]
 
 
-def render_json(analysis: Analysis, training=None, fit=None) -> str:
+def json_document(analysis: Analysis, training=None, fit=None) -> dict:
     document = {"schema_version": JSON_SCHEMA_VERSION, **analysis.to_json()}
     if training is not None:
         document["training"] = training.to_json()
     if fit is not None:
         batch, totals, memory = fit
         document["fit"] = {"memory_bytes": memory, "largest_batch": batch, "step": totals.to_json()}
-    return dumps_json(document)
+    return document
+
+
+def render_json(analysis: Analysis, training=None, fit=None) -> str:
+    return dumps_json(json_document(analysis, training, fit))
 
 
 def dumps_json(document: object) -> str:

@@ -305,3 +305,35 @@ def test_explain_a_folded_block_gives_its_sums_and_layers():
     assert "layer1.1.relu_1" in text
     assert run("explain", "specs/resnet18.yaml", "layer1.0").startswith("layer1.0: a block of 7 layers (a row of "
                                                                         "--depth 2)")
+
+
+def test_analyze_takes_several_models():
+    models = ["specs/lenet5.yaml", "specs/alexnet.yaml"]
+    table = run("analyze", *models)
+    assert "lenet5: 12 layers" in table and "alexnet: 21 layers" in table
+    lines = list(csv.reader(io.StringIO(run("analyze", *models, "--format", "csv"))))
+    assert lines[0][:3] == ["model", "name", "op"] and sum(line[0] == "model" for line in lines) == 1
+    assert [line[0] for line in lines[1:]] == ["specs/lenet5.yaml"] * 12 + ["specs/alexnet.yaml"] * 21
+    documents = json.loads(run("analyze", *models, "--format", "json"))
+    assert [d["totals"]["params"] for d in documents] == [61_706, 61_100_840]  # hand count; torchvision's
+    assert json.loads(run("analyze", models[0], "--format", "json"))["totals"]["params"] == 61_706  # one: as before
+
+
+def test_verify_takes_several_models():
+    result = CliRunner().invoke(cli, ["verify", "specs/lenet5.yaml", "specs/alexnet.yaml"])
+    assert result.exit_code == 0, result.output
+    assert "specs/lenet5.yaml:\nverify ok: 12 tensors and 12 layers" in result.output
+    assert "specs/alexnet.yaml:\nverify ok: 21 tensors and 21 layers" in result.output
+
+
+def test_no_arguments_prints_help_on_stdout_and_exits_0():
+    result = CliRunner().invoke(cli, [])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Usage: ") and "Commands:" in result.stdout and "Examples:" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["analyze", "check", "diff", "explain", "export", "layers", "verify"])
+def test_every_command_has_examples_and_described_options(command):
+    text = CliRunner().invoke(cli, [command, "--help"]).stdout
+    assert "Examples:\n" in text and f"  archcalc {command}" in text
+    assert "--format" not in text or re.search(r"--format \[[^\]]*\]\s+[^\s\[]", text)  # described, not bare

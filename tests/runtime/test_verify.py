@@ -291,7 +291,7 @@ def test_a_wrong_rule_is_caught(monkeypatch):
     patch_rule(monkeypatch, "Gemm", _fc3_one_column_too_many)
     result = invoke("verify", "specs/lenet5.yaml")
     assert result.exit_code == 1, result.output
-    assert "1 mismatches" in result.output
+    assert "1 mismatch" in result.output and "1 mismatches" not in result.output
     assert "fc3" in result.output and "[1, 11]" in result.output and "[1, 10]" in result.output
 
 
