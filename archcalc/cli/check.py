@@ -123,6 +123,7 @@ def _render(checks: list, fmt: str, output: str | None, show_training: bool = Fa
         if output:
             with _open_for_writing(output, "w", fix=_OUTPUT_FIX) as handle:
                 print_table(handle)
+            _print_summary(checks, output)
         else:
             print_table(None)
         return
@@ -135,6 +136,7 @@ def _render(checks: list, fmt: str, output: str | None, show_training: bool = Fa
     if output:
         with _open_for_writing(output, "w", fix=_OUTPUT_FIX) as handle:
             handle.write(text)
+        _print_summary(checks, output)
     else:
         click.echo(text, nl=False)
     summary = os.environ.get("GITHUB_STEP_SUMMARY") if fmt == "github" else None
@@ -142,6 +144,17 @@ def _render(checks: list, fmt: str, output: str | None, show_training: bool = Fa
         with _open_for_writing(summary, "a", fix="GITHUB_STEP_SUMMARY must name a writable file (the runner "
                                                  "sets it); unset it to skip the summary") as handle:
             handle.write(check_output.render_markdown(checks) + "\n")
+
+
+def _print_summary(checks: list, output: str) -> None:
+    """With -o, the console still says how the check went: a line per model, and where the report is."""
+    from archcalc.report.check import models_summary
+
+    for check in checks:
+        click.echo(f"{check.title}: {check.summary}")
+    if len(checks) > 1:
+        click.echo(models_summary(checks))
+    click.echo(f"report written to {output}")
 
 
 _OUTPUT_FIX = "give -o/--output a file path in an existing, writable directory"

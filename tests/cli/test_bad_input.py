@@ -290,3 +290,11 @@ def test_export_refuses_an_onnx_model(tmp_path):
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: {model} is already an ONNX model: export writes a YAML spec as ONNX")
     assert not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.parametrize("given, meant", [("specs/resnet50.yml", "specs/resnet50.yaml"),
+                                          ("specs/resnt50.yaml", "specs/resnet50.yaml")])
+def test_a_missing_model_suggests_the_file_meant(given, meant):
+    result = CliRunner().invoke(cli, ["analyze", given])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {given} does not exist\n  fix: did you mean {meant}?\n"
