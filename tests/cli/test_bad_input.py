@@ -165,6 +165,11 @@ AUDIT_CASES = {
     "reshape-symbolic-batch": ("input: [3, 8, 8]\nlayers:\n  - reshape: [5, 5]\n",
                                ["cannot reshape [batch, 3, 8, 8] (192*batch elements) to [batch, 5, 5] "
                                 "(25*batch elements)", "make the element counts agree"]),
+    "misspelled-name-key": ("input: [3, 8, 8]\nlayers:\n  - conv2d: {filters: 4, kernel: 3}\n    nmae: c1\n",
+                            [":3: unknown key 'nmae' beside the layer type 'conv2d': did you mean 'name'?",
+                             "write `name:`"]),
+    "misspelled-inputs-key": ("input: [3, 8, 8]\nlayers:\n  - add:\n    inptus: [input, input]\n",
+                              ["unknown key 'inptus' beside the layer type 'add': did you mean 'inputs'?"]),
     "block-uses-itself": ("input: [3, 8, 8]\nblocks:\n  b:\n    layers:\n      - b\nlayers:\n  - b\n",
                           ["blocks nest deeper than 32 levels (in block 'b': does it use itself?)"]),
     "repeated-name-taken": ("input: [3, 8, 8]\nlayers:\n  - relu:\n    name: r\n    repeat: 2\n  - relu:\n"
