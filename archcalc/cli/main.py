@@ -10,6 +10,7 @@ import click
 from archcalc import __version__
 from archcalc.cli.analyze import analyze
 from archcalc.cli.check import check
+from archcalc.cli.completion import completion
 from archcalc.cli.diff import diff
 from archcalc.cli.explain import explain
 from archcalc.cli.export import export
@@ -48,7 +49,7 @@ def cli(ctx: click.Context, no_color: bool) -> None:
         ctx.exit(0)
 
 
-for command in (analyze, explain, export, verify, layers, check, diff):
+for command in (analyze, explain, export, verify, layers, check, diff, completion):
     cli.add_command(command)
 
 

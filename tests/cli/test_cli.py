@@ -332,8 +332,19 @@ def test_no_arguments_prints_help_on_stdout_and_exits_0():
     assert result.stdout.startswith("Usage: ") and "Commands:" in result.stdout and "Examples:" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["analyze", "check", "diff", "explain", "export", "layers", "verify"])
+@pytest.mark.parametrize("command", ["analyze", "check", "diff", "explain", "export", "layers", "verify",
+                                     "completion"])
 def test_every_command_has_examples_and_described_options(command):
     text = CliRunner().invoke(cli, [command, "--help"]).stdout
     assert "Examples:\n" in text and f"  archcalc {command}" in text
     assert "--format" not in text or re.search(r"--format \[[^\]]*\]\s+[^\s\[]", text)  # described, not bare
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_prints_a_script_that_completes(shell):
+    script = run("completion", shell)
+    assert "_ARCHCALC_COMPLETE" in script
+    # What the bash script asks archcalc when the user types `archcalc ana<TAB>`:
+    answer = CliRunner().invoke(cli, [], prog_name="archcalc", env={
+        "_ARCHCALC_COMPLETE": "bash_complete", "COMP_WORDS": "archcalc ana", "COMP_CWORD": "1"})
+    assert answer.output.splitlines() == ["plain,analyze"]
