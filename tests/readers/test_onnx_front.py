@@ -95,7 +95,11 @@ def test_small_cnn(tmp_path):
 
 
 @pytest.mark.parametrize("graph_name, expected", [("cnn", "cnn"), ("", "resnet_v2"), ("main_graph", "resnet_v2"),
-                                                  ("tf2onnx", "resnet_v2")])
+                                                  ("tf2onnx", "resnet_v2"),
+                                                  # skl2onnx: a uuid4's hex; others a dashed UUID
+                                                  ("3c59201b940f410fa29dc71ea9d5767d", "resnet_v2"),
+                                                  ("123e4567-e89b-12d3-a456-426614174000", "resnet_v2"),
+                                                  ("deadbeef", "deadbeef"), ("resnet50_v1", "resnet50_v1")])
 def test_model_name_is_the_graphs_unless_an_exporters_default(tmp_path, graph_name, expected):
     """PyTorch names every exported graph main_graph and tf2onnx every one tf2onnx: the
     file name tells models apart in tables and diffs; a graph's own name is kept."""
