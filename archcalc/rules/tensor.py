@@ -49,7 +49,7 @@ def flatten(inputs: Inputs, *, axis=1) -> RuleResult:
     if cut > len(x):
         raise ShapeError(f"Flatten axis {axis} is out of range for a rank-{len(x)} tensor")
     how = f"[{' * '.join(map(str, x[:cut])) or 1}, {' * '.join(map(str, x[cut:])) or 1}]"
-    result = moved((prod(x[:cut]), prod(x[cut:])), None, data.value, how)
+    result = moved((prod(x[:cut]), prod(x[cut:])), None, data.value, how, view=True)
     # Receptive field: flattened spatial axes leave no spatial layout to window: global.
     return replace(result, receptive=GLOBAL if len(x) > 2 else POINTWISE)
 
@@ -101,7 +101,7 @@ def reshape(inputs: Inputs, *, allowzero=0, bindings: Mapping[str, int] | None =
             raise ShapeError(f"cannot reshape {list(x)} ({total} elements) to {list(out)} ({known} elements)",
                              fix="make the element counts agree, or use -1 for one dim")
     _check_counts_at(bindings, x, total, out)
-    result = moved(out, None, data.value, f"reshape {list(x)} to {list(target)}")
+    result = moved(out, None, data.value, f"reshape {list(x)} to {list(target)}", view=True)
     # Receptive field: kept when the spatial axes (all but N, C) come out whole and last (only the
     # leading dims split or merge); global when no spatial axis is left; otherwise neighbouring
     # outputs are no longer neighbouring inputs and it is unknown (no windows for its axes).
@@ -137,7 +137,7 @@ def transpose(inputs: Inputs, *, perm=None) -> RuleResult:
     value = None
     if data.value is not None and all(is_static(d) for d in x):
         value = tuple(value_array(data).transpose(order).flat)  # shape arithmetic (Swin's pads)
-    return moved([x[i] for i in order], None, value, f"permute {list(x)} by {order}")
+    return moved([x[i] for i in order], None, value, f"permute {list(x)} by {order}", view=True)
 
 
 @rule("Concat", saves=SAVES_NOTHING)

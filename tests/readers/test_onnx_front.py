@@ -631,6 +631,36 @@ def test_zoo_models_with_weights_in_constant_nodes(name):
     assert graph.metadata["constant_weights"]
 
 
+def test_a_viewed_weight_belongs_to_the_layer_that_uses_it(tmp_path):
+    """Caffe2's Scale layer: Unsqueeze(scale [8]) -> Mul, Unsqueeze(shift [8]) -> Add. The 8 + 8
+    values are the Mul's and the Add's weights, not the Unsqueezes' (which only reshape
+    them); a weight only ever viewed (a view that is a graph output) stays with its view."""
+    nodes = [helper.make_node("Unsqueeze", ["scale", "axes"], ["scale4"], name="unsq_scale"),
+             helper.make_node("Mul", ["x", "scale4"], ["scaled"], name="mul"),
+             helper.make_node("Unsqueeze", ["shift", "axes"], ["shift4"], name="unsq_shift"),
+             helper.make_node("Add", ["scaled", "shift4"], ["y"], name="add"),
+             helper.make_node("Transpose", ["table"], ["table_t"], name="only_viewed")]
+    model = make_model(nodes, [tensor_input("x", ["batch", 8, 4, 4])], ["y", "table_t"],
+                       [weight("scale", [8]), weight("shift", [8], seed=1), weight("table", [3, 5], seed=2),
+                        ints("axes", [1, 2])])
+    _, analysis = check(model, tmp_path)
+    params = {layer.name: layer.params for layer in analysis.layers}
+    assert params == {"unsq_scale": 0, "mul": 8, "unsq_shift": 0, "add": 8, "only_viewed": 3 * 5}
+    assert analysis.totals.params == 8 + 8 + 15
+
+
+def test_zoo_densenet_scale_layers_hold_their_affine():
+    """onnx's DenseNet-121: the 83,648 values of Caffe2's Scale layers (see ZOO) are the
+    Mul's scales and the Add's shifts, 41,824 each (one per BatchNorm channel), none on an Unsqueeze."""
+    path = os.path.join(LIGHT_MODELS, "light_densenet121.onnx")
+    if not os.path.exists(path):
+        pytest.skip("this onnx build ships no backend test data")
+    by_op: dict[str, int] = {}
+    for layer in analyze(load_onnx(path)).layers:
+        by_op[layer.op] = by_op.get(layer.op, 0) + layer.params
+    assert (by_op["Unsqueeze"], by_op["Mul"], by_op["Add"]) == (0, 83_648 // 2, 83_648 // 2)
+
+
 # ---------------------------------------------------------------------------------------
 # files that are not models
 
