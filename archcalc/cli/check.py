@@ -41,17 +41,18 @@ CHECK_FORMATS = ("table", "github", "junit", "json")
                    "the budget's `training: optimizer` (default adam).")
 @click.option("--precision", type=click.Choice(list(PRECISIONS)), default=None,
               help="For the training step; overrides the budget's `training: precision` (default fp32).")
+@click.option("--exact", is_flag=True, help="Every digit of the actual values in the table (default: units).")
 @click.pass_context
 def check(ctx: click.Context, models: tuple[str, ...], budget_path: str, fmt: str, batch: int | None,
           dims: tuple[str, ...], input_shapes: tuple[str, ...], output: str | None, training: bool,
-          optimizer: str | None, precision: str | None) -> None:
+          optimizer: str | None, precision: str | None, exact: bool) -> None:
     """Check each MODEL against a budget of params, MACs, FLOPs and memory, per layer and in
     total: exit 0 within budget (warnings allowed), 1 when a limit is exceeded, 2 on bad input."""
     from archcalc.core.errors import ArchcalcError
 
     try:
         checks = _check_all(models, budget_path, batch, dims, input_shapes, training, optimizer, precision)
-        _render(checks, fmt, output, show_training=training)
+        _render(checks, fmt, output, show_training=training, exact=exact)
     except (ArchcalcError, click.UsageError) as error:
         if fmt == "github":  # the runner reads annotations from stdout; the CLI still reports it, exit 2
             from archcalc.report.check import error_annotation
@@ -108,7 +109,7 @@ def _analyse_all(models: tuple[str, ...], bindings: dict[str, int], input_shapes
     return analyses
 
 
-def _render(checks: list, fmt: str, output: str | None, show_training: bool = False) -> None:
+def _render(checks: list, fmt: str, output: str | None, show_training: bool = False, exact: bool = False) -> None:
     """The report to stdout or `output`; for github, then the job summary, so that the
     annotations are out even when the summary cannot be written."""
     from archcalc.report import check as check_output
@@ -118,7 +119,7 @@ def _render(checks: list, fmt: str, output: str | None, show_training: bool = Fa
 
         def print_table(file) -> None:
             console = make_console(file)
-            check_output.render_table(checks, console, show_training=show_training)
+            check_output.render_table(checks, console, show_training=show_training, exact=exact)
 
         if output:
             with _open_for_writing(output, "w", fix=_OUTPUT_FIX) as handle:

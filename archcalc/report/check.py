@@ -31,8 +31,13 @@ def exact(value: int, unit: str) -> str:
     return plain if rounded in (str(value), f"{value} B") else f"{plain} ({rounded})"
 
 
-def actual_text(result: LimitResult) -> str:
-    return ("≥ " if result.lower_bound else "") + human(result.actual, result.unit)
+def actual_text(result: LimitResult, exact: bool = False) -> str:
+    """'25.56 M', or every digit with `exact` ('25,557,032', '150,247,328 B')."""
+    if exact:
+        amount = f"{result.actual:,} B" if result.unit == BYTES else f"{result.actual:,}"
+    else:
+        amount = human(result.actual, result.unit)
+    return ("≥ " if result.lower_bound else "") + amount
 
 
 def limit_text(result: LimitResult) -> str:
@@ -103,9 +108,9 @@ TABLE_COLUMNS = (Column("Limit", priority=90, min_width=10), Column("Rule", prio
 LEVEL_STYLE = {FAIL: "bold red", WARN: "yellow", PASS: "green"}
 
 
-def render_table(checks: Sequence[ModelCheck], console, show_training: bool = False) -> None:
+def render_table(checks: Sequence[ModelCheck], console, show_training: bool = False, exact: bool = False) -> None:
     """One table per model; with `show_training` (check --training), the training step's totals
-    under it, as `analyze --training` prints them."""
+    under it, as `analyze --training` prints them; `exact`, every digit of the actual values."""
     from rich.table import Table
 
     for index, check in enumerate(checks):
@@ -115,7 +120,7 @@ def render_table(checks: Sequence[ModelCheck], console, show_training: bool = Fa
         if check.partial:
             title += " [partial: lower bounds]"
         console.print(title, style="bold")
-        cells = [(METRICS[result.metric].label, result.rule, scope_text(result), actual_text(result),
+        cells = [(METRICS[result.metric].label, result.rule, scope_text(result), actual_text(result, exact),
                   limit_text(result), headroom_text(result), result.level.upper()) for result in check.results]
         styles = [None if result.level == PASS else LEVEL_STYLE[result.level] for result in check.results]
         grid_table, dropped = grid(TABLE_COLUMNS, cells, console.width, styles)

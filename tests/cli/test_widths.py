@@ -99,3 +99,9 @@ def test_no_color(variable, value):
     coloured = CliRunner().invoke(cli, ["check", "specs/lenet5.yaml", "--budget", "budgets/example.yaml"],
                                   env={**env, "NO_COLOR": None})
     assert "\x1b[" in coloured.output  # the same run colours without them
+
+
+def test_check_exact_prints_every_digit():
+    found = cells(run(COMMANDS["check"] + ["--exact"], 160))
+    # ResNet-50: torchvision's 25,557,032 params, 4,089,184,256 MACs; activations 150,247,328 B.
+    assert {"25,557,032", "4,089,184,256", "150,247,328 B"} <= found
