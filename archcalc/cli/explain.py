@@ -27,11 +27,13 @@ def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...], in
     found = analysis.layer(layer)
     # A spec layer lowered to several ops (attention), or a block instance: every op in it, in order.
     parts = [x for x in analysis.layers if x.block == layer or x.block.startswith(layer + ".")]
+    block = _folded_row(analysis, layer) if found is None else None
     if parts:
-        click.echo("\n\n".join("\n".join(report.render_explanation(analysis, part)) for part in parts))
+        # Its sums first (the row `analyze --depth` shows), then every op in full.
+        head = ["\n".join(report.render_block_explanation(analysis, *block))] if block is not None else []
+        click.echo("\n\n".join(head + ["\n".join(report.render_explanation(analysis, part)) for part in parts]))
         return
     if found is None:
-        block = _folded_row(analysis, layer)
         if block is not None:
             click.echo("\n".join(report.render_block_explanation(analysis, *block)))
             return
