@@ -117,8 +117,8 @@ def _check_counts_at(bindings: Mapping[str, int] | None, x: Sequence[Dim], total
         return
     try:
         have, want = bind(total, bindings), bind(prod(out), bindings)
-    except UnboundDim:
-        return  # nothing to count with: the shapes stay symbolic
+    except (UnboundDim, ZeroDivisionError):
+        return  # nothing to count with (or a dim that divides by a zero binding): the shapes stay symbolic
     if have != want:
         used = ", ".join(f"{name}={bindings[name]}" for name in sorted(shape_symbols((*x, *out))))
         raise ShapeError(f"cannot reshape {list(x)} ({have} elements at {used}) to {list(out)} ({want} elements)",
