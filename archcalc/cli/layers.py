@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import click
 
+from archcalc.cli.options import examples
 
-@click.command()
+
+@click.command(epilog=examples(
+    "archcalc layers",
+))
 def layers() -> None:
     """The layer types a YAML spec may use, with their fields and defaults."""
     from archcalc.readers.spec.catalogue import LAYER_TYPES, REQUIRED

@@ -45,7 +45,7 @@ COMPARED_FIELDS = ("op", "output_shape", "params", "trainable_params", "buffers"
                    "activation_bytes", "modelled", "layers")
 LAYER_METRICS = ("params", "trainable_params", "buffers", "macs", "flops", "activation_bytes")
 TOTAL_METRICS = ("params", "trainable_params", "non_trainable_params", "buffers", "macs", "flops",
-                 "weight_bytes", "activation_bytes", "peak_activation_bytes")
+                 "weight_bytes", "activation_bytes", "peak_activation_bytes", "frozen_params")
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ and are bound (``batch=1`` unless told otherwise) only for the counts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from fractions import Fraction
 from math import gcd
@@ -84,6 +84,11 @@ class _Inference:
         self.scope = Scope(graph, self.states, self.known, env, analyze)
         self.sublayers: list[LayerResult] = []  # of the layer just recorded, listed after it
         self.counted_symbols: set[str] = set()  # named by counts but maybe by no shape (trip counts)
+        # A view of a weight (RuleResult.views) by the tensor it makes, to the weight it shows:
+        # counted by the layer that uses the view as a weight; until then the viewing layer
+        # holds it (and, when none uses it so, counts it at the end of the run).
+        self.view_sources: dict[str, str] = {}
+        self.view_holders: dict[str, Node] = {}
 
     def symbols(self) -> set[str]:
         """Every symbolic dim name a shape or count of the graph holds."""
@@ -109,6 +114,8 @@ class _Inference:
             if self.sublayers:
                 layers.extend(self.sublayers)
                 self.sublayers = []
+        if self.view_holders:
+            layers = self._count_unused_views(layers)
         totals, live = self._totals(layers)
         return Analysis(
             path=self.graph.path,
@@ -184,7 +191,7 @@ class _Inference:
             if cached is not None:
                 return cached
         result = rule(inputs, attrs, {"n_outputs": len(node.outputs), "node_name": node.name, "op": node.op,
-                                      "scope": self.scope})
+                                      "scope": self.scope, "bindings": self.env})
         try:
             outcome = self._outcome(result, inputs[0].dtype if inputs and inputs[0] else "float32")
         except ArchcalcError as error:  # e.g. a symbolic dim with no value to count with
@@ -296,9 +303,11 @@ class _Inference:
         layer counted (a shared tensor counts once)."""
         params = trainable = buffers = 0
         names = node.inputs
-        used = [(names[i], False) for i in result.weights if i < len(names)]
+        sources = self.view_sources
+        viewed = self._view(node, result) if result.views else ()
+        used = [(sources.get(names[i], names[i]), False) for i in result.weights if i < len(names) and i not in viewed]
         if result.buffers:
-            used += [(names[i], True) for i in result.buffers if i < len(names)]
+            used += [(sources.get(names[i], names[i]), True) for i in result.buffers if i < len(names)]
         for held in result.held:  # a subgraph's own weights join the known tensors under their names
             if held.name not in self.known:
                 # The body counted them, so their shapes and values were resolved (none is Deferred).
@@ -307,34 +316,70 @@ class _Inference:
                 self._set_state(held.name, TensorState(tuple(held.shape), held.dtype, held.value))
             used.append((held.name, False))
         learned = {names[i] for i in result.integer_weights if i < len(names)} if result.integer_weights else ()
-        known, counted = self.known, self.counted
         packed = ({names[i]: per_element for i, per_element in result.packed_weights if i < len(names)}
                   if result.packed_weights else None)
         for tensor, is_buffer in used:
-            info = known.get(tensor)  # None also for "" (an optional input left out)
-            if info is None or tensor in counted:
-                continue
-            if info.kind not in PARAM_KINDS and not (info.kind == "constant" and tensor in learned):
-                continue
-            counted.add(tensor)
-            state = self.states[tensor]
-            # A modelled layer's named inputs all have states (else it is unmodelled); held ones got theirs above.
-            assert state is not None
-            count = self._elements(state.shape)
-            self.weight_bytes += count * dtype_bytes(info.dtype)
-            if packed:
-                count *= packed.get(tensor, 1)
-            if is_buffer or info.kind == "buffer":
-                buffers += count
-                self.buffer_tensors.add(tensor)
-            else:
-                params += count
-                if node.trainable and info.trainable:
-                    trainable += count
+            counts = self._count(node, tensor, is_buffer, learned, packed)
+            params, trainable, buffers = params + counts[0], trainable + counts[1], buffers + counts[2]
         if max(params, buffers) > INT64_MAX:  # a table of 2**62 rows: the output may be small
             raise ShapeError(f"its weights hold {max(params, buffers):.3e} values, more than int64 counts",
                              fix="the weight shapes are implausibly large: check the layer's sizes")
         return params, trainable, buffers
+
+    def _count(self, node: Node, tensor: str, is_buffer: bool, learned: Collection[str],
+               packed: Mapping[str, int] | None) -> tuple[int, int, int]:
+        """(params, trainable, buffers) of `tensor` used by `node` as a weight, unless it is
+        not a weight or an earlier layer counted it (a shared tensor counts once)."""
+        info = self.known.get(tensor)  # None also for "" (an optional input left out)
+        if info is None or tensor in self.counted:
+            return 0, 0, 0
+        if info.kind not in PARAM_KINDS and not (info.kind == "constant" and tensor in learned):
+            return 0, 0, 0
+        self.counted.add(tensor)
+        self.view_holders.pop(tensor, None)
+        state = self.states[tensor]
+        # A modelled layer's named inputs all have states (else it is unmodelled); held ones got theirs above.
+        assert state is not None
+        count = self._elements(state.shape)
+        self.weight_bytes += count * dtype_bytes(info.dtype)
+        if packed:
+            count *= packed.get(tensor, 1)
+        if is_buffer or info.kind == "buffer":
+            self.buffer_tensors.add(tensor)
+            return 0, 0, count
+        return count, count if node.trainable and info.trainable else 0, 0
+
+    def _view(self, node: Node, result: RuleResult) -> tuple[int, ...]:
+        """The inputs of a viewing layer that show a weight not counted yet: their outputs
+        become views of it (see view_sources), and the layer holds it meanwhile."""
+        deferred = []
+        for i in result.views:
+            if i >= len(node.inputs):
+                continue
+            source = self.view_sources.get(node.inputs[i], node.inputs[i])
+            info = self.known.get(source)
+            if info is None or source in self.counted or info.kind not in PARAM_KINDS:
+                continue
+            deferred.append(i)
+            self.view_holders.setdefault(source, node)
+            for output in node.outputs:
+                if output:
+                    self.view_sources[output] = source
+        return tuple(deferred)
+
+    def _count_unused_views(self, layers: list[LayerResult]) -> list[LayerResult]:
+        """Weights only ever viewed (a view that is a graph output, or read only by Shape):
+        counted by the first layer that viewed them, as any weight a layer reads."""
+        extra: dict[str, list[int]] = {}
+        for source, node in list(self.view_holders.items()):
+            counts = self._count(node, source, False, (), None)
+            sums = extra.setdefault(node.name, [0, 0, 0])
+            for k, value in enumerate(counts):
+                sums[k] += value
+        return [replace(layer, params=layer.params + extra[layer.name][0],
+                        trainable_params=layer.trainable_params + extra[layer.name][1],
+                        buffers=layer.buffers + extra[layer.name][2])
+                if layer.name in extra and not layer.parent else layer for layer in layers]
 
     def _bound(self, count: Dim) -> int:
         """`count` with the dims bound. Each distinct symbolic count is bound, and its symbols

@@ -42,6 +42,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -313,12 +314,34 @@ def _check_graph(graph: onnx.GraphProto, outer: _Checks, holder: str) -> None:
 EXPORTER_GRAPH_NAMES = frozenset({"main_graph", "torch_jit", "torch-jit-export", "tf2onnx"})
 
 
+# A name a converter generates rather than a person gives: a hex digest or a UUID
+# (skl2onnx names each graph by a uuid4's hex, '3c59201b940f410fa29dc71ea9d5767d').
+GENERATED_GRAPH_NAME = re.compile(r"[0-9a-fA-F]{16,}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
 def _model_name(graph_name: str, path: str) -> str:
-    """The graph's own name, or the file's (without extension) when it has none or only its
-    exporter's default (every PyTorch export is "main_graph", every tf2onnx one "tf2onnx")."""
-    if graph_name and graph_name not in EXPORTER_GRAPH_NAMES:
+    """The graph's own name, or the file's (without extension) when it has none, only its
+    exporter's default (every PyTorch export is "main_graph", every tf2onnx one "tf2onnx") or
+    a generated hash."""
+    if graph_name and graph_name not in EXPORTER_GRAPH_NAMES and not GENERATED_GRAPH_NAME.fullmatch(graph_name):
         return graph_name
     return os.path.splitext(os.path.basename(path))[0]
+
+
+def _scope_block(name: str) -> str:
+    """The module path PyTorch's TorchScript exporter writes into a node's name, dotted as
+    torch names modules: '/layer1/layer1.0/conv1/Conv' -> 'layer1.0.conv1' (a scope that
+    extends its parent's name, 'layer1.0' under 'layer1', adds what follows the parent's;
+    the last part is the node's own). Reports fold rows by it (--depth); '' for no scope."""
+    parts = name.split("/")[1:-1]
+    path: list[str] = []
+    parent = ""
+    for part in parts:
+        if not part:
+            return ""
+        path.append(part[len(parent) + 1:] if parent and part.startswith(parent + ".") else part)
+        parent = part
+    return ".".join(path)
 
 
 class _Nodes:
@@ -356,6 +379,8 @@ class _Nodes:
         tensors, warnings, checks = self.tensors, self.warnings, self.checks
         for index, (proto, name, named, layer_block) in enumerate(entries):
             op = proto.op_type
+            if not layer_block and named and not prefix and name.startswith("/"):
+                layer_block = _scope_block(name)
             # A slice copies a repeated proto field in one call (iterating it costs one per
             # element): twice as fast for the fields read once per node or tensor.
             inputs, outputs = tuple(proto.input[:]), tuple(proto.output[:])

@@ -22,6 +22,7 @@ from archcalc.rules.base import (
     LayerCall,
     Output,
     RuleResult,
+    Scope,
     StandardNode,
     exported,
     rule,
@@ -108,8 +109,11 @@ def softmax(inputs: Inputs, *, axis=-1) -> RuleResult:
 
 
 @rule("Dropout", saves=SAVES_NOTHING, reads_values=())
-def dropout(inputs: Inputs, *, seed=None, ratio=0.5, is_test=0) -> RuleResult:
+def dropout(inputs: Inputs, *, seed=None, ratio=0.5, is_test=0, scope: Scope | None = None) -> RuleResult:
     """Identity at inference (the mask output has the input's shape); no FLOPs."""
     x = required(inputs[0]).shape
-    return RuleResult(outputs=(Output(x), Output(x, "bool")),
+    # The mask is bool from Dropout-10; before, it has the input's type (Dropout-7's T).
+    opset = scope.graph.opset if scope is not None else None
+    mask_dtype = None if opset is not None and opset < 10 else "bool"
+    return RuleResult(outputs=(Output(x), Output(x, mask_dtype)),
                       explain=lambda: [f"output = input shape = {list(x)} (identity at inference)"])

@@ -86,6 +86,10 @@ class RuleResult:
     flops: Dim = 0
     weights: tuple[int, ...] = ()
     buffers: tuple[int, ...] = ()
+    # Of `weights`, inputs the op only re-views (the same values in another shape or type:
+    # Unsqueeze, Reshape, Transpose, Cast): a weight among them is counted by the layer that
+    # uses the view as a weight (Caffe2's Scale: Unsqueeze(scale) -> Mul), here only when none does.
+    views: tuple[int, ...] = ()
     # Of `weights`, inputs that are learned whatever their dtype. Front ends class integer
     # tensors as constants (shapes, axes, indices), but QLinearConv's int32 bias is learned.
     integer_weights: tuple[int, ...] = ()
@@ -180,7 +184,7 @@ ObservedShapes = Sequence["tuple[int, ...] | None"]
 # inputs' and the first output's shapes are known.
 ObservedMacs = Callable[[ObservedShapes, ObservedShapes, Mapping[str, Any]], int]
 
-CONTEXT = frozenset({"n_outputs", "node_name", "op", "scope"})
+CONTEXT = frozenset({"n_outputs", "node_name", "op", "scope", "bindings"})
 
 # What a layer keeps from its forward pass for the backward pass (training memory):
 # its data inputs (the default: conv and linear need them for the weight gradient), its

@@ -338,7 +338,7 @@ def test_a_wrong_rule_is_caught(monkeypatch):
     patch_rule(monkeypatch, "Gemm", _fc3_one_column_too_many)
     result = invoke("verify", "specs/lenet5.yaml")
     assert result.exit_code == 1, result.output
-    assert "1 mismatches" in result.output
+    assert "1 mismatch" in result.output and "1 mismatches" not in result.output
     assert "fc3" in result.output and "[1, 11]" in result.output and "[1, 10]" in result.output
 
 
@@ -581,3 +581,18 @@ def test_progress_bar_on_a_terminal_and_nothing_when_piped():
     with terminal_progress(Console(file=io.StringIO())) as progress:
         assert progress is None
     assert "preparing weights" not in invoke("verify", "specs/lenet5.yaml").output
+
+
+def test_verdict_counts_read_in_the_singular_too(tmp_path):
+    """One Relu on [1, 4]: one layer, one output tensor checked ("1 tensors" read badly)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "one",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    path = tmp_path / "one.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    result = invoke("verify", str(path))
+    assert result.exit_code == 0, result.output
+    assert "verify ok: 1 tensor and 1 layer checked against onnxruntime, 0 mismatches" in result.output

@@ -330,6 +330,14 @@ def _split_item(item: Any, where: str) -> tuple[str, Any, dict[str, Any]]:
         raise SpecError(f"a layer must be a name or a mapping, got {item!r}", where=where,
                         fix="write e.g. `- relu` or `- conv2d: {filters: 64, kernel: 3}`")
     kinds = [k for k in item if k not in LAYER_KEYS]
+    for key in kinds if len(kinds) > 1 else ():  # a misspelled `name:` looks like a second type
+        meant = difflib.get_close_matches(str(key), sorted(LAYER_KEYS), n=1, cutoff=0.6)
+        if meant:
+            types = [str(k) for k in kinds if k != key]
+            raise SpecError(f"unknown key '{key}' beside the layer type '{', '.join(types)}': did you mean "
+                            f"'{meant[0]}'?", where=where,
+                            fix=f"write `{meant[0]}:`; the keys beside a layer's type are "
+                                + ", ".join(sorted(LAYER_KEYS)))
     if len(kinds) != 1:
         found = ", ".join(map(str, kinds)) or "none"
         raise SpecError(f"a layer needs exactly one type key, found: {found}", where=where,
