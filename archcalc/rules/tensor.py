@@ -6,6 +6,7 @@ These ops cost no MACs and no FLOPs; linear-interpolating Resize is the exceptio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from fractions import Fraction
@@ -25,8 +26,11 @@ from archcalc.rules.base import (
     Inputs,
     Output,
     RuleResult,
+    RunTimeShape,
+    TensorState,
     Window,
     rule,
+    run_time_dim,
 )
 
 if TYPE_CHECKING:
@@ -153,12 +157,26 @@ def concat(inputs: Inputs, *, axis=1) -> RuleResult:
 def pad(inputs: Inputs, *, mode="constant", pads=None, value=0.0) -> RuleResult:
     """Each axis grows by its begin and end pads (opset < 11: attribute; later: input)."""
     x = required(inputs[0]).shape
-    amounts = pads if pads is not None else (inputs[1].value if len(inputs) > 1 and inputs[1] else None)
-    if amounts is None:
-        raise ShapeError("Pad's pads are not a known constant")
     rank = len(x)
+    amounts = pads if pads is not None else (inputs[1].value if len(inputs) > 1 and inputs[1] else None)
     axes_input = inputs[3] if len(inputs) > 3 else None
-    axes = [a % rank for a in axes_input.value] if axes_input is not None and axes_input.value else list(range(rank))
+    if axes_input is not None and axes_input.value is None:
+        padded = None  # which axes grow is known only at run time
+    else:
+        padded = ([axis_index(a, rank, "Pad") for a in axes_input.value] if axes_input is not None
+                  else list(range(rank)))
+    if amounts is None or padded is None:
+        if pads is None and (len(inputs) < 2 or inputs[1] is None):
+            raise ShapeError("Pad has no pads", fix="give the pads input (opset 11 on) or attribute")
+        message = f"Pad's {'pads' if amounts is None else 'axes'} are given at run time, so the padded dims are unknown"
+
+        def named(layer: str) -> RuleResult:
+            out = tuple(run_time_dim(layer, 0, a) if padded is None or a in padded else d for a, d in enumerate(x))
+            return RuleResult(outputs=(Output(out),), receptive=(), warnings=(message,),
+                              explain=lambda: [f"output = {list(out)}: {message}", "0 FLOPs"])
+
+        raise RunTimeShape(message, named)
+    axes = padded
     if len(amounts) != 2 * len(axes):
         raise ShapeError(f"Pad has {len(amounts)} pads for {len(axes)} axes; it needs begin and end per axis")
     out = list(x)
@@ -181,28 +199,87 @@ def _scaled(dim: Dim, scale: float) -> Dim:
     return dim * ratio.numerator // ratio.denominator
 
 
+def _sizes_for_aspect(x: Sequence[Dim], chosen: Sequence[int], sizes: Sequence[Dim], policy: str) -> list[Dim]:
+    """Output dims from `sizes` (one per chosen axis) under keep_aspect_ratio_policy: stretch
+    takes them as they are; not_larger (not_smaller) scales every chosen axis by the smallest
+    (largest) ratio size / input, out = floor(scale * in + 1/2), as onnx's reference does."""
+    out = list(x)
+    if policy == "stretch":
+        for axis, size in zip(chosen, sizes):
+            out[axis] = size
+        return out
+    if policy not in ("not_larger", "not_smaller"):
+        raise ShapeError(f"Resize keep_aspect_ratio_policy {policy!r} is not one of stretch, not_larger, not_smaller")
+    dims = [x[a] for a in chosen]
+    if not all(is_static(d) and d > 0 for d in dims) or not all(is_static(s) for s in sizes):
+        raise UnknownValue(f"Resize with keep_aspect_ratio_policy {policy} needs static input dims and sizes")
+    ratios = [Fraction(size, dim) for size, dim in zip(sizes, dims)]
+    scale = min(ratios) if policy == "not_larger" else max(ratios)
+    for axis in chosen:
+        out[axis] = math.floor(scale * x[axis] + Fraction(1, 2))
+    return out
+
+
 @rule("Resize", "Upsample")
 def resize(inputs: Inputs, *, mode="nearest", scales=None,
            coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75, exclude_outside=0,
            extrapolation_value=0.0, nearest_mode="round_prefer_floor", antialias=0, axes=None,
            keep_aspect_ratio_policy="stretch", op="Resize") -> RuleResult:
-    """out = floor(n * scale) per axis, or the sizes input; linear modes cost one lerp per axis."""
+    """out = floor(n * scale) per axis (of `axes`, all by default), or the sizes input (under
+    keep_aspect_ratio_policy); linear modes cost one lerp per axis."""
     x = required(inputs[0]).shape
-    present = [t for t in inputs[1:] if t is not None and t.value is not None and len(t.value)]
-    sizes_input = inputs[3] if len(inputs) > 3 and inputs[3] is not None else None
-    factors: list[float] | None
-    if sizes_input is not None and sizes_input.value:
-        out = list(sizes_input.value)
-        factors = [o / i if is_static(i) and i else 1 for o, i in zip(out, x)]
+    rank = len(x)
+    chosen = [axis_index(a, rank, op) for a in axes] if axes is not None else list(range(rank))
+    if len(set(chosen)) != len(chosen):
+        raise ShapeError(f"{op} axes {list(axes)} repeat an axis")
+
+    def given(index: int) -> TensorState | None:  # an input present and not empty (Resize-11's roi, scales: [])
+        state = inputs[index] if len(inputs) > index else None
+        return state if state is not None and not (state.shape and is_static(state.shape[0]) and
+                                                   state.shape[0] == 0) else None
+
+    # Resize-10 and Upsample-9: (X, scales); Resize-11 on: (X, roi, scales, sizes).
+    scales_input = given(1) if op == "Upsample" or len(inputs) == 2 else given(2)
+    sizes_input = given(3)
+    roi = given(1) if op == "Resize" and len(inputs) > 2 else None
+    source = sizes_input if sizes_input is not None else (None if scales is not None else scales_input)
+    if source is None and scales is None:
+        raise ShapeError(f"{op} needs scales or sizes", fix="give the scales or the sizes input")
+    what = "sizes" if source is sizes_input else "scales"
+    if source is not None and source.value is None:
+        count = source.shape[0] if len(source.shape) == 1 else None
+        if count is not None and is_static(count) and count != len(chosen):
+            raise ShapeError(f"{op} has {count} {what} for {len(chosen)} axes", fix="give one per resized axis")
+        message = f"{op}'s {what} are given at run time, so the resized dims are unknown"
+
+        def named(layer: str) -> RuleResult:
+            out = [run_time_dim(layer, 0, a) if a in chosen else d for a, d in enumerate(x)]
+            return RuleResult(outputs=(Output(tuple(out)),), receptive=(), warnings=(message,),
+                              explain=lambda: [f"output = {out}: {message}"])
+
+        raise RunTimeShape(message, named)
+    values = list(source.value) if source is not None else list(scales)  # type: ignore[union-attr]
+    if len(values) != len(chosen):
+        raise ShapeError(f"{op} has {len(values)} {what} for {len(chosen)} axes ({rank}-D input"
+                         + (f", axes {list(axes)})" if axes is not None else ")"),
+                         fix="give one per resized axis")
+    factors: list[float] = [1.0] * rank
+    if what == "sizes":
+        out = _sizes_for_aspect(x, chosen, values, keep_aspect_ratio_policy)
+        for a in chosen:
+            factors[a] = out[a] / x[a] if is_static(x[a]) and is_static(out[a]) and x[a] else 1
     else:
-        factors = list(scales) if scales is not None else None
-        if factors is None:
-            float_inputs = [t for t in present if t.dtype.startswith("float")]
-            # `present` holds only inputs whose value is known.
-            factors = list(cast("Value", float_inputs[-1].value)) if float_inputs else None
-        if factors is None or len(factors) != len(x):
-            raise ShapeError("Resize needs scales (one per axis) or sizes as known constants")
-        out = [_scaled(d, f) for d, f in zip(x, factors)]
+        out = list(x)
+        crop = coordinate_transformation_mode == "tf_crop_and_resize" and roi is not None and roi.value is not None
+        for a, f in zip(chosen, values):
+            factors[a] = f
+            if crop and len(roi.value) == 2 * len(chosen) and is_static(x[a]):  # type: ignore[union-attr]
+                j = chosen.index(a)
+                extent = roi.value[len(chosen) + j] - roi.value[j]  # type: ignore[union-attr]
+                # onnxruntime: floor(in * (roi_end - roi_start) * scale), in float32
+                out[a] = int(np.floor(np.float32(x[a]) * np.float32(extent) * np.float32(f)))
+            else:
+                out[a] = _scaled(x[a], f)
     resized_axes = sum(1 for f in factors if f != 1)
     per_element = 3 * resized_axes if "linear" in mode else (7 * resized_axes if mode == "cubic" else 0)
     flops = per_element * prod(out)
@@ -238,7 +315,9 @@ def resize(inputs: Inputs, *, mode="nearest", scales=None,
     # Without a None, `windows` holds only Windows.
     receptive = () if None in windows else cast("tuple[Window, ...]", windows)
     return RuleResult(outputs=(Output(tuple(out)),), flops=flops, receptive=receptive,
-                      explain=lambda: [f"output = input * scales = {list(x)} * {factors} = {out}",
+                      explain=lambda: [f"output = input * scales = {list(x)} * {factors} = {out}"
+                                       + (f" ({what} {values} on axes {chosen}, {keep_aspect_ratio_policy})"
+                                          if what == "sizes" else ""),
                                        f"FLOPs = {per_element} ({mode}) * {prod(out)} = {flops}"])
 
 
