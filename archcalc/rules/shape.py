@@ -25,9 +25,11 @@ from archcalc.rules._common import (
     axis_index,
     broadcast,
     broadcast_values,
+    given_length,
     known_value,
     moved,
     required,
+    run_time_shape,
     value_array,
 )
 from archcalc.rules.base import MAX_VALUES, SAVES_NOTHING, SAVES_VIEW, Inputs, Output, RuleResult, TensorState, rule
@@ -197,11 +199,28 @@ def _slice_length(dim: Dim, start: Dim, end: Dim, step: int) -> Dim:
     return ceil_div(length, abs(step)) if abs(step) != 1 else length
 
 
+def _run_time_slice(x: Sequence[Dim], inputs: Inputs) -> None:
+    """Raise what a slice with bounds given at run time knows: the rank, and the dims of the
+    axes it does not slice when its axes are known."""
+    axes_input = inputs[3] if len(inputs) > 3 else None
+    if axes_input is not None and axes_input.value is not None:
+        sliced = {axis_index(a, len(x), "Slice") for a in axes_input.value}
+    elif axes_input is None and (count := given_length(inputs[1])) is not None:
+        sliced = set(range(count))
+    else:
+        sliced = set(range(len(x)))
+    raise run_time_shape("Slice's bounds are given at run time, so the sliced dims are unknown",
+                         lambda unknown: [[unknown(0, a) if a in sliced else d for a, d in enumerate(x)]],
+                         weights=(0,))
+
+
 @rule("Slice", saves=SAVES_NOTHING)
 def slice_(inputs: Inputs, *, starts=None, ends=None, axes=None) -> RuleResult:
     """x[start:end:step] on each listed axis (inputs from opset 10, attributes before)."""
     x = inputs[0]
     steps = None
+    if len(inputs) > 1 and x is not None and any(t is not None and t.value is None for t in inputs[1:5]):
+        _run_time_slice(x.shape, inputs)
     if len(inputs) > 1:
         starts = known_value(inputs[1], "starts", "Slice", ints=False)
         ends = known_value(inputs[2] if len(inputs) > 2 else None, "ends", "Slice", ints=False)
@@ -244,6 +263,12 @@ def split(inputs: Inputs, *, axis=0, split=None, num_outputs=None,
     along = axis_index(axis, len(x.shape), "Split")
     dim = x.shape[along]
     sizes = split
+    if sizes is None and len(inputs) > 1 and inputs[1] is not None and inputs[1].value is None \
+            and given_length(inputs[1]) != 0:
+        x_shape = x.shape
+        raise run_time_shape("Split's sizes are given at run time, so the split axis is unknown",
+                             lambda unknown: [[unknown(k, along) if a == along else d for a, d in enumerate(x_shape)]
+                                              for k in range(n_outputs)])
     if sizes is None and len(inputs) > 1 and inputs[1] is not None:
         sizes = known_value(inputs[1], "split sizes", "Split", ints=False)
     if sizes is None or len(sizes) == 0:
@@ -277,6 +302,11 @@ def split(inputs: Inputs, *, axis=0, split=None, num_outputs=None,
 @rule("ConstantOfShape", saves=SAVES_NOTHING)
 def constant_of_shape(inputs: Inputs, *, value=None) -> RuleResult:
     """A tensor of the shape given by the input's value, filled with `value` (0.0 by default)."""
+    rank = given_length(inputs[0])
+    if inputs[0] is not None and inputs[0].value is None and rank is not None:
+        raise run_time_shape("ConstantOfShape's shape is given at run time, so its dims are unknown",
+                             lambda unknown: [[unknown(0, a) for a in range(rank)]],
+                             dtypes=[value.dtype if isinstance(value, TensorState) else "float32"])
     dims = known_value(inputs[0], "shape", "ConstantOfShape", ints=False)
     if any(is_static(d) and d < 0 for d in dims):
         raise ShapeError(f"ConstantOfShape shape {list(dims)} has a negative dim")
@@ -290,6 +320,14 @@ def constant_of_shape(inputs: Inputs, *, value=None) -> RuleResult:
 def expand(inputs: Inputs) -> RuleResult:
     """Broadcast the input to the shape given as the second input's value (both ways, as numpy)."""
     x = inputs[0]
+    count = given_length(inputs[1])
+    if inputs[1] is not None and inputs[1].value is None and count is not None and x is not None:
+        rank = max(len(x.shape), count)
+        aligned = (1,) * (rank - len(x.shape)) + tuple(x.shape)
+        # Broadcasting keeps every input dim but 1 (the shape's dim there is 1 or the same).
+        raise run_time_shape("Expand's shape is given at run time, so the broadcast dims are unknown",
+                             lambda unknown: [[unknown(0, a) if is_static(d) and d == 1 else d
+                                               for a, d in enumerate(aligned)]], weights=(0,))
     dims = known_value(inputs[1], "shape", "Expand", ints=False)
     x = required(x)
     out = broadcast(x.shape, dims)
@@ -301,6 +339,12 @@ def expand(inputs: Inputs) -> RuleResult:
 def tile(inputs: Inputs) -> RuleResult:
     """Repeat the input `repeats[i]` times along axis i: out = dim * repeats."""
     x = inputs[0]
+    if inputs[1] is not None and inputs[1].value is None and x is not None \
+            and given_length(inputs[1]) == len(x.shape):
+        shape = x.shape
+        raise run_time_shape("Tile's repeats are given at run time, so the tiled dims are unknown",
+                             lambda unknown: [[d if is_static(d) and d == 0 else unknown(0, a)
+                                               for a, d in enumerate(shape)]], weights=(0,))
     repeats = known_value(inputs[1], "repeats", "Tile", ints=False)
     x = required(x)
     if len(repeats) != len(x.shape):
@@ -328,6 +372,9 @@ def _tiled(value: Value, shape: Sequence[int], out: Sequence[int]) -> Value:
 @rule("Range", saves=SAVES_NOTHING)
 def range_(inputs: Inputs) -> RuleResult:
     """start, start + delta, ... below limit: max(ceil((limit - start) / delta), 0) elements."""
+    if any(t is not None and t.value is None for t in inputs[:3]) and inputs[0] is not None:
+        raise run_time_shape("Range's bounds are given at run time, so its length is unknown",
+                             lambda unknown: [[unknown(0, 0)]], dtypes=[inputs[0].dtype])
     start, limit, delta = (known_value(t, name, "Range", ints=False)[0]
                            for t, name in zip(inputs, ("start", "limit", "delta")))
     value = None

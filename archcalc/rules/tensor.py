@@ -14,10 +14,18 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from archcalc.core.dims import Dim, Sym, is_static, prod
+from archcalc.core.dims import Dim, Sym, is_static, is_static_shape, prod
 from archcalc.core.dtypes import dtype_name
 from archcalc.core.errors import ShapeError, UnknownValue
-from archcalc.rules._common import axis_index, known_value, moved, required, value_array
+from archcalc.rules._common import (
+    axis_index,
+    given_length,
+    known_value,
+    moved,
+    required,
+    run_time_shape,
+    value_array,
+)
 from archcalc.rules.base import (
     GLOBAL,
     POINTWISE,
@@ -64,6 +72,10 @@ def reshape(inputs: Inputs, *, allowzero=0) -> RuleResult:
     data = required(inputs[0])
     x = data.shape
     target = required(inputs[1], "value").value
+    rank = given_length(inputs[1])
+    if target is None and rank is not None:
+        raise run_time_shape("Reshape's target shape is given at run time, so its dims are unknown",
+                             lambda unknown: [[unknown(0, a) for a in range(rank)]], weights=(0,))
     if target is None:
         raise UnknownValue("Reshape's target shape is computed from data, so its output shape is unknown",
                            fix="archcalc follows integer tensors computed from shapes, not from data")
@@ -160,11 +172,9 @@ def pad(inputs: Inputs, *, mode="constant", pads=None, value=0.0) -> RuleResult:
     rank = len(x)
     amounts = pads if pads is not None else (inputs[1].value if len(inputs) > 1 and inputs[1] else None)
     axes_input = inputs[3] if len(inputs) > 3 else None
-    if axes_input is not None and axes_input.value is None:
-        padded = None  # which axes grow is known only at run time
-    else:
-        padded = ([axis_index(a, rank, "Pad") for a in axes_input.value] if axes_input is not None
-                  else list(range(rank)))
+    padded: list[int] | None = list(range(rank))
+    if axes_input is not None:  # None when which axes grow is known only at run time
+        padded = None if axes_input.value is None else [axis_index(a, rank, "Pad") for a in axes_input.value]
     if amounts is None or padded is None:
         if pads is None and (len(inputs) < 2 or inputs[1] is None):
             raise ShapeError("Pad has no pads", fix="give the pads input (opset 11 on) or attribute")
@@ -211,12 +221,12 @@ def _sizes_for_aspect(x: Sequence[Dim], chosen: Sequence[int], sizes: Sequence[D
     if policy not in ("not_larger", "not_smaller"):
         raise ShapeError(f"Resize keep_aspect_ratio_policy {policy!r} is not one of stretch, not_larger, not_smaller")
     dims = [x[a] for a in chosen]
-    if not all(is_static(d) and d > 0 for d in dims) or not all(is_static(s) for s in sizes):
+    if not is_static_shape(dims) or not is_static_shape(sizes) or not all(d > 0 for d in dims):
         raise UnknownValue(f"Resize with keep_aspect_ratio_policy {policy} needs static input dims and sizes")
     ratios = [Fraction(size, dim) for size, dim in zip(sizes, dims)]
     scale = min(ratios) if policy == "not_larger" else max(ratios)
-    for axis in chosen:
-        out[axis] = math.floor(scale * x[axis] + Fraction(1, 2))
+    for axis, dim in zip(chosen, dims):
+        out[axis] = math.floor(scale * dim + Fraction(1, 2))
     return out
 
 
@@ -258,7 +268,7 @@ def resize(inputs: Inputs, *, mode="nearest", scales=None,
                               explain=lambda: [f"output = {out}: {message}"])
 
         raise RunTimeShape(message, named)
-    values = list(source.value) if source is not None else list(scales)  # type: ignore[union-attr]
+    values = list(source.value if source is not None and source.value is not None else scales)
     if len(values) != len(chosen):
         raise ShapeError(f"{op} has {len(values)} {what} for {len(chosen)} axes ({rank}-D input"
                          + (f", axes {list(axes)})" if axes is not None else ")"),
@@ -267,19 +277,20 @@ def resize(inputs: Inputs, *, mode="nearest", scales=None,
     if what == "sizes":
         out = _sizes_for_aspect(x, chosen, values, keep_aspect_ratio_policy)
         for a in chosen:
-            factors[a] = out[a] / x[a] if is_static(x[a]) and is_static(out[a]) and x[a] else 1
+            size, dim = out[a], x[a]
+            factors[a] = size / dim if is_static(size) and is_static(dim) and dim else 1
     else:
         out = list(x)
-        crop = coordinate_transformation_mode == "tf_crop_and_resize" and roi is not None and roi.value is not None
-        for a, f in zip(chosen, values):
+        box = roi.value if coordinate_transformation_mode == "tf_crop_and_resize" and roi is not None else None
+        for j, (a, f) in enumerate(zip(chosen, values)):
             factors[a] = f
-            if crop and len(roi.value) == 2 * len(chosen) and is_static(x[a]):  # type: ignore[union-attr]
-                j = chosen.index(a)
-                extent = roi.value[len(chosen) + j] - roi.value[j]  # type: ignore[union-attr]
+            dim = x[a]
+            if box is not None and len(box) == 2 * len(chosen) and is_static(dim):
+                extent = box[len(chosen) + j] - box[j]
                 # onnxruntime: floor(in * (roi_end - roi_start) * scale), in float32
-                out[a] = int(np.floor(np.float32(x[a]) * np.float32(extent) * np.float32(f)))
+                out[a] = int(np.floor(np.float32(dim) * np.float32(extent) * np.float32(f)))
             else:
-                out[a] = _scaled(x[a], f)
+                out[a] = _scaled(dim, f)
     resized_axes = sum(1 for f in factors if f != 1)
     per_element = 3 * resized_axes if "linear" in mode else (7 * resized_axes if mode == "cubic" else 0)
     flops = per_element * prod(out)
@@ -375,6 +386,11 @@ def one_hot(inputs: Inputs, *, axis=-1) -> RuleResult:
     """indices shape with `depth` inserted at `axis`, the dtype of `values`; depth must be a known constant."""
     indices, values = required(inputs[0]).shape, inputs[2]
     depth_state = inputs[1]
+    if depth_state is not None and depth_state.value is None and prod(depth_state.shape) == 1:
+        where = axis_index(axis, len(indices) + 1, "OneHot")
+        raise run_time_shape("OneHot's depth is given at run time, so its depth axis is unknown",
+                             lambda unknown: [[*indices[:where], unknown(0, where), *indices[where:]]],
+                             dtypes=[required(values, "dtype").dtype])
     if depth_state is None or depth_state.value is None or len(depth_state.value) != 1:
         raise UnknownValue("OneHot's depth is not a known constant, so its output shape is unknown",
                            fix="archcalc follows small constants and integers computed from shapes; "

@@ -221,8 +221,9 @@ def analyze_for_verify(graph: Graph, bindings: Mapping[str, int]) -> Analysis:
             continue
         # The engine leaves run-time dims out of the counts rather than failing: bind them too,
         # as verify binds every shape it compares.
-        free = {name for tensor in analysis.tensors.values() if tensor.shape is not None
-                for name in shape_symbols(tensor.shape)} - set(analysis.bindings) - set(bindings) - fed - set(placeholders)
+        shown = {name for tensor in analysis.tensors.values() if tensor.shape is not None
+                 for name in shape_symbols(tensor.shape)}
+        free = shown - set(analysis.bindings) - set(bindings) - fed - set(placeholders)
         if not free:
             return analysis
         placeholders.update(dict.fromkeys(free, 1))
