@@ -21,7 +21,7 @@ JSON_SCHEMA_VERSION = 1
 
 def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
     t = analysis.totals
-    partial = " (partial: some ops not modelled)" if t.partial else ""
+    partial = " (partial: some ops not modelled or sized at run time)" if t.partial else ""
     bound = ", ".join(f"{k}={v}" for k, v in sorted(analysis.bindings.items()))
     return [
         ("Total params", f"{t.params:,} ({human_count(t.params)})"),

@@ -88,8 +88,9 @@ class RuleResult:
     flops: Dim = 0
     weights: tuple[int, ...] = ()
     buffers: tuple[int, ...] = ()
-    # Of `weights`, inputs that are learned whatever their dtype. Front ends class integer
-    # tensors as constants (shapes, axes, indices), but QLinearConv's int32 bias is learned.
+    # Of `weights`, inputs that are learned whatever their dtype or size. Front ends class
+    # integer tensors and single values as constants (shapes, axes, indices, an epsilon), but
+    # QLinearConv's int32 bias is learned, and so is a one-channel Conv's bias of one value.
     integer_weights: tuple[int, ...] = ()
     receptive: str | tuple[Window, ...] = POINTWISE
     explain: Callable[[], list[str]] | None = None

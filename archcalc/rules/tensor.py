@@ -47,9 +47,9 @@ if TYPE_CHECKING:
 
 @rule("Identity", saves=SAVES_VIEW)
 def identity(inputs: Inputs) -> RuleResult:
-    """Output equals input."""
+    """Output equals input; a learned tensor passed through is a param, as for any move."""
     x = required(inputs[0])
-    return RuleResult(outputs=(Output(x.shape, value=x.value),))
+    return RuleResult(outputs=(Output(x.shape, value=x.value),), weights=(0,))
 
 
 @rule("Flatten", saves=SAVES_VIEW)
