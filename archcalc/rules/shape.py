@@ -435,3 +435,42 @@ def nonzero(inputs: Inputs, *, node_name="") -> RuleResult:
     else:
         count = Sym.symbol((re.sub(r"\W+", "_", node_name).strip("_") or "nonzero") + "_count")
     return moved((len(x.shape), count), "int64", None, "[rank, number of non-zero elements]")
+
+
+def _data_count(node_name: str, fallback: str) -> Sym:
+    """The symbol of a count that depends on the data, named after the layer (bind it with --dim)."""
+    return Sym.symbol((re.sub(r"\W+", "_", node_name).strip("_") or fallback) + "_count")
+
+
+@rule("Compress", saves=SAVES_NOTHING)
+def compress(inputs: Inputs, *, axis=None, node_name="") -> RuleResult:
+    """The slices along `axis` (of the flattened input without one) where the condition is
+    true; their count depends on the data (a symbol named after the layer) unless the
+    condition's value is known."""
+    x, condition = required(inputs[0]), required(inputs[1])
+    length = prod(x.shape) if axis is None else x.shape[axis_index(axis, len(x.shape), "Compress")]
+    count: Dim = _data_count(node_name, "compress")
+    if condition.value is not None and is_static(length) and not any(isinstance(v, Sym) for v in condition.value):
+        count = sum(1 for v in condition.value[:length] if v)  # numpy's: a shorter condition drops the rest
+    if axis is None:
+        out: tuple[Dim, ...] = (count,)
+    else:
+        along = axis_index(axis, len(x.shape), "Compress")
+        out = tuple(count if a == along else d for a, d in enumerate(x.shape))
+    return moved(out, None, None, f"the selected slices along axis {axis}" if axis is not None
+                 else "the selected elements of the flattened input")
+
+
+@rule("NonMaxSuppression", saves=SAVES_NOTHING)
+def non_max_suppression(inputs: Inputs, *, center_point_box=0, node_name="") -> RuleResult:
+    """[selected boxes, 3] int64 (batch, class, box): how many are kept depends on the data
+    (a symbol named after the layer), at most batch x classes x max_output_boxes_per_class."""
+    boxes, scores = required(inputs[0]), required(inputs[1])
+    if len(boxes.shape) != 3 or len(scores.shape) != 3:
+        raise ShapeError(f"NonMaxSuppression takes boxes [batch, boxes, 4] and scores [batch, classes, boxes], "
+                         f"got {list(boxes.shape)} and {list(scores.shape)}")
+    count = _data_count(node_name, "nms")
+    message = ("its FLOPs (the overlaps it computes) depend on the data and are not counted; "
+               f"the number of boxes kept is {count}")
+    return RuleResult(outputs=(Output((count, 3), "int64"),), warnings=(message,),
+                      explain=lambda: [f"output = [{count}, 3]: batch, class and box of each box kept", message])
