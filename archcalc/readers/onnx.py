@@ -14,11 +14,12 @@ Mapping:
   input gets shape () and dtype ``sequence``/``map``: only ops without rules read those);
 - an initializer (also when an old model lists it among the inputs) -> kind ``weight``
   for float types, ``constant`` (with its value when small) for integer and bool types;
-- a Constant node holding a float tensor of more than one element, or a ConstantOfShape
-  of a constant shape with a float fill, is a weight stored in a node (ONNX zoo "light"
-  models hold all their weights so): it becomes a ``weight`` tensor, not a layer, so the
-  layers it feeds count it as params exactly like an initializer (metadata lists them
-  under ``constant_weights``);
+- a Constant node holding a float tensor (``value``, ``value_floats`` or ``value_float``),
+  or a ConstantOfShape of a constant shape with a float fill, is a tensor stored in a node
+  (ONNX zoo "light" models hold all their weights so): it becomes a tensor, not a layer, of
+  the kind an initializer of its size is (``weight``, or ``constant`` for one value), so
+  the layers it feeds count it exactly like an initializer (metadata lists them under
+  ``constant_weights``);
 - a call of a model-local function (``ModelProto.functions``, matched by domain and name)
   -> the function's nodes, expanded in place (recursively for calls inside it): each named
   ``<call name>/<inner name>``, with ``block`` the call's name (so reports fold them under
