@@ -34,11 +34,9 @@ from archcalc.rules.base import (
     Inputs,
     Output,
     RuleResult,
-    RunTimeShape,
     TensorState,
     Window,
     rule,
-    run_time_dim,
 )
 
 if TYPE_CHECKING:
@@ -178,14 +176,9 @@ def pad(inputs: Inputs, *, mode="constant", pads=None, value=0.0) -> RuleResult:
     if amounts is None or padded is None:
         if pads is None and (len(inputs) < 2 or inputs[1] is None):
             raise ShapeError("Pad has no pads", fix="give the pads input (opset 11 on) or attribute")
-        message = f"Pad's {'pads' if amounts is None else 'axes'} are given at run time, so the padded dims are unknown"
-
-        def named(layer: str) -> RuleResult:
-            out = tuple(run_time_dim(layer, 0, a) if padded is None or a in padded else d for a, d in enumerate(x))
-            return RuleResult(outputs=(Output(out),), receptive=(), warnings=(message,),
-                              explain=lambda: [f"output = {list(out)}: {message}", "0 FLOPs"])
-
-        raise RunTimeShape(message, named)
+        raise run_time_shape(f"Pad's {'pads' if amounts is None else 'axes'} are given at run time, so the padded "
+                             "dims are unknown", lambda unknown: [[unknown(0, a) if padded is None or a in padded
+                                                                   else d for a, d in enumerate(x)]])
     axes = padded
     if len(amounts) != 2 * len(axes):
         raise ShapeError(f"Pad has {len(amounts)} pads for {len(axes)} axes; it needs begin and end per axis")
@@ -260,14 +253,8 @@ def resize(inputs: Inputs, *, mode="nearest", scales=None,
         count = source.shape[0] if len(source.shape) == 1 else None
         if count is not None and is_static(count) and count != len(chosen):
             raise ShapeError(f"{op} has {count} {what} for {len(chosen)} axes", fix="give one per resized axis")
-        message = f"{op}'s {what} are given at run time, so the resized dims are unknown"
-
-        def named(layer: str) -> RuleResult:
-            out = [run_time_dim(layer, 0, a) if a in chosen else d for a, d in enumerate(x)]
-            return RuleResult(outputs=(Output(tuple(out)),), receptive=(), warnings=(message,),
-                              explain=lambda: [f"output = {out}: {message}"])
-
-        raise RunTimeShape(message, named)
+        raise run_time_shape(f"{op}'s {what} are given at run time, so the resized dims are unknown",
+                             lambda unknown: [[unknown(0, a) if a in chosen else d for a, d in enumerate(x)]])
     values = list(source.value if source is not None and source.value is not None else scales)
     if len(values) != len(chosen):
         raise ShapeError(f"{op} has {len(values)} {what} for {len(chosen)} axes ({rank}-D input"
