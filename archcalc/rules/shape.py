@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, TypeGuard
 
+import numpy as np
+
 from archcalc.core.dims import Dim, Sym, ceil_div, is_static, is_static_shape, prod
 from archcalc.core.dtypes import dtype_name, is_integral
 from archcalc.core.errors import ShapeError
@@ -403,8 +405,15 @@ def _cast_value(value: int | float | str | Sym, dtype: str) -> object:
     if is_integral(dtype):
         return int(value)
     if dtype.startswith("float"):
-        return value if isinstance(value, int) and not isinstance(value, bool) else float(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value  # a whole number (a size cast to float) stays exact, as shape arithmetic needs
+        precision = _FLOAT_PRECISION.get(dtype)
+        return float(precision(value)) if precision is not None else float(value)
     raise ValueError
+
+
+# Casting a float value to these rounds it to their precision; others (bfloat16, float8) keep it as it is.
+_FLOAT_PRECISION = {"float16": np.float16, "float32": np.float32, "float64": np.float64}
 
 
 @rule("Cast", "CastLike", saves=SAVES_NOTHING)

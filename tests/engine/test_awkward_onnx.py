@@ -212,6 +212,23 @@ def test_values_follow_not_and_float_shape_arithmetic(tmp_path):
     assert ort_shapes(model, feeds_for(model, {}))["y"] == (2, 3, 6)
 
 
+def test_float_values_keep_their_precision(tmp_path):
+    """Cast(0.1) to float16 is 0.0999755859375 (float16's nearest); times 10 that is
+    0.999755859375, halfway between float16's 0.99951171875 and 1.0, so it rounds to 1.0 (the
+    even one); Cast to int64 gives 1, the length of the ConstantOfShape. Double arithmetic would
+    truncate 0.99975... to 0."""
+    nodes = [const("tenth", [0.1], np.float32),
+             helper.make_node("Cast", ["tenth"], ["tenth16"], name="tenth16", to=TensorProto.FLOAT16),
+             const("ten", [10.0], np.float16),
+             helper.make_node("Mul", ["tenth16", "ten"], ["length16"], name="length16"),
+             helper.make_node("Cast", ["length16"], ["length"], name="length", to=TensorProto.INT64),
+             helper.make_node("ConstantOfShape", ["length"], ["y"], name="y")]
+    model = make_model(nodes, [], ["y"], opset=17)
+    analysis, _ = _analyse(tmp_path, model)
+    assert analysis.tensors["y"].shape == (1,)
+    assert ort_shapes(model, {})["y"] == (1,)
+
+
 def test_onnx_attention_expansion_resolves_its_kv_expand(tmp_path):
     """onnx's Attention-23 function, expanded (test_attention_4d_gqa_expanded): Q [2, 9, 4, 8],
     K and V [2, 3, 6, 8]. The K/V Expand repeats each of the 3 KV heads 9 / 3 = 3 times, a count
