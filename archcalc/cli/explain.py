@@ -22,6 +22,11 @@ def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...], in
 
     analysis = analyse_from_options(model, batch, dims, input_shapes)
     found = analysis.layer(layer)
+    # A spec layer lowered to several ops (attention), or a block instance: every op in it, in order.
+    parts = [x for x in analysis.layers if x.block == layer or x.block.startswith(layer + ".")]
+    if parts:
+        click.echo("\n\n".join("\n".join(report.render_explanation(analysis, part)) for part in parts))
+        return
     if found is None:
         names = [x.name for x in analysis.layers]
         hint = difflib.get_close_matches(layer, names, n=3)

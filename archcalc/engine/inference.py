@@ -19,7 +19,7 @@ from archcalc.core.dtypes import dtype_bytes
 from archcalc.core.errors import ArchcalcError, ShapeError, UnboundDim, UnknownValue
 from archcalc.core.graph import Deferred, Graph, Node, Shape, TensorInfo
 from archcalc.core.results import Analysis, AxisField, LayerResult, ReceptiveField, TensorResult, Totals
-from archcalc.rules.base import GLOBAL, Rule, RuleResult, RunTimeShape, Scope, TensorState, Window, rule_for
+from archcalc.rules.base import GLOBAL, Inputs, Rule, RuleResult, RunTimeShape, Scope, TensorState, Window, rule_for
 
 PARAM_KINDS = ("weight", "buffer")
 _PER_LAYER_CONTEXT = frozenset({"node_name", "scope"})
@@ -144,8 +144,8 @@ class _Inference:
         if node.has_deferred:
             shapes = [s.shape if s else None for s in inputs]
             # Deferred.compute (core/graph.py) says Sequence[Shape]; it is given None for an absent input.
-            attrs = {k: v.compute(shapes) if isinstance(v, Deferred) else v  # type: ignore[arg-type]
-                     for k, v in attrs.items()}
+            attrs = {k: v.compute(self._deferred_shapes(v, shapes)) if isinstance(v, Deferred)  # type: ignore[arg-type]
+                     else v for k, v in attrs.items()}
         try:
             try:
                 result, outcome = self._apply(rule, node, inputs, attrs)
@@ -172,13 +172,14 @@ class _Inference:
         except ArchcalcError as error:  # e.g. a weight with a symbolic dim and no value to count with
             raise error.located(node.where(self.graph.path)) from None
 
-    def _apply(self, rule: Rule, node: Node, inputs: list[TensorState | None],
+    def _apply(self, rule: Rule, node: Node, inputs: Inputs,
                attrs: dict[str, Any]) -> tuple[RuleResult, _Outcome]:
         """The rule's result for the layer, and its bound counts. A rule is a pure function of
         its inputs, attributes and the layer's output count, and big models repeat layers (a
         ResNet stage, a transformer block), so each distinct call runs once and is counted
         once; rules that read the layer's name or enclosing graph are called every time."""
         key = None
+        inputs = rule.visible(inputs)
         if not rule.context & _PER_LAYER_CONTEXT:
             attr_key = node.attr_key if node.attr_key is not None and not node.has_deferred else _attribute_key(attrs)
             key = (node.op, node.domain, len(node.outputs), tuple(inputs), attr_key)  # contrib ops reuse names
@@ -224,14 +225,22 @@ class _Inference:
             state = self._materialise(node, self.known[name])
         return state
 
+    def _deferred_shapes(self, deferred: Deferred, own: list[Shape | None]) -> list[Shape | None]:
+        """The shapes `deferred` is computed from: the layer's inputs' (`own`), or those of the
+        tensors it names (a spec layer lowered to several ops names the spec layer's inputs)."""
+        if deferred.inputs is None:
+            return own
+        states = [self.states.get(name) for name in deferred.inputs]
+        return [s.shape if s else None for s in states]
+
     def _materialise(self, node: Node, info: TensorInfo) -> TensorState:
         """Give a spec's weight its shape now that the layer's data input is known."""
         assert isinstance(info.shape, Deferred)  # _resolve_input materialises deferred shapes only
-        shapes = [s.shape if s else None for s in map(self.states.get, node.inputs)]
+        own = [s.shape if s else None for s in map(self.states.get, node.inputs)]
         try:
             # Deferred.compute (core/graph.py) says Sequence[Shape]; it is given None for an absent input.
-            shape = tuple(info.shape.compute(shapes))  # type: ignore[arg-type]
-            value = (info.value.compute(shapes)  # type: ignore[arg-type]
+            shape = tuple(info.shape.compute(self._deferred_shapes(info.shape, own)))  # type: ignore[arg-type]
+            value = (info.value.compute(self._deferred_shapes(info.value, own))  # type: ignore[arg-type]
                      if isinstance(info.value, Deferred) else info.value)
         except ArchcalcError as error:
             raise error.located(node.where(self.graph.path)) from None
@@ -328,6 +337,9 @@ class _Inference:
                 params += count
                 if node.trainable and info.trainable:
                     trainable += count
+        if max(params, buffers) > INT64_MAX:  # a table of 2**62 rows: the output may be small
+            raise ShapeError(f"its weights hold {max(params, buffers):.3e} values, more than int64 counts",
+                             fix="the weight shapes are implausibly large: check the layer's sizes")
         return params, trainable, buffers
 
     def _bound(self, count: Dim) -> int:

@@ -144,7 +144,10 @@ def training_cost(graph: Graph, analysis: Analysis, optimizer: str = "adam",
             walk.open(result, len(layers), any(inputs_need_grad))
             layers.append(None)  # filled in from its body's layers when they are all read
             continue
-        trainable = result.trainable_params > 0
+        # A trainable weight counted at an earlier layer still needs its gradient here: a tied
+        # LM head transposes the embedding's table (its params count at the embedding).
+        trainable = result.trainable_params > 0 or (not result.parent and any(
+            _is_trainable_weight(name, node, analysis) for name in inputs if name))
         on_path = trainable or any(inputs_need_grad)
         if on_path:
             needs_grad.update(out.name for out in result.outputs)

@@ -131,7 +131,7 @@ def _convert(model: onnx.ModelProto, path: str) -> Graph:
     opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
     warnings: list[str] = []
     checks = _check_model(model, opsets, path)
-    tensors = _initializers(graph)
+    tensors = _initializers(graph, _float_values_read(graph))
     for info in graph.input:
         if info.name not in tensors:  # old models also list their initializers as inputs
             tensors[info.name] = _graph_input(info)
@@ -565,10 +565,28 @@ def _read_names(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
-def _initializers(graph: onnx.GraphProto) -> dict[str, TensorInfo]:
+def _float_values_read(graph: onnx.GraphProto) -> set[str] | None:
+    """The tensors whose values a layer's rule may read (see Rule.reads_values); None when
+    any may be: a control-flow op's body reads enclosing tensors by name, out of sight here."""
+    names: set[str] = set()
+    for node in graph.node:
+        rule = rule_for(node.domain, node.op_type)
+        if rule is not None and "scope" in rule.context:
+            return None
+        if rule is None or rule.reads_values is None:  # an op without a rule may be a function of ones that read
+            names.update(node.input)
+        else:
+            names.update(node.input[i] for i in rule.reads_values if i < len(node.input))
+    return names
+
+
+def _initializers(graph: onnx.GraphProto, float_values_read: set[str] | None = None) -> dict[str, TensorInfo]:
+    """The graph's initializers; a small float one's values are unpacked only when a rule
+    reads them (`float_values_read`; None: all), never a bias or normalisation scale's."""
     tensors: dict[str, TensorInfo] = {}
     for init in graph.initializer:
-        tensors[init.name] = _initializer(init)
+        floats = float_values_read is None or init.name in float_values_read
+        tensors[init.name] = _initializer(init, floats)
     for sparse in graph.sparse_initializer:
         name = sparse.values.name
         tensors[name] = TensorInfo(name, tuple(sparse.dims), _dtype(sparse.values.data_type),
@@ -639,8 +657,8 @@ def _is_constant(data_type: int, dims) -> bool:
     return data_type in _CONSTANT_TYPES or math.prod(dims) <= 1
 
 
-def _initializer(tensor: TensorProto) -> TensorInfo:
-    shape, dtype, value = _tensor_facts(tensor)
+def _initializer(tensor: TensorProto, floats: bool = True) -> TensorInfo:
+    shape, dtype, value = _tensor_facts(tensor, floats)
     # A single float is a constant (an attention scale, an epsilon), as a single-value
     # Constant node is: exporters store both ways, and torch counts neither as a parameter.
     kind = "constant" if _is_constant(tensor.data_type, shape) else "weight"
@@ -661,12 +679,14 @@ def _tensor_state(tensor: TensorProto) -> TensorState:
     return TensorState(*_tensor_facts(tensor))
 
 
-def _tensor_facts(tensor: TensorProto) -> tuple[tuple[int, ...], str, tuple | None]:
-    """_tensor_state's shape, dtype and value, for callers that build something else from them."""
+def _tensor_facts(tensor: TensorProto, floats: bool = True) -> tuple[tuple[int, ...], str, tuple | None]:
+    """_tensor_state's shape, dtype and value (a float tensor's only if `floats`), for callers
+    that build something else from them."""
     shape = tuple(tensor.dims[:])  # sliced: see _Nodes.add
     data_type = tensor.data_type
     dtype = _dtype(data_type)
-    limit = MAX_VALUES if data_type in _INTEGRAL_TYPES else FLOAT_VALUES if data_type in _FLOAT_TYPES else -1
+    limit = (MAX_VALUES if data_type in _INTEGRAL_TYPES else FLOAT_VALUES if floats and data_type in _FLOAT_TYPES
+             else -1)
     size = math.prod(shape)
     if size > limit or tensor.data_location == TensorProto.EXTERNAL:
         return shape, dtype, None

@@ -56,7 +56,7 @@ def _simple(op: str) -> None:
 
     activation.__doc__ = f"{op}: shape unchanged, {FLOPS_PER_ELEMENT[op]} FLOPs per element."
     activation.__name__ = op.lower()
-    rule(op, saves=SAVES_OUTPUT if op in DIFFERENTIATED_FROM_OUTPUT else SAVES_INPUTS)(activation)
+    rule(op, saves=SAVES_OUTPUT if op in DIFFERENTIATED_FROM_OUTPUT else SAVES_INPUTS, reads_values=())(activation)
 
 
 for _op in ("Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "Tanh", "Elu", "Celu", "Selu",
@@ -84,7 +84,7 @@ exported("Swish", lower=_swish_as_sigmoid)
 exported("HardSwish", min_opset=14)
 
 
-@rule("PRelu")
+@rule("PRelu", reads_values=())
 def prelu(inputs: Inputs) -> RuleResult:
     """max(0, x) + slope * min(0, x); the slope is learned."""
     # The slope is learned whatever its size: torch's nn.PReLU() has one value for all channels.
@@ -92,7 +92,7 @@ def prelu(inputs: Inputs) -> RuleResult:
     return replace(result, integer_weights=(1,))
 
 
-@rule("Gelu")
+@rule("Gelu", reads_values=())
 def gelu(inputs: Inputs, *, approximate="none") -> RuleResult:
     """x * Phi(x): 5 FLOPs per element with erf, 9 with the tanh approximation."""
     return _activation(required(inputs[0]).shape, "Gelu", 9 if approximate == "tanh" else 5)
@@ -101,7 +101,7 @@ def gelu(inputs: Inputs, *, approximate="none") -> RuleResult:
 exported("Gelu", min_opset=20)
 
 
-@rule("Softmax", "LogSoftmax", "Hardmax", saves=SAVES_OUTPUT)
+@rule("Softmax", "LogSoftmax", "Hardmax", saves=SAVES_OUTPUT, reads_values=())
 def softmax(inputs: Inputs, *, axis=-1) -> RuleResult:
     """exp(x - max) / sum over `axis`; 5 FLOPs per element."""
     x = required(inputs[0]).shape
@@ -110,7 +110,7 @@ def softmax(inputs: Inputs, *, axis=-1) -> RuleResult:
     return _activation(x, "softmax", 5)
 
 
-@rule("Dropout", saves=SAVES_NOTHING)
+@rule("Dropout", saves=SAVES_NOTHING, reads_values=())
 def dropout(inputs: Inputs, *, seed=None, ratio=0.5, is_test=0) -> RuleResult:
     """Identity at inference (the mask output has the input's shape); no FLOPs."""
     x = required(inputs[0]).shape

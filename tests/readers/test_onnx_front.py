@@ -674,3 +674,22 @@ def test_messages_name_the_problem(tmp_path):
         path.write_bytes(BAD_FILES[name])
         with pytest.raises(ModelFileError, match=expected):
             load_onnx(str(path))
+
+
+def test_small_float_initializers_keep_values_only_where_a_rule_reads_them(tmp_path):
+    """A Conv bias and BatchNorm scale (read by no rule) stay unread; Resize's scales (read
+    for the output shape) are unpacked, and the shape follows them."""
+    bias = numpy_helper.from_array(np.arange(4, dtype=np.float32), "bias")
+    scale = numpy_helper.from_array(np.ones(4, np.float32), "scale")
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 3], np.float32), "scales")
+    nodes = [helper.make_node("Conv", ["x", "w", "bias"], ["c"], kernel_shape=[1, 1]),
+             helper.make_node("BatchNormalization", ["c", "scale", "bias", "bias", "scale"], ["n"]),
+             helper.make_node("Resize", ["n", "", "scales"], ["y"])]
+    model = make_model(nodes, [tensor_input("x", [1, 4, 5, 5])], ["y"],
+                       [weight("w", [4, 4, 1, 1]), bias, scale, scales], opset=17)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    graph = load_onnx(str(path))
+    assert graph.tensors["bias"].value is None and graph.tensors["scale"].value is None
+    assert graph.tensors["scales"].value == (1.0, 1.0, 2.0, 3.0)
+    assert analyze(graph).tensors["y"].shape == (1, 4, 10, 15)
