@@ -14,6 +14,7 @@ the counts and every case that is not static and right.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tempfile
@@ -45,8 +46,10 @@ class CaseResult:
     detail: str = ""
 
 
+@functools.cache
 def cases() -> list:
-    """onnx's node test cases (model and reference outputs), in onnx's order."""
+    """onnx's node test cases (model and reference outputs), in onnx's order (collected once:
+    several tests read them, and collecting takes seconds)."""
     from onnx.backend.test.case.node import collect_testcases
 
     with warnings.catch_warnings():  # the generators cast out-of-range floats on purpose
