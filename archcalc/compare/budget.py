@@ -447,8 +447,9 @@ def check_model(analysis: Analysis, budget: Budget, training: Any = None) -> Mod
     unmodelled = tuple(f"{layer.name} ({layer.op})" for layer in analysis.layers if not layer.modelled)
     notes: list[str] = []
     if analysis.totals.partial:
-        notes.append(f"partial analysis: {len(unmodelled)} layer{'s' * (len(unmodelled) != 1)} not modelled "
-                     f"({_short_list(unmodelled)}), so every count and memory figure is a lower bound and a "
+        why = (f"{len(unmodelled)} layer{'s' * (len(unmodelled) != 1)} not modelled ({_short_list(unmodelled)})"
+               if unmodelled else "dims known only at run time are left out of the counts (see the warnings)")
+        notes.append(f"partial analysis: {why}, so every count and memory figure is a lower bound and a "
                      "pass is not a guarantee")
     if budget.batch is not None and "batch" not in analysis.bindings:
         notes.append(f"the budget's `batch: {budget.batch}` binds nothing: the model has no symbolic batch dim "

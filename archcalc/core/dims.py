@@ -279,6 +279,23 @@ def bind(dim: Dim, env: Mapping[str, int]) -> int:
     return total
 
 
+def bind_known(dim: Dim, env: Mapping[str, int]) -> tuple[int, set[str]]:
+    """The int value of the terms of `dim` whose symbols `env` binds, and the names of those
+    it does not: the part of a count that is known while some dim is only known at run time."""
+    if isinstance(dim, int):
+        return dim, set()
+    total = 0
+    missing: set[str] = set()
+    for mono, coeff in dim.terms:
+        names = {name for atom in mono for name in ({atom} if isinstance(atom, str) else atom.symbols())}
+        unbound = {name for name in names if name not in env}
+        if unbound:
+            missing |= unbound
+        else:
+            total += bind(Sym({mono: coeff}), env)
+    return total, missing
+
+
 def bind_shape(shape: Iterable[Dim], env: Mapping[str, int]) -> tuple[int, ...]:
     return tuple(bind(d, env) for d in shape)
 

@@ -14,12 +14,12 @@ from math import gcd
 from typing import Any, NamedTuple
 
 from archcalc.core.collector import pause_gc
-from archcalc.core.dims import Dim, Sym, bind, bind_shape, prod
+from archcalc.core.dims import Dim, Sym, bind, bind_known, bind_shape, prod, shape_symbols
 from archcalc.core.dtypes import dtype_bytes
-from archcalc.core.errors import ArchcalcError, ShapeError, UnknownValue
+from archcalc.core.errors import ArchcalcError, ShapeError, UnboundDim, UnknownValue
 from archcalc.core.graph import Deferred, Graph, Node, Shape, TensorInfo
 from archcalc.core.results import Analysis, AxisField, LayerResult, ReceptiveField, TensorResult, Totals
-from archcalc.rules.base import GLOBAL, Inputs, Rule, RuleResult, Scope, TensorState, Window, rule_for
+from archcalc.rules.base import GLOBAL, Inputs, Rule, RuleResult, RunTimeShape, Scope, TensorState, Window, rule_for
 
 PARAM_KINDS = ("weight", "buffer")
 _PER_LAYER_CONTEXT = frozenset({"node_name", "scope"})
@@ -89,6 +89,10 @@ class _Inference:
         # holds it (and, when none uses it so, counts it at the end of the run).
         self.view_sources: dict[str, str] = {}
         self.view_holders: dict[str, Node] = {}
+        # Dims known only at run time (NonZero's count, a shape read from a graph input) that no
+        # binding gives: counts leave out the terms holding them, so the totals are partial.
+        self.left_out: dict[str, None] = {}
+        self._fed: set[str] | None = None  # see _bind
 
     def symbols(self) -> set[str]:
         """Every symbolic dim name a shape or count of the graph holds."""
@@ -124,7 +128,7 @@ class _Inference:
             tensors=self._tensor_results(),
             totals=totals,
             live_bytes=tuple(live),
-            warnings=tuple(self.graph.metadata.get("warnings", ())) + tuple(self.warnings),
+            warnings=tuple(self.graph.metadata.get("warnings", ())) + tuple(self.warnings) + self._left_out_warnings(),
             bindings=dict(self.env),
             known_tensors=self.known,
             param_tensors=tuple(sorted(self.counted)),
@@ -152,7 +156,11 @@ class _Inference:
             attrs = {k: v.compute(self._deferred_shapes(v, shapes)) if isinstance(v, Deferred)  # type: ignore[arg-type]
                      else v for k, v in attrs.items()}
         try:
-            result, outcome = self._apply(rule, node, inputs, attrs)
+            try:
+                result, outcome = self._apply(rule, node, inputs, attrs)
+            except RunTimeShape as run_time:  # dims named after this layer: never shared, so not cached
+                result = run_time.named(node.name)
+                outcome = self._outcome(result, inputs[0].dtype if inputs and inputs[0] else "float32")
         except UnknownValue as error:
             return self._unmodelled(node, inputs, has_rule=True, reason=error.message)
         except ArchcalcError as error:
@@ -389,8 +397,34 @@ class _Inference:
         value = self.bound_counts.get(count)
         if value is None:
             self.counted_symbols |= count.symbols()
-            value = self.bound_counts[count] = bind(count, self.env)
+            value = self.bound_counts[count] = self._bind(count)
         return value
+
+    def _bind(self, dim: Dim) -> int:
+        """`dim` bound to an int. A dim of the graph's inputs must be bound (UnboundDim: the user
+        gives it); one a layer made up for a size known only at run time need not: the terms
+        holding it are left out (they are not counted), and the totals say they are partial."""
+        try:
+            return bind(dim, self.env)
+        except UnboundDim as error:
+            if self._fed is None:
+                # A body's inputs are its op's values, whose dims may be run-time ones.
+                self._fed = set() if self.graph.is_body else {
+                    name for info in self.graph.tensors.values()
+                    if info.kind == "input" and not isinstance(info.shape, Deferred)
+                    for name in shape_symbols(info.shape)}
+            if error.name in self._fed:
+                raise
+            value, missing = bind_known(dim, self.env)
+            fed = sorted(missing & self._fed)
+            if fed:
+                raise UnboundDim(fed[0]) from None
+            self.left_out.update(dict.fromkeys(sorted(missing)))
+            return value
+
+    def _left_out_warnings(self) -> tuple[str, ...]:
+        return tuple(f"dim '{name}' is known only at run time: counts and memory that depend on it leave it out "
+                     f"(the totals are partial); bind it with --dim {name}=N to count it" for name in self.left_out)
 
     def _unmodelled(self, node: Node, inputs: Sequence[TensorState | None], has_rule: bool,
                     reason: str | None = None) -> LayerResult:
@@ -441,7 +475,7 @@ class _Inference:
         """Elements of a tensor of `shape` with the dims bound."""
         count = self.element_counts.get(shape)
         if count is None:
-            count = self.element_counts[shape] = bind(prod(shape), self.env)
+            count = self.element_counts[shape] = self._bind(prod(shape))
         return count
 
     def _input_results(self, node: Node) -> tuple[TensorResult, ...]:
@@ -503,7 +537,7 @@ class _Inference:
         trainable = sum(layer.trainable_params for layer in layers)
         buffers = sum(layer.buffers for layer in layers)
         input_bytes = sum(
-            bind(prod(info.shape), self.env) * dtype_bytes(info.dtype)
+            self._bind(prod(info.shape)) * dtype_bytes(info.dtype)
             for info in self.graph.tensors.values()
             if info.kind == "input" and not isinstance(info.shape, Deferred)
         )
@@ -519,7 +553,7 @@ class _Inference:
             peak_activation_bytes=max([input_bytes, *live]),
             weight_bytes=self.weight_bytes,
             input_bytes=input_bytes,
-            partial=any(not layer.modelled for layer in all_layers),
+            partial=bool(self.left_out) or any(not layer.modelled for layer in all_layers),
         ), live
 
     def _live_bytes(self, layers: list[LayerResult], input_bytes: int) -> list[int]:

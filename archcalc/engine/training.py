@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NoReturn, cast
 
-from archcalc.core.dims import bind, prod
+from archcalc.core.dims import bind_known, prod
 from archcalc.core.dtypes import is_integral
 from archcalc.core.errors import ArchcalcError, ShapeError
 from archcalc.core.graph import Graph
@@ -277,7 +277,8 @@ def _saved_bytes(policy: str, result, data_inputs: list[str], saved: set[str], v
         if tensor is None and result.parent:  # a body's tensor: the layer holds its shape
             tensor = next((t for t in (*result.inputs, *result.outputs) if t.name == name), None)
         if tensor is not None and tensor.shape is not None:
-            total += bind(prod(tensor.shape), analysis.bindings) * size
+            # A dim known only at run time is left out, as the analysis left it out (its totals are partial).
+            total += bind_known(prod(tensor.shape), analysis.bindings)[0] * size
     return total
 
 

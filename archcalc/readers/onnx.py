@@ -14,11 +14,12 @@ Mapping:
   input gets shape () and dtype ``sequence``/``map``: only ops without rules read those);
 - an initializer (also when an old model lists it among the inputs) -> kind ``weight``
   for float types, ``constant`` (with its value when small) for integer and bool types;
-- a Constant node holding a float tensor of more than one element, or a ConstantOfShape
-  of a constant shape with a float fill, is a weight stored in a node (ONNX zoo "light"
-  models hold all their weights so): it becomes a ``weight`` tensor, not a layer, so the
-  layers it feeds count it as params exactly like an initializer (metadata lists them
-  under ``constant_weights``);
+- a Constant node holding a float tensor (``value``, ``value_floats`` or ``value_float``),
+  or a ConstantOfShape of a constant shape with a float fill, is a tensor stored in a node
+  (ONNX zoo "light" models hold all their weights so): it becomes a tensor, not a layer, of
+  the kind an initializer of its size is (``weight``, or ``constant`` for one value), so
+  the layers it feeds count it exactly like an initializer (metadata lists them under
+  ``constant_weights``);
 - a call of a model-local function (``ModelProto.functions``, matched by domain and name)
   -> the function's nodes, expanded in place (recursively for calls inside it): each named
   ``<call name>/<inner name>``, with ``block`` the call's name (so reports fold them under
@@ -47,6 +48,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, numpy_helper
 
@@ -618,17 +620,30 @@ def _initializers(graph: onnx.GraphProto, float_values_read: set[str] | None = N
 
 
 def _constant_weight(node: onnx.NodeProto, tensors: dict[str, TensorInfo]) -> TensorInfo | None:
-    """A Constant (or ConstantOfShape of a constant shape) that writes a float tensor of
-    more than one element is a weight stored in a node: it becomes an initializer."""
+    """A Constant (or ConstantOfShape of a constant shape) that writes a float tensor is a
+    tensor stored in a node: it becomes an initializer, of the kind an initializer of its
+    size is (a weight, or for one value a constant that layers learning it still count:
+    a one-channel bias)."""
     if node.domain not in ("", "ai.onnx") or len(node.output) != 1 or not node.output[0]:
         return None
     if node.op_type == "Constant":
-        tensor = next((a.t for a in node.attribute if a.name == "value" and a.type == AttributeProto.TENSOR), None)
-        if tensor is None or _integral(tensor.data_type) or tensor.data_type == TensorProto.STRING \
-                or math.prod(tensor.dims) <= 1:
+        attr = next((a for a in node.attribute if a.name in ("value", "value_float", "value_floats")), None)
+        if attr is None:
+            return None
+        if attr.type == AttributeProto.FLOAT:  # value_float: a float32 scalar
+            return TensorInfo(node.output[0], (), "float32", "constant", (float(np.float32(attr.f)),))
+        if attr.type == AttributeProto.FLOATS:  # value_floats: a 1-D float32 tensor
+            floats = tuple(float(v) for v in attr.floats)
+            return TensorInfo(node.output[0], (len(floats),), "float32", "weight" if len(floats) > 1 else "constant",
+                              floats if len(floats) <= FLOAT_VALUES else None)
+        if attr.type != AttributeProto.TENSOR:
+            return None
+        tensor = attr.t
+        if _integral(tensor.data_type) or tensor.data_type == TensorProto.STRING:
             return None
         state = _tensor_state(tensor)
-        return TensorInfo(node.output[0], state.shape, state.dtype, "weight", state.value)
+        kind = "weight" if math.prod(tensor.dims) > 1 else "constant"
+        return TensorInfo(node.output[0], state.shape, state.dtype, kind, state.value)
     if node.op_type == "ConstantOfShape" and node.input:
         shape = tensors.get(node.input[0])
         if shape is None or shape.kind != "constant" or not isinstance(shape.value, tuple) \

@@ -11,7 +11,7 @@ import io
 import json
 from collections.abc import Iterable, Sequence
 
-from archcalc.core.dims import format_shape
+from archcalc.core.dims import format_shape, shape_symbols
 from archcalc.core.results import Analysis, LayerResult, Totals
 from archcalc.core.units import compact_number, human_bytes, human_count
 from archcalc.engine.rows import Row
@@ -31,7 +31,7 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
     buffers (BatchNorm running statistics, not learned) are a line of their own, outside params
     (the JSON's non_trainable_params, Keras' figure, is frozen + buffers)."""
     t = analysis.totals
-    partial = " (partial: some ops not modelled)" if t.partial else ""
+    partial = " (partial: some ops not modelled or sized at run time)" if t.partial else ""
     bound = ", ".join(f"{k}={v}" for k, v in sorted(analysis.bindings.items()))
     return [
         ("Total params", exact_and_units(t.params)),
@@ -328,7 +328,9 @@ def render_explanation(analysis: Analysis, layer: LayerResult) -> list[str]:
         return lines
     lines += [f"  {text}" for text in (layer.explain() if layer.explain else [])]
     bound = ", ".join(f"{k}={v}" for k, v in sorted(analysis.bindings.items())) or "no symbolic dims"
-    lines.append(f"  with {bound}: params {layer.params:,} (trainable {layer.trainable_params:,}, "
+    unbound = sorted(shape_symbols(d for t in layer.outputs if t.shape for d in t.shape) - set(analysis.bindings))
+    left_out = f" ({', '.join(unbound)} left out: known only at run time)" if unbound else ""
+    lines.append(f"  with {bound}{left_out}: params {layer.params:,} (trainable {layer.trainable_params:,}, "
                  f"buffers {layer.buffers:,}), MACs {layer.macs:,}, FLOPs {layer.flops:,}, "
                  f"activations {human_bytes(layer.activation_bytes)}")
     field = layer.receptive_field

@@ -7,14 +7,14 @@ another family.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from archcalc.core.dims import Dim, is_static, is_static_shape, prod
 from archcalc.core.errors import ShapeError, UnknownValue
-from archcalc.rules.base import MAX_VALUES, Output, RuleResult, TensorState
+from archcalc.rules.base import MAX_VALUES, Output, RuleResult, RunTimeShape, TensorState, run_time_dim
 
 if TYPE_CHECKING:
     from archcalc.core.graph import Value
@@ -114,3 +114,31 @@ def moved(shape: Sequence[Dim], dtype: str | None = None, value: Value | None = 
     shape = tuple(shape)
     return RuleResult(outputs=(Output(shape, dtype, value),), weights=(0,), views=(0,) if view else (),
                       explain=lambda: [f"output = {how + ' = ' if how else ''}{list(shape)}", "no arithmetic: 0 FLOPs"])
+
+
+# Makes the symbol of dim `axis` of output `output`, a size known only at run time.
+DimMaker = Callable[[int, int], Dim]
+
+
+def run_time_shape(message: str, shapes: Callable[[DimMaker], Sequence[Sequence[Dim]]], *,
+                   dtypes: Sequence[str | None] = (), flops: Dim = 0, weights: tuple[int, ...] = ()) -> RunTimeShape:
+    """What a rule raises when some output dims are given at run time (a target shape, sizes or
+    a count read from a graph input): `shapes(unknown)` gives the outputs' shapes, with
+    `unknown(output, axis)` for each dim not known; the rest (the rank, the dims the op leaves
+    alone) is what the rule knows. FLOPs are given where they do not depend on those dims."""
+
+    def named(layer: str) -> RuleResult:
+        outs = [tuple(s) for s in shapes(lambda output, axis: run_time_dim(layer, output, axis))]
+        kinds = list(dtypes) + [None] * (len(outs) - len(dtypes))
+        lines = [f"output {k} = {list(shape)}" for k, shape in enumerate(outs)] + [message]
+        return RuleResult(outputs=tuple(Output(shape, dtype) for shape, dtype in zip(outs, kinds)), flops=flops,
+                          weights=weights, receptive=(), warnings=(message,), explain=lambda: lines)
+
+    return RunTimeShape(message, named)
+
+
+def given_length(state: TensorState | None) -> int | None:
+    """How many values a 1-D input holds when its length is static (its values may not be known)."""
+    if state is None or len(state.shape) != 1 or not is_static(state.shape[0]):
+        return None
+    return state.shape[0]

@@ -11,6 +11,7 @@ exp, sum, divide (or log-subtract): 5.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from archcalc.core.dims import Dim, prod
 from archcalc.rules._common import axis_index, required
@@ -87,7 +88,9 @@ exported("HardSwish", min_opset=14)
 @rule("PRelu", reads_values=())
 def prelu(inputs: Inputs) -> RuleResult:
     """max(0, x) + slope * min(0, x); the slope is learned."""
-    return _activation(required(inputs[0]).shape, "PRelu", FLOPS_PER_ELEMENT["PRelu"], weights=(1,))
+    # The slope is learned whatever its size: torch's nn.PReLU() has one value for all channels.
+    result = _activation(required(inputs[0]).shape, "PRelu", FLOPS_PER_ELEMENT["PRelu"], weights=(1,))
+    return replace(result, integer_weights=(1,))
 
 
 @rule("Gelu", reads_values=())

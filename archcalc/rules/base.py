@@ -22,11 +22,13 @@ graph's tensors by name and analyse their bodies with the engine).
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from archcalc.core.dims import Dim
+from archcalc.core.dims import Dim, Sym
+from archcalc.core.errors import UnknownValue
 
 if TYPE_CHECKING:
     from archcalc.core.graph import Graph, TensorInfo, Value
@@ -90,8 +92,9 @@ class RuleResult:
     # Unsqueeze, Reshape, Transpose, Cast): a weight among them is counted by the layer that
     # uses the view as a weight (Caffe2's Scale: Unsqueeze(scale) -> Mul), here only when none does.
     views: tuple[int, ...] = ()
-    # Of `weights`, inputs that are learned whatever their dtype. Front ends class integer
-    # tensors as constants (shapes, axes, indices), but QLinearConv's int32 bias is learned.
+    # Of `weights`, inputs that are learned whatever their dtype or size. Front ends class
+    # integer tensors and single values as constants (shapes, axes, indices, an epsilon), but
+    # QLinearConv's int32 bias is learned, and so is a one-channel Conv's bias of one value.
     integer_weights: tuple[int, ...] = ()
     receptive: str | tuple[Window, ...] = POINTWISE
     explain: Callable[[], list[str]] | None = None
@@ -153,6 +156,29 @@ class Scope:
 
 
 RuleFn = Callable[..., RuleResult]
+
+
+class RunTimeShape(UnknownValue):
+    """Raised by a rule whose output dims are given at run time (a shape, pads, scales or a
+    count read from a graph input, not a constant): what is known (the rank, the dims the op
+    leaves alone) is still known. `named(layer)` is the result with each unknown dim a symbol
+    named after the layer (:func:`run_time_dim`). Raised rather than returned because a
+    rule's result is shared by every layer given the same inputs, and these dims are not:
+    the engine calls `named` with each layer's name."""
+
+    def __init__(self, message: str, named: Callable[[str], RuleResult]):
+        super().__init__(message)
+        self.named = named
+
+
+def run_time_dim(layer: str, output: int, axis: int) -> Sym:
+    """The symbol for dim `axis` of output `output` of `layer`, known only at run time."""
+    return Sym.symbol(f"{symbol_base(layer)}_out{output}_dim{axis}")
+
+
+def symbol_base(layer: str) -> str:
+    """A layer's name as the stem of the symbols it makes up (word characters only)."""
+    return re.sub(r"\W+", "_", layer).strip("_") or "layer"
 
 
 class LayerCall(NamedTuple):

@@ -314,7 +314,7 @@ def scan(inputs: Inputs, *, body: Subgraph | None = None, num_scan_inputs=None, 
     """The body runs once per slice of the scan inputs along their axis: MACs = length x body;
     state outputs keep their shapes, scan outputs gain the length at their axis."""
     if directions is not None or (scope is not None and (scope.graph.opset or 9) < 9):
-        raise UnknownValue("Scan-8 (sequence_lens and a batch axis) is not modelled")
+        return _scan_8(inputs, body, num_scan_inputs, node_name, scope)
     if not num_scan_inputs or num_scan_inputs > len(inputs):
         raise ShapeError(f"num_scan_inputs is {num_scan_inputs} for {len(inputs)} inputs")
     n = len(inputs) - num_scan_inputs
@@ -349,6 +349,44 @@ def scan(inputs: Inputs, *, body: Subgraph | None = None, num_scan_inputs=None, 
     macs, flops = analysed.macs * length, analysed.flops * length
     lines.append(f"MACs = length x body = {length} * {analysed.macs} = {analysed.macs * times}, "
                  f"FLOPs = {length} * {analysed.flops} = {analysed.flops * times}")
+    lines += [f"output {k} = {list(o.shape)}" for k, o in enumerate(outputs)]
+    return RuleResult(
+        outputs=tuple(outputs), macs=macs, flops=flops, receptive=GLOBAL,
+        held=tuple(_held(analysed, node_name, scope)), sublayers=_sublayers(analysed, node_name, times),
+        warnings=_warnings([analysed], scope), explain=lambda: lines, repeats=times,
+    )
+
+
+def _scan_8(inputs: Inputs, body: Subgraph | None, num_scan_inputs: int | None, node_name: str,
+            scope: Scope | None) -> RuleResult:
+    """Scan-8: inputs (sequence_lens, states..., scan inputs...) all lead with a batch axis, scan
+    inputs then the sequence axis; the body sees one batch element's states and one slice.
+    MACs = batch x length x body (sequence_lens may stop a row early: the counts are the most
+    it runs); states keep [batch, ...], scan outputs are [batch, length, ...]."""
+    rest = list(inputs[1:])
+    if not num_scan_inputs or num_scan_inputs > len(rest):
+        raise ShapeError(f"num_scan_inputs is {num_scan_inputs} for {len(rest)} inputs after sequence_lens")
+    n = len(rest) - num_scan_inputs
+    states, sequences = rest[:n], rest[n:]
+    if not (_given(states) and _given(sequences)):
+        raise ShapeError("an input is omitted", fix="Scan-8 takes no optional inputs but sequence_lens")
+    if any(len(t.shape) < 1 for t in states) or any(len(t.shape) < 2 for t in sequences):
+        raise ShapeError("Scan-8's states need a batch axis and its scan inputs a batch and a sequence axis")
+    batch, length = sequences[0].shape[0], sequences[0].shape[1]
+    analysed = _analysed(body, "body", [TensorState(t.shape[1:], t.dtype) for t in states]
+                         + [TensorState(t.shape[2:], t.dtype) for t in sequences], scope, node_name)
+    assert scope is not None  # _analysed raises without it
+    if len(analysed.outputs) < n:
+        raise ShapeError(f"the body gives {len(analysed.outputs)} outputs for {n} state variables")
+    runs = batch * length
+    lines = [analysed.summary(), f"batch = {batch}, sequence length = {length}"]
+    carried = _carried([TensorState(t.shape[1:], t.dtype) for t in states], analysed.outputs[:n],
+                       _symbol_base(node_name), lines)
+    outputs = [Output((batch, *o.shape), o.dtype) for o in carried]
+    outputs += [Output((batch, length, *t.shape), t.dtype) for t in analysed.outputs[n:]]
+    times = bind(runs, scope.bindings)
+    macs, flops = analysed.macs * runs, analysed.flops * runs
+    lines.append(f"MACs = batch x length x body = {runs} * {analysed.macs} = {analysed.macs * times}")
     lines += [f"output {k} = {list(o.shape)}" for k, o in enumerate(outputs)]
     return RuleResult(
         outputs=tuple(outputs), macs=macs, flops=flops, receptive=GLOBAL,

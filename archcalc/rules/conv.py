@@ -78,6 +78,7 @@ def conv(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
         macs=macs,
         flops=2 * macs + bias_adds,
         weights=(1, 2) if has_bias else (1,),
+        integer_weights=(1, 2),  # learned whatever their size: a one-channel bias is one value
         receptive=tuple(a.window() for a in axes),
         explain=explain,
     )
@@ -178,6 +179,7 @@ def conv_transpose(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None
         macs=macs,
         flops=2 * macs + bias_adds,
         weights=(1, 2) if has_bias else (1,),
+        integer_weights=(1, 2),  # learned whatever their size: a one-channel bias is one value
         # kernel[i] is a symbolic dim for a weight with a symbolic kernel dim, which nothing here
         # rejects: the window then holds it, as it always has (a gap the types show, left as it is).
         receptive=tuple(Window(kernel[i], strides[i], begins[i], dilations[i],  # type: ignore[arg-type]

@@ -59,7 +59,8 @@ def gemm(inputs: Inputs, *, transA=0, transB=0, alpha=1.0, beta=1.0) -> RuleResu
         ]
 
     return RuleResult(outputs=(Output((m, n)),), macs=macs, flops=2 * macs + bias_adds,
-                      weights=(1, 2) if has_bias else (1,), receptive=GLOBAL, explain=explain)
+                      weights=(1, 2) if has_bias else (1,), receptive=GLOBAL, explain=explain,
+                      integer_weights=(1, 2))  # learned whatever their size: a one-unit bias is one value
 
 
 def _matmul_observed_macs(i: ObservedShapes, o: ObservedShapes, a: Mapping[str, Any]) -> int:

@@ -49,7 +49,7 @@ def batch_norm(inputs: Inputs, *, epsilon=1e-5, momentum=0.9,
 
     return RuleResult(
         outputs=(Output(x), Output(channel_shape), Output(channel_shape)),
-        flops=flops, weights=(1, 2), buffers=(3, 4), explain=explain,
+        flops=flops, weights=(1, 2), buffers=(3, 4), explain=explain, integer_weights=(1, 2),
         backward_state_bytes=2 * 4 * x[1],  # the batch mean and 1/std per channel, fp32
     )
 
@@ -61,7 +61,8 @@ def _normalised(x: Shape, flops_per_element: int, detail: str) -> RuleResult:
         return [f"output = input shape = {list(x)}", detail,
                 f"FLOPs = {flops_per_element} * elements = {flops}"]
 
-    return RuleResult(outputs=(Output(x),), flops=flops, weights=(1, 2), explain=explain)
+    # Scale and bias are learned whatever their size: one channel's are one value each.
+    return RuleResult(outputs=(Output(x),), flops=flops, weights=(1, 2), integer_weights=(1, 2), explain=explain)
 
 
 @rule("LayerNormalization", reads_values=())
@@ -77,7 +78,8 @@ def layer_norm(inputs: Inputs, *, axis=-1, epsilon=1e-5, stash_type=1) -> RuleRe
     result = _normalised(x, NORMALISE_FLOPS, f"params = scale + bias, each of shape {list(normalised)}")
     mean_shape = (*x[:first], *([1] * len(normalised)))
     return RuleResult(outputs=result.outputs + (Output(mean_shape), Output(mean_shape)),
-                      flops=result.flops, weights=result.weights, explain=result.explain,
+                      flops=result.flops, weights=result.weights, integer_weights=result.integer_weights,
+                      explain=result.explain,
                       backward_state_bytes=2 * 4 * prod(x[:first]))  # mean and 1/std per row, fp32
 
 
@@ -135,7 +137,7 @@ def rms_norm(inputs: Inputs, *, axis=-1, epsilon=1e-5, stash_type=1) -> RuleResu
         broadcast(scale.shape, normalised)
     flops = RMS_NORM_FLOPS * prod(x)
     return RuleResult(
-        outputs=(Output(tuple(x)),), flops=flops, weights=(1,),
+        outputs=(Output(tuple(x)),), flops=flops, weights=(1,), integer_weights=(1,),
         explain=lambda: [f"output = input shape = {list(x)}, normalised over {list(normalised)}",
                          f"params = scale of shape {list(scale.shape) if scale is not None else []}",
                          f"FLOPs = {RMS_NORM_FLOPS} * elements = {flops}"],

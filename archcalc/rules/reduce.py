@@ -20,7 +20,7 @@ from functools import reduce as fold
 from archcalc.core.dims import Dim, Sym, is_static, prod
 from archcalc.core.dtypes import is_integral
 from archcalc.core.errors import ShapeError, UnknownValue
-from archcalc.rules._common import known_value, required
+from archcalc.rules._common import DimMaker, given_length, known_value, required, run_time_shape
 from archcalc.rules.base import GLOBAL, POINTWISE, SAVES_NOTHING, Inputs, Output, RuleResult, rule
 
 REDUCE_OPS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
@@ -58,11 +58,29 @@ def _explain(x: Sequence[Dim], out: Sequence[Dim], axes: list[int], flops: Dim) 
                     f"FLOPs = input elements = {flops}"]
 
 
+def _run_time_axes(x: Sequence[Dim], count: int | None, keepdims: int, noop: int, op: str) -> None:
+    """Raise what a reduction over axes given at run time knows: with keepdims, the rank and
+    every dim of 1 (a reduced axis becomes 1, others stay); without, the rank when the number
+    of axes is known (every dim unknown). Axes given as an empty tensor reduce all, or none."""
+    if count == 0 or (count is None and not keepdims):
+        return  # known_value raises UnknownValue (the layer is unmodelled): nothing is known
+    kept = len(x) if keepdims else len(x) - (count or 0)
+
+    def shapes(unknown: DimMaker) -> list[list[Dim]]:
+        if keepdims:
+            return [[d if is_static(d) and d == 1 else unknown(0, a) for a, d in enumerate(x)]]
+        return [[unknown(0, a) for a in range(kept)]]
+    raise run_time_shape(f"{op}'s axes are given at run time, so the reduced dims are unknown", shapes,
+                         flops=0 if noop else prod(x))
+
+
 @rule(*REDUCE_OPS)
 def reduce(inputs: Inputs, *, axes=None, keepdims=1, noop_with_empty_axes=0,
            op="") -> RuleResult:
     """Reduce over `axes` (attribute or input; all when none); FLOPs = input elements."""
     if axes is None and len(inputs) > 1 and inputs[1] is not None:
+        if inputs[1].value is None and inputs[0] is not None:
+            _run_time_axes(inputs[0].shape, given_length(inputs[1]), keepdims, noop_with_empty_axes, op or "Reduce")
         axes = known_value(inputs[1], "axes", op or "Reduce")
     x = required(inputs[0])  # after the axes: an unknown axes input makes the layer unmodelled, first
     if not axes and noop_with_empty_axes:
@@ -107,6 +125,11 @@ def cumsum(inputs: Inputs, *, exclusive=0, reverse=0) -> RuleResult:
 def top_k(inputs: Inputs, *, axis=-1, largest=1, sorted=1, k=None) -> RuleResult:
     """The K largest (smallest) values along `axis` and their int64 indices; FLOPs = input elements."""
     x = required(inputs[0]).shape
+    if k is None and len(inputs) > 1 and inputs[1] is not None and inputs[1].value is None:
+        (cut,) = _axes([axis], len(x), "TopK")
+        raise run_time_shape("TopK's K is given at run time, so the cut axis is unknown",
+                             lambda unknown: [[unknown(0, cut) if a == cut else d for a, d in enumerate(x)]] * 2,
+                             dtypes=[None, "int64"], flops=prod(x))
     if k is None:  # an attribute up to opset 9, an input from opset 10
         if len(inputs) < 2 or inputs[1] is None or inputs[1].value is None:
             raise UnknownValue("TopK's K is not a known constant, so its output shape is unknown",

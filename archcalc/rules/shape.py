@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, TypeGuard
 
+import numpy as np
+
 from archcalc.core.dims import Dim, Sym, ceil_div, is_static, is_static_shape, prod
 from archcalc.core.dtypes import dtype_name, is_integral
 from archcalc.core.errors import ShapeError
@@ -25,9 +27,11 @@ from archcalc.rules._common import (
     axis_index,
     broadcast,
     broadcast_values,
+    given_length,
     known_value,
     moved,
     required,
+    run_time_shape,
     value_array,
 )
 from archcalc.rules.base import MAX_VALUES, SAVES_NOTHING, SAVES_VIEW, Inputs, Output, RuleResult, TensorState, rule
@@ -197,11 +201,28 @@ def _slice_length(dim: Dim, start: Dim, end: Dim, step: int) -> Dim:
     return ceil_div(length, abs(step)) if abs(step) != 1 else length
 
 
+def _run_time_slice(x: Sequence[Dim], inputs: Inputs) -> None:
+    """Raise what a slice with bounds given at run time knows: the rank, and the dims of the
+    axes it does not slice when its axes are known."""
+    axes_input = inputs[3] if len(inputs) > 3 else None
+    if axes_input is not None and axes_input.value is not None:
+        sliced = {axis_index(a, len(x), "Slice") for a in axes_input.value}
+    elif axes_input is None and (count := given_length(inputs[1])) is not None:
+        sliced = set(range(count))
+    else:
+        sliced = set(range(len(x)))
+    raise run_time_shape("Slice's bounds are given at run time, so the sliced dims are unknown",
+                         lambda unknown: [[unknown(0, a) if a in sliced else d for a, d in enumerate(x)]],
+                         weights=(0,))
+
+
 @rule("Slice", saves=SAVES_NOTHING)
 def slice_(inputs: Inputs, *, starts=None, ends=None, axes=None) -> RuleResult:
     """x[start:end:step] on each listed axis (inputs from opset 10, attributes before)."""
     x = inputs[0]
     steps = None
+    if len(inputs) > 1 and x is not None and any(t is not None and t.value is None for t in inputs[1:5]):
+        _run_time_slice(x.shape, inputs)
     if len(inputs) > 1:
         starts = known_value(inputs[1], "starts", "Slice", ints=False)
         ends = known_value(inputs[2] if len(inputs) > 2 else None, "ends", "Slice", ints=False)
@@ -244,6 +265,12 @@ def split(inputs: Inputs, *, axis=0, split=None, num_outputs=None,
     along = axis_index(axis, len(x.shape), "Split")
     dim = x.shape[along]
     sizes = split
+    if sizes is None and len(inputs) > 1 and inputs[1] is not None and inputs[1].value is None \
+            and given_length(inputs[1]) != 0:
+        x_shape = x.shape
+        raise run_time_shape("Split's sizes are given at run time, so the split axis is unknown",
+                             lambda unknown: [[unknown(k, along) if a == along else d for a, d in enumerate(x_shape)]
+                                              for k in range(n_outputs)])
     if sizes is None and len(inputs) > 1 and inputs[1] is not None:
         sizes = known_value(inputs[1], "split sizes", "Split", ints=False)
     if sizes is None or len(sizes) == 0:
@@ -277,6 +304,11 @@ def split(inputs: Inputs, *, axis=0, split=None, num_outputs=None,
 @rule("ConstantOfShape", saves=SAVES_NOTHING)
 def constant_of_shape(inputs: Inputs, *, value=None) -> RuleResult:
     """A tensor of the shape given by the input's value, filled with `value` (0.0 by default)."""
+    rank = given_length(inputs[0])
+    if inputs[0] is not None and inputs[0].value is None and rank is not None:
+        raise run_time_shape("ConstantOfShape's shape is given at run time, so its dims are unknown",
+                             lambda unknown: [[unknown(0, a) for a in range(rank)]],
+                             dtypes=[value.dtype if isinstance(value, TensorState) else "float32"])
     dims = known_value(inputs[0], "shape", "ConstantOfShape", ints=False)
     if any(is_static(d) and d < 0 for d in dims):
         raise ShapeError(f"ConstantOfShape shape {list(dims)} has a negative dim")
@@ -290,6 +322,14 @@ def constant_of_shape(inputs: Inputs, *, value=None) -> RuleResult:
 def expand(inputs: Inputs) -> RuleResult:
     """Broadcast the input to the shape given as the second input's value (both ways, as numpy)."""
     x = inputs[0]
+    count = given_length(inputs[1])
+    if inputs[1] is not None and inputs[1].value is None and count is not None and x is not None:
+        rank = max(len(x.shape), count)
+        aligned = (1,) * (rank - len(x.shape)) + tuple(x.shape)
+        # Broadcasting keeps every input dim but 1 (the shape's dim there is 1 or the same).
+        raise run_time_shape("Expand's shape is given at run time, so the broadcast dims are unknown",
+                             lambda unknown: [[unknown(0, a) if is_static(d) and d == 1 else d
+                                               for a, d in enumerate(aligned)]], weights=(0,))
     dims = known_value(inputs[1], "shape", "Expand", ints=False)
     x = required(x)
     out = broadcast(x.shape, dims)
@@ -301,6 +341,12 @@ def expand(inputs: Inputs) -> RuleResult:
 def tile(inputs: Inputs) -> RuleResult:
     """Repeat the input `repeats[i]` times along axis i: out = dim * repeats."""
     x = inputs[0]
+    if inputs[1] is not None and inputs[1].value is None and x is not None \
+            and given_length(inputs[1]) == len(x.shape):
+        shape = x.shape
+        raise run_time_shape("Tile's repeats are given at run time, so the tiled dims are unknown",
+                             lambda unknown: [[d if is_static(d) and d == 0 else unknown(0, a)
+                                               for a, d in enumerate(shape)]], weights=(0,))
     repeats = known_value(inputs[1], "repeats", "Tile", ints=False)
     x = required(x)
     if len(repeats) != len(x.shape):
@@ -328,6 +374,9 @@ def _tiled(value: Value, shape: Sequence[int], out: Sequence[int]) -> Value:
 @rule("Range", saves=SAVES_NOTHING)
 def range_(inputs: Inputs) -> RuleResult:
     """start, start + delta, ... below limit: max(ceil((limit - start) / delta), 0) elements."""
+    if any(t is not None and t.value is None for t in inputs[:3]) and inputs[0] is not None:
+        raise run_time_shape("Range's bounds are given at run time, so its length is unknown",
+                             lambda unknown: [[unknown(0, 0)]], dtypes=[inputs[0].dtype])
     start, limit, delta = (known_value(t, name, "Range", ints=False)[0]
                            for t, name in zip(inputs, ("start", "limit", "delta")))
     value = None
@@ -356,8 +405,15 @@ def _cast_value(value: int | float | str | Sym, dtype: str) -> object:
     if is_integral(dtype):
         return int(value)
     if dtype.startswith("float"):
-        return value if isinstance(value, int) and not isinstance(value, bool) else float(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value  # a whole number (a size cast to float) stays exact, as shape arithmetic needs
+        precision = _FLOAT_PRECISION.get(dtype)
+        return float(precision(value)) if precision is not None else float(value)
     raise ValueError
+
+
+# Casting a float value to these rounds it to their precision; others (bfloat16, float8) keep it as it is.
+_FLOAT_PRECISION = {"float16": np.float16, "float32": np.float32, "float64": np.float64}
 
 
 @rule("Cast", "CastLike", saves=SAVES_NOTHING)
@@ -388,3 +444,42 @@ def nonzero(inputs: Inputs, *, node_name="") -> RuleResult:
     else:
         count = Sym.symbol((re.sub(r"\W+", "_", node_name).strip("_") or "nonzero") + "_count")
     return moved((len(x.shape), count), "int64", None, "[rank, number of non-zero elements]")
+
+
+def _data_count(node_name: str, fallback: str) -> Sym:
+    """The symbol of a count that depends on the data, named after the layer (bind it with --dim)."""
+    return Sym.symbol((re.sub(r"\W+", "_", node_name).strip("_") or fallback) + "_count")
+
+
+@rule("Compress", saves=SAVES_NOTHING)
+def compress(inputs: Inputs, *, axis=None, node_name="") -> RuleResult:
+    """The slices along `axis` (of the flattened input without one) where the condition is
+    true; their count depends on the data (a symbol named after the layer) unless the
+    condition's value is known."""
+    x, condition = required(inputs[0]), required(inputs[1])
+    length = prod(x.shape) if axis is None else x.shape[axis_index(axis, len(x.shape), "Compress")]
+    count: Dim = _data_count(node_name, "compress")
+    if condition.value is not None and is_static(length) and not any(isinstance(v, Sym) for v in condition.value):
+        count = sum(1 for v in condition.value[:length] if v)  # numpy's: a shorter condition drops the rest
+    if axis is None:
+        out: tuple[Dim, ...] = (count,)
+    else:
+        along = axis_index(axis, len(x.shape), "Compress")
+        out = tuple(count if a == along else d for a, d in enumerate(x.shape))
+    return moved(out, None, None, f"the selected slices along axis {axis}" if axis is not None
+                 else "the selected elements of the flattened input")
+
+
+@rule("NonMaxSuppression", saves=SAVES_NOTHING)
+def non_max_suppression(inputs: Inputs, *, center_point_box=0, node_name="") -> RuleResult:
+    """[selected boxes, 3] int64 (batch, class, box): how many are kept depends on the data
+    (a symbol named after the layer), at most batch x classes x max_output_boxes_per_class."""
+    boxes, scores = required(inputs[0]), required(inputs[1])
+    if len(boxes.shape) != 3 or len(scores.shape) != 3:
+        raise ShapeError(f"NonMaxSuppression takes boxes [batch, boxes, 4] and scores [batch, classes, boxes], "
+                         f"got {list(boxes.shape)} and {list(scores.shape)}")
+    count = _data_count(node_name, "nms")
+    message = ("its FLOPs (the overlaps it computes) depend on the data and are not counted; "
+               f"the number of boxes kept is {count}")
+    return RuleResult(outputs=(Output((count, 3), "int64"),), warnings=(message,),
+                      explain=lambda: [f"output = [{count}, 3]: batch, class and box of each box kept", message])

@@ -6,6 +6,7 @@ These ops cost no MACs and no FLOPs; linear-interpolating Resize is the exceptio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from fractions import Fraction
@@ -13,10 +14,18 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from archcalc.core.dims import Dim, Sym, bind, is_static, prod, shape_symbols
+from archcalc.core.dims import Dim, Sym, bind, is_static, is_static_shape, prod, shape_symbols
 from archcalc.core.dtypes import dtype_name
 from archcalc.core.errors import ShapeError, UnboundDim, UnknownValue
-from archcalc.rules._common import axis_index, known_value, moved, required, value_array
+from archcalc.rules._common import (
+    axis_index,
+    given_length,
+    known_value,
+    moved,
+    required,
+    run_time_shape,
+    value_array,
+)
 from archcalc.rules.base import (
     GLOBAL,
     POINTWISE,
@@ -25,6 +34,7 @@ from archcalc.rules.base import (
     Inputs,
     Output,
     RuleResult,
+    TensorState,
     Window,
     rule,
 )
@@ -35,9 +45,10 @@ if TYPE_CHECKING:
 
 @rule("Identity", saves=SAVES_VIEW)
 def identity(inputs: Inputs) -> RuleResult:
-    """Output equals input."""
+    """Output equals input; a learned tensor passed through is a param, counted by the layer
+    that uses it as a weight (a view, as Reshape's)."""
     x = required(inputs[0])
-    return RuleResult(outputs=(Output(x.shape, value=x.value),))
+    return RuleResult(outputs=(Output(x.shape, value=x.value),), weights=(0,), views=(0,))
 
 
 @rule("Flatten", saves=SAVES_VIEW)
@@ -60,6 +71,10 @@ def reshape(inputs: Inputs, *, allowzero=0, bindings: Mapping[str, int] | None =
     data = required(inputs[0])
     x = data.shape
     target = required(inputs[1], "value").value
+    rank = given_length(inputs[1])
+    if target is None and rank is not None:
+        raise run_time_shape("Reshape's target shape is given at run time, so its dims are unknown",
+                             lambda unknown: [[unknown(0, a) for a in range(rank)]], weights=(0,))
     if target is None:
         raise UnknownValue("Reshape's target shape is computed from data, so its output shape is unknown",
                            fix="archcalc follows integer tensors computed from shapes, not from data")
@@ -170,12 +185,19 @@ def concat(inputs: Inputs, *, axis=1) -> RuleResult:
 def pad(inputs: Inputs, *, mode="constant", pads=None, value=0.0) -> RuleResult:
     """Each axis grows by its begin and end pads (opset < 11: attribute; later: input)."""
     x = required(inputs[0]).shape
-    amounts = pads if pads is not None else (inputs[1].value if len(inputs) > 1 and inputs[1] else None)
-    if amounts is None:
-        raise ShapeError("Pad's pads are not a known constant")
     rank = len(x)
+    amounts = pads if pads is not None else (inputs[1].value if len(inputs) > 1 and inputs[1] else None)
     axes_input = inputs[3] if len(inputs) > 3 else None
-    axes = [a % rank for a in axes_input.value] if axes_input is not None and axes_input.value else list(range(rank))
+    padded: list[int] | None = list(range(rank))
+    if axes_input is not None:  # None when which axes grow is known only at run time
+        padded = None if axes_input.value is None else [axis_index(a, rank, "Pad") for a in axes_input.value]
+    if amounts is None or padded is None:
+        if pads is None and (len(inputs) < 2 or inputs[1] is None):
+            raise ShapeError("Pad has no pads", fix="give the pads input (opset 11 on) or attribute")
+        raise run_time_shape(f"Pad's {'pads' if amounts is None else 'axes'} are given at run time, so the padded "
+                             "dims are unknown", lambda unknown: [[unknown(0, a) if padded is None or a in padded
+                                                                   else d for a, d in enumerate(x)]])
+    axes = padded
     if len(amounts) != 2 * len(axes):
         raise ShapeError(f"Pad has {len(amounts)} pads for {len(axes)} axes; it needs begin and end per axis")
     out = list(x)
@@ -198,28 +220,82 @@ def _scaled(dim: Dim, scale: float) -> Dim:
     return dim * ratio.numerator // ratio.denominator
 
 
+def _sizes_for_aspect(x: Sequence[Dim], chosen: Sequence[int], sizes: Sequence[Dim], policy: str) -> list[Dim]:
+    """Output dims from `sizes` (one per chosen axis) under keep_aspect_ratio_policy: stretch
+    takes them as they are; not_larger (not_smaller) scales every chosen axis by the smallest
+    (largest) ratio size / input, out = floor(scale * in + 1/2), as onnx's reference does."""
+    out = list(x)
+    if policy == "stretch":
+        for axis, size in zip(chosen, sizes):
+            out[axis] = size
+        return out
+    if policy not in ("not_larger", "not_smaller"):
+        raise ShapeError(f"Resize keep_aspect_ratio_policy {policy!r} is not one of stretch, not_larger, not_smaller")
+    dims = [x[a] for a in chosen]
+    if not is_static_shape(dims) or not is_static_shape(sizes) or not all(d > 0 for d in dims):
+        raise UnknownValue(f"Resize with keep_aspect_ratio_policy {policy} needs static input dims and sizes")
+    ratios = [Fraction(size, dim) for size, dim in zip(sizes, dims)]
+    scale = min(ratios) if policy == "not_larger" else max(ratios)
+    for axis, dim in zip(chosen, dims):
+        out[axis] = math.floor(scale * dim + Fraction(1, 2))
+    return out
+
+
 @rule("Resize", "Upsample")
 def resize(inputs: Inputs, *, mode="nearest", scales=None,
            coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75, exclude_outside=0,
            extrapolation_value=0.0, nearest_mode="round_prefer_floor", antialias=0, axes=None,
            keep_aspect_ratio_policy="stretch", op="Resize") -> RuleResult:
-    """out = floor(n * scale) per axis, or the sizes input; linear modes cost one lerp per axis."""
+    """out = floor(n * scale) per axis (of `axes`, all by default), or the sizes input (under
+    keep_aspect_ratio_policy); linear modes cost one lerp per axis."""
     x = required(inputs[0]).shape
-    present = [t for t in inputs[1:] if t is not None and t.value is not None and len(t.value)]
-    sizes_input = inputs[3] if len(inputs) > 3 and inputs[3] is not None else None
-    factors: list[float] | None
-    if sizes_input is not None and sizes_input.value:
-        out = list(sizes_input.value)
-        factors = [o / i if is_static(i) and i else 1 for o, i in zip(out, x)]
+    rank = len(x)
+    chosen = [axis_index(a, rank, op) for a in axes] if axes is not None else list(range(rank))
+    if len(set(chosen)) != len(chosen):
+        raise ShapeError(f"{op} axes {list(axes)} repeat an axis")
+
+    def given(index: int) -> TensorState | None:  # an input present and not empty (Resize-11's roi, scales: [])
+        state = inputs[index] if len(inputs) > index else None
+        return state if state is not None and not (state.shape and is_static(state.shape[0]) and
+                                                   state.shape[0] == 0) else None
+
+    # Resize-10 and Upsample-9: (X, scales); Resize-11 on: (X, roi, scales, sizes).
+    scales_input = given(1) if op == "Upsample" or len(inputs) == 2 else given(2)
+    sizes_input = given(3)
+    roi = given(1) if op == "Resize" and len(inputs) > 2 else None
+    source = sizes_input if sizes_input is not None else (None if scales is not None else scales_input)
+    if source is None and scales is None:
+        raise ShapeError(f"{op} needs scales or sizes", fix="give the scales or the sizes input")
+    what = "sizes" if source is sizes_input else "scales"
+    if source is not None and source.value is None:
+        count = source.shape[0] if len(source.shape) == 1 else None
+        if count is not None and is_static(count) and count != len(chosen):
+            raise ShapeError(f"{op} has {count} {what} for {len(chosen)} axes", fix="give one per resized axis")
+        raise run_time_shape(f"{op}'s {what} are given at run time, so the resized dims are unknown",
+                             lambda unknown: [[unknown(0, a) if a in chosen else d for a, d in enumerate(x)]])
+    values = list(source.value if source is not None and source.value is not None else scales)
+    if len(values) != len(chosen):
+        raise ShapeError(f"{op} has {len(values)} {what} for {len(chosen)} axes ({rank}-D input"
+                         + (f", axes {list(axes)})" if axes is not None else ")"),
+                         fix="give one per resized axis")
+    factors: list[float] = [1.0] * rank
+    if what == "sizes":
+        out = _sizes_for_aspect(x, chosen, values, keep_aspect_ratio_policy)
+        for a in chosen:
+            size, dim = out[a], x[a]
+            factors[a] = size / dim if is_static(size) and is_static(dim) and dim else 1
     else:
-        factors = list(scales) if scales is not None else None
-        if factors is None:
-            float_inputs = [t for t in present if t.dtype.startswith("float")]
-            # `present` holds only inputs whose value is known.
-            factors = list(cast("Value", float_inputs[-1].value)) if float_inputs else None
-        if factors is None or len(factors) != len(x):
-            raise ShapeError("Resize needs scales (one per axis) or sizes as known constants")
-        out = [_scaled(d, f) for d, f in zip(x, factors)]
+        out = list(x)
+        box = roi.value if coordinate_transformation_mode == "tf_crop_and_resize" and roi is not None else None
+        for j, (a, f) in enumerate(zip(chosen, values)):
+            factors[a] = f
+            dim = x[a]
+            if box is not None and len(box) == 2 * len(chosen) and is_static(dim):
+                extent = box[len(chosen) + j] - box[j]
+                # onnxruntime: floor(in * (roi_end - roi_start) * scale), in float32
+                out[a] = int(np.floor(np.float32(dim) * np.float32(extent) * np.float32(f)))
+            else:
+                out[a] = _scaled(dim, f)
     resized_axes = sum(1 for f in factors if f != 1)
     per_element = 3 * resized_axes if "linear" in mode else (7 * resized_axes if mode == "cubic" else 0)
     flops = per_element * prod(out)
@@ -255,7 +331,9 @@ def resize(inputs: Inputs, *, mode="nearest", scales=None,
     # Without a None, `windows` holds only Windows.
     receptive = () if None in windows else cast("tuple[Window, ...]", windows)
     return RuleResult(outputs=(Output(tuple(out)),), flops=flops, receptive=receptive,
-                      explain=lambda: [f"output = input * scales = {list(x)} * {factors} = {out}",
+                      explain=lambda: [f"output = input * scales = {list(x)} * {factors} = {out}"
+                                       + (f" ({what} {values} on axes {chosen}, {keep_aspect_ratio_policy})"
+                                          if what == "sizes" else ""),
                                        f"FLOPs = {per_element} ({mode}) * {prod(out)} = {flops}"])
 
 
@@ -313,6 +391,11 @@ def one_hot(inputs: Inputs, *, axis=-1) -> RuleResult:
     """indices shape with `depth` inserted at `axis`, the dtype of `values`; depth must be a known constant."""
     indices, values = required(inputs[0]).shape, inputs[2]
     depth_state = inputs[1]
+    if depth_state is not None and depth_state.value is None and prod(depth_state.shape) == 1:
+        where = axis_index(axis, len(indices) + 1, "OneHot")
+        raise run_time_shape("OneHot's depth is given at run time, so its depth axis is unknown",
+                             lambda unknown: [[*indices[:where], unknown(0, where), *indices[where:]]],
+                             dtypes=[required(values, "dtype").dtype])
     if depth_state is None or depth_state.value is None or len(depth_state.value) != 1:
         raise UnknownValue("OneHot's depth is not a known constant, so its output shape is unknown",
                            fix="archcalc follows small constants and integers computed from shapes; "

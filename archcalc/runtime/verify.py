@@ -213,11 +213,20 @@ def analyze_for_verify(graph: Graph, bindings: Mapping[str, int]) -> Analysis:
     placeholders: dict[str, int] = {}
     while True:
         try:
-            return analyze(graph, {**bindings, **placeholders})
+            analysis = analyze(graph, {**bindings, **placeholders})
         except UnboundDim as error:
             if error.name in fed or error.name in placeholders:
                 raise
             placeholders[error.name] = 1
+            continue
+        # The engine leaves run-time dims out of the counts rather than failing: bind them too,
+        # as verify binds every shape it compares.
+        shown = {name for tensor in analysis.tensors.values() if tensor.shape is not None
+                 for name in shape_symbols(tensor.shape)}
+        free = shown - set(analysis.bindings) - set(bindings) - fed - set(placeholders)
+        if not free:
+            return analysis
+        placeholders.update(dict.fromkeys(free, 1))
 
 
 # -- preparing the model --------------------------------------------------------------------

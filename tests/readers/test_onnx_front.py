@@ -512,7 +512,8 @@ def test_quantised_weights_are_params(tmp_path, with_bias):
 
 
 def test_weights_in_constant_nodes_are_params(tmp_path):
-    """Constant / ConstantOfShape nodes that write float tensors are weights; scalars are not."""
+    """Constant / ConstantOfShape nodes that write float tensors are weights; scalars are not
+    (they are constants, as a one-value initializer is: folded into a tensor, not a layer)."""
     nodes = [const("w", np.ones((4, 3, 3, 3)), np.float32),
              helper.make_node("ConstantOfShape", ["b_shape"], ["b"], name="bias_fill",
                               value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.1])),
@@ -521,8 +522,9 @@ def test_weights_in_constant_nodes_are_params(tmp_path):
              helper.make_node("Mul", ["c", "half"], ["scaled"], name="scale")]
     model = make_model(nodes, [tensor_input("x", ["batch", 3, 5, 5])], ["scaled"], [ints("b_shape", [4])], opset=17)
     graph, analysis = check(model, tmp_path)
-    assert graph.metadata["constant_weights"] == ["w", "b"]
-    assert [layer.name for layer in analysis.layers] == ["conv", "const_half", "scale"]
+    assert graph.metadata["constant_weights"] == ["w", "b", "half"]
+    assert graph.tensors["half"].kind == "constant" and graph.tensors["half"].value == (0.5,)
+    assert [layer.name for layer in analysis.layers] == ["conv", "scale"]
     assert analysis.totals.params == 4 * 27 + 4
 
 
