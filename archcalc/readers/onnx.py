@@ -592,16 +592,28 @@ def _read_names(graph: onnx.GraphProto) -> set[str]:
 
 def _float_values_read(graph: onnx.GraphProto) -> set[str] | None:
     """The tensors whose values a layer's rule may read (see Rule.reads_values); None when
-    any may be: a control-flow op's body reads enclosing tensors by name, out of sight here."""
+    any may be: a control-flow op's body reads enclosing tensors by name, out of sight here.
+    Empty, without a walk over the nodes, when no initializer is a float tensor small
+    enough to carry values."""
+    if not any(init.data_type in _FLOAT_TYPES and math.prod(init.dims) <= FLOAT_VALUES for init in graph.initializer):
+        return set()
     names: set[str] = set()
+    reads_by_op: dict[tuple[str, str], tuple[int, ...] | None] = {}  # None: every input's
     for node in graph.node:
-        rule = rule_for(node.domain, node.op_type)
-        if rule is not None and "scope" in rule.context:
-            return None
-        if rule is None or rule.reads_values is None:  # an op without a rule may be a function of ones that read
-            names.update(node.input)
+        key = (node.domain, node.op_type)
+        if key in reads_by_op:
+            reads = reads_by_op[key]
         else:
-            names.update(node.input[i] for i in rule.reads_values if i < len(node.input))
+            rule = rule_for(*key)
+            if rule is not None and "scope" in rule.context:
+                return None
+            # An op without a rule may be a function of ops that read values.
+            reads = reads_by_op[key] = None if rule is None else rule.reads_values
+        if reads is None:
+            names.update(node.input)
+        elif reads:
+            inputs = node.input
+            names.update(inputs[i] for i in reads if i < len(inputs))
     return names
 
 

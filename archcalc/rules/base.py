@@ -257,8 +257,11 @@ class Rule:
         reads = self.reads_values
         if reads is None:
             return inputs
-        return [state._replace(value=None) if state is not None and state.value is not None and i not in reads
-                else state for i, state in enumerate(inputs)]
+        for index, state in enumerate(inputs):  # most layers' inputs hold no value: no copy then
+            if state is not None and state.value is not None and index not in reads:
+                return [s._replace(value=None) if s is not None and s.value is not None and i not in reads else s
+                        for i, s in enumerate(inputs)]
+        return inputs
 
     def __call__(self, inputs: Inputs, attrs: dict[str, Any],
                  context: Mapping[str, Any] | None = None) -> RuleResult:
