@@ -209,18 +209,24 @@ def _grid(title: str, headers: Sequence[str], cells: Sequence[Sequence[str]], co
 
 
 def render_training_table(table: Sequence[Row], training, fit, console) -> None:
+    for renderable in training_renderables(table, training, fit, console.width):
+        console.print(renderable)
+
+
+def training_renderables(table: Sequence[Row], training, fit, width: int) -> list:
+    """What `render_training_table` prints, fitted to `width` columns."""
     from rich.table import Table
 
     cells = [(name, f"{forward:,}", f"{backward:,}", human_bytes(saved))
              for name, forward, backward, saved in training_rows(table, training)]
-    console.print(_grid("Training step per layer", ("Layer", "Forward MACs", "Backward MACs", "Saved activations"),
-                        cells, console))
+    grid = _grid("Training step per layer", ("Layer", "Forward MACs", "Backward MACs", "Saved activations"),
+                 cells, _Width(width))
     totals = Table(show_header=False, box=None, padding=(0, 2))
     totals.add_column(style="bold")
     totals.add_column()
     for label, value in training_lines(training, fit):
         totals.add_row(label, value)
-    console.print(totals)
+    return [grid, totals]
 
 
 def op_summary(table: Sequence[Row]) -> list[tuple[str, int, int, int, int, int]]:
@@ -237,37 +243,63 @@ def op_summary(table: Sequence[Row]) -> list[tuple[str, int, int, int, int, int]
 
 def render_summary(analysis: Analysis, table: Sequence[Row], console, top: int = 10) -> None:
     """Per-op totals and the largest layers: what a big model's table is read for."""
+    for renderable in summary_renderables(analysis, table, console.width, top):
+        console.print(renderable)
+
+
+def summary_renderables(analysis: Analysis, table: Sequence[Row], width: int, top: int = 10) -> list:
+    """What `render_summary` prints, fitted to `width` columns."""
+    fit = _Width(width)
     ops = [(op, f"{count:,}", f"{params:,}", f"{macs:,}", f"{flops:,}", human_bytes(activations))
            for op, count, params, macs, flops, activations in op_summary(table)]
-    console.print(_grid(f"{analysis.name or analysis.path}: {len(analysis.layers):,} layers, by op",
-                        ("Op", "Layers", "Params", "MACs", "FLOPs", "Activations"), ops, console))
+    printed = [_grid(f"{analysis.name or analysis.path}: {len(analysis.layers):,} layers, by op",
+                     ("Op", "Layers", "Params", "MACs", "FLOPs", "Activations"), ops, fit)]
     for metric in ("params", "macs"):
         largest = sorted(table, key=lambda row: -getattr(row, metric))[:top]
-        console.print(_grid(f"Top {len(largest)} layers by {'MACs' if metric == 'macs' else metric}", HEADERS,
-                            [_cells(row) for row in largest], console))
-    _print_totals(analysis, console)
-    console.print(f"{len(table):,} rows summarised: --full lists every layer, --depth N folds blocks, "
-                  "--format csv/json give all rows cheaply")
+        printed.append(_grid(f"Top {len(largest)} layers by {'MACs' if metric == 'macs' else metric}", HEADERS,
+                             [_cells(row) for row in largest], fit))
+    printed += totals_renderables(analysis)
+    printed.append(f"{len(table):,} rows summarised: --full lists every layer, --depth N folds blocks, "
+                   "--format csv/json give all rows cheaply")
+    return printed
+
+
+class _Width:
+    """What `_grid` reads of a console: its width."""
+
+    def __init__(self, width: int):
+        self.width = width
 
 
 def _print_totals(analysis: Analysis, console) -> None:
+    for renderable in totals_renderables(analysis):
+        console.print(renderable)
+
+
+def totals_renderables(analysis: Analysis) -> list:
+    """The totals under a table, then the warnings."""
     from rich.table import Table
+    from rich.text import Text
 
     totals = Table(show_header=False, box=None, padding=(0, 2))
     totals.add_column(style="bold")
     totals.add_column()
     for label, value in totals_lines(analysis):
         totals.add_row(label, value)
-    console.print(totals)
-    for warning in analysis.warnings:  # may quote a long name
-        console.print(f"warning: {shortened(warning, 10 * MAX_SHOWN)}", style="yellow")
+    # may quote a long name
+    return [totals, *(Text(f"warning: {shortened(w, 10 * MAX_SHOWN)}", style="yellow") for w in analysis.warnings)]
 
 
 def render_table(analysis: Analysis, table: Sequence[Row], console) -> None:
+    for renderable in table_renderables(analysis, table, console.width):
+        console.print(renderable)
+
+
+def table_renderables(analysis: Analysis, table: Sequence[Row], width: int) -> list:
+    """What `render_table` prints, fitted to `width` columns."""
     title = f"{analysis.name or analysis.path}: {len(analysis.layers)} layers"
-    console.print(_grid(title, HEADERS, [_cells(row) for row in table], console,
-                        [None if row.modelled else "yellow" for row in table]))
-    _print_totals(analysis, console)
+    return [_grid(title, HEADERS, [_cells(row) for row in table], _Width(width),
+                  [None if row.modelled else "yellow" for row in table]), *totals_renderables(analysis)]
 
 
 def render_explanation(analysis: Analysis, layer: LayerResult) -> list[str]:
