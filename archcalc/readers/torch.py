@@ -192,6 +192,19 @@ def _export(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], exporter
             # optimize=False: the optimizer's FuseBatchNormIntoConv would drop BatchNorm's params.
             program = torch.onnx.export(module, args, kwargs=kwargs or None, dynamo=True, optimize=False,
                                         verbose=False, report=False)
+            # Its constant folding alone, without the rewrites that fold BatchNorm: shapes
+            # computed from constants (a zero bias built by Shape/Expand) become constants.
+            import onnxscript.optimizer
+
+            state = _state_names(module)
+
+            def keeps_weights(node: Any) -> bool | None:
+                """Never fold an op of a parameter (the slices of attention's in_proj_weight):
+                its output would be a constant, and the parameter lost from the count."""
+                return False if any(v is not None and v.name in state for v in node.inputs) else None
+
+            onnxscript.optimizer.fold_constants(program.model, should_fold=keeps_weights)
+            onnxscript.optimizer.remove_unused_nodes(program.model)
             return program.model_proto
         buffer = io.BytesIO()
         names = list(kwargs) or None
@@ -219,8 +232,8 @@ def _scopes(node: Any, exporter: str) -> tuple[str, str]:
 
 
 def _name_by_module(model: Any, exporter: str) -> None:
-    """Rename the model's nodes after their modules: the module path when a module gave one
-    node (`layer1.0.conv1`), else the path and the op's own name (`layer1.0.relu/relu_2`),
+    """Rename the model's nodes after their modules: the module path when a module without
+    submodules gave one node (`layer1.0.conv1`), else the path and the op's own name (`layer1.0.relu/relu_2`),
     and the ONNX op after that when one torch op gave several nodes (`mean/ReduceMean`)."""
     scopes = [_scopes(node, exporter) for node in model.graph.node]
     per_module: dict[str, int] = {}
@@ -228,9 +241,11 @@ def _name_by_module(model: Any, exporter: str) -> None:
     for scope in scopes:
         per_module[scope[0]] = per_module.get(scope[0], 0) + 1
         per_op[scope] = per_op.get(scope, 0) + 1
+    # modules with submodules in the graph: their own ops (a residual Add) are not the module
+    parents = {path[:i] for path in per_module for i, char in enumerate(path) if char == "."}
     taken: set[str] = set()
     for node, (path, own) in zip(model.graph.node, scopes):
-        if path and per_module[path] == 1:
+        if path and per_module[path] == 1 and path not in parents:
             name = path
         else:
             name = f"{path}/{own}" if path else own
@@ -272,13 +287,32 @@ def _block(layer_name: str) -> str:
     return layer_name.rpartition(".")[0]
 
 
+def _state_names(module: Any) -> set[str]:
+    """Every name of the module's parameters and buffers, a tied one under each of its names
+    (the exporter may use any of them)."""
+    return ({name for name, _ in module.named_parameters(remove_duplicate=False)}
+            | {name for name, _ in module.named_buffers(remove_duplicate=False)})
+
+
 def _apply_parameters(module: Any, graph: Graph) -> list[tuple[str, int]]:
-    """Mark initializers of frozen parameters not trainable; the parameters the graph lacks."""
+    """The module's own account of its state, over what the ONNX reader guessed: an initializer
+    named after a frozen parameter is not trainable, one that is neither a parameter nor a
+    buffer (a zero bias the exporter made for a conv without one, a folded shape) is a
+    constant, not a param. Returns the parameters the graph lacks, with their sizes."""
+    state = _state_names(module)
+    for name, info in graph.tensors.items():
+        if info.kind == "weight" and name not in state:
+            info.kind = "constant"
+    aliases: dict[int, list[str]] = {}  # a tied parameter: one object, several names
+    parameters = {}
+    for path, parameter in module.named_parameters(remove_duplicate=False):
+        aliases.setdefault(id(parameter), []).append(path)
+        parameters[id(parameter)] = parameter
     lost = []
-    for path, parameter in module.named_parameters():  # a tied parameter is listed once
-        info = graph.tensors.get(path)
-        if info is None:
-            lost.append((path, parameter.numel()))
-            continue
-        info.trainable = bool(parameter.requires_grad)
+    for key, names in aliases.items():
+        present = [graph.tensors[name] for name in names if name in graph.tensors]
+        if not present:
+            lost.append((names[0], parameters[key].numel()))
+        for info in present:
+            info.trainable = bool(parameters[key].requires_grad)
     return lost
