@@ -72,7 +72,7 @@ def _read(model: Model) -> Graph:
         model = os.fspath(model)
     if isinstance(model, str):
         if "\n" in model:  # a file name holds no newline; a spec always does
-            from archcalc.readers.spec import parse_spec
+            from archcalc.readers.spec.build import parse_spec
 
             return parse_spec(model, "<spec text>")
         from archcalc.readers.torch import is_factory_spec
@@ -86,7 +86,7 @@ def _read(model: Model) -> Graph:
     if isinstance(model, Mapping):
         import yaml
 
-        from archcalc.readers.spec import parse_spec
+        from archcalc.readers.spec.build import parse_spec
 
         return parse_spec(yaml.safe_dump(dict(model), sort_keys=False), "<spec dict>")
     if type(model).__name__ == "ModelProto":

@@ -33,14 +33,14 @@ def torchvision_model(name: str):
 def bert():
     import transformers
 
-    config = transformers.BertConfig(attn_implementation="eager")
+    config = transformers.BertConfig(attn_implementation="eager", use_cache=False)
     return transformers.BertModel(config), (torch.ones(1, 128, dtype=torch.long),)
 
 
 def gpt2():
     import transformers
 
-    config = transformers.GPT2Config(attn_implementation="eager")
+    config = transformers.GPT2Config(attn_implementation="eager", use_cache=False)
     return transformers.GPT2LMHeadModel(config), (torch.ones(1, 128, dtype=torch.long),)
 
 
@@ -50,9 +50,16 @@ MODELS.update({"bert-base": bert, "gpt2 (lm head tied)": gpt2})
 
 
 def reference_macs(model, inputs) -> int:
+    """FlopCounterMode's FLOPs / 2 with attention computed eagerly: the math SDPA backend, and
+    nn.MultiheadAttention's fused inference path off (FlopCounterMode sees neither fused kernel)."""
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
-        model(*inputs)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
+            model(*inputs)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     return counter.get_total_flops() // 2
 
 

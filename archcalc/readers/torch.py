@@ -190,8 +190,8 @@ def _export(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], exporter
         warnings.simplefilter("ignore")  # deprecation notes of torch's own, not the user's concern
         if exporter == "dynamo":
             # optimize=False: the optimizer's FuseBatchNormIntoConv would drop BatchNorm's params.
-            program = torch.onnx.export(module, args, kwargs=kwargs or None, dynamo=True, optimize=False,
-                                        verbose=False, report=False)
+            program: Any = torch.onnx.export(module, args, kwargs=kwargs or None, dynamo=True, optimize=False,
+                                             verbose=False, report=False)
             # Its constant folding alone, without the rewrites that fold BatchNorm: shapes
             # computed from constants (a zero bias built by Shape/Expand) become constants.
             import onnxscript.optimizer
@@ -206,7 +206,7 @@ def _export(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], exporter
             onnxscript.optimizer.fold_constants(program.model, should_fold=keeps_weights)
             onnxscript.optimizer.remove_unused_nodes(program.model)
             return program.model_proto
-        buffer = io.BytesIO()
+        buffer: Any = io.BytesIO()  # a file object, which the TorchScript exporter takes (its hints say paths)
         names = list(kwargs) or None
         # PRESERVE with the module in eval mode: the eval-mode graph without the pass that folds
         # BatchNorm into the convolution (and renames the convolution's weights).
