@@ -193,10 +193,13 @@ def _grid(title: str, headers: Sequence[str], cells: Sequence[Sequence[str]], co
           styles: Sequence[str | None] = ()):
     """A rich table of `cells` that fits the console: see `fit_columns`."""
     from rich.table import Table
+    from rich.text import Text
 
     if any(len(cell) > MAX_SHOWN for row in cells for cell in row):
         cells = [[shortened(cell) for cell in row] for row in cells]
-    grid = Table(title=shortened(title), title_justify="left", header_style="bold")
+    # Text, not str: printed as it is on any console (the API's table goes to consoles that
+    # read markup, where "[1, 3, 224, 224]" would not survive).
+    grid = Table(title=Text(shortened(title)), title_justify="left", header_style="bold")
     columns = fit_columns(headers, cells, console.width)
     for i, width in columns:
         numeric = headers[i] in NUMERIC
@@ -204,7 +207,7 @@ def _grid(title: str, headers: Sequence[str], cells: Sequence[Sequence[str]], co
         grid.add_column(headers[i], justify="right" if numeric else "left", width=width,
                         no_wrap=width is None and not numeric, overflow="fold")
     for index, row in enumerate(cells):
-        grid.add_row(*(row[i] for i, _ in columns), style=styles[index] if styles else None)
+        grid.add_row(*(Text(row[i]) for i, _ in columns), style=styles[index] if styles else None)
     return grid
 
 
@@ -216,6 +219,7 @@ def render_training_table(table: Sequence[Row], training, fit, console) -> None:
 def training_renderables(table: Sequence[Row], training, fit, width: int) -> list:
     """What `render_training_table` prints, fitted to `width` columns."""
     from rich.table import Table
+    from rich.text import Text
 
     cells = [(name, f"{forward:,}", f"{backward:,}", human_bytes(saved))
              for name, forward, backward, saved in training_rows(table, training)]
@@ -225,7 +229,7 @@ def training_renderables(table: Sequence[Row], training, fit, width: int) -> lis
     totals.add_column(style="bold")
     totals.add_column()
     for label, value in training_lines(training, fit):
-        totals.add_row(label, value)
+        totals.add_row(label, Text(value))
     return [grid, totals]
 
 
@@ -285,7 +289,7 @@ def totals_renderables(analysis: Analysis) -> list:
     totals.add_column(style="bold")
     totals.add_column()
     for label, value in totals_lines(analysis):
-        totals.add_row(label, value)
+        totals.add_row(label, Text(value))
     # may quote a long name
     return [totals, *(Text(f"warning: {shortened(w, 10 * MAX_SHOWN)}", style="yellow") for w in analysis.warnings)]
 
