@@ -52,6 +52,9 @@ def load(model: Model, input_shapes: InputShapes | None = None, *, example_input
     TorchScript if dynamo fails)."""
     from archcalc.readers.torch import is_torch_module
 
+    if input_shapes is not None and not isinstance(input_shapes, Mapping):
+        raise ArchcalcError(f"input_shapes is a {type(input_shapes).__name__}, not a mapping of input names to "
+                            "shapes", fix="give {'x': (1, 3, 224, 224)}; example tensors go in example_inputs=...")
     if is_torch_module(model):
         from archcalc.readers.torch import load_module
 

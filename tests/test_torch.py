@@ -69,6 +69,10 @@ def test_small_cnn_params_macs_and_module_names(exporter):
     names = {layer.name for layer in analysis.layers}
     assert {"stem.0", "stem.1", "block.conv1", "block.bn1", "block.conv2", "block.bn2", "fc"} <= names
     assert analysis.layer("block.conv1").block == "block"
+    # bias=False: no bias input (the dynamo exporter adds an all-zero one, taken out again), so
+    # the conv's FLOPs are 2 x MACs with no bias add
+    stem = analysis.layer("stem.0")
+    assert [t.name for t in stem.inputs] == ["x", "stem.0.weight"] and stem.flops == 2 * 55296
     assert analysis.name == f"SmallCNN (torch {torch.__version__.split('+')[0]}, {exporter} exporter)"
     # --depth 1 folds by module: stem, block, then the pool and head
     folded = analysis.to_dataframe(depth=1)

@@ -141,8 +141,24 @@ def _exported(module: Any, example_inputs: Any, input_shapes: Mapping[str, Seque
     finally:
         module.train(was_training)
     _restore_state(model, module)
+    _drop_zero_biases(model, _state_names(module))
     _name_by_module(model, choice)
     return model, choice, failures
+
+
+def _drop_zero_biases(model: Any, state: set[str]) -> None:
+    """Take out the all-zero bias the dynamo exporter gives a Conv or ConvTranspose made with
+    bias=False (ONNX's bias is optional): the module has no such parameter, and the
+    explanation and FLOPs should not show one."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    initializers = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "ConvTranspose") and len(node.input) == 3:
+            bias = initializers.get(node.input[2])
+            if bias is not None and bias.name not in state and not np.any(numpy_helper.to_array(bias)):
+                del node.input[2]
 
 
 def _first_line(error: BaseException) -> str:
@@ -207,7 +223,8 @@ def _export(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], exporter
             onnxscript.optimizer.remove_unused_nodes(program.model)
             return program.model_proto
         buffer: Any = io.BytesIO()  # a file object, which the TorchScript exporter takes (its hints say paths)
-        names = list(kwargs) or None
+        # graph inputs named as forward()'s arguments, as the dynamo exporter names them
+        names = list(kwargs) or list(inspect.signature(module.forward).parameters)[:len(args)] or None
         # PRESERVE with the module in eval mode: the eval-mode graph without the pass that folds
         # BatchNorm into the convolution (and renames the convolution's weights).
         torch.onnx.export(module, args, buffer, kwargs=kwargs or None, dynamo=False, input_names=names,
