@@ -5,7 +5,7 @@ wall time of archcalc.analyze on the module next to torch.onnx.export alone.
 
 Run by hand, in a venv with the torch extra, torchvision and transformers:
 
-    python3 bench/torch_models.py [--markdown] [model ...]
+    python3 bench/torch_models.py [--runs N] [model ...]
 
 It prints one line per model; the README's table comes from it.
 """
@@ -63,29 +63,41 @@ def reference_macs(model, inputs) -> int:
     return counter.get_total_flops() // 2
 
 
+def best_of(runs: int, work) -> tuple[float, object]:
+    """The shortest wall time of `runs` calls of `work` (other processes only ever add time)."""
+    times, result = [], None
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = work()
+        times.append(time.perf_counter() - started)
+    return min(times), result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("models", nargs="*", default=list(MODELS))
+    parser.add_argument("--runs", type=int, default=1, help="time each step this many times, keep the best")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     print(f"torch {torch.__version__}", file=sys.stderr)
     print("| model | params (archcalc) | sum(p.numel()) | MACs (archcalc) | FlopCounterMode / 2 | MACs ratio "
-          "| analyze s | export alone s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| export alone s | archcalc.load s | analysis of the graph s | archcalc.analyze s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.models:
         model, inputs = MODELS[name]()
         model.eval()
         numel = sum(p.numel() for p in model.parameters())
         macs = reference_macs(model, inputs)
-        started = time.perf_counter()
-        torch.onnx.export(model, inputs, dynamo=True, optimize=False, verbose=False, report=False)
-        export_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        analysis = archcalc.analyze(model, inputs)
-        analyze_seconds = time.perf_counter() - started
+        torch.onnx.export(model, inputs, dynamo=True, optimize=False, verbose=False, report=False)  # warm-up
+        export_seconds, _ = best_of(args.runs, lambda m=model, i=inputs: torch.onnx.export(
+            m, i, dynamo=True, optimize=False, verbose=False, report=False))
+        load_seconds, graph = best_of(args.runs, lambda m=model, i=inputs: archcalc.load(m, example_inputs=i))
+        graph_seconds, _ = best_of(args.runs, lambda g=graph: archcalc.analyze(g))
+        analyze_seconds, analysis = best_of(args.runs, lambda m=model, i=inputs: archcalc.analyze(m, i))
         t = analysis.totals
         print(f"| {name} | {t.params:,} | {numel:,} | {t.macs:,} | {macs:,} | {t.macs / macs:.4f} "
-              f"| {analyze_seconds:.1f} | {export_seconds:.1f} |", flush=True)
+              f"| {export_seconds:.1f} | {load_seconds:.1f} | {graph_seconds:.2f} | {analyze_seconds:.1f} |",
+              flush=True)
 
 
 if __name__ == "__main__":

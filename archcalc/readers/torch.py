@@ -53,6 +53,11 @@ def load_factory(spec: str, input_shapes: Mapping[str, Sequence[Any]] | None = N
                  exporter: str | None = None) -> Graph:
     """The model that `package.module:callable` returns when called with no arguments."""
     module_name, _, attribute = spec.partition(":")
+    import os
+    import sys
+
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # the user's own package, as `python -m` finds it
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as error:
