@@ -12,9 +12,13 @@ loses is put back from the module itself:
 - frozen weights: an initializer named after a parameter whose ``requires_grad`` is False
   is not trainable;
 - BatchNorm: both exporters fold BatchNorm into the convolution before it by default, which
-  drops its scale and bias from the params; archcalc exports with that folding off
-  (``optimize=False``, ``do_constant_folding=False``), and any parameter still missing from
-  the graph is named in a warning rather than lost in silence.
+  drops its scale and bias from the params; archcalc exports with that folding off (dynamo:
+  ``optimize=False``, then only onnxscript's constant folding, never of an op that reads a
+  parameter; TorchScript: ``TrainingMode.PRESERVE``, ``do_constant_folding=False``), and any
+  parameter still missing from the graph is named in a warning rather than lost in silence;
+- state: a tied parameter counts once under whichever of its names the exporter kept; what
+  the exporter made up (a bias-free conv's zero bias, folded shapes) is no param; tensors the
+  TorchScript exporter merged because their values were equal are separated again.
 """
 
 from __future__ import annotations
