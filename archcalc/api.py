@@ -191,6 +191,11 @@ class Analysis(_Result):
                    for row in rows(self, depth)]
         return pandas.DataFrame.from_records(records, index="name")
 
+    def to_html(self) -> Any:
+        """The self-contained HTML page ``archcalc analyze --format html`` writes (a str that
+        a notebook shows inline; ``.save(path)`` writes it)."""
+        return to_html(self, self.training)
+
     def table(self, depth: int | None = None, full: bool = False) -> Any:
         """The table ``archcalc analyze`` prints (a rich renderable: ``rich.print(...)``), its
         layers folded at `depth`; above 300 rows a summary by op, unless `full`."""
@@ -211,26 +216,46 @@ class Analysis(_Result):
                                    "'DejaVu Sans Mono', Consolas, monospace; line-height: 1.2\">{code}</pre>")
 
 
+def to_html(analysis: _Result, training: Any = None) -> Any:
+    """The self-contained HTML page `archcalc analyze --format html` writes, as a str that a
+    notebook cell shows inline (`_repr_html_`, in an iframe) and `.save(path)` writes."""
+    from archcalc.report.html import analysis_page
+
+    return analysis_page(analysis, training)
+
+
 SUMMARY_ABOVE = 300  # rows: as the CLI, a larger table is summarised unless asked in full
 
 
 class _Table:
-    """An analysis' table as a rich renderable, fitted to the console it is printed on."""
+    """An analysis' table as a rich renderable: what the report prints for the CLI, at the
+    width of the console it is printed on, its styles kept."""
 
     def __init__(self, analysis: Analysis, depth: int | None, full: bool):
         self.analysis, self.depth, self.full = analysis, depth, full
 
     def __rich_console__(self, console: Any, options: Any) -> Any:
+        import io
+
+        from rich.console import Console
+        from rich.text import Text
+
         from archcalc.engine.rows import rows
         from archcalc.report import analysis as report
 
+        # The report prints to a console; one that records into text, with ANSI styles that
+        # Text.from_ansi reads back, and markup off as the CLI's (a shape is not markup).
+        inner = Console(file=io.StringIO(), width=options.max_width, markup=False, highlight=False, soft_wrap=False,
+                        force_terminal=True, color_system="standard")
         table = rows(self.analysis, self.depth)
         if len(table) > SUMMARY_ABOVE and not self.full:
-            yield from report.summary_renderables(self.analysis, table, options.max_width)
+            report.render_summary(self.analysis, table, inner)
         else:
-            yield from report.table_renderables(self.analysis, table, options.max_width)
+            report.render_table(self.analysis, table, inner)
         if self.analysis.training is not None:
-            yield from report.training_renderables(table, self.analysis.training, None, options.max_width)
+            report.render_training_table(table, self.analysis.training, None, inner)
+        printed = inner.file.getvalue()  # type: ignore[attr-defined]
+        yield Text.from_ansi(printed.removesuffix("\n"), no_wrap=True)
 
 
 # -- checking, comparing, verifying ---------------------------------------------------------

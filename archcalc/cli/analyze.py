@@ -1,27 +1,44 @@
-"""`archcalc analyze MODEL`: the per-layer table (or JSON, CSV, Markdown), with totals."""
+"""`archcalc analyze MODEL...`: the per-layer table (or JSON, CSV, Markdown), with totals."""
 
 from __future__ import annotations
 
 import click
 
-from archcalc.cli.options import batch_option, dim_option, input_shape_option, load_from_options, parse_dims, parse_size
+from archcalc.cli.options import (
+    batch_option,
+    dim_option,
+    examples,
+    input_shape_option,
+    load_from_options,
+    parse_dims,
+    parse_size,
+)
 from archcalc.core.collector import pause_gc
 from archcalc.engine.setup import OPTIMIZER_STATES, PRECISIONS
 
-FORMATS = ("table", "json", "csv", "markdown")
+FORMATS = ("table", "json", "csv", "markdown", "html")
 SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
 
 
-@click.command()
-@click.argument("model", type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.command(epilog=examples(
+    "archcalc analyze specs/resnet50.yaml --depth 1            # one row per stage",
+    "archcalc analyze model.onnx --input-shape x=batch,3,224,224 --batch 8",
+    "archcalc analyze specs/resnet50.yaml --training --fit 24GiB  # largest batch that fits",
+    "archcalc analyze specs/*.yaml --format csv                   # several models",
+    "archcalc analyze specs/resnet50.yaml --format html -o report.html",
+))
+@click.argument("models", nargs=-1, required=True, type=click.Path(), metavar="MODEL...")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="table: for the terminal; json: every layer and tensor (several models: a list of "
+                   "documents); csv: one line per row (several models: a leading `model` column); markdown; html: one "
+                   "self-contained page with the graph drawn (one MODEL; -o FILE).")
 @batch_option()
 @dim_option()
 @input_shape_option()
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Fold the layers of each block instance into one row, DEPTH levels down the block "
                    "path (1: layer1, 2: layer1.0 for a ResNet; a repeated block's name is a level). "
-                   "Table, CSV and Markdown; --format json always lists every layer.")
+                   "Table, CSV and Markdown (html: the view it opens on); --format json always lists every layer.")
 @click.option("--training", is_flag=True, help="Also the cost of one training step: backward MACs and memory.")
 @click.option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="adam",
               show_default=True, help="Optimizer whose state counts in training memory.")
@@ -29,48 +46,102 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
               show_default=True, help="mixed: fp32 weights and gradients, half-precision activations (AMP).")
 @click.option("--fit", "fit_memory", default=None, metavar="SIZE",
               help="Report the largest batch whose training step fits in SIZE (e.g. 24GiB).")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="Write --format html to this file (atomically) instead of stdout.")
+@click.option("--exact", is_flag=True,
+              help="Every digit of params and MACs in the table (default: units, 118.01 M); JSON and CSV are exact.")
 @click.option("--full", is_flag=True,
               help=f"Every layer in the table, even past {SUMMARY_ABOVE} rows (then a summary is the default).")
-def analyze(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
-            depth: int | None, training: bool, optimizer: str, precision: str, fit_memory: str | None,
-            full: bool) -> None:
-    """Per-layer output shapes, params, MACs, memory and receptive field, with totals."""
-    from archcalc.engine.inference import analyze as run_analysis
+def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[str, ...],
+            input_shapes: tuple[str, ...], depth: int | None, training: bool, optimizer: str, precision: str,
+            fit_memory: str | None, output: str | None, exact: bool, full: bool) -> None:
+    """Per-layer output shapes, params, MACs, memory and receptive field, with totals, of each
+    MODEL (a YAML spec or an ONNX file)."""
     from archcalc.engine.rows import rows
     from archcalc.report import analysis as report
 
+    context = click.get_current_context()
+    for option in ("optimizer", "precision"):
+        given = context.get_parameter_source(option) == click.core.ParameterSource.COMMANDLINE
+        if given and not (training or fit_memory):
+            raise click.UsageError(f"--{option} sets the training step, which only --training or --fit counts: "
+                                   f"add --training, or leave --{option} out")
+    if output is not None and fmt != "html":
+        raise click.UsageError("-o writes --format html only: add --format html, or redirect the output")
+    if fmt == "html" and len(models) > 1:
+        raise click.UsageError("--format html draws one model: give one MODEL (or compare two with archcalc diff)")
+    memory = parse_size(fit_memory, "--fit") if fit_memory else None
+    # Every model first, so bad input (exit 2) stops the run before any output.
+    results = [_analysed(model, input_shapes, parse_dims(dims, batch), training, optimizer, precision, memory)
+               for model in models]
+    if fmt == "html":
+        from archcalc.report.html import analysis_page, write_page
+
+        _, analysis, step, fit = results[0]
+        write_page(analysis_page(analysis, step, fit, depth), output)
+        return
+    if fmt == "json":
+        with pause_gc():  # the document is a few hundred thousand small objects and no cycles
+            documents = [report.json_document(analysis, step, fit) for _, analysis, step, fit in results]
+            click.echo(report.dumps_json(documents[0] if len(documents) == 1 else documents))
+        return
+    console = None
+    for index, (model, analysis, step, fit) in enumerate(results):
+        table = rows(analysis, depth)
+        if depth is not None and not any(layer.block for layer in analysis.layers):
+            click.echo(f"warning: --depth {depth} folds nothing: {model} has no blocks (a spec's blocks, or the "
+                       "module scopes PyTorch's TorchScript exporter writes into node names), so every layer keeps "
+                       "its row", err=True)
+        if fmt == "csv":
+            text = report.render_csv(table, step)
+            click.echo(text if len(results) == 1 else _with_model_column(text, model, header=index == 0), nl=False)
+            continue
+        if index:
+            click.echo()
+        if fmt == "markdown":
+            click.echo(report.render_markdown(analysis, table), nl=False)
+            if step is not None:
+                lines = report.training_lines(step, fit)
+                click.echo("\n| Training | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in lines))
+            continue
+        if console is None:
+            from archcalc.cli.options import make_console
+
+            console = make_console()
+        if len(table) > SUMMARY_ABOVE and not full:
+            # A rich row costs ~0.4 ms: thousands of rows take seconds and no one reads them.
+            report.render_summary(analysis, table, console, exact=exact)
+        else:
+            report.render_table(analysis, table, console, exact=exact)
+        if step is not None:
+            report.render_training_table(table, step, fit, console, exact=exact)
+
+
+def _analysed(model: str, input_shapes: tuple[str, ...], bindings: dict[str, int], training: bool,
+              optimizer: str, precision: str, memory: int | None) -> tuple:
+    """(model, analysis, training step or None, fit or None) of one MODEL."""
+    from archcalc.engine.inference import analyze as run_analysis
+
     graph = load_from_options(model, input_shapes)
-    bindings = parse_dims(dims, batch)
     analysis = run_analysis(graph, bindings)
     step = fit = None
-    if training or fit_memory:
+    if training or memory:
         from archcalc.engine import training as train
 
         step = train.training_cost(graph, analysis, optimizer, precision)
-        if fit_memory:
-            memory = parse_size(fit_memory, "--fit")
+        if memory:
             fit = train.largest_batch(graph, bindings, memory, optimizer, precision) + (memory,)
-    if fmt == "json":
+    return model, analysis, step, fit
 
-        with pause_gc():  # the document is a few hundred thousand small objects and no cycles
-            click.echo(report.render_json(analysis, step, fit))
-        return
-    table = rows(analysis, depth)
-    if fmt == "csv":
-        click.echo(report.render_csv(table, step), nl=False)
-    elif fmt == "markdown":
-        click.echo(report.render_markdown(analysis, table), nl=False)
-        if step is not None:
-            lines = report.training_lines(step, fit)
-            click.echo("\n| Training | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in lines))
-    else:
-        from archcalc.report.console import make_console
 
-        console = make_console()
-        if len(table) > SUMMARY_ABOVE and not full:
-            # A rich row costs ~0.4 ms: thousands of rows take seconds and no one reads them.
-            report.render_summary(analysis, table, console)
-        else:
-            report.render_table(analysis, table, console)
-        if step is not None:
-            report.render_training_table(table, step, fit, console)
+def _with_model_column(text: str, model: str, header: bool) -> str:
+    """One model's CSV with a leading `model` column, its header line only when `header`."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for number, line in enumerate(csv.reader(io.StringIO(text))):
+        if number or header:
+            writer.writerow(["model" if number == 0 else model, *line])
+    return out.getvalue()
