@@ -37,8 +37,10 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
     ]
 
 
-def render_json(analysis: Analysis, training=None, fit=None) -> str:
+def render_json(analysis: Analysis, training=None, fit=None, roofline=None) -> str:
     document = {"schema_version": JSON_SCHEMA_VERSION, **analysis.to_json()}
+    if roofline is not None:  # analyze --device: archcalc.report.roofline.device_json's document
+        document["roofline"] = roofline
     if training is not None:
         document["training"] = training.to_json()
     if fit is not None:
@@ -94,16 +96,23 @@ CSV_COLUMNS = ("name", "op", "output_shape", "params", "trainable_params", "buff
                "activation_bytes", "receptive_field", "modelled")
 
 
-def render_csv(table: Iterable[Row], training=None) -> str:
+def render_csv(table: Iterable[Row], training=None, roofline=None) -> str:
     """One line per row; with `training` (analyze --training), also each row's backward MACs
     and the activation bytes it saves for the backward pass, as the training table shows."""
     table = list(table)
     steps = training_rows(table, training) if training is not None else None
+    roof = None
+    if roofline is not None:  # analyze --device: each row's bytes, intensity, bound and time
+        from archcalc.report import roofline as device_report
+
+        roof = [device_report.csv_cells(row) for row in device_report.roof_rows(table, roofline)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS + (("backward_macs", "saved_activation_bytes") if steps is not None else ()))
+    writer.writerow(CSV_COLUMNS + (("backward_macs", "saved_activation_bytes") if steps is not None else ())
+                    + (device_report.CSV_COLUMNS if roof is not None else ()))
     for index, row in enumerate(table):
         extra = list(steps[index][2:]) if steps is not None else []
+        extra += roof[index] if roof is not None else []
         writer.writerow([getattr(row, column) for column in CSV_COLUMNS] + extra)
     return out.getvalue()
 
@@ -136,7 +145,7 @@ TEXT_MIN_WIDTH = {"Layer": 12, "Op": 8, "Output shape": 10, "Receptive field": 7
 # Columns left out, in this order, when the numbers would not fit otherwise.
 DROPPABLE = ("Receptive field", "Activations", "FLOPs", "Op")
 NUMERIC = frozenset({"Params", "MACs", "FLOPs", "Activations", "Layers", "Forward MACs", "Backward MACs",
-                     "Saved activations"})
+                     "Saved activations", "Time"})
 
 
 def fit_columns(headers: Sequence[str], cells: Sequence[Sequence[str]], width: int) -> list[tuple[int, int | None]]:
@@ -250,23 +259,32 @@ def render_summary(analysis: Analysis, table: Sequence[Row], console, top: int =
                   "--format csv/json give all rows cheaply")
 
 
-def _print_totals(analysis: Analysis, console) -> None:
+def print_pairs(lines: Iterable[tuple[str, str]], console) -> None:
+    """Label and value lines, as the totals under a table."""
     from rich.table import Table
 
     totals = Table(show_header=False, box=None, padding=(0, 2))
     totals.add_column(style="bold")
     totals.add_column()
-    for label, value in totals_lines(analysis):
+    for label, value in lines:
         totals.add_row(label, value)
     console.print(totals)
+
+
+def _print_totals(analysis: Analysis, console) -> None:
+    print_pairs(totals_lines(analysis), console)
     for warning in analysis.warnings:  # may quote a long name
         console.print(f"warning: {shortened(warning, 10 * MAX_SHOWN)}", style="yellow")
 
 
-def render_table(analysis: Analysis, table: Sequence[Row], console) -> None:
+def render_table(analysis: Analysis, table: Sequence[Row], console, extra=None) -> None:
+    """`extra`: (headers, cells per row) of columns added at the right (analyze --device)."""
     title = f"{analysis.name or analysis.path}: {len(analysis.layers)} layers"
-    console.print(_grid(title, HEADERS, [_cells(row) for row in table], console,
-                        [None if row.modelled else "yellow" for row in table]))
+    headers, cells = HEADERS, [_cells(row) for row in table]
+    if extra is not None:
+        headers = (*HEADERS, *extra[0])
+        cells = [[*base, *added] for base, added in zip(cells, extra[1])]
+    console.print(_grid(title, headers, cells, console, [None if row.modelled else "yellow" for row in table]))
     _print_totals(analysis, console)
 
 
