@@ -16,6 +16,8 @@ A device file::
     efficiency:             # optional: fraction of peak an op reaches (default 1), per op kind
       Conv.depthwise: {value: 0.1, source: "measured by archcalc device calibrate"}
     memory_efficiency: {value: 0.8, source: ...}   # optional: fraction of bandwidth reached
+    cache_bytes: {value: 32MiB, source: ...}       # optional, with cache_bandwidth_gb_s: a layer
+    cache_bandwidth_gb_s: {value: 60, source: ...} # moving at most cache_bytes runs at this bandwidth
     threads: 2              # optional: threads the calibration ran with
 """
 
@@ -37,7 +39,7 @@ COMPUTE_DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4")
 DEPTHWISE = "Conv.depthwise"
 DEFAULT_KIND = "default"
 KEYS = ("name", "title", "peak_tflops", "vector_tflops", "bandwidth_gb_s", "memory", "overhead_us", "efficiency",
-        "memory_efficiency", "threads", "notes")
+        "memory_efficiency", "cache_bytes", "cache_bandwidth_gb_s", "threads")
 REQUIRED = ("name", "peak_tflops", "bandwidth_gb_s", "memory", "overhead_us")
 
 
@@ -67,6 +69,16 @@ class Device:
     memory_efficiency: Sourced = Sourced(1.0, "ideal: the full bandwidth")
     threads: int | None = None
     path: str = ""
+    # The last-level cache: a layer moving at most cache_bytes (its inputs were just written by
+    # the layers before it) reads and writes at cache_bandwidth. 0: no cache level modelled.
+    cache_bytes: int = 0
+    cache_bandwidth: Sourced | None = None
+
+    def bandwidth_for(self, moved: int) -> float:
+        """Bytes/s of a layer that moves `moved` bytes."""
+        if self.cache_bandwidth is not None and moved <= self.cache_bytes:
+            return self.cache_bandwidth.value * self.memory_efficiency.value
+        return self.bandwidth.value * self.memory_efficiency.value
 
     def peak(self, dtype: str) -> float:
         return self.peak_flops[dtype].value
@@ -100,6 +112,8 @@ class Device:
             "efficiency": {k: pair(v) for k, v in self.efficiency.items()},
             "memory_efficiency": pair(self.memory_efficiency),
             "threads": self.threads,
+            "cache_bytes": self.cache_bytes,
+            "cache_bandwidth_bytes_per_s": None if self.cache_bandwidth is None else pair(self.cache_bandwidth),
         }
 
 
@@ -180,7 +194,17 @@ class _Reader:
         peak = self.per_dtype(data, "peak_tflops", required=True)
         vector = self.per_dtype(data, "vector_tflops", required=False)
         bandwidth = self.sourced(data, "bandwidth_gb_s", positive=True)
-        memory_value, memory_source = self.memory(data)
+        memory_value, memory_source = self.memory(data, "memory")
+        cache_bytes, cache_bandwidth = 0, None
+        if ("cache_bytes" in data) != ("cache_bandwidth_gb_s" in data):
+            given, missing = ("cache_bytes", "cache_bandwidth_gb_s") if "cache_bytes" in data else (
+                "cache_bandwidth_gb_s", "cache_bytes")
+            raise self.error(missing, f"missing (`{given}` is given; a cache level needs both)", _line(data, given),
+                             f"add `{missing}:` or delete `{given}`")
+        if "cache_bytes" in data:
+            cache_bytes = self.memory(data, "cache_bytes")[0]
+            cached = self.sourced(data, "cache_bandwidth_gb_s", positive=True)
+            cache_bandwidth = Sourced(cached.value * 1e9, cached.source)
         overhead = self.sourced(data, "overhead_us", positive=False)
         efficiency = self.efficiency(data)
         memory_efficiency = (self.sourced(data, "memory_efficiency", positive=True, at_most_one=True)
@@ -195,8 +219,9 @@ class _Reader:
             vector_flops={k: Sourced(v.value * 1e12, v.source) for k, v in vector.items()},
             bandwidth=Sourced(bandwidth.value * 1e9, bandwidth.source),
             memory_bytes=memory_value, memory_source=memory_source,
-            overhead_s=Sourced(overhead.value * 1e-6, overhead.source),
+            overhead_s=Sourced(overhead.value / 1e6, overhead.source),
             efficiency=efficiency, memory_efficiency=memory_efficiency, threads=threads, path=self.path,
+            cache_bytes=cache_bytes, cache_bandwidth=cache_bandwidth,
         )
 
     def pair(self, mapping: Mapping[Any, Any], key: Any, label: str) -> tuple[Any, str, int | None]:
@@ -246,15 +271,15 @@ class _Reader:
             result[dtype] = self.sourced(table, dtype, positive=True, label=f"{key}.{dtype}")
         return result
 
-    def memory(self, data: Mapping[Any, Any]) -> tuple[int, str]:
-        value, source, line = self.pair(data, "memory", "memory")
+    def memory(self, data: Mapping[Any, Any], key: str) -> tuple[int, str]:
+        value, source, line = self.pair(data, key, key)
         try:
             size = parse_quantity(value, BYTES)
         except QuantityError as error:
-            raise self.error("memory", f"value {value!r}: {error.message}", line,
+            raise self.error(key, f"value {value!r}: {error.message}", line,
                              "write a size like 80GiB or 24GB") from None
         if size <= 0:
-            raise self.error("memory", f"value {value!r} is not a positive size", line,
+            raise self.error(key, f"value {value!r} is not a positive size", line,
                              "write a size like 80GiB or 24GB")
         return size, source
 

@@ -7,7 +7,8 @@ bytes written (its outputs), arithmetic intensity = FLOPs / bytes, and
     time = max(FLOPs / (peak x efficiency), bytes / (bandwidth x memory efficiency)) + overhead
 
 with the peak of the matrix units for a layer with MACs (conv, matmul, attention) and of
-the vector units otherwise. A layer is compute-bound when the first term is the larger.
+the vector units otherwise, and the cache's bandwidth for a layer that moves no more than
+the device's last-level cache holds (when the device file gives one). A layer is compute-bound when the first term is the larger.
 A view (Reshape, Flatten, Squeeze, Unsqueeze, Identity) moves no bytes and launches no
 kernel: it costs nothing. Layers run one after another, so the model's latency is the sum.
 
@@ -212,9 +213,8 @@ def layer_cost(layer: LayerResult, device: Device, setup: Setup, weights: frozen
         modelled = layer.modelled
     peak = device.peak(setup.compute_dtype) if layer.macs else device.vector_peak(setup.compute_dtype)
     peak *= device.efficiency_of(layer_kind(layer), layer.op)
-    bandwidth = device.bandwidth.value * device.memory_efficiency.value
     compute_s = layer.flops / peak
-    memory_s = (read + written) / bandwidth
+    memory_s = (read + written) / device.bandwidth_for(read + written)
     bound = UNKNOWN if not modelled else COMPUTE if compute_s >= memory_s and layer.flops else MEMORY
     return LayerCost(layer.name, layer.op, layer.flops, read, written, peak, compute_s, memory_s,
                      device.overhead_s.value, bound, layer.parent)

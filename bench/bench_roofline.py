@@ -1,0 +1,132 @@
+"""Predicted against measured latency on this machine: the roofline of `analyze --device`
+checked against `archcalc verify --profile`.
+
+Run by hand (not part of the test suite):
+
+    python3 bench/bench_roofline.py                 # every spec and ONNX fixture
+    python3 bench/bench_roofline.py --device x.yaml # an existing calibration instead of a new one
+    python3 bench/bench_roofline.py specs/resnet18.yaml --layers   # also each layer's two times
+
+It calibrates this machine (`archcalc device calibrate`, a few seconds), then for each model
+predicts every layer's time on `cpu-local` at batch 1, fp32, and runs the model in
+onnxruntime as `verify --profile` does (no graph optimisation, every tensor an output,
+per-node kernel times from onnxruntime's profiler), `--repeats` times, keeping each node's
+median time (as calibration does). It prints per model: measured ms (the sum of the layers' kernel times, as the
+prediction is a sum of layer times), predicted ms, their ratio, and the Spearman rank
+correlation of the per-layer times. Only layers onnxruntime timed are compared (a spec's
+export and an ONNX file run the same nodes as the analysis' layers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from archcalc.hardware.device import load_device  # noqa: E402
+from archcalc.hardware.roofline import roofline, setup_for  # noqa: E402
+from archcalc.readers.load import load_model  # noqa: E402
+from archcalc.runtime import verify as verifier  # noqa: E402
+from archcalc.runtime.calibrate import device_yaml, measure  # noqa: E402
+
+TRANSFORMERS = ("vit", "swin", "encoder", "transformer", "lstm")
+
+
+def ranks(values: list[float]) -> list[float]:
+    """Ranks from 1, ties sharing their average rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    result = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            result[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return result
+
+
+def spearman(xs: list[float], ys: list[float]) -> float:
+    """Pearson correlation of the ranks (correct with ties)."""
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = statistics.fmean(rx), statistics.fmean(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    vx = sum((a - mx) ** 2 for a in rx)
+    vy = sum((b - my) ** 2 for b in ry)
+    return cov / (vx * vy) ** 0.5 if vx and vy else float("nan")
+
+
+def measured_times(path: str, repeats: int) -> tuple[object, dict[str, float]]:
+    graph = load_model(path)
+    analysis = verifier.analyze_for_verify(graph, {})
+    runs: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        report = verifier.verify(graph, analysis, profile=True)
+        for name, micros in report.node_times_us.items():
+            runs.setdefault(name, []).append(micros * 1e-6)
+    # The median, as calibration takes it: both share the machine with the same other work.
+    return analysis, {name: statistics.median(values) for name, values in runs.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="*")
+    parser.add_argument("--device", help="a calibrated device file (default: calibrate now)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--layers", action="store_true", help="print each layer's measured and predicted time")
+    args = parser.parse_args()
+    models = args.models or sorted(glob.glob(os.path.join(ROOT, "specs", "*.yaml"))) + sorted(
+        glob.glob(os.path.join(ROOT, "tests", "fixtures", "onnx", "*.onnx")))
+    if args.device:
+        device = load_device(args.device)
+    else:
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as scratch:
+            path = os.path.join(scratch, "cpu-local.yaml")
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(device_yaml(measure()))
+            device = load_device(path)
+        print(f"calibrated in {time.perf_counter() - started:.1f} s: peak {device.peak('fp32') / 1e9:.1f} GFLOP/s, "
+              f"bandwidth {device.bandwidth.value / 1e9:.1f} GB/s (cache {device.cache_bytes / 2**20:.0f} MiB: "
+              f"{(device.cache_bandwidth.value if device.cache_bandwidth else 0) / 1e9:.1f} GB/s), overhead {device.overhead_s.value * 1e6:.1f} us, "
+              f"efficiency " + ", ".join(f"{k} {v.value:.3f}" for k, v in device.efficiency.items())
+              + f", {device.threads} threads")
+    setup = setup_for(device, "fp32")
+    print(f"{'model':42} {'layers':>6} {'measured ms':>12} {'predicted ms':>13} {'ratio':>6} {'spearman':>9}  goal")
+    for path in models:
+        name = os.path.relpath(path, ROOT)
+        try:
+            analysis, measured = measured_times(path, args.repeats)
+        except Exception as error:  # noqa: BLE001 (a bench reports and goes on)
+            print(f"{name:42} skipped: {str(error).splitlines()[0][:80]}")
+            continue
+        costs = {layer.name: layer for layer in roofline(analysis, device, setup).counted}
+        pairs = [(measured[n], costs[n].time_s or 0.0, n) for n in costs if n in measured]
+        if not pairs:
+            print(f"{name:42} skipped: no timed layers")
+            continue
+        total_measured = sum(p[0] for p in pairs)
+        total_predicted = sum(p[1] for p in pairs)
+        ratio = total_predicted / total_measured
+        rho = spearman([p[0] for p in pairs], [p[1] for p in pairs])
+        transformer = any(word in name.lower() for word in TRANSFORMERS)
+        band = 0.5 if transformer else 0.3
+        ok = abs(ratio - 1) <= band and rho >= 0.8
+        print(f"{name:42} {len(pairs):6} {total_measured * 1e3:12.3f} {total_predicted * 1e3:13.3f} {ratio:6.2f} "
+              f"{rho:9.3f}  {'ok' if ok else 'MISS'} (±{band:.0%})")
+        if args.layers:
+            for m, p, n in sorted(pairs, key=lambda item: -item[0])[:40]:
+                cost = costs[n]
+                print(f"    {n[:50]:50} {cost.op:20} {m * 1e6:10.1f} us {p * 1e6:10.1f} us  {cost.bound}")
+
+
+if __name__ == "__main__":
+    main()
