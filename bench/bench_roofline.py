@@ -94,9 +94,10 @@ def main() -> None:
             with open(path, "w", encoding="utf-8") as handle:
                 handle.write(device_yaml(measure()))
             device = load_device(path)
+        cache = device.cache_bandwidth.value if device.cache_bandwidth else 0.0
         print(f"calibrated in {time.perf_counter() - started:.1f} s: peak {device.peak('fp32') / 1e9:.1f} GFLOP/s, "
               f"bandwidth {device.bandwidth.value / 1e9:.1f} GB/s (cache {device.cache_bytes / 2**20:.0f} MiB: "
-              f"{(device.cache_bandwidth.value if device.cache_bandwidth else 0) / 1e9:.1f} GB/s), overhead {device.overhead_s.value * 1e6:.1f} us, "
+              f"{cache / 1e9:.1f} GB/s), overhead {device.overhead_s.value * 1e6:.1f} us, "
               f"efficiency " + ", ".join(f"{k} {v.value:.3f}" for k, v in device.efficiency.items())
               + f", {device.threads} threads")
     setup = setup_for(device, "fp32")

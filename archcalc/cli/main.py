@@ -10,6 +10,7 @@ import click
 from archcalc import __version__
 from archcalc.cli.analyze import analyze
 from archcalc.cli.check import check
+from archcalc.cli.devices import device, devices
 from archcalc.cli.diff import diff
 from archcalc.cli.explain import explain
 from archcalc.cli.export import export
@@ -36,7 +37,7 @@ def cli() -> None:
     architecture, from a YAML spec or an ONNX file, before you train or ship it."""
 
 
-for command in (analyze, explain, export, verify, layers, check, diff):
+for command in (analyze, explain, export, verify, layers, check, diff, devices, device):
     cli.add_command(command)
 
 

@@ -144,7 +144,7 @@ def load_device(name_or_path: str) -> Device:
         raise DeviceError(f"unknown device '{name_or_path}'", where="--device",
                           fix=f"{hint}known devices: {', '.join(names)}; or give a device YAML file "
                               "(see `archcalc devices`, or make one with `archcalc device calibrate`)")
-    packaged = resources.files("archcalc.hardware").joinpath("devices", f"{key}.yaml")
+    packaged = resources.files("archcalc.hardware").joinpath("devices").joinpath(f"{key}.yaml")
     return parse_device(packaged.read_text(encoding="utf-8"), f"archcalc/hardware/devices/{key}.yaml")
 
 

@@ -8,7 +8,8 @@ bytes written (its outputs), arithmetic intensity = FLOPs / bytes, and
 
 with the peak of the matrix units for a layer with MACs (conv, matmul, attention) and of
 the vector units otherwise, and the cache's bandwidth for a layer that moves no more than
-the device's last-level cache holds (when the device file gives one). A layer is compute-bound when the first term is the larger.
+the device's last-level cache holds (when the device file gives one). A layer is
+compute-bound when the first term is the larger.
 A view (Reshape, Flatten, Squeeze, Unsqueeze, Identity) moves no bytes and launches no
 kernel: it costs nothing. Layers run one after another, so the model's latency is the sum.
 

@@ -111,7 +111,7 @@ def render_csv(table: Iterable[Row], training=None, roofline=None) -> str:
     writer.writerow(CSV_COLUMNS + (("backward_macs", "saved_activation_bytes") if steps is not None else ())
                     + (device_report.CSV_COLUMNS if roof is not None else ()))
     for index, row in enumerate(table):
-        extra = list(steps[index][2:]) if steps is not None else []
+        extra: list[object] = list(steps[index][2:]) if steps is not None else []
         extra += roof[index] if roof is not None else []
         writer.writerow([getattr(row, column) for column in CSV_COLUMNS] + extra)
     return out.getvalue()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from archcalc.core.units import human_bytes, human_count
 from archcalc.engine.rows import Row
+from archcalc.hardware.device import Device
 from archcalc.hardware.roofline import COMPUTE, MEMORY, UNKNOWN, VIEW, LayerCost, Roofline
 
 CSV_COLUMNS = ("bytes_read", "bytes_written", "intensity", "bound", "time_s")
@@ -141,3 +142,31 @@ def device_json(roofline: Roofline, training_memory: int | None = None, fit: tup
         document["largest_training_batch"] = fit[0]
         document["largest_training_batch_memory_bytes"] = fit[1]
     return document
+
+
+def device_listing(devices: Sequence[Device], sources: bool = True) -> str:
+    """The catalogue as text: one block per device, each number with its source."""
+    out = []
+    for device in devices:
+        out.append(f"{device.name}: {device.title}  [{device.path}]")
+        for dtype, peak in device.peak_flops.items():
+            unit = "TOPS" if dtype.startswith("int") else "TFLOPS"
+            out.append(_listed(f"peak {dtype}", f"{peak.value / 1e12:g} {unit}", peak.source, sources))
+        for dtype, peak in device.vector_flops.items():
+            out.append(_listed(f"vector {dtype}", f"{peak.value / 1e12:g} TFLOPS", peak.source, sources))
+        out.append(_listed("bandwidth", f"{device.bandwidth.value / 1e9:g} GB/s", device.bandwidth.source, sources))
+        if device.cache_bandwidth is not None:
+            out.append(_listed("cache", f"{human_bytes(device.cache_bytes)} at "
+                                        f"{device.cache_bandwidth.value / 1e9:g} GB/s",
+                               device.cache_bandwidth.source, sources))
+        out.append(_listed("memory", human_bytes(device.memory_bytes), device.memory_source, sources))
+        out.append(_listed("overhead/op", human_time(device.overhead_s.value), device.overhead_s.source, sources))
+        for kind, factor in device.efficiency.items():
+            out.append(_listed(f"efficiency {kind}", f"{factor.value:g}", factor.source, sources))
+        out.append("")
+    return "\n".join(out)
+
+
+def _listed(label: str, value: str, source: str, sources: bool) -> str:
+    line = f"  {label:<24} {value:>14}"
+    return f"{line}  ({source})" if sources else line

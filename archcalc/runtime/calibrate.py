@@ -39,7 +39,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from archcalc.core.units import BYTES, format_quantity
 
-
 TINY_ELEMENTS = 256
 
 
@@ -199,16 +198,19 @@ def device_yaml(result: Measurement, name: str = "cpu-local") -> str:
 
     mm = f"MatMul {sizes.matmul_n}^3"
     conv = f"3x3 Conv 64->256 channels at {hw}x{hw}"
+    tiny = f"median of {sizes.chain} Relu nodes of {TINY_ELEMENTS} elements"
+    peak = f"the faster of {mm} and {conv}, fp32, median of {sizes.runs} runs"
+    big = f"Add of two {sizes.add_elements:,}-element fp32 tensors"
     depthwise = f"3x3 depthwise Conv, 256 channels at {hw}x{hw}"
     lines = [
         f"name: {name}",
         f"title: {json.dumps(f'This machine ({result.processor}, {result.threads} threads)')}",
         "peak_tflops:",
-        f"  fp32: {entry(result.peak_flops / 1e12, f'the faster of {mm} and {conv}, fp32, median of {sizes.runs} runs')}",
-        f"bandwidth_gb_s: {entry(result.bandwidth / 1e9, f'Add of two {sizes.add_elements:,}-element fp32 tensors')}",
+        f"  fp32: {entry(result.peak_flops / 1e12, peak)}",
+        f"bandwidth_gb_s: {entry(result.bandwidth / 1e9, big)}",
         f"memory: {{value: {format_quantity(result.memory_bytes, BYTES)}, source: "
         f"{json.dumps('physical memory reported by the operating system (sysconf)')}}}",
-        f"overhead_us: {entry(result.overhead_s * 1e6, f'median of {sizes.chain} Relu nodes of {TINY_ELEMENTS} elements')}",
+        f"overhead_us: {entry(result.overhead_s * 1e6, tiny)}",
         *([f"cache_bytes: {{value: {format_quantity(result.cache_bytes, BYTES)}, source: "
            f"{json.dumps('largest CPU cache the operating system reports (sysfs)')}}}",
            f"cache_bandwidth_gb_s: {entry(result.cache_bandwidth / 1e9, 'Add moving a quarter of that cache')}"]
