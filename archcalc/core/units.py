@@ -106,6 +106,8 @@ def parse_quantity(value: Any, kind: str = COUNT) -> int:
         raise ValueError(f"kind must be {COUNT!r}, {BYTES!r} or {TIME!r}, not {kind!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise QuantityError(f"{value!r} is not a quantity", fix=unit_hint(kind))
+    if kind == TIME and isinstance(value, int | float):  # 5 what? A time is written with its unit
+        raise QuantityError(f"'{value}': a time needs its unit", fix=unit_hint(kind))
     if isinstance(value, int):
         return value
     if isinstance(value, float):

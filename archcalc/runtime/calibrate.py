@@ -133,7 +133,8 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
             small = max(cache_bytes // 4 // 12, 1)  # elements: 12 bytes moved per element
             add = _model([helper.make_node("Add", ["x", "y"], ["z"], name="add")],
                          [("x", (small,)), ("y", (small,))], ["z"], {})
-            feeds = {"x": feeds["x"][:small], "y": feeds["y"][:small]}
+            feeds = {"x": rng.standard_normal(small, dtype=np.float32),
+                     "y": rng.standard_normal(small, dtype=np.float32)}
             cache_bandwidth = 3 * 4 * small / _node_times(add, feeds, sizes.runs, scratch)["add"]
 
         # Small but not empty: the fixed cost of an op that touches a few cache lines.
