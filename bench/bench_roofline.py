@@ -7,7 +7,8 @@ Run by hand (not part of the test suite):
     python3 bench/bench_roofline.py --device x.yaml # an existing calibration instead of a new one
     python3 bench/bench_roofline.py specs/resnet18.yaml --layers   # also each layer's two times
 
-It calibrates this machine (`archcalc device calibrate`, a few seconds), then for each model
+It calibrates this machine (`archcalc device calibrate`, a few seconds) before each model
+(a shared machine's speed drifts over minutes; `--device FILE` uses one file for all), then
 predicts every layer's time on `cpu-local` at batch 1, fp32, and runs the model in
 onnxruntime as `verify --profile` does (no graph optimisation, every tensor an output,
 per-node kernel times from onnxruntime's profiler), `--repeats` times, keeping each node's
@@ -82,37 +83,27 @@ def main() -> None:
     parser.add_argument("--device", help="a calibrated device file (default: calibrate now)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--layers", action="store_true", help="print each layer's measured and predicted time")
+    parser.add_argument("--by-op", action="store_true", help="print measured and predicted time summed per op")
     args = parser.parse_args()
     models = args.models or sorted(glob.glob(os.path.join(ROOT, "specs", "*.yaml"))) + sorted(
         glob.glob(os.path.join(ROOT, "tests", "fixtures", "onnx", "*.onnx")))
-    if args.device:
-        device = load_device(args.device)
-    else:
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory() as scratch:
-            path = os.path.join(scratch, "cpu-local.yaml")
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(device_yaml(measure()))
-            device = load_device(path)
-        cache = device.cache_bandwidth.value if device.cache_bandwidth else 0.0
-        print(f"calibrated in {time.perf_counter() - started:.1f} s: peak {device.peak('fp32') / 1e9:.1f} GFLOP/s, "
-              f"bandwidth {device.bandwidth.value / 1e9:.1f} GB/s (cache {device.cache_bytes / 2**20:.0f} MiB: "
-              f"{cache / 1e9:.1f} GB/s), overhead {device.overhead_s.value * 1e6:.1f} us, "
-              f"efficiency " + ", ".join(f"{k} {v.value:.3f}" for k, v in device.efficiency.items())
-              + f", {device.threads} threads")
-    setup = setup_for(device, "fp32")
-    print(f"{'model':42} {'layers':>6} {'measured ms':>12} {'predicted ms':>13} {'ratio':>6} {'spearman':>9}  goal")
+    fixed = load_device(args.device) if args.device else None
+    by_op: dict[str, list[float]] = {}
+    summary: list[tuple[str, float, float]] = []
+    print(f"{'model':52} {'layers':>6} {'measured ms':>12} {'predicted ms':>13} {'ratio':>6} {'spearman':>9}  goal")
     for path in models:
         name = os.path.relpath(path, ROOT)
+        device = fixed or calibrated(verbose=args.layers)
+        setup = setup_for(device, "fp32")
         try:
             analysis, measured = measured_times(path, args.repeats)
         except Exception as error:  # noqa: BLE001 (a bench reports and goes on)
-            print(f"{name:42} skipped: {str(error).splitlines()[0][:80]}")
+            print(f"{name:52} skipped: {str(error).splitlines()[0][:80]}")
             continue
         costs = {layer.name: layer for layer in roofline(analysis, device, setup).counted}
         pairs = [(measured[n], costs[n].time_s or 0.0, n) for n in costs if n in measured]
         if not pairs:
-            print(f"{name:42} skipped: no timed layers")
+            print(f"{name:52} skipped: no timed layers")
             continue
         total_measured = sum(p[0] for p in pairs)
         total_predicted = sum(p[1] for p in pairs)
@@ -121,12 +112,46 @@ def main() -> None:
         transformer = any(word in name.lower() for word in TRANSFORMERS)
         band = 0.5 if transformer else 0.3
         ok = abs(ratio - 1) <= band and rho >= 0.8
-        print(f"{name:42} {len(pairs):6} {total_measured * 1e3:12.3f} {total_predicted * 1e3:13.3f} {ratio:6.2f} "
+        summary.append((name, ratio, rho))
+        for m, p, n in pairs:
+            entry = by_op.setdefault(costs[n].op, [0.0, 0.0, 0])
+            entry[0] += m
+            entry[1] += p
+            entry[2] += 1
+        print(f"{name:52} {len(pairs):6} {total_measured * 1e3:12.3f} {total_predicted * 1e3:13.3f} {ratio:6.2f} "
               f"{rho:9.3f}  {'ok' if ok else 'MISS'} (±{band:.0%})")
         if args.layers:
             for m, p, n in sorted(pairs, key=lambda item: -item[0])[:40]:
                 cost = costs[n]
                 print(f"    {n[:50]:50} {cost.op:20} {m * 1e6:10.1f} us {p * 1e6:10.1f} us  {cost.bound}")
+    if summary:
+        cnn = [item for item in summary if not any(word in item[0].lower() for word in TRANSFORMERS)]
+        within = sum(abs(ratio - 1) <= 0.3 for _, ratio, _ in cnn)
+        print(f"\nCNNs within ±30%: {within} of {len(cnn)}; Spearman >= 0.8: "
+              f"{sum(rho >= 0.8 for _, _, rho in summary)} of {len(summary)}; median ratio "
+              f"{statistics.median(ratio for _, ratio, _ in summary):.2f}")
+    if args.by_op:
+        print(f"\n{'op':28} {'layers':>7} {'measured ms':>12} {'predicted ms':>13} {'ratio':>6}")
+        for op, (m, p, count) in sorted(by_op.items(), key=lambda item: -item[1][0]):
+            print(f"{op:28} {int(count):7} {m * 1e3:12.3f} {p * 1e3:13.3f} {p / m if m else float('nan'):6.2f}")
+
+
+def calibrated(verbose: bool = False):
+    """A fresh calibration of this machine, as `archcalc device calibrate` writes it."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "cpu-local.yaml")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(device_yaml(measure()))
+        device = load_device(path)
+    if verbose:
+        cache = device.cache_bandwidth.value if device.cache_bandwidth else 0.0
+        print(f"calibrated in {time.perf_counter() - started:.1f} s: peak {device.peak('fp32') / 1e9:.1f} GFLOP/s, "
+              f"bandwidth {device.bandwidth.value / 1e9:.1f} GB/s (cache {device.cache_bytes / 2**20:.0f} MiB: "
+              f"{cache / 1e9:.1f} GB/s), overhead {device.overhead_s.value * 1e6:.1f} us, "
+              f"efficiency " + ", ".join(f"{k} {v.value:.3f}" for k, v in device.efficiency.items())
+              + f", {device.threads} threads")
+    return device
 
 
 if __name__ == "__main__":

@@ -10,10 +10,12 @@ same other work):
 - peak FLOP/s: a large fp32 MatMul (N x N by an N x N weight, 2 N^3 FLOPs);
 - memory bandwidth: a large element-wise Add (two inputs read, one output written), 96 MiB
   moved, more than any cache holds;
-- cache bandwidth: the same Add moving a quarter of the last-level cache (which the
-  operating system reports), as a layer does whose input the layer before just wrote;
+- cache bandwidth, for layers that move less than the last-level cache holds (its size as
+  the operating system reports it): a chain of Relu on a 64 x 56 x 56 activation, each
+  output a graph output as verify makes it, the median node's bytes per second;
 - per-op overhead: a chain of small Relu nodes (TINY_ELEMENTS each), the median node time;
-- a 3x3 convolution and a 3x3 depthwise convolution: FLOP/s reached, less the overhead.
+- 3x3 convolutions and 3x3 depthwise convolutions (64 channels at 56 x 56, in blocks with
+  a ReLU, every output kept as verify makes it): FLOP/s reached, less the overhead.
 
 The peak is the faster of the MatMul and the convolution (onnxruntime's convolution often
 beats its MatMul on a CPU); each op kind's efficiency is its rate over that peak.
@@ -40,6 +42,9 @@ from onnx import TensorProto, helper, numpy_helper
 from archcalc.core.units import BYTES, format_quantity
 
 TINY_ELEMENTS = 256
+RELU_CHAIN = 8
+CONV_BLOCKS = 3
+CONV_CHANNELS = 64
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,7 @@ class Sizes:
     """Problem sizes: large enough that the big ops run for milliseconds (the defaults), small
     for a quick check (tests)."""
 
-    matmul_n: int = 1024
+    matmul_n: int = 512
     add_elements: int = 8 * 2**20
     chain: int = 64
     conv_hw: int = 56
@@ -130,12 +135,13 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
         cache_bytes = last_level_cache_bytes()
         cache_bandwidth = 0.0
         if cache_bytes:
-            small = max(cache_bytes // 4 // 12, 1)  # elements: 12 bytes moved per element
-            add = _model([helper.make_node("Add", ["x", "y"], ["z"], name="add")],
-                         [("x", (small,)), ("y", (small,))], ["z"], {})
-            feeds = {"x": rng.standard_normal(small, dtype=np.float32),
-                     "y": rng.standard_normal(small, dtype=np.float32)}
-            cache_bandwidth = 3 * 4 * small / _node_times(add, feeds, sizes.runs, scratch)["add"]
+            # A chain of Relu on a typical activation, each output a graph output as verify makes it.
+            shape = (1, 64, sizes.conv_hw, sizes.conv_hw)
+            relus = [helper.make_node("Relu", [f"r{i}"], [f"r{i + 1}"], name=f"relu{i}") for i in range(RELU_CHAIN)]
+            chain_model = _model(relus, [("r0", shape)], [f"r{i + 1}" for i in range(RELU_CHAIN)], {})
+            times = _node_times(chain_model, {"r0": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs,
+                                scratch)
+            cache_bandwidth = 2 * 4 * int(np.prod(shape)) / max(statistics.median(times.values()), 1e-9)
 
         # Small but not empty: the fixed cost of an op that touches a few cache lines.
         chain = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"], name=f"relu{i}") for i in range(sizes.chain)]
@@ -143,18 +149,28 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
         overheads = _node_times(tiny, {"t0": np.ones(TINY_ELEMENTS, dtype=np.float32)}, sizes.runs, scratch)
         overhead = statistics.median(overheads.values())
 
+        # Convolutions as a model runs them: a few blocks of conv, depthwise conv and ReLU, every
+        # output kept (as verify does), each op's median over its nodes.
         hw = sizes.conv_hw
-        conv = _model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1]),
-                       helper.make_node("Conv", ["y", "d"], ["z"], name="depthwise", pads=[1, 1, 1, 1], group=256)],
-                      [("x", (1, 64, hw, hw))], ["z"],
-                      {"w": rng.standard_normal((256, 64, 3, 3), dtype=np.float32),
-                       "d": rng.standard_normal((256, 1, 3, 3), dtype=np.float32)})
-        convs = _node_times(conv, {"x": rng.standard_normal((1, 64, hw, hw), dtype=np.float32)}, sizes.runs,
-                            scratch)
+        nodes, weights, last = [], {}, "x"
+        for i in range(CONV_BLOCKS):
+            nodes += [helper.make_node("Conv", [last, f"w{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
+                      helper.make_node("Conv", [f"c{i}", f"d{i}"], [f"e{i}"], name=f"depthwise{i}",
+                                       pads=[1, 1, 1, 1], group=CONV_CHANNELS),
+                      helper.make_node("Relu", [f"e{i}"], [f"r{i}"], name=f"relu{i}")]
+            weights[f"w{i}"] = rng.standard_normal((CONV_CHANNELS, CONV_CHANNELS, 3, 3), dtype=np.float32)
+            weights[f"d{i}"] = rng.standard_normal((CONV_CHANNELS, 1, 3, 3), dtype=np.float32)
+            last = f"r{i}"
+        outputs = [name for node in nodes for name in node.output]
+        shape = (1, CONV_CHANNELS, hw, hw)
+        convs = _node_times(_model(nodes, [("x", shape)], outputs, weights),
+                            {"x": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs, scratch)
+        conv_s = statistics.median(convs[f"conv{i}"] for i in range(CONV_BLOCKS))
+        depthwise_s = statistics.median(convs[f"depthwise{i}"] for i in range(CONV_BLOCKS))
     rates = {
         "MatMul": 2 * n**3 / matmul_s,
-        "Conv": 2 * 256 * 64 * 9 * hw * hw / max(convs["conv"] - overhead, 1e-9),
-        "Conv.depthwise": 2 * 256 * 9 * hw * hw / max(convs["depthwise"] - overhead, 1e-9),
+        "Conv": 2 * CONV_CHANNELS**2 * 9 * hw * hw / max(conv_s - overhead, 1e-9),
+        "Conv.depthwise": 2 * CONV_CHANNELS * 9 * hw * hw / max(depthwise_s - overhead, 1e-9),
     }
     return Measurement(
         peak_flops=max(rates["MatMul"], rates["Conv"]), bandwidth=bandwidth, cache_bytes=cache_bytes,
@@ -198,11 +214,12 @@ def device_yaml(result: Measurement, name: str = "cpu-local") -> str:
         return f"{{value: {value:.6g}, source: {json.dumps(f'{by}: {what})')}}}"
 
     mm = f"MatMul {sizes.matmul_n}^3"
-    conv = f"3x3 Conv 64->256 channels at {hw}x{hw}"
+    conv = f"3x3 Conv 64->64 channels at {hw}x{hw} (median of {CONV_BLOCKS} in blocks)"
     tiny = f"median of {sizes.chain} Relu nodes of {TINY_ELEMENTS} elements"
     peak = f"the faster of {mm} and {conv}, fp32, median of {sizes.runs} runs"
     big = f"Add of two {sizes.add_elements:,}-element fp32 tensors"
-    depthwise = f"3x3 depthwise Conv, 256 channels at {hw}x{hw}"
+    cached = f"a chain of {RELU_CHAIN} Relu on 64x{hw}x{hw} fp32, each output kept, median node"
+    depthwise = f"3x3 depthwise Conv, 64 channels at {hw}x{hw}"
     lines = [
         f"name: {name}",
         f"title: {json.dumps(f'This machine ({result.processor}, {result.threads} threads)')}",
@@ -214,7 +231,7 @@ def device_yaml(result: Measurement, name: str = "cpu-local") -> str:
         f"overhead_us: {entry(result.overhead_s * 1e6, tiny)}",
         *([f"cache_bytes: {{value: {format_quantity(result.cache_bytes, BYTES)}, source: "
            f"{json.dumps('largest CPU cache the operating system reports (sysfs)')}}}",
-           f"cache_bandwidth_gb_s: {entry(result.cache_bandwidth / 1e9, 'Add moving a quarter of that cache')}"]
+           f"cache_bandwidth_gb_s: {entry(result.cache_bandwidth / 1e9, cached)}"]
           if result.cache_bytes else []),
         "efficiency:  # FLOP/s reached / peak",
         f"  MatMul: {entry(result.efficiency('MatMul'), mm)}",
