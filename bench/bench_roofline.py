@@ -7,15 +7,25 @@ Run by hand (not part of the test suite):
     python3 bench/bench_roofline.py --device x.yaml # an existing calibration instead of a new one
     python3 bench/bench_roofline.py specs/resnet18.yaml --layers   # also each layer's two times
 
-It calibrates this machine (`archcalc device calibrate`, a few seconds) before each model
-(a shared machine's speed drifts over minutes; `--device FILE` uses one file for all), then
-predicts every layer's time on `cpu-local` at batch 1, fp32, and runs the model in
-onnxruntime as `verify --profile` does (no graph optimisation, every tensor an output,
-per-node kernel times from onnxruntime's profiler), `--repeats` times, keeping each node's
-median time (as calibration does). It prints per model: measured ms (the sum of the layers' kernel times, as the
-prediction is a sum of layer times), predicted ms, their ratio, and the Spearman rank
-correlation of the per-layer times. Only layers onnxruntime timed are compared (a spec's
-export and an ONNX file run the same nodes as the analysis' layers).
+Each of `--repeats` rounds calibrates this machine (`archcalc device calibrate`'s
+measurements, about a second) and right after runs the model in onnxruntime as `verify
+--profile` does (no graph optimisation, every tensor an output, per-node kernel times from
+onnxruntime's profiler), and predicts every layer's time on that calibration (batch 1,
+fp32): on a shared machine whose speed drifts by several times within minutes, only a
+calibration next to the run it predicts says anything. `--device FILE` uses one file for
+every round instead.
+
+Measured times are each node's least over the rounds, as calibration takes the least of its
+runs: on a loaded machine a kernel is descheduled at random, and the least time is the one
+closest to what the hardware does. `--threads N` runs calibration and every model with N
+onnxruntime threads (default 0: onnxruntime's own, one per core, as `archcalc verify`
+runs); on an overloaded machine two threads of one kernel wait for each other whenever one
+is descheduled, which `--threads 1` never does.
+
+It prints per model: measured ms (the sum of the layers' least kernel times), predicted ms
+(the median of the rounds'), their ratio, and the Spearman rank correlation of the layers'
+times. Only layers onnxruntime timed are compared (a spec's export and an ONNX file run the
+same nodes as the analysis' layers).
 """
 
 from __future__ import annotations
@@ -35,9 +45,10 @@ from archcalc.hardware.device import load_device  # noqa: E402
 from archcalc.hardware.roofline import roofline, setup_for  # noqa: E402
 from archcalc.readers.load import load_model  # noqa: E402
 from archcalc.runtime import verify as verifier  # noqa: E402
-from archcalc.runtime.calibrate import device_yaml, measure  # noqa: E402
+from archcalc.runtime.calibrate import Sizes, device_yaml, measure  # noqa: E402
 
 TRANSFORMERS = ("vit", "swin", "encoder", "transformer", "lstm")
+THREADS = 0
 
 
 def ranks(values: list[float]) -> list[float]:
@@ -65,48 +76,63 @@ def spearman(xs: list[float], ys: list[float]) -> float:
     return cov / (vx * vy) ** 0.5 if vx and vy else float("nan")
 
 
-def measured_times(path: str, repeats: int) -> tuple[object, dict[str, float]]:
+def rounds(path: str, repeats: int, fixed, verbose: bool):
+    """Per round: (the layers' measured seconds, their costs on the round's calibration)."""
     graph = load_model(path)
     analysis = verifier.analyze_for_verify(graph, {})
-    runs: dict[str, list[float]] = {}
+    result = []
     for _ in range(repeats):
+        device = fixed or calibrated(verbose)
+        costs = {layer.name: layer for layer in roofline(analysis, device, setup_for(device, "fp32")).counted}
         report = verifier.verify(graph, analysis, profile=True)
-        for name, micros in report.node_times_us.items():
-            runs.setdefault(name, []).append(micros * 1e-6)
-    # The median, as calibration takes it: both share the machine with the same other work.
-    return analysis, {name: statistics.median(values) for name, values in runs.items()}
+        measured = {name: micros * 1e-6 for name, micros in report.node_times_us.items() if name in costs}
+        result.append((measured, costs))
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="*")
     parser.add_argument("--device", help="a calibrated device file (default: calibrate now)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
     parser.add_argument("--layers", action="store_true", help="print each layer's measured and predicted time")
     parser.add_argument("--by-op", action="store_true", help="print measured and predicted time summed per op")
     args = parser.parse_args()
     models = args.models or sorted(glob.glob(os.path.join(ROOT, "specs", "*.yaml"))) + sorted(
         glob.glob(os.path.join(ROOT, "tests", "fixtures", "onnx", "*.onnx")))
+    global THREADS
+    THREADS = args.threads
+    if THREADS:
+        import onnxruntime
+
+        class Options(onnxruntime.SessionOptions):  # verify builds its own options: set the threads there too
+            def __init__(self) -> None:
+                super().__init__()
+                self.intra_op_num_threads = THREADS
+
+        onnxruntime.SessionOptions = Options
     fixed = load_device(args.device) if args.device else None
     by_op: dict[str, list[float]] = {}
     summary: list[tuple[str, float, float]] = []
     print(f"{'model':52} {'layers':>6} {'measured ms':>12} {'predicted ms':>13} {'ratio':>6} {'spearman':>9}  goal")
     for path in models:
         name = os.path.relpath(path, ROOT)
-        device = fixed or calibrated(verbose=args.layers)
-        setup = setup_for(device, "fp32")
         try:
-            analysis, measured = measured_times(path, args.repeats)
+            measured_rounds = rounds(path, args.repeats, fixed, args.layers)
         except Exception as error:  # noqa: BLE001 (a bench reports and goes on)
             print(f"{name:52} skipped: {str(error).splitlines()[0][:80]}")
             continue
-        costs = {layer.name: layer for layer in roofline(analysis, device, setup).counted}
-        pairs = [(measured[n], costs[n].time_s or 0.0, n) for n in costs if n in measured]
-        if not pairs:
+        costs = measured_rounds[-1][1]
+        names = [n for n in costs if all(n in measured for measured, _ in measured_rounds)]
+        if not names:
             print(f"{name:52} skipped: no timed layers")
             continue
-        total_measured = sum(p[0] for p in pairs)
-        total_predicted = sum(p[1] for p in pairs)
+        pairs = [(min(measured[n] for measured, _ in measured_rounds),
+                  statistics.median(round_costs[n].time_s or 0.0 for _, round_costs in measured_rounds), n)
+                 for n in names]
+        total_measured = sum(m for m, _, _ in pairs)
+        total_predicted = sum(p for _, p, _ in pairs)
         ratio = total_predicted / total_measured
         rho = spearman([p[0] for p in pairs], [p[1] for p in pairs])
         transformer = any(word in name.lower() for word in TRANSFORMERS)
@@ -142,7 +168,7 @@ def calibrated(verbose: bool = False):
     with tempfile.TemporaryDirectory() as scratch:
         path = os.path.join(scratch, "cpu-local.yaml")
         with open(path, "w", encoding="utf-8") as handle:
-            handle.write(device_yaml(measure()))
+            handle.write(device_yaml(measure(Sizes(runs=5, threads=THREADS))))
         device = load_device(path)
     if verbose:
         cache = device.cache_bandwidth.value if device.cache_bandwidth else 0.0

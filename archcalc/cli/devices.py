@@ -30,15 +30,17 @@ def device() -> None:
 @device.command()
 @click.option("-o", "--output", required=True, type=click.Path(), help="The device file to write (YAML).")
 @click.option("--name", default="cpu-local", show_default=True, help="The device's name in the file.")
-def calibrate(output: str, name: str) -> None:
+@click.option("--threads", type=click.IntRange(min=0), default=0,
+              help="onnxruntime intra-op threads (0: its default, one per core, as `verify` runs).")
+def calibrate(output: str, name: str, threads: int) -> None:
     """Measure this machine with onnxruntime (a few seconds): peak fp32 FLOP/s, memory and cache
     bandwidth, per-op overhead, conv and depthwise-conv efficiency; write them as a device file."""
     from archcalc.core.errors import ArchcalcError
     from archcalc.core.files import atomic_write
     from archcalc.hardware.device import parse_device
-    from archcalc.runtime.calibrate import device_yaml, measure
+    from archcalc.runtime.calibrate import Sizes, device_yaml, measure
 
-    text = device_yaml(measure(), name)
+    text = device_yaml(measure(Sizes(threads=threads)) if threads else measure(), name)
     parse_device(text, output)  # what is written must load: a bad --name fails here, before writing
     try:
         with atomic_write(output) as handle:

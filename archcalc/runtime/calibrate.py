@@ -3,9 +3,8 @@ device file, so the roofline can be checked here against `archcalc verify --prof
 
 Each measurement is a small ONNX model run in a session set up as `verify --profile` sets
 its own (no graph optimisation, weights prepacked, onnxruntime's default threads), timed
-by onnxruntime's profiler per node, the median over a few runs after a warm-up (the
-median, not the least: a model's layers, measured the same way, share the machine with the
-same other work):
+by onnxruntime's profiler per node, the least time over a few runs after a warm-up (other
+work on a shared machine only ever adds time, and adds it unevenly):
 
 - peak FLOP/s: a large fp32 MatMul (N x N by an N x N weight, 2 N^3 FLOPs);
 - memory bandwidth: a large element-wise Add (two inputs read, one output written), 96 MiB
@@ -57,6 +56,7 @@ class Sizes:
     chain: int = 64
     conv_hw: int = 56
     runs: int = 10
+    threads: int = 0  # onnxruntime's intra-op threads; 0: its default (one per core), as verify runs
 
 
 @dataclass(frozen=True)
@@ -88,11 +88,13 @@ def _model(nodes: Sequence[onnx.NodeProto], inputs: Sequence[tuple[str, Sequence
     return model.SerializeToString()
 
 
-def _node_times(model: bytes, feeds: dict[str, np.ndarray], runs: int, scratch: str) -> dict[str, float]:
-    """Median kernel time (seconds) of each node over `runs` runs after a warm-up."""
+def _node_times(model: bytes, feeds: dict[str, np.ndarray], runs: int, scratch: str,
+                threads: int = 0) -> dict[str, float]:
+    """Least kernel time (seconds) of each node over `runs` runs after a warm-up."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 4
     options.enable_profiling = True
@@ -115,7 +117,7 @@ def _node_times(model: bytes, feeds: dict[str, np.ndarray], runs: int, scratch: 
         if event.get("cat") == "Node" and name.endswith("_kernel_time"):
             times.setdefault(name[: -len("_kernel_time")], []).append(float(event.get("dur", 0)) * 1e-6)
     # The first run of the second session warms it up; the rest are measured.
-    return {name: statistics.median(values[1:] or values) for name, values in times.items()}
+    return {name: min(values[1:] or values) for name, values in times.items()}
 
 
 def measure(sizes: Sizes = Sizes()) -> Measurement:
@@ -125,13 +127,13 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
         matmul = _model([helper.make_node("MatMul", ["a", "w"], ["y"], name="matmul")], [("a", (n, n))], ["y"],
                         {"w": rng.standard_normal((n, n), dtype=np.float32)})
         matmul_s = _node_times(matmul, {"a": rng.standard_normal((n, n), dtype=np.float32)}, sizes.runs,
-                               scratch)["matmul"]
+                               scratch, sizes.threads)["matmul"]
 
         count = sizes.add_elements
         add = _model([helper.make_node("Add", ["x", "y"], ["z"], name="add")], [("x", (count,)), ("y", (count,))],
                      ["z"], {})
         feeds = {"x": rng.standard_normal(count, dtype=np.float32), "y": rng.standard_normal(count, dtype=np.float32)}
-        bandwidth = 3 * 4 * count / _node_times(add, feeds, sizes.runs, scratch)["add"]
+        bandwidth = 3 * 4 * count / _node_times(add, feeds, sizes.runs, scratch, sizes.threads)["add"]
         cache_bytes = last_level_cache_bytes()
         cache_bandwidth = 0.0
         if cache_bytes:
@@ -140,13 +142,14 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
             relus = [helper.make_node("Relu", [f"r{i}"], [f"r{i + 1}"], name=f"relu{i}") for i in range(RELU_CHAIN)]
             chain_model = _model(relus, [("r0", shape)], [f"r{i + 1}" for i in range(RELU_CHAIN)], {})
             times = _node_times(chain_model, {"r0": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs,
-                                scratch)
+                                scratch, sizes.threads)
             cache_bandwidth = 2 * 4 * int(np.prod(shape)) / max(statistics.median(times.values()), 1e-9)
 
         # Small but not empty: the fixed cost of an op that touches a few cache lines.
         chain = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"], name=f"relu{i}") for i in range(sizes.chain)]
         tiny = _model(chain, [("t0", (TINY_ELEMENTS,))], [f"t{sizes.chain}"], {})
-        overheads = _node_times(tiny, {"t0": np.ones(TINY_ELEMENTS, dtype=np.float32)}, sizes.runs, scratch)
+        overheads = _node_times(tiny, {"t0": np.ones(TINY_ELEMENTS, dtype=np.float32)}, sizes.runs, scratch,
+                                sizes.threads)
         overhead = statistics.median(overheads.values())
 
         # Convolutions as a model runs them: a few blocks of conv, depthwise conv and ReLU, every
@@ -164,7 +167,8 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
         outputs = [name for node in nodes for name in node.output]
         shape = (1, CONV_CHANNELS, hw, hw)
         convs = _node_times(_model(nodes, [("x", shape)], outputs, weights),
-                            {"x": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs, scratch)
+                            {"x": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs, scratch,
+                            sizes.threads)
         conv_s = statistics.median(convs[f"conv{i}"] for i in range(CONV_BLOCKS))
         depthwise_s = statistics.median(convs[f"depthwise{i}"] for i in range(CONV_BLOCKS))
     rates = {
@@ -175,7 +179,7 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
     return Measurement(
         peak_flops=max(rates["MatMul"], rates["Conv"]), bandwidth=bandwidth, cache_bytes=cache_bytes,
         cache_bandwidth=cache_bandwidth, overhead_s=overhead, rates=rates,
-        threads=os.cpu_count() or 1, memory_bytes=_physical_memory(), sizes=sizes,
+        threads=sizes.threads or os.cpu_count() or 1, memory_bytes=_physical_memory(), sizes=sizes,
         processor=platform.processor() or platform.machine(),
     )
 
@@ -216,7 +220,7 @@ def device_yaml(result: Measurement, name: str = "cpu-local") -> str:
     mm = f"MatMul {sizes.matmul_n}^3"
     conv = f"3x3 Conv 64->64 channels at {hw}x{hw} (median of {CONV_BLOCKS} in blocks)"
     tiny = f"median of {sizes.chain} Relu nodes of {TINY_ELEMENTS} elements"
-    peak = f"the faster of {mm} and {conv}, fp32, median of {sizes.runs} runs"
+    peak = f"the faster of {mm} and {conv}, fp32, least of {sizes.runs} runs"
     big = f"Add of two {sizes.add_elements:,}-element fp32 tensors"
     cached = f"a chain of {RELU_CHAIN} Relu on 64x{hw}x{hw} fp32, each output kept, median node"
     depthwise = f"3x3 depthwise Conv, 64 channels at {hw}x{hw}"
