@@ -234,7 +234,10 @@ def roofline(analysis: Analysis, device: Device, setup: Setup) -> Roofline:
         if not isinstance(shape, tuple):
             continue
         bits = setup.activation_bits if name in buffers else setup.weight_bits
-        weight_bytes += tensor_bytes(TensorResult(name, shape, getattr(info, "dtype", "float32")), env, bits)
+        try:
+            weight_bytes += tensor_bytes(TensorResult(name, shape, getattr(info, "dtype", "float32")), env, bits)
+        except ShapeError:  # a weight sized by an unbound dim: its layers are not modelled either
+            continue
     # The peak set of live activations, scaled as the layers' outputs scale at this dtype.
     top = [layer for layer in analysis.layers if not layer.parent]
     as_analysed = sum(layer.activation_bytes for layer in top)
