@@ -15,8 +15,8 @@ fp32): on a shared machine whose speed drifts by several times within minutes, o
 calibration next to the run it predicts says anything. `--device FILE` uses one file for
 every round instead.
 
-Measured times are each node's least over the rounds, as calibration takes the least of its
-runs: on a loaded machine a kernel is descheduled at random, and the least time is the one
+Measured times are each node's least over the rounds, as calibration takes the least of as
+many runs: on a loaded machine a kernel is descheduled at random, and the least time is the one
 closest to what the hardware does. `--threads N` runs calibration and every model with N
 onnxruntime threads (default 0: onnxruntime's own, one per core, as `archcalc verify`
 runs); on an overloaded machine two threads of one kernel wait for each other whenever one
@@ -82,7 +82,7 @@ def rounds(path: str, repeats: int, fixed, verbose: bool):
     analysis = verifier.analyze_for_verify(graph, {})
     result = []
     for _ in range(repeats):
-        device = fixed or calibrated(verbose)
+        device = fixed or calibrated(repeats, verbose)
         costs = {layer.name: layer for layer in roofline(analysis, device, setup_for(device, "fp32")).counted}
         report = verifier.verify(graph, analysis, profile=True)
         measured = {name: micros * 1e-6 for name, micros in report.node_times_us.items() if name in costs}
@@ -162,13 +162,13 @@ def main() -> None:
             print(f"{op:28} {int(count):7} {m * 1e3:12.3f} {p * 1e3:13.3f} {p / m if m else float('nan'):6.2f}")
 
 
-def calibrated(verbose: bool = False):
+def calibrated(runs: int, verbose: bool = False):
     """A fresh calibration of this machine, as `archcalc device calibrate` writes it."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         path = os.path.join(scratch, "cpu-local.yaml")
         with open(path, "w", encoding="utf-8") as handle:
-            handle.write(device_yaml(measure(Sizes(runs=5, threads=THREADS))))
+            handle.write(device_yaml(measure(Sizes(runs=runs, threads=THREADS))))
         device = load_device(path)
     if verbose:
         cache = device.cache_bandwidth.value if device.cache_bandwidth else 0.0
