@@ -11,7 +11,8 @@ Each of `--repeats` rounds calibrates this machine (`archcalc device calibrate`'
 measurements, about a second) and right after runs the model in onnxruntime as `verify
 --profile` does (no graph optimisation, every tensor an output, per-node kernel times from
 onnxruntime's profiler), and predicts every layer's time on that calibration (batch 1,
-fp32): on a shared machine whose speed drifts by several times within minutes, only a
+fp32; another dim a file leaves open is bound as the fixture's JSON records it, else to
+128): on a shared machine whose speed drifts by several times within minutes, only a
 calibration next to the run it predicts says anything. `--device FILE` uses one file for
 every round instead.
 
@@ -41,6 +42,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from archcalc.core.errors import UnboundDim  # noqa: E402
 from archcalc.hardware.device import load_device  # noqa: E402
 from archcalc.hardware.roofline import roofline, setup_for  # noqa: E402
 from archcalc.readers.load import load_model  # noqa: E402
@@ -49,6 +51,7 @@ from archcalc.runtime.calibrate import Sizes, device_yaml, measure  # noqa: E402
 
 TRANSFORMERS = ("vit", "swin", "encoder", "transformer", "lstm")
 THREADS = 0
+SEQUENCE = 128
 
 
 def ranks(values: list[float]) -> list[float]:
@@ -79,7 +82,15 @@ def spearman(xs: list[float], ys: list[float]) -> float:
 def rounds(path: str, repeats: int, fixed, verbose: bool):
     """Per round: (the layers' measured seconds, their costs on the round's calibration)."""
     graph = load_model(path)
-    analysis = verifier.analyze_for_verify(graph, {})
+    bindings: dict[str, int] = {}
+    while True:  # a sequence dim the file leaves open (seq, unk__N) is bound to SEQUENCE
+        try:
+            analysis = verifier.analyze_for_verify(graph, bindings)
+            break
+        except UnboundDim as error:
+            if error.name in bindings:
+                raise
+            bindings[error.name] = recorded_dims(path).get(error.name, SEQUENCE)
     result = []
     for _ in range(repeats):
         device = fixed or calibrated(repeats, verbose)
@@ -88,6 +99,18 @@ def rounds(path: str, repeats: int, fixed, verbose: bool):
         measured = {name: micros * 1e-6 for name, micros in report.node_times_us.items() if name in costs}
         result.append((measured, costs))
     return result
+
+
+def recorded_dims(path: str) -> dict[str, int]:
+    """The dims a fixture was exported at (its JSON beside it), if any."""
+    import json
+
+    try:
+        with open(os.path.splitext(path)[0] + ".json", encoding="utf-8") as handle:
+            dims = json.load(handle).get("dims", {})
+    except (OSError, ValueError):
+        return {}
+    return {name: value for name, value in dims.items() if name != "batch" and isinstance(value, int)}
 
 
 def main() -> None:
