@@ -14,7 +14,9 @@ work on a shared machine only ever adds time, and adds it unevenly):
   output a graph output as verify makes it, the median node's bytes per second;
 - per-op overhead: a chain of small Relu nodes (TINY_ELEMENTS each), the median node time;
 - 3x3 convolutions and 3x3 depthwise convolutions (64 channels at 56 x 56, in blocks with
-  a ReLU, every output kept as verify makes it): FLOP/s reached, less the overhead.
+  a ReLU, every output kept as verify makes it): FLOP/s reached, less the overhead;
+- pooling, normalisation, softmax, erf and sigmoid (VECTOR_OPS) on typical activations: an
+  efficiency for each that runs slower than its bytes at the cache bandwidth allow.
 
 The peak is the faster of the MatMul and the convolution (onnxruntime's convolution often
 beats its MatMul on a CPU); each op kind's efficiency is its rate over that peak.
@@ -78,13 +80,13 @@ class Measurement:
 
 
 def _model(nodes: Sequence[onnx.NodeProto], inputs: Sequence[tuple[str, Sequence[int]]], outputs: Sequence[str],
-           weights: dict[str, np.ndarray]) -> bytes:
+           weights: dict[str, np.ndarray], opset: int = 13) -> bytes:
     graph = helper.make_graph(
         list(nodes), "calibration",
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)) for name, shape in inputs],
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs],
         [numpy_helper.from_array(value, name) for name, value in weights.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     return model.SerializeToString()
 
 
@@ -171,17 +173,61 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
                             sizes.threads)
         conv_s = statistics.median(convs[f"conv{i}"] for i in range(CONV_BLOCKS))
         depthwise_s = statistics.median(convs[f"depthwise{i}"] for i in range(CONV_BLOCKS))
+        vector_s = _node_times(*_vector_ops(rng), sizes.runs, scratch, sizes.threads)
     rates = {
         "MatMul": 2 * n**3 / matmul_s,
         "Conv": 2 * CONV_CHANNELS**2 * 9 * hw * hw / max(conv_s - overhead, 1e-9),
         "Conv.depthwise": 2 * CONV_CHANNELS * 9 * hw * hw / max(depthwise_s - overhead, 1e-9),
     }
+    peak = max(rates["MatMul"], rates["Conv"])
+    in_cache = cache_bandwidth or bandwidth
+    for op, (flops, moved, _) in VECTOR_OPS.items():
+        spent = max(vector_s[op] - overhead, 1e-9)
+        # Only an op slower than its bytes allow gets an efficiency: the rest are memory-bound as modelled.
+        rates[op] = peak if spent <= moved / in_cache else flops / spent
     return Measurement(
-        peak_flops=max(rates["MatMul"], rates["Conv"]), bandwidth=bandwidth, cache_bytes=cache_bytes,
+        peak_flops=peak, bandwidth=bandwidth, cache_bytes=cache_bytes,
         cache_bandwidth=cache_bandwidth, overhead_s=overhead, rates=rates,
         threads=sizes.threads or os.cpu_count() or 1, memory_bytes=_physical_memory(), sizes=sizes,
         processor=platform.processor() or platform.machine(),
     )
+
+
+# Ops whose kernels may run slower than their bytes allow, each timed on a typical activation:
+# op -> (FLOPs as archcalc counts them, bytes read and written, its input's shape).
+_IMAGE = (1, 64, 56, 56)  # 200,704 elements; pooled 3x3 stride 2 to 64 x 28 x 28 = 50,176
+_TOKENS = (1, 196, 384)  # 75,264 elements
+VECTOR_OPS: dict[str, tuple[int, int, tuple[int, ...]]] = {
+    "MaxPool": (9 * 50_176, 4 * (200_704 + 50_176), _IMAGE),
+    "AveragePool": (9 * 50_176, 4 * (200_704 + 50_176), _IMAGE),
+    "BatchNormalization": (2 * 200_704, 4 * (2 * 200_704 + 4 * 64), _IMAGE),
+    "LayerNormalization": (7 * 75_264, 4 * (2 * 75_264 + 2 * 384), _TOKENS),
+    "Softmax": (5 * 6 * 196 * 196, 8 * 6 * 196 * 196, (1, 6, 196, 196)),
+    "Erf": (196 * 1536, 8 * 196 * 1536, (1, 196, 1536)),
+    "Sigmoid": (4 * 200_704, 8 * 200_704, _IMAGE),
+}
+
+
+def _vector_ops(rng: np.random.Generator) -> tuple[bytes, dict[str, np.ndarray]]:
+    """One model running each of VECTOR_OPS on its own input (opset 17, for LayerNormalization)."""
+    nodes = [
+        helper.make_node("MaxPool", ["image"], ["maxpool"], name="MaxPool", kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("AveragePool", ["image"], ["avgpool"], name="AveragePool", kernel_shape=[3, 3],
+                         strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["image", "bn_scale", "bn_bias", "bn_mean", "bn_var"], ["bn"],
+                         name="BatchNormalization"),
+        helper.make_node("LayerNormalization", ["tokens", "ln_scale", "ln_bias"], ["ln"], name="LayerNormalization"),
+        helper.make_node("Softmax", ["scores"], ["softmax"], name="Softmax", axis=-1),
+        helper.make_node("Erf", ["hidden"], ["erf"], name="Erf"),
+        helper.make_node("Sigmoid", ["image"], ["sigmoid"], name="Sigmoid"),
+    ]
+    weights = {name: rng.standard_normal(64, dtype=np.float32) for name in ("bn_scale", "bn_bias", "bn_mean")}
+    weights["bn_var"] = np.ones(64, dtype=np.float32)
+    weights.update({name: rng.standard_normal(384, dtype=np.float32) for name in ("ln_scale", "ln_bias")})
+    inputs = {"image": _IMAGE, "tokens": _TOKENS, "scores": VECTOR_OPS["Softmax"][2], "hidden": VECTOR_OPS["Erf"][2]}
+    model = _model(nodes, list(inputs.items()), [name for node in nodes for name in node.output], weights, opset=17)
+    return model, {name: rng.standard_normal(shape, dtype=np.float32) for name, shape in inputs.items()}
 
 
 def last_level_cache_bytes() -> int:
@@ -205,6 +251,12 @@ def _physical_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 8 * 2**30
+
+
+def _vector_source(op: str) -> str:
+    flops, moved, shape = VECTOR_OPS[op]
+    return (f"{op} on {'x'.join(map(str, shape))}: {flops:,} FLOPs / (peak x time), or 1 when its "
+            f"{moved:,} bytes at the cache bandwidth explain the time")
 
 
 def device_yaml(result: Measurement, name: str = "cpu-local") -> str:
@@ -242,6 +294,7 @@ def device_yaml(result: Measurement, name: str = "cpu-local") -> str:
         f"  Gemm: {entry(result.efficiency('MatMul'), mm + ' (Gemm runs the same kernel)')}",
         f"  Conv: {entry(result.efficiency('Conv'), conv)}",
         f"  Conv.depthwise: {entry(result.efficiency('Conv.depthwise'), depthwise)}",
+        *(f"  {op}: {entry(result.efficiency(op), _vector_source(op))}" for op in VECTOR_OPS),
         f"threads: {result.threads}",
     ]
     return "\n".join(lines) + "\n"

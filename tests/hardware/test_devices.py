@@ -142,7 +142,7 @@ def test_calibrate_writes_a_device_file_that_loads(tmp_path, monkeypatch):
     assert device.name == "cpu-local"
     assert set(device.peak_flops) == {"fp32"}
     assert device.bandwidth.value > 0 and device.overhead_s.value >= 0 and device.memory_bytes > 0
-    assert set(device.efficiency) == {"MatMul", "Gemm", "Conv", "Conv.depthwise"}
+    assert set(device.efficiency) == {"MatMul", "Gemm", "Conv", "Conv.depthwise", *calibrate.VECTOR_OPS}
     assert all(0 < item.value <= 1 for item in device.efficiency.values())
     # The peak is the faster of MatMul and Conv, so one of them reaches it.
     assert max(device.efficiency["MatMul"].value, device.efficiency["Conv"].value) == pytest.approx(1.0)
