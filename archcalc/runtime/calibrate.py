@@ -15,7 +15,7 @@ work on a shared machine only ever adds time, and adds it unevenly):
 - per-op overhead: a chain of small Relu nodes (TINY_ELEMENTS each), the median node time;
 - 3x3 convolutions and 3x3 depthwise convolutions (64 channels at 56 x 56, in blocks with
   a ReLU, every output kept as verify makes it): FLOP/s reached, less the overhead;
-- pooling, normalisation, softmax, erf and sigmoid (VECTOR_OPS) on typical activations: an
+- pooling, normalisation, softmax, erf, gelu and sigmoid (VECTOR_OPS) on typical activations: an
   efficiency for each that runs slower than its bytes at the cache bandwidth allow.
 
 The peak is the faster of the MatMul and the convolution (onnxruntime's convolution often
@@ -204,12 +204,13 @@ VECTOR_OPS: dict[str, tuple[int, int, tuple[int, ...]]] = {
     "LayerNormalization": (7 * 75_264, 4 * (2 * 75_264 + 2 * 384), _TOKENS),
     "Softmax": (5 * 6 * 196 * 196, 8 * 6 * 196 * 196, (1, 6, 196, 196)),
     "Erf": (196 * 1536, 8 * 196 * 1536, (1, 196, 1536)),
+    "Gelu": (5 * 196 * 1536, 8 * 196 * 1536, (1, 196, 1536)),
     "Sigmoid": (4 * 200_704, 8 * 200_704, _IMAGE),
 }
 
 
 def _vector_ops(rng: np.random.Generator) -> tuple[bytes, dict[str, np.ndarray]]:
-    """One model running each of VECTOR_OPS on its own input (opset 17, for LayerNormalization)."""
+    """One model running each of VECTOR_OPS on its own input (opset 20, for Gelu)."""
     nodes = [
         helper.make_node("MaxPool", ["image"], ["maxpool"], name="MaxPool", kernel_shape=[3, 3], strides=[2, 2],
                          pads=[1, 1, 1, 1]),
@@ -220,13 +221,14 @@ def _vector_ops(rng: np.random.Generator) -> tuple[bytes, dict[str, np.ndarray]]
         helper.make_node("LayerNormalization", ["tokens", "ln_scale", "ln_bias"], ["ln"], name="LayerNormalization"),
         helper.make_node("Softmax", ["scores"], ["softmax"], name="Softmax", axis=-1),
         helper.make_node("Erf", ["hidden"], ["erf"], name="Erf"),
+        helper.make_node("Gelu", ["hidden"], ["gelu"], name="Gelu"),
         helper.make_node("Sigmoid", ["image"], ["sigmoid"], name="Sigmoid"),
     ]
     weights = {name: rng.standard_normal(64, dtype=np.float32) for name in ("bn_scale", "bn_bias", "bn_mean")}
     weights["bn_var"] = np.ones(64, dtype=np.float32)
     weights.update({name: rng.standard_normal(384, dtype=np.float32) for name in ("ln_scale", "ln_bias")})
     inputs = {"image": _IMAGE, "tokens": _TOKENS, "scores": VECTOR_OPS["Softmax"][2], "hidden": VECTOR_OPS["Erf"][2]}
-    model = _model(nodes, list(inputs.items()), [name for node in nodes for name in node.output], weights, opset=17)
+    model = _model(nodes, list(inputs.items()), [name for node in nodes for name in node.output], weights, opset=20)
     return model, {name: rng.standard_normal(shape, dtype=np.float32) for name, shape in inputs.items()}
 
 
