@@ -44,3 +44,11 @@ def analyze(model: str | Graph, *, batch: int | None = None, dims: Mapping[str, 
     if batch is not None:
         bindings["batch"] = batch
     return _analyze_graph(graph, bindings)
+
+
+def to_html(analysis: Analysis, training=None) -> str:
+    """The self-contained HTML page `archcalc analyze --format html` writes, as a str that a
+    notebook cell shows inline (`_repr_html_`, in an iframe) and `.save(path)` writes."""
+    from archcalc.report.html import analysis_page
+
+    return analysis_page(analysis, training)

@@ -10,7 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
-from fixtures.onnx.fixture_tools import ort_run
+import onnxruntime as ort
+from fixtures.onnx.fixture_tools import ort_run, with_all_outputs
 from onnx import TensorProto, helper, numpy_helper
 
 from archcalc.core.dims import bind_shape
@@ -92,6 +93,41 @@ def ort_shapes(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> dict[
     """Run `model` in onnxruntime; the shape of every graph input and every node output."""
     shapes, _ = ort_run(model, dict(feeds))
     return {name: tuple(shape) for name, shape in shapes.items()}
+
+
+def ort_shapes_and_dtypes(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]
+                          ) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Run `model` once in onnxruntime: the shape of every graph input and node output, and
+    the numpy dtype name of every node output."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(with_all_outputs(model).SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    values = [np.asarray(v) for v in session.run(names, dict(feeds))]
+    shapes = {name: tuple(feed.shape) for name, feed in feeds.items()}
+    shapes.update({name: tuple(value.shape) for name, value in zip(names, values)})
+    return shapes, {name: str(value.dtype) for name, value in zip(names, values)}
+
+
+def onnx_inferred_dtypes(model: onnx.ModelProto) -> dict[str, str]:
+    """The element type onnx's own type inference gives every tensor it types (no run, so
+    it works on stripped fixtures whose weights are absent)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    values = [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]
+    return {v.name: onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
+            for v in values if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type}
+
+
+def dtype_mismatches(analysis: Analysis, actual: Mapping[str, str]) -> list[str]:
+    """Every tensor whose inferred dtype differs from the reference's."""
+    problems = []
+    for name, dtype in actual.items():
+        ours = analysis.tensors.get(name)
+        if ours is None or ours.dtype != dtype:
+            problems.append(f"{name}: archcalc {ours.dtype if ours else None}, reference {dtype}")
+    return problems
 
 
 def shape_mismatches(analysis: Analysis, actual: Mapping[str, tuple[int, ...]],

@@ -12,13 +12,16 @@ from typing import IO
 
 import click
 
-from archcalc.cli.options import batch_option, dim_option, input_shape_option, parse_dims, parse_input_shapes
+from archcalc.cli.options import batch_option, dim_option, examples, input_shape_option, parse_dims, parse_input_shapes
 from archcalc.engine.setup import OPTIMIZER_STATES, PRECISIONS
 
 CHECK_FORMATS = ("table", "github", "junit", "json")
 
 
-@click.command()
+@click.command(epilog=examples(
+    "archcalc check specs/resnet50.yaml --budget budgets/example.yaml",
+    "archcalc check models/*.onnx --budget budget.yaml --format junit -o report.xml",
+))
 @click.argument("models", nargs=-1, required=True, type=click.Path(), metavar="MODEL...")
 @click.option("--budget", "budget_path", required=True, type=click.Path(), metavar="FILE",
               help="The budget file (YAML): `total` and per-layer `layers` limits, and `warn` ones.")
@@ -38,17 +41,18 @@ CHECK_FORMATS = ("table", "github", "junit", "json")
                    "the budget's `training: optimizer` (default adam).")
 @click.option("--precision", type=click.Choice(list(PRECISIONS)), default=None,
               help="For the training step; overrides the budget's `training: precision` (default fp32).")
+@click.option("--exact", is_flag=True, help="Every digit of the actual values in the table (default: units).")
 @click.pass_context
 def check(ctx: click.Context, models: tuple[str, ...], budget_path: str, fmt: str, batch: int | None,
           dims: tuple[str, ...], input_shapes: tuple[str, ...], output: str | None, training: bool,
-          optimizer: str | None, precision: str | None) -> None:
+          optimizer: str | None, precision: str | None, exact: bool) -> None:
     """Check each MODEL against a budget of params, MACs, FLOPs and memory, per layer and in
     total: exit 0 within budget (warnings allowed), 1 when a limit is exceeded, 2 on bad input."""
     from archcalc.core.errors import ArchcalcError
 
     try:
         checks = _check_all(models, budget_path, batch, dims, input_shapes, training, optimizer, precision)
-        _render(checks, fmt, output, show_training=training)
+        _render(checks, fmt, output, show_training=training, exact=exact)
     except (ArchcalcError, click.UsageError) as error:
         if fmt == "github":  # the runner reads annotations from stdout; the CLI still reports it, exit 2
             from archcalc.report.check import error_annotation
@@ -111,21 +115,22 @@ def _analyse_all(models: tuple[str, ...], bindings: dict[str, int], input_shapes
     return analyses
 
 
-def _render(checks: list, fmt: str, output: str | None, show_training: bool = False) -> None:
+def _render(checks: list, fmt: str, output: str | None, show_training: bool = False, exact: bool = False) -> None:
     """The report to stdout or `output`; for github, then the job summary, so that the
     annotations are out even when the summary cannot be written."""
     from archcalc.report import check as check_output
 
     if fmt == "table":
-        from archcalc.report.console import make_console
+        from archcalc.cli.options import make_console
 
         def print_table(file) -> None:
             console = make_console(file)
-            check_output.render_table(checks, console, show_training=show_training)
+            check_output.render_table(checks, console, show_training=show_training, exact=exact)
 
         if output:
             with _open_for_writing(output, "w", fix=_OUTPUT_FIX) as handle:
                 print_table(handle)
+            _print_summary(checks, output)
         else:
             print_table(None)
         return
@@ -138,6 +143,7 @@ def _render(checks: list, fmt: str, output: str | None, show_training: bool = Fa
     if output:
         with _open_for_writing(output, "w", fix=_OUTPUT_FIX) as handle:
             handle.write(text)
+        _print_summary(checks, output)
     else:
         click.echo(text, nl=False)
     summary = os.environ.get("GITHUB_STEP_SUMMARY") if fmt == "github" else None
@@ -145,6 +151,17 @@ def _render(checks: list, fmt: str, output: str | None, show_training: bool = Fa
         with _open_for_writing(summary, "a", fix="GITHUB_STEP_SUMMARY must name a writable file (the runner "
                                                  "sets it); unset it to skip the summary") as handle:
             handle.write(check_output.render_markdown(checks) + "\n")
+
+
+def _print_summary(checks: list, output: str) -> None:
+    """With -o, the console still says how the check went: a line per model, and where the report is."""
+    from archcalc.report.check import models_summary
+
+    for check in checks:
+        click.echo(f"{check.title}: {check.summary}")
+    if len(checks) > 1:
+        click.echo(models_summary(checks))
+    click.echo(f"report written to {output}")
 
 
 _OUTPUT_FIX = "give -o/--output a file path in an existing, writable directory"

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import click
 
+from archcalc.cli.options import examples
 
-@click.command()
+
+@click.command(epilog=examples(
+    "archcalc layers",
+))
 def layers() -> None:
     """The layer types a YAML spec may use, with their fields and defaults."""
-    from archcalc.readers.spec.layers import LAYER_TYPES, REQUIRED
+    from archcalc.readers.spec.catalogue import LAYER_TYPES, REQUIRED
 
     seen = set()
     for name, layer_type in sorted(LAYER_TYPES.items()):
@@ -20,3 +24,8 @@ def layers() -> None:
         click.echo(f"{name}{aliases}: {layer_type.summary}")
         if fields:
             click.echo(f"    {fields}")
+    from archcalc.readers.spec.builtin_blocks import builtin_blocks
+
+    for name, block in builtin_blocks().items():  # blocks any spec may use, like a layer type
+        click.echo(f"{name} (built-in block): {block.get('description', '')}")
+        click.echo("    " + ", ".join(k if v is None else f"{k}={v}" for k, v in block["args"].items()))

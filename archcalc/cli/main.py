@@ -10,6 +10,7 @@ import click
 from archcalc import __version__
 from archcalc.cli.analyze import analyze
 from archcalc.cli.check import check
+from archcalc.cli.completion import completion
 from archcalc.cli.devices import device, devices
 from archcalc.cli.diff import diff
 from archcalc.cli.explain import explain
@@ -30,14 +31,26 @@ class _Group(click.Group):
             ctx.exit(2)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True,
+             epilog="""\b
+Examples:
+  archcalc analyze specs/resnet50.yaml            # the table of layers and totals
+  archcalc check model.onnx --budget budget.yaml  # exit 1 over budget, for CI
+  archcalc diff specs/resnet18.yaml specs/resnet34.yaml --depth 1
+
+`archcalc COMMAND --help` has each command's options and examples.""")
 @click.version_option(__version__, prog_name="archcalc")
-def cli() -> None:
+@click.option("--no-color", is_flag=True, help="No colour in tables and messages (also when NO_COLOR is set).")
+@click.pass_context
+def cli(ctx: click.Context, no_color: bool) -> None:
     """Shapes, parameters, MACs/FLOPs, memory and receptive fields of a neural-network
     architecture, from a YAML spec or an ONNX file, before you train or ship it."""
+    if ctx.invoked_subcommand is None:  # `archcalc` alone asks what it does: help, on stdout, exit 0
+        click.echo(ctx.get_help())
+        ctx.exit(0)
 
 
-for command in (analyze, explain, export, verify, layers, check, diff, devices, device):
+for command in (analyze, explain, export, verify, layers, check, diff, completion, devices, device):
     cli.add_command(command)
 
 

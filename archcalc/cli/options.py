@@ -13,6 +13,20 @@ if TYPE_CHECKING:
     from archcalc.core.results import Analysis
 
 
+def examples(*lines: str) -> str:
+    """A command's help epilog: example command lines, kept as written (click's \\b)."""
+    return "\b\nExamples:\n" + "\n".join("  " + line for line in lines)
+
+
+def make_console(file=None):
+    """The report console, without colour when `archcalc --no-color` was given."""
+    from archcalc.report.console import make_console as report_console
+
+    context = click.get_current_context(silent=True)
+    no_color = bool(context and context.find_root().params.get("no_color"))
+    return report_console(file, no_color=no_color)
+
+
 def batch_option(help: str = "Value of the symbolic batch dim for counting (default 1)."):
     return click.option("--batch", type=click.IntRange(min=1), default=None, help=help)
 
@@ -76,9 +90,14 @@ def analyse_from_options(model: str, batch: int | None, dims: tuple[str, ...],
 
 def parse_size(text: str, option: str) -> int:
     """A byte size given on the command line ('24GiB'), in the units budgets use."""
+    from archcalc.core.errors import ArchcalcError
     from archcalc.core.units import BYTES
 
-    return _positive_quantity(text, option, BYTES, "size", "24GiB or 512MiB")
+    value = _positive_quantity(text, option, BYTES, "size", "24GiB or 512MiB")
+    if text.strip().replace(".", "", 1).isdigit():  # no unit: bytes, which no memory is ever quoted in
+        raise ArchcalcError(f"{text!r} has no unit: {text} B? a memory size needs one",
+                            where=option, fix=f"did you mean {text.strip()}GiB? write e.g. 24GiB, 512MiB or {value}B")
+    return value
 
 
 def parse_count(text: str, option: str) -> int:

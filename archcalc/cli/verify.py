@@ -9,6 +9,7 @@ import click
 from archcalc.cli.options import (
     batch_option,
     dim_option,
+    examples,
     input_shape_option,
     load_from_options,
     parse_count,
@@ -17,9 +18,14 @@ from archcalc.cli.options import (
 )
 
 
-@click.command()
-@click.argument("model", type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.command(epilog=examples(
+    "archcalc verify specs/resnet50.yaml",
+    "archcalc verify model.onnx --profile          # and each layer's measured time",
+    "archcalc verify specs/*.yaml                  # several models",
+))
+@click.argument("models", nargs=-1, required=True, type=click.Path(), metavar="MODEL...")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="json: the verdict, mismatches and timings as one document (several models: a list).")
 @batch_option()
 @dim_option()
 @input_shape_option()
@@ -29,12 +35,40 @@ from archcalc.cli.options import (
 @click.option("--max-work", default=None, metavar="FLOPS",
               help="Refuse to run when the estimated FLOPs of the run (a Loop's trip count times its body, each "
                    "body layer at least 1 per trip) exceed this (e.g. 5e12 or 5T; default 1e12).")
-def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...],
-           profile: bool, max_memory: str | None, max_work: str | None) -> None:
-    """Run MODEL in onnxruntime and compare every tensor shape and dtype and layer cost with the analysis."""
-    from archcalc.core.units import human_bytes, scientific, scientific_at_least
+def verify(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[str, ...],
+           input_shapes: tuple[str, ...], profile: bool, max_memory: str | None, max_work: str | None) -> None:
+    """Run each MODEL in onnxruntime and compare every tensor shape and dtype and layer cost with
+    the analysis: exit 1 when any differs."""
     from archcalc.report.analysis import dumps_json
     from archcalc.report.verify import render_verify
+
+    reports = []
+    console = None
+    for index, model in enumerate(models):
+        report = _verified(model, batch, dims, input_shapes, profile, max_memory, max_work)
+        reports.append(report)
+        if fmt == "json":
+            continue
+        if console is None:
+            from archcalc.cli.options import make_console
+
+            console = make_console()
+        if index:
+            console.print()
+        if len(models) > 1:
+            console.print(f"{model}:", style="bold")
+        render_verify(report, profile, console)
+    if fmt == "json":
+        documents = [report.to_json() for report in reports]
+        click.echo(dumps_json(documents[0] if len(documents) == 1 else documents))
+    if not all(report.ok for report in reports):
+        sys.exit(1)
+
+
+def _verified(model: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...], profile: bool,
+              max_memory: str | None, max_work: str | None):
+    """The verification report of one MODEL, after its memory and work guards."""
+    from archcalc.core.units import human_bytes, scientific, scientific_at_least
     from archcalc.runtime import verify as verifier
 
     graph = load_from_options(model, input_shapes)
@@ -57,16 +91,7 @@ def verify(model: str, fmt: str, batch: int | None, dims: tuple[str, ...], input
             where=model,
             fix=f"if you mean to wait that long, raise the limit with --max-work {scientific_at_least(work)}; "
                 "or lower the trip count or the input size")
-    from archcalc.report.console import make_console
-
-    console = make_console()
     from archcalc.report.progress import terminal_progress
 
     with terminal_progress() as progress:
-        report = verifier.verify(graph, analysis, profile=profile, progress=progress)
-    if fmt == "json":
-        click.echo(dumps_json(report.to_json()))
-    else:
-        render_verify(report, profile, console)
-    if not report.ok:
-        sys.exit(1)
+        return verifier.verify(graph, analysis, profile=profile, progress=progress)

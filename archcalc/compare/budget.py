@@ -506,6 +506,9 @@ def check_model(analysis: Analysis, budget: Budget, training: Any = None, roofli
         notes.append(f"partial analysis: {len(unmodelled)} layer{'s' * (len(unmodelled) != 1)} not modelled "
                      f"({_short_list(unmodelled)}), so every count and memory figure is a lower bound and a "
                      "pass is not a guarantee")
+    if budget.batch is not None and "batch" not in analysis.bindings:
+        notes.append(f"the budget's `batch: {budget.batch}` binds nothing: the model has no symbolic batch dim "
+                     "(its batch is fixed), so it is checked at its own batch")
     seen: set[str] = set()
     for limit in budget.limits:
         if limit.selector is None or limit.entry in seen:

@@ -45,7 +45,7 @@ COMPARED_FIELDS = ("op", "output_shape", "params", "trainable_params", "buffers"
                    "activation_bytes", "modelled", "layers")
 LAYER_METRICS = ("params", "trainable_params", "buffers", "macs", "flops", "activation_bytes")
 TOTAL_METRICS = ("params", "trainable_params", "non_trainable_params", "buffers", "macs", "flops",
-                 "weight_bytes", "activation_bytes", "peak_activation_bytes")
+                 "weight_bytes", "activation_bytes", "peak_activation_bytes", "frozen_params")
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +238,7 @@ _GENERATED = re.compile(r"(?:^|\.)(?P<kind>[a-z][a-z0-9_]*?)_[1-9][0-9]*$")
 def is_generated_name(name: str) -> bool:
     """True for a name the spec front end gives an unnamed layer: its type and a count
     (`relu_2`, `layer1.0.conv2d_1`), with the type one of `archcalc layers`."""
-    from archcalc.readers.spec.layers import LAYER_TYPES
+    from archcalc.readers.spec.catalogue import LAYER_TYPES
 
     match = _GENERATED.search(name)
     return match is not None and match["kind"] in LAYER_TYPES

@@ -28,10 +28,16 @@ class Deferred:
     """A value that depends on the shapes of a layer's inputs (e.g. a conv weight's
     input-channel dim in a YAML spec, which states only the filter count).
     The engine resolves it, just before the layer's rule runs, by calling
-    ``compute(input_shapes)``."""
+    ``compute(input_shapes)``.
+
+    ``inputs`` names the tensors whose shapes it is computed from when they are not the
+    layer's own inputs: a spec layer that lowers to several ops (an attention layer's
+    projections, softmax and output projection) sizes every weight from the spec layer's
+    input, which its later ops do not take."""
 
     compute: Callable[[Sequence[Shape]], Any]
     describe: str = "depends on the input shape"
+    inputs: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)

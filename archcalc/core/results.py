@@ -167,6 +167,9 @@ class Analysis:
     param_tensors: tuple[str, ...] = field(default=(), compare=False, repr=False)
     # Of those, the buffers (state that is not learned: BatchNorm's running statistics).
     buffer_tensors: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    # Live activation bytes just after each top-level layer (parent "") has run, in order, each
+    # tensor freed after its last consumer: the curve whose top is totals.peak_activation_bytes.
+    live_bytes: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     def layer(self, name: str) -> LayerResult | None:
         return next((layer for layer in self.layers if layer.name == name), None)

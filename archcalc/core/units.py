@@ -38,20 +38,25 @@ class QuantityError(ArchcalcError):
     """A count or size that cannot be read."""
 
 
+def _in_units(value: int, units: tuple[tuple[str, int], ...], step: int) -> str | None:
+    """`value` in the smallest of `units` (ascending) that leaves at most three digits before
+    the point, so 1012.05 KiB reads 0.99 MiB and 999,999 reads 1.00 M; None under the first."""
+    if abs(value) < units[0][1] * 1000 // step:
+        return None
+    for unit, scale in units:
+        if round(abs(value) / scale, 2) < 1000 or unit == units[-1][0]:
+            return f"{value / scale:.2f} {unit}"
+    raise AssertionError("unreachable")
+
+
 def human_count(value: int) -> str:
     """25557032 -> '25.56 M' (powers of 1000, as parameter and MAC counts are quoted)."""
-    for unit, scale in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f} {unit}"
-    return str(value)
+    return _in_units(value, (("K", 10**3), ("M", 10**6), ("G", 10**9), ("T", 10**12)), 1000) or str(value)
 
 
 def human_bytes(value: int) -> str:
-    """102760448 -> '98.00 MiB' (powers of 1024, as memory is quoted)."""
-    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f} {unit}"
-    return f"{value} B"
+    """102760448 -> '98.00 MiB' (powers of 1024, as memory is quoted); 1000 B -> '0.98 KiB'."""
+    return _in_units(value, (("KiB", 2**10), ("MiB", 2**20), ("GiB", 2**30), ("TiB", 2**40)), 1024) or f"{value} B"
 
 
 def compact_number(value: int | Fraction) -> str:

@@ -7,7 +7,7 @@ and are bound (``batch=1`` unless told otherwise) only for the counts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from fractions import Fraction
 from math import gcd
@@ -19,7 +19,7 @@ from archcalc.core.dtypes import dtype_bytes
 from archcalc.core.errors import ArchcalcError, ShapeError, UnknownValue
 from archcalc.core.graph import Deferred, Graph, Node, Shape, TensorInfo
 from archcalc.core.results import Analysis, AxisField, LayerResult, ReceptiveField, TensorResult, Totals
-from archcalc.rules.base import GLOBAL, Rule, RuleResult, Scope, TensorState, Window, rule_for
+from archcalc.rules.base import GLOBAL, Inputs, Rule, RuleResult, Scope, TensorState, Window, rule_for
 
 PARAM_KINDS = ("weight", "buffer")
 _PER_LAYER_CONTEXT = frozenset({"node_name", "scope"})
@@ -84,6 +84,11 @@ class _Inference:
         self.scope = Scope(graph, self.states, self.known, env, analyze)
         self.sublayers: list[LayerResult] = []  # of the layer just recorded, listed after it
         self.counted_symbols: set[str] = set()  # named by counts but maybe by no shape (trip counts)
+        # A view of a weight (RuleResult.views) by the tensor it makes, to the weight it shows:
+        # counted by the layer that uses the view as a weight; until then the viewing layer
+        # holds it (and, when none uses it so, counts it at the end of the run).
+        self.view_sources: dict[str, str] = {}
+        self.view_holders: dict[str, Node] = {}
 
     def symbols(self) -> set[str]:
         """Every symbolic dim name a shape or count of the graph holds."""
@@ -109,12 +114,16 @@ class _Inference:
             if self.sublayers:
                 layers.extend(self.sublayers)
                 self.sublayers = []
+        if self.view_holders:
+            layers = self._count_unused_views(layers)
+        totals, live = self._totals(layers)
         return Analysis(
             path=self.graph.path,
             name=str(self.graph.metadata.get("name", "")),
             layers=tuple(layers),
             tensors=self._tensor_results(),
-            totals=self._totals(layers),
+            totals=totals,
+            live_bytes=tuple(live),
             warnings=tuple(self.graph.metadata.get("warnings", ())) + tuple(self.warnings),
             bindings=dict(self.env),
             known_tensors=self.known,
@@ -140,8 +149,8 @@ class _Inference:
         if node.has_deferred:
             shapes = [s.shape if s else None for s in inputs]
             # Deferred.compute (core/graph.py) says Sequence[Shape]; it is given None for an absent input.
-            attrs = {k: v.compute(shapes) if isinstance(v, Deferred) else v  # type: ignore[arg-type]
-                     for k, v in attrs.items()}
+            attrs = {k: v.compute(self._deferred_shapes(v, shapes)) if isinstance(v, Deferred)  # type: ignore[arg-type]
+                     else v for k, v in attrs.items()}
         try:
             result, outcome = self._apply(rule, node, inputs, attrs)
         except UnknownValue as error:
@@ -164,13 +173,14 @@ class _Inference:
         except ArchcalcError as error:  # e.g. a weight with a symbolic dim and no value to count with
             raise error.located(node.where(self.graph.path)) from None
 
-    def _apply(self, rule: Rule, node: Node, inputs: list[TensorState | None],
+    def _apply(self, rule: Rule, node: Node, inputs: Inputs,
                attrs: dict[str, Any]) -> tuple[RuleResult, _Outcome]:
         """The rule's result for the layer, and its bound counts. A rule is a pure function of
         its inputs, attributes and the layer's output count, and big models repeat layers (a
         ResNet stage, a transformer block), so each distinct call runs once and is counted
         once; rules that read the layer's name or enclosing graph are called every time."""
         key = None
+        inputs = rule.visible(inputs)
         if not rule.context & _PER_LAYER_CONTEXT:
             attr_key = node.attr_key if node.attr_key is not None and not node.has_deferred else _attribute_key(attrs)
             key = (node.op, node.domain, len(node.outputs), tuple(inputs), attr_key)  # contrib ops reuse names
@@ -181,7 +191,7 @@ class _Inference:
             if cached is not None:
                 return cached
         result = rule(inputs, attrs, {"n_outputs": len(node.outputs), "node_name": node.name, "op": node.op,
-                                      "scope": self.scope})
+                                      "scope": self.scope, "bindings": self.env})
         try:
             outcome = self._outcome(result, inputs[0].dtype if inputs and inputs[0] else "float32")
         except ArchcalcError as error:  # e.g. a symbolic dim with no value to count with
@@ -216,14 +226,22 @@ class _Inference:
             state = self._materialise(node, self.known[name])
         return state
 
+    def _deferred_shapes(self, deferred: Deferred, own: list[Shape | None]) -> list[Shape | None]:
+        """The shapes `deferred` is computed from: the layer's inputs' (`own`), or those of the
+        tensors it names (a spec layer lowered to several ops names the spec layer's inputs)."""
+        if deferred.inputs is None:
+            return own
+        states = [self.states.get(name) for name in deferred.inputs]
+        return [s.shape if s else None for s in states]
+
     def _materialise(self, node: Node, info: TensorInfo) -> TensorState:
         """Give a spec's weight its shape now that the layer's data input is known."""
         assert isinstance(info.shape, Deferred)  # _resolve_input materialises deferred shapes only
-        shapes = [s.shape if s else None for s in map(self.states.get, node.inputs)]
+        own = [s.shape if s else None for s in map(self.states.get, node.inputs)]
         try:
             # Deferred.compute (core/graph.py) says Sequence[Shape]; it is given None for an absent input.
-            shape = tuple(info.shape.compute(shapes))  # type: ignore[arg-type]
-            value = (info.value.compute(shapes)  # type: ignore[arg-type]
+            shape = tuple(info.shape.compute(self._deferred_shapes(info.shape, own)))  # type: ignore[arg-type]
+            value = (info.value.compute(self._deferred_shapes(info.value, own))  # type: ignore[arg-type]
                      if isinstance(info.value, Deferred) else info.value)
         except ArchcalcError as error:
             raise error.located(node.where(self.graph.path)) from None
@@ -285,9 +303,11 @@ class _Inference:
         layer counted (a shared tensor counts once)."""
         params = trainable = buffers = 0
         names = node.inputs
-        used = [(names[i], False) for i in result.weights if i < len(names)]
+        sources = self.view_sources
+        viewed = self._view(node, result) if result.views else ()
+        used = [(sources.get(names[i], names[i]), False) for i in result.weights if i < len(names) and i not in viewed]
         if result.buffers:
-            used += [(names[i], True) for i in result.buffers if i < len(names)]
+            used += [(sources.get(names[i], names[i]), True) for i in result.buffers if i < len(names)]
         for held in result.held:  # a subgraph's own weights join the known tensors under their names
             if held.name not in self.known:
                 # The body counted them, so their shapes and values were resolved (none is Deferred).
@@ -296,31 +316,70 @@ class _Inference:
                 self._set_state(held.name, TensorState(tuple(held.shape), held.dtype, held.value))
             used.append((held.name, False))
         learned = {names[i] for i in result.integer_weights if i < len(names)} if result.integer_weights else ()
-        known, counted = self.known, self.counted
         packed = ({names[i]: per_element for i, per_element in result.packed_weights if i < len(names)}
                   if result.packed_weights else None)
         for tensor, is_buffer in used:
-            info = known.get(tensor)  # None also for "" (an optional input left out)
-            if info is None or tensor in counted:
-                continue
-            if info.kind not in PARAM_KINDS and not (info.kind == "constant" and tensor in learned):
-                continue
-            counted.add(tensor)
-            state = self.states[tensor]
-            # A modelled layer's named inputs all have states (else it is unmodelled); held ones got theirs above.
-            assert state is not None
-            count = self._elements(state.shape)
-            self.weight_bytes += count * dtype_bytes(info.dtype)
-            if packed:
-                count *= packed.get(tensor, 1)
-            if is_buffer or info.kind == "buffer":
-                buffers += count
-                self.buffer_tensors.add(tensor)
-            else:
-                params += count
-                if node.trainable and info.trainable:
-                    trainable += count
+            counts = self._count(node, tensor, is_buffer, learned, packed)
+            params, trainable, buffers = params + counts[0], trainable + counts[1], buffers + counts[2]
+        if max(params, buffers) > INT64_MAX:  # a table of 2**62 rows: the output may be small
+            raise ShapeError(f"its weights hold {max(params, buffers):.3e} values, more than int64 counts",
+                             fix="the weight shapes are implausibly large: check the layer's sizes")
         return params, trainable, buffers
+
+    def _count(self, node: Node, tensor: str, is_buffer: bool, learned: Collection[str],
+               packed: Mapping[str, int] | None) -> tuple[int, int, int]:
+        """(params, trainable, buffers) of `tensor` used by `node` as a weight, unless it is
+        not a weight or an earlier layer counted it (a shared tensor counts once)."""
+        info = self.known.get(tensor)  # None also for "" (an optional input left out)
+        if info is None or tensor in self.counted:
+            return 0, 0, 0
+        if info.kind not in PARAM_KINDS and not (info.kind == "constant" and tensor in learned):
+            return 0, 0, 0
+        self.counted.add(tensor)
+        self.view_holders.pop(tensor, None)
+        state = self.states[tensor]
+        # A modelled layer's named inputs all have states (else it is unmodelled); held ones got theirs above.
+        assert state is not None
+        count = self._elements(state.shape)
+        self.weight_bytes += count * dtype_bytes(info.dtype)
+        if packed:
+            count *= packed.get(tensor, 1)
+        if is_buffer or info.kind == "buffer":
+            self.buffer_tensors.add(tensor)
+            return 0, 0, count
+        return count, count if node.trainable and info.trainable else 0, 0
+
+    def _view(self, node: Node, result: RuleResult) -> tuple[int, ...]:
+        """The inputs of a viewing layer that show a weight not counted yet: their outputs
+        become views of it (see view_sources), and the layer holds it meanwhile."""
+        deferred = []
+        for i in result.views:
+            if i >= len(node.inputs):
+                continue
+            source = self.view_sources.get(node.inputs[i], node.inputs[i])
+            info = self.known.get(source)
+            if info is None or source in self.counted or info.kind not in PARAM_KINDS:
+                continue
+            deferred.append(i)
+            self.view_holders.setdefault(source, node)
+            for output in node.outputs:
+                if output:
+                    self.view_sources[output] = source
+        return tuple(deferred)
+
+    def _count_unused_views(self, layers: list[LayerResult]) -> list[LayerResult]:
+        """Weights only ever viewed (a view that is a graph output, or read only by Shape):
+        counted by the first layer that viewed them, as any weight a layer reads."""
+        extra: dict[str, list[int]] = {}
+        for source, node in list(self.view_holders.items()):
+            counts = self._count(node, source, False, (), None)
+            sums = extra.setdefault(node.name, [0, 0, 0])
+            for k, value in enumerate(counts):
+                sums[k] += value
+        return [replace(layer, params=layer.params + extra[layer.name][0],
+                        trainable_params=layer.trainable_params + extra[layer.name][1],
+                        buffers=layer.buffers + extra[layer.name][2])
+                if layer.name in extra and not layer.parent else layer for layer in layers]
 
     def _bound(self, count: Dim) -> int:
         """`count` with the dims bound. Each distinct symbolic count is bound, and its symbols
@@ -437,7 +496,8 @@ class _Inference:
     def _tensor_results(self) -> dict[str, TensorResult]:
         return dict(self.results)
 
-    def _totals(self, all_layers: list[LayerResult]) -> Totals:
+    def _totals(self, all_layers: list[LayerResult]) -> tuple[Totals, list[int]]:
+        """The totals, and the live activation bytes after each top-level layer (see _live_bytes)."""
         layers = [layer for layer in all_layers if not layer.parent]  # sublayers are in their parent's counts
         params = sum(layer.params for layer in layers)
         trainable = sum(layer.trainable_params for layer in layers)
@@ -447,6 +507,7 @@ class _Inference:
             for info in self.graph.tensors.values()
             if info.kind == "input" and not isinstance(info.shape, Deferred)
         )
+        live = self._live_bytes(layers, input_bytes)
         return Totals(
             params=params,
             trainable_params=trainable,
@@ -455,15 +516,16 @@ class _Inference:
             macs=sum(layer.macs for layer in layers),
             flops=sum(layer.flops for layer in layers),
             activation_bytes=sum(layer.activation_bytes for layer in layers),
-            peak_activation_bytes=self._peak_activation_bytes(layers, input_bytes),
+            peak_activation_bytes=max([input_bytes, *live]),
             weight_bytes=self.weight_bytes,
             input_bytes=input_bytes,
             partial=any(not layer.modelled for layer in all_layers),
-        )
+        ), live
 
-    def _peak_activation_bytes(self, layers: list[LayerResult], input_bytes: int) -> int:
-        """Largest sum of live activations when layers run one at a time in this order and
-        each tensor is freed after its last consumer: what inference needs at its peak."""
+    def _live_bytes(self, layers: list[LayerResult], input_bytes: int) -> list[int]:
+        """Bytes of live activations just after each layer has run, when layers run one at a
+        time in this order and each tensor is freed after its last consumer: the largest (or
+        the inputs alone) is what inference needs at its peak."""
         last_use: dict[str, int] = {}
         for index, layer in enumerate(layers):
             for tensor in layer.inputs:
@@ -472,13 +534,13 @@ class _Inference:
         tensor_bytes = self.tensor_bytes
         for name, index in last_use.items():
             freed[index] += tensor_bytes.get(name, 0)
-        live = peak = input_bytes
+        live = input_bytes
+        timeline = []
         for layer, free in zip(layers, freed):
             live += layer.activation_bytes
-            if live > peak:
-                peak = live
+            timeline.append(live)
             live -= free
-        return peak
+        return timeline
 
 
 class _Outcome(NamedTuple):

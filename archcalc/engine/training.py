@@ -26,7 +26,7 @@ from typing import NoReturn, cast
 
 from archcalc.core.dims import bind, prod
 from archcalc.core.dtypes import is_integral
-from archcalc.core.errors import ArchcalcError
+from archcalc.core.errors import ArchcalcError, ShapeError
 from archcalc.core.graph import Graph
 from archcalc.core.results import Analysis, LayerResult
 from archcalc.core.units import human_bytes
@@ -144,7 +144,10 @@ def training_cost(graph: Graph, analysis: Analysis, optimizer: str = "adam",
             walk.open(result, len(layers), any(inputs_need_grad))
             layers.append(None)  # filled in from its body's layers when they are all read
             continue
-        trainable = result.trainable_params > 0
+        # A trainable weight counted at an earlier layer still needs its gradient here: a tied
+        # LM head transposes the embedding's table (its params count at the embedding).
+        trainable = result.trainable_params > 0 or (not result.parent and any(
+            _is_trainable_weight(name, node, analysis) for name in inputs if name))
         on_path = trainable or any(inputs_need_grad)
         if on_path:
             needs_grad.update(out.name for out in result.outputs)
@@ -293,7 +296,13 @@ def largest_batch(graph: Graph, bindings: Mapping[str, int], memory: int, optimi
 
     if "batch" not in analysed(1).bindings:  # the engine keeps only bindings that bind a dim
         _refuse_fixed_batch(graph)
-    one, two = step(1), step(2)
+    try:
+        two = step(2)
+    except ShapeError as error:  # a shape fixed inside the graph (a Reshape to [1, C]): batch 1 only
+        raise ArchcalcError(f"--fit needs a model that runs at every batch, and this one does not run at "
+                            f"batch 2: {error.message}", where=error.where or graph.path,
+                            fix="the model runs at batch 1 only; export it with a dynamic batch dim") from None
+    one = step(1)
     per_sample = two.memory_bytes - one.memory_bytes
     fixed = one.memory_bytes - per_sample
     if one.memory_bytes > memory:

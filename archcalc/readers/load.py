@@ -19,7 +19,7 @@ def load_model(path: str, input_shapes: Mapping[str, Shape] | None = None) -> Gr
 
 def _load(path: str) -> Graph:
     if not os.path.exists(path):
-        raise ModelFileError(f"{path} does not exist", fix="check the path (specs live in specs/)")
+        raise ModelFileError(f"{path} does not exist", fix=_missing_fix(path))
     if os.path.isdir(path):
         raise ModelFileError(f"{path} is a directory", fix="pass a .yaml spec or an .onnx file")
     if path.lower().endswith(SPEC_SUFFIXES):
@@ -32,3 +32,23 @@ def _load(path: str) -> Graph:
         return load_onnx(path)
     raise ModelFileError(f"{path}: unknown model format",
                          fix="name specs *.yaml or *.yml and ONNX models *.onnx")
+
+
+def _missing_fix(path: str) -> str:
+    """A fix for a path that does not exist: the same name with the other YAML suffix, or a
+    close name in the same folder, when there is one."""
+    import difflib
+
+    stem, suffix = os.path.splitext(path)
+    other = {".yaml": ".yml", ".yml": ".yaml"}.get(suffix.lower())
+    if other and os.path.isfile(stem + other):
+        return f"did you mean {stem + other}?"
+    folder = os.path.dirname(path) or "."
+    try:
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+    except OSError:
+        names = []
+    close = difflib.get_close_matches(os.path.basename(path), names, n=1)
+    if close:
+        return f"did you mean {os.path.join(os.path.dirname(path), close[0])}?"
+    return "check the path (specs live in specs/)"

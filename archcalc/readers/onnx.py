@@ -42,6 +42,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -129,7 +130,7 @@ def _convert(model: onnx.ModelProto, path: str) -> Graph:
     opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
     warnings: list[str] = []
     checks = _check_model(model, opsets, path)
-    tensors = _initializers(graph)
+    tensors = _initializers(graph, _float_values_read(graph))
     for info in graph.input:
         if info.name not in tensors:  # old models also list their initializers as inputs
             tensors[info.name] = _graph_input(info)
@@ -313,12 +314,34 @@ def _check_graph(graph: onnx.GraphProto, outer: _Checks, holder: str) -> None:
 EXPORTER_GRAPH_NAMES = frozenset({"main_graph", "torch_jit", "torch-jit-export", "tf2onnx"})
 
 
+# A name a converter generates rather than a person gives: a hex digest or a UUID
+# (skl2onnx names each graph by a uuid4's hex, '3c59201b940f410fa29dc71ea9d5767d').
+GENERATED_GRAPH_NAME = re.compile(r"[0-9a-fA-F]{16,}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
 def _model_name(graph_name: str, path: str) -> str:
-    """The graph's own name, or the file's (without extension) when it has none or only its
-    exporter's default (every PyTorch export is "main_graph", every tf2onnx one "tf2onnx")."""
-    if graph_name and graph_name not in EXPORTER_GRAPH_NAMES:
+    """The graph's own name, or the file's (without extension) when it has none, only its
+    exporter's default (every PyTorch export is "main_graph", every tf2onnx one "tf2onnx") or
+    a generated hash."""
+    if graph_name and graph_name not in EXPORTER_GRAPH_NAMES and not GENERATED_GRAPH_NAME.fullmatch(graph_name):
         return graph_name
     return os.path.splitext(os.path.basename(path))[0]
+
+
+def _scope_block(name: str) -> str:
+    """The module path PyTorch's TorchScript exporter writes into a node's name, dotted as
+    torch names modules: '/layer1/layer1.0/conv1/Conv' -> 'layer1.0.conv1' (a scope that
+    extends its parent's name, 'layer1.0' under 'layer1', adds what follows the parent's;
+    the last part is the node's own). Reports fold rows by it (--depth); '' for no scope."""
+    parts = name.split("/")[1:-1]
+    path: list[str] = []
+    parent = ""
+    for part in parts:
+        if not part:
+            return ""
+        path.append(part[len(parent) + 1:] if parent and part.startswith(parent + ".") else part)
+        parent = part
+    return ".".join(path)
 
 
 class _Nodes:
@@ -356,6 +379,8 @@ class _Nodes:
         tensors, warnings, checks = self.tensors, self.warnings, self.checks
         for index, (proto, name, named, layer_block) in enumerate(entries):
             op = proto.op_type
+            if not layer_block and named and not prefix and name.startswith("/"):
+                layer_block = _scope_block(name)
             # A slice copies a repeated proto field in one call (iterating it costs one per
             # element): twice as fast for the fields read once per node or tensor.
             inputs, outputs = tuple(proto.input[:]), tuple(proto.output[:])
@@ -563,10 +588,28 @@ def _read_names(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
-def _initializers(graph: onnx.GraphProto) -> dict[str, TensorInfo]:
+def _float_values_read(graph: onnx.GraphProto) -> set[str] | None:
+    """The tensors whose values a layer's rule may read (see Rule.reads_values); None when
+    any may be: a control-flow op's body reads enclosing tensors by name, out of sight here."""
+    names: set[str] = set()
+    for node in graph.node:
+        rule = rule_for(node.domain, node.op_type)
+        if rule is not None and "scope" in rule.context:
+            return None
+        if rule is None or rule.reads_values is None:  # an op without a rule may be a function of ones that read
+            names.update(node.input)
+        else:
+            names.update(node.input[i] for i in rule.reads_values if i < len(node.input))
+    return names
+
+
+def _initializers(graph: onnx.GraphProto, float_values_read: set[str] | None = None) -> dict[str, TensorInfo]:
+    """The graph's initializers; a small float one's values are unpacked only when a rule
+    reads them (`float_values_read`; None: all), never a bias or normalisation scale's."""
     tensors: dict[str, TensorInfo] = {}
     for init in graph.initializer:
-        tensors[init.name] = _initializer(init)
+        floats = float_values_read is None or init.name in float_values_read
+        tensors[init.name] = _initializer(init, floats)
     for sparse in graph.sparse_initializer:
         name = sparse.values.name
         tensors[name] = TensorInfo(name, tuple(sparse.dims), _dtype(sparse.values.data_type),
@@ -624,8 +667,8 @@ def _is_constant(data_type: int, dims) -> bool:
     return data_type in _CONSTANT_TYPES or math.prod(dims) <= 1
 
 
-def _initializer(tensor: TensorProto) -> TensorInfo:
-    shape, dtype, value = _tensor_facts(tensor)
+def _initializer(tensor: TensorProto, floats: bool = True) -> TensorInfo:
+    shape, dtype, value = _tensor_facts(tensor, floats)
     # A single float is a constant (an attention scale, an epsilon), as a single-value
     # Constant node is: exporters store both ways, and torch counts neither as a parameter.
     kind = "constant" if _is_constant(tensor.data_type, shape) else "weight"
@@ -646,12 +689,14 @@ def _tensor_state(tensor: TensorProto) -> TensorState:
     return TensorState(*_tensor_facts(tensor))
 
 
-def _tensor_facts(tensor: TensorProto) -> tuple[tuple[int, ...], str, tuple | None]:
-    """_tensor_state's shape, dtype and value, for callers that build something else from them."""
+def _tensor_facts(tensor: TensorProto, floats: bool = True) -> tuple[tuple[int, ...], str, tuple | None]:
+    """_tensor_state's shape, dtype and value (a float tensor's only if `floats`), for callers
+    that build something else from them."""
     shape = tuple(tensor.dims[:])  # sliced: see _Nodes.add
     data_type = tensor.data_type
     dtype = _dtype(data_type)
-    limit = MAX_VALUES if data_type in _INTEGRAL_TYPES else FLOAT_VALUES if data_type in _FLOAT_TYPES else -1
+    limit = (MAX_VALUES if data_type in _INTEGRAL_TYPES else FLOAT_VALUES if floats and data_type in _FLOAT_TYPES
+             else -1)
     size = math.prod(shape)
     if size > limit or tensor.data_location == TensorProto.EXTERNAL:
         return shape, dtype, None

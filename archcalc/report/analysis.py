@@ -12,32 +12,48 @@ import json
 from collections.abc import Iterable, Sequence
 
 from archcalc.core.dims import format_shape
-from archcalc.core.results import Analysis, LayerResult
+from archcalc.core.results import Analysis, LayerResult, Totals
 from archcalc.core.units import compact_number, human_bytes, human_count
 from archcalc.engine.rows import Row
+from archcalc.report.layout import Column, grid
 
 JSON_SCHEMA_VERSION = 1
 
 
+def exact_and_units(value: int) -> str:
+    """'25,557,032 (25.56 M)'; a count under 1000 once ('6', not '6 (6)')."""
+    rounded = human_count(value)
+    return f"{value:,}" if rounded == str(value) else f"{value:,} ({rounded})"
+
+
 def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
+    """The totals under the table. They add up as printed: total params = trainable + frozen;
+    buffers (BatchNorm running statistics, not learned) are a line of their own, outside params
+    (the JSON's non_trainable_params, Keras' figure, is frozen + buffers)."""
     t = analysis.totals
     partial = " (partial: some ops not modelled)" if t.partial else ""
     bound = ", ".join(f"{k}={v}" for k, v in sorted(analysis.bindings.items()))
     return [
-        ("Total params", f"{t.params:,} ({human_count(t.params)})"),
-        ("Trainable params", f"{t.trainable_params:,}"),
-        ("Non-trainable params", f"{t.non_trainable_params:,} (frozen {t.frozen_params:,} + buffers {t.buffers:,})"),
-        ("MACs", f"{t.macs:,} ({human_count(t.macs)}){partial}"),
-        ("FLOPs", f"{t.flops:,} ({human_count(t.flops)}){partial}"),
+        ("Total params", exact_and_units(t.params)),
+        ("  Trainable", exact_and_units(t.trainable_params)),
+        ("  Frozen", exact_and_units(t.frozen_params)),
+        ("Buffers", f"{exact_and_units(t.buffers)}, not in params"),
+        ("MACs", f"{exact_and_units(t.macs)}{partial}"),
+        ("FLOPs", f"{exact_and_units(t.flops)}{partial}"),
         ("Weight memory", human_bytes(t.weight_bytes)),
-        ("Activation memory", f"{human_bytes(t.activation_bytes)} (all outputs), "
-                              f"peak {human_bytes(t.peak_activation_bytes)} (inference, freed after last use)"),
+        ("Activation memory", f"{human_bytes(t.activation_bytes)} (all outputs)"),
+        ("Peak activations", f"{human_bytes(t.peak_activation_bytes)} (inference, freed after last use)"),
         ("Input memory", human_bytes(t.input_bytes)),
         ("Counted with", bound or "no symbolic dims"),
     ]
 
 
 def render_json(analysis: Analysis, training=None, fit=None, roofline=None) -> str:
+    return dumps_json(json_document(analysis, training, fit, roofline))
+
+
+def json_document(analysis: Analysis, training=None, fit=None, roofline=None) -> dict:
+    """The document `analyze --format json` prints (the HTML report embeds the same one)."""
     document = {"schema_version": JSON_SCHEMA_VERSION, **analysis.to_json()}
     if roofline is not None:  # analyze --device: archcalc.report.roofline.device_json's document
         document["roofline"] = roofline
@@ -46,7 +62,7 @@ def render_json(analysis: Analysis, training=None, fit=None, roofline=None) -> s
     if fit is not None:
         batch, totals, memory = fit
         document["fit"] = {"memory_bytes": memory, "largest_batch": batch, "step": totals.to_json()}
-    return dumps_json(document)
+    return document
 
 
 def dumps_json(document: object) -> str:
@@ -98,11 +114,12 @@ CSV_COLUMNS = ("name", "op", "output_shape", "params", "trainable_params", "buff
 
 def render_csv(table: Iterable[Row], training=None, roofline=None) -> str:
     """One line per row; with `training` (analyze --training), also each row's backward MACs
-    and the activation bytes it saves for the backward pass, as the training table shows."""
+    and the activation bytes it saves for the backward pass, as the training table shows;
+    with `roofline` (analyze --device), each row's bytes, intensity, bound and time."""
     table = list(table)
     steps = training_rows(table, training) if training is not None else None
     roof = None
-    if roofline is not None:  # analyze --device: each row's bytes, intensity, bound and time
+    if roofline is not None:
         from archcalc.report import roofline as device_report
 
         roof = [device_report.csv_cells(row) for row in device_report.roof_rows(table, roofline)]
@@ -118,6 +135,7 @@ def render_csv(table: Iterable[Row], training=None, roofline=None) -> str:
 
 
 def _cells(row: Row) -> list[str]:
+    """Markdown's cells: every figure exact, op names whole."""
     unknown = "?" if not row.modelled else None
     return [row.name, row.op, row.output_shape, f"{row.params:,}", unknown or f"{row.macs:,}",
             human_bytes(row.activation_bytes), row.receptive_field]
@@ -140,50 +158,6 @@ def render_markdown(analysis: Analysis, table: Sequence[Row]) -> str:
     return "\n".join(out) + "\n"
 
 
-# Narrowest a text column is folded to when the terminal is narrow; numbers never fold.
-TEXT_MIN_WIDTH = {"Layer": 12, "Op": 8, "Output shape": 10, "Receptive field": 7}
-# Columns left out, in this order, when the numbers would not fit otherwise.
-DROPPABLE = ("Receptive field", "Activations", "FLOPs", "Op")
-NUMERIC = frozenset({"Params", "MACs", "FLOPs", "Activations", "Layers", "Forward MACs", "Backward MACs",
-                     "Saved activations", "Time"})
-
-
-def fit_columns(headers: Sequence[str], cells: Sequence[Sequence[str]], width: int) -> list[tuple[int, int | None]]:
-    """(column index, width or None for its natural width) of the columns to show in a
-    table `width` characters wide: every number whole. Text columns (names, shapes) fold
-    down to TEXT_MIN_WIDTH; when that is not enough, DROPPABLE columns go, least useful first."""
-    whole = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
-    if sum(whole) + 3 * len(headers) + 1 <= width:
-        return [(i, None) for i in range(len(headers))]
-    # A text column's header may wrap at its spaces.
-    natural = [max([len(h) if h in NUMERIC else max(map(len, h.split())), *(len(row[i]) for row in cells)])
-               for i, h in enumerate(headers)]
-
-    def least(i: int) -> int:
-        return natural[i] if headers[i] in NUMERIC else min(natural[i], TEXT_MIN_WIDTH.get(headers[i], 8))
-
-    def frame(columns: Sequence[int]) -> int:  # a space either side of each cell and a border between
-        return 3 * len(columns) + 1
-
-    kept = list(range(len(headers)))
-    for header in DROPPABLE:
-        if sum(least(i) for i in kept) + frame(kept) <= width:
-            break
-        kept = [i for i in kept if headers[i] != header] if len(kept) > 2 else kept
-    widths = {i: least(i) for i in kept}
-    room = width - frame(kept) - sum(widths.values())
-    wanting = [i for i in kept if widths[i] < natural[i]]
-    while room > 0 and wanting:  # share what is left among the folded columns
-        for i in list(wanting):
-            if room <= 0:
-                break
-            widths[i] += 1
-            room -= 1
-            if widths[i] == natural[i]:
-                wanting.remove(i)
-    return [(i, None if headers[i] in NUMERIC else widths[i]) for i in kept]
-
-
 # rich folds a long cell in time quadratic in its length (a 10 MB ONNX node name takes
 # minutes): tables show at most this many characters of a text, its head and tail (JSON,
 # CSV and Markdown keep every name whole).
@@ -198,32 +172,75 @@ def shortened(text: str, limit: int = MAX_SHOWN) -> str:
     return f"{text[:keep]}…[{len(text) - 2 * keep:,} chars]…{text[-keep:]}"
 
 
-def _grid(title: str, headers: Sequence[str], cells: Sequence[Sequence[str]], console,
-          styles: Sequence[str | None] = ()):
-    """A rich table of `cells` that fits the console: see `fit_columns`."""
-    from rich.table import Table
+def count_text(value: int, exact: bool) -> str:
+    """A count as the terminal tables print it: compact units ('118.01 M'), or every digit."""
+    return f"{value:,}" if exact else human_count(value)
 
+
+def share_text(value: int, total: int) -> str:
+    """A row's share of a total, ptflops' habit: '12.3%', '<0.1%' for a sliver, '-' for none."""
+    if not value or not total:
+        return "-"
+    percent = 100 * value / total
+    return "<0.1%" if percent < 0.1 else f"{percent:.1f}%"
+
+
+# Op names in terminal tables: each word below shortened (BatchNormalization -> BatchNorm,
+# GlobalAveragePool -> GlobalAvgPool), so the column stays narrow; other formats keep the name.
+OP_WORDS = (("Normalization", "Norm"), ("Average", "Avg"))
+
+
+def short_op(op: str) -> str:
+    for word, short in OP_WORDS:
+        op = op.replace(word, short)
+    return op
+
+
+# The analyze table's columns, most important kept longest (see report/layout.py): a report
+# adds a column by adding an entry here and a cell in `table_cells`.
+TABLE_COLUMNS = (
+    Column("Layer", min_width=12),
+    Column("Op", priority=60, min_width=7),
+    Column("Output shape", priority=80, min_width=10, squeeze=lambda shape: shape.replace(", ", ",")),
+    Column("Params", numeric=True),
+    Column("% params", numeric=True, priority=35),
+    Column("MACs", numeric=True),
+    Column("% MACs", numeric=True, priority=45),
+    Column("Activations", numeric=True, priority=55),
+    Column("Receptive field", priority=40, min_width=7),
+)
+
+
+def table_cells(row: Row, totals: Totals, exact: bool) -> list[str]:
+    unknown = "?" if not row.modelled else None
+    return [row.name, short_op(row.op), row.output_shape, count_text(row.params, exact),
+            share_text(row.params, totals.params), unknown or count_text(row.macs, exact),
+            unknown or share_text(row.macs, totals.macs), human_bytes(row.activation_bytes), row.receptive_field]
+
+
+def _grid(title: str, columns: Sequence[Column], cells: Sequence[Sequence[str]], console,
+          styles: Sequence[str | None] = ()) -> None:
+    """`title`, then a table of `cells` laid out to the console's width (report/layout.py),
+    then the note naming any column left out."""
     if any(len(cell) > MAX_SHOWN for row in cells for cell in row):
         cells = [[shortened(cell) for cell in row] for row in cells]
-    grid = Table(title=shortened(title), title_justify="left", header_style="bold")
-    columns = fit_columns(headers, cells, console.width)
-    for i, width in columns:
-        numeric = headers[i] in NUMERIC
-        # Numbers are single words: rich only folds them as a last resort, never cuts them.
-        grid.add_column(headers[i], justify="right" if numeric else "left", width=width,
-                        no_wrap=width is None and not numeric, overflow="fold")
-    for index, row in enumerate(cells):
-        grid.add_row(*(row[i] for i, _ in columns), style=styles[index] if styles else None)
-    return grid
+    console.print(shortened(title), style="bold")
+    table, note = grid(columns, cells, console.width, styles)
+    console.print(table)
+    if note:
+        console.print(note, style="dim")
 
 
-def render_training_table(table: Sequence[Row], training, fit, console) -> None:
+TRAINING_COLUMNS = (Column("Layer", min_width=12), Column("Forward MACs", numeric=True),
+                    Column("Backward MACs", numeric=True), Column("Saved activations", numeric=True, priority=60))
+
+
+def render_training_table(table: Sequence[Row], training, fit, console, exact: bool = False) -> None:
     from rich.table import Table
 
-    cells = [(name, f"{forward:,}", f"{backward:,}", human_bytes(saved))
+    cells = [(name, count_text(forward, exact), count_text(backward, exact), human_bytes(saved))
              for name, forward, backward, saved in training_rows(table, training)]
-    console.print(_grid("Training step per layer", ("Layer", "Forward MACs", "Backward MACs", "Saved activations"),
-                        cells, console))
+    _grid("Training step per layer", TRAINING_COLUMNS, cells, console)
     totals = Table(show_header=False, box=None, padding=(0, 2))
     totals.add_column(style="bold")
     totals.add_column()
@@ -244,16 +261,21 @@ def op_summary(table: Sequence[Row]) -> list[tuple[str, int, int, int, int, int]
                   key=lambda item: (-item[3], item[0]))
 
 
-def render_summary(analysis: Analysis, table: Sequence[Row], console, top: int = 10) -> None:
+OP_COLUMNS = (Column("Op", min_width=7), Column("Layers", numeric=True, priority=40), Column("Params", numeric=True),
+              Column("MACs", numeric=True), Column("FLOPs", numeric=True, priority=45),
+              Column("Activations", numeric=True, priority=55))
+
+
+def render_summary(analysis: Analysis, table: Sequence[Row], console, top: int = 10, exact: bool = False) -> None:
     """Per-op totals and the largest layers: what a big model's table is read for."""
-    ops = [(op, f"{count:,}", f"{params:,}", f"{macs:,}", f"{flops:,}", human_bytes(activations))
+    ops = [(short_op(op), f"{count:,}", count_text(params, exact), count_text(macs, exact),
+            count_text(flops, exact), human_bytes(activations))
            for op, count, params, macs, flops, activations in op_summary(table)]
-    console.print(_grid(f"{analysis.name or analysis.path}: {len(analysis.layers):,} layers, by op",
-                        ("Op", "Layers", "Params", "MACs", "FLOPs", "Activations"), ops, console))
+    _grid(f"{analysis.name or analysis.path}: {len(analysis.layers):,} layers, by op", OP_COLUMNS, ops, console)
     for metric in ("params", "macs"):
         largest = sorted(table, key=lambda row: -getattr(row, metric))[:top]
-        console.print(_grid(f"Top {len(largest)} layers by {'MACs' if metric == 'macs' else metric}", HEADERS,
-                            [_cells(row) for row in largest], console))
+        _grid(f"Top {len(largest)} layers by {'MACs' if metric == 'macs' else metric}", TABLE_COLUMNS,
+              [table_cells(row, analysis.totals, exact) for row in largest], console)
     _print_totals(analysis, console)
     console.print(f"{len(table):,} rows summarised: --full lists every layer, --depth N folds blocks, "
                   "--format csv/json give all rows cheaply")
@@ -264,7 +286,7 @@ def print_pairs(lines: Iterable[tuple[str, str]], console) -> None:
     from rich.table import Table
 
     totals = Table(show_header=False, box=None, padding=(0, 2))
-    totals.add_column(style="bold")
+    totals.add_column(style="bold", no_wrap=True)
     totals.add_column()
     for label, value in lines:
         totals.add_row(label, value)
@@ -277,15 +299,39 @@ def _print_totals(analysis: Analysis, console) -> None:
         console.print(f"warning: {shortened(warning, 10 * MAX_SHOWN)}", style="yellow")
 
 
-def render_table(analysis: Analysis, table: Sequence[Row], console, extra=None) -> None:
-    """`extra`: (headers, cells per row) of columns added at the right (analyze --device)."""
+def render_table(analysis: Analysis, table: Sequence[Row], console, exact: bool = False, extra=None) -> None:
+    """`extra`: (columns, cells per row) added at the right (analyze --device's bound and time)."""
     title = f"{analysis.name or analysis.path}: {len(analysis.layers)} layers"
-    headers, cells = HEADERS, [_cells(row) for row in table]
+    columns, cells = TABLE_COLUMNS, [table_cells(row, analysis.totals, exact) for row in table]
     if extra is not None:
-        headers = (*HEADERS, *extra[0])
+        columns = (*TABLE_COLUMNS, *extra[0])
         cells = [[*base, *added] for base, added in zip(cells, extra[1])]
-    console.print(_grid(title, headers, cells, console, [None if row.modelled else "yellow" for row in table]))
+    _grid(title, columns, cells, console, [None if row.modelled else "yellow" for row in table])
     _print_totals(analysis, console)
+
+
+def render_block_explanation(analysis: Analysis, row: Row, depth: int) -> list[str]:
+    """A folded block (a row of `analyze --depth`): its sums, then each of its layers'
+    figures, so the sum can be followed; `explain MODEL LAYER` gives any one in full."""
+    by_name = {layer.name: layer for layer in analysis.layers}
+    members = [by_name[name] for name in row.members]
+    bound = ", ".join(f"{k}={v}" for k, v in sorted(analysis.bindings.items())) or "no symbolic dims"
+    lines = [f"{row.name}: a block of {len(members)} layers (a row of --depth {depth}); its figures are "
+             "the sums of its layers'",
+             f"  output {row.output_shape} (its last layer's)",
+             f"  with {bound}: params {_sum_text(row.params, [m.params for m in members])}",
+             f"  MACs {_sum_text(row.macs, [m.macs for m in members])}",
+             f"  FLOPs {row.flops:,}, activations {human_bytes(row.activation_bytes)}",
+             "  layers (explain MODEL LAYER for one in full):"]
+    width = max(len(m.name) for m in members)
+    lines += [f"    {m.name:<{width}}  {m.op:<20} params {m.params:>12,}  MACs {m.macs:>15,}" for m in members]
+    return lines
+
+
+def _sum_text(total: int, parts: Sequence[int]) -> str:
+    """'147,968 = 36,864 + 128 + ...', the parts that are not zero; the total alone without any."""
+    nonzero = [f"{part:,}" for part in parts if part]
+    return f"{total:,} = " + " + ".join(nonzero) if len(nonzero) > 1 else f"{total:,}"
 
 
 def render_explanation(analysis: Analysis, layer: LayerResult) -> list[str]:

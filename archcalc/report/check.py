@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from archcalc.compare.budget import FAIL, METRICS, PASS, WARN, LimitResult, ModelCheck
 from archcalc.core.units import BYTES, TIME, format_quantity, human
 from archcalc.report.analysis import dumps_json, training_lines
+from archcalc.report.layout import Column, grid
 
 JSON_SCHEMA_VERSION = 1
 LOWER_BOUND_NOTE = "≥ marks a lower bound: ops without a rule are not counted"
@@ -30,8 +31,13 @@ def exact(value: int, unit: str) -> str:
     return plain if rounded in (str(value), f"{value} B", f"{value} ns") else f"{plain} ({rounded})"
 
 
-def actual_text(result: LimitResult) -> str:
-    return ("≥ " if result.lower_bound else "") + human(result.actual, result.unit)
+def actual_text(result: LimitResult, exact: bool = False) -> str:
+    """'25.56 M', or every digit with `exact` ('25,557,032', '150,247,328 B')."""
+    if exact:
+        amount = f"{result.actual:,} B" if result.unit == BYTES else f"{result.actual:,}"
+    else:
+        amount = human(result.actual, result.unit)
+    return ("≥ " if result.lower_bound else "") + amount
 
 
 def limit_text(result: LimitResult) -> str:
@@ -93,12 +99,18 @@ def overall(checks: Sequence[ModelCheck]) -> str:
 # Table (rich)
 
 TABLE_HEADERS = ("Limit", "Rule", "Scope", "Actual", "Budget", "Headroom", "Result")
+# Kept longest first when the terminal is narrow (report/layout.py): the verdict and the numbers
+# behind it, then what and where; the budget entry (Rule) is the first to go.
+TABLE_COLUMNS = (Column("Limit", priority=90, min_width=10), Column("Rule", priority=40, min_width=10),
+                 Column("Scope", priority=85, min_width=10), Column("Actual", numeric=True),
+                 Column("Budget", numeric=True), Column("Headroom", numeric=True, priority=95, short="Room"),
+                 Column("Result", min_width=6))
 LEVEL_STYLE = {FAIL: "bold red", WARN: "yellow", PASS: "green"}
 
 
-def render_table(checks: Sequence[ModelCheck], console, show_training: bool = False) -> None:
+def render_table(checks: Sequence[ModelCheck], console, show_training: bool = False, exact: bool = False) -> None:
     """One table per model; with `show_training` (check --training), the training step's totals
-    under it, as `analyze --training` prints them."""
+    under it, as `analyze --training` prints them; `exact`, every digit of the actual values."""
     from rich.table import Table
 
     for index, check in enumerate(checks):
@@ -107,16 +119,14 @@ def render_table(checks: Sequence[ModelCheck], console, show_training: bool = Fa
         title = f"{check.title} ({check.path}) against {check.budget}, {setup_text(check)}"
         if check.partial:
             title += " [partial: lower bounds]"
-        # At least as wide as its title, so the title (model, budget, bindings, training step) never wraps.
-        grid = Table(title=title, title_justify="left", header_style="bold", min_width=len(title))
-        for header in TABLE_HEADERS:
-            grid.add_column(header, justify="right" if header in ("Actual", "Budget", "Headroom") else "left",
-                            no_wrap=True)
-        for result in check.results:
-            grid.add_row(METRICS[result.metric].label, result.rule, scope_text(result), actual_text(result),
-                         limit_text(result), headroom_text(result), result.level.upper(),
-                         style=None if result.level == PASS else LEVEL_STYLE[result.level])
-        console.print(grid)
+        console.print(title, style="bold")
+        cells = [(METRICS[result.metric].label, result.rule, scope_text(result), actual_text(result, exact),
+                  limit_text(result), headroom_text(result), result.level.upper()) for result in check.results]
+        styles = [None if result.level == PASS else LEVEL_STYLE[result.level] for result in check.results]
+        grid_table, dropped = grid(TABLE_COLUMNS, cells, console.width, styles)
+        console.print(grid_table)
+        if dropped:
+            console.print(dropped, style="dim")
         if show_training and check.training is not None:
             totals = Table(show_header=False, box=None, padding=(0, 2))
             totals.add_column(style="bold")

@@ -11,9 +11,11 @@ from archcalc.core.units import human_bytes, human_count
 from archcalc.engine.rows import Row
 from archcalc.hardware.device import Device
 from archcalc.hardware.roofline import COMPUTE, MEMORY, UNKNOWN, VIEW, LayerCost, Roofline
+from archcalc.report.layout import Column
 
 CSV_COLUMNS = ("bytes_read", "bytes_written", "intensity", "bound", "time_s")
-TABLE_HEADERS = ("Bound", "Time")
+# Columns the analyze table gains with --device (report/layout.py keeps Time before Bound).
+TABLE_COLUMNS = (Column("Bound", priority=85, min_width=7), Column("Time", numeric=True))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,11 @@ if TYPE_CHECKING:
     from archcalc.runtime.verify import VerifyReport
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """'1 tensor', '175 tensors', '0 mismatches'."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
 def render_verify(report: VerifyReport, profile: bool, console: Console) -> None:
     """Mismatches, data-dependent dims, per-layer times (with --profile) and the verdict."""
     from rich.table import Table
@@ -20,7 +25,8 @@ def render_verify(report: VerifyReport, profile: bool, console: Console) -> None
         return f"{value:,}" if isinstance(value, int) else str(value)
 
     if report.mismatches:
-        table = Table(title=f"{report.model}: {len(report.mismatches)} mismatches", title_justify="left")
+        title = f"{report.model}: {counted(len(report.mismatches), 'mismatch', 'mismatches')}"
+        table = Table(title=title, title_justify="left")
         for column in ("Layer", "Tensor", "Check", "archcalc", "onnxruntime"):
             table.add_column(column)
         for m in report.mismatches:
@@ -47,6 +53,7 @@ def render_verify(report: VerifyReport, profile: bool, console: Console) -> None
     status = "ok" if report.ok else "FAILED"
     skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
     dependent = f", {len(report.data_dependent)} data-dependent dims" if report.data_dependent else ""
-    console.print(f"verify {status}: {report.tensors_checked} tensors and {report.layers_checked} layers checked "
-                  f"against onnxruntime, {len(report.mismatches)} mismatches{skipped}{dependent} {timing_note}",
+    console.print(f"verify {status}: {counted(report.tensors_checked, 'tensor')} and "
+                  f"{counted(report.layers_checked, 'layer')} checked against onnxruntime, "
+                  f"{counted(len(report.mismatches), 'mismatch', 'mismatches')}{skipped}{dependent} {timing_note}",
                   soft_wrap=True)

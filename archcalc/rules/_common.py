@@ -105,11 +105,12 @@ def value_array(x: TensorState) -> np.ndarray:
 
 
 def moved(shape: Sequence[Dim], dtype: str | None = None, value: Value | None = None,
-          how: str = "") -> RuleResult:
+          how: str = "", view: bool = False) -> RuleResult:
     """The result of an op that only moves values: no arithmetic. A learned tensor moved
     into place (an embedding table gathered, a class token expanded, a position table
     sliced, a Linear weight transposed) is a param, like any weight (input 0); small
-    integer values (shape arithmetic) travel along in `value`."""
+    integer values (shape arithmetic) travel along in `value`. A `view` keeps every value
+    (another shape or type): the layer using it as a weight counts it (RuleResult.views)."""
     shape = tuple(shape)
-    return RuleResult(outputs=(Output(shape, dtype, value),), weights=(0,),
+    return RuleResult(outputs=(Output(shape, dtype, value),), weights=(0,), views=(0,) if view else (),
                       explain=lambda: [f"output = {how + ' = ' if how else ''}{list(shape)}", "no arithmetic: 0 FLOPs"])

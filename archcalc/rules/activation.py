@@ -22,6 +22,7 @@ from archcalc.rules.base import (
     LayerCall,
     Output,
     RuleResult,
+    Scope,
     StandardNode,
     exported,
     rule,
@@ -55,7 +56,7 @@ def _simple(op: str) -> None:
 
     activation.__doc__ = f"{op}: shape unchanged, {FLOPS_PER_ELEMENT[op]} FLOPs per element."
     activation.__name__ = op.lower()
-    rule(op, saves=SAVES_OUTPUT if op in DIFFERENTIATED_FROM_OUTPUT else SAVES_INPUTS)(activation)
+    rule(op, saves=SAVES_OUTPUT if op in DIFFERENTIATED_FROM_OUTPUT else SAVES_INPUTS, reads_values=())(activation)
 
 
 for _op in ("Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "Tanh", "Elu", "Celu", "Selu",
@@ -83,13 +84,13 @@ exported("Swish", lower=_swish_as_sigmoid)
 exported("HardSwish", min_opset=14)
 
 
-@rule("PRelu")
+@rule("PRelu", reads_values=())
 def prelu(inputs: Inputs) -> RuleResult:
     """max(0, x) + slope * min(0, x); the slope is learned."""
     return _activation(required(inputs[0]).shape, "PRelu", FLOPS_PER_ELEMENT["PRelu"], weights=(1,))
 
 
-@rule("Gelu")
+@rule("Gelu", reads_values=())
 def gelu(inputs: Inputs, *, approximate="none") -> RuleResult:
     """x * Phi(x): 5 FLOPs per element with erf, 9 with the tanh approximation."""
     return _activation(required(inputs[0]).shape, "Gelu", 9 if approximate == "tanh" else 5)
@@ -98,7 +99,7 @@ def gelu(inputs: Inputs, *, approximate="none") -> RuleResult:
 exported("Gelu", min_opset=20)
 
 
-@rule("Softmax", "LogSoftmax", "Hardmax", saves=SAVES_OUTPUT)
+@rule("Softmax", "LogSoftmax", "Hardmax", saves=SAVES_OUTPUT, reads_values=())
 def softmax(inputs: Inputs, *, axis=-1) -> RuleResult:
     """exp(x - max) / sum over `axis`; 5 FLOPs per element."""
     x = required(inputs[0]).shape
@@ -107,9 +108,12 @@ def softmax(inputs: Inputs, *, axis=-1) -> RuleResult:
     return _activation(x, "softmax", 5)
 
 
-@rule("Dropout", saves=SAVES_NOTHING)
-def dropout(inputs: Inputs, *, seed=None, ratio=0.5, is_test=0) -> RuleResult:
+@rule("Dropout", saves=SAVES_NOTHING, reads_values=())
+def dropout(inputs: Inputs, *, seed=None, ratio=0.5, is_test=0, scope: Scope | None = None) -> RuleResult:
     """Identity at inference (the mask output has the input's shape); no FLOPs."""
     x = required(inputs[0]).shape
-    return RuleResult(outputs=(Output(x), Output(x, "bool")),
+    # The mask is bool from Dropout-10; before, it has the input's type (Dropout-7's T).
+    opset = scope.graph.opset if scope is not None else None
+    mask_dtype = None if opset is not None and opset < 10 else "bool"
+    return RuleResult(outputs=(Output(x), Output(x, mask_dtype)),
                       explain=lambda: [f"output = input shape = {list(x)} (identity at inference)"])

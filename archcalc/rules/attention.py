@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from archcalc.core.dims import Dim, is_static, prod
 from archcalc.core.errors import ShapeError
 from archcalc.rules._common import broadcast, required
-from archcalc.rules.base import GLOBAL, SAVES_NOTHING, Inputs, Output, RuleResult, rule
+from archcalc.rules.base import GLOBAL, SAVES_NOTHING, Inputs, Output, RuleResult, exported, rule
 
 SCALE_FLOPS = 1
 SOFTMAX_FLOPS = 5  # as the Softmax rule: max, subtract, exp, sum, divide
@@ -55,7 +55,7 @@ def _same(a: Dim, b: Dim, message: str, fix: str) -> None:
         raise ShapeError(message, fix=fix)
 
 
-@rule("Attention")
+@rule("Attention", reads_values=())
 def attention(inputs: Inputs, *, is_causal=0, kv_num_heads=None, q_num_heads=None,
               qk_matmul_output_mode=0, scale=None, softcap=0.0, softmax_precision=None,
               left_window_size=-1, right_window_size=-1) -> RuleResult:
@@ -132,7 +132,7 @@ def attention(inputs: Inputs, *, is_causal=0, kv_num_heads=None, q_num_heads=Non
 
 
 # Linear in x: its gradient is the inverse rotation, which needs only the cos/sin caches.
-@rule("RotaryEmbedding", saves=SAVES_NOTHING)
+@rule("RotaryEmbedding", saves=SAVES_NOTHING, reads_values=())
 def rotary_embedding(inputs: Inputs, *, interleaved=0, num_heads=0,
                      rotary_embedding_dim=0) -> RuleResult:
     """Rotate the first rotary_embedding_dim elements of each head in pairs; 3 FLOPs per rotated element."""
@@ -160,3 +160,7 @@ def rotary_embedding(inputs: Inputs, *, interleaved=0, num_heads=0,
                          f"rotated elements = rows * rotary_dim = {rows} * {rotated} = {rotated_elements}",
                          f"FLOPs = {ROTATE_FLOPS} * rotated elements = {flops}"],
     )
+
+
+# Standard ops since opset 23: export writes at least that.
+exported("Attention", "RotaryEmbedding", min_opset=23)

@@ -86,6 +86,10 @@ class RuleResult:
     flops: Dim = 0
     weights: tuple[int, ...] = ()
     buffers: tuple[int, ...] = ()
+    # Of `weights`, inputs the op only re-views (the same values in another shape or type:
+    # Unsqueeze, Reshape, Transpose, Cast): a weight among them is counted by the layer that
+    # uses the view as a weight (Caffe2's Scale: Unsqueeze(scale) -> Mul), here only when none does.
+    views: tuple[int, ...] = ()
     # Of `weights`, inputs that are learned whatever their dtype. Front ends class integer
     # tensors as constants (shapes, axes, indices), but QLinearConv's int32 bias is learned.
     integer_weights: tuple[int, ...] = ()
@@ -180,7 +184,7 @@ ObservedShapes = Sequence["tuple[int, ...] | None"]
 # inputs' and the first output's shapes are known.
 ObservedMacs = Callable[[ObservedShapes, ObservedShapes, Mapping[str, Any]], int]
 
-CONTEXT = frozenset({"n_outputs", "node_name", "op", "scope"})
+CONTEXT = frozenset({"n_outputs", "node_name", "op", "scope", "bindings"})
 
 # What a layer keeps from its forward pass for the backward pass (training memory):
 # its data inputs (the default: conv and linear need them for the weight gradient), its
@@ -216,6 +220,19 @@ class Rule:
     # layer is written as it is).
     min_opset: int = 13
     lower: Lowering | None = None
+    # The inputs whose values (small constants) the rule reads; None: any input's, as shape
+    # and value-propagating rules do. The engine hands the others over without their values
+    # and keys its result cache on what the rule sees, so that a Conv's 16-value bias does not
+    # make each layer a distinct call (tests/rules/test_value_reads.py holds rules to it).
+    reads_values: tuple[int, ...] | None = None
+
+    def visible(self, inputs: Inputs) -> Inputs:
+        """`inputs` as the rule sees them: values only where it reads them."""
+        reads = self.reads_values
+        if reads is None:
+            return inputs
+        return [state._replace(value=None) if state is not None and state.value is not None and i not in reads
+                else state for i, state in enumerate(inputs)]
 
     def __call__(self, inputs: Inputs, attrs: dict[str, Any],
                  context: Mapping[str, Any] | None = None) -> RuleResult:
@@ -235,13 +252,14 @@ DOMAIN_RULES: dict[str, dict[str, Rule]] = {}
 
 
 def rule(*ops: str, saves: str = SAVES_INPUTS, observed_macs: ObservedMacs | None = None, domain: str = "",
-         multiplies: tuple[int, ...] = (0, 1), carries: bool = False) -> Callable[[RuleFn], RuleFn]:
+         multiplies: tuple[int, ...] = (0, 1), carries: bool = False,
+         reads_values: tuple[int, ...] | None = None) -> Callable[[RuleFn], RuleFn]:
     """Register `fn` as the rule of each op in `ops` (a family sharing one formula);
     `saves` says what the op keeps for its backward pass; `observed_macs`, MACs computed
     from observed input and output shapes alone, is what verify checks the rule against;
     `domain`, when not ONNX's default, the domain the ops belong to; `multiplies`, the
-    inputs whose product its MACs count; `carries`, whether its body's runs hand values on
-    (see Rule)."""
+    inputs whose product its MACs count; `carries`, whether its body's runs hand values on;
+    `reads_values`, the inputs whose values it reads, () for none (see Rule)."""
 
     def register(fn: RuleFn) -> RuleFn:
         params = inspect.signature(fn).parameters
@@ -252,7 +270,7 @@ def rule(*ops: str, saves: str = SAVES_INPUTS, observed_macs: ObservedMacs | Non
             if op in registry:
                 raise ValueError(f"op {op!r} already has a rule: {registry[op].fn.__qualname__}")
             registry[op] = Rule(op, fn, keyword_only - CONTEXT, summary, keyword_only & CONTEXT, saves, observed_macs,
-                                multiplies, carries)
+                                multiplies, carries, reads_values=reads_values)
         return fn
 
     return register

@@ -50,7 +50,7 @@ def _with_epilogue(product: RuleResult, per_output: int, what: str) -> RuleResul
     return replace(product, flops=flops, explain=explain)
 
 
-@rule("FusedConv", domain=MS)
+@rule("FusedConv", domain=MS, reads_values=())
 def fused_conv(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None, dilations=None,
                group=1, auto_pad="NOTSET", activation="", activation_params=None) -> RuleResult:
     """Conv (+ Z) then the activation; MACs as Conv, FLOPs + activation (+ 1 for Z) per output."""
@@ -62,7 +62,7 @@ def fused_conv(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None, di
     return _with_epilogue(product, per_output, what)
 
 
-@rule("FusedGemm", domain=MS)
+@rule("FusedGemm", domain=MS, reads_values=())
 def fused_gemm(inputs: Inputs, *, transA=0, transB=0, alpha=1.0, beta=1.0, activation="",
                activation_alpha=None, activation_beta=None, activation_gamma=None) -> RuleResult:
     """Gemm then the activation; MACs as Gemm, FLOPs + the activation's per output."""
@@ -81,7 +81,7 @@ def _transposed(shape: Sequence[Dim], trans: int, trans_batch: int) -> tuple[Dim
     return shape
 
 
-@rule("FusedMatMul", "TransposeMatMul", domain=MS)
+@rule("FusedMatMul", "TransposeMatMul", domain=MS, reads_values=())
 def fused_matmul(inputs: Inputs, *, transA=0, transB=0, transBatchA=0, transBatchB=0,
                  alpha=1.0) -> RuleResult:
     """alpha * A' @ B' with transposed operands; MACs as MatMul, + 1 FLOP per output for alpha != 1."""

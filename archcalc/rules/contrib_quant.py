@@ -47,7 +47,7 @@ def _values_per_byte(bits: int, op: str) -> int:
     return 8 // bits
 
 
-@rule("MatMulNBits", domain=MS)
+@rule("MatMulNBits", domain=MS, reads_values=())
 def matmul_nbits(inputs: Inputs, *, K=0, N=0, bits=4, block_size=0, accuracy_level=0,
                  weight_prepacked=0) -> RuleResult:
     """A [..., K] @ dequantised B [K, N] (+ bias); MACs = rows * K * N, + 2 FLOPs per weight dequantised."""
@@ -83,7 +83,7 @@ def matmul_nbits(inputs: Inputs, *, K=0, N=0, bits=4, block_size=0, accuracy_lev
                       packed_weights=((1, per_byte),) if per_byte > 1 else (), explain=explain)
 
 
-@rule("GatherBlockQuantized", domain=MS)
+@rule("GatherBlockQuantized", domain=MS, reads_values=())
 def gather_block_quantized(inputs: Inputs, *, bits=4, block_size=128, gather_axis=0,
                            quantize_axis=1) -> RuleResult:
     """Gather of a block-quantised table, dequantised (2 FLOPs per output); output of the scales' dtype."""
@@ -129,7 +129,7 @@ def _rescaled_matmul(a: TensorState | None, b: TensorState | None, bias: TensorS
                       receptive=product.receptive, explain=explain)
 
 
-@rule("DynamicQuantizeMatMul", domain=MS)
+@rule("DynamicQuantizeMatMul", domain=MS, reads_values=())
 def dynamic_quantize_matmul(inputs: Inputs) -> RuleResult:
     """A quantised at run time (7 FLOPs per element) @ int8 B, rescaled (+1 per output) + bias; MACs as MatMul."""
     a, b, bias = inputs[0], inputs[1], _optional(inputs, 4)
@@ -137,7 +137,7 @@ def dynamic_quantize_matmul(inputs: Inputs) -> RuleResult:
     return _rescaled_matmul(a, b, bias, a.dtype, prod(a.shape), (1, 4), "A's range found and quantised")
 
 
-@rule("MatMulIntegerToFloat", domain=MS)
+@rule("MatMulIntegerToFloat", domain=MS, reads_values=())
 def matmul_integer_to_float(inputs: Inputs) -> RuleResult:
     """int8 A @ int8 B rescaled to float (+1 per output) + bias; MACs as MatMul; output of a_scale's dtype."""
     return _rescaled_matmul(inputs[0], inputs[1], _optional(inputs, 6), required(inputs[2], "dtype").dtype, 0,
@@ -158,14 +158,14 @@ def _requantised(out: Sequence[Dim], per_element: int, what: str, dtype: str | N
                                        f"{what} + {REQUANTIZE_FLOPS} requantise) * {elements} = {flops}"])
 
 
-@rule("QLinearAdd", "QLinearMul", domain=MS)
+@rule("QLinearAdd", "QLinearMul", domain=MS, reads_values=())
 def qlinear_binary(inputs: Inputs, *, op="") -> RuleResult:
     """Quantised A + B (or A * B) with broadcasting, requantised: 1 + 5 FLOPs per output."""
     out = broadcast(required(inputs[0]).shape, required(inputs[3]).shape)
     return _requantised(out, QLINEAR_ELEMENTWISE_FLOPS[op], op[len("QLinear"):].lower(), weights=(0, 3))
 
 
-@rule("QLinearSigmoid", "QLinearLeakyRelu", domain=MS)
+@rule("QLinearSigmoid", "QLinearLeakyRelu", domain=MS, reads_values=())
 def qlinear_activation(inputs: Inputs, *, alpha=0.01, op="") -> RuleResult:
     """quantise(f(dequantise(x))): the activation's FLOPs (Sigmoid 4, LeakyRelu 2) + 5 per element."""
     return _requantised(required(inputs[0]).shape, QLINEAR_ELEMENTWISE_FLOPS[op], op[len("QLinear"):])
@@ -181,7 +181,7 @@ def _channels_back(shape: Sequence[Dim], channels_last: int) -> tuple[Dim, ...]:
     return (shape[0], *shape[2:], shape[1]) if channels_last and len(shape) > 2 else shape
 
 
-@rule("QLinearAveragePool", domain=MS)
+@rule("QLinearAveragePool", domain=MS, reads_values=())
 def qlinear_average_pool(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
                          auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, channels_last=0) -> RuleResult:
     """AveragePool (NCHW, or NHWC with channels_last) requantised; FLOPs = window per output + 5 per output."""
@@ -194,7 +194,7 @@ def qlinear_average_pool(inputs: Inputs, *, kernel_shape=None, strides=None, pad
                         lines=pooled.explain()[:-1] if pooled.explain else ())
 
 
-@rule("QLinearGlobalAveragePool", domain=MS)
+@rule("QLinearGlobalAveragePool", domain=MS, reads_values=())
 def qlinear_global_average_pool(inputs: Inputs, *, channels_last=0) -> RuleResult:
     """GlobalAveragePool (NCHW, or NHWC with channels_last) requantised; FLOPs = inputs + 5 per output."""
     x = required(inputs[0], "_replace")
@@ -203,7 +203,7 @@ def qlinear_global_average_pool(inputs: Inputs, *, channels_last=0) -> RuleResul
     return _requantised(out, 0, "average", base_flops=pooled.flops, receptive=pooled.receptive)
 
 
-@rule("QLinearConcat", domain=MS)
+@rule("QLinearConcat", domain=MS, reads_values=())
 def qlinear_concat(inputs: Inputs, *, axis=1) -> RuleResult:
     """Concat of (tensor, scale, zero point) triples requantised to Y's scale: 5 FLOPs per output."""
     if len(inputs) < 5 or (len(inputs) - 2) % 3:
@@ -215,7 +215,7 @@ def qlinear_concat(inputs: Inputs, *, axis=1) -> RuleResult:
                         weights=tuple(tensors), lines=joined.explain() if joined.explain else ())
 
 
-@rule("QGemm", domain=MS, multiplies=(0, 3))  # A, then B after A's scale and zero point
+@rule("QGemm", domain=MS, multiplies=(0, 3), reads_values=())  # A, then B after A's scale and zero point
 def qgemm(inputs: Inputs, *, transA=0, transB=0, alpha=1.0) -> RuleResult:
     """Quantised Gemm (int32 C), requantised (+5 per output) or, without y_scale, rescaled to float (+1)."""
     a, b, c = inputs[0], inputs[3], _optional(inputs, 6)

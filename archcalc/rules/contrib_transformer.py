@@ -131,7 +131,7 @@ def _packed_attention(op: str, x: Sequence[Dim], w: Sequence[Dim], bias: TensorS
                       backward_state_bytes=4 * scores)
 
 
-@rule("Attention", domain=MS)
+@rule("Attention", domain=MS, reads_values=())
 def ms_attention(inputs: Inputs, *, num_heads=0, qkv_hidden_sizes=None, unidirectional=0,
                  scale=None, mask_filter_value=None, do_rotary=0, rotary_embedding_dim=0,
                  past_present_share_buffer=0) -> RuleResult:
@@ -143,7 +143,7 @@ def ms_attention(inputs: Inputs, *, num_heads=0, qkv_hidden_sizes=None, unidirec
                              past_present_share_buffer=past_present_share_buffer)
 
 
-@rule("QAttention", domain=MS)
+@rule("QAttention", domain=MS, reads_values=())
 def q_attention(inputs: Inputs, *, num_heads=0, unidirectional=0, scale=None,
                 mask_filter_value=None, do_rotary=0, past_present_share_buffer=0) -> RuleResult:
     """Attention over an int8 projection (rescaled: +1 per projected value); float output; MACs as Attention."""
@@ -182,7 +182,7 @@ def _mha_kv(key: TensorState | None, value: TensorState | None, query: Sequence[
     return k[1], head_size, _split_heads(v[2], num_heads, "MultiHeadAttention", "value"), query[2], True
 
 
-@rule("MultiHeadAttention", domain=MS)
+@rule("MultiHeadAttention", domain=MS, reads_values=())
 def multi_head_attention(inputs: Inputs, *, num_heads=0, unidirectional=0, scale=None,
                          mask_filter_value=None) -> RuleResult:
     """Attention of projected Q, K, V (+ their bias); MACs = batch * heads * seq * total_seq * (head + v_head)."""
@@ -220,7 +220,7 @@ def multi_head_attention(inputs: Inputs, *, num_heads=0, unidirectional=0, scale
         macs=macs, flops=flops, weights=(3,), receptive=GLOBAL, explain=explain, backward_state_bytes=4 * scores)
 
 
-@rule("GroupQueryAttention", domain=MS)
+@rule("GroupQueryAttention", domain=MS, reads_values=(6,))  # total_sequence_length
 def group_query_attention(inputs: Inputs, *, num_heads=0, kv_num_heads=0, scale=None,
                           softcap=0.0, local_window_size=-1, do_rotary=0, rotary_interleaved=0, causal=1,
                           smooth_softmax=0, qk_output=0, qk_norm_epsilon=None, q_norm_epsilon=None,
@@ -305,21 +305,21 @@ def _skip_norm(inputs: Inputs, op: str, per_element: int, norm: str,
                       flops=flops, weights=weights, explain=explain, backward_state_bytes=2 * 4 * prod(x[:-1]))
 
 
-@rule("SkipLayerNormalization", domain=MS)
+@rule("SkipLayerNormalization", domain=MS, reads_values=())
 def skip_layer_norm(inputs: Inputs, *, epsilon=1e-12) -> RuleResult:
     """LayerNormalization(input + skip + bias); FLOPs = (1 or 2 adds + 7) per element; gamma, beta, bias learned."""
     return _skip_norm(inputs, "SkipLayerNormalization", NORMALISE_FLOPS, "layer norm", (2, 3, 4),
                       _optional(inputs, 4))
 
 
-@rule("SkipSimplifiedLayerNormalization", domain=MS)
+@rule("SkipSimplifiedLayerNormalization", domain=MS, reads_values=())
 def skip_simplified_layer_norm(inputs: Inputs, *, epsilon=1e-12) -> RuleResult:
     """RMS normalisation of input + skip + bias; FLOPs = (1 or 2 adds + 4) per element; gamma, bias learned."""
     return _skip_norm(inputs, "SkipSimplifiedLayerNormalization", RMS_NORM_FLOPS, "RMS norm", (2, 3),
                       _optional(inputs, 3))
 
 
-@rule("SimplifiedLayerNormalization")
+@rule("SimplifiedLayerNormalization", reads_values=())
 def simplified_layer_norm(inputs: Inputs, *, axis=-1, epsilon=1e-5,
                           stash_type=1) -> RuleResult:
     """onnxruntime's RMS normalisation (default domain): as RMSNormalization, 4 FLOPs per element; scale learned."""
@@ -357,7 +357,7 @@ def _embed_norm(op: str, ids: Sequence[Dim], tables: Sequence[TensorState | None
     return flops, lines, Output((ids[0], ids[1], hidden), dtype)
 
 
-@rule("EmbedLayerNormalization", domain=MS)
+@rule("EmbedLayerNormalization", domain=MS, reads_values=())
 def embed_layer_norm(inputs: Inputs, *, epsilon=1e-12, mask_index_type=1) -> RuleResult:
     """Word + position (+ segment) embeddings, layer-normalised; the tables, gamma and beta are learned."""
     ids = required(inputs[0]).shape
@@ -368,7 +368,7 @@ def embed_layer_norm(inputs: Inputs, *, epsilon=1e-12, mask_index_type=1) -> Rul
                       weights=(2, 3, 4, 5, 6), explain=lambda: lines)
 
 
-@rule("QEmbedLayerNormalization", domain=MS)
+@rule("QEmbedLayerNormalization", domain=MS, reads_values=())
 def q_embed_layer_norm(inputs: Inputs, *, epsilon=1e-12) -> RuleResult:
     """EmbedLayerNormalization of int8 tables, each gathered value dequantised (2 FLOPs); float output."""
     ids = required(inputs[0]).shape
@@ -389,20 +389,20 @@ def _activated(x: Sequence[Dim], per_element: int, what: str, weights: tuple[int
                                        + (f" + {extra}" if extra else "") + f" = {flops}"])
 
 
-@rule("Gelu", domain=MS)
+@rule("Gelu", domain=MS, reads_values=())
 def ms_gelu(inputs: Inputs) -> RuleResult:
     """x * Phi(x) with erf: 5 FLOPs per element, as ONNX's Gelu."""
     return _activated(required(inputs[0]).shape, GELU_FLOPS, "Gelu")
 
 
-@rule("BiasGelu", domain=MS)
+@rule("BiasGelu", domain=MS, reads_values=())
 def bias_gelu(inputs: Inputs) -> RuleResult:
     """Gelu(A + bias): Add (1) + Gelu (5) per element; the bias is learned."""
     out = broadcast(required(inputs[0]).shape, required(inputs[1]).shape)
     return _activated(out, ADD_FLOPS + GELU_FLOPS, "bias add + Gelu", weights=(1,))
 
 
-@rule("FastGelu", domain=MS)
+@rule("FastGelu", domain=MS, reads_values=())
 def fast_gelu(inputs: Inputs) -> RuleResult:
     """tanh-approximated Gelu of x (+ bias): 9 (+ 1) FLOPs per element; the bias is learned."""
     bias = _optional(inputs, 1)
@@ -412,20 +412,20 @@ def fast_gelu(inputs: Inputs) -> RuleResult:
     return _activated(out, ADD_FLOPS + GELU_TANH_FLOPS, "bias add + tanh Gelu", weights=(1,))
 
 
-@rule("QuickGelu", domain=MS)
+@rule("QuickGelu", domain=MS, reads_values=())
 def quick_gelu(inputs: Inputs, *, alpha=1.702) -> RuleResult:
     """x * sigmoid(alpha * x), which is Swish: 6 FLOPs per element."""
     return _activated(required(inputs[0]).shape, FLOPS_PER_ELEMENT["Swish"], "x * sigmoid(alpha * x)")
 
 
-@rule("BiasAdd", domain=MS)
+@rule("BiasAdd", domain=MS, reads_values=())
 def bias_add(inputs: Inputs) -> RuleResult:
     """X + bias + skip: 2 FLOPs per element; the bias is learned."""
     out = broadcast(required(inputs[0]).shape, required(inputs[1]).shape, required(inputs[2]).shape)
     return _activated(out, 2 * ADD_FLOPS, "bias add + residual add", weights=(1,))
 
 
-@rule("BiasSplitGelu", domain=MS)
+@rule("BiasSplitGelu", domain=MS, reads_values=())
 def bias_split_gelu(inputs: Inputs) -> RuleResult:
     """(X + bias) split in halves: left * Gelu(right); [N, S, D] -> [N, S, D/2]; the bias is learned."""
     x = required(inputs[0]).shape
@@ -436,7 +436,7 @@ def bias_split_gelu(inputs: Inputs) -> RuleResult:
     return _activated(x, GELU_FLOPS + 1, "Gelu + multiply", weights=(1,), out=out, extra=ADD_FLOPS * prod(x))
 
 
-@rule("RotaryEmbedding", domain=MS)
+@rule("RotaryEmbedding", domain=MS, reads_values=())
 def ms_rotary_embedding(inputs: Inputs, *, interleaved=0, num_heads=0,
                         rotary_embedding_dim=0, is_packed_batching=0, scale=1.0) -> RuleResult:
     """Rotate pairs of the first rotary_dim elements of each head (cos/sin caches of rotary_dim / 2); 3 per rotated."""

@@ -37,7 +37,7 @@ def _conv_observed_macs(i: ObservedShapes, o: ObservedShapes, a: Mapping[str, An
     return prod(out) * prod(w[1:])
 
 
-@rule("Conv", observed_macs=_conv_observed_macs)
+@rule("Conv", observed_macs=_conv_observed_macs, reads_values=())
 def conv(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
          dilations=None, group=1, auto_pad="NOTSET") -> RuleResult:
     """out = floor((n + pads - d*(k-1) - 1)/s) + 1 per axis; MACs = out elements * C/g * prod(k)."""
@@ -120,7 +120,7 @@ def _conv_transpose_observed_macs(i: ObservedShapes, o: ObservedShapes, a: Mappi
     return prod(x) * prod(w[1:])
 
 
-@rule("ConvTranspose", observed_macs=_conv_transpose_observed_macs)
+@rule("ConvTranspose", observed_macs=_conv_transpose_observed_macs, reads_values=())
 def conv_transpose(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
                    dilations=None, group=1, auto_pad="NOTSET", output_padding=None,
                    output_shape=None) -> RuleResult:

@@ -31,7 +31,7 @@ def _gemm_observed_macs(i: ObservedShapes, o: ObservedShapes, a: Mapping[str, An
     return prod(out) * x[0 if a.get("transA") else 1]
 
 
-@rule("Gemm", observed_macs=_gemm_observed_macs)
+@rule("Gemm", observed_macs=_gemm_observed_macs, reads_values=())
 def gemm(inputs: Inputs, *, transA=0, transB=0, alpha=1.0, beta=1.0) -> RuleResult:
     """Y = alpha * A' B' + beta * C with A' [M, K], B' [K, N]; params = (K + 1) * N with a bias."""
     a, b = required(inputs[0]).shape, required(inputs[1]).shape
@@ -69,7 +69,7 @@ def _matmul_observed_macs(i: ObservedShapes, o: ObservedShapes, a: Mapping[str, 
     return prod(out) * x[-1]
 
 
-@rule("MatMul", observed_macs=_matmul_observed_macs)
+@rule("MatMul", observed_macs=_matmul_observed_macs, reads_values=())
 def matmul(inputs: Inputs) -> RuleResult:
     """numpy matmul: [..., M, K] @ [..., K, N] -> [..., M, N]; MACs = batch * M * N * K."""
     a, b = tuple(required(inputs[0]).shape), tuple(required(inputs[1]).shape)
@@ -104,7 +104,7 @@ def _einsum_operand(term: str, shape: Sequence[Dim], position: int) -> tuple[str
     return term, tuple(shape), ()
 
 
-@rule("Einsum")
+@rule("Einsum", reads_values=())
 def einsum(inputs: Inputs, *, equation="") -> RuleResult:
     """Shape from the equation; MACs = product of the sizes of all distinct indices (and '...' dims)."""
     lhs, arrow, rhs = equation.replace(" ", "").partition("->")

@@ -31,7 +31,7 @@ def _check_per_channel(x: Sequence[Dim], params: Sequence[TensorState | None], o
                              fix="give one value per input channel")
 
 
-@rule("BatchNormalization")
+@rule("BatchNormalization", reads_values=())
 def batch_norm(inputs: Inputs, *, epsilon=1e-5, momentum=0.9,
                training_mode=0) -> RuleResult:
     """y = scale * (x - mean) / sqrt(var + eps) + bias per channel; scale, bias learned, mean, var buffers."""
@@ -64,7 +64,7 @@ def _normalised(x: Shape, flops_per_element: int, detail: str) -> RuleResult:
     return RuleResult(outputs=(Output(x),), flops=flops, weights=(1, 2), explain=explain)
 
 
-@rule("LayerNormalization")
+@rule("LayerNormalization", reads_values=())
 def layer_norm(inputs: Inputs, *, axis=-1, epsilon=1e-5, stash_type=1) -> RuleResult:
     """Normalise over the axes from `axis` on; scale and bias have the shape of those axes."""
     x = required(inputs[0]).shape
@@ -84,7 +84,7 @@ def layer_norm(inputs: Inputs, *, axis=-1, epsilon=1e-5, stash_type=1) -> RuleRe
 exported("LayerNormalization", min_opset=17)
 
 
-@rule("InstanceNormalization")
+@rule("InstanceNormalization", reads_values=())
 def instance_norm(inputs: Inputs, *, epsilon=1e-5) -> RuleResult:
     """Normalise each channel of each sample over its spatial axes; per-channel scale and bias."""
     x = required(inputs[0]).shape
@@ -92,7 +92,7 @@ def instance_norm(inputs: Inputs, *, epsilon=1e-5) -> RuleResult:
     return _normalised(x, NORMALISE_FLOPS, f"params = scale + bias = 2 * {x[1]}")
 
 
-@rule("GroupNormalization")
+@rule("GroupNormalization", reads_values=())
 def group_norm(inputs: Inputs, *, num_groups=1, epsilon=1e-5, stash_type=1) -> RuleResult:
     """Normalise groups of channels; scale and bias per channel (opset 21) or per group (18)."""
     x = required(inputs[0]).shape
@@ -101,7 +101,7 @@ def group_norm(inputs: Inputs, *, num_groups=1, epsilon=1e-5, stash_type=1) -> R
     return _normalised(x, NORMALISE_FLOPS, "params = scale + bias")
 
 
-@rule("LRN")
+@rule("LRN", reads_values=())
 def local_response_norm(inputs: Inputs, *, size=1, alpha=1e-4, beta=0.75, bias=1.0) -> RuleResult:
     """Local response normalisation across `size` neighbouring channels; no params."""
     x = required(inputs[0]).shape
@@ -121,7 +121,7 @@ LP_NORM_FLOPS = 3
 MEAN_VARIANCE_FLOPS = NORMALISE_FLOPS - 2
 
 
-@rule("RMSNormalization")
+@rule("RMSNormalization", reads_values=())
 def rms_norm(inputs: Inputs, *, axis=-1, epsilon=1e-5, stash_type=1) -> RuleResult:
     """y = scale * x / sqrt(mean(x^2 over the axes from `axis`) + eps); the scale is learned."""
     x = required(inputs[0]).shape
@@ -143,7 +143,7 @@ def rms_norm(inputs: Inputs, *, axis=-1, epsilon=1e-5, stash_type=1) -> RuleResu
     )
 
 
-@rule("LpNormalization")
+@rule("LpNormalization", reads_values=())
 def lp_norm(inputs: Inputs, *, axis=-1, p=2) -> RuleResult:
     """x / ||x||_p along `axis` (p 1 or 2); 3 FLOPs per element, no params."""
     x = required(inputs[0]).shape
@@ -156,7 +156,7 @@ def lp_norm(inputs: Inputs, *, axis=-1, p=2) -> RuleResult:
                                        f"FLOPs = {LP_NORM_FLOPS} * elements = {flops}"])
 
 
-@rule("MeanVarianceNormalization")
+@rule("MeanVarianceNormalization", reads_values=())
 def mean_variance_norm(inputs: Inputs, *, axes=(0, 2, 3)) -> RuleResult:
     """(x - mean) / sqrt(var) over `axes`; 5 FLOPs per element, no params."""
     x = required(inputs[0]).shape
@@ -168,3 +168,6 @@ def mean_variance_norm(inputs: Inputs, *, axes=(0, 2, 3)) -> RuleResult:
     return RuleResult(outputs=(Output(tuple(x)),), flops=flops,
                       explain=lambda: [f"output = input shape = {list(x)}, standardised over axes {list(axes)}",
                                        f"FLOPs = {MEAN_VARIANCE_FLOPS} * elements = {flops}"])
+
+
+exported("RMSNormalization", min_opset=23)  # a standard op since opset 23

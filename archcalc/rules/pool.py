@@ -62,14 +62,14 @@ def _pool(x: Sequence[Dim], kernel_shape, strides, pads, dilations, auto_pad, ce
                       explain=explain, backward_state_bytes=indices_bytes)
 
 
-@rule("MaxPool")
+@rule("MaxPool", reads_values=())
 def max_pool(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
              dilations=None, auto_pad="NOTSET", ceil_mode=0, storage_order=0) -> RuleResult:
     """Max over each window; output size as for convolution (with ceil_mode)."""
     return _pool(required(inputs[0]).shape, kernel_shape, strides, pads, dilations, auto_pad, ceil_mode, True)
 
 
-@rule("AveragePool", "LpPool", "MinPool")
+@rule("AveragePool", "LpPool", "MinPool", reads_values=())
 def average_pool(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
                  dilations=None, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, p=2) -> RuleResult:
     """Average (or Lp norm, or minimum) over each window; output size as for convolution."""
@@ -89,7 +89,7 @@ exported("MaxPool", "AveragePool", "LpPool", lower=lower_window)
 exported("MinPool", lower=_min_pool_as_max_pool)
 
 
-@rule("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
+@rule("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", reads_values=())
 def global_pool(inputs: Inputs, *, p=2) -> RuleResult:
     """One value per channel: [N, C, spatial...] -> [N, C, 1, ...]; FLOPs = input elements."""
     x = required(inputs[0]).shape

@@ -53,7 +53,7 @@ def _per_element(x: Sequence[Dim], dtype: str, per_element: int, what: str) -> R
                                        f"FLOPs = {per_element} ({what}) * elements = {flops}"])
 
 
-@rule("QuantizeLinear")
+@rule("QuantizeLinear", reads_values=())
 def quantize_linear(inputs: Inputs, *, axis=1, saturate=1, block_size=0, output_dtype=0,
                     precision=0) -> RuleResult:
     """y = saturate(round(x / scale) + zero_point), of the zero point's dtype (uint8 by default)."""
@@ -64,7 +64,7 @@ def quantize_linear(inputs: Inputs, *, axis=1, saturate=1, block_size=0, output_
     return _per_element(x, dtype, QUANTIZE_FLOPS, "divide, round, add zero point, saturate")
 
 
-@rule("DequantizeLinear")
+@rule("DequantizeLinear", reads_values=())
 def dequantize_linear(inputs: Inputs, *, axis=1, block_size=0,
                       output_dtype=0) -> RuleResult:
     """y = (x - zero_point) * scale, of the scale's dtype."""
@@ -74,7 +74,7 @@ def dequantize_linear(inputs: Inputs, *, axis=1, block_size=0,
     return _per_element(x, dtype, DEQUANTIZE_FLOPS, "subtract zero point, multiply by scale")
 
 
-@rule("DynamicQuantizeLinear")
+@rule("DynamicQuantizeLinear", reads_values=())
 def dynamic_quantize_linear(inputs: Inputs) -> RuleResult:
     """uint8 y of x's shape, and a scalar scale and zero point from x's range; 7 FLOPs per element."""
     x = required(inputs[0]).shape
@@ -105,13 +105,13 @@ def _integer(product: RuleResult, dtype: str, weights: tuple[int, ...], requanti
                       integer_weights=integer_weights, receptive=product.receptive, explain=explain)
 
 
-@rule("MatMulInteger")
+@rule("MatMulInteger", reads_values=())
 def matmul_integer(inputs: Inputs) -> RuleResult:
     """int32 (A - a_zero_point) @ (B - b_zero_point); shape and MACs as MatMul."""
     return _integer(matmul([inputs[0], inputs[1]]), "int32", (0, 1), requantised=False)
 
 
-@rule("ConvInteger")
+@rule("ConvInteger", reads_values=())
 def conv_integer(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
                  dilations=None, group=1, auto_pad="NOTSET") -> RuleResult:
     """int32 convolution of (x - x_zero_point) by (w - w_zero_point); shape and MACs as Conv."""
@@ -120,7 +120,7 @@ def conv_integer(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
     return _integer(product, "int32", (1,), requantised=False)
 
 
-@rule("QLinearMatMul", multiplies=(0, 3))  # a, then b after a's scale and zero point
+@rule("QLinearMatMul", multiplies=(0, 3), reads_values=())  # a, then b after a's scale and zero point
 def qlinear_matmul(inputs: Inputs) -> RuleResult:
     """Quantised a @ b requantised to y_scale / y_zero_point; MACs as MatMul, + 5 FLOPs per output."""
     a, b, y_zero_point = inputs[0], inputs[3], inputs[7] if len(inputs) > 7 else None
@@ -128,7 +128,7 @@ def qlinear_matmul(inputs: Inputs) -> RuleResult:
     return _integer(matmul([a, b]), dtype, (0, 3), requantised=True)
 
 
-@rule("QLinearConv", multiplies=(0, 3))  # x, then w after x's scale and zero point
+@rule("QLinearConv", multiplies=(0, 3), reads_values=())  # x, then w after x's scale and zero point
 def qlinear_conv(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
                  dilations=None, group=1, auto_pad="NOTSET") -> RuleResult:
     """Quantised convolution (int32 bias) requantised to y_scale / y_zero_point; MACs as Conv."""

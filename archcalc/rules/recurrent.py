@@ -124,14 +124,14 @@ def _recurrent(op: str, inputs: Inputs, hidden_size: int | None, direction: str,
     )
 
 
-@rule("LSTM")
+@rule("LSTM", reads_values=())
 def lstm(inputs: Inputs, *, hidden_size=None, direction="forward", layout=0,
          activations=None, activation_alpha=None, activation_beta=None, clip=None, input_forget=0) -> RuleResult:
     """Y, Y_h, Y_c; MACs = seq * batch * dirs * 4 * hidden * (input + hidden); W, R, B, P are params."""
     return _recurrent("LSTM", inputs, hidden_size, direction, layout, activations, clip)
 
 
-@rule("GRU")
+@rule("GRU", reads_values=())
 def gru(inputs: Inputs, *, hidden_size=None, direction="forward", layout=0,
         activations=None, activation_alpha=None, activation_beta=None, clip=None,
         linear_before_reset=0) -> RuleResult:
@@ -139,7 +139,7 @@ def gru(inputs: Inputs, *, hidden_size=None, direction="forward", layout=0,
     return _recurrent("GRU", inputs, hidden_size, direction, layout, activations, clip)
 
 
-@rule("RNN")
+@rule("RNN", reads_values=())
 def rnn(inputs: Inputs, *, hidden_size=None, direction="forward", layout=0,
         activations=None, activation_alpha=None, activation_beta=None, clip=None) -> RuleResult:
     """Y, Y_h; MACs = seq * batch * dirs * hidden * (input + hidden); W, R, B are params."""

@@ -154,7 +154,7 @@ def unsqueeze(inputs: Inputs, *, axes=None) -> RuleResult:
     out = list(x)
     for position in positions:
         out.insert(position, 1)
-    return moved(out, None, data.value, f"{list(x)} with 1 inserted at axes {positions}")
+    return moved(out, None, data.value, f"{list(x)} with 1 inserted at axes {positions}", view=True)
 
 
 @rule("Squeeze", saves=SAVES_VIEW)
@@ -173,7 +173,7 @@ def squeeze(inputs: Inputs, *, axes=None) -> RuleResult:
     else:
         drop = {a for a, d in enumerate(x) if d == 1}
     out = [d for a, d in enumerate(x) if a not in drop]
-    return moved(out, None, data.value, f"{list(x)} without axes {sorted(drop)}")
+    return moved(out, None, data.value, f"{list(x)} without axes {sorted(drop)}", view=True)
 
 
 def _slice_length(dim: Dim, start: Dim, end: Dim, step: int) -> Dim:
@@ -372,7 +372,7 @@ def cast(inputs: Inputs, *, to=1, saturate=1, round_mode="up") -> RuleResult:
             value = tuple(_cast_value(v, dtype) for v in x.value)
         except (ValueError, TypeError, OverflowError):
             value = None
-    return moved(x.shape, dtype, value, f"{list(x.shape)} as {dtype}")
+    return moved(x.shape, dtype, value, f"{list(x.shape)} as {dtype}", view=True)
 
 
 @rule("NonZero", saves=SAVES_NOTHING)

@@ -6,16 +6,16 @@ These ops cost no MACs and no FLOPs; linear-interpolating Resize is the exceptio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from archcalc.core.dims import Dim, Sym, is_static, prod
+from archcalc.core.dims import Dim, Sym, bind, is_static, prod, shape_symbols
 from archcalc.core.dtypes import dtype_name
-from archcalc.core.errors import ShapeError, UnknownValue
+from archcalc.core.errors import ShapeError, UnboundDim, UnknownValue
 from archcalc.rules._common import axis_index, known_value, moved, required, value_array
 from archcalc.rules.base import (
     GLOBAL,
@@ -49,13 +49,13 @@ def flatten(inputs: Inputs, *, axis=1) -> RuleResult:
     if cut > len(x):
         raise ShapeError(f"Flatten axis {axis} is out of range for a rank-{len(x)} tensor")
     how = f"[{' * '.join(map(str, x[:cut])) or 1}, {' * '.join(map(str, x[cut:])) or 1}]"
-    result = moved((prod(x[:cut]), prod(x[cut:])), None, data.value, how)
+    result = moved((prod(x[:cut]), prod(x[cut:])), None, data.value, how, view=True)
     # Receptive field: flattened spatial axes leave no spatial layout to window: global.
     return replace(result, receptive=GLOBAL if len(x) > 2 else POINTWISE)
 
 
 @rule("Reshape", saves=SAVES_VIEW)
-def reshape(inputs: Inputs, *, allowzero=0) -> RuleResult:
+def reshape(inputs: Inputs, *, allowzero=0, bindings: Mapping[str, int] | None = None) -> RuleResult:
     """New shape from the shape input: 0 copies the input dim, -1 takes what is left."""
     data = required(inputs[0])
     x = data.shape
@@ -100,13 +100,30 @@ def reshape(inputs: Inputs, *, allowzero=0) -> RuleResult:
         if differ:
             raise ShapeError(f"cannot reshape {list(x)} ({total} elements) to {list(out)} ({known} elements)",
                              fix="make the element counts agree, or use -1 for one dim")
-    result = moved(out, None, data.value, f"reshape {list(x)} to {list(target)}")
+    _check_counts_at(bindings, x, total, out)
+    result = moved(out, None, data.value, f"reshape {list(x)} to {list(target)}", view=True)
     # Receptive field: kept when the spatial axes (all but N, C) come out whole and last (only the
     # leading dims split or merge); global when no spatial axis is left; otherwise neighbouring
     # outputs are no longer neighbouring inputs and it is unknown (no windows for its axes).
     spatial = tuple(x[2:])
     kept = len(out) >= len(x) and tuple(out[len(out) - len(spatial):]) == spatial
     return replace(result, receptive=POINTWISE if kept or not spatial else (GLOBAL if len(out) <= 2 else ()))
+
+
+def _check_counts_at(bindings: Mapping[str, int] | None, x: Sequence[Dim], total: Dim, out: Sequence[Dim]) -> None:
+    """Symbolic counts that agree for some binding (2048*batch and 2048 at batch 1) must
+    agree for the one counted with: a fixed target at another batch cannot run."""
+    if not bindings or (is_static(total) and all(is_static(d) for d in out)):
+        return
+    try:
+        have, want = bind(total, bindings), bind(prod(out), bindings)
+    except (UnboundDim, ZeroDivisionError):
+        return  # nothing to count with (or a dim that divides by a zero binding): the shapes stay symbolic
+    if have != want:
+        used = ", ".join(f"{name}={bindings[name]}" for name in sorted(shape_symbols((*x, *out))))
+        raise ShapeError(f"cannot reshape {list(x)} ({have} elements at {used}) to {list(out)} ({want} elements)",
+                         fix="the target shape is fixed in the model, so it runs only where the counts agree: "
+                             "bind the dims to the values it was exported with, or export it with a dynamic shape")
 
 
 @rule("Transpose", saves=SAVES_NOTHING)
@@ -120,7 +137,7 @@ def transpose(inputs: Inputs, *, perm=None) -> RuleResult:
     value = None
     if data.value is not None and all(is_static(d) for d in x):
         value = tuple(value_array(data).transpose(order).flat)  # shape arithmetic (Swin's pads)
-    return moved([x[i] for i in order], None, value, f"permute {list(x)} by {order}")
+    return moved([x[i] for i in order], None, value, f"permute {list(x)} by {order}", view=True)
 
 
 @rule("Concat", saves=SAVES_NOTHING)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument
@@ -9,6 +11,8 @@ from ort_helpers import data, rule_shapes, run_onnxruntime, run_rule, weight
 
 from archcalc.cli.main import cli
 from archcalc.core.errors import ShapeError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 CASES = {
     "malformed-yaml": ("input: [3, 8, 8]\nlayers:\n  - conv2d: {filters: 4, kernel: 3\n",
@@ -161,6 +165,11 @@ AUDIT_CASES = {
     "reshape-symbolic-batch": ("input: [3, 8, 8]\nlayers:\n  - reshape: [5, 5]\n",
                                ["cannot reshape [batch, 3, 8, 8] (192*batch elements) to [batch, 5, 5] "
                                 "(25*batch elements)", "make the element counts agree"]),
+    "misspelled-name-key": ("input: [3, 8, 8]\nlayers:\n  - conv2d: {filters: 4, kernel: 3}\n    nmae: c1\n",
+                            [":3: unknown key 'nmae' beside the layer type 'conv2d': did you mean 'name'?",
+                             "write `name:`"]),
+    "misspelled-inputs-key": ("input: [3, 8, 8]\nlayers:\n  - add:\n    inptus: [input, input]\n",
+                              ["unknown key 'inptus' beside the layer type 'add': did you mean 'inputs'?"]),
     "block-uses-itself": ("input: [3, 8, 8]\nblocks:\n  b:\n    layers:\n      - b\nlayers:\n  - b\n",
                           ["blocks nest deeper than 32 levels (in block 'b': does it use itself?)"]),
     "repeated-name-taken": ("input: [3, 8, 8]\nlayers:\n  - relu:\n    name: r\n    repeat: 2\n  - relu:\n"
@@ -277,3 +286,20 @@ def test_bad_dim_option_is_usage_error():
     result = CliRunner().invoke(cli, ["analyze", "specs/lenet5.yaml", "--dim", "seq"])
     assert result.exit_code == 2
     assert "NAME=N" in result.output
+
+
+def test_export_refuses_an_onnx_model(tmp_path):
+    # Exporting an ONNX file ended in a traceback for some (onnxruntime's logreg_iris.onnx).
+    model = ROOT / "tests" / "fixtures" / "onnx" / "resnet18_dynamo.onnx"
+    result = CliRunner().invoke(cli, ["export", str(model), "-o", str(tmp_path / "out.onnx")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {model} is already an ONNX model: export writes a YAML spec as ONNX")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.parametrize("given, meant", [("specs/resnet50.yml", "specs/resnet50.yaml"),
+                                          ("specs/resnt50.yaml", "specs/resnet50.yaml")])
+def test_a_missing_model_suggests_the_file_meant(given, meant):
+    result = CliRunner().invoke(cli, ["analyze", given])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {given} does not exist\n  fix: did you mean {meant}?\n"

@@ -437,3 +437,13 @@ def test_training_setup_from_the_budget_then_the_command_line():
 def test_training_section_alone_sets_no_limits():
     with pytest.raises(BudgetError, match="sets no limits"):
         parse_budget("training:\n  optimizer: sgd\n", "b.yaml")
+
+
+def test_a_budget_batch_on_a_fixed_batch_model_is_noted():
+    """LeNet-5 fed at a fixed [1, 1, 32, 32] has no batch for the budget's `batch: 8` to bind."""
+    fixed = analyze(load_model("specs/lenet5.yaml", {"input": (1, 1, 32, 32)}), {"batch": 8})
+    budget = parse_budget("batch: 8\ntotal:\n  params: 100K\n", "b.yaml")
+    assert check_model(fixed, budget).notes == (
+        "the budget's `batch: 8` binds nothing: the model has no symbolic batch dim (its batch is fixed), "
+        "so it is checked at its own batch",)
+    assert check_model(lenet(), budget).notes == ()  # a symbolic batch: bound, nothing to say

@@ -339,7 +339,8 @@ def test_json_structure_is_documented_and_stable():
     assert document["old"] == {"model": "resnet18", "path": RESNET18, "bindings": {"batch": 1},
                                "partial": False, "rows": 69}
     assert set(document["totals"]) == {"params", "trainable_params", "non_trainable_params", "buffers", "macs",
-                                       "flops", "weight_bytes", "activation_bytes", "peak_activation_bytes"}
+                                       "flops", "weight_bytes", "activation_bytes", "peak_activation_bytes",
+                                       "frozen_params"}
     assert set(document["totals"]["macs"]) == {"old", "new", "delta", "percent"}
     layer = document["layers"][0]
     assert set(layer) == {"status", "name", "old", "new", "delta", "percent"}
@@ -375,7 +376,7 @@ def test_markdown_escapes_and_labels_by_path_when_names_agree():
 
 
 def test_table_output():
-    text = invoke("diff", RESNET18, RESNET34, "--depth", "1")
+    text = invoke("diff", RESNET18, RESNET34, "--depth", "1", "--exact")
     assert text.startswith("diff: resnet18 → resnet34 (depth 1)\n")
     assert "params +10,108,160 (+86.5%)" in text
     assert "layer4" in text and "+4,720,640" in text
@@ -465,3 +466,15 @@ def test_unmodelled_op_shows_unknown_macs_and_partial_totals(tmp_path):
     assert "are partial: some ops have no rule" in text
     mystery = next(line for line in text.splitlines() if line.startswith("| mystery "))
     assert "| ? | ? |" in mystery
+
+
+@pytest.mark.parametrize("old, new, text", [
+    (10**7, 10**7 + 6, "+0.000060%"),     # 6 / 10**7 * 100 = 0.00006 %: two significant digits, no e-05
+    (100_000, 100_050, "+0.050%"),        # 50 / 10**5 * 100 = 0.05 %
+    (1000, 999, "-0.1%"),                 # -1 / 1000 * 100 = -0.1 %: one decimal from 0.1 up
+    (2000, 2000, "0.0%"),
+])
+def test_small_percentages_are_written_out(old, new, text):
+    from archcalc.compare.diff import Delta
+
+    assert percent_text(Delta(old, new)) == text

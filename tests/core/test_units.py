@@ -18,13 +18,18 @@ from archcalc.core.units import (
 
 
 @pytest.mark.parametrize("value, text", [(25_557_032, "25.56 M"), (4_089_184_256, "4.09 G"), (999, "999"),
-                                         (1000, "1.00 K"), (-2_500_000, "-2.50 M")])
+                                         (1000, "1.00 K"), (-2_500_000, "-2.50 M"),
+                                         # 999,999 / 1000 rounds to 1000.00 K: three digits at most, so M
+                                         (999_999, "1.00 M")])
 def test_human_count_in_powers_of_1000(value, text):
     assert human_count(value) == text == human(value, COUNT)
 
 
-@pytest.mark.parametrize("value, text", [(102_760_448, "98.00 MiB"), (1023, "1023 B"), (1024, "1.00 KiB"),
-                                         (3 * 2**30, "3.00 GiB")])
+@pytest.mark.parametrize("value, text", [(102_760_448, "98.00 MiB"), (999, "999 B"), (1024, "1.00 KiB"),
+                                         (3 * 2**30, "3.00 GiB"),
+                                         # never four digits before the point: 1023 / 1024 = 0.999 KiB,
+                                         # 1,036,339 B = 1012.05 KiB = 1,036,339 / 2**20 = 0.988 MiB
+                                         (1023, "1.00 KiB"), (1_036_339, "0.99 MiB")])
 def test_human_bytes_in_powers_of_1024(value, text):
     assert human_bytes(value) == text == human(value, BYTES)
 

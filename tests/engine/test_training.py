@@ -198,8 +198,9 @@ def test_fit_binds_a_batch_dim_of_another_name(tmp_path):
 def test_fit_too_small_is_quoted_in_human_units():
     result = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), "--fit", "1KiB"])
     assert result.exit_code == 2
-    # LeNet-5, batch 1, Adam fp32: 61,706 params * 16 B + 49,040 B saved = 1,036,336 B = 1012.05 KiB
-    assert "even batch 1 needs 1012.05 KiB, more than the 1.00 KiB given" in result.stderr
+    # LeNet-5, batch 1, Adam fp32: 61,706 params * 16 B + 49,040 B saved = 1,036,336 B = 1012.05 KiB,
+    # printed with at most three digits before the point: 1,036,336 / 2**20 = 0.988 MiB
+    assert "even batch 1 needs 0.99 MiB, more than the 1.00 KiB given" in result.stderr
 
 
 def test_csv_with_training_has_the_per_layer_training_columns():
@@ -248,3 +249,55 @@ def test_backward_multiplies_the_operands_the_rule_names(tmp_path):
     macs = 4 * 6 * 6 * 3 * 3 * 3  # out channels x 6x6 positions x (3x3 kernel x 3 in channels)
     assert analysis.layer("conv").macs == macs
     assert (conv.grad_weight_macs, conv.grad_input_macs) == (macs, 0)  # x needs no gradient: it is the input
+
+
+def _fixed_reshape_model(path: Path) -> str:
+    """x [batch, 8, 1, 1] -> Reshape to the constant [1, 8] (an exporter that baked batch 1
+    in, as onnx's zoo ResNet-50 does): 8*batch elements into 8, so it runs at batch 1 only."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    target = numpy_helper.from_array(np.array([1, 8], np.int64), "target")
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "target"], ["y"], name="flat")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8, 1, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [target])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+def test_a_reshape_fixed_at_batch_one_is_refused_at_another_batch(tmp_path):
+    model = _fixed_reshape_model(tmp_path / "fixed_reshape.onnx")
+    assert CliRunner().invoke(cli, ["analyze", model]).exit_code == 0  # batch 1: 8 elements each side
+    result = CliRunner().invoke(cli, ["analyze", model, "--batch", "8"])
+    assert result.exit_code == 2, result.output
+    # 8 * 8 = 64 elements at batch 8 cannot become [1, 8] = 8.
+    assert ("layer 'flat' (Reshape): cannot reshape [batch, 8, 1, 1] (64 elements at batch=8) to [1, 8] "
+            "(8 elements)") in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_fit_refuses_a_model_that_runs_at_batch_one_only(tmp_path):
+    model = _fixed_reshape_model(tmp_path / "fixed_reshape.onnx")
+    result = CliRunner().invoke(cli, ["analyze", model, "--fit", "24GiB"])
+    assert result.exit_code == 2, result.output
+    assert "--fit needs a model that runs at every batch, and this one does not run at batch 2" in result.stderr
+    assert "Largest batch" not in result.output
+
+
+def test_fit_without_a_unit_is_refused():
+    # '--fit 24' was 24 bytes; nobody quotes memory in bytes without saying so.
+    result = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), "--fit", "24"])
+    assert result.exit_code == 2
+    assert "error: --fit: '24' has no unit: 24 B? a memory size needs one" in result.stderr
+    assert "did you mean 24GiB?" in result.stderr
+    assert CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), "--fit", "24GiB"]).exit_code == 0
+
+
+@pytest.mark.parametrize("option", [["--optimizer", "sgd"], ["--precision", "fp16"]])
+def test_training_options_without_training_are_refused(option):
+    result = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), *option])
+    assert result.exit_code == 2
+    assert f"{option[0]} sets the training step, which only --training or --fit counts" in result.output
+    with_training = CliRunner().invoke(cli, ["analyze", str(ROOT / "specs/lenet5.yaml"), *option, "--training"])
+    assert with_training.exit_code == 0

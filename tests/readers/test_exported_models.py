@@ -25,6 +25,7 @@ from pathlib import Path
 import onnx
 import pytest
 from onnx import TensorProto
+from onnx_models import dtype_mismatches, onnx_inferred_dtypes
 
 from archcalc.core.dims import bind_shape
 from archcalc.core.results import Analysis
@@ -110,6 +111,16 @@ def test_every_tensor_shape_is_onnxruntimes(name):
             problems.append(f"{tensor}: archcalc {list(bind_shape(ours.shape, env))} "
                             f"({[str(d) for d in ours.shape]}), onnxruntime {shape}")
     assert not problems, f"{len(problems)} of {len(data['shapes'])} shapes differ:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_tensor_dtype_is_onnxs(name):
+    """dtypes against onnx's own type inference (the recorded runs kept shapes only)."""
+    model = onnx.load(str(FIXTURES / f"{name}.onnx"), load_external_data=False)
+    reference = onnx_inferred_dtypes(model)
+    assert len(reference) >= len(model.graph.node)  # onnx typed (nearly) every tensor
+    problems = dtype_mismatches(analysis(name), reference)
+    assert not problems, f"{len(problems)} of {len(reference)} dtypes differ:\n" + "\n".join(problems)
 
 
 # Values the exporters stored as initializers feeding arithmetic, which an ONNX file cannot

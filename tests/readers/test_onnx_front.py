@@ -11,12 +11,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx_models import (
     const,
+    dtype_mismatches,
     feeds_for,
     float_initializer_elements,
     floats,
     ints,
     make_model,
     ort_shapes,
+    ort_shapes_and_dtypes,
     shape_mismatches,
     tensor_input,
     weight,
@@ -93,7 +95,11 @@ def test_small_cnn(tmp_path):
 
 
 @pytest.mark.parametrize("graph_name, expected", [("cnn", "cnn"), ("", "resnet_v2"), ("main_graph", "resnet_v2"),
-                                                  ("tf2onnx", "resnet_v2")])
+                                                  ("tf2onnx", "resnet_v2"),
+                                                  # skl2onnx: a uuid4's hex; others a dashed UUID
+                                                  ("3c59201b940f410fa29dc71ea9d5767d", "resnet_v2"),
+                                                  ("123e4567-e89b-12d3-a456-426614174000", "resnet_v2"),
+                                                  ("deadbeef", "deadbeef"), ("resnet50_v1", "resnet50_v1")])
 def test_model_name_is_the_graphs_unless_an_exporters_default(tmp_path, graph_name, expected):
     """PyTorch names every exported graph main_graph and tf2onnx every one tf2onnx: the
     file name tells models apart in tables and diffs; a graph's own name is kept."""
@@ -603,12 +609,15 @@ LIGHT_NAMES = sorted(os.listdir(LIGHT_MODELS)) if os.path.isdir(LIGHT_MODELS) el
 @pytest.mark.parametrize("name", [n for n in LIGHT_NAMES if n.endswith(".onnx")])
 def test_every_zoo_model_shape_is_onnxruntimes(name):
     """All of onnx's bundled zoo models (Inception v1/v2, ShuffleNet v1, ZFNet too): opset 9,
-    weights in ConstantOfShape nodes; every tensor as onnxruntime computes it, no warnings."""
+    weights in ConstantOfShape nodes; every tensor's shape and dtype as onnxruntime computes
+    it (opset 9's Dropout mask is float32, the input's type, not bool), no warnings."""
     path = os.path.join(LIGHT_MODELS, name)
     analysis = analyze(load_onnx(path))
     assert analysis.warnings == () and not analysis.totals.partial
     model = onnx.load(path)
-    assert shape_mismatches(analysis, ort_shapes(model, feeds_for(model, {}))) == []
+    shapes, dtypes = ort_shapes_and_dtypes(model, feeds_for(model, {}))
+    assert shape_mismatches(analysis, shapes) == []
+    assert dtype_mismatches(analysis, dtypes) == []
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
@@ -620,6 +629,36 @@ def test_zoo_models_with_weights_in_constant_nodes(name):
     analysis = analyze(graph)
     assert (analysis.totals.params, analysis.totals.macs) == ZOO[name]
     assert graph.metadata["constant_weights"]
+
+
+def test_a_viewed_weight_belongs_to_the_layer_that_uses_it(tmp_path):
+    """Caffe2's Scale layer: Unsqueeze(scale [8]) -> Mul, Unsqueeze(shift [8]) -> Add. The 8 + 8
+    values are the Mul's and the Add's weights, not the Unsqueezes' (which only reshape
+    them); a weight only ever viewed (a view that is a graph output) stays with its view."""
+    nodes = [helper.make_node("Unsqueeze", ["scale", "axes"], ["scale4"], name="unsq_scale"),
+             helper.make_node("Mul", ["x", "scale4"], ["scaled"], name="mul"),
+             helper.make_node("Unsqueeze", ["shift", "axes"], ["shift4"], name="unsq_shift"),
+             helper.make_node("Add", ["scaled", "shift4"], ["y"], name="add"),
+             helper.make_node("Transpose", ["table"], ["table_t"], name="only_viewed")]
+    model = make_model(nodes, [tensor_input("x", ["batch", 8, 4, 4])], ["y", "table_t"],
+                       [weight("scale", [8]), weight("shift", [8], seed=1), weight("table", [3, 5], seed=2),
+                        ints("axes", [1, 2])])
+    _, analysis = check(model, tmp_path)
+    params = {layer.name: layer.params for layer in analysis.layers}
+    assert params == {"unsq_scale": 0, "mul": 8, "unsq_shift": 0, "add": 8, "only_viewed": 3 * 5}
+    assert analysis.totals.params == 8 + 8 + 15
+
+
+def test_zoo_densenet_scale_layers_hold_their_affine():
+    """onnx's DenseNet-121: the 83,648 values of Caffe2's Scale layers (see ZOO) are the
+    Mul's scales and the Add's shifts, 41,824 each (one per BatchNorm channel), none on an Unsqueeze."""
+    path = os.path.join(LIGHT_MODELS, "light_densenet121.onnx")
+    if not os.path.exists(path):
+        pytest.skip("this onnx build ships no backend test data")
+    by_op: dict[str, int] = {}
+    for layer in analyze(load_onnx(path)).layers:
+        by_op[layer.op] = by_op.get(layer.op, 0) + layer.params
+    assert (by_op["Unsqueeze"], by_op["Mul"], by_op["Add"]) == (0, 83_648 // 2, 83_648 // 2)
 
 
 # ---------------------------------------------------------------------------------------
@@ -672,3 +711,22 @@ def test_messages_name_the_problem(tmp_path):
         path.write_bytes(BAD_FILES[name])
         with pytest.raises(ModelFileError, match=expected):
             load_onnx(str(path))
+
+
+def test_small_float_initializers_keep_values_only_where_a_rule_reads_them(tmp_path):
+    """A Conv bias and BatchNorm scale (read by no rule) stay unread; Resize's scales (read
+    for the output shape) are unpacked, and the shape follows them."""
+    bias = numpy_helper.from_array(np.arange(4, dtype=np.float32), "bias")
+    scale = numpy_helper.from_array(np.ones(4, np.float32), "scale")
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 3], np.float32), "scales")
+    nodes = [helper.make_node("Conv", ["x", "w", "bias"], ["c"], kernel_shape=[1, 1]),
+             helper.make_node("BatchNormalization", ["c", "scale", "bias", "bias", "scale"], ["n"]),
+             helper.make_node("Resize", ["n", "", "scales"], ["y"])]
+    model = make_model(nodes, [tensor_input("x", [1, 4, 5, 5])], ["y"],
+                       [weight("w", [4, 4, 1, 1]), bias, scale, scales], opset=17)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    graph = load_onnx(str(path))
+    assert graph.tensors["bias"].value is None and graph.tensors["scale"].value is None
+    assert graph.tensors["scales"].value == (1.0, 1.0, 2.0, 3.0)
+    assert analyze(graph).tensors["y"].shape == (1, 4, 10, 15)

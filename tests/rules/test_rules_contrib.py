@@ -18,6 +18,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from value_reads import recorded_calls, undeclared_reads
 
 from archcalc.core.results import Analysis
 from archcalc.engine.inference import analyze
@@ -93,9 +94,13 @@ def single(op: str, inputs: list[tuple[str, np.ndarray] | None], n_outputs: int 
 
 
 def analysed(model: onnx.ModelProto, tmp_path: Path, name: str = "model.onnx") -> Analysis:
+    """The model's analysis; its rules are held to the values they declare reading on the way."""
     path = str(tmp_path / name)
     onnx.save(model, path)
-    return analyze(load_onnx(path))
+    with recorded_calls() as calls:
+        analysis = analyze(load_onnx(path))
+    assert undeclared_reads(calls) == []
+    return analysis
 
 
 def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

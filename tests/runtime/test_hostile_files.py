@@ -348,9 +348,11 @@ def test_every_bundled_spec_is_under_the_default_work_limit():
     from archcalc.readers.load import load_model
     from archcalc.runtime import verify as verifier
 
+    # A factor of 3 to spare for the largest: Llama-3.2-1B at 128 tokens and GPT-2 at 1024
+    # take about 3e11 FLOPs (the CNNs at 224x224 at most 4e10).
     for spec in sorted((ROOT / "specs").glob("*.yaml")):
         analysis = verifier.analyze_for_verify(load_model(str(spec), {}), {})
-        assert verifier.estimate_run_work(analysis) < verifier.DEFAULT_MAX_WORK / 10, spec.name
+        assert verifier.estimate_run_work(analysis) < verifier.DEFAULT_MAX_WORK / 3, spec.name
 
 
 def test_the_onnxruntime_profile_goes_to_the_verifier_scratch_folder(monkeypatch, tmp_path):

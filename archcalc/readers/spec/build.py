@@ -29,15 +29,17 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from archcalc.core.dims import Sym
 from archcalc.core.dtypes import ALIASES, ONNX_NUMBERS
 from archcalc.core.errors import ArchcalcError, ModelFileError, SpecError
 from archcalc.core.graph import Deferred, Graph, Node, TensorInfo
+from archcalc.readers.spec.builtin_blocks import builtin_blocks, check_builtin_args
+from archcalc.readers.spec.catalogue import LAYER_TYPES, REQUIRED
 from archcalc.readers.spec.expr import MAX_INT, substitute
-from archcalc.readers.spec.layers import LAYER_TYPES, REQUIRED, LayerType
+from archcalc.readers.spec.layers import Composite, LayerType, Named
 from archcalc.readers.yaml_lines import LineDict, LineList, load_yaml, read_text
 
 TOP_LEVEL_KEYS = {"name", "description", "input", "batch", "blocks", "layers", "freeze_until", "dtype"}
@@ -83,6 +85,7 @@ class _State:
     taken: set[str] = field(default_factory=set)
     graph_inputs: list[str] = field(default_factory=list)
     expanded: int = 0  # layers expanded so far, skipped ones included
+    builtin: set[str] = field(default_factory=set)  # built-in blocks the spec did not redefine
 
     def where(self, line: int | None) -> str:
         return f"{self.path}:{line}" if line else self.path
@@ -109,7 +112,12 @@ def parse_spec(text: str, path: str = "<spec>") -> Graph:
         raise SpecError(f"`blocks` is {_describe(blocks)}; it must be a mapping of block name to definition",
                         where=_line(path, document, "blocks"),
                         fix="write `blocks:` then `  name: {args: {...}, layers: [...]}` for each block")
-    state = _State(path, blocks)
+    builtin = builtin_blocks()
+    merged = LineDict({**builtin, **blocks})  # the spec's own lines kept, for messages
+    merged.line = getattr(blocks, "line", 0)
+    merged.key_lines = dict(getattr(blocks, "key_lines", {}))
+    state = _State(path, merged)
+    state.builtin = set(builtin) - set(blocks)
     dtype = _dtype(document, path)
     tensors = _inputs(document, state, dtype)
     previous = Ref("", state.graph_inputs[0], path)
@@ -168,6 +176,14 @@ def _inputs(document: dict[Any, Any], state: _State, dtype: str) -> dict[str, Te
     named = raw if isinstance(raw, dict) else {"input": raw}
     tensors = {}
     for name, shape in named.items():
+        input_dtype = dtype
+        if isinstance(shape, dict) and isinstance(raw, dict):  # {shape: [...], dtype: int64}: token ids
+            unknown = sorted(map(str, set(shape) - {"shape", "dtype"}))
+            if unknown or "shape" not in shape:
+                raise SpecError(f"input '{name}' is a mapping with keys {sorted(map(str, shape))}", where=where,
+                                fix="write `{shape: [128], dtype: int64}`, or just the shape list")
+            input_dtype = _dtype({"dtype": shape.get("dtype", dtype)}, where)
+            shape = shape["shape"]
         if not isinstance(shape, list) or not shape:
             raise SpecError(f"input '{name}' has shape {shape!r}; give a list like [3, 224, 224]", where=where,
                             fix="channels first, without the batch dim")
@@ -181,16 +197,18 @@ def _inputs(document: dict[Any, Any], state: _State, dtype: str) -> dict[str, Te
                 raise SpecError(f"input '{name}' has dim {dim!r}; dims must be positive integers (int64: at most "
                                 "2**63 - 1) or names",
                                 where=where, fix="e.g. input: [3, 224, 224]")
-        tensors[name] = TensorInfo(name, tuple(dims), dtype, "input")
+        tensors[name] = TensorInfo(name, tuple(dims), input_dtype, "input")
         state.graph_inputs.append(name)
         state.taken.add(name)
     return tensors
 
 
 def _expand_sequence(items: list, scope: str, previous: Ref, state: _State, *, trainable: bool,
-                     env: dict[str, Any], depth: int, block_path: str) -> Ref:
+                     env: dict[str, Any], depth: int, block_path: str, use_line: int | None = None) -> Ref:
+    """`use_line`: a built-in block's layers are placed at the line that uses the block
+    (their own lines are in archcalc's text, not in the spec)."""
     counters: dict[str, int] = {}
-    lines = items.item_lines if isinstance(items, LineList) else [None] * len(items)
+    lines = items.item_lines if isinstance(items, LineList) and use_line is None else [use_line] * len(items)
     for item, line in zip(items, lines):
         previous = _expand_item(item, line, scope, previous, state, counters, trainable=trainable,
                                 env=env, depth=depth, block_path=block_path)
@@ -312,6 +330,14 @@ def _split_item(item: Any, where: str) -> tuple[str, Any, dict[str, Any]]:
         raise SpecError(f"a layer must be a name or a mapping, got {item!r}", where=where,
                         fix="write e.g. `- relu` or `- conv2d: {filters: 64, kernel: 3}`")
     kinds = [k for k in item if k not in LAYER_KEYS]
+    for key in kinds if len(kinds) > 1 else ():  # a misspelled `name:` looks like a second type
+        meant = difflib.get_close_matches(str(key), sorted(LAYER_KEYS), n=1, cutoff=0.6)
+        if meant:
+            types = [str(k) for k in kinds if k != key]
+            raise SpecError(f"unknown key '{key}' beside the layer type '{', '.join(types)}': did you mean "
+                            f"'{meant[0]}'?", where=where,
+                            fix=f"write `{meant[0]}:`; the keys beside a layer's type are "
+                                + ", ".join(sorted(LAYER_KEYS)))
     if len(kinds) != 1:
         found = ", ".join(map(str, kinds)) or "none"
         raise SpecError(f"a layer needs exactly one type key, found: {found}", where=where,
@@ -395,11 +421,15 @@ def _expand_block(kind: str, args: Any, prefix: str, inputs: list[Ref], state: _
     missing = [k for k, v in block_env.items() if v is None and k not in given]
     if missing:
         raise SpecError(f"block '{kind}' needs arg '{missing[0]}'", where=where, fix=f"pass {missing[0]}: ...")
+    if kind in state.builtin:
+        check_builtin_args(kind, block_env, where)
     scope = prefix + "."
     state.block_inputs[scope] = inputs
     try:
+        use_line = int(where.rsplit(":", 1)[1]) if kind in state.builtin and where.rsplit(":", 1)[-1].isdigit() \
+            else None
         last = _expand_sequence(definition["layers"], scope, Ref(scope, "in", where), state, trainable=trainable,
-                                env=block_env, depth=depth + 1, block_path=prefix)
+                                env=block_env, depth=depth + 1, block_path=prefix, use_line=use_line)
     except SpecError as error:
         if error.where and f"(in block '{kind}'" not in error.message:
             error.message += f" (in block '{kind}', used as '{prefix}' at {where})"
@@ -467,6 +497,9 @@ def _lower(state: _State, tensors: dict[str, TensorInfo], dtype: str) -> list[No
         except ArchcalcError as error:
             raise error.located(f"{pending.source}: layer '{pending.name}'") from None
         data_inputs = [_resolve(ref, state) for ref in pending.inputs]
+        if isinstance(lowered, Composite):
+            nodes += _composite_nodes(pending, lowered, data_inputs, tensors)
+            continue
         extra_inputs = []
         for tensor in lowered.tensors:
             if tensor is None:
@@ -483,3 +516,52 @@ def _lower(state: _State, tensors: dict[str, TensorInfo], dtype: str) -> list[No
             block=pending.block, has_deferred=deferred,
         ))
     return nodes
+
+
+def _composite_nodes(pending: _Pending, composite: Composite, data_inputs: list[str],
+                     tensors: dict[str, TensorInfo]) -> list[Node]:
+    """A layer lowered to several ops: one node per step, `<layer>.<part>`, the last named as
+    the layer (its output is what other layers refer to). Their deferred shapes are computed
+    from the layer's own data inputs; a weight two layers name (a shared table) is one tensor."""
+    layer_inputs = tuple(data_inputs)
+    made: dict[str, str] = {}
+    nodes = []
+    last = len(composite.steps) - 1
+    block = pending.name if last > 0 else pending.block
+    for index, step in enumerate(composite.steps):
+        name = pending.name if index == last else f"{pending.name}.{step.part}"
+        inputs = []
+        for ref in step.inputs:
+            if ref is None:
+                inputs.append("")
+            elif isinstance(ref, int):
+                inputs.append(data_inputs[ref])
+            elif isinstance(ref, str):
+                inputs.append(made[ref])
+            elif isinstance(ref, Named):
+                if ref.name not in tensors:
+                    raise SpecError(f"field '{ref.field}' needs the tensor '{ref.name}', which no earlier layer "
+                                    "holds", where=f"{pending.source}: layer '{pending.name}'",
+                                    fix=f"name the layer that holds it (an embedding named "
+                                        f"'{ref.name.rsplit('.', 1)[0]}'), before this one")
+                inputs.append(ref.name)
+            else:
+                if ref.name not in tensors:
+                    tensors[ref.name] = _for_layer(ref, layer_inputs, pending.trainable)
+                inputs.append(ref.name)
+        attrs = {k: replace(v, inputs=layer_inputs) if isinstance(v, Deferred) else v for k, v in step.attrs.items()}
+        nodes.append(Node(
+            name=name, op=step.op, inputs=tuple(inputs), outputs=(name,), attrs=attrs, domain=step.domain,
+            trainable=pending.trainable, source=pending.source, block=block,
+            has_deferred=any(isinstance(v, Deferred) for v in attrs.values()),
+        ))
+        made[step.part] = name
+    return nodes
+
+
+def _for_layer(tensor: TensorInfo, layer_inputs: tuple[str, ...], trainable: bool) -> TensorInfo:
+    """`tensor` with its deferred shape and value computed from the layer's data inputs."""
+    shape = replace(tensor.shape, inputs=layer_inputs) if isinstance(tensor.shape, Deferred) else tensor.shape
+    value = replace(tensor.value, inputs=layer_inputs) if isinstance(tensor.value, Deferred) else tensor.value
+    return TensorInfo(tensor.name, shape, tensor.dtype, tensor.kind, value,
+                      tensor.trainable and (trainable or tensor.kind != "weight"))

@@ -31,10 +31,42 @@ class Lowered:
 
 
 @dataclass(frozen=True)
+class Named:
+    """A tensor another layer holds, by its full name (a tied weight: `tie: wte` -> `wte.weight`)."""
+
+    name: str
+    field: str  # the spec field that named it, for the message when there is no such tensor
+
+
+@dataclass(frozen=True)
+class Step:
+    """One op of a spec layer that lowers to several (see :class:`Composite`). Inputs: an int
+    is the layer's data input at that position, a str an earlier step's `part`, a TensorInfo a
+    weight, buffer or constant of the layer, a Named another layer's tensor, None an omitted input."""
+
+    part: str
+    op: str
+    inputs: tuple[int | str | TensorInfo | Named | None, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    domain: str = ""
+
+
+@dataclass(frozen=True)
+class Composite:
+    """A spec layer as several standard ops (an attention layer: projections, Attention,
+    output projection), so each op's own rule gives its shapes, counts and explanation and
+    export writes them as they are. The last step is named as the layer and its output is
+    the layer's output; the others are `<layer>.<part>`. Deferred shapes in the steps are
+    computed from the spec layer's data inputs."""
+
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
 class LayerType:
     name: str
     fields: dict[str, Any]  # field name -> default (_REQUIRED if none)
-    lower: Callable[[str, dict[str, Any]], Lowered]
+    lower: Callable[[str, dict[str, Any]], Lowered | Composite]
     primary: str | None = None  # the field a scalar short form sets: `dense: 10`
     inputs: tuple[int, int] = (1, 1)  # min and max data inputs
     aliases: tuple[str, ...] = ()
@@ -396,7 +428,8 @@ def _identity(name: str, a: dict) -> Lowered:
     return Lowered("Identity", {})
 
 
-def _all() -> list[LayerType]:
+def layer_types() -> list[LayerType]:
+    """The layer types of CNNs and MLPs (catalogue.py adds the transformer ones)."""
     types = []
     conv_fields = {"filters": _REQUIRED, "kernel": _REQUIRED, "stride": 1, "padding": 0, "dilation": 1,
                    "groups": 1, "bias": True}
@@ -457,10 +490,5 @@ def _all() -> list[LayerType]:
     ]
     return types
 
-
-LAYER_TYPES: dict[str, LayerType] = {}
-for _type in _all():
-    for _name in (_type.name, *_type.aliases):
-        LAYER_TYPES[_name] = _type
 
 REQUIRED = _REQUIRED
