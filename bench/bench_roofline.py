@@ -49,7 +49,7 @@ from archcalc.readers.load import load_model  # noqa: E402
 from archcalc.runtime import verify as verifier  # noqa: E402
 from archcalc.runtime.calibrate import Sizes, device_yaml, measure  # noqa: E402
 
-TRANSFORMERS = ("vit", "swin", "encoder", "transformer", "lstm")
+TRANSFORMERS = ("vit", "swin", "encoder", "transformer", "lstm", "bert", "gpt", "llama", "t5_", "whisper")
 THREADS = 0
 SEQUENCE = 128
 
