@@ -173,7 +173,8 @@ TOTALS = {
 
 
 def test_every_metric_has_a_total_case():
-    assert set(TOTALS) == set(METRICS)
+    # `latency` needs the budget's device: tests/compare/test_budget_latency.py
+    assert set(TOTALS) == {name for name, metric in METRICS.items() if metric.roofline is None}
 
 
 @pytest.mark.parametrize("metric", sorted(TOTALS))
