@@ -80,6 +80,7 @@ KEY_OPS = {
     "cnn_extended": {MS + "FusedConv"},
     "cnn_qdq": {"QuantizeLinear", "DequantizeLinear", "Conv"},
     "cnn_qoperator": {"QLinearConv", MS + "QLinearAdd", MS + "QLinearGlobalAveragePool", MS + "QGemm"},
+    "cnn_fp16_io": {"Conv", "Gemm"},  # plain opset ops, float16 from input to output
 }
 # Quantisation parameters as onnxruntime's quantizers name them.
 QUANTISATION_PARAMS = re.compile(r"_(scale|scales|zero_point|zero_points)$")
@@ -223,9 +224,16 @@ def test_int4_weight_bytes_by_hand():
     assert analysis("bert_int4_qdq").totals.weight_bytes == 65_536 // 2 + 4 * (81_856 - 65_536)
 
 
-@pytest.mark.parametrize("model", ["bert", "gpt2", "vit"])
-def test_fp16_halves_the_weight_bytes(model):
-    assert 2 * analysis(f"{model}_fp16").totals.weight_bytes == analysis(f"{model}_optimized").totals.weight_bytes
+@pytest.mark.parametrize("fp16, fp32", [("bert_fp16", "bert_optimized"), ("gpt2_fp16", "gpt2_optimized"),
+                                        ("vit_fp16", "vit_optimized"), ("cnn_fp16_io", "cnn_source")])
+def test_fp16_halves_the_weight_bytes(fp16, fp32):
+    assert 2 * analysis(fp16).totals.weight_bytes == analysis(fp32).totals.weight_bytes
+
+
+def test_fp16_inputs_and_outputs_are_float16():
+    data = record("cnn_fp16_io")
+    assert data["dtypes"]["x"] == data["dtypes"]["logits"] == "float16"
+    assert {analysis("cnn_fp16_io").tensors[name].dtype for name in ("x", "logits")} == {"float16"}
 
 
 def test_verify_runs_int4_weights_without_warnings():
