@@ -1,6 +1,6 @@
 """The graphs people deploy, counted as exactly as their source.
 
-Small BERT, DistilBERT, GPT-2 and ViT models (transformers, from configs) and a small
+Small BERT, DistilBERT, GPT-2, Qwen3 and ViT models (transformers, from configs) and a small
 ResNet, exported by torch and then rewritten by onnxruntime's own tools: the transformer
 optimizer, the graph optimizations saved at the extended level, dynamic, QDQ and
 QOperator quantization, int4 weight packing (MatMulNBits, GatherBlockQuantized, int4
@@ -76,12 +76,21 @@ KEY_OPS = {
     "vit_source": {"Conv", "MatMul", "Softmax", "LayerNormalization"},
     "vit_optimized": {MS + "BiasGelu", MS + "SkipLayerNormalization"},
     "vit_fp16": {MS + "BiasGelu", MS + "SkipLayerNormalization"},
+    "qwen3_source": {"MatMul", "ReduceMean", "Softmax", "Sigmoid", "Cos", "Sin"},
+    "qwen3_optimized": {"SimplifiedLayerNormalization", MS + "SkipSimplifiedLayerNormalization"},
+    "qwen3_optimized_int4": {MS + "MatMulNBits", MS + "GatherBlockQuantized", "SimplifiedLayerNormalization"},
+    "qwen3_fp16": {"SimplifiedLayerNormalization", MS + "SkipSimplifiedLayerNormalization"},
     "cnn_source": {"Conv", "Relu", "Add", "GlobalAveragePool", "Gemm"},
     "cnn_extended": {MS + "FusedConv"},
     "cnn_qdq": {"QuantizeLinear", "DequantizeLinear", "Conv"},
     "cnn_qoperator": {"QLinearConv", MS + "QLinearAdd", MS + "QLinearGlobalAveragePool", MS + "QGemm"},
     "cnn_fp16_io": {"Conv", "Gemm"},  # plain opset ops, float16 from input to output
 }
+# Values the exporter stored that torch does not learn, which an ONNX file cannot tell from
+# learned ones without reading them: Qwen3's rotary inverse frequencies (a torch buffer of
+# head_dim / 2 = 8 values) become a Constant node multiplying the positions, a weight to
+# archcalc (as Swin-T's folded relative-position bias in test_exported_models.py).
+NOT_LEARNED = {"qwen3": 8}
 # Quantisation parameters as onnxruntime's quantizers name them.
 QUANTISATION_PARAMS = re.compile(r"_(scale|scales|zero_point|zero_points)$")
 SUB_BYTE_BITS = {TensorProto.INT4: 4, TensorProto.UINT4: 4}
@@ -141,6 +150,15 @@ def test_sources_are_the_configs():
     # sequence and head QK^T and scores x V (7 * 7 * 16 each); the pooler on 2 tokens.
     per_layer = 14 * (4 * 64 * 64 + 2 * 64 * 128) + 2 * 4 * 2 * 7 * 7 * 16
     assert bert["macs"] == 2 * per_layer + 2 * 64 * 64
+    # Qwen3: embeddings 100 * 64; per layer Q 64*64, K and V 64*32 (2 key/value heads of 16),
+    # O 64*64, no biases, RMS norms (input, post-attention: 64 each; q_norm, k_norm: 16 each),
+    # gate, up and down 64*128 each; a final norm of 64. MACs: 14 tokens through the
+    # projections and MLP, and per sequence and query head the two attention products.
+    qwen3 = record("qwen3_source")
+    layer = 64 * 64 + 2 * 64 * 32 + 64 * 64 + 2 * 64 + 2 * 16 + 3 * 64 * 128
+    assert qwen3["torch_params"] == qwen3["params"] == 100 * 64 + 2 * layer + 64 == 80_512
+    per_layer = 14 * (64 * 64 + 2 * 64 * 32 + 64 * 64 + 3 * 64 * 128) + 2 * 4 * 2 * 7 * 7 * 16
+    assert qwen3["macs"] == 2 * per_layer
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -187,7 +205,8 @@ def test_every_op_is_modelled_without_warnings(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_params_are_the_sources(name):
     """Fused, quantised (int8, int32 biases, packed int4 by value) or fp16: the source's learned values."""
-    assert analysis(name).totals.params == record(name)["params"]
+    data = record(name)
+    assert analysis(name).totals.params == data["params"] + NOT_LEARNED.get(data["model"], 0)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -206,7 +225,9 @@ def test_weight_bytes_are_the_stored_params(name):
     not_params = sum(stored_bytes(t) for t in model.graph.initializer
                      if QUANTISATION_PARAMS.search(t.name) or t.data_type in (TensorProto.INT64, TensorProto.BOOL)
                      or not t.dims)
-    assert analysis(name).totals.weight_bytes == record(name)["initializer_bytes"] - not_params
+    data = record(name)
+    stored_constant = NOT_LEARNED.get(data["model"], 0) * (2 if name.endswith("fp16") else 4)  # a Constant node's
+    assert analysis(name).totals.weight_bytes == data["initializer_bytes"] - not_params + stored_constant
 
 
 def test_int4_weight_bytes_by_hand():
@@ -225,7 +246,8 @@ def test_int4_weight_bytes_by_hand():
 
 
 @pytest.mark.parametrize("fp16, fp32", [("bert_fp16", "bert_optimized"), ("gpt2_fp16", "gpt2_optimized"),
-                                        ("vit_fp16", "vit_optimized"), ("cnn_fp16_io", "cnn_source")])
+                                        ("vit_fp16", "vit_optimized"), ("qwen3_fp16", "qwen3_optimized"),
+                                        ("cnn_fp16_io", "cnn_source")])
 def test_fp16_halves_the_weight_bytes(fp16, fp32):
     assert 2 * analysis(fp16).totals.weight_bytes == analysis(fp32).totals.weight_bytes
 
