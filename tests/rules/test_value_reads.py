@@ -31,7 +31,7 @@ SOME_FIXTURES = ["resnet18_torchscript_nofold", "mobilenet_v2_dynamo", "swin_t_d
 # onnxruntime's rewrites (tests/fixtures/deployed): its com.microsoft transformer, fused and quantised ops.
 DEPLOYED = ROOT / "tests" / "fixtures" / "deployed"
 SOME_DEPLOYED = ["bert_optimized_dynamic", "bert_dynamic_extended", "bert_int4", "cnn_qoperator", "cnn_extended",
-                 "gpt2_optimized"]
+                 "gpt2_optimized", "qwen3_optimized_int4"]
 
 
 def _node_suite_models(tmp_path: Path) -> list[Path]:
@@ -81,7 +81,7 @@ def test_rules_read_only_the_values_they_declare(tmp_path):
     assert {"Conv", "BatchNormalization", "Gemm", "MatMul", "LayerNormalization", "Relu", "MaxPool", "LSTM",
             "Softmax", "Einsum", "ConvTranspose", "QLinearConv", "Attention", "QAttention", "MatMulNBits",
             "GatherBlockQuantized", "DynamicQuantizeMatMul", "QGemm", "QLinearAdd", "FusedConv",
-            "SkipLayerNormalization"} <= ops
+            "SkipLayerNormalization", "SkipSimplifiedLayerNormalization", "SimplifiedLayerNormalization"} <= ops
     assert undeclared_reads(calls) == []
 
 
