@@ -4,6 +4,7 @@ from archcalc.rules import (  # noqa: F401
     activation,
     attention,
     contrib_fused,
+    contrib_layout,
     contrib_quant,
     contrib_transformer,
     control,

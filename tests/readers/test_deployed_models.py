@@ -2,7 +2,8 @@
 
 Small BERT, DistilBERT, GPT-2, Qwen3 and ViT models (transformers, from configs) and a small
 ResNet, exported by torch and then rewritten by onnxruntime's own tools: the transformer
-optimizer, the graph optimizations saved at the extended level, dynamic, QDQ and
+optimizer, the graph optimizations saved at the extended level and at the highest (channel-
+blocked com.microsoft.nchwc ops; channels-last QLinearConv in the quantised graph), dynamic, QDQ and
 QOperator quantization, int4 weight packing (MatMulNBits, GatherBlockQuantized, int4
 QDQ) and fp16 conversion. tests/fixtures/deployed/make_deployed_fixtures.py writes them
 by hand (weights stripped), each beside the shape and dtype of every tensor onnxruntime
@@ -52,6 +53,7 @@ from archcalc.readers.onnx import load_onnx
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "deployed"
 NAMES = sorted(path.stem for path in FIXTURES.glob("*.onnx"))
 MS = "com.microsoft:"
+NCHWC = "com.microsoft.nchwc:"
 
 # The ops that make each variant what it is (the tool did its rewrite): each must be in the graph.
 KEY_OPS = {
@@ -82,6 +84,8 @@ KEY_OPS = {
     "qwen3_fp16": {"SimplifiedLayerNormalization", MS + "SkipSimplifiedLayerNormalization"},
     "cnn_source": {"Conv", "Relu", "Add", "GlobalAveragePool", "Gemm"},
     "cnn_extended": {MS + "FusedConv"},
+    "cnn_all": {NCHWC + "Conv", NCHWC + "GlobalAveragePool", NCHWC + "ReorderOutput"},
+    "cnn_qoperator_all": {MS + "QLinearConv", MS + "QLinearAdd", MS + "QLinearGlobalAveragePool", "Transpose"},
     "cnn_qdq": {"QuantizeLinear", "DequantizeLinear", "Conv"},
     "cnn_qoperator": {"QLinearConv", MS + "QLinearAdd", MS + "QLinearGlobalAveragePool", MS + "QGemm"},
     "cnn_fp16_io": {"Conv", "Gemm"},  # plain opset ops, float16 from input to output

@@ -779,3 +779,224 @@ def test_attention_rotary_without_cpu_kernel(batch, seq, heads, tmp_path):
     macs = projection + scores * 2 * HEAD
     rotated = 2 * batch * seq * hidden  # Q and K
     assert counts(layer) == (hidden * 3 * hidden, macs, 2 * macs + SCALE_SOFTMAX * scores + 3 * rotated)
+
+
+# ---------------------------------------------------------------------------------------
+# layouts: channel-blocked (com.microsoft.nchwc) and channels-last ops
+#
+# The blocked ops run at 16 and 32 channels, whole blocks of every MLAS block size (8 with
+# SSE / AVX2, 16 with AVX-512), so onnxruntime's shapes are the same on any x86 machine.
+
+NCHWC = "com.microsoft.nchwc"
+
+
+def nchwc_single(op: str, inputs: list[tuple[str, np.ndarray] | None], **attrs):
+    model, feeds = single(op, inputs, **attrs)
+    node_ = model.graph.node[0]
+    node_.domain = NCHWC
+    model.opset_import.append(helper.make_opsetid(NCHWC, 1))
+    return model, feeds
+
+
+def test_every_nchwc_rule_has_a_case_here():
+    text = Path(__file__).read_text()
+    assert sorted(op for op in domain_rules(NCHWC) if f'"{op}"' not in text) == []
+
+
+@pytest.mark.parametrize("channels_last", [0, 1])
+@pytest.mark.parametrize("channels", [16, 32])
+def test_reorder_input(channels, channels_last, tmp_path):
+    x = f32(2, 5, 7, channels) if channels_last else f32(2, channels, 5, 7)
+    model, feeds = nchwc_single("ReorderInput", [data(x)], channels_last=channels_last)
+    layer = checked(model, feeds, tmp_path)
+    assert layer.outputs[0].shape == (2, channels, 5, 7) and counts(layer) == (0, 0, 0)
+
+
+def test_reorder_input_of_part_blocks_says_what_it_assumes(tmp_path):
+    # 24 channels are 3 blocks of 8 (AVX2) but not whole blocks of 16 (AVX-512)
+    model, _ = nchwc_single("ReorderInput", [data(f32(1, 24, 4, 4))])
+    analysis = analysed(model, tmp_path)
+    assert analysis.layer("n").outputs[0].shape == (1, 24, 4, 4)
+    assert any("AVX-512" in warning for warning in analysis.warnings)
+
+
+@pytest.mark.parametrize("channels_last", [0, 1])
+def test_reorder_output(channels_last, tmp_path):
+    model, feeds = nchwc_single("ReorderOutput", [data(f32(2, 32, 5, 7))], channels=32, channels_last=channels_last)
+    layer = checked(model, feeds, tmp_path)
+    assert layer.outputs[0].shape == ((2, 5, 7, 32) if channels_last else (2, 32, 5, 7))
+    assert counts(layer) == (0, 0, 0)
+
+
+# (input channels, filters, group, stride, activation, with Sum): NCHW input (3 channels, fewer
+# than a block), blocked input, depthwise, strided, a residual Sum
+NCHWC_CONV_CASES = [(3, 16, 1, 1, "Relu", False), (16, 32, 1, 1, "", False), (16, 16, 16, 1, "Relu", False),
+                    (32, 16, 1, 2, "", False), (16, 16, 1, 1, "", True)]
+
+
+@pytest.mark.parametrize("channels,filters,groups,stride,activation,with_sum", NCHWC_CONV_CASES,
+                         ids=["nchw-in-relu", "blocked", "depthwise", "s2", "sum"])
+def test_nchwc_conv(channels, filters, groups, stride, activation, with_sum, tmp_path):
+    batch, size, kernel = 2, 9, 3
+    out = (size + 2 - kernel) // stride + 1
+    x, w, b = f32(batch, channels, size, size), f32(filters, channels // groups, kernel, kernel), f32(filters)
+    attrs = {"activation": activation} if activation else {}
+    model, feeds = nchwc_single("Conv", [data(x), init(w), init(b)]
+                                + ([data(f32(batch, filters, out, out))] if with_sum else []),
+                                strides=[stride, stride], pads=[1, 1, 1, 1], group=groups, **attrs)
+    layer = checked(model, feeds, tmp_path)
+    outputs = batch * filters * out * out
+    macs = outputs * channels // groups * kernel * kernel
+    assert counts(layer) == (filters * channels // groups * kernel * kernel + filters, macs,
+                             2 * macs + outputs + (activation == "Relu") * outputs + with_sum * outputs)
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+@pytest.mark.parametrize("kernel,stride,pad", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+def test_nchwc_pool(op, kernel, stride, pad, tmp_path):
+    x = f32(2, 16, 9, 9)
+    model, feeds = nchwc_single(op, [data(x)], kernel_shape=[kernel, kernel], strides=[stride, stride],
+                                pads=[pad] * 4)
+    layer = checked(model, feeds, tmp_path)
+    out = (9 + 2 * pad - kernel) // stride + 1
+    assert layer.outputs[0].shape == (2, 16, out, out)
+    assert counts(layer) == (0, 0, 2 * 16 * out * out * kernel * kernel)
+
+
+@pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
+def test_nchwc_global_pool(op, tmp_path):
+    x = f32(2, 32, 7, 5)
+    model, feeds = nchwc_single(op, [data(x)])
+    layer = checked(model, feeds, tmp_path)
+    assert layer.outputs[0].shape == (2, 32, 1, 1) and counts(layer) == (0, 0, x.size)
+
+
+@pytest.mark.parametrize("mode,per_axis", [("nearest", 0), ("linear", 3)])
+@pytest.mark.parametrize("scales", [(2, 2), (3, 1)])
+def test_nchwc_upsample(mode, per_axis, scales, tmp_path):
+    model, feeds = nchwc_single("Upsample", [data(f32(2, 16, 5, 6))], scales=[1, 1, *scales], mode=mode)
+    layer = checked(model, feeds, tmp_path)
+    outputs = 2 * 16 * 5 * scales[0] * 6 * scales[1]
+    assert layer.outputs[0].shape == (2, 16, 5 * scales[0], 6 * scales[1])
+    assert counts(layer) == (0, 0, per_axis * sum(s != 1 for s in scales) * outputs)
+
+
+def _saved_at_all(model: onnx.ModelProto, tmp_path: Path) -> onnx.ModelProto:
+    """`model` as onnxruntime saves it after its ORT_ENABLE_ALL optimizations (blocked layouts)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(tmp_path / "all.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return onnx.load(str(tmp_path / "all.onnx"))
+
+
+def _block_size() -> int:
+    """This machine's MLAS block: a ReorderInput of 4 channels pads them to one block."""
+    model, feeds = nchwc_single("ReorderInput", [data(f32(1, 4, 1, 1))])
+    return run_ort(model, feeds)["out0"].shape[1]
+
+
+def test_graph_saved_at_enable_all_counts_as_its_source(tmp_path):
+    """A CNN onnxruntime rewrites into blocked ops: every tensor's shape and dtype as onnxruntime
+    runs the saved graph, and the source's params and MACs, but for the 20-filter conv,
+    which the transformer pads to whole blocks (its zero filters are multiplied too)."""
+    x = f32(2, 3, 16, 16)
+    weights = {"w1": f32(16, 3, 3, 3), "b1": f32(16), "w2": f32(16, 16, 3, 3), "b2": f32(16),
+               "w3": f32(32, 16, 1, 1), "b3": f32(32), "w4": f32(20, 32, 3, 3), "b4": f32(20)}
+    nodes = [node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), node("Relu", ["c1"], ["r1"]),
+             node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]), node("Add", ["c2", "r1"], ["a2"]),
+             node("Relu", ["a2"], ["r2"]),
+             node("MaxPool", ["r2"], ["p2"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             node("Conv", ["p2", "w3", "b3"], ["c3"]),
+             node("AveragePool", ["c3"], ["p3"], kernel_shape=[2, 2], strides=[2, 2]),
+             node("Resize", ["p3", "", "scales"], ["u3"], mode="nearest",
+                  coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+             node("Conv", ["u3", "w4", "b4"], ["c4"], pads=[1, 1, 1, 1]),
+             node("GlobalAveragePool", ["c4"], ["y"])]
+    source = unfused(nodes, {"x": data(x), **{k: init(v) for k, v in weights.items()},
+                             "scales": init(np.array([1, 1, 2, 2], np.float32))}, opset=17)
+    saved = _saved_at_all(source, tmp_path)
+    ops = {(n.domain, n.op_type) for n in saved.graph.node}
+    assert {(NCHWC, "Conv"), (NCHWC, "MaxPool"), (NCHWC, "AveragePool"), (NCHWC, "Upsample"),
+            (NCHWC, "ReorderOutput")} <= ops
+    analysis = analysed(saved, tmp_path, "saved.onnx")
+    assert not analysis.totals.partial and list(analysis.warnings) == []
+    actual = run_ort(with_every_output(saved), {"x": x})
+    assert {name: (tuple(analysis.tensors[name].shape), analysis.tensors[name].dtype) for name in actual} == {
+        name: (array.shape, array.dtype.name) for name, array in actual.items()}
+    params, macs, _ = totals(source, tmp_path)
+    # the last conv's 20 filters padded to whole blocks of this machine's size
+    padded = -(-20 // _block_size()) * _block_size()
+    extra = padded - 20
+    assert analysis.totals.params == params + extra * (32 * 9 + 1)
+    assert analysis.totals.macs == macs + 2 * extra * 8 * 8 * 32 * 9
+    blocked = [name for name, t in analysis.tensors.items() if tuple(t.shape) == (2, padded, 8, 8)]
+    assert blocked and analysis.tensors["c4"].shape == (2, 20, 8, 8)  # ReorderOutput keeps the 20
+
+
+def with_every_output(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    declared = {o.name for o in copy.graph.output}
+    for n in copy.graph.node:
+        copy.graph.output.extend(onnx.ValueInfoProto(name=o) for o in n.output if o and o not in declared)
+    return copy
+
+
+# channels last (com.microsoft)
+
+
+@pytest.mark.parametrize("kernel,stride,pad,ceil", [(3, 2, 0, 0), (3, 2, 1, 1), (2, 1, 0, 0)])
+def test_nhwc_max_pool(kernel, stride, pad, ceil, tmp_path):
+    x = u8(2, 9, 8, 5)
+    model, feeds = single("NhwcMaxPool", [data(x)], kernel_shape=[kernel, kernel], strides=[stride, stride],
+                          pads=[pad] * 4, ceil_mode=ceil)
+    layer = checked(model, feeds, tmp_path)
+    rounding = (lambda n: -(-n // stride)) if ceil else (lambda n: n // stride)
+    h, w = rounding(9 + 2 * pad - kernel) + 1, rounding(8 + 2 * pad - kernel) + 1
+    assert layer.outputs[0].shape == (2, h, w, 5)
+    assert counts(layer) == (0, 0, 2 * h * w * 5 * kernel * kernel)
+
+
+@pytest.mark.parametrize("channels_last", [0, 1])
+@pytest.mark.parametrize("groups,stride", [(1, 1), (2, 2)])
+def test_ms_qlinear_conv(channels_last, groups, stride, tmp_path):
+    batch, channels, filters, size, kernel = 2, 4, 8, 9, 3
+    x = u8(batch, size, size, channels) if channels_last else u8(batch, channels, size, size)
+    w, bias = i8(filters, channels // groups, kernel, kernel), np.zeros(filters, np.int32)
+    model, feeds = single("QLinearConv", [data(x), init(scalar(0.1)), init(scalar(1, np.uint8)), init(w),
+                                          init(scalar(0.1)), init(scalar(0, np.int8)), init(scalar(0.2)),
+                                          init(scalar(3, np.uint8)), init(bias)],
+                          channels_last=channels_last, group=groups, strides=[stride, stride], pads=[1, 1, 1, 1])
+    layer = checked(model, feeds, tmp_path)
+    out = (size + 2 - kernel) // stride + 1
+    assert layer.outputs[0].shape == ((batch, out, out, filters) if channels_last else (batch, filters, out, out))
+    outputs = batch * filters * out * out
+    macs = outputs * channels // groups * kernel * kernel
+    # as the standard QLinearConv: int8 weights and int32 bias are params; + bias add, + requantise
+    assert counts(layer) == (w.size + filters, macs, 2 * macs + outputs + REQUANTIZE * outputs)
+    standard = single("QLinearConv", [data(u8(batch, channels, size, size)), init(scalar(0.1)),
+                                      init(scalar(1, np.uint8)), init(w), init(scalar(0.1)),
+                                      init(scalar(0, np.int8)), init(scalar(0.2)), init(scalar(3, np.uint8)),
+                                      init(bias)], domain="", group=groups, strides=[stride, stride],
+                      pads=[1, 1, 1, 1])[0]
+    assert counts(layer) == counts(analysed(standard, tmp_path, "standard.onnx").layer("n"))
+
+
+@pytest.mark.parametrize("op", ["NhwcConv", "NhwcFusedConv"])
+@pytest.mark.parametrize("groups,stride", [(1, 1), (2, 2)])
+def test_nhwc_conv_without_cpu_kernel(op, groups, stride, tmp_path):
+    # onnxruntime runs these on CUDA only; the schema: X [N, H, W, C], W [M, C/group, kH, kW],
+    # Y [N, H', W', M] (its shape function transposes the data input and output only)
+    batch, channels, filters, size, kernel = 2, 4, 8, 9, 3
+    w, b = f32(filters, channels // groups, kernel, kernel), f32(filters)
+    attrs = {"activation": "Relu"} if op == "NhwcFusedConv" else {}
+    model, _ = single(op, [data(f32(batch, size, size, channels)), init(w), init(b)], group=groups,
+                      strides=[stride, stride], pads=[1, 1, 1, 1], **attrs)
+    layer = analysed(model, tmp_path).layer("n")
+    out = (size + 2 - kernel) // stride + 1
+    assert layer.outputs[0].shape == (batch, out, out, filters)
+    outputs = batch * filters * out * out
+    macs = outputs * channels // groups * kernel * kernel
+    assert counts(layer) == (w.size + filters, macs, 2 * macs + outputs + bool(attrs) * outputs)
