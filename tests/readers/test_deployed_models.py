@@ -89,6 +89,15 @@ KEY_OPS = {
     "cnn_qdq": {"QuantizeLinear", "DequantizeLinear", "Conv"},
     "cnn_qoperator": {"QLinearConv", MS + "QLinearAdd", MS + "QLinearGlobalAveragePool", MS + "QGemm"},
     "cnn_fp16_io": {"Conv", "Gemm"},  # plain opset ops, float16 from input to output
+    "mixnet_source": {"Conv", "LeakyRelu", "MaxPool", "Concat", "Sigmoid", "Mul", "AveragePool", "MatMul"},
+    "mixnet_extended": {MS + "FusedConv", MS + "FusedMatMul"},
+    "mixnet_all": {NCHWC + "Conv", NCHWC + "MaxPool", NCHWC + "AveragePool", NCHWC + "GlobalAveragePool",
+                   NCHWC + "ReorderInput", NCHWC + "ReorderOutput", MS + "FusedMatMul"},
+    "mixnet_qoperator": {"QLinearConv", "QLinearMatMul", MS + "QLinearLeakyRelu", MS + "QLinearConcat",
+                         MS + "QLinearSigmoid", MS + "QLinearMul", MS + "QLinearAveragePool",
+                         MS + "QLinearGlobalAveragePool", MS + "QGemm"},
+    "mixnet_qoperator_all": {MS + "NhwcMaxPool", MS + "QLinearConv", MS + "QLinearLeakyRelu", MS + "QLinearConcat",
+                             MS + "QLinearSigmoid", MS + "QLinearMul", MS + "QLinearAveragePool"},
 }
 # Values the exporter stored that torch does not learn, which an ONNX file cannot tell from
 # learned ones without reading them: Qwen3's rotary inverse frequencies (a torch buffer of
@@ -133,7 +142,7 @@ def test_fixture_is_small_stripped_and_fully_recorded(name):
     assert data["nodes"] == len(model.graph.node)
     produced = {out for node in model.graph.node for out in node.output if out}
     assert produced | set(data["input"]) == set(data["shapes"]) == set(data["dtypes"])
-    assert data["dims"] == ({"batch": 2} if name.startswith(("cnn", "vit")) else {"batch": 2, "seq": 7})
+    assert data["dims"] == ({"batch": 2} if name.startswith(("cnn", "mixnet", "vit")) else {"batch": 2, "seq": 7})
 
 
 def test_sources_are_the_configs():
@@ -143,6 +152,13 @@ def test_sources_are_the_configs():
     Each BatchNorm folds into the conv before it: -C each (2 C go, a bias of C comes).
     BERT: embeddings (100 + 64 + 2) * 64 + LayerNorm 2 * 64; per layer Q, K, V, O 4 * (64*64
     + 64), its LayerNorms 2 * 2 * 64, MLP 64*128 + 128 + 128*64 + 64; pooler 64*64 + 64."""
+    # MixNet: convs 3*16*9 + 16, 16*16*9 + 16, 16*16 + 16, gate 32*32 + 32, head 32*10 + 10, no
+    # BatchNorm; MACs per image: stem 32*32 positions * 16 * 27, after the max pool 16*16
+    # positions * 16 * (144 + 16) for the two branches, the gate 32*32 on one position, the Gram
+    # matrix 32*32 * 64 (8*8 positions after the average pool), the head 320.
+    mixnet = record("mixnet_source")
+    assert mixnet["torch_params"] == mixnet["params"] == 448 + 2320 + 272 + 1056 + 330 == 4_426
+    assert mixnet["macs"] == 2 * (32 * 32 * 16 * 27 + 16 * 16 * 16 * (144 + 16) + 32 * 32 + 32 * 32 * 64 + 320)
     cnn = record("cnn_source")
     assert cnn["torch_params"] == 3 * 16 * 9 + 2 * 16 * 16 * 9 + 16 * 32 * 9 + 2 * 80 + 32 * 10 + 10 == 10_138
     assert cnn["params"] == 10_138 - 80
