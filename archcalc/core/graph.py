@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from archcalc.core.dims import Dim
+from archcalc.core.dims import Dim, Sym
 from archcalc.core.errors import GraphError
 
 if TYPE_CHECKING:
@@ -84,6 +84,15 @@ class Node:
     def where(self, file: str | None = None) -> str:
         place = self.source or file or "<graph>"
         return f"{place}: layer '{self.name}' ({self.op})"
+
+
+def _symbol_name(dim: object) -> str | None:
+    """The name of `dim` when it is one symbolic dim (``batch``), not an expression of them."""
+    if isinstance(dim, Sym) and len(dim.terms) == 1:
+        (monomial, coefficient), = dim.terms
+        if coefficient == 1 and len(monomial) == 1 and isinstance(monomial[0], str):
+            return monomial[0]
+    return None
 
 
 @dataclass
@@ -206,6 +215,7 @@ class Graph:
         for inputs a model declares without a shape, or to analyse at another size."""
         inputs = [name for name, info in self.tensors.items() if info.kind == "input"]
         tensors = dict(self.tensors)
+        bindings: dict[str, int] = {}
         for name, shape in shapes.items():
             info = tensors.get(name)
             if info is None or info.kind != "input":
@@ -215,5 +225,18 @@ class Graph:
                 raise GraphError(f"graph input '{name}' has {len(info.shape)} dims {list(info.shape)}; "
                                  f"--input-shape gives {len(shape)}", where=self.path,
                                  fix=f"give {len(info.shape)} comma-separated dims")
+            if not isinstance(info.shape, Deferred):
+                for axis, (declared, given) in enumerate(zip(info.shape, shape)):
+                    symbol = _symbol_name(declared)
+                    if symbol is None or not isinstance(given, int):
+                        continue
+                    if bindings.setdefault(symbol, given) != given:
+                        raise GraphError(f"--input-shape gives dim '{symbol}' two sizes: {bindings[symbol]} and "
+                                         f"{given} (axis {axis} of '{name}')", where=self.path,
+                                         fix=f"give every input the same size for '{symbol}'")
             tensors[name] = replace(info, shape=tuple(shape))
-        return replace(self, tensors=tensors)
+        # The sizes fed bind the dims they replace wherever else they occur: in the shapes the
+        # model stores for its other tensors (hints) and in the counts.
+        hints = {name: tuple(bindings.get(_symbol_name(d) or "", d) for d in shape)
+                 for name, shape in self.hints.items()} if bindings else self.hints
+        return replace(self, tensors=tensors, bindings={**self.bindings, **bindings}, hints=hints)

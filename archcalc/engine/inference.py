@@ -30,7 +30,9 @@ INT64_MAX = 2**63 - 1
 
 def analyze(graph: Graph, bindings: Mapping[str, int] | None = None) -> Analysis:
     """Infer every tensor's shape and every layer's params, MACs, FLOPs and memory."""
-    env = {"batch": 1, **graph.bindings, **(bindings or {})}
+    # The sizes an input was fed at (--input-shape) bind the dims they replaced; a --dim or --batch
+    # for one of those binds nothing more (_checked_bindings says so).
+    env = {"batch": 1, **(bindings or {}), **graph.bindings}
     # ONNX models name their batch dim freely (N, batch_size, ...): --batch binds those too.
     batch_dims = graph.batch_dims
     for name in batch_dims:
