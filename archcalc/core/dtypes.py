@@ -20,6 +20,9 @@ ONNX_DTYPES: dict[int, str] = {
 # Name -> TensorProto.DataType; spellings specs accept besides ONNX's ("float", "double").
 ONNX_NUMBERS: dict[str, int] = {name: number for number, name in ONNX_DTYPES.items()}
 ALIASES: dict[str, str] = {"float": "float32", "double": "float64"}
+# The dtype of a tensor no rule or front end could type (an unmodelled op's output that ONNX's
+# shape inference does not type either): said as such, never guessed.
+UNKNOWN_DTYPE = "unknown"
 
 # Bytes per element. Sub-byte types (int4, ...) are not listed, and count a byte here
 # only where they are unknown to this table; "string" counts a pointer.

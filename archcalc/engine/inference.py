@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from archcalc.core.collector import pause_gc
 from archcalc.core.dims import Dim, Sym, bind, bind_known, bind_shape, prod, shape_symbols
-from archcalc.core.dtypes import dtype_bytes, stored_bytes
+from archcalc.core.dtypes import UNKNOWN_DTYPE, dtype_bytes, stored_bytes
 from archcalc.core.errors import ArchcalcError, ShapeError, UnboundDim, UnknownValue
 from archcalc.core.graph import Deferred, Graph, Node, Shape, TensorInfo
 from archcalc.core.results import Analysis, AxisField, LayerResult, ReceptiveField, TensorResult, Totals
@@ -445,7 +445,7 @@ class _Inference:
         outputs = []
         activation_bytes = 0
         for name, state in hinted.items():
-            outputs.append(self._set_state(name, state))
+            outputs.append(self._set_state(name, state, self.graph.hint_dtypes.get(name)))
             if state is not None:
                 size = self._elements(state.shape) * dtype_bytes(state.dtype)
                 self.tensor_bytes[name] = size
@@ -467,10 +467,11 @@ class _Inference:
             return None
         return TensorState(tuple(shape), self.graph.hint_dtypes.get(name, "float32"))
 
-    def _set_state(self, name: str, state: TensorState | None) -> TensorResult:
+    def _set_state(self, name: str, state: TensorState | None, dtype: str | None = None) -> TensorResult:
+        """Record `state`; for an unknown one, `dtype` when the front end knows it (ONNX's type inference)."""
         self.states[name] = state
         result = self.results[name] = TensorResult(name, state.shape if state else None,
-                                                   state.dtype if state else "float32")
+                                                   state.dtype if state else dtype or UNKNOWN_DTYPE)
         return result
 
     def _elements(self, shape: Shape) -> int:
@@ -487,7 +488,7 @@ class _Inference:
                 return tuple(map(results.__getitem__, node.inputs))
             except KeyError:  # an input of unknown shape (the layer is not modelled)
                 pass
-        return tuple([results.get(name) or TensorResult(name, None, "float32") for name in node.inputs if name])
+        return tuple([results.get(name) or TensorResult(name, None, UNKNOWN_DTYPE) for name in node.inputs if name])
 
     def _receptive_field(self, node: Node, receptive: str | tuple[Window, ...]) -> _Field:
         """The layer's output field from its inputs' (see `_through_window`). Windows that do

@@ -835,7 +835,7 @@ def _hints(model: onnx.ModelProto, tensors: dict[str, TensorInfo],
 
 
 def _hint_shapes(sources, tensors: Mapping[str, TensorInfo]) -> tuple[dict[str, tuple], dict[str, str]]:
-    """Fully known shapes (and dtypes) of the value_infos in `sources`, for tensors not in `tensors`."""
+    """Fully known shapes, and known dtypes, of the value_infos in `sources`, for tensors not in `tensors`."""
     hints: dict[str, tuple] = {}
     dtypes: dict[str, str] = {}
     symbols: dict[str, Sym] = {}
@@ -844,6 +844,8 @@ def _hint_shapes(sources, tensors: Mapping[str, TensorInfo]) -> tuple[dict[str, 
             if info.name in tensors or info.type.WhichOneof("value") != "tensor_type":
                 continue
             tensor_type = info.type.tensor_type
+            if tensor_type.elem_type:  # typed even where the shape is not (Shape: int64, IsNaN: bool)
+                dtypes[info.name] = _dtype(tensor_type.elem_type)
             if not tensor_type.HasField("shape"):
                 continue
             shape: list[Dim] = []
@@ -857,5 +859,4 @@ def _hint_shapes(sources, tensors: Mapping[str, TensorInfo]) -> tuple[dict[str, 
                     break
             else:
                 hints[info.name] = tuple(shape)
-                dtypes[info.name] = _dtype(tensor_type.elem_type)
     return hints, dtypes
