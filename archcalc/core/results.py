@@ -76,6 +76,7 @@ class LayerResult:
     parent: str = ""
     domain: str = ""  # the op's domain ("" for ONNX's default), so its rule is found again
     repeats: int | None = None  # runs of the layer's body, when known (see RuleResult.repeats)
+    integer_macs: int = 0  # of macs, those in integer arithmetic (see RuleResult.integer_macs)
     attrs: dict[str, Any] = field(default_factory=dict, compare=False)
     explain: Callable[[], list[str]] | None = field(default=None, compare=False)
 
@@ -99,6 +100,7 @@ class LayerResult:
             "trainable_params": self.trainable_params,
             "buffers": self.buffers,
             "macs": self.macs,
+            "integer_macs": self.integer_macs,
             "flops": self.flops,
             "activation_bytes": self.activation_bytes,
             "receptive_field": field_json,
@@ -128,6 +130,8 @@ class Totals:
     weight_bytes: int
     input_bytes: int
     partial: bool  # some layer had no rule, so MACs/FLOPs are lower bounds
+    # Of macs, those in integer arithmetic (quantised ops; see RuleResult.integer_macs); the rest are float.
+    integer_macs: int = 0
 
     @property
     def non_trainable_params(self) -> int:
@@ -142,6 +146,7 @@ class Totals:
             "frozen_params": self.frozen_params,
             "buffers": self.buffers,
             "macs": self.macs,
+            "integer_macs": self.integer_macs,
             "flops": self.flops,
             "activation_bytes": self.activation_bytes,
             "peak_activation_bytes": self.peak_activation_bytes,

@@ -226,7 +226,8 @@ class _Inference:
                 f"its counts overflow int64 (MACs {macs:.3e}, output bytes {sum(sizes):.3e})",
                 fix="the dims are implausibly large: check the input shape and --batch/--dim values",
             )
-        return _Outcome(tuple(states), tuple(sizes), macs, flops, self._bound(result.backward_state_bytes))
+        return _Outcome(tuple(states), tuple(sizes), macs, flops, self._bound(result.backward_state_bytes),
+                        self._bound(result.integer_macs) if result.integer_macs else 0)
 
     def _resolve_input(self, node: Node, name: str) -> TensorState | None:
         if not name:
@@ -298,6 +299,7 @@ class _Inference:
             macs=outcome.macs,
             flops=outcome.flops,
             activation_bytes=activation_bytes,
+            integer_macs=outcome.integer_macs,
             receptive_field=_public(field),
             backward_state_bytes=outcome.backward_state_bytes,
             block=node.block,
@@ -552,6 +554,7 @@ class _Inference:
             buffers=buffers,
             macs=sum(layer.macs for layer in layers),
             flops=sum(layer.flops for layer in layers),
+            integer_macs=sum(layer.integer_macs for layer in layers),
             activation_bytes=sum(layer.activation_bytes for layer in layers),
             peak_activation_bytes=max([input_bytes, *live]),
             weight_bytes=self.weight_bytes,
@@ -588,6 +591,7 @@ class _Outcome(NamedTuple):
     macs: int
     flops: int
     backward_state_bytes: int
+    integer_macs: int = 0
 
 
 def _attribute_key(attrs: Mapping[str, object]) -> tuple[Any, ...]:

@@ -33,12 +33,16 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
     t = analysis.totals
     partial = " (partial: some ops not modelled or sized at run time)" if t.partial else ""
     bound = ", ".join(f"{k}={v}" for k, v in sorted(analysis.bindings.items()))
+    # A model mixing quantised and float ops: its MACs split by the arithmetic their rules declare.
+    split = [("  Integer", exact_and_units(t.integer_macs)),
+             ("  Float", exact_and_units(t.macs - t.integer_macs))] if t.integer_macs else []
     return [
         ("Total params", exact_and_units(t.params)),
         ("  Trainable", exact_and_units(t.trainable_params)),
         ("  Frozen", exact_and_units(t.frozen_params)),
         ("Buffers", f"{exact_and_units(t.buffers)}, not in params"),
         ("MACs", f"{exact_and_units(t.macs)}{partial}"),
+        *split,
         ("FLOPs", f"{exact_and_units(t.flops)}{partial}"),
         ("Weight memory", human_bytes(t.weight_bytes)),
         ("Activation memory", f"{human_bytes(t.activation_bytes)} (all outputs)"),

@@ -86,6 +86,10 @@ class RuleResult:
     outputs: tuple[Output, ...]
     macs: Dim = 0
     flops: Dim = 0
+    # Of `macs`, those done in integer arithmetic (8-bit products accumulated in int32:
+    # QLinearConv, MatMulInteger, QGemm, QAttention's projection): the rule says, as only it
+    # knows the dtype its products are computed in. Reported apart from float MACs.
+    integer_macs: Dim = 0
     weights: tuple[int, ...] = ()
     buffers: tuple[int, ...] = ()
     # Of `weights`, inputs the op only re-views (the same values in another shape or type:

@@ -126,7 +126,7 @@ def _rescaled_matmul(a: TensorState | None, b: TensorState | None, bias: TensorS
                         + f" + {outputs} rescaled + {bias_adds} bias adds = {flops}"]
 
     return RuleResult(outputs=(Output(out, dtype),), macs=product.macs, flops=flops, weights=weights,
-                      receptive=product.receptive, explain=explain)
+                      receptive=product.receptive, explain=explain, integer_macs=product.macs)
 
 
 @rule("DynamicQuantizeMatMul", domain=MS, reads_values=())
@@ -235,4 +235,4 @@ def qgemm(inputs: Inputs, *, transA=0, transB=0, alpha=1.0) -> RuleResult:
 
     return RuleResult(outputs=(Output(out, dtype),), macs=product.macs, flops=flops,
                       weights=(3, 6) if c is not None else (3,), integer_weights=(6,) if c is not None else (),
-                      receptive=product.receptive, explain=explain)
+                      receptive=product.receptive, explain=explain, integer_macs=product.macs)

@@ -128,7 +128,7 @@ def _packed_attention(op: str, x: Sequence[Dim], w: Sequence[Dim], bias: TensorS
 
     return RuleResult(outputs=(Output(out), Output(present)),
                       macs=macs, flops=flops, weights=(1, 2), receptive=GLOBAL, explain=explain, warnings=warnings,
-                      backward_state_bytes=4 * scores)
+                      backward_state_bytes=4 * scores, integer_macs=projection_macs if rescaled else 0)
 
 
 @rule("Attention", domain=MS, reads_values=())
@@ -155,7 +155,8 @@ def q_attention(inputs: Inputs, *, num_heads=0, unidirectional=0, scale=None,
     dtype = required(inputs[2], "dtype").dtype  # the float type of the bias and scales (T3)
     return RuleResult(outputs=tuple(Output(o.shape, dtype) for o in result.outputs), macs=result.macs,
                       flops=result.flops, weights=(1, 2), receptive=GLOBAL, explain=result.explain,
-                      warnings=result.warnings, backward_state_bytes=result.backward_state_bytes)
+                      warnings=result.warnings, backward_state_bytes=result.backward_state_bytes,
+                      integer_macs=result.integer_macs)
 
 
 def _mha_kv(key: TensorState | None, value: TensorState | None, query: Sequence[Dim], num_heads: int

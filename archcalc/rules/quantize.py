@@ -105,7 +105,8 @@ def _integer(product: RuleResult, dtype: str, weights: tuple[int, ...], requanti
         return lines
 
     return RuleResult(outputs=(Output(out, dtype),), macs=product.macs, flops=flops, weights=weights,
-                      integer_weights=integer_weights, receptive=product.receptive, explain=explain)
+                      integer_weights=integer_weights, receptive=product.receptive, explain=explain,
+                      integer_macs=product.macs)
 
 
 @rule("MatMulInteger", reads_values=())

@@ -294,3 +294,37 @@ def test_verify_passes(name):
     assert report.mismatches == [] and report.skipped == []
     data = record(name)
     assert report.tensors_checked == len(data["shapes"]) - len(data["input"])  # every node output
+
+
+# Integer MACs by hand, the rest float. BERT (and DistilBERT) quantised: the 12 weight
+# products (per layer 14 tokens * (4 * 64*64 + 2 * 64*128)) run in int8 (MatMulInteger,
+# DynamicQuantizeMatMul, MatMulIntegerToFloat, QAttention's projection), BERT's pooler
+# (2 * 64*64) too; the attention products stay float (per layer 2 products * 2 sequences *
+# 4 heads * 7*7 * 16). The QOperator CNNs multiply only in QLinearConv, QLinearMatMul and
+# QGemm: every MAC integer. QDQ, int4 (MatMulNBits dequantises its weights to float) and float
+# graphs: none.
+BERT_INTEGER = 2 * 14 * (4 * 64 * 64 + 2 * 64 * 128)
+ATTENTION_FLOAT = 2 * 2 * 2 * 4 * 7 * 7 * 16
+INTEGER_MACS = {"bert_dynamic": BERT_INTEGER + 2 * 64 * 64, "bert_dynamic_extended": BERT_INTEGER + 2 * 64 * 64,
+                "bert_optimized_dynamic": BERT_INTEGER + 2 * 64 * 64, "distilbert_optimized_dynamic": BERT_INTEGER,
+                "cnn_qoperator": record("cnn_source")["macs"], "cnn_qoperator_all": record("cnn_source")["macs"],
+                "mixnet_qoperator": record("mixnet_source")["macs"],
+                "mixnet_qoperator_all": record("mixnet_source")["macs"]}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_integer_macs_are_apart_from_float_ones(name):
+    totals = analysis(name).totals
+    assert totals.integer_macs == INTEGER_MACS.get(name, 0)
+    if name.startswith("bert") and name in INTEGER_MACS:
+        assert totals.macs - totals.integer_macs == ATTENTION_FLOAT
+    assert totals.to_json()["integer_macs"] == totals.integer_macs
+
+
+def test_the_table_splits_mixed_macs():
+    from archcalc.report.analysis import totals_lines
+
+    lines = dict(totals_lines(analysis("bert_dynamic")))
+    assert lines["  Integer"].startswith(f"{BERT_INTEGER + 2 * 64 * 64:,}")
+    assert lines["  Float"].startswith(f"{ATTENTION_FLOAT:,}")
+    assert "  Integer" not in dict(totals_lines(analysis("cnn_source")))

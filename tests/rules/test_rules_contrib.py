@@ -11,6 +11,7 @@ shapes and the hand formula only.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +171,20 @@ def test_every_contrib_rule_has_a_case_here():
     assert untested == []
 
 
+def test_every_contrib_rule_has_a_counting_row_in_the_readme():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme[readme.index("## Counting conventions"):readme.index("## Tables in the terminal")]
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+
+    def named(op: str, row: str) -> bool:  # in the row's op column
+        return re.search(rf"\b{op}\b", row.split("|")[1]) is not None
+
+    assert [op for op in domain_rules(MS) if not any(named(op, row) for row in rows)] == []
+    # the blocked ops share standard names: their row says its domain
+    assert [op for op in domain_rules("com.microsoft.nchwc")
+            if not any(named(op, row) and "nchwc" in row for row in rows)] == []
+
+
 def test_contrib_and_onnx_gelu_in_one_model_keep_their_own_rules(tmp_path):
     x = f32(2, 3, 8)
     model, feeds = make([helper.make_node("Gelu", ["x"], ["a"], name="onnx_gelu", approximate="tanh"),
@@ -253,6 +268,7 @@ def test_qattention(batch, seq, heads, tmp_path):
     # as Attention, plus each int32 projection rescaled to float
     assert counts(layer) == (hidden * 3 * hidden + 3 * hidden, macs,
                              2 * macs + 2 * batch * seq * 3 * hidden + SCALE_SOFTMAX * scores)
+    assert layer.integer_macs == projection  # the int8 projection; the attention products are float
 
 
 @pytest.mark.parametrize("batch,seq,heads", SHAPES, ids=SHAPE_IDS)
@@ -592,6 +608,7 @@ def test_matmul_nbits(batch, seq, heads, bits, block_size, with_bias, tmp_path):
     # params by value: the k x n weight (not its packed bytes) + bias
     assert counts(layer) == (k * n + with_bias * n, macs,
                              2 * macs + DEQUANTIZE * k * n + with_bias * batch * seq * n)
+    assert layer.integer_macs == 0  # the weights dequantised, a float product
     if bits == 4:  # the source the int4 tools fuse: DequantizeLinear of an int4 [K, N] weight, MatMul (+ Add)
         nodes = [node("DequantizeLinear", ["w", "scale"], ["wf"], axis=0, block_size=block_size),
                  node("MatMul", ["a", "wf"], ["p"])] + ([node("Add", ["p", "bias"], ["y"])] if with_bias else [])
@@ -637,6 +654,7 @@ def test_dynamic_quantize_matmul(batch, seq, heads, with_bias, tmp_path):
     outputs = batch * seq * n
     assert counts(layer) == (k * n + with_bias * n, macs,
                              2 * macs + DYNAMIC_QUANTIZE * a.size + outputs + with_bias * outputs)
+    assert layer.integer_macs == macs  # A quantised at run time, then an int8 product
     # its source: DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul by the scales (-> Add bias)
     nodes = [node("DynamicQuantizeLinear", ["a"], ["aq", "a_scale", "a_zp"]),
              node("MatMulInteger", ["aq", "w", "a_zp"], ["p"]), node("Cast", ["p"], ["pf"], to=TensorProto.FLOAT),
@@ -725,6 +743,7 @@ def test_qgemm(quantised_output, m, k, n, trans_b, tmp_path):
     # params: the uint8 weight and the int32 bias; requantised (5) or rescaled to float (1) per output
     per_output = REQUANTIZE if quantised_output else 1
     assert counts(layer) == (k * n + n, m * n * k, 2 * m * n * k + m * n + per_output * m * n)
+    assert layer.integer_macs == layer.macs
 
 
 @pytest.mark.parametrize("batch,seq,heads", SHAPES, ids=SHAPE_IDS)
@@ -976,6 +995,7 @@ def test_ms_qlinear_conv(channels_last, groups, stride, tmp_path):
     macs = outputs * channels // groups * kernel * kernel
     # as the standard QLinearConv: int8 weights and int32 bias are params; + bias add, + requantise
     assert counts(layer) == (w.size + filters, macs, 2 * macs + outputs + REQUANTIZE * outputs)
+    assert layer.integer_macs == macs
     standard = single("QLinearConv", [data(u8(batch, channels, size, size)), init(scalar(0.1)),
                                       init(scalar(1, np.uint8)), init(w), init(scalar(0.1)),
                                       init(scalar(0, np.int8)), init(scalar(0.2)), init(scalar(3, np.uint8)),
