@@ -78,6 +78,7 @@ KEY_OPS = {
     "vit_source": {"Conv", "MatMul", "Softmax", "LayerNormalization"},
     "vit_optimized": {MS + "BiasGelu", MS + "SkipLayerNormalization"},
     "vit_fp16": {MS + "BiasGelu", MS + "SkipLayerNormalization"},
+    "vit_all": {NCHWC + "Conv", NCHWC + "ReorderOutput", MS + "FusedMatMul", MS + "FusedGemm", MS + "BiasGelu"},
     "qwen3_source": {"MatMul", "ReduceMean", "Softmax", "Sigmoid", "Cos", "Sin"},
     "qwen3_optimized": {"SimplifiedLayerNormalization", MS + "SkipSimplifiedLayerNormalization"},
     "qwen3_optimized_int4": {MS + "MatMulNBits", MS + "GatherBlockQuantized", "SimplifiedLayerNormalization"},
