@@ -76,6 +76,7 @@ class LayerResult:
     parent: str = ""
     domain: str = ""  # the op's domain ("" for ONNX's default), so its rule is found again
     repeats: int | None = None  # runs of the layer's body, when known (see RuleResult.repeats)
+    variant: str = ""  # a form of the op its rule names (see RuleResult.variant)
     attrs: dict[str, Any] = field(default_factory=dict, compare=False)
     explain: Callable[[], list[str]] | None = field(default=None, compare=False)
 
