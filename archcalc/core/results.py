@@ -77,6 +77,7 @@ class LayerResult:
     domain: str = ""  # the op's domain ("" for ONNX's default), so its rule is found again
     repeats: int | None = None  # runs of the layer's body, when known (see RuleResult.repeats)
     integer_macs: int = 0  # of macs, those in integer arithmetic (see RuleResult.integer_macs)
+    variant: str = ""  # a form of the op its rule names (see RuleResult.variant)
     attrs: dict[str, Any] = field(default_factory=dict, compare=False)
     explain: Callable[[], list[str]] | None = field(default=None, compare=False)
 

@@ -306,6 +306,7 @@ class _Inference:
             source=node.source,
             domain=node.domain,
             repeats=result.repeats,
+            variant=result.variant,
             attrs=attrs,
             explain=result.explain,
         )

@@ -26,7 +26,7 @@ from archcalc.core.dims import bind, prod
 from archcalc.core.dtypes import dtype_bytes
 from archcalc.core.errors import ArchcalcError, ShapeError
 from archcalc.core.results import Analysis, LayerResult, TensorResult
-from archcalc.hardware.device import DEPTHWISE, Device
+from archcalc.hardware.device import Device
 from archcalc.hardware.precisions import PRECISION_SETUPS, WEIGHT_BITS
 from archcalc.rules.base import SAVES_VIEW, rule_for
 
@@ -177,18 +177,10 @@ def tensor_bytes(tensor: TensorResult, env: Mapping[str, int], bits: int) -> int
     return elements * dtype_bytes(tensor.dtype)
 
 
-def is_depthwise(layer: LayerResult) -> bool:
-    """A Conv whose groups are its input channels (one filter per channel)."""
-    if layer.op != "Conv" or not layer.inputs or layer.inputs[0].shape is None:
-        return False
-    group = layer.attrs.get("group", 1)
-    channels = layer.inputs[0].shape[1] if len(layer.inputs[0].shape) > 1 else None
-    return isinstance(group, int) and group > 1 and group == channels
-
-
 def layer_kind(layer: LayerResult) -> str:
-    """The key of the layer's efficiency in a device file: `Conv.depthwise` or its op."""
-    return DEPTHWISE if is_depthwise(layer) else layer.op
+    """The key of the layer's efficiency in a device file: its op, or `Op.variant` when its
+    rule names a form of the op that runs at another speed (`Conv.depthwise`)."""
+    return f"{layer.op}.{layer.variant}" if layer.variant else layer.op
 
 
 def layer_cost(layer: LayerResult, device: Device, setup: Setup, weights: frozenset[str], buffers: frozenset[str],
