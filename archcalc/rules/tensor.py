@@ -266,7 +266,7 @@ def resize(inputs: Inputs, *, mode="nearest", scales=None,
     source = sizes_input if sizes_input is not None else (None if scales is not None else scales_input)
     if source is None and scales is None:
         raise ShapeError(f"{op} needs scales or sizes", fix="give the scales or the sizes input")
-    what = "sizes" if source is sizes_input else "scales"
+    what = "sizes" if source is not None and source is sizes_input else "scales"
     if source is not None and source.value is None:
         count = source.shape[0] if len(source.shape) == 1 else None
         if count is not None and is_static(count) and count != len(chosen):

@@ -343,3 +343,14 @@ def test_loop_trip_count_as_a_graph_input(tmp_path):
     assert analysis.tensors["steps"].shape == (Sym.symbol("loop_trip_count"), 2)
     result = _cli("analyze", path)
     assert result.exit_code == 0 and "loop_trip_count" in result.output
+
+
+def test_upsample_7_scales_attribute_scales_the_input(tmp_path):
+    """Upsample-7 gives its scales as an attribute, with no scales or sizes input: [1, 3, 4, 5]
+    by (1, 1, 2, 3) is [1, 3, 8, 15] (as onnxruntime runs it), not the scales read as sizes."""
+    node = helper.make_node("Upsample", ["x"], ["y"], scales=[1.0, 1.0, 2.0, 3.0], mode="nearest")
+    model = make_model([node], [tensor_input("x", [1, 3, 4, 5])], ["y"], opset=7)
+    path = tmp_path / "upsample7.onnx"
+    onnx.save(model, path)
+    assert ort_shapes(model, feeds_for(model, {}))["y"] == (1, 3, 8, 15)
+    assert analyze(load_onnx(str(path))).tensors["y"].shape == (1, 3, 8, 15)
