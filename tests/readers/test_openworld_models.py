@@ -1,6 +1,7 @@
 """Open-world exports: small Hugging Face transformers models (BERT, GPT-2, the T5 and
-Whisper encoders, a Llama decoder with grouped-query attention and rotary positions, ViT)
-and timm models (ConvNeXt, DeiT, MobileViT, EfficientNet, RegNet, Swin V2, MaxViT), built
+Whisper encoders, Llama and Mistral decoders with grouped-query attention and rotary
+positions, Mistral's sliding window, ViT) and timm models (ConvNeXt, DeiT, MobileViT,
+EfficientNet, RegNet, Swin V2, MaxViT, MobileNetV3, LeViT), built
 with random weights from configs, exported by both torch exporters with a dynamic batch
 (and sequence), some static and one in float16
 (tests/fixtures/openworld/make_openworld_fixtures.py, run by hand; weights stripped).
@@ -25,9 +26,9 @@ from archcalc.readers.onnx import load_onnx
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "openworld"
 NAMES = sorted(path.stem for path in FIXTURES.glob("*.onnx"))
-HF_MODELS = ("hf_bert", "hf_gpt2", "hf_t5_encoder", "hf_llama", "hf_vit", "hf_whisper_encoder")
+HF_MODELS = ("hf_bert", "hf_gpt2", "hf_t5_encoder", "hf_llama", "hf_mistral", "hf_vit", "hf_whisper_encoder")
 TIMM_MODELS = ("timm_convnext", "timm_deit", "timm_mobilevit", "timm_efficientnet", "timm_regnet", "timm_swinv2",
-               "timm_maxvit")
+               "timm_maxvit", "timm_mobilenetv3", "timm_levit")
 # The dynamo exporter fails on MaxViT (see the generator): TorchScript only.
 DYNAMO_FAILS = {"timm_maxvit"}
 
@@ -75,7 +76,11 @@ def test_every_tensor_shape_is_onnxruntimes(name):
 # file cannot tell apart without reading the values:
 # - BERT, dynamo, static: position_embeddings (64 x 64) sliced to the 7 positions used and
 #   folded into one [1, 7, 64] constant;
-# - Llama: the rotary inverse frequencies, a buffer of head_dim / 2 = 8 in torch, stored as
+# - LeViT, dynamo: each attention's attention_biases [heads, offsets] gathered by its index
+#   into [heads, queries, keys] (eval mode caches it): two blocks of 4 heads over 16 x 16,
+#   the downsampling attention's 8 heads over 4 x 16 from 16 offsets, three blocks of 6
+#   heads over 4 x 4 from 4 (1 x 1 stages add none);
+# - Llama and Mistral: the rotary inverse frequencies, a buffer of head_dim / 2 = 8 in torch, stored as
 #   an initializer feeding a MatMul (folded into the cos/sin tables in the static export);
 # - MaxViT (TorchScript): each attention's relative_position_bias_table ((2 x 2 - 1)^2 x
 #   heads) gathered into its [heads, 4, 4] bias, 7 x heads more, for the block and the grid
@@ -93,6 +98,9 @@ EXPORTER_STORED: dict[str, int] = {
     "hf_bert_dynamo_static": -(64 - 7) * 64,
     "hf_llama_dynamo": 16 // 2,
     "hf_llama_torchscript": 16 // 2,
+    "hf_mistral_dynamo": 16 // 2,
+    "hf_mistral_torchscript": 16 // 2,
+    "timm_levit_dynamo": 2 * 4 * (16 * 16 - 16) + 8 * (4 * 16 - 16) + 3 * 6 * (4 * 4 - 4),
     "timm_maxvit_torchscript": 2 * (4 * 4 - 3 * 3) * (1 + 2),
     "timm_swinv2_torchscript": SWIN_V2_K_BIAS + 3 * 7 * 7 * 2 + 3 * 3 * 2 - (1 + 2 + 4 + 8),
     "timm_swinv2_dynamo": SWIN_V2_K_BIAS + 3 * (7 * 7 * 512 - 2 * 512) + 8 * 4 * 4 - (2 * 512 + 512 + 512 * 8) - 1,
