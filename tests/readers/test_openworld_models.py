@@ -1,7 +1,8 @@
-"""Open-world exports: small Hugging Face transformers models (BERT, GPT-2, the T5 and
-Whisper encoders, Llama and Mistral decoders with grouped-query attention and rotary
-positions, Mistral's sliding window, ViT) and timm models (ConvNeXt, DeiT, MobileViT,
-EfficientNet, RegNet, Swin V2, MaxViT, MobileNetV3, LeViT), built
+"""Open-world exports: small Hugging Face transformers models (BERT, RoBERTa, ALBERT,
+GPT-2, the T5 and Whisper encoders, Llama, Mistral, Qwen2 and Gemma decoders with grouped-
+or multi-query attention and rotary positions, ViT, CLIP's vision tower, Wav2Vec2 over raw
+audio) and timm models (ConvNeXt, DeiT, MobileViT, EfficientNet, RegNet, Swin V2, MaxViT,
+MobileNetV3, LeViT, ResNet-50, BEiT, EVA-02, PVT v2, FastViT), built
 with random weights from configs, exported by both torch exporters with a dynamic batch
 (and sequence), some static and one in float16
 (tests/fixtures/openworld/make_openworld_fixtures.py, run by hand; weights stripped).
@@ -10,6 +11,10 @@ For each, archcalc must infer exactly onnxruntime's shape of every tensor, count
 parameters (less what the exporter folded, and plus what it stored, each named below),
 count MACs within 1% of torch's FlopCounterMode with attention computed eagerly, and model
 every op.
+
+Wav2Vec2 found one bug, now fixed: its frame count after three strided convs,
+floor((floor((floor((samples - 10)/5) - 2)/2) - 2)/2) + 1, could not divide a Reshape's
+element count (TorchScript), nor compare with the dynamo exporter's floor(samples/20) - 1.
 """
 
 from __future__ import annotations
