@@ -22,7 +22,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnx
 import pytest
+from onnx_models import dtype_mismatches, onnx_inferred_dtypes
 
 from archcalc.core.dims import bind_shape
 from archcalc.core.results import Analysis
@@ -78,6 +80,17 @@ def test_every_tensor_shape_is_onnxruntimes(name):
             problems.append(f"{tensor}: archcalc {list(bind_shape(ours.shape, env))} "
                             f"({[str(d) for d in ours.shape]}), onnxruntime {shape}")
     assert not problems, f"{len(problems)} of {len(data['shapes'])} shapes differ:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_tensor_dtype_is_onnxs(name):
+    """dtypes against onnx's own type inference (the recorded runs kept shapes only); the
+    float16 export's every float tensor float16."""
+    model = onnx.load(str(FIXTURES / f"{name}.onnx"), load_external_data=False)
+    reference = onnx_inferred_dtypes(model)
+    assert len(reference) >= len(model.graph.node)
+    problems = dtype_mismatches(analysis(name), reference)
+    assert not problems, f"{len(problems)} of {len(reference)} dtypes differ:\n" + "\n".join(problems)
 
 
 # What the exporters stored in place of, or beside, the learned tensors, which an ONNX
