@@ -103,7 +103,20 @@ class Sym:
             return self
         if all(c % divisor == 0 for _, c in self.terms):
             return _normalise({m: c // divisor for m, c in self.terms})
-        return Sym({(FloorDiv(self, divisor),): 1})
+        if divisor < 0:
+            return Sym({(FloorDiv(self, divisor),): 1})
+        # One canonical form for a floor, so that the same dim written two ways compares equal
+        # (a conv stack's floor((floor((s - 10)/5) - 2)/2) and an exporter's floor(s/10) - 2):
+        # floor((P + d*Q)/d) = floor(P/d) + Q, and floor(floor(x/a)/d) = floor(x/(a*d)) for
+        # positive a and d, both for every integer.
+        whole = {m: c // divisor for m, c in self.terms if c % divisor == 0}
+        rest = Sym({m: c for m, c in self.terms if c % divisor})
+        if len(rest.terms) == 1 and rest.terms[0][1] == 1 and len(rest.terms[0][0]) == 1 \
+                and isinstance(inner := rest.terms[0][0][0], FloorDiv) and inner.divisor > 0:
+            floor: Dim = Sym({(FloorDiv(inner.numerator, inner.divisor * divisor),): 1})
+        else:
+            floor = Sym({(FloorDiv(rest, divisor),): 1})
+        return floor + _normalise(whole) if whole else floor
 
     def __rfloordiv__(self, other: Dim) -> Dim:
         raise ShapeError(f"cannot divide {other} by symbolic dim {self}")
@@ -202,9 +215,17 @@ def _normalise(terms: Mapping[Monomial, int]) -> Dim:
 
 
 def _exact_quotient_by_sym(numerator: Sym, divisor: Sym) -> Dim | None:
-    """numerator / divisor when divisor is a single monomial that divides every term."""
+    """numerator / divisor when divisor is a single monomial that divides every term, or a
+    sum of which numerator is a monomial multiple (a Reshape's element count over the other
+    dims': (64*batch*L + 64*batch) / (16*batch*L + 16*batch) = 4, L a floor of a conv stack)."""
     if len(divisor.terms) != 1:
-        return numerator if numerator == divisor else None
+        # The quotient, if a monomial, is numerator's first term over one of divisor's terms.
+        first = Sym._sorted(numerator.terms[:1])
+        for term in divisor.terms:
+            quotient = _exact_quotient_by_sym(first, Sym._sorted((term,)))
+            if quotient is not None and quotient * divisor == numerator:
+                return quotient
+        return None
     (dmono, dcoeff), = divisor.terms
     terms: dict[Monomial, int] = {}
     for mono, coeff in numerator.terms:

@@ -53,7 +53,10 @@ def _activation(x: Sequence[Dim], op: str, flops_per_element: int, weights=()) -
 def _simple(op: str) -> None:
     def activation(inputs: Inputs, *, alpha=None, beta=None, gamma=None,
                    lambd=None, bias=None, min=None, max=None) -> RuleResult:
-        return _activation(required(inputs[0]).shape, op, FLOPS_PER_ELEMENT[op])
+        # A stored tensor clamped is a learned value the exporter kept as one (Swin V2's
+        # per-head logit_scale, clamp(max=log 100) at run time): a param, as an Add's operand.
+        weights = (0,) if op == "Clip" else ()
+        return _activation(required(inputs[0]).shape, op, FLOPS_PER_ELEMENT[op], weights=weights)
 
     activation.__doc__ = f"{op}: shape unchanged, {FLOPS_PER_ELEMENT[op]} FLOPs per element."
     activation.__name__ = op.lower()

@@ -188,6 +188,21 @@ def test_a_weight_only_measured_by_shape_is_no_param(tmp_path):
     assert analysis.param_tensors == ("kernel_2d",)
 
 
+def test_a_clamped_stored_tensor_is_a_param(tmp_path):
+    """Swin V2's per-head logit_scale (heads x 1 x 1, learned) reaches the attention as
+    exp(clamp(logit_scale, max=log 100)) in the TorchScript export: its 4 values are params,
+    the clamp bound (one value) is not."""
+    nodes = [helper.make_node("Clip", ["logit_scale", "", "bound"], ["clamped"]),
+             helper.make_node("Exp", ["clamped"], ["scale"]),
+             helper.make_node("Mul", ["x", "scale"], ["y"])]
+    inits = [weight("logit_scale", [4, 1, 1]),
+             numpy_helper.from_array(np.array(4.6052, np.float32), "bound")]
+    model = make_model(nodes, [tensor_input("x", [2, 4, 3, 3])], ["y"], inits, opset=17)
+    _, analysis = check(model, tmp_path)
+    assert analysis.totals.params == 4
+    assert analysis.param_tensors == ("logit_scale",)
+
+
 def test_attention_block_with_two_symbolic_dims(tmp_path):
     """Multi-head attention as exporters write it: head split and merge by Shape arithmetic."""
     def dims(prefix: str, source: str) -> list[onnx.NodeProto]:
