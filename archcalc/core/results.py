@@ -76,6 +76,10 @@ class LayerResult:
     parent: str = ""
     domain: str = ""  # the op's domain ("" for ONNX's default), so its rule is found again
     repeats: int | None = None  # runs of the layer's body, when known (see RuleResult.repeats)
+    # `macs` and `flops` before the dims were bound: polynomials in the graph's symbolic dims
+    # (the rule's own counts, kept by reference; see archcalc.engine.symbolic).
+    macs_formula: Dim = 0
+    flops_formula: Dim = 0
     attrs: dict[str, Any] = field(default_factory=dict, compare=False)
     explain: Callable[[], list[str]] | None = field(default=None, compare=False)
 

@@ -295,6 +295,8 @@ class _Inference:
             buffers=buffers,
             macs=outcome.macs,
             flops=outcome.flops,
+            macs_formula=result.macs,
+            flops_formula=result.flops,
             activation_bytes=activation_bytes,
             receptive_field=_public(field),
             backward_state_bytes=outcome.backward_state_bytes,
