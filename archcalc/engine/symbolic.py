@@ -101,10 +101,11 @@ def formulas(analysis: Analysis, fixed: Mapping[str, int] | None = None) -> Form
     fixed = dict(fixed or {})
     sizes = _Sizes(fixed)
     layers = []
-    bound = []
+    # A layer holding a subgraph (If, Loop, Scan) counts its body's totals, which the engine
+    # bound: its sublayers name it as their parent.
+    parents = {layer.parent for layer in analysis.layers if layer.parent}
+    bound = [layer.name for layer in analysis.layers if layer.name in parents and not layer.parent]
     for layer in analysis.layers:
-        if not layer.parent and _reads_subgraph(layer):
-            bound.append(layer.name)
         act: Dim = 0
         for tensor in layer.outputs:
             if tensor.shape is not None:
@@ -125,11 +126,6 @@ def formulas(analysis: Analysis, fixed: Mapping[str, int] | None = None) -> Form
         activation_bytes=_sum(f.activation_bytes for f in top), input_bytes=input_bytes,
         layers=tuple(layers), bound_layers=tuple(bound), partial=analysis.totals.partial,
     )
-
-
-def _reads_subgraph(layer: LayerResult) -> bool:
-    rule = rule_for(layer.domain, layer.op)
-    return rule is not None and "scope" in rule.context
 
 
 def _inputs(analysis: Analysis) -> list:
