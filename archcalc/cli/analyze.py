@@ -50,11 +50,18 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
               help="Write --format html to this file (atomically) instead of stdout.")
 @click.option("--exact", is_flag=True,
               help="Every digit of params and MACs in the table (default: units, 118.01 M); JSON and CSV are exact.")
+@click.option("--symbolic", is_flag=True,
+              help="Also MACs, FLOPs and activation bytes as exact formulas of the symbolic dims that no --dim or "
+                   "--batch binds (per row and in total; --format json: structured polynomials).")
+@click.option("--sweep", "sweeps", multiple=True, metavar="NAME=V1,V2,...",
+              help="One row of totals per value of a symbolic dim, e.g. --sweep seq=128,512,2048; repeat for a grid "
+                   "(--sweep batch=1,8). One analysis, its formulas evaluated per point.")
 @click.option("--full", is_flag=True,
               help=f"Every layer in the table, even past {SUMMARY_ABOVE} rows (then a summary is the default).")
 def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[str, ...],
             input_shapes: tuple[str, ...], depth: int | None, training: bool, optimizer: str, precision: str,
-            fit_memory: str | None, output: str | None, exact: bool, full: bool) -> None:
+            fit_memory: str | None, output: str | None, exact: bool, symbolic: bool, sweeps: tuple[str, ...],
+            full: bool) -> None:
     """Per-layer output shapes, params, MACs, memory and receptive field, with totals, of each
     MODEL (a YAML spec or an ONNX file)."""
     from archcalc.engine.rows import rows
@@ -71,22 +78,37 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
     if fmt == "html" and len(models) > 1:
         raise click.UsageError("--format html draws one model: give one MODEL (or compare two with archcalc diff)")
     memory = parse_size(fit_memory, "--fit") if fit_memory else None
+    if sweeps or symbolic:
+        from archcalc.cli import symbolic as symbolic_cli
+
+        if sweeps:
+            symbolic_cli.sweep(models, fmt, parse_dims(dims, batch), input_shapes, sweeps, training or bool(memory),
+                               exact)
+            return
+        if fmt == "html":
+            raise click.UsageError("--symbolic prints formulas in table, json, csv or markdown: "
+                                   "leave out --format html")
     # Every model first, so bad input (exit 2) stops the run before any output.
-    results = [_analysed(model, input_shapes, parse_dims(dims, batch), training, optimizer, precision, memory)
-               for model in models]
+    results = [_analysed(model, input_shapes, parse_dims(dims, batch), training, optimizer, precision, memory,
+                         symbolic) for model in models]
     if fmt == "html":
         from archcalc.report.html import analysis_page, write_page
 
-        _, analysis, step, fit = results[0]
+        _, analysis, step, fit, _ = results[0]
         write_page(analysis_page(analysis, step, fit, depth), output)
         return
     if fmt == "json":
         with pause_gc():  # the document is a few hundred thousand small objects and no cycles
-            documents = [report.json_document(analysis, step, fit) for _, analysis, step, fit in results]
+            documents = [report.json_document(analysis, step, fit) for _, analysis, step, fit, _ in results]
+            if symbolic:
+                from archcalc.report.symbolic import add_formulas_to_document
+
+                documents = [add_formulas_to_document(document, result[4])
+                             for document, result in zip(documents, results)]
             click.echo(report.dumps_json(documents[0] if len(documents) == 1 else documents))
         return
     console = None
-    for index, (model, analysis, step, fit) in enumerate(results):
+    for index, (model, analysis, step, fit, formulas) in enumerate(results):
         table = rows(analysis, depth)
         if depth is not None and not any(layer.block for layer in analysis.layers):
             click.echo(f"warning: --depth {depth} folds nothing: {model} has no blocks (a spec's blocks, or the "
@@ -94,12 +116,20 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
                        "its row", err=True)
         if fmt == "csv":
             text = report.render_csv(table, step)
+            if formulas is not None:
+                from archcalc.report.symbolic import csv_with_formulas
+
+                text = csv_with_formulas(text, formulas, table)
             click.echo(text if len(results) == 1 else _with_model_column(text, model, header=index == 0), nl=False)
             continue
         if index:
             click.echo()
         if fmt == "markdown":
             click.echo(report.render_markdown(analysis, table), nl=False)
+            if formulas is not None:
+                from archcalc.report.symbolic import formulas_markdown
+
+                click.echo(formulas_markdown(formulas, table), nl=False)
             if step is not None:
                 lines = report.training_lines(step, fit)
                 click.echo("\n| Training | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in lines))
@@ -115,15 +145,24 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
             report.render_table(analysis, table, console, exact=exact)
         if step is not None:
             report.render_training_table(table, step, fit, console, exact=exact)
+        if formulas is not None:
+            from archcalc.report.symbolic import render_formulas
+
+            render_formulas(formulas, table, console, SUMMARY_ABOVE if not full else len(table))
 
 
 def _analysed(model: str, input_shapes: tuple[str, ...], bindings: dict[str, int], training: bool,
-              optimizer: str, precision: str, memory: int | None) -> tuple:
-    """(model, analysis, training step or None, fit or None) of one MODEL."""
+              optimizer: str, precision: str, memory: int | None, symbolic: bool = False) -> tuple:
+    """(model, analysis, training step or None, fit or None, formulas or None) of one MODEL."""
     from archcalc.engine.inference import analyze as run_analysis
 
     graph = load_from_options(model, input_shapes)
-    analysis = run_analysis(graph, bindings)
+    if symbolic:
+        from archcalc.engine.symbolic import analyze_unbound
+
+        analysis = analyze_unbound(graph, bindings)
+    else:
+        analysis = run_analysis(graph, bindings)
     step = fit = None
     if training or memory:
         from archcalc.engine import training as train
@@ -131,7 +170,13 @@ def _analysed(model: str, input_shapes: tuple[str, ...], bindings: dict[str, int
         step = train.training_cost(graph, analysis, optimizer, precision)
         if memory:
             fit = train.largest_batch(graph, bindings, memory, optimizer, precision) + (memory,)
-    return model, analysis, step, fit
+    formulas = None
+    if symbolic:
+        from archcalc.engine.symbolic import fixed_bindings
+        from archcalc.engine.symbolic import formulas as symbolic_formulas
+
+        formulas = symbolic_formulas(analysis, fixed_bindings(bindings, graph.batch_dims))
+    return model, analysis, step, fit, formulas
 
 
 def _with_model_column(text: str, model: str, header: bool) -> str:

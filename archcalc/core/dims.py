@@ -363,7 +363,7 @@ def polynomial_json(dim: Dim) -> dict[str, object]:
         if others:
             term["factors"] = others
         terms.append(term)
-    return {"text": formula_text(dim), "polynomial": not any(
+    return {"text": formula_text(dim, separators=False), "polynomial": not any(
         not isinstance(atom, str) for mono, _ in _terms_of(dim) for atom in mono), "terms": terms}
 
 
@@ -388,20 +388,20 @@ def polynomial_from_json(document: Mapping[str, object]) -> Dim:
     return total
 
 
-def formula_text(dim: Dim) -> str:
+def formula_text(dim: Dim, separators: bool = True) -> str:
     """`dim` for people: powers written once, coefficients with thousands separators
-    (``18,432*batch*seq^2 + 123,532,032*batch*seq``)."""
+    (``18,432*batch*seq^2 + 123,532,032*batch*seq``; without them for machines)."""
     parts = []
     for mono, coeff in _terms_of(dim):
         factors = []
         for atom, group in itertools.groupby(mono):
             power = len(list(group))
             text = str(atom) if isinstance(atom, str) else (
-                f"floor(({formula_text(atom.numerator)})/{atom.divisor})" if isinstance(atom, FloorDiv)
-                else f"min({formula_text(atom.first)}, {formula_text(atom.second)})")
+                f"floor(({formula_text(atom.numerator, separators)})/{atom.divisor})" if isinstance(atom, FloorDiv)
+                else f"min({formula_text(atom.first, separators)}, {formula_text(atom.second, separators)})")
             factors.append(text if power == 1 else f"{text}^{power}")
         if abs(coeff) != 1 or not factors:
-            factors.insert(0, f"{abs(coeff):,}")
+            factors.insert(0, f"{abs(coeff):,}" if separators else str(abs(coeff)))
         parts.append(("- " if coeff < 0 else "+ ") + "*".join(factors))
     text = " ".join(parts)
     return text[2:] if text.startswith("+ ") else ("-" + text[2:] if text else "0")

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from archcalc.core.dims import Dim, Sym, bind_known, prod, shape_symbols, substitute
 from archcalc.core.dtypes import dtype_bytes
-from archcalc.core.errors import ShapeError, UnboundDim
+from archcalc.core.errors import ArchcalcError, ShapeError, UnboundDim
+from archcalc.core.graph import Graph
 from archcalc.core.results import Analysis, LayerResult
 from archcalc.rules.base import rule_for
 
@@ -122,8 +123,8 @@ def formulas(analysis: Analysis, fixed: Mapping[str, int] | None = None) -> Form
     return Formulas(
         dims=tuple(sorted(names)), fixed=fixed, params=analysis.totals.params,
         weight_bytes=analysis.totals.weight_bytes,
-        macs=_sum(f.macs for f in top), flops=_sum(f.flops for f in top),
-        activation_bytes=_sum(f.activation_bytes for f in top), input_bytes=input_bytes,
+        macs=sum_formulas(f.macs for f in top), flops=sum_formulas(f.flops for f in top),
+        activation_bytes=sum_formulas(f.activation_bytes for f in top), input_bytes=input_bytes,
         layers=tuple(layers), bound_layers=tuple(bound), partial=analysis.totals.partial,
     )
 
@@ -133,7 +134,18 @@ def _inputs(analysis: Analysis) -> list:
             if info.kind == "input" and isinstance(info.shape, tuple)]
 
 
-def _sum(dims: Iterable[Dim]) -> Dim:
+def grouped(formulas: Formulas, groups: Iterable[Sequence[str]]) -> list[tuple[Dim, Dim, Dim]]:
+    """(MACs, FLOPs, activation bytes) formulas of each group of layers (a table row's members)."""
+    by_name = {layer.name: layer for layer in formulas.layers}
+    result = []
+    for names in groups:
+        members = [by_name[name] for name in names if name in by_name]
+        result.append((sum_formulas(m.macs for m in members), sum_formulas(m.flops for m in members),
+                       sum_formulas(m.activation_bytes for m in members)))
+    return result
+
+
+def sum_formulas(dims: Iterable[Dim]) -> Dim:
     """Sum of polynomials by monomial in one dict (adding Syms one by one re-sorts each time)."""
     terms: dict = {}
     for dim in dims:
@@ -234,6 +246,14 @@ class Evaluator:
                 checks.append((layer.name, have, want))
         return checks
 
+    @staticmethod
+    def model_dims(analysis: Analysis) -> set[str]:
+        """The symbolic dims of the analysis' inputs and counts."""
+        names = shape_symbols(d for info in _inputs(analysis) for d in info.shape)
+        for layer in analysis.layers:
+            names |= shape_symbols((layer.macs_formula, layer.flops_formula))
+        return names
+
     def at(self, bindings: Mapping[str, int]) -> Point:
         """The totals at `bindings` (with the fixed ones), exactly as a bound analysis counts them."""
         env = {**self.formulas.fixed, **bindings}
@@ -275,3 +295,63 @@ def sweep_points(sweeps: Sequence[tuple[str, Sequence[int]]]) -> list[dict[str, 
     """Every combination of the swept values, the first dim varying slowest."""
     names = [name for name, _ in sweeps]
     return [dict(zip(names, values)) for values in itertools.product(*(values for _, values in sweeps))]
+
+
+def analyze_unbound(graph: Graph, given: Mapping[str, int]) -> Analysis:
+    """The analysis of `graph` for its formulas when some input dim has no value: the counts
+    need one, so each such dim is counted at 1 (a warning says so); the formulas, taken from
+    the rules' own counts, do not depend on it."""
+    from archcalc.engine.inference import analyze
+
+    placeholders: dict[str, int] = {}
+    while True:
+        try:
+            analysis = analyze(graph, {**given, **placeholders})
+            break
+        except UnboundDim as error:
+            if error.name in placeholders or len(placeholders) >= 64:
+                raise
+            placeholders[error.name] = 1
+    notes = tuple(f"dim '{name}' has no value: the counts are at {name}=1, the formulas (--symbolic) hold every "
+                  f"value; bind it with --dim {name}=N" for name in placeholders)
+    return replace(analysis, warnings=analysis.warnings + notes) if notes else analysis
+
+
+def run_sweep(graph: Graph, given: Mapping[str, int],
+              sweeps: Sequence[tuple[str, Sequence[int]]]) -> tuple[Formulas | None, list[Point], str]:
+    """The totals at every combination of the swept values, the other dims bound as the
+    engine binds them (`given`, else batch 1): one analysis and its formulas evaluated per
+    point, or (a model whose counts are not all formulas) one analysis per point. Returns the
+    formulas (None for the latter), the points, and a sentence saying which was done."""
+    from archcalc.engine.inference import analyze
+
+    points = sweep_points(sweeps)
+    swept = [name for name, _ in sweeps]
+    analysis = analyze(graph, {**given, **points[0]})
+    known = set(Evaluator.model_dims(analysis)) | {"batch"}
+    missing = [name for name in swept if name not in known]
+    if missing:
+        raise ArchcalcError(f"--sweep {missing[0]}: the model has no symbolic dim '{missing[0]}' (its symbolic dims: "
+                        f"{', '.join(sorted(known - {'batch'})) or 'none'})",
+                        where=graph.path, fix="sweep one of its dims, or feed an input at a symbolic shape "
+                                              "with --input-shape NAME=batch,seq")
+    defaults = {"batch": 1, **graph.bindings, **given}
+    evaluator = Evaluator(analysis, fixed_bindings(given, graph.batch_dims))
+    result = []
+    if not evaluator.formulas.exact:
+        for point in points:
+            bound = analysis if point is points[0] else analyze(graph, {**given, **point})
+            t = bound.totals
+            result.append(Point(dict(point), t.params, t.macs, t.flops, t.activation_bytes, t.peak_activation_bytes,
+                                t.weight_bytes, t.input_bytes))
+        return None, result, (f"one analysis per point: the counts of {', '.join(evaluator.formulas.bound_layers)} "
+                              "(a subgraph) are not formulas")
+    for point in points:
+        env = fixed_bindings({**defaults, **point}, graph.batch_dims)
+        try:
+            value = evaluator.at(env)
+        except ArchcalcError as error:
+            raise error.located(graph.path) from None
+        result.append(replace(value, bindings=dict(point)))
+    return evaluator.formulas, result, (f"one analysis, its formulas evaluated at {len(points)} points; peak "
+                                        "activations per point from the liveness schedule")
