@@ -225,8 +225,11 @@ class Evaluator:
         self.sizes = [pair for pair, _ in sorted(keys.items(), key=lambda item: item[1])]
         # Dims of each distinct size's shape, checked at each point: a negative one means the
         # model cannot run there (a kernel wider than a short sequence).
-        self.dims_to_check = sorted({d for shape, _ in self.shape_of for d in shape if isinstance(d, Sym)},
-                                    key=str)
+        self.dims_to_check: dict[Sym, str] = {}  # each symbolic dim, and a tensor holding it
+        for shape, name in self.shape_of:
+            for d in shape:
+                if isinstance(d, Sym):
+                    self.dims_to_check.setdefault(d, name)
         self.reshapes = self._reshape_checks(top, fixed)
 
     @staticmethod
@@ -254,16 +257,17 @@ class Evaluator:
             names |= shape_symbols((layer.macs_formula, layer.flops_formula))
         return names
 
-    def at(self, bindings: Mapping[str, int]) -> Point:
-        """The totals at `bindings` (with the fixed ones), exactly as a bound analysis counts them."""
+    def at(self, bindings: Mapping[str, int], label: str | None = None) -> Point:
+        """The totals at `bindings` (with the fixed ones), exactly as a bound analysis counts them;
+        `label` names the point in messages (default: the bindings)."""
         env = {**self.formulas.fixed, **bindings}
         unbound = [name for name in self.input_dims if name not in env]
         if unbound:
             raise UnboundDim(unbound[0])
-        where = ", ".join(f"{k}={v}" for k, v in bindings.items())
-        for dim in self.dims_to_check:
+        where = label or ", ".join(f"{k}={v}" for k, v in bindings.items())
+        for dim, tensor in self.dims_to_check.items():
             if _value(dim, env) < 0:
-                raise ShapeError(f"at {where}, a dim {dim} of the model is {_value(dim, env)} < 0",
+                raise ShapeError(f"at {where}, tensor '{tensor}' has a dim {dim} = {_value(dim, env)} < 0",
                                  fix="sweep sizes the model can take (a longer sequence, a larger input)")
         for name, have, want in self.reshapes:
             if _value(have, env) != _value(want, env):
@@ -317,6 +321,15 @@ def analyze_unbound(graph: Graph, given: Mapping[str, int]) -> Analysis:
     return replace(analysis, warnings=analysis.warnings + notes) if notes else analysis
 
 
+def _check_swept(graph: Graph, swept: Sequence[str], known: set[str]) -> None:
+    missing = [name for name in swept if name not in known | {"batch"}]
+    if missing:
+        raise ArchcalcError(f"--sweep {missing[0]}: the model has no symbolic dim '{missing[0]}' (its symbolic dims: "
+                            f"{', '.join(sorted(known)) or 'none'})",
+                            where=graph.path, fix="sweep one of its dims, or feed an input at a symbolic shape "
+                                                  "with --input-shape NAME=batch,seq")
+
+
 def run_sweep(graph: Graph, given: Mapping[str, int],
               sweeps: Sequence[tuple[str, Sequence[int]]]) -> tuple[Formulas | None, list[Point], str]:
     """The totals at every combination of the swept values, the other dims bound as the
@@ -327,14 +340,14 @@ def run_sweep(graph: Graph, given: Mapping[str, int],
 
     points = sweep_points(sweeps)
     swept = [name for name, _ in sweeps]
-    analysis = analyze(graph, {**given, **points[0]})
-    known = set(Evaluator.model_dims(analysis)) | {"batch"}
-    missing = [name for name in swept if name not in known]
-    if missing:
-        raise ArchcalcError(f"--sweep {missing[0]}: the model has no symbolic dim '{missing[0]}' (its symbolic dims: "
-                        f"{', '.join(sorted(known - {'batch'})) or 'none'})",
-                        where=graph.path, fix="sweep one of its dims, or feed an input at a symbolic shape "
-                                              "with --input-shape NAME=batch,seq")
+    inputs = {name for info in graph.tensors.values() if info.kind == "input" and isinstance(info.shape, tuple)
+              for name in shape_symbols(info.shape)}
+    try:
+        analysis = analyze(graph, {**given, **points[0]})
+    except UnboundDim:
+        _check_swept(graph, swept, inputs)  # a swept name that is no dim says more than the dim left unbound
+        raise
+    _check_swept(graph, swept, inputs | Evaluator.model_dims(analysis))
     defaults = {"batch": 1, **graph.bindings, **given}
     evaluator = Evaluator(analysis, fixed_bindings(given, graph.batch_dims))
     result = []
@@ -349,7 +362,7 @@ def run_sweep(graph: Graph, given: Mapping[str, int],
     for point in points:
         env = fixed_bindings({**defaults, **point}, graph.batch_dims)
         try:
-            value = evaluator.at(env)
+            value = evaluator.at(env, ", ".join(f"{k}={v}" for k, v in point.items()))
         except ArchcalcError as error:
             raise error.located(graph.path) from None
         result.append(replace(value, bindings=dict(point)))
