@@ -107,10 +107,11 @@ def formulas(analysis: Analysis, fixed: Mapping[str, int] | None = None) -> Form
     parents = {layer.parent for layer in analysis.layers if layer.parent}
     bound = [layer.name for layer in analysis.layers if layer.name in parents and not layer.parent]
     for layer in analysis.layers:
-        act: Dim = 0
-        for tensor in layer.outputs:
-            if tensor.shape is not None:
-                act = act + sizes.bytes(tensor.shape, tensor.dtype)
+        outputs = layer.outputs
+        if len(outputs) == 1:  # the common case: no sum to make
+            act = 0 if outputs[0].shape is None else sizes.bytes(outputs[0].shape, outputs[0].dtype)
+        else:
+            act = sum_formulas(sizes.bytes(t.shape, t.dtype) for t in outputs if t.shape is not None)
         layers.append(LayerFormula(layer.name, layer.op, substitute(layer.macs_formula, fixed),
                                    substitute(layer.flops_formula, fixed), act, layer.parent))
     top = [f for f in layers if not f.parent]
@@ -165,12 +166,16 @@ class _Sizes:
     def __init__(self, fixed: Mapping[str, int]):
         self.fixed = fixed
         self.elements: dict[Shape, Dim] = {}
+        self.sizes: dict[tuple[Shape, str], Dim] = {}
 
     def bytes(self, shape: Shape, dtype: str) -> Dim:
-        count = self.elements.get(shape)
-        if count is None:
-            count = self.elements[shape] = substitute(prod(shape), self.fixed)
-        return count * dtype_bytes(dtype)
+        size = self.sizes.get((shape, dtype))
+        if size is None:
+            count = self.elements.get(shape)
+            if count is None:
+                count = self.elements[shape] = substitute(prod(shape), self.fixed)
+            size = self.sizes[shape, dtype] = count * dtype_bytes(dtype)
+        return size
 
     def shapes_seen(self) -> list[Dim]:
         return list(self.elements.values())
@@ -237,9 +242,13 @@ class Evaluator:
         """Reshapes whose input and output hold the same number of elements at the analysis'
         bindings only (a shape written with numbers): each point must check them again."""
         checks = []
+        checked_ops = {}  # (domain, op): whether its rule checks sizes at the bindings
         for layer in layers:
-            rule = rule_for(layer.domain, layer.op)
-            if rule is None or "bindings" not in rule.context or not layer.inputs or not layer.outputs:
+            op = (layer.domain, layer.op)
+            if op not in checked_ops:
+                rule = rule_for(*op)
+                checked_ops[op] = rule is not None and "bindings" in rule.context
+            if not checked_ops[op] or not layer.inputs or not layer.outputs:
                 continue
             before, after = layer.inputs[0].shape, layer.outputs[0].shape
             if before is None or after is None:
