@@ -56,12 +56,17 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
 @click.option("--sweep", "sweeps", multiple=True, metavar="NAME=V1,V2,...",
               help="One row of totals per value of a symbolic dim, e.g. --sweep seq=128,512,2048; repeat for a grid "
                    "(--sweep batch=1,8). One analysis, its formulas evaluated per point.")
+@click.option("--context", "context_tokens", type=click.IntRange(min=1), default=None, metavar="C",
+              help="A decoder's generation at C tokens: KV cache per token and at C (times --batch), prefill of C "
+                   "tokens, decode cost per token with C cached, memory to serve (table, json, markdown).")
+@click.option("--kv-dtype", type=click.Choice(["fp32", "fp16", "bf16", "fp8", "int8"]), default=None,
+              help="The KV cache's element type (default: the keys' dtype).")
 @click.option("--full", is_flag=True,
               help=f"Every layer in the table, even past {SUMMARY_ABOVE} rows (then a summary is the default).")
 def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[str, ...],
             input_shapes: tuple[str, ...], depth: int | None, training: bool, optimizer: str, precision: str,
             fit_memory: str | None, output: str | None, exact: bool, symbolic: bool, sweeps: tuple[str, ...],
-            full: bool) -> None:
+            context_tokens: int | None, kv_dtype: str | None, full: bool) -> None:
     """Per-layer output shapes, params, MACs, memory and receptive field, with totals, of each
     MODEL (a YAML spec or an ONNX file)."""
     from archcalc.engine.rows import rows
@@ -78,6 +83,10 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
     if fmt == "html" and len(models) > 1:
         raise click.UsageError("--format html draws one model: give one MODEL (or compare two with archcalc diff)")
     memory = parse_size(fit_memory, "--fit") if fit_memory else None
+    if kv_dtype and context_tokens is None:
+        raise click.UsageError("--kv-dtype sets the cache that --context counts: add --context C")
+    if context_tokens is not None and fmt in ("csv", "html"):
+        raise click.UsageError("--context reports in table, json or markdown: use --format json for a file")
     if sweeps or symbolic:
         from archcalc.cli import symbolic as symbolic_cli
 
@@ -90,16 +99,19 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
                                    "leave out --format html")
     # Every model first, so bad input (exit 2) stops the run before any output.
     results = [_analysed(model, input_shapes, parse_dims(dims, batch), training, optimizer, precision, memory,
-                         symbolic) for model in models]
+                         symbolic, context_tokens, kv_dtype) for model in models]
     if fmt == "html":
         from archcalc.report.html import analysis_page, write_page
 
-        _, analysis, step, fit, _ = results[0]
+        _, analysis, step, fit, _, _ = results[0]
         write_page(analysis_page(analysis, step, fit, depth), output)
         return
     if fmt == "json":
         with pause_gc():  # the document is a few hundred thousand small objects and no cycles
-            documents = [report.json_document(analysis, step, fit) for _, analysis, step, fit, _ in results]
+            documents = [report.json_document(analysis, step, fit) for _, analysis, step, fit, _, _ in results]
+            for document, result in zip(documents, results):
+                if result[5] is not None:
+                    document["generation"] = result[5].to_json()
             if symbolic:
                 from archcalc.report.symbolic import add_formulas_to_document
 
@@ -108,7 +120,7 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
             click.echo(report.dumps_json(documents[0] if len(documents) == 1 else documents))
         return
     console = None
-    for index, (model, analysis, step, fit, formulas) in enumerate(results):
+    for index, (model, analysis, step, fit, formulas, generation) in enumerate(results):
         table = rows(analysis, depth)
         if depth is not None and not any(layer.block for layer in analysis.layers):
             click.echo(f"warning: --depth {depth} folds nothing: {model} has no blocks (a spec's blocks, or the "
@@ -130,6 +142,11 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
                 from archcalc.report.symbolic import formulas_markdown
 
                 click.echo(formulas_markdown(formulas, table), nl=False)
+            if generation is not None:
+                from archcalc.report.symbolic import generation_lines
+
+                click.echo("\n| Generation | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |"
+                                                                       for a, b in generation_lines(generation)))
             if step is not None:
                 lines = report.training_lines(step, fit)
                 click.echo("\n| Training | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in lines))
@@ -149,15 +166,20 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
             from archcalc.report.symbolic import render_formulas
 
             render_formulas(formulas, table, console, SUMMARY_ABOVE if not full else len(table))
+        if generation is not None:
+            from archcalc.report.symbolic import render_generation
+
+            render_generation(generation, console)
 
 
 def _analysed(model: str, input_shapes: tuple[str, ...], bindings: dict[str, int], training: bool,
-              optimizer: str, precision: str, memory: int | None, symbolic: bool = False) -> tuple:
-    """(model, analysis, training step or None, fit or None, formulas or None) of one MODEL."""
+              optimizer: str, precision: str, memory: int | None, symbolic: bool = False, context: int | None = None,
+              kv_dtype: str | None = None) -> tuple:
+    """(model, analysis, training step or None, fit or None, formulas or None, generation or None) of one MODEL."""
     from archcalc.engine.inference import analyze as run_analysis
 
     graph = load_from_options(model, input_shapes)
-    if symbolic:
+    if symbolic or context is not None:
         from archcalc.engine.symbolic import analyze_unbound
 
         analysis = analyze_unbound(graph, bindings)
@@ -170,13 +192,23 @@ def _analysed(model: str, input_shapes: tuple[str, ...], bindings: dict[str, int
         step = train.training_cost(graph, analysis, optimizer, precision)
         if memory:
             fit = train.largest_batch(graph, bindings, memory, optimizer, precision) + (memory,)
+    from archcalc.engine.symbolic import fixed_bindings
+    from archcalc.engine.symbolic import formulas as symbolic_formulas
+
     formulas = None
     if symbolic:
-        from archcalc.engine.symbolic import fixed_bindings
-        from archcalc.engine.symbolic import formulas as symbolic_formulas
-
         formulas = symbolic_formulas(analysis, fixed_bindings(bindings, graph.batch_dims))
-    return model, analysis, step, fit, formulas
+    generation = None
+    if context is not None:
+        from archcalc.engine.kv import generation as generation_at
+
+        generation = generation_at(analysis, bindings, graph.batch_dims, context, kv_dtype)
+        seq = generation.cache.seq
+        if seq is not None and seq not in bindings:  # the table's counts at the context, not at a placeholder
+            analysis = run_analysis(graph, {**bindings, seq: context})
+            if symbolic:
+                formulas = symbolic_formulas(analysis, fixed_bindings(bindings, graph.batch_dims))
+    return model, analysis, step, fit, formulas, generation
 
 
 def _with_model_column(text: str, model: str, header: bool) -> str:

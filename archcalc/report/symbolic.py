@@ -12,6 +12,7 @@ from typing import Any
 
 from archcalc.core.dims import Dim, formula_text, polynomial_json
 from archcalc.core.units import human_bytes, human_count
+from archcalc.engine.kv import Generation
 from archcalc.engine.rows import Row
 from archcalc.engine.symbolic import Formulas, Point, grouped
 from archcalc.report.layout import Column, grid
@@ -185,3 +186,44 @@ def sweep_markdown(title: str, swept: Sequence[str], points: Sequence[Point], me
     out = [f"## {title}", "", _md_line(headers), "|" + "|".join(["---:"] * len(headers)) + "|"]
     out += [_md_line(cells) for cells in sweep_cells(swept, points, exact=True)]
     return "\n".join([*out, "", method]) + "\n"
+
+
+def generation_lines(generation: Generation) -> list[tuple[str, str]]:
+    """A decoder's generation at its context (analyze --context), label and text."""
+    cache = generation.cache
+    c, b = generation.context, generation.batch
+    per_layer = {layer.elements_per_token * layer.dtype_bytes for layer in cache.layers}
+    layer_text = (f"{len(cache.layers)} x {next(iter(per_layer)):,} B" if len(per_layer) == 1
+                  else f"{len(cache.layers)} layers")
+    lines = [
+        ("KV cache from", cache.source),
+        ("KV cache per token", f"{cache.bytes_per_token:,} B ({layer_text}) per sequence"),
+        (f"KV cache at {c:,} tokens", f"{human_bytes(cache.bytes_at(c, b))} (batch {b}: "
+                                      f"{cache.bytes_per_token:,} B x {c:,} tokens x {b})"),
+    ]
+    prefill = generation.prefill
+    if prefill is not None:
+        lines.append((f"Prefill {c:,} tokens", f"{prefill.macs:,} MACs ({human_count(prefill.macs)}), "
+                                              f"peak activations {human_bytes(prefill.peak_activation_bytes)}"))
+    decode = generation.decode
+    if decode is not None:
+        lines.append((f"Decode 1 token x {b}", f"{decode.macs:,} MACs ({human_count(decode.macs)}) "
+                                          f"with {c:,} cached; {human_bytes(decode.bytes_moved)} moved "
+                                          "(weights + cache read + new keys/values)"))
+    if generation.serve_bytes is not None:
+        lines.append(("Memory to serve", f"{human_bytes(generation.serve_bytes)} (weights + KV cache + prefill peak "
+                                         "activations)"))
+    lines += [("Note", note) for note in generation.notes]
+    return lines
+
+
+def render_generation(generation: Generation, console) -> None:
+    from rich.table import Table
+
+    console.print("Generation", style="bold")
+    lines = Table(show_header=False, box=None, padding=(0, 2))
+    lines.add_column(style="bold", no_wrap=True)
+    lines.add_column()
+    for label, value in generation_lines(generation):
+        lines.add_row(label, value)
+    console.print(lines)
