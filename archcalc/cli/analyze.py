@@ -83,8 +83,10 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
     if fmt == "html" and len(models) > 1:
         raise click.UsageError("--format html draws one model: give one MODEL (or compare two with archcalc diff)")
     memory = parse_size(fit_memory, "--fit") if fit_memory else None
-    if kv_dtype and context_tokens is None:
-        raise click.UsageError("--kv-dtype sets the cache that --context counts: add --context C")
+    if kv_dtype and context_tokens is None and not sweeps:
+        raise click.UsageError("--kv-dtype sets the cache that --context or --sweep counts: add --context C")
+    if context_tokens is not None and sweeps:
+        raise click.UsageError("--sweep gives the KV cache at each point's sequence length: leave out --context")
     if context_tokens is not None and fmt in ("csv", "html"):
         raise click.UsageError("--context reports in table, json or markdown: use --format json for a file")
     if sweeps or symbolic:
@@ -92,7 +94,7 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
 
         if sweeps:
             symbolic_cli.sweep(models, fmt, parse_dims(dims, batch), input_shapes, sweeps, training or bool(memory),
-                               exact)
+                               exact, kv_dtype)
             return
         if fmt == "html":
             raise click.UsageError("--symbolic prints formulas in table, json, csv or markdown: "

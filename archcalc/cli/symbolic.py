@@ -34,7 +34,7 @@ def parse_sweeps(items: tuple[str, ...], bindings: dict[str, int]) -> list[tuple
 
 
 def sweep(models: tuple[str, ...], fmt: str, bindings: dict[str, int], input_shapes: tuple[str, ...],
-          items: tuple[str, ...], training: bool, exact: bool) -> None:
+          items: tuple[str, ...], training: bool, exact: bool, kv_dtype: str | None = None) -> None:
     from archcalc.engine.symbolic import run_sweep
     from archcalc.report import symbolic as report
     from archcalc.report.analysis import dumps_json
@@ -49,7 +49,8 @@ def sweep(models: tuple[str, ...], fmt: str, bindings: dict[str, int], input_sha
     results = []
     for model in models:
         graph = load_from_options(model, input_shapes)
-        results.append((model, str(graph.metadata.get("name", "")) or model, *run_sweep(graph, bindings, sweeps)))
+        name = str(graph.metadata.get("name", "")) or model
+        results.append((model, name, *run_sweep(graph, bindings, sweeps, kv_dtype)))
     if fmt == "json":
         documents = [report.sweep_json(model, name, swept, points, formulas, method)
                      for model, name, formulas, points, method in results]

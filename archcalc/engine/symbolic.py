@@ -80,11 +80,13 @@ class Point:
     peak_activation_bytes: int
     weight_bytes: int
     input_bytes: int
+    kv_cache_bytes: int | None = None  # a decoder's cache at the point's sequence length and batch
 
     def to_json(self) -> dict[str, object]:
         return {"bindings": self.bindings, "params": self.params, "macs": self.macs, "flops": self.flops,
                 "activation_bytes": self.activation_bytes, "peak_activation_bytes": self.peak_activation_bytes,
-                "weight_bytes": self.weight_bytes, "input_bytes": self.input_bytes}
+                "weight_bytes": self.weight_bytes, "input_bytes": self.input_bytes,
+                "kv_cache_bytes": self.kv_cache_bytes}
 
 
 def fixed_bindings(given: Mapping[str, int], batch_dims: Sequence[str] = ()) -> dict[str, int]:
@@ -339,12 +341,13 @@ def _check_swept(graph: Graph, swept: Sequence[str], known: set[str]) -> None:
                                                   "with --input-shape NAME=batch,seq")
 
 
-def run_sweep(graph: Graph, given: Mapping[str, int],
-              sweeps: Sequence[tuple[str, Sequence[int]]]) -> tuple[Formulas | None, list[Point], str]:
+def run_sweep(graph: Graph, given: Mapping[str, int], sweeps: Sequence[tuple[str, Sequence[int]]],
+              kv_dtype: str | None = None) -> tuple[Formulas | None, list[Point], str]:
     """The totals at every combination of the swept values, the other dims bound as the
     engine binds them (`given`, else batch 1): one analysis and its formulas evaluated per
-    point, or (a model whose counts are not all formulas) one analysis per point. Returns the
-    formulas (None for the latter), the points, and a sentence saying which was done."""
+    point, or (a model whose counts are not all formulas) one analysis per point; a decoder's
+    KV cache at each point's sequence length (engine/kv.py). Returns the formulas (None for
+    the latter), the points, and a sentence saying which was done."""
     from archcalc.engine.inference import analyze
 
     points = sweep_points(sweeps)
@@ -359,13 +362,24 @@ def run_sweep(graph: Graph, given: Mapping[str, int],
     _check_swept(graph, swept, inputs | Evaluator.model_dims(analysis))
     defaults = {"batch": 1, **graph.bindings, **given}
     evaluator = Evaluator(analysis, fixed_bindings(given, graph.batch_dims))
+    from archcalc.engine.kv import kv_cache  # kv builds on this module
+
+    cache = kv_cache(analysis, kv_dtype)
+    seq = cache.seq if cache is not None else None
+
+    def kv_bytes(point: Mapping[str, int]) -> int | None:
+        env = {**defaults, **point}
+        if cache is None or seq is None or seq not in env:
+            return None
+        return cache.bytes_at(env[seq], env.get("batch", 1))
+
     result = []
     if not evaluator.formulas.exact:
         for point in points:
             bound = analysis if point is points[0] else analyze(graph, {**given, **point})
             t = bound.totals
             result.append(Point(dict(point), t.params, t.macs, t.flops, t.activation_bytes, t.peak_activation_bytes,
-                                t.weight_bytes, t.input_bytes))
+                                t.weight_bytes, t.input_bytes, kv_bytes(point)))
         return None, result, (f"one analysis per point: the counts of {', '.join(evaluator.formulas.bound_layers)} "
                               "(a subgraph) are not formulas")
     for point in points:
@@ -374,6 +388,6 @@ def run_sweep(graph: Graph, given: Mapping[str, int],
             value = evaluator.at(env, ", ".join(f"{k}={v}" for k, v in point.items()))
         except ArchcalcError as error:
             raise error.located(graph.path) from None
-        result.append(replace(value, bindings=dict(point)))
+        result.append(replace(value, bindings=dict(point), kv_cache_bytes=kv_bytes(point)))
     return evaluator.formulas, result, (f"one analysis, its formulas evaluated at {len(points)} points; peak "
                                         "activations per point from the liveness schedule")

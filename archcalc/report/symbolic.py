@@ -133,14 +133,15 @@ def formulas_markdown(formulas: Formulas, table: Sequence[Row]) -> str:
 
 
 # Sweeps: one row per point.
-SWEEP_FIELDS = ("params", "macs", "flops", "peak_activation_bytes", "activation_bytes", "input_bytes", "weight_bytes")
+SWEEP_FIELDS = ("params", "macs", "flops", "peak_activation_bytes", "activation_bytes", "input_bytes", "weight_bytes",
+                "kv_cache_bytes")
 
 
 def sweep_columns(swept: Sequence[str]) -> tuple[Column, ...]:
     return (*(Column(name, numeric=True) for name in swept), Column("Params", numeric=True),
             Column("MACs", numeric=True), Column("FLOPs", numeric=True, priority=45),
             Column("Peak activations", numeric=True), Column("All outputs", numeric=True, priority=50),
-            Column("Input", numeric=True, priority=40))
+            Column("Input", numeric=True, priority=40), Column("KV cache", numeric=True, priority=55))
 
 
 def sweep_cells(swept: Sequence[str], points: Sequence[Point], exact: bool) -> list[list[str]]:
@@ -148,8 +149,8 @@ def sweep_cells(swept: Sequence[str], points: Sequence[Point], exact: bool) -> l
         return f"{value:,}" if exact else human_count(value)
 
     return [[*(str(p.bindings[name]) for name in swept), count(p.params), count(p.macs), count(p.flops),
-             human_bytes(p.peak_activation_bytes), human_bytes(p.activation_bytes), human_bytes(p.input_bytes)]
-            for p in points]
+             human_bytes(p.peak_activation_bytes), human_bytes(p.activation_bytes), human_bytes(p.input_bytes),
+             "-" if p.kv_cache_bytes is None else human_bytes(p.kv_cache_bytes)] for p in points]
 
 
 def render_sweep(title: str, swept: Sequence[str], points: Sequence[Point], method: str, console,
@@ -177,12 +178,13 @@ def sweep_csv(swept: Sequence[str], points: Sequence[Point], model: str | None =
     if header:
         writer.writerow([*(["model"] if model is not None else []), *swept, *SWEEP_FIELDS])
     for p in points:
-        writer.writerow([*lead, *(p.bindings[name] for name in swept), *(getattr(p, f) for f in SWEEP_FIELDS)])
+        writer.writerow([*lead, *(p.bindings[name] for name in swept),
+                         *("" if getattr(p, f) is None else getattr(p, f) for f in SWEEP_FIELDS)])
     return out.getvalue()
 
 
 def sweep_markdown(title: str, swept: Sequence[str], points: Sequence[Point], method: str) -> str:
-    headers = (*swept, "Params", "MACs", "FLOPs", "Peak activations", "All outputs", "Input")
+    headers = (*swept, "Params", "MACs", "FLOPs", "Peak activations", "All outputs", "Input", "KV cache")
     out = [f"## {title}", "", _md_line(headers), "|" + "|".join(["---:"] * len(headers)) + "|"]
     out += [_md_line(cells) for cells in sweep_cells(swept, points, exact=True)]
     return "\n".join([*out, "", method]) + "\n"

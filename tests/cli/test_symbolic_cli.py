@@ -78,14 +78,17 @@ def test_sweep_points_equal_bound_analyses():
         assert point["macs"] == (123532032 * binding["seq"] + 18432 * binding["seq"] ** 2) * binding["batch"]
         for key in ("params", "flops", "activation_bytes", "peak_activation_bytes", "input_bytes", "weight_bytes"):
             assert point[key] == bound[key], key
+        assert point["kv_cache_bytes"] == 2 * 12 * 12 * 64 * 4 * binding["seq"] * binding["batch"]
 
 
 def test_sweep_table_csv_markdown():
     table = run("analyze", *GPT2, "--sweep", "seq=128,1024")
     assert "gpt2: sweep of seq" in table and "16.11 G" in table and "one analysis" in table
     lines = run("analyze", *GPT2, "--sweep", "seq=128,1024", "--format", "csv").splitlines()
-    assert lines[0] == "seq,params,macs,flops,peak_activation_bytes,activation_bytes,input_bytes,weight_bytes"
+    assert lines[0] == ("seq,params,macs,flops,peak_activation_bytes,activation_bytes,input_bytes,weight_bytes,"
+                        "kv_cache_bytes")
     assert lines[1].startswith("128,124439808,16114089984,")  # 123532032*128 + 18432*128^2
+    assert lines[1].endswith(f",{2 * 12 * 12 * 64 * 4 * 128}")  # GPT-2's fp32 cache at 128 tokens
     markdown = run("analyze", *GPT2, "--sweep", "seq=128", "--format", "markdown")
     assert "| 128 | 124,439,808 | 16,114,089,984 |" in markdown
 
