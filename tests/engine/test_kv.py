@@ -114,3 +114,20 @@ def test_cli_context(monkeypatch):
     assert "add --context" in run(*llama, "--kv-dtype", "fp16", code=2)
     assert "--format json" in run(*llama, "--context", "8", "--format", "csv", code=2)
     assert "no decoder found" in run("analyze", "specs/bert_base.yaml", "--context", "8", code=2)
+
+
+def test_budget_kv_cache_and_macs_at_a_context(monkeypatch, tmp_path):
+    """Llama-3.2-1B at 2048 tokens: cache 2 * 16 * 8 * 64 * 4 B (fp32) * 2048 = 128 MiB;
+    prefill 1,235,746,816 * 2048 + 16 * 32 * 2048^2 * 128 = 2,805,687,386,112 MACs."""
+    monkeypatch.chdir(Path(__file__).parents[2])
+    budget = tmp_path / "b.yaml"
+    llama = ("check", "specs/llama_3_2_1b.yaml", "--input-shape", "input_ids=batch,seq", "--budget", str(budget),
+             "--format", "json")
+    budget.write_text("dims: {seq: 2048}\ntotal:\n  kv_cache: 128MiB\n  macs: 2805687386112\n")
+    text = json.dumps(json.loads(run(*llama)))
+    assert '"actual": 134217728' in text and '"actual": 2805687386112' in text
+    budget.write_text("dims: {seq: 2048}\ntotal:\n  kv_cache: 127MiB\n")
+    run(*llama, code=1)
+    budget.write_text("total:\n  kv_cache: 1GiB\n")
+    assert "no decoder" in run("check", "specs/bert_base.yaml", "--budget", str(budget), code=2)
+    assert "not a symbolic dim" in run("check", "specs/gpt2.yaml", "--budget", str(budget), code=2)
