@@ -174,3 +174,20 @@ def test_formulas_equal_the_bound_analysis(path, data):
         assert layer.name == formula.name
         assert (bind(formula.macs, env), bind(formula.flops, env), bind(formula.activation_bytes, env)) == (
             layer.macs, layer.flops, layer.activation_bytes), layer.name
+
+
+def test_a_subgraph_is_no_formula_and_sweeps_analyse_each_point(tmp_path):
+    """A Loop of 3 trips over h -> relu(h @ W + B), W [4, 4], then a head h @ W: its body's
+    counts are bound by the engine, so sweeps analyse each point: MACs = 3*16*b + 16*b."""
+    from onnx_models import ints, loop_model
+
+    from archcalc.engine.symbolic import run_sweep
+
+    path = tmp_path / "loop.onnx"
+    path.write_bytes(loop_model("M", "", initializers=[ints("M", 3)]).SerializeToString())
+    graph = archcalc.load(str(path))
+    f = formulas(archcalc.analyze(graph))
+    assert f.bound_layers == ("loop",) and not f.exact
+    result, points, method = run_sweep(graph, {}, [("batch", [1, 5])])
+    assert result is None and "one analysis per point" in method
+    assert [p.macs for p in points] == [64, 320]
