@@ -186,10 +186,19 @@ class Generation:
         }
 
 
+def given_cache(layers: int, kv_heads: int, head_dim: int, kv_dtype: str | None) -> KvCache:
+    """The cache the user describes (--kv-layers, --kv-heads, --head-dim), where detection fails:
+    2 * kv_heads * head_dim elements per token and layer (K and V), fp16 unless --kv-dtype."""
+    size = KV_DTYPES[kv_dtype or "fp16"]
+    return KvCache(tuple(KvLayer(f"layer {i}", 2 * kv_heads * head_dim, kv_heads, head_dim, None, size)
+                         for i in range(layers)), "given by --kv-layers, --kv-heads, --head-dim")
+
+
 def generation(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequence[str], context: int,
-               kv_dtype: str | None) -> Generation:
-    """The cache, prefill and decode of the model at `context` tokens (see the module docstring)."""
-    cache = kv_cache(analysis, kv_dtype)
+               kv_dtype: str | None, described: KvCache | None = None) -> Generation:
+    """The cache, prefill and decode of the model at `context` tokens (see the module docstring);
+    `described`, the user's description of the cache, replaces detection."""
+    cache = described or kv_cache(analysis, kv_dtype)
     if cache is None:
         raise ArchcalcError("--context: no decoder found (no causal Attention layer, no past key/value input)",
                             where=analysis.path, fix="give a decoder: attention layers with causal: true, or an "
@@ -199,8 +208,8 @@ def generation(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequenc
     notes: list[str] = []
     prefill = decode = None
     if seq is None:
-        notes.append("the queries' length is fixed or not one dim: no prefill or decode cost (feed the tokens at a "
-                     "symbolic length, --input-shape input_ids=batch,seq)")
+        notes.append("no Attention layers whose queries have one symbolic length: no prefill or decode cost (a "
+                     "spec: feed the tokens at a symbolic length, --input-shape input_ids=batch,seq)")
     elif seq in given:
         notes.append(f"{seq} is bound by --dim: prefill and decode use --context instead; leave {seq} unbound")
     else:

@@ -131,3 +131,14 @@ def test_budget_kv_cache_and_macs_at_a_context(monkeypatch, tmp_path):
     budget.write_text("total:\n  kv_cache: 1GiB\n")
     assert "no decoder" in run("check", "specs/bert_base.yaml", "--budget", str(budget), code=2)
     assert "not a symbolic dim" in run("check", "specs/gpt2.yaml", "--budget", str(budget), code=2)
+
+
+def test_cache_described_by_the_user(monkeypatch):
+    """Where detection fails (BERT has no causal attention): 12 layers x 2 x 12 heads x 64 x 2 B (fp16)."""
+    monkeypatch.chdir(Path(__file__).parents[2])
+    bert = ("analyze", "specs/bert_base.yaml", "--context", "512")
+    g = json.loads(run(*bert, "--kv-layers", "12", "--kv-heads", "12", "--head-dim", "64", "--format", "json"))[
+        "generation"]
+    assert g["source"] == "given by --kv-layers, --kv-heads, --head-dim"
+    assert g["kv_cache_bytes_per_token"] == 12 * 2 * 12 * 64 * 2 and g["kv_cache_bytes"] == 36_864 * 512
+    assert "describe the cache together" in run(*bert, "--kv-heads", "12", code=2)
