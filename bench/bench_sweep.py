@@ -23,7 +23,8 @@ from bench_onnx import transformer  # noqa: E402
 
 import archcalc  # noqa: E402
 from archcalc.engine.inference import analyze  # noqa: E402
-from archcalc.engine.symbolic import run_sweep, sweep_points  # noqa: E402
+from archcalc.engine.sweep import run_sweep
+from archcalc.engine.symbolic import sweep_points  # noqa: E402
 from archcalc.readers.onnx import load_onnx  # noqa: E402
 
 REPEATS = 3

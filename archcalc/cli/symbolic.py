@@ -35,7 +35,7 @@ def parse_sweeps(items: tuple[str, ...], bindings: dict[str, int]) -> list[tuple
 
 def sweep(models: tuple[str, ...], fmt: str, bindings: dict[str, int], input_shapes: tuple[str, ...],
           items: tuple[str, ...], training: bool, exact: bool, kv_dtype: str | None = None) -> None:
-    from archcalc.engine.symbolic import run_sweep
+    from archcalc.engine.sweep import run_sweep
     from archcalc.report import symbolic as report
     from archcalc.report.analysis import dumps_json
 

@@ -181,7 +181,7 @@ def test_a_subgraph_is_no_formula_and_sweeps_analyse_each_point(tmp_path):
     counts are bound by the engine, so sweeps analyse each point: MACs = 3*16*b + 16*b."""
     from onnx_models import ints, loop_model
 
-    from archcalc.engine.symbolic import run_sweep
+    from archcalc.engine.sweep import run_sweep
 
     path = tmp_path / "loop.onnx"
     path.write_bytes(loop_model("M", "", initializers=[ints("M", 3)]).SerializeToString())
