@@ -61,6 +61,9 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
                    "tokens, decode cost per token with C cached, memory to serve (table, json, markdown).")
 @click.option("--kv-dtype", type=click.Choice(["fp32", "fp16", "bf16", "fp8", "int8"]), default=None,
               help="The KV cache's element type (default: the keys' dtype).")
+@click.option("--serve-fit", default=None, metavar="SIZE",
+              help="With --context: also the largest context whose memory to serve (weights + KV cache + prefill "
+                   "peak activations, at --batch) fits in SIZE (e.g. 24GiB).")
 @click.option("--kv-layers", type=click.IntRange(min=1), default=None,
               help="With --kv-heads and --head-dim: describe the KV cache where detection fails.")
 @click.option("--kv-heads", type=click.IntRange(min=1), default=None,
@@ -71,8 +74,8 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
 def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[str, ...],
             input_shapes: tuple[str, ...], depth: int | None, training: bool, optimizer: str, precision: str,
             fit_memory: str | None, output: str | None, exact: bool, symbolic: bool, sweeps: tuple[str, ...],
-            context_tokens: int | None, kv_dtype: str | None, kv_layers: int | None, kv_heads: int | None,
-            head_dim: int | None, full: bool) -> None:
+            context_tokens: int | None, kv_dtype: str | None, serve_fit: str | None, kv_layers: int | None,
+            kv_heads: int | None, head_dim: int | None, full: bool) -> None:
     """Per-layer output shapes, params, MACs, memory and receptive field, with totals, of each
     MODEL (a YAML spec or an ONNX file)."""
     from archcalc.engine.rows import rows
@@ -89,6 +92,9 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
     if fmt == "html" and len(models) > 1:
         raise click.UsageError("--format html draws one model: give one MODEL (or compare two with archcalc diff)")
     memory = parse_size(fit_memory, "--fit") if fit_memory else None
+    if serve_fit is not None and context_tokens is None:
+        raise click.UsageError("--serve-fit searches the context of --context's report: add --context C")
+    serve_memory = parse_size(serve_fit, "--serve-fit") if serve_fit else None
     described = None
     if kv_layers or kv_heads or head_dim:
         if not (kv_layers and kv_heads and head_dim) or context_tokens is None:
@@ -114,7 +120,7 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
                                    "leave out --format html")
     # Every model first, so bad input (exit 2) stops the run before any output.
     results = [_analysed(model, input_shapes, parse_dims(dims, batch), training, optimizer, precision, memory,
-                         symbolic, context_tokens, kv_dtype, described) for model in models]
+                         symbolic, context_tokens, kv_dtype, described, serve_memory) for model in models]
     if fmt == "html":
         from archcalc.report.html import analysis_page, write_page
 
@@ -189,7 +195,7 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
 
 def _analysed(model: str, input_shapes: tuple[str, ...], bindings: dict[str, int], training: bool,
               optimizer: str, precision: str, memory: int | None, symbolic: bool = False, context: int | None = None,
-              kv_dtype: str | None = None, described=None) -> tuple:
+              kv_dtype: str | None = None, described=None, serve_memory: int | None = None) -> tuple:
     """(model, analysis, training step or None, fit or None, formulas or None, generation or None) of one MODEL."""
     from archcalc.engine.inference import analyze as run_analysis
 
@@ -218,6 +224,13 @@ def _analysed(model: str, input_shapes: tuple[str, ...], bindings: dict[str, int
         from archcalc.engine.kv import generation as generation_at
 
         generation = generation_at(analysis, bindings, graph.batch_dims, context, kv_dtype, described)
+        if serve_memory is not None:
+            from dataclasses import replace
+
+            from archcalc.engine.kv import largest_context
+
+            largest = largest_context(analysis, bindings, graph.batch_dims, serve_memory, generation.cache)
+            generation = replace(generation, fit=(serve_memory, largest))
         seq = generation.cache.seq
         if seq is not None and seq not in bindings:  # the table's counts at the context, not at a placeholder
             analysis = run_analysis(graph, {**bindings, seq: context})

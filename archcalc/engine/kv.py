@@ -155,6 +155,7 @@ class Generation:
     prefill: Point | None  # the model's totals at seq = context (the prompt's forward pass)
     decode: Decode | None
     notes: tuple[str, ...]
+    fit: tuple[int, int] | None = None  # (memory, the largest context whose memory to serve fits it)
 
     @property
     def serve_bytes(self) -> int | None:
@@ -182,6 +183,7 @@ class Generation:
             "decode": None if self.decode is None else {"macs_per_token": self.decode.macs,
                                                         "bytes_moved_per_token": self.decode.bytes_moved},
             "serve_bytes": self.serve_bytes,
+            "fit": None if self.fit is None else {"memory_bytes": self.fit[0], "largest_context": self.fit[1]},
             "notes": list(self.notes),
         }
 
@@ -218,3 +220,37 @@ def generation(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequenc
         prefill = evaluator.at({**env, seq: context}, f"{seq}={context}")
         decode = decode_cost(evaluator.formulas, cache, context, env, analysis.path)
     return Generation(cache, context, batch, seq, prefill, decode, tuple(notes))
+
+
+MAX_CONTEXT = 2**40  # past this the search stops: no model serves a trillion tokens
+
+
+def largest_context(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequence[str], memory: int,
+                    cache: KvCache) -> int:
+    """The largest context C whose memory to serve (weights + the cache at C + the prefill's peak
+    activations at seq = C, for the given batch) is at most `memory` bytes; 0 when none is.
+    Every term grows with C (sizes are polynomials with positive coefficients in seq), so a
+    doubling then a bisection finds it with O(log C) evaluations of the formulas."""
+    seq = cache.seq
+    if seq is None or seq in given:
+        raise ArchcalcError("--serve-fit searches the context: it needs the tokens at a symbolic length, left "
+                            "unbound (--input-shape input_ids=batch,seq, no --dim for it)", where=analysis.path)
+    evaluator = Evaluator(analysis, fixed_bindings(given, batch_dims))
+    env = fixed_bindings({"batch": 1, **given}, batch_dims)
+    batch = env.get("batch", 1)
+
+    def fits(context: int) -> bool:
+        point = evaluator.at({**env, seq: context}, f"{seq}={context}")
+        return point.weight_bytes + cache.bytes_at(context, batch) + point.peak_activation_bytes <= memory
+
+    if not fits(1):
+        return 0
+    low, high = 1, 2
+    while high <= MAX_CONTEXT and fits(high):
+        low, high = high, high * 2
+    if high > MAX_CONTEXT:
+        return low
+    while high - low > 1:  # fits(low), not fits(high)
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low

@@ -215,6 +215,10 @@ def generation_lines(generation: Generation) -> list[tuple[str, str]]:
     if generation.serve_bytes is not None:
         lines.append(("Memory to serve", f"{human_bytes(generation.serve_bytes)} (weights + KV cache + prefill peak "
                                          "activations)"))
+    if generation.fit is not None:
+        memory, context = generation.fit
+        lines.append((f"Fits {human_bytes(memory)}", f"up to {context:,} tokens of context (batch {b})" if context
+                      else f"no context: the weights and one token's activations need more (batch {b})"))
     lines += [("Note", note) for note in generation.notes]
     return lines
 

@@ -142,3 +142,19 @@ def test_cache_described_by_the_user(monkeypatch):
     assert g["source"] == "given by --kv-layers, --kv-heads, --head-dim"
     assert g["kv_cache_bytes_per_token"] == 12 * 2 * 12 * 64 * 2 and g["kv_cache_bytes"] == 36_864 * 512
     assert "describe the cache together" in run(*bert, "--kv-heads", "12", code=2)
+
+
+def test_serve_fit_is_the_largest_context(monkeypatch):
+    """The context found fits and one more token does not, each side checked with a bound analysis:
+    weights + fp16 cache (32,768 B per token) + the prefill's peak activations at seq = C."""
+    monkeypatch.chdir(Path(__file__).parents[2])
+    document = json.loads(run("analyze", "specs/llama_3_2_1b.yaml", "--input-shape", "input_ids=batch,seq",
+                              "--context", "16", "--kv-dtype", "fp16", "--serve-fit", "6GiB", "--format", "json"))
+    context = document["generation"]["fit"]["largest_context"]
+
+    def serve(c: int) -> int:
+        totals = archcalc.analyze("specs/llama_3_2_1b.yaml", input_shapes=SEQ, dims={"seq": c}).totals
+        return totals.weight_bytes + 32_768 * c + totals.peak_activation_bytes
+
+    assert context > 16 and serve(context) <= 6 * 2**30 < serve(context + 1)
+    assert "add --context" in run("analyze", "specs/gpt2.yaml", "--serve-fit", "1GiB", code=2)
