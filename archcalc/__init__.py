@@ -1,9 +1,10 @@
 """archcalc: shapes, parameters, compute and memory of a neural-network architecture.
 
 The public names are loaded on first use, so `import archcalc` (and the CLI's --help)
-stays instant: ``archcalc.load``, ``archcalc.analyze``, the result types ``Analysis``,
-``LayerResult``, ``TensorResult``, ``Totals``, the intermediate ``Graph`` and the error
-``ArchcalcError`` with its kinds.
+stays instant: ``archcalc.load``, ``analyze``, ``check``, ``diff``, ``verify``, the result
+types ``Analysis``, ``LayerResult``, ``TensorResult``, ``Totals``, ``ModelCheck``,
+``ModelDiff``, ``VerifyReport``, the intermediate ``Graph`` and the error ``ArchcalcError``
+with its kinds. The README's "From Python" section lists each.
 """
 
 from __future__ import annotations
@@ -17,26 +18,37 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "load": "archcalc.api",
     "analyze": "archcalc.api",
+    "check": "archcalc.api",
+    "diff": "archcalc.api",
+    "verify": "archcalc.api",
+    "Analysis": "archcalc.api",
     "Graph": "archcalc.core.graph",
-    "Analysis": "archcalc.core.results",
     "LayerResult": "archcalc.core.results",
     "TensorResult": "archcalc.core.results",
     "Totals": "archcalc.core.results",
+    "ModelCheck": "archcalc.compare.budget",
+    "ModelDiff": "archcalc.compare.diff",
+    "VerifyReport": "archcalc.runtime.verify",
     "ArchcalcError": "archcalc.core.errors",
     "SpecError": "archcalc.core.errors",
     "ShapeError": "archcalc.core.errors",
+    "GraphError": "archcalc.core.errors",
     "ModelFileError": "archcalc.core.errors",
 }
 __all__ = [
-    "Analysis", "ArchcalcError", "Graph", "LayerResult", "ModelFileError", "ShapeError", "SpecError",
-    "TensorResult", "Totals", "__version__", "analyze", "load",
+    "Analysis", "ArchcalcError", "Graph", "GraphError", "LayerResult", "ModelCheck", "ModelDiff", "ModelFileError",
+    "ShapeError", "SpecError", "TensorResult", "Totals", "VerifyReport", "__version__", "analyze", "check", "diff",
+    "load", "verify",
 ]
 
 if TYPE_CHECKING:
-    from archcalc.api import analyze, load
-    from archcalc.core.errors import ArchcalcError, ModelFileError, ShapeError, SpecError
+    from archcalc.api import Analysis, analyze, check, diff, load, verify
+    from archcalc.compare.budget import ModelCheck
+    from archcalc.compare.diff import ModelDiff
+    from archcalc.core.errors import ArchcalcError, GraphError, ModelFileError, ShapeError, SpecError
     from archcalc.core.graph import Graph
-    from archcalc.core.results import Analysis, LayerResult, TensorResult, Totals
+    from archcalc.core.results import LayerResult, TensorResult, Totals
+    from archcalc.runtime.verify import VerifyReport
 
 
 def __getattr__(name: str) -> Any:

@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("rules",),
     ("readers",),
     ("engine",),
+    ("hardware",),  # devices and the roofline over an analysis; calibration runs in runtime
     ("runtime", "compare"),
     ("report",),
     ("cli",),

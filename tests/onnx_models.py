@@ -10,8 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-from fixtures.onnx.fixture_tools import ort_run, with_all_outputs
+from fixtures.onnx.fixture_tools import ort_outputs, ort_run
 from onnx import TensorProto, helper, numpy_helper
 
 from archcalc.core.dims import bind_shape
@@ -99,16 +98,10 @@ def ort_shapes_and_dtypes(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray
                           ) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
     """Run `model` once in onnxruntime: the shape of every graph input and node output, and
     the numpy dtype name of every node output."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(with_all_outputs(model).SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    values = [np.asarray(v) for v in session.run(names, dict(feeds))]
+    results = ort_outputs(model, dict(feeds))
     shapes = {name: tuple(feed.shape) for name, feed in feeds.items()}
-    shapes.update({name: tuple(value.shape) for name, value in zip(names, values)})
-    return shapes, {name: str(value.dtype) for name, value in zip(names, values)}
+    shapes.update({name: tuple(value.shape) for name, value in results.items()})
+    return shapes, {name: str(value.dtype) for name, value in results.items()}
 
 
 def onnx_inferred_dtypes(model: onnx.ModelProto) -> dict[str, str]:

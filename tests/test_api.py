@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -49,3 +51,110 @@ def test_import_archcalc_loads_no_engine_until_used():
             "sorted(set(archcalc.__all__) - set(dir(archcalc))))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split("\n")[0] == "False False []"
+
+
+# -- models in every form the API takes ---------------------------------------------------------
+
+def test_a_spec_as_text_or_dict_and_an_onnx_proto_give_the_file_numbers():
+    import onnx
+    import yaml
+    from onnx import helper
+    from onnx_models import make_model, tensor_input, weight
+
+    text = Path(LENET).read_text(encoding="utf-8")
+    from_file = archcalc.analyze(LENET).totals
+    assert archcalc.analyze(text).totals == from_file
+    assert archcalc.analyze(yaml.safe_load(text)).totals == from_file
+    # One Gemm, 4 -> 3 features with a bias: (4 + 1) * 3 = 15 params, 2 * 4 * 3 = 24 MACs at batch 2
+    proto = make_model([helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1, name="fc")],
+                       [tensor_input("x", [2, 4])], ["y"], [weight("w", [3, 4]), weight("b", [3])])
+    assert isinstance(proto, onnx.ModelProto)
+    analysis = archcalc.analyze(proto)
+    assert (analysis.totals.params, analysis.totals.macs) == (15, 24)
+    assert analysis.layer("fc").op == "Gemm"
+
+
+def test_a_model_of_another_kind_is_a_typed_error():
+    with pytest.raises(archcalc.ArchcalcError, match="cannot analyse a builtins.int") as caught:
+        archcalc.analyze(42)
+    assert "pass a path (.onnx, .yaml), an onnx.ModelProto" in str(caught.value)
+    with pytest.raises(archcalc.ArchcalcError, match="for PyTorch modules"):
+        archcalc.analyze(LENET, input_size=(1, 1, 32, 32))
+    with pytest.raises(archcalc.SpecError):
+        archcalc.analyze("name: x\nlayers: [{conv2d: {filters: 0, kernel: 3}}]\ninput: [1, 8, 8]\n")
+
+
+# -- the analysis object ------------------------------------------------------------------------
+
+def test_to_dict_is_the_cli_json_document():
+    document = json.loads(CliRunner().invoke(cli, ["analyze", LENET, "--format", "json", "--batch", "4",
+                                                   "--training"]).output)
+    assert archcalc.analyze(LENET, batch=4, training=True).to_dict() == document
+
+
+def test_explain_is_the_cli_explain_text():
+    printed = CliRunner().invoke(cli, ["explain", LENET, "conv1"]).output
+    assert archcalc.analyze(LENET).explain("conv1") + "\n" == printed
+    with pytest.raises(archcalc.ArchcalcError, match="no layer named 'conv9'") as caught:
+        archcalc.analyze(LENET).explain("conv9")
+    assert str(caught.value).endswith("fix: did you mean: conv2, conv1")
+
+
+def test_table_renders_what_the_cli_prints():
+    from rich.console import Console
+
+    analysis = archcalc.analyze(LENET)
+    console = Console(file=__import__("io").StringIO(), width=140, markup=False, highlight=False)
+    console.print(analysis)  # __rich__
+    printed = CliRunner().invoke(cli, ["analyze", LENET]).output
+
+    def lines(text: str) -> list[str]:  # piped CLI output carries no trailing spaces
+        return [line.rstrip() for line in text.splitlines()]
+
+    assert lines(console.file.getvalue()) == lines(printed)
+    html = analysis._repr_html_()
+    assert html.startswith("<pre") and "61,706" in html and "conv1" in html
+    folded = Console(file=__import__("io").StringIO(), width=140)  # rich.print's defaults: markup read
+    folded.print(archcalc.analyze("specs/resnet18.yaml").table(depth=1))
+    assert lines(folded.file.getvalue()) == lines(CliRunner().invoke(cli, ["analyze", "specs/resnet18.yaml",
+                                                                            "--depth", "1"]).output)
+
+
+def test_to_dataframe_rows_sum_to_the_totals():
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("pandas")
+    analysis = archcalc.analyze("specs/resnet50.yaml", batch=2)
+    frame = analysis.to_dataframe()
+    assert list(frame.index) == [layer.name for layer in analysis.layers]
+    for column in ("params", "trainable_params", "buffers", "macs", "flops", "activation_bytes"):
+        assert frame[column].sum() == getattr(analysis.totals, column), column
+    assert frame.loc["conv1", "output_shape"] == "[batch, 64, 112, 112]"  # shapes stay symbolic; counts bind it
+
+
+# -- check, diff, verify ----------------------------------------------------------------------
+
+def test_check_returns_the_result_the_cli_reports():
+    analysis = archcalc.analyze(LENET)
+    # LeNet-5 has 61,706 params: a 60k budget fails, a 100k one passes
+    failed = archcalc.check(analysis, {"total": {"params": "60k"}})
+    assert isinstance(failed, archcalc.ModelCheck) and failed.level == "fail"
+    assert [(r.metric, r.actual) for r in failed.results] == [("params", 61706)]
+    assert archcalc.check(LENET, "total:\n  params: 100k\n").level == "pass"
+    with pytest.raises(archcalc.ArchcalcError, match="b.yaml"):
+        archcalc.check(analysis, "no/such/b.yaml")
+
+
+def test_diff_returns_the_pairing_the_cli_prints():
+    result = archcalc.diff("specs/resnet18.yaml", "specs/resnet34.yaml")
+    assert isinstance(result, archcalc.ModelDiff)
+    document = json.loads(CliRunner().invoke(cli, ["diff", "specs/resnet18.yaml", "specs/resnet34.yaml",
+                                                   "--format", "json"]).output)
+    assert json.loads(json.dumps(result.to_json())) == document
+    # torchvision's counts: resnet18 11,689,512 params, resnet34 21,797,672
+    assert (result.totals["params"].old, result.totals["params"].new) == (11_689_512, 21_797_672)
+
+
+def test_verify_returns_a_report():
+    report = archcalc.verify(LENET, batch=2)
+    assert isinstance(report, archcalc.VerifyReport)
+    assert report.ok and report.tensors_checked > 0

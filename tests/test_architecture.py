@@ -46,7 +46,7 @@ def test_no_import_circle():
 
 
 def test_every_import_goes_down_the_layers():
-    """core <- rules <- readers <- engine <- runtime, compare <- report <- cli <- the API:
+    """core <- rules <- readers <- engine <- hardware <- runtime, compare <- report <- cli <- the API:
     a module imports its own subpackage and the layers below, never one above or beside."""
     wrong = [f"{e.importer}:{e.line} imports {e.imported}" for e in import_graph.against_layering()]
     assert wrong == []

@@ -14,7 +14,8 @@ from archcalc.cli.options import (
     parse_size,
 )
 from archcalc.core.collector import pause_gc
-from archcalc.engine.setup import OPTIMIZER_STATES, PRECISIONS
+from archcalc.engine.setup import OPTIMIZER_STATES
+from archcalc.hardware.precisions import PRECISION_SETUPS, WEIGHT_BITS
 
 FORMATS = ("table", "json", "csv", "markdown", "html")
 SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
@@ -26,6 +27,7 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
     "archcalc analyze specs/resnet50.yaml --training --fit 24GiB  # largest batch that fits",
     "archcalc analyze specs/*.yaml --format csv                   # several models",
     "archcalc analyze specs/resnet50.yaml --format html -o report.html",
+    "archcalc analyze specs/resnet50.yaml --device a100 --precision fp16 --batch 32  # time on a device",
 ))
 @click.argument("models", nargs=-1, required=True, type=click.Path(), metavar="MODEL...")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
@@ -42,10 +44,18 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
 @click.option("--training", is_flag=True, help="Also the cost of one training step: backward MACs and memory.")
 @click.option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="adam",
               show_default=True, help="Optimizer whose state counts in training memory.")
-@click.option("--precision", type=click.Choice(list(PRECISIONS)), default="fp32",
-              show_default=True, help="mixed: fp32 weights and gradients, half-precision activations (AMP).")
-@click.option("--fit", "fit_memory", default=None, metavar="SIZE",
-              help="Report the largest batch whose training step fits in SIZE (e.g. 24GiB).")
+@click.option("--precision", type=click.Choice(list(PRECISION_SETUPS)), default="fp32",
+              show_default=True, help="The training step's (--training, --fit) and the deployment's (--device). "
+                                      "mixed: fp32 weights and gradients, half-precision activations (AMP). "
+                                      "tf32, fp8, int8: --device only.")
+@click.option("--fit", "fit_memory", default=None, metavar="SIZE|device",
+              help="Report the largest batch whose training step fits in SIZE (e.g. 24GiB); `device`: in the "
+                   "--device's memory, and the largest inference batch too.")
+@click.option("--device", default=None, metavar="NAME|FILE",
+              help="Estimate per-layer time on a device (see `archcalc devices`, or a device YAML file): "
+                   "adds bound and time columns, latency, throughput and memory fit.")
+@click.option("--weight-dtype", type=click.Choice(list(WEIGHT_BITS)), default=None,
+              help="With --device: store weights in this dtype (quantised deployment); default the precision's.")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="Write --format html to this file (atomically) instead of stdout.")
 @click.option("--exact", is_flag=True,
@@ -75,7 +85,8 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
             input_shapes: tuple[str, ...], depth: int | None, training: bool, optimizer: str, precision: str,
             fit_memory: str | None, output: str | None, exact: bool, symbolic: bool, sweeps: tuple[str, ...],
             context_tokens: int | None, kv_dtype: str | None, serve_fit: str | None, kv_layers: int | None,
-            kv_heads: int | None, head_dim: int | None, full: bool) -> None:
+            kv_heads: int | None, head_dim: int | None, full: bool, device: str | None,
+            weight_dtype: str | None) -> None:
     """Per-layer output shapes, params, MACs, memory and receptive field, with totals, of each
     MODEL (a YAML spec or an ONNX file)."""
     from archcalc.engine.rows import rows
@@ -84,14 +95,16 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
     context = click.get_current_context()
     for option in ("optimizer", "precision"):
         given = context.get_parameter_source(option) == click.core.ParameterSource.COMMANDLINE
-        if given and not (training or fit_memory):
+        if given and not (training or fit_memory or (option == "precision" and device)):
             raise click.UsageError(f"--{option} sets the training step, which only --training or --fit counts: "
                                    f"add --training, or leave --{option} out")
     if output is not None and fmt != "html":
         raise click.UsageError("-o writes --format html only: add --format html, or redirect the output")
     if fmt == "html" and len(models) > 1:
         raise click.UsageError("--format html draws one model: give one MODEL (or compare two with archcalc diff)")
-    memory = parse_size(fit_memory, "--fit") if fit_memory else None
+    on_device = _device_setup(device, precision, weight_dtype, fit_memory)
+    memory = (on_device[0].memory_bytes if fit_memory == "device" and on_device is not None
+              else parse_size(fit_memory, "--fit") if fit_memory else None)
     if serve_fit is not None and context_tokens is None:
         raise click.UsageError("--serve-fit searches the context of --context's report: add --context C")
     serve_memory = parse_size(serve_fit, "--serve-fit") if serve_fit else None
@@ -121,6 +134,8 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
     # Every model first, so bad input (exit 2) stops the run before any output.
     results = [_analysed(model, input_shapes, parse_dims(dims, batch), training, optimizer, precision, memory,
                          symbolic, context_tokens, kv_dtype, described, serve_memory) for model in models]
+    devices = [_on_device(result[:4], on_device, input_shapes, parse_dims(dims, batch), fit_memory == "device")
+               for result in results]
     if fmt == "html":
         from archcalc.report.html import analysis_page, write_page
 
@@ -129,7 +144,8 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
         return
     if fmt == "json":
         with pause_gc():  # the document is a few hundred thousand small objects and no cycles
-            documents = [report.json_document(analysis, step, fit) for _, analysis, step, fit, _, _ in results]
+            documents = [report.json_document(analysis, step, fit, None if costs is None else costs[2])
+                         for (_, analysis, step, fit, _, _), costs in zip(results, devices)]
             for document, result in zip(documents, results):
                 if result[5] is not None:
                     document["generation"] = result[5].to_json()
@@ -141,14 +157,14 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
             click.echo(report.dumps_json(documents[0] if len(documents) == 1 else documents))
         return
     console = None
-    for index, (model, analysis, step, fit, formulas, generation) in enumerate(results):
+    for index, ((model, analysis, step, fit, formulas, generation), costs) in enumerate(zip(results, devices)):
         table = rows(analysis, depth)
         if depth is not None and not any(layer.block for layer in analysis.layers):
             click.echo(f"warning: --depth {depth} folds nothing: {model} has no blocks (a spec's blocks, or the "
                        "module scopes PyTorch's TorchScript exporter writes into node names), so every layer keeps "
                        "its row", err=True)
         if fmt == "csv":
-            text = report.render_csv(table, step)
+            text = report.render_csv(table, step, None if costs is None else costs[0])
             if formulas is not None:
                 from archcalc.report.symbolic import csv_with_formulas
 
@@ -171,18 +187,30 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
             if step is not None:
                 lines = report.training_lines(step, fit)
                 click.echo("\n| Training | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in lines))
+            if costs is not None:
+                from archcalc.report.roofline import markdown_section
+
+                click.echo(markdown_section(table, costs[0], costs[1]), nl=False)
             continue
         if console is None:
             from archcalc.cli.options import make_console
 
             console = make_console()
+        extra = None
+        if costs is not None:
+            from archcalc.report import roofline as device_report
+
+            extra = (device_report.TABLE_COLUMNS,
+                     [device_report.table_cells(row) for row in device_report.roof_rows(table, costs[0])])
         if len(table) > SUMMARY_ABOVE and not full:
             # A rich row costs ~0.4 ms: thousands of rows take seconds and no one reads them.
             report.render_summary(analysis, table, console, exact=exact)
         else:
-            report.render_table(analysis, table, console, exact=exact)
+            report.render_table(analysis, table, console, exact=exact, extra=extra)
         if step is not None:
             report.render_training_table(table, step, fit, console, exact=exact)
+        if costs is not None:
+            report.print_pairs(costs[1], console)
         if formulas is not None:
             from archcalc.report.symbolic import render_formulas
 
@@ -210,6 +238,7 @@ def _analysed(model: str, input_shapes: tuple[str, ...], bindings: dict[str, int
     if training or memory:
         from archcalc.engine import training as train
 
+        precision = _training_precision(precision)
         step = train.training_cost(graph, analysis, optimizer, precision)
         if memory:
             fit = train.largest_batch(graph, bindings, memory, optimizer, precision) + (memory,)
@@ -237,6 +266,57 @@ def _analysed(model: str, input_shapes: tuple[str, ...], bindings: dict[str, int
             if symbolic:
                 formulas = symbolic_formulas(analysis, fixed_bindings(bindings, graph.batch_dims))
     return model, analysis, step, fit, formulas, generation
+
+
+def _device_setup(device: str | None, precision: str, weight_dtype: str | None, fit_memory: str | None):
+    """(device, setup) of --device, or None without it; the options that need it refused without."""
+    from archcalc.core.errors import ArchcalcError
+
+    if device is None:
+        if fit_memory == "device":
+            raise ArchcalcError("--fit device needs --device", where="--fit",
+                                fix="name the device, e.g. --device a100 --fit device, or give a size: --fit 24GiB")
+        if weight_dtype is not None:
+            raise ArchcalcError("--weight-dtype needs --device", where="--weight-dtype",
+                                fix="add --device NAME (see `archcalc devices`)")
+        return None
+    from archcalc.hardware.device import load_device
+    from archcalc.hardware.roofline import setup_for
+
+    chosen = load_device(device)
+    return chosen, setup_for(chosen, precision, weight_dtype)
+
+
+def _on_device(result: tuple, on_device, input_shapes: tuple[str, ...], bindings: dict[str, int],
+               fit_device: bool):
+    """(roofline, total lines, JSON document) of one analysed MODEL on --device, or None."""
+    if on_device is None:
+        return None
+    from archcalc.hardware.fit import largest_inference_batch
+    from archcalc.hardware.roofline import roofline
+    from archcalc.report import roofline as device_report
+
+    model, analysis, step, fit = result
+    device, setup = on_device
+    costs = roofline(analysis, device, setup)
+    inference_fit = None
+    if fit_device:
+        graph = load_from_options(model, input_shapes)  # as _analysed read it
+        inference_fit = largest_inference_batch(graph, bindings, device, setup)
+    training_memory = step.totals.memory_bytes if step is not None else None
+    training_fit = (fit[0], fit[1].memory_bytes) if fit is not None and fit_device else None
+    return (costs, device_report.device_lines(costs, training_memory, training_fit, inference_fit),
+            device_report.device_json(costs, training_memory, training_fit, inference_fit))
+
+
+def _training_precision(precision: str) -> str:
+    from archcalc.core.errors import ArchcalcError
+    from archcalc.hardware.precisions import TRAINING_PRECISION
+
+    if precision not in TRAINING_PRECISION:
+        raise ArchcalcError(f"a training step at {precision} is not modelled", where="--precision",
+                            fix=f"use --precision {' or '.join(TRAINING_PRECISION)} with --training or --fit")
+    return TRAINING_PRECISION[precision]
 
 
 def _with_model_column(text: str, model: str, header: bool) -> str:

@@ -66,19 +66,25 @@ def check(ctx: click.Context, models: tuple[str, ...], budget_path: str, fmt: st
 def _check_all(models: tuple[str, ...], budget_path: str, batch: int | None, dims: tuple[str, ...],
                input_shapes: tuple[str, ...], training: bool, optimizer: str | None,
                precision: str | None) -> list:
-    from archcalc.compare.budget import check_model, load_budget, needs_training
+    from archcalc.compare.budget import check_model, load_budget, needs_device, needs_training
 
     budget = load_budget(budget_path)
     bindings = budget.bindings(batch=batch, dims=parse_dims(dims, None))
     analysed = _analyse_all(models, bindings, parse_input_shapes(input_shapes),
                             show_progress=len(models) > 1 and _stderr_is_terminal())
+    rooflines: list = [None] * len(analysed)
+    if budget.device is not None and budget.device_setup is not None and needs_device(budget):
+        from archcalc.hardware.roofline import roofline
+
+        rooflines = [roofline(analysis, budget.device, budget.device_setup) for _, analysis in analysed]
     if not (training or needs_training(budget)):
-        return [check_model(analysis, budget) for _, analysis in analysed]
+        return [check_model(analysis, budget, None, on_device)
+                for (_, analysis), on_device in zip(analysed, rooflines)]
     from archcalc.engine.training import training_cost
 
     optimizer, precision = budget.training_setup(optimizer, precision)
-    return [check_model(analysis, budget, training_cost(graph, analysis, optimizer, precision))
-            for graph, analysis in analysed]
+    return [check_model(analysis, budget, training_cost(graph, analysis, optimizer, precision), on_device)
+            for (graph, analysis), on_device in zip(analysed, rooflines)]
 
 
 def _stderr_is_terminal() -> bool:

@@ -11,6 +11,7 @@ from archcalc import __version__
 from archcalc.cli.analyze import analyze
 from archcalc.cli.check import check
 from archcalc.cli.completion import completion
+from archcalc.cli.devices import device, devices
 from archcalc.cli.diff import diff
 from archcalc.cli.explain import explain
 from archcalc.cli.export import export
@@ -49,7 +50,7 @@ def cli(ctx: click.Context, no_color: bool) -> None:
         ctx.exit(0)
 
 
-for command in (analyze, explain, export, verify, layers, check, diff, completion):
+for command in (analyze, explain, export, verify, layers, check, diff, completion, devices, device):
     cli.add_command(command)
 
 

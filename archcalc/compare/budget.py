@@ -23,8 +23,11 @@ from typing import Any
 
 from archcalc.core.errors import ArchcalcError
 from archcalc.core.results import Analysis, LayerResult
-from archcalc.core.units import BYTES, COUNT, QuantityError, parse_quantity, unit_hint
+from archcalc.core.units import BYTES, COUNT, TIME, QuantityError, parse_quantity, unit_hint
 from archcalc.engine.setup import OPTIMIZER_STATES, PRECISIONS
+from archcalc.hardware.device import Device, load_device
+from archcalc.hardware.precisions import PRECISION_SETUPS, WEIGHT_BITS
+from archcalc.hardware.roofline import Setup, setup_for
 from archcalc.readers.yaml_lines import load_yaml, read_text
 
 FAIL = "fail"
@@ -72,7 +75,7 @@ class Metric:
     for one layer, off a layer. `layer` None: a whole-model limit only."""
 
     name: str
-    unit: str  # COUNT or BYTES
+    unit: str  # COUNT, BYTES or TIME (nanoseconds)
     label: str  # for messages: "MACs", "activation memory"
     total: Callable[[Analysis], int]
     layer: Callable[[LayerResult], int] | None = None
@@ -80,6 +83,8 @@ class Metric:
     exact_when_partial: bool = False
     # Read off the training step (archcalc.engine.training.TrainingAnalysis) instead of `total`.
     training: Callable[[Any], int] | None = None
+    # Read off the roofline on the budget's `device:` (archcalc.hardware.roofline.Roofline).
+    roofline: Callable[[Any], int] | None = None
 
 
 METRICS: dict[str, Metric] = {metric.name: metric for metric in (
@@ -99,11 +104,18 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (
     # precision, or check's --optimizer and --precision.
     Metric("training_memory", BYTES, "training memory", _no_total, training=lambda t: t.totals.memory_bytes),
     Metric("training_macs", COUNT, "training-step MACs", _no_total, training=lambda t: t.totals.step_macs),
+    # The estimated latency on the budget's `device:` (archcalc.hardware.roofline), in nanoseconds,
+    # rounded up so that a limit of exactly the estimate passes only when it is met.
+    Metric("latency", TIME, "estimated latency", _no_total, roofline=lambda r: -int(-r.latency_s * 1e9 // 1)),
 )}
 
 
 def needs_training(budget: Budget) -> bool:
     return any(METRICS[limit.metric].training is not None for limit in budget.limits)
+
+
+def needs_device(budget: Budget) -> bool:
+    return any(METRICS[limit.metric].roofline is not None for limit in budget.limits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,6 +172,9 @@ class Budget:
     dims: Mapping[str, int] = field(default_factory=dict)
     optimizer: str | None = None  # `training: {optimizer: ...}`; None: not pinned
     precision: str | None = None  # `training: {precision: ...}`; None: not pinned
+    # `device: t4` or `device: {name: t4, precision: fp16, weight_dtype: int8}`: where latency is estimated.
+    device: Device | None = None
+    device_setup: Setup | None = None
 
     def bindings(self, batch: int | None = None, dims: Mapping[str, int] | None = None) -> dict[str, int]:
         """Symbolic dims to count with: the budget's, overridden by the command line's."""
@@ -177,7 +192,8 @@ class Budget:
         return (optimizer or self.optimizer or DEFAULT_OPTIMIZER, precision or self.precision or DEFAULT_PRECISION)
 
 
-TOP_KEYS = ("batch", "dims", "training", "total", "layers", "warn")
+TOP_KEYS = ("batch", "dims", "training", "device", "total", "layers", "warn")
+DEVICE_KEYS = ("name", "precision", "weight_dtype")
 WARN_KEYS = ("total", "layers")
 SELECTOR_KEYS = ("match", "op")
 TRAINING_KEYS = ("optimizer", "precision")
@@ -236,7 +252,43 @@ class _Parser:
         if not limits:
             raise self.error("the budget sets no limits", getattr(top, "line", 1),
                              "add `total:` or `layers:` limits, e.g. `total: {params: 30M}`")
-        return Budget(self.path, tuple(limits), self.batch(top), self.dims(top), *self.training(top))
+        device, setup = self.device(top)
+        if device is None:
+            for limit in limits:
+                if METRICS[limit.metric].roofline is not None:
+                    raise BudgetError(f"limit `{limit.metric}` is estimated on a device, and the budget names none",
+                                      where=limit.where, fix="add `device: t4` (see `archcalc devices`) or "
+                                                             "`device: {name: t4, precision: fp16}` at the top")
+        return Budget(self.path, tuple(limits), self.batch(top), self.dims(top), *self.training(top), device, setup)
+
+    def device(self, top: Mapping) -> tuple[Device | None, Setup | None]:
+        """`device: t4`, or `device: {name: t4, precision: fp16, weight_dtype: int8}`; a device file's
+        path is taken from the budget's folder."""
+        if "device" not in top:
+            return None, None
+        value, line = top["device"], _line(top, "device")
+        example = "`device: t4` or `device: {name: t4, precision: fp16}`"
+        entry = {"name": value} if isinstance(value, str) else self.mapping(value, "`device`", line, example)
+        self.known_keys(entry, DEVICE_KEYS, "`device`")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            raise self.error(f"`device` names no device ({_describe(name)})", line, f"write {example}")
+        choices = {"precision": list(PRECISION_SETUPS), "weight_dtype": list(WEIGHT_BITS)}
+        for key, allowed in choices.items():
+            if key in entry and entry[key] not in allowed:
+                raise self.error(f"`device.{key}` is {_describe(entry[key])}, not one of {', '.join(allowed)}",
+                                 _line(entry, key), _suggest(entry[key], allowed))
+        import os
+
+        if name.endswith((".yaml", ".yml")) and not os.path.isabs(name):
+            name = os.path.join(os.path.dirname(self.path), name)
+        try:
+            device = load_device(name)
+            setup = setup_for(device, entry.get("precision", "fp32"), entry.get("weight_dtype"))
+        except ArchcalcError as error:
+            located = f" ({error.where})" if error.where and not error.where.startswith("--") else ""
+            raise self.error(f"`device`: {error.message}{located}", line, error.fix or example) from None
+        return device, setup
 
     def known_keys(self, mapping: Mapping, allowed: Sequence[str], what: str) -> None:
         for key in mapping:
@@ -402,7 +454,7 @@ def _result(limit: Limit, scope: str, actual: int, lower_bound: bool, layer: Lay
     )
 
 
-def evaluate(analysis: Analysis, budget: Budget, training: Any = None) -> list[LimitResult]:
+def evaluate(analysis: Analysis, budget: Budget, training: Any = None, roofline: Any = None) -> list[LimitResult]:
     """Every limit of the budget checked, in budget order. A per-layer limit gives one result
     per layer over it, or, when every matching layer is within it, one result for the layer
     closest to it (the first of equals). A per-layer limit that matches no layer gives none;
@@ -412,7 +464,10 @@ def evaluate(analysis: Analysis, budget: Budget, training: Any = None) -> list[L
         metric = METRICS[limit.metric]
         if limit.selector is None:
             lower = analysis.totals.partial and not metric.exact_when_partial
-            value = metric.training(training) if metric.training is not None else metric.total(analysis)
+            if metric.roofline is not None:
+                value = metric.roofline(roofline)
+            else:
+                value = metric.training(training) if metric.training is not None else metric.total(analysis)
             results.append(_result(limit, "total", value, lower))
             continue
         assert metric.layer is not None  # the parser admits only per-layer metrics here
@@ -461,8 +516,9 @@ class ModelCheck:
                 f"({total} limit{'s' * (total != 1)})")
 
 
-def check_model(analysis: Analysis, budget: Budget, training: Any = None) -> ModelCheck:
-    results = tuple(evaluate(analysis, budget, training))
+def check_model(analysis: Analysis, budget: Budget, training: Any = None, roofline: Any = None) -> ModelCheck:
+    """`roofline`: the analysis on the budget's device (archcalc.hardware.roofline), for `latency`."""
+    results = tuple(evaluate(analysis, budget, training, roofline))
     unmodelled = tuple(f"{layer.name} ({layer.op})" for layer in analysis.layers if not layer.modelled)
     notes: list[str] = []
     if analysis.totals.partial:

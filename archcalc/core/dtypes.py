@@ -31,8 +31,20 @@ DTYPE_BYTES: dict[str, int] = {
 }
 
 
+# Bits per element of the sub-byte types, which ONNX stores packed (two int4 to a byte).
+SUB_BYTE_BITS: dict[str, int] = {"int4": 4, "uint4": 4, "float4e2m1": 4, "int2": 2, "uint2": 2}
+SUB_BYTE_INTEGERS = ("int4", "uint4", "int2", "uint2")
+
+
 def dtype_bytes(dtype: str) -> int:
     return DTYPE_BYTES.get(dtype, 4)
+
+
+def stored_bytes(dtype: str, elements: int) -> int:
+    """Bytes `elements` values of `dtype` take in an ONNX file: sub-byte types packed, the
+    last byte rounded up (an int4 weight of 6,400 values is 3,200 bytes)."""
+    bits = SUB_BYTE_BITS.get(dtype)
+    return elements * dtype_bytes(dtype) if bits is None else -(-elements * bits // 8)
 
 
 def canonical(dtype: str) -> str:

@@ -76,6 +76,7 @@ class LayerResult:
     parent: str = ""
     domain: str = ""  # the op's domain ("" for ONNX's default), so its rule is found again
     repeats: int | None = None  # runs of the layer's body, when known (see RuleResult.repeats)
+    variant: str = ""  # a form of the op its rule names (see RuleResult.variant)
     # `macs` and `flops` before the dims were bound: polynomials in the graph's symbolic dims
     # (the rule's own counts, kept by reference; see archcalc.engine.symbolic).
     macs_formula: Dim = 0

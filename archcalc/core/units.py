@@ -2,7 +2,8 @@
 them (tables, budgets, diffs). One vocabulary for every command.
 
 Counts use K, M, G, T (powers of 1000), as parameter and MAC counts are quoted; bytes use
-KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024). Parsed quantities
+KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024); times (estimated
+latency) ns, us, ms, s, always with the unit, and are held in nanoseconds. Parsed quantities
 are exact integers, so ``actual <= limit`` never suffers from float rounding.
 """
 
@@ -18,6 +19,7 @@ from archcalc.core.errors import ArchcalcError
 
 COUNT = "count"
 BYTES = "bytes"
+TIME = "time"  # in nanoseconds
 
 # Canonical spelling -> scale. Lookup is case-insensitive ("30m", "200mib" are accepted).
 COUNT_UNITS: dict[str, int] = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
@@ -25,7 +27,8 @@ BYTE_UNITS: dict[str, int] = {
     "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
     "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
 }
-UNITS = {COUNT: COUNT_UNITS, BYTES: BYTE_UNITS}
+TIME_UNITS: dict[str, int] = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9}
+UNITS = {COUNT: COUNT_UNITS, BYTES: BYTE_UNITS, TIME: TIME_UNITS}
 _UNIT_BY_UPPER = {kind: {name.upper(): name for name in units} for kind, units in UNITS.items()}
 
 _QUANTITY = re.compile(r"^([+-]?)(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?\s*([A-Za-z]*)$")
@@ -79,11 +82,23 @@ def scientific_at_least(count: int) -> str:
     return f"{-(-count // 10**digits) / 10:g}e{digits + 1}"
 
 
+def human_ns(value: int) -> str:
+    """5000000 -> '5.00 ms' (a time in nanoseconds)."""
+    for unit, scale in (("s", 10**9), ("ms", 10**6), ("us", 10**3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value} ns"
+
+
 def human(value: int, kind: str) -> str:
+    if kind == TIME:
+        return human_ns(value)
     return human_bytes(value) if kind == BYTES else human_count(value)
 
 
 def unit_hint(kind: str) -> str:
+    if kind == TIME:
+        return "write a time like 5ms: ns, us, ms or s"
     return ("write a count like 30M: K, M, G, T are powers of 1000" if kind == COUNT else
             "write a size like 200MiB: KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB of 1024")
 
@@ -93,9 +108,11 @@ def parse_quantity(value: Any, kind: str = COUNT) -> int:
     or a number of bytes. Fractions of one are dropped (``actual <= 2.5`` iff ``actual <= 2``
     for whole actuals). Raises :class:`QuantityError` without a location; the caller adds it."""
     if kind not in UNITS:
-        raise ValueError(f"kind must be {COUNT!r} or {BYTES!r}, not {kind!r}")
+        raise ValueError(f"kind must be {COUNT!r}, {BYTES!r} or {TIME!r}, not {kind!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise QuantityError(f"{value!r} is not a quantity", fix=unit_hint(kind))
+    if kind == TIME and isinstance(value, int | float):  # 5 what? A time is written with its unit
+        raise QuantityError(f"'{value}': a time needs its unit", fix=unit_hint(kind))
     if isinstance(value, int):
         return value
     if isinstance(value, float):
@@ -114,9 +131,11 @@ def parse_quantity(value: Any, kind: str = COUNT) -> int:
         except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
             raise QuantityError(f"'{value}' is not a quantity", fix=unit_hint(kind)) from None
     canonical = _UNIT_BY_UPPER[kind].get(unit.upper(), "" if not unit else None)  # no unit: count or bytes
+    if kind == TIME and not unit:
+        raise QuantityError(f"'{value}': a time needs its unit", fix=unit_hint(kind))
     if canonical is None:
         other = BYTES if kind == COUNT else COUNT
-        if unit.upper() in _UNIT_BY_UPPER[other]:
+        if kind != TIME and unit.upper() in _UNIT_BY_UPPER[other]:
             if kind == COUNT:
                 reason = f"'{unit}' is a unit of bytes, but this limit is a count"
             else:

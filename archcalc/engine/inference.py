@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from archcalc.core.collector import pause_gc
 from archcalc.core.dims import Dim, Sym, bind, bind_known, bind_shape, prod, shape_symbols
-from archcalc.core.dtypes import dtype_bytes
+from archcalc.core.dtypes import dtype_bytes, stored_bytes
 from archcalc.core.errors import ArchcalcError, ShapeError, UnboundDim, UnknownValue
 from archcalc.core.graph import Deferred, Graph, Node, Shape, TensorInfo
 from archcalc.core.results import Analysis, AxisField, LayerResult, ReceptiveField, TensorResult, Totals
@@ -304,6 +304,7 @@ class _Inference:
             source=node.source,
             domain=node.domain,
             repeats=result.repeats,
+            variant=result.variant,
             attrs=attrs,
             explain=result.explain,
         )
@@ -351,7 +352,7 @@ class _Inference:
         # A modelled layer's named inputs all have states (else it is unmodelled); held ones got theirs above.
         assert state is not None
         count = self._elements(state.shape)
-        self.weight_bytes += count * dtype_bytes(info.dtype)
+        self.weight_bytes += stored_bytes(info.dtype, count)
         if packed:
             count *= packed.get(tensor, 1)
         if is_buffer or info.kind == "buffer":

@@ -12,7 +12,14 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 
 
 def load_model(path: str, input_shapes: Mapping[str, Shape] | None = None) -> Graph:
-    """The model at `path` as a Graph, its graph inputs fed at `input_shapes` where given."""
+    """The model at `path` as a Graph, its graph inputs fed at `input_shapes` where given.
+    A `package.module:callable` that is no file names a PyTorch model factory: the module it
+    returns is exported at `input_shapes` (see readers/torch)."""
+    if not os.path.exists(path):
+        from archcalc.readers.torch import is_factory_spec, load_factory
+
+        if is_factory_spec(path):
+            return load_factory(path, input_shapes)
     graph = _load(path)
     return graph.with_input_shapes(input_shapes) if input_shapes else graph
 

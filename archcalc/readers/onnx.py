@@ -84,6 +84,22 @@ def load_onnx(path: str) -> Graph:
                              fix="re-export the model, or check it with onnx.checker.check_model") from None
 
 
+def convert_model(model: onnx.ModelProto, name: str) -> Graph:
+    """An ONNX model already in memory (the Python API's ModelProto, an exporter's output) as a
+    Graph; `name` stands for the file in messages. ModelFileError when it holds no sane model."""
+    if not model.HasField("graph") or model.ir_version <= 0 or not (model.graph.node or model.graph.output):
+        raise ModelFileError(f"{name} holds no ONNX graph", fix="pass a model made by onnx.helper.make_model "
+                             "or an exporter (torch.onnx.export, tf2onnx)")
+    try:
+        with pause_gc():
+            return _convert(model, name)
+    except ArchcalcError:
+        raise
+    except Exception as error:
+        raise ModelFileError(f"{name} is not a valid ONNX model ({type(error).__name__}: {error})",
+                             fix="re-export the model, or check it with onnx.checker.check_model") from None
+
+
 def _read(path: str) -> onnx.ModelProto:
     if not os.path.exists(path):
         raise ModelFileError(f"{path} does not exist", fix="check the path and the file name")

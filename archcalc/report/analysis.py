@@ -48,13 +48,15 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
     ]
 
 
-def render_json(analysis: Analysis, training=None, fit=None) -> str:
-    return dumps_json(json_document(analysis, training, fit))
+def render_json(analysis: Analysis, training=None, fit=None, roofline=None) -> str:
+    return dumps_json(json_document(analysis, training, fit, roofline))
 
 
-def json_document(analysis: Analysis, training=None, fit=None) -> dict:
+def json_document(analysis: Analysis, training=None, fit=None, roofline=None) -> dict:
     """The document `analyze --format json` prints (the HTML report embeds the same one)."""
     document = {"schema_version": JSON_SCHEMA_VERSION, **analysis.to_json()}
+    if roofline is not None:  # analyze --device: archcalc.report.roofline.device_json's document
+        document["roofline"] = roofline
     if training is not None:
         document["training"] = training.to_json()
     if fit is not None:
@@ -110,16 +112,24 @@ CSV_COLUMNS = ("name", "op", "output_shape", "params", "trainable_params", "buff
                "activation_bytes", "receptive_field", "modelled")
 
 
-def render_csv(table: Iterable[Row], training=None) -> str:
+def render_csv(table: Iterable[Row], training=None, roofline=None) -> str:
     """One line per row; with `training` (analyze --training), also each row's backward MACs
-    and the activation bytes it saves for the backward pass, as the training table shows."""
+    and the activation bytes it saves for the backward pass, as the training table shows;
+    with `roofline` (analyze --device), each row's bytes, intensity, bound and time."""
     table = list(table)
     steps = training_rows(table, training) if training is not None else None
+    roof = None
+    if roofline is not None:
+        from archcalc.report import roofline as device_report
+
+        roof = [device_report.csv_cells(row) for row in device_report.roof_rows(table, roofline)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS + (("backward_macs", "saved_activation_bytes") if steps is not None else ()))
+    writer.writerow(CSV_COLUMNS + (("backward_macs", "saved_activation_bytes") if steps is not None else ())
+                    + (device_report.CSV_COLUMNS if roof is not None else ()))
     for index, row in enumerate(table):
-        extra = list(steps[index][2:]) if steps is not None else []
+        extra: list[object] = list(steps[index][2:]) if steps is not None else []
+        extra += roof[index] if roof is not None else []
         writer.writerow([getattr(row, column) for column in CSV_COLUMNS] + extra)
     return out.getvalue()
 
@@ -271,23 +281,32 @@ def render_summary(analysis: Analysis, table: Sequence[Row], console, top: int =
                   "--format csv/json give all rows cheaply")
 
 
-def _print_totals(analysis: Analysis, console) -> None:
+def print_pairs(lines: Iterable[tuple[str, str]], console) -> None:
+    """Label and value lines, as the totals under a table."""
     from rich.table import Table
 
     totals = Table(show_header=False, box=None, padding=(0, 2))
     totals.add_column(style="bold", no_wrap=True)
     totals.add_column()
-    for label, value in totals_lines(analysis):
+    for label, value in lines:
         totals.add_row(label, value)
     console.print(totals)
+
+
+def _print_totals(analysis: Analysis, console) -> None:
+    print_pairs(totals_lines(analysis), console)
     for warning in analysis.warnings:  # may quote a long name
         console.print(f"warning: {shortened(warning, 10 * MAX_SHOWN)}", style="yellow")
 
 
-def render_table(analysis: Analysis, table: Sequence[Row], console, exact: bool = False) -> None:
+def render_table(analysis: Analysis, table: Sequence[Row], console, exact: bool = False, extra=None) -> None:
+    """`extra`: (columns, cells per row) added at the right (analyze --device's bound and time)."""
     title = f"{analysis.name or analysis.path}: {len(analysis.layers)} layers"
-    _grid(title, TABLE_COLUMNS, [table_cells(row, analysis.totals, exact) for row in table], console,
-          [None if row.modelled else "yellow" for row in table])
+    columns, cells = TABLE_COLUMNS, [table_cells(row, analysis.totals, exact) for row in table]
+    if extra is not None:
+        columns = (*TABLE_COLUMNS, *extra[0])
+        cells = [[*base, *added] for base, added in zip(cells, extra[1])]
+    _grid(title, columns, cells, console, [None if row.modelled else "yellow" for row in table])
     _print_totals(analysis, console)
 
 

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 from archcalc.compare.budget import FAIL, METRICS, PASS, WARN, LimitResult, ModelCheck
-from archcalc.core.units import BYTES, format_quantity, human
+from archcalc.core.units import BYTES, TIME, format_quantity, human
 from archcalc.report.analysis import dumps_json, training_lines
 from archcalc.report.layout import Column, grid
 
@@ -27,8 +27,8 @@ LOWER_BOUND_NOTE = "≥ marks a lower bound: ops without a rule are not counted"
 def exact(value: int, unit: str) -> str:
     """'2,359,296 (2.36 M)', '150,247,328 B (143.29 MiB)'."""
     rounded = human(value, unit)
-    plain = f"{value:,} B" if unit == BYTES else f"{value:,}"
-    return plain if rounded in (str(value), f"{value} B") else f"{plain} ({rounded})"
+    plain = f"{value:,} B" if unit == BYTES else f"{value:,} ns" if unit == TIME else f"{value:,}"
+    return plain if rounded in (str(value), f"{value} B", f"{value} ns") else f"{plain} ({rounded})"
 
 
 def actual_text(result: LimitResult, exact: bool = False) -> str:

@@ -115,6 +115,9 @@ class RuleResult:
     # How many times the op runs its body (a Loop's trip count, a Scan's length) when it is
     # known: what it costs to run, apart from the counts (verify's --max-work).
     repeats: int | None = None
+    # A form of the op whose kernels run at another speed (a Conv with one filter per
+    # channel: "depthwise"): device files give it its own efficiency, as `Op.variant`.
+    variant: str = ""
 
 
 @dataclass(frozen=True, eq=False)

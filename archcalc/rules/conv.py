@@ -81,6 +81,7 @@ def conv(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
         integer_weights=(1, 2),  # learned whatever their size: a one-channel bias is one value
         receptive=tuple(a.window() for a in axes),
         explain=explain,
+        variant="depthwise" if group > 1 and c_per_group == 1 else "",  # one input channel per filter
     )
 
 

@@ -45,10 +45,11 @@ def _check_scale(x: Sequence[Dim], scale: TensorState, axis: int, op: str) -> No
                          f"quantisation of {list(x)}")
 
 
-def _per_element(x: Sequence[Dim], dtype: str, per_element: int, what: str) -> RuleResult:
+def _per_element(x: Sequence[Dim], dtype: str, per_element: int, what: str,
+                 integer_weights: tuple[int, ...] = ()) -> RuleResult:
     flops = per_element * prod(x)
     # A learned tensor stored quantised (QDQ weights: int8 -> DequantizeLinear -> Conv) is a param.
-    return RuleResult(outputs=(Output(tuple(x), dtype),), flops=flops, weights=(0,),
+    return RuleResult(outputs=(Output(tuple(x), dtype),), flops=flops, weights=(0,), integer_weights=integer_weights,
                       explain=lambda: [f"output = input shape = {list(x)} as {dtype}",
                                        f"FLOPs = {per_element} ({what}) * elements = {flops}"])
 
@@ -71,7 +72,9 @@ def dequantize_linear(inputs: Inputs, *, axis=1, block_size=0,
     x, scale = required(inputs[0]).shape, required(inputs[1])  # the scale's shape is read first
     _check_scale(x, scale, axis, "DequantizeLinear")
     dtype = dtype_name(output_dtype) if output_dtype else scale.dtype
-    return _per_element(x, dtype, DEQUANTIZE_FLOPS, "subtract zero point, multiply by scale")
+    # What a stored tensor dequantises is learned whatever its dtype: QDQ's biases are int32
+    # (quantised at input scale x weight scale), which the front end would class as constants.
+    return _per_element(x, dtype, DEQUANTIZE_FLOPS, "subtract zero point, multiply by scale", integer_weights=(0,))
 
 
 @rule("DynamicQuantizeLinear", reads_values=())

@@ -34,6 +34,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from archcalc.core.dims import bind, bind_shape, shape_symbols
+from archcalc.core.dtypes import SUB_BYTE_INTEGERS, dtype_name
 from archcalc.core.errors import ArchcalcError, ShapeError, UnboundDim
 from archcalc.core.graph import Graph
 from archcalc.core.progress import Progress
@@ -431,7 +432,8 @@ def _byte_count(info: Mapping[str, str], key: str, default: int,
 def _generated(tensor: TensorProto, kind: str, rng: np.random.Generator) -> np.ndarray:
     dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
     shape = tuple(tensor.dims)
-    if dtype.kind in "iub":
+    # numpy has no int4 of its own: onnx's (ml_dtypes') is of kind "V", as float8 is.
+    if dtype.kind in "iub" or dtype_name(tensor.data_type) in SUB_BYTE_INTEGERS:
         return np.zeros(shape, dtype)  # zeros: valid as indices, counts and quantised weights alike
     return weight_values(tensor.name, shape, kind, "random", rng, dtype)
 

@@ -539,3 +539,16 @@ def test_symbolic_ceil_mode_pooling_binds_like_static():
     bound = tuple(bind(d, symbolic.bindings) for d in symbolic.layers[0].outputs[0].shape)
     assert bound[2:] == (3, 3)
     assert symbolic.layers[2].params == 3 * 3 + 1
+
+
+@pytest.mark.parametrize("channels, filters, group, variant", [
+    (32, 32, 32, "depthwise"),  # MobileNet's 3x3: one filter per input channel
+    (32, 64, 32, "depthwise"),  # depth multiplier 2: still one input channel per filter
+    (32, 32, 16, ""),  # grouped, two input channels per filter
+    (32, 32, 1, ""),
+])
+def test_conv_names_its_depthwise_form(channels, filters, group, variant):
+    """Devices give depthwise kernels their own efficiency (Conv.depthwise); the rule says which form a Conv is."""
+    result = get_rule("Conv")([TensorState((1, channels, 8, 8)), TensorState((filters, channels // group, 3, 3))],
+                              {"group": group})
+    assert result.variant == variant

@@ -28,6 +28,10 @@ FIXTURES = ROOT / "tests" / "fixtures" / "onnx"
 # attention from the dynamo exporter.
 SOME_FIXTURES = ["resnet18_torchscript_nofold", "mobilenet_v2_dynamo", "swin_t_dynamo", "keras_encoder_tf2onnx",
                  "keras_text_lstm_tf2onnx", "vit_small_dynamo_noopt", "squeezenet1_1_torchscript"]
+# onnxruntime's rewrites (tests/fixtures/deployed): its com.microsoft transformer, fused and quantised ops.
+DEPLOYED = ROOT / "tests" / "fixtures" / "deployed"
+SOME_DEPLOYED = ["bert_optimized_dynamic", "bert_dynamic_extended", "bert_int4", "cnn_qoperator", "cnn_extended",
+                 "gpt2_optimized", "qwen3_optimized_int4"]
 
 
 def _node_suite_models(tmp_path: Path) -> list[Path]:
@@ -65,6 +69,9 @@ def test_rules_read_only_the_values_they_declare(tmp_path):
         for name in SOME_FIXTURES:
             dims = json.loads((FIXTURES / f"{name}.json").read_text()).get("dims") or {}
             analyze(load_onnx(str(FIXTURES / f"{name}.onnx")), dims)
+        for name in SOME_DEPLOYED:
+            dims = json.loads((DEPLOYED / f"{name}.json").read_text())["dims"]
+            analyze(load_onnx(str(DEPLOYED / f"{name}.onnx")), dims)
         for path in _node_suite_models(tmp_path):
             # A case archcalc refuses (e.g. an unsupported dtype) makes no call to check.
             with contextlib.suppress(ArchcalcError):
@@ -72,7 +79,9 @@ def test_rules_read_only_the_values_they_declare(tmp_path):
     ops = {rule.op for rule, *_ in calls}
     # The corpus reaches the ops the cache matters for: a shrinking corpus is a weaker test.
     assert {"Conv", "BatchNormalization", "Gemm", "MatMul", "LayerNormalization", "Relu", "MaxPool", "LSTM",
-            "Softmax", "Einsum", "ConvTranspose", "QLinearConv", "Attention"} <= ops
+            "Softmax", "Einsum", "ConvTranspose", "QLinearConv", "Attention", "QAttention", "MatMulNBits",
+            "GatherBlockQuantized", "DynamicQuantizeMatMul", "QGemm", "QLinearAdd", "FusedConv",
+            "SkipLayerNormalization", "SkipSimplifiedLayerNormalization", "SimplifiedLayerNormalization"} <= ops
     assert undeclared_reads(calls) == []
 
 

@@ -1,0 +1,302 @@
+"""`archcalc device calibrate`: measure this machine with onnxruntime and describe it as a
+device file, so the roofline can be checked here against `archcalc verify --profile`.
+
+Each measurement is a small ONNX model run in a session set up as `verify --profile` sets
+its own (no graph optimisation, weights prepacked, onnxruntime's default threads), timed
+by onnxruntime's profiler per node, the least time over a few runs after a warm-up (other
+work on a shared machine only ever adds time, and adds it unevenly):
+
+- peak FLOP/s: a large fp32 MatMul (N x N by an N x N weight, 2 N^3 FLOPs);
+- memory bandwidth: a large element-wise Add (two inputs read, one output written), 96 MiB
+  moved, more than any cache holds;
+- cache bandwidth, for layers that move less than the last-level cache holds (its size as
+  the operating system reports it): a chain of Relu on a 64 x 56 x 56 activation, each
+  output a graph output as verify makes it, the median node's bytes per second;
+- per-op overhead: a chain of small Relu nodes (TINY_ELEMENTS each), the median node time;
+- 3x3 convolutions and 3x3 depthwise convolutions (64 channels at 56 x 56, in blocks with
+  a ReLU, every output kept as verify makes it): FLOP/s reached, less the overhead;
+- pooling, normalisation, softmax, erf, gelu and sigmoid (VECTOR_OPS) on typical activations: an
+  efficiency for each that runs slower than its bytes at the cache bandwidth allow.
+
+The peak is the faster of the MatMul and the convolution (onnxruntime's convolution often
+beats its MatMul on a CPU); each op kind's efficiency is its rate over that peak.
+
+Takes a few seconds. Nothing here prints; the CLI writes the file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import json
+import os
+import platform
+import statistics
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from archcalc.core.units import BYTES, format_quantity
+
+TINY_ELEMENTS = 256
+RELU_CHAIN = 8
+CONV_BLOCKS = 3
+CONV_CHANNELS = 64
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Problem sizes: large enough that the big ops run for milliseconds (the defaults), small
+    for a quick check (tests)."""
+
+    matmul_n: int = 512
+    add_elements: int = 8 * 2**20
+    chain: int = 64
+    conv_hw: int = 56
+    runs: int = 10
+    threads: int = 0  # onnxruntime's intra-op threads; 0: its default (one per core), as verify runs
+
+
+@dataclass(frozen=True)
+class Measurement:
+    peak_flops: float  # the best FLOP/s of the MatMul and the convolution
+    bandwidth: float  # bytes/s
+    cache_bytes: int  # 0: the last-level cache size is unknown, so no cache level
+    cache_bandwidth: float
+    overhead_s: float
+    rates: dict[str, float]  # FLOP/s reached by each op kind measured: MatMul, Conv, Conv.depthwise
+    threads: int
+    memory_bytes: int
+    sizes: Sizes
+    processor: str
+
+    def efficiency(self, kind: str) -> float:
+        """The fraction of the peak an op kind reaches, within (0, 1]."""
+        return max(min(1.0, self.rates[kind] / self.peak_flops), 1e-4)
+
+
+def _model(nodes: Sequence[onnx.NodeProto], inputs: Sequence[tuple[str, Sequence[int]]], outputs: Sequence[str],
+           weights: dict[str, np.ndarray], opset: int = 13) -> bytes:
+    graph = helper.make_graph(
+        list(nodes), "calibration",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)) for name, shape in inputs],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs],
+        [numpy_helper.from_array(value, name) for name, value in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return model.SerializeToString()
+
+
+def _node_times(model: bytes, feeds: dict[str, np.ndarray], runs: int, scratch: str,
+                threads: int = 0) -> dict[str, float]:
+    """Least kernel time (seconds) of each node over `runs` runs after a warm-up."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 4
+    options.enable_profiling = True
+    options.profile_file_prefix = os.path.join(scratch, "calibration")
+    session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    session.run(names, feeds)  # warm-up: allocation and packing
+    times: dict[str, list[float]] = {}
+    path = session.end_profiling()  # drops the warm-up's events
+    os.remove(path)
+    session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    for _ in range(runs + 1):
+        session.run(names, feeds)
+    path = session.end_profiling()
+    with open(path, encoding="utf-8") as handle:
+        events = json.load(handle)
+    os.remove(path)
+    for event in events:
+        name = event.get("name", "")
+        if event.get("cat") == "Node" and name.endswith("_kernel_time"):
+            times.setdefault(name[: -len("_kernel_time")], []).append(float(event.get("dur", 0)) * 1e-6)
+    # The first run of the second session warms it up; the rest are measured.
+    return {name: min(values[1:] or values) for name, values in times.items()}
+
+
+def measure(sizes: Sizes = Sizes()) -> Measurement:
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="archcalc-calibrate-") as scratch:
+        n = sizes.matmul_n
+        matmul = _model([helper.make_node("MatMul", ["a", "w"], ["y"], name="matmul")], [("a", (n, n))], ["y"],
+                        {"w": rng.standard_normal((n, n), dtype=np.float32)})
+        matmul_s = _node_times(matmul, {"a": rng.standard_normal((n, n), dtype=np.float32)}, sizes.runs,
+                               scratch, sizes.threads)["matmul"]
+
+        count = sizes.add_elements
+        add = _model([helper.make_node("Add", ["x", "y"], ["z"], name="add")], [("x", (count,)), ("y", (count,))],
+                     ["z"], {})
+        feeds = {"x": rng.standard_normal(count, dtype=np.float32), "y": rng.standard_normal(count, dtype=np.float32)}
+        bandwidth = 3 * 4 * count / _node_times(add, feeds, sizes.runs, scratch, sizes.threads)["add"]
+        cache_bytes = last_level_cache_bytes()
+        cache_bandwidth = 0.0
+        if cache_bytes:
+            # A chain of Relu on a typical activation, each output a graph output as verify makes it.
+            shape = (1, 64, sizes.conv_hw, sizes.conv_hw)
+            relus = [helper.make_node("Relu", [f"r{i}"], [f"r{i + 1}"], name=f"relu{i}") for i in range(RELU_CHAIN)]
+            chain_model = _model(relus, [("r0", shape)], [f"r{i + 1}" for i in range(RELU_CHAIN)], {})
+            times = _node_times(chain_model, {"r0": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs,
+                                scratch, sizes.threads)
+            cache_bandwidth = 2 * 4 * int(np.prod(shape)) / max(statistics.median(times.values()), 1e-9)
+
+        # Small but not empty: the fixed cost of an op that touches a few cache lines.
+        chain = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"], name=f"relu{i}") for i in range(sizes.chain)]
+        tiny = _model(chain, [("t0", (TINY_ELEMENTS,))], [f"t{sizes.chain}"], {})
+        overheads = _node_times(tiny, {"t0": np.ones(TINY_ELEMENTS, dtype=np.float32)}, sizes.runs, scratch,
+                                sizes.threads)
+        overhead = statistics.median(overheads.values())
+
+        # Convolutions as a model runs them: a few blocks of conv, depthwise conv and ReLU, every
+        # output kept (as verify does), each op's median over its nodes.
+        hw = sizes.conv_hw
+        nodes, weights, last = [], {}, "x"
+        for i in range(CONV_BLOCKS):
+            nodes += [helper.make_node("Conv", [last, f"w{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
+                      helper.make_node("Conv", [f"c{i}", f"d{i}"], [f"e{i}"], name=f"depthwise{i}",
+                                       pads=[1, 1, 1, 1], group=CONV_CHANNELS),
+                      helper.make_node("Relu", [f"e{i}"], [f"r{i}"], name=f"relu{i}")]
+            weights[f"w{i}"] = rng.standard_normal((CONV_CHANNELS, CONV_CHANNELS, 3, 3), dtype=np.float32)
+            weights[f"d{i}"] = rng.standard_normal((CONV_CHANNELS, 1, 3, 3), dtype=np.float32)
+            last = f"r{i}"
+        outputs = [name for node in nodes for name in node.output]
+        shape = (1, CONV_CHANNELS, hw, hw)
+        convs = _node_times(_model(nodes, [("x", shape)], outputs, weights),
+                            {"x": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs, scratch,
+                            sizes.threads)
+        conv_s = statistics.median(convs[f"conv{i}"] for i in range(CONV_BLOCKS))
+        depthwise_s = statistics.median(convs[f"depthwise{i}"] for i in range(CONV_BLOCKS))
+        vector_s = _node_times(*_vector_ops(rng), sizes.runs, scratch, sizes.threads)
+    rates = {
+        "MatMul": 2 * n**3 / matmul_s,
+        "Conv": 2 * CONV_CHANNELS**2 * 9 * hw * hw / max(conv_s - overhead, 1e-9),
+        "Conv.depthwise": 2 * CONV_CHANNELS * 9 * hw * hw / max(depthwise_s - overhead, 1e-9),
+    }
+    peak = max(rates["MatMul"], rates["Conv"])
+    in_cache = cache_bandwidth or bandwidth
+    for op, (flops, moved, _) in VECTOR_OPS.items():
+        spent = max(vector_s[op] - overhead, 1e-9)
+        # Only an op slower than its bytes allow gets an efficiency: the rest are memory-bound as modelled.
+        rates[op] = peak if spent <= moved / in_cache else flops / spent
+    return Measurement(
+        peak_flops=peak, bandwidth=bandwidth, cache_bytes=cache_bytes,
+        cache_bandwidth=cache_bandwidth, overhead_s=overhead, rates=rates,
+        threads=sizes.threads or os.cpu_count() or 1, memory_bytes=_physical_memory(), sizes=sizes,
+        processor=platform.processor() or platform.machine(),
+    )
+
+
+# Ops whose kernels may run slower than their bytes allow, each timed on a typical activation:
+# op -> (FLOPs as archcalc counts them, bytes read and written, its input's shape).
+_IMAGE = (1, 64, 56, 56)  # 200,704 elements; pooled 3x3 stride 2 to 64 x 28 x 28 = 50,176
+_TOKENS = (1, 196, 384)  # 75,264 elements
+VECTOR_OPS: dict[str, tuple[int, int, tuple[int, ...]]] = {
+    "MaxPool": (9 * 50_176, 4 * (200_704 + 50_176), _IMAGE),
+    "AveragePool": (9 * 50_176, 4 * (200_704 + 50_176), _IMAGE),
+    "BatchNormalization": (2 * 200_704, 4 * (2 * 200_704 + 4 * 64), _IMAGE),
+    "LayerNormalization": (7 * 75_264, 4 * (2 * 75_264 + 2 * 384), _TOKENS),
+    "Softmax": (5 * 6 * 196 * 196, 8 * 6 * 196 * 196, (1, 6, 196, 196)),
+    "Erf": (196 * 1536, 8 * 196 * 1536, (1, 196, 1536)),
+    "Gelu": (5 * 196 * 1536, 8 * 196 * 1536, (1, 196, 1536)),
+    "Sigmoid": (4 * 200_704, 8 * 200_704, _IMAGE),
+}
+
+
+def _vector_ops(rng: np.random.Generator) -> tuple[bytes, dict[str, np.ndarray]]:
+    """One model running each of VECTOR_OPS on its own input (opset 20, for Gelu)."""
+    nodes = [
+        helper.make_node("MaxPool", ["image"], ["maxpool"], name="MaxPool", kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("AveragePool", ["image"], ["avgpool"], name="AveragePool", kernel_shape=[3, 3],
+                         strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["image", "bn_scale", "bn_bias", "bn_mean", "bn_var"], ["bn"],
+                         name="BatchNormalization"),
+        helper.make_node("LayerNormalization", ["tokens", "ln_scale", "ln_bias"], ["ln"], name="LayerNormalization"),
+        helper.make_node("Softmax", ["scores"], ["softmax"], name="Softmax", axis=-1),
+        helper.make_node("Erf", ["hidden"], ["erf"], name="Erf"),
+        helper.make_node("Gelu", ["hidden"], ["gelu"], name="Gelu"),
+        helper.make_node("Sigmoid", ["image"], ["sigmoid"], name="Sigmoid"),
+    ]
+    weights = {name: rng.standard_normal(64, dtype=np.float32) for name in ("bn_scale", "bn_bias", "bn_mean")}
+    weights["bn_var"] = np.ones(64, dtype=np.float32)
+    weights.update({name: rng.standard_normal(384, dtype=np.float32) for name in ("ln_scale", "ln_bias")})
+    inputs = {"image": _IMAGE, "tokens": _TOKENS, "scores": VECTOR_OPS["Softmax"][2], "hidden": VECTOR_OPS["Erf"][2]}
+    model = _model(nodes, list(inputs.items()), [name for node in nodes for name in node.output], weights, opset=20)
+    return model, {name: rng.standard_normal(shape, dtype=np.float32) for name, shape in inputs.items()}
+
+
+def last_level_cache_bytes() -> int:
+    """Size of the largest CPU cache Linux reports (sysfs); 0 elsewhere."""
+    sizes = [0]
+    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        try:
+            with open(path, encoding="ascii") as handle:
+                text = handle.read().strip()
+        except OSError:
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes.append(int(digits) * scale)
+    return max(sizes)
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def _vector_source(op: str) -> str:
+    flops, moved, shape = VECTOR_OPS[op]
+    return (f"{op} on {'x'.join(map(str, shape))}: {flops:,} FLOPs / (peak x time), or 1 when its "
+            f"{moved:,} bytes at the cache bandwidth explain the time")
+
+
+def device_yaml(result: Measurement, name: str = "cpu-local") -> str:
+    """The measurement as a device file (archcalc.hardware.device's form)."""
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sizes = result.sizes
+    by = f"measured by archcalc device calibrate ({when}, onnxruntime CPU, {result.threads} threads"
+    hw = sizes.conv_hw
+
+    def entry(value: float, what: str) -> str:
+        return f"{{value: {value:.6g}, source: {json.dumps(f'{by}: {what})')}}}"
+
+    mm = f"MatMul {sizes.matmul_n}^3"
+    conv = f"3x3 Conv 64->64 channels at {hw}x{hw} (median of {CONV_BLOCKS} in blocks)"
+    tiny = f"median of {sizes.chain} Relu nodes of {TINY_ELEMENTS} elements"
+    peak = f"the faster of {mm} and {conv}, fp32, least of {sizes.runs} runs"
+    big = f"Add of two {sizes.add_elements:,}-element fp32 tensors"
+    cached = f"a chain of {RELU_CHAIN} Relu on 64x{hw}x{hw} fp32, each output kept, median node"
+    depthwise = f"3x3 depthwise Conv, 64 channels at {hw}x{hw}"
+    lines = [
+        f"name: {name}",
+        f"title: {json.dumps(f'This machine ({result.processor}, {result.threads} threads)')}",
+        "peak_tflops:",
+        f"  fp32: {entry(result.peak_flops / 1e12, peak)}",
+        f"bandwidth_gb_s: {entry(result.bandwidth / 1e9, big)}",
+        f"memory: {{value: {format_quantity(result.memory_bytes, BYTES)}, source: "
+        f"{json.dumps('physical memory reported by the operating system (sysconf)')}}}",
+        f"overhead_us: {entry(result.overhead_s * 1e6, tiny)}",
+        *([f"cache_bytes: {{value: {format_quantity(result.cache_bytes, BYTES)}, source: "
+           f"{json.dumps('largest CPU cache the operating system reports (sysfs)')}}}",
+           f"cache_bandwidth_gb_s: {entry(result.cache_bandwidth / 1e9, cached)}"]
+          if result.cache_bytes else []),
+        "efficiency:  # FLOP/s reached / peak",
+        f"  MatMul: {entry(result.efficiency('MatMul'), mm)}",
+        f"  Gemm: {entry(result.efficiency('MatMul'), mm + ' (Gemm runs the same kernel)')}",
+        f"  Conv: {entry(result.efficiency('Conv'), conv)}",
+        f"  Conv.depthwise: {entry(result.efficiency('Conv.depthwise'), depthwise)}",
+        *(f"  {op}: {entry(result.efficiency(op), _vector_source(op))}" for op in VECTOR_OPS),
+        f"threads: {result.threads}",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,151 @@
+"""The roofline arithmetic, pinned to hand calculations written out beside each case.
+
+A100 80GB SXM (archcalc/hardware/devices/a100.yaml): fp16 Tensor Core 312e12 FLOP/s dense,
+non-Tensor fp16 78e12, bandwidth 2039e9 B/s, 4 us per op. Ridge point 312e12 / 2039e9 = 153.0
+FLOPs per byte: below it a layer is memory-bound.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import archcalc
+from archcalc.core.errors import ArchcalcError
+from archcalc.hardware.device import load_device, parse_device
+from archcalc.hardware.roofline import COMPUTE, MEMORY, VIEW, roofline, setup_for
+
+A100 = load_device("a100")
+PEAK, VECTOR, BANDWIDTH, OVERHEAD = 312e12, 78e12, 2039e9, 4e-6
+
+
+@pytest.fixture(scope="module")
+def resnet50_b1():
+    return archcalc.analyze("specs/resnet50.yaml")
+
+
+@pytest.fixture(scope="module")
+def resnet50_b32():
+    return archcalc.analyze("specs/resnet50.yaml", batch=32)
+
+
+def cost(analysis, name, device=A100, precision="fp16", weight_dtype=None):
+    result = roofline(analysis, device, setup_for(device, precision, weight_dtype))
+    return next(layer for layer in result.layers if layer.name == name), result
+
+
+def test_resnet50_conv1_on_a100_fp16_batch1_is_memory_bound(resnet50_b1):
+    layer, _ = cost(resnet50_b1, "conv1")
+    # conv1: 3 -> 64 channels, 7x7, stride 2, no bias; 224x224 -> 112x112.
+    macs = 64 * 112 * 112 * 3 * 7 * 7  # 118,013,952
+    assert layer.flops == 2 * macs == 236_027_904
+    # fp16: 2 bytes per element. Input 3*224*224 = 150,528; weight 64*3*7*7 = 9,408; output 64*112*112 = 802,816.
+    assert layer.bytes_read == 2 * 150_528 + 2 * 9_408 == 319_872
+    assert layer.bytes_written == 2 * 802_816 == 1_605_632
+    assert layer.intensity == pytest.approx(236_027_904 / 1_925_504)  # 122.58 < 153.0: memory-bound
+    assert round(layer.intensity, 2) == 122.58
+    assert layer.bound == MEMORY
+    assert layer.compute_s == pytest.approx(236_027_904 / PEAK)  # 0.7565 us
+    assert layer.memory_s == pytest.approx(1_925_504 / BANDWIDTH)  # 0.9443 us
+    assert layer.time_s == pytest.approx(1_925_504 / BANDWIDTH + OVERHEAD)
+    assert round(layer.time_s * 1e6, 4) == 4.9443
+
+
+def test_resnet50_conv1_at_batch32_stays_memory_bound(resnet50_b32):
+    layer, _ = cost(resnet50_b32, "conv1")
+    # 32x the activations, the same weight: (32 * (150,528 + 802,816) + 9,408) * 2 bytes.
+    moved = 2 * (32 * (150_528 + 802_816) + 9_408)
+    assert layer.bytes == moved == 61_032_832
+    assert layer.flops == 32 * 236_027_904
+    assert layer.intensity == pytest.approx(7_552_892_928 / 61_032_832)  # 123.75, still under 153
+    assert layer.bound == MEMORY
+    assert layer.time_s == pytest.approx(61_032_832 / BANDWIDTH + OVERHEAD)  # 33.93 us
+
+
+def test_a_3x3_conv_at_batch32_is_compute_bound(resnet50_b32):
+    layer, _ = cost(resnet50_b32, "layer4.1.conv2")
+    # 512 -> 512 channels, 3x3, stride 1, 7x7, no bias, batch 32.
+    macs = 32 * 512 * 7 * 7 * 512 * 3 * 3  # 3,699,376,128
+    assert layer.flops == 2 * macs
+    moved = 2 * (32 * 512 * 49) + 2 * (512 * 512 * 9) + 2 * (32 * 512 * 49)  # 7,929,856
+    assert layer.bytes == moved
+    assert layer.intensity == pytest.approx(2 * macs / moved)  # 933.0 > 153: compute-bound
+    assert layer.bound == COMPUTE
+    assert layer.time_s == pytest.approx(2 * macs / PEAK + OVERHEAD)  # 23.71 + 4 us
+
+
+def test_elementwise_layers_use_the_vector_peak(resnet50_b1):
+    layer, _ = cost(resnet50_b1, "relu")
+    # Relu on 64x112x112: one FLOP per element on the non-Tensor fp16 units, read and write 2 bytes each.
+    assert layer.flops == 802_816
+    assert layer.compute_s == pytest.approx(802_816 / VECTOR)
+    assert layer.bytes == 2 * 2 * 802_816
+    assert layer.bound == MEMORY
+
+
+def test_a_view_costs_nothing(resnet50_b1):
+    layer, _ = cost(resnet50_b1, "flatten")
+    assert (layer.bytes, layer.time_s, layer.bound) == (0, 0.0, VIEW)
+
+
+def test_weight_dtype_changes_weight_bytes_only(resnet50_b1):
+    fp16, _ = cost(resnet50_b1, "fc")
+    int4, result = cost(resnet50_b1, "fc", weight_dtype="int4")
+    # fc: weight 1000x2048 and bias 1000 (params, at the weight dtype); input 2048 and output 1000 at fp16.
+    assert fp16.bytes_read == 2 * 2048 + 2 * (2_048_000 + 1000)
+    assert int4.bytes_read == 2 * 2048 + (2_048_000 + 1000) // 2  # two 4-bit weights a byte
+    assert int4.bytes_written == fp16.bytes_written == 2 * 1000
+    # The model's weights: 25,557,032 params at 4 bits, 53,120 BatchNorm running statistics at fp16.
+    assert result.weight_bytes == 25_557_032 // 2 + 2 * 53_120
+
+
+def test_totals_add_up(resnet50_b32):
+    result = roofline(resnet50_b32, A100, setup_for(A100, "fp16"))
+    assert result.latency_s == pytest.approx(sum(layer.time_s for layer in result.layers))
+    assert result.throughput == pytest.approx(32 / result.latency_s)
+    assert sum(fraction for _, _, fraction in result.share_by_op()) == pytest.approx(1.0)
+    assert result.weight_bytes == 2 * (25_557_032 + 53_120)
+    counts = result.bound_counts()
+    assert sum(counts.values()) == len(resnet50_b32.layers) == 175
+    assert counts[VIEW] == 1  # flatten
+    # The inference peak scales with the activation dtype: fp32 analysis, fp16 deployment.
+    assert result.peak_activation_bytes == resnet50_b32.totals.peak_activation_bytes // 2
+
+
+DEVICE_WITH_CACHE = """\
+name: toy
+peak_tflops:
+  fp32: {value: 0.1, source: "hand-made for a test"}
+bandwidth_gb_s: {value: 10, source: "hand-made"}
+cache_bytes: {value: 1MiB, source: "hand-made"}
+cache_bandwidth_gb_s: {value: 100, source: "hand-made"}
+memory: {value: 1GiB, source: "hand-made"}
+overhead_us: {value: 2, source: "hand-made"}
+efficiency:
+  Conv.depthwise: {value: 0.25, source: "hand-made"}
+"""
+
+
+def test_cache_bandwidth_and_depthwise_efficiency():
+    toy = parse_device(DEVICE_WITH_CACHE, "toy.yaml")
+    mobilenet = archcalc.analyze("specs/mobilenet_v2.yaml")
+    setup = setup_for(toy, "fp32")
+    result = {layer.name: layer for layer in roofline(mobilenet, toy, setup).layers}
+    # features.1.conv.0.0: depthwise 3x3 on 32 channels at 112x112, no bias: 32*112*112*9 MACs.
+    depthwise = result["features.1.conv.0.0"]
+    assert depthwise.flops == 2 * 32 * 112 * 112 * 9
+    assert depthwise.compute_s == pytest.approx(depthwise.flops / (0.1e12 * 0.25))
+    # Moves 2 x 401,408 x 4 bytes + 288 x 4 (weight) = 3,212,416 bytes: more than the 1 MiB cache.
+    assert depthwise.bytes == 4 * (2 * 32 * 112 * 112 + 32 * 9)
+    assert depthwise.memory_s == pytest.approx(depthwise.bytes / 10e9)
+    # The last ReLU6 (Clip) reads and writes 1280 x 7 x 7 floats and its min and max (one float each):
+    # 2 x 4 x 62,720 + 2 x 4 = 501,768 bytes, within the 1 MiB cache.
+    clip = result["features.18.2"]
+    assert clip.bytes == 2 * 4 * 1280 * 7 * 7 + 2 * 4
+    assert clip.memory_s == pytest.approx(clip.bytes / 100e9)
+    assert clip.time_s == pytest.approx(clip.memory_s + 2e-6)
+
+
+def test_a_precision_the_device_lacks_is_refused():
+    with pytest.raises(ArchcalcError, match="gives no bf16 peak") as error:
+        setup_for(load_device("t4"), "bf16")
+    assert "fp32, fp16, mixed, int8" in str(error.value)
