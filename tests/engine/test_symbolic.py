@@ -99,6 +99,15 @@ def test_params_are_constants():
     assert f.params == 124_439_808
 
 
+def test_hugging_face_gpt2_export():
+    """GPT2Model exported from Hugging Face (tests/fixtures/deployed/gpt2_source.json: 2 layers of
+    width 64, a 256-wide MLP): per token 2 * (64*192 + 64*64 + 64*256 + 256*64) weight MACs; QK^T and
+    AV cost 2 * 64 * seq per token and layer. At batch 2, seq 7 that is the recorded 1,401,344."""
+    f = formulas(archcalc.analyze("tests/fixtures/deployed/gpt2_source.onnx", dims={"batch": 2, "seq": 7}))
+    assert f.macs == 2 * (64 * 192 + 64 * 64 + 64 * 256 + 256 * 64) * b * s + 2 * 2 * 64 * b * s * s
+    assert bind(f.macs, {"batch": 2, "seq": 7}) == 1_401_344
+
+
 def test_polynomial_json_round_trip_and_shape():
     dim = 18432 * b * s * s - 3 * s + 7 + minimum(s, h) * b + (s - 1) // 2
     document = polynomial_json(dim)
@@ -134,7 +143,8 @@ def test_evaluator_refuses_points_the_model_cannot_take(tmp_path):
 SEQ_INPUTS = {"bert_base.yaml": "input_ids", "gpt2.yaml": "input_ids", "llama_3_2_1b.yaml": "input_ids",
               "t5_small_encoder.yaml": "input_ids"}
 MODELS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml")) + sorted(
-    str(p.with_suffix(".onnx").relative_to(ROOT)) for p in (ROOT / "tests/fixtures/onnx").glob("*.json"))
+    str(p.with_suffix(".onnx").relative_to(ROOT)) for folder in ("onnx", "deployed")
+    for p in (ROOT / "tests/fixtures" / folder).glob("*.json"))
 
 
 @functools.cache
