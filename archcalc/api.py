@@ -121,8 +121,11 @@ def analyze(model: Model, example_inputs: Any = None, *, batch: int | None = Non
     bindings = dict(dims or {})
     if batch is not None:
         bindings["batch"] = batch
-    if input_shapes and example_inputs is None and input_size is None:
-        # a torch module is exported at numbers: a named dim takes its bound value here
+    from archcalc.readers.torch import is_torch_module
+
+    if input_shapes and example_inputs is None and input_size is None and is_torch_module(model):
+        # a torch module is exported at numbers: a named dim takes its bound value here (a file or
+        # spec keeps it symbolic, so that its counts stay formulas of it: engine/symbolic.py)
         input_shapes = {name: tuple(bindings.get(d, d) if isinstance(d, str) else d for d in shape)
                         for name, shape in input_shapes.items()}
     graph = load(model, input_shapes, example_inputs=example_inputs, input_size=input_size, exporter=exporter)

@@ -60,11 +60,32 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
               help="Write --format html to this file (atomically) instead of stdout.")
 @click.option("--exact", is_flag=True,
               help="Every digit of params and MACs in the table (default: units, 118.01 M); JSON and CSV are exact.")
+@click.option("--symbolic", is_flag=True,
+              help="Also MACs, FLOPs and activation bytes as exact formulas of the symbolic dims that no --dim or "
+                   "--batch binds (per row and in total; --format json: structured polynomials).")
+@click.option("--sweep", "sweeps", multiple=True, metavar="NAME=V1,V2,...",
+              help="One row of totals per value of a symbolic dim, e.g. --sweep seq=128,512,2048; repeat for a grid "
+                   "(--sweep batch=1,8). One analysis, its formulas evaluated per point.")
+@click.option("--context", "context_tokens", type=click.IntRange(min=1), default=None, metavar="C",
+              help="A decoder's generation at C tokens: KV cache per token and at C (times --batch), prefill of C "
+                   "tokens, decode cost per token with C cached, memory to serve (table, json, markdown).")
+@click.option("--kv-dtype", type=click.Choice(["fp32", "fp16", "bf16", "fp8", "int8"]), default=None,
+              help="The KV cache's element type (default: the keys' dtype).")
+@click.option("--serve-fit", default=None, metavar="SIZE",
+              help="With --context: also the largest context whose memory to serve (weights + KV cache + prefill "
+                   "peak activations, at --batch) fits in SIZE (e.g. 24GiB).")
+@click.option("--kv-layers", type=click.IntRange(min=1), default=None,
+              help="With --kv-heads and --head-dim: describe the KV cache where detection fails.")
+@click.option("--kv-heads", type=click.IntRange(min=1), default=None,
+              help="Key/value heads per layer (see --kv-layers).")
+@click.option("--head-dim", type=click.IntRange(min=1), default=None, help="Head size (see --kv-layers).")
 @click.option("--full", is_flag=True,
               help=f"Every layer in the table, even past {SUMMARY_ABOVE} rows (then a summary is the default).")
 def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[str, ...],
             input_shapes: tuple[str, ...], depth: int | None, training: bool, optimizer: str, precision: str,
-            fit_memory: str | None, output: str | None, exact: bool, full: bool, device: str | None,
+            fit_memory: str | None, output: str | None, exact: bool, symbolic: bool, sweeps: tuple[str, ...],
+            context_tokens: int | None, kv_dtype: str | None, serve_fit: str | None, kv_layers: int | None,
+            kv_heads: int | None, head_dim: int | None, full: bool, device: str | None,
             weight_dtype: str | None) -> None:
     """Per-layer output shapes, params, MACs, memory and receptive field, with totals, of each
     MODEL (a YAML spec or an ONNX file)."""
@@ -84,25 +105,59 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
     on_device = _device_setup(device, precision, weight_dtype, fit_memory)
     memory = (on_device[0].memory_bytes if fit_memory == "device" and on_device is not None
               else parse_size(fit_memory, "--fit") if fit_memory else None)
+    if serve_fit is not None and context_tokens is None:
+        raise click.UsageError("--serve-fit searches the context of --context's report: add --context C")
+    serve_memory = parse_size(serve_fit, "--serve-fit") if serve_fit else None
+    described = None
+    if kv_layers or kv_heads or head_dim:
+        if not (kv_layers and kv_heads and head_dim) or context_tokens is None:
+            raise click.UsageError("--kv-layers, --kv-heads and --head-dim describe the cache together, for --context")
+        from archcalc.engine.kv import given_cache
+
+        described = given_cache(kv_layers, kv_heads, head_dim, kv_dtype)
+    if kv_dtype and context_tokens is None and not sweeps:
+        raise click.UsageError("--kv-dtype sets the cache that --context or --sweep counts: add --context C")
+    if context_tokens is not None and sweeps:
+        raise click.UsageError("--sweep gives the KV cache at each point's sequence length: leave out --context")
+    if context_tokens is not None and fmt in ("csv", "html"):
+        raise click.UsageError("--context reports in table, json or markdown: use --format json for a file")
+    if sweeps or symbolic:
+        from archcalc.cli import symbolic as symbolic_cli
+
+        if sweeps:
+            symbolic_cli.sweep(models, fmt, parse_dims(dims, batch), input_shapes, sweeps, training or bool(memory),
+                               exact, kv_dtype)
+            return
+        if fmt == "html":
+            raise click.UsageError("--symbolic prints formulas in table, json, csv or markdown: "
+                                   "leave out --format html")
     # Every model first, so bad input (exit 2) stops the run before any output.
-    results = [_analysed(model, input_shapes, parse_dims(dims, batch), training, optimizer, precision, memory)
-               for model in models]
-    devices = [_on_device(result, on_device, input_shapes, parse_dims(dims, batch), fit_memory == "device")
+    results = [_analysed(model, input_shapes, parse_dims(dims, batch), training, optimizer, precision, memory,
+                         symbolic, context_tokens, kv_dtype, described, serve_memory) for model in models]
+    devices = [_on_device(result[:4], on_device, input_shapes, parse_dims(dims, batch), fit_memory == "device")
                for result in results]
     if fmt == "html":
         from archcalc.report.html import analysis_page, write_page
 
-        _, analysis, step, fit = results[0]
+        _, analysis, step, fit, _, _ = results[0]
         write_page(analysis_page(analysis, step, fit, depth), output)
         return
     if fmt == "json":
         with pause_gc():  # the document is a few hundred thousand small objects and no cycles
             documents = [report.json_document(analysis, step, fit, None if costs is None else costs[2])
-                         for (_, analysis, step, fit), costs in zip(results, devices)]
+                         for (_, analysis, step, fit, _, _), costs in zip(results, devices)]
+            for document, result in zip(documents, results):
+                if result[5] is not None:
+                    document["generation"] = result[5].to_json()
+            if symbolic:
+                from archcalc.report.symbolic import add_formulas_to_document
+
+                documents = [add_formulas_to_document(document, result[4])
+                             for document, result in zip(documents, results)]
             click.echo(report.dumps_json(documents[0] if len(documents) == 1 else documents))
         return
     console = None
-    for index, ((model, analysis, step, fit), costs) in enumerate(zip(results, devices)):
+    for index, ((model, analysis, step, fit, formulas, generation), costs) in enumerate(zip(results, devices)):
         table = rows(analysis, depth)
         if depth is not None and not any(layer.block for layer in analysis.layers):
             click.echo(f"warning: --depth {depth} folds nothing: {model} has no blocks (a spec's blocks, or the "
@@ -110,12 +165,25 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
                        "its row", err=True)
         if fmt == "csv":
             text = report.render_csv(table, step, None if costs is None else costs[0])
+            if formulas is not None:
+                from archcalc.report.symbolic import csv_with_formulas
+
+                text = csv_with_formulas(text, formulas, table)
             click.echo(text if len(results) == 1 else _with_model_column(text, model, header=index == 0), nl=False)
             continue
         if index:
             click.echo()
         if fmt == "markdown":
             click.echo(report.render_markdown(analysis, table), nl=False)
+            if formulas is not None:
+                from archcalc.report.symbolic import formulas_markdown
+
+                click.echo(formulas_markdown(formulas, table), nl=False)
+            if generation is not None:
+                from archcalc.report.symbolic import generation_lines
+
+                click.echo("\n| Generation | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |"
+                                                                       for a, b in generation_lines(generation)))
             if step is not None:
                 lines = report.training_lines(step, fit)
                 click.echo("\n| Training | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in lines))
@@ -143,15 +211,29 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
             report.render_training_table(table, step, fit, console, exact=exact)
         if costs is not None:
             report.print_pairs(costs[1], console)
+        if formulas is not None:
+            from archcalc.report.symbolic import render_formulas
+
+            render_formulas(formulas, table, console, SUMMARY_ABOVE if not full else len(table))
+        if generation is not None:
+            from archcalc.report.symbolic import render_generation
+
+            render_generation(generation, console)
 
 
 def _analysed(model: str, input_shapes: tuple[str, ...], bindings: dict[str, int], training: bool,
-              optimizer: str, precision: str, memory: int | None) -> tuple:
-    """(model, analysis, training step or None, fit or None) of one MODEL."""
+              optimizer: str, precision: str, memory: int | None, symbolic: bool = False, context: int | None = None,
+              kv_dtype: str | None = None, described=None, serve_memory: int | None = None) -> tuple:
+    """(model, analysis, training step or None, fit or None, formulas or None, generation or None) of one MODEL."""
     from archcalc.engine.inference import analyze as run_analysis
 
     graph = load_from_options(model, input_shapes)
-    analysis = run_analysis(graph, bindings)
+    if symbolic or context is not None:
+        from archcalc.engine.symbolic import analyze_unbound
+
+        analysis = analyze_unbound(graph, bindings)
+    else:
+        analysis = run_analysis(graph, bindings)
     step = fit = None
     if training or memory:
         from archcalc.engine import training as train
@@ -160,7 +242,30 @@ def _analysed(model: str, input_shapes: tuple[str, ...], bindings: dict[str, int
         step = train.training_cost(graph, analysis, optimizer, precision)
         if memory:
             fit = train.largest_batch(graph, bindings, memory, optimizer, precision) + (memory,)
-    return model, analysis, step, fit
+    from archcalc.engine.symbolic import fixed_bindings
+    from archcalc.engine.symbolic import formulas as symbolic_formulas
+
+    formulas = None
+    if symbolic:
+        formulas = symbolic_formulas(analysis, fixed_bindings(bindings, graph.batch_dims))
+    generation = None
+    if context is not None:
+        from archcalc.engine.kv import generation as generation_at
+
+        generation = generation_at(analysis, bindings, graph.batch_dims, context, kv_dtype, described)
+        if serve_memory is not None:
+            from dataclasses import replace
+
+            from archcalc.engine.kv import largest_context
+
+            largest = largest_context(analysis, bindings, graph.batch_dims, serve_memory, generation.cache)
+            generation = replace(generation, fit=(serve_memory, largest))
+        seq = generation.cache.seq
+        if seq is not None and seq not in bindings:  # the table's counts at the context, not at a placeholder
+            analysis = run_analysis(graph, {**bindings, seq: context})
+            if symbolic:
+                formulas = symbolic_formulas(analysis, fixed_bindings(bindings, graph.batch_dims))
+    return model, analysis, step, fit, formulas, generation
 
 
 def _device_setup(device: str | None, precision: str, weight_dtype: str | None, fit_memory: str | None):

@@ -52,6 +52,23 @@ def _no_total(analysis: Analysis) -> int:
     raise AssertionError("a training metric is read off the training step")
 
 
+def _kv_cache(analysis: Analysis) -> int:
+    """A decoder's KV cache at the analysis' bindings: the sequence dim's value is the context
+    (the budget's `dims: {seq: 2048}`), its batch the batch; elements in the keys' dtype."""
+    from archcalc.engine.kv import kv_cache
+
+    cache = kv_cache(analysis)
+    if cache is None:
+        raise BudgetError("limit `kv_cache`: the model is no decoder (no causal Attention layer, no past key/value "
+                          "input)", where=analysis.path, fix="check kv_cache on decoders only")
+    if cache.seq is None or cache.seq not in analysis.bindings:
+        raise BudgetError("limit `kv_cache`: the model's sequence length is not a symbolic dim, so no context is "
+                          "bound", where=analysis.path,
+                          fix="feed the tokens at a symbolic length (--input-shape input_ids=batch,seq) and bind "
+                              "it in the budget: `dims: {seq: 2048}`")
+    return cache.bytes_at(analysis.bindings[cache.seq], analysis.bindings.get("batch", 1))
+
+
 @dataclass(frozen=True)
 class Metric:
     """One kind of limit: how to read it off a whole analysis and, where it means something
@@ -80,6 +97,8 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (
            lambda x: x.activation_bytes),
     Metric("peak_activation_memory", BYTES, "peak activation memory", lambda a: a.totals.peak_activation_bytes),
     Metric("weight_memory", BYTES, "weight memory", lambda a: a.totals.weight_bytes),
+    # A decoder's cache at the budget's binding of the sequence dim (the context), see _kv_cache.
+    Metric("kv_cache", BYTES, "KV cache", _kv_cache),
     Metric("layers", COUNT, "layers", lambda a: len(a.layers), exact_when_partial=True),
     # One training step (see archcalc.engine.training), with the budget's `training:` optimizer and
     # precision, or check's --optimizer and --precision.

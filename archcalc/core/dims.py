@@ -13,6 +13,7 @@ two dims that cannot be compared yet (:class:`Minimum`, for ceil_mode pooling).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -336,3 +337,92 @@ def format_shape(shape: Iterable[Dim]) -> str:
 
 def static_prod(shape: Iterable[int]) -> int:
     return math.prod(shape)
+
+
+def substitute(dim: Dim, env: Mapping[str, int]) -> Dim:
+    """`dim` with the symbols `env` names replaced by their values and the others kept: a
+    count partly bound (``--dim seq=512`` leaves a formula in batch). A floor or min whose
+    symbols all get values becomes an int."""
+    if isinstance(dim, int) or not env:
+        return dim
+    total: Dim = 0
+    for mono, coeff in dim.terms:
+        term: Dim = coeff
+        for atom in mono:
+            term = term * _substitute_atom(atom, env)
+        total = total + term
+    return total
+
+
+def _substitute_atom(atom: str | FloorDiv | Minimum, env: Mapping[str, int]) -> Dim:
+    if isinstance(atom, str):
+        return env[atom] if atom in env else Sym.symbol(atom)
+    if isinstance(atom, FloorDiv):
+        numerator = substitute(atom.numerator, env)
+        return numerator // atom.divisor  # an int floors; a polynomial divides exactly or stays an atom
+    return minimum(substitute(atom.first, env), substitute(atom.second, env))
+
+
+def polynomial_json(dim: Dim) -> dict[str, object]:
+    """`dim` as a structured polynomial for JSON: integer coefficients by monomial, each
+    monomial the powers of its symbols; a factor that is not a symbol (a floor of a division,
+    a min) is written out as its own structure, so the value stays exact."""
+    terms = []
+    for mono, coeff in _terms_of(dim):
+        powers: dict[str, int] = {}
+        others: list[dict[str, object]] = []
+        for atom in mono:
+            if isinstance(atom, str):
+                powers[atom] = powers.get(atom, 0) + 1
+            elif isinstance(atom, FloorDiv):
+                others.append({"floor_div": {"numerator": polynomial_json(atom.numerator), "divisor": atom.divisor}})
+            else:
+                others.append({"min": [polynomial_json(atom.first), polynomial_json(atom.second)]})
+        if not coeff:
+            continue
+        term: dict[str, object] = {"coefficient": coeff, "powers": powers}
+        if others:
+            term["factors"] = others
+        terms.append(term)
+    return {"text": formula_text(dim, separators=False), "polynomial": not any(
+        not isinstance(atom, str) for mono, _ in _terms_of(dim) for atom in mono), "terms": terms}
+
+
+def polynomial_from_json(document: Mapping[str, object]) -> Dim:
+    """The inverse of :func:`polynomial_json` (tests and scripts reading archcalc's JSON)."""
+    total: Dim = 0
+    terms = document["terms"]
+    assert isinstance(terms, list)
+    for term in terms:
+        value: Dim = term["coefficient"]
+        for name, power in term["powers"].items():
+            for _ in range(power):
+                value = value * Sym.symbol(name)
+        for factor in term.get("factors", ()):
+            if "floor_div" in factor:
+                floor = factor["floor_div"]
+                value = value * (polynomial_from_json(floor["numerator"]) // floor["divisor"])
+            else:
+                first, second = factor["min"]
+                value = value * minimum(polynomial_from_json(first), polynomial_from_json(second))
+        total = total + value
+    return total
+
+
+def formula_text(dim: Dim, separators: bool = True) -> str:
+    """`dim` for people: powers written once, coefficients with thousands separators
+    (``18,432*batch*seq^2 + 123,532,032*batch*seq``; without them for machines)."""
+    parts = []
+    for mono, coeff in _terms_of(dim):
+        factors = []
+        for atom, group in itertools.groupby(mono):
+            power = len(list(group))
+            text = str(atom) if isinstance(atom, str) else (
+                f"floor(({formula_text(atom.numerator, separators)})/{atom.divisor})" if isinstance(atom, FloorDiv)
+                else f"min({formula_text(atom.first, separators)}, {formula_text(atom.second, separators)})")
+            factors.append(text if power == 1 else f"{text}^{power}")
+        if abs(coeff) != 1 or not factors:
+            factors.insert(0, f"{abs(coeff):,}" if separators else str(abs(coeff)))
+        parts.append(("- " if coeff < 0 else "+ ") + "*".join(factors))
+    text = " ".join(parts)
+    return text[2:] if text.startswith("+ ") else ("-" + text[2:] if text else "0")

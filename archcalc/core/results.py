@@ -78,6 +78,10 @@ class LayerResult:
     repeats: int | None = None  # runs of the layer's body, when known (see RuleResult.repeats)
     integer_macs: int = 0  # of macs, those in integer arithmetic (see RuleResult.integer_macs)
     variant: str = ""  # a form of the op its rule names (see RuleResult.variant)
+    # `macs` and `flops` before the dims were bound: polynomials in the graph's symbolic dims
+    # (the rule's own counts, kept by reference; see archcalc.engine.symbolic).
+    macs_formula: Dim = 0
+    flops_formula: Dim = 0
     attrs: dict[str, Any] = field(default_factory=dict, compare=False)
     explain: Callable[[], list[str]] | None = field(default=None, compare=False)
 

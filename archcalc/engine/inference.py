@@ -298,6 +298,8 @@ class _Inference:
             buffers=buffers,
             macs=outcome.macs,
             flops=outcome.flops,
+            macs_formula=result.macs,
+            flops_formula=result.flops,
             activation_bytes=activation_bytes,
             integer_macs=outcome.integer_macs,
             receptive_field=_public(field),

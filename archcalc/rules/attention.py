@@ -19,7 +19,8 @@ per pair, 3 per rotated element; elements past rotary_embedding_dim pass through
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from archcalc.core.dims import Dim, is_static, prod
 from archcalc.core.errors import ShapeError
@@ -164,3 +165,34 @@ def rotary_embedding(inputs: Inputs, *, interleaved=0, num_heads=0,
 
 # Standard ops since opset 23: export writes at least that.
 exported("Attention", "RotaryEmbedding", min_opset=23)
+
+
+class CacheGeometry(NamedTuple):
+    """What an Attention layer keeps per token in a key/value cache, and its query side."""
+
+    q_heads: Dim
+    kv_heads: Dim
+    head_size: Dim
+    v_head_size: Dim
+    q_seq: Dim  # the new tokens' axis (the sequence a prompt fills)
+    causal: bool  # is_causal set, or past key/values given: a decoder's self-attention
+    past: bool
+
+
+def cache_geometry(shapes: Sequence[Sequence[Dim] | None], attrs: Mapping[str, object]) -> CacheGeometry:
+    """An Attention layer's cache geometry from its input shapes (Q, K, V, mask, past_key,
+    past_value) and attributes, as the rule reads them."""
+    q, k, v = (required_shape(shapes, i) for i in range(3))
+    q_heads_attr, kv_heads_attr = attrs.get("q_num_heads"), attrs.get("kv_num_heads")
+    _, q_heads, q_seq, head_size = _heads(q, q_heads_attr, "Q")  # type: ignore[arg-type]
+    _, kv_heads, _, _ = _heads(k, kv_heads_attr, "K")  # type: ignore[arg-type]
+    _, _, _, v_head_size = _heads(v, kv_heads_attr, "V")  # type: ignore[arg-type]
+    past = len(shapes) > 4 and shapes[4] is not None
+    return CacheGeometry(q_heads, kv_heads, head_size, v_head_size, q_seq, bool(attrs.get("is_causal")) or past, past)
+
+
+def required_shape(shapes: Sequence[Sequence[Dim] | None], index: int) -> Sequence[Dim]:
+    shape = shapes[index] if index < len(shapes) else None
+    if shape is None:
+        raise ShapeError(f"Attention's input {index} has no known shape")
+    return shape

@@ -100,6 +100,7 @@ def _sublayers(body: _Body, node_name: str, times: int) -> tuple[LayerResult, ..
                                    "parent": layer.parent or node_name}
         if times != 1:
             changes.update(macs=layer.macs * times, flops=layer.flops * times,
+                           macs_formula=layer.macs_formula * times, flops_formula=layer.flops_formula * times,
                            explain=_repeated(layer.explain, times, layer.macs, layer.flops))
         layers.append(replace(layer, **changes))
     return tuple(layers)

@@ -1,0 +1,256 @@
+"""Key/value cache and generation cost of a decoder.
+
+Detected from the analysis: the Attention layers (ONNX's op, which a spec's `attention`
+lowers to) that are causal or take past key/values give the cache per layer (their rule's
+geometry: kv_heads * (head_size + v_head_size) elements per token); failing those, graph
+inputs named as past key/values (`past_key_values.0.key`, `past.0`, `past_key`) give it per
+input (the product of their static dims: all but batch and the past length).
+
+Per sequence and token the cache holds sum over layers of kv_heads * (head_size + v_head_size)
+elements, 2 * layers * kv_heads * head_dim when K and V heads are alike; at a context of C
+tokens and a batch of B sequences, B * C times that. Elements are the dtype given
+(--kv-dtype) or the keys' own.
+
+Generation: prefill of N tokens costs the model's MACs at seq = N (the formulas of
+engine/symbolic.py). Decoding one token with C tokens cached costs every layer's MACs at
+seq = 1, except attention, which reads the C + 1 keys and values: q_heads * (C + 1) *
+(head_size + v_head_size) MACs per layer. This needs the other layers to cost the same per
+token (MACs of degree at most 1 in seq), which is checked. Bytes moved per decoded token:
+the weights once, the cache read (C tokens) and the new token's keys and values written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from archcalc.core.dims import Dim, Sym, bind, is_static, prod
+from archcalc.core.dtypes import dtype_bytes
+from archcalc.core.errors import ArchcalcError
+from archcalc.core.results import Analysis
+from archcalc.engine.symbolic import Evaluator, Formulas, Point, fixed_bindings, sum_formulas
+from archcalc.rules.attention import cache_geometry
+
+KV_DTYPES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
+PAST_INPUT = re.compile(r"(^|[./_])past($|[._])|past_key|past_value", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class KvLayer:
+    name: str
+    elements_per_token: int  # per sequence: kv_heads * (head_size + v_head_size)
+    kv_heads: int | None  # None for a past input (the heads are not told apart from the head size)
+    head_size: int | None
+    q_heads: int | None
+    dtype_bytes: int
+    seq: str | None = None  # the symbolic dim of the new tokens, when the queries' length is one
+
+
+@dataclass(frozen=True)
+class KvCache:
+    layers: tuple[KvLayer, ...]
+    source: str  # how the cache was found, for the report
+
+    @property
+    def seq(self) -> str | None:
+        """The sequence dim all Attention layers' queries share, if symbolic."""
+        names = {layer.seq for layer in self.layers}
+        return next(iter(names)) if len(names) == 1 else None
+
+    @property
+    def bytes_per_token(self) -> int:
+        """Bytes per token of one sequence: the figure a context and a batch multiply."""
+        return sum(layer.elements_per_token * layer.dtype_bytes for layer in self.layers)
+
+    def bytes_at(self, context: int, batch: int = 1) -> int:
+        return self.bytes_per_token * context * batch
+
+
+def kv_cache(analysis: Analysis, kv_dtype: str | None = None) -> KvCache | None:
+    """The model's cache, or None when it is no decoder (nothing found)."""
+    size = KV_DTYPES[kv_dtype] if kv_dtype else None
+    layers = []
+    for layer in analysis.layers:
+        if layer.op != "Attention" or layer.domain or layer.parent or not layer.modelled:
+            continue
+        shapes = [t.shape for t in layer.inputs]
+        g = cache_geometry(shapes, layer.attrs)
+        if not g.causal:
+            continue
+        dims = (g.kv_heads, g.head_size, g.v_head_size, g.q_heads)
+        if not all(is_static(d) for d in dims):
+            raise ArchcalcError(f"layer '{layer.name}' (Attention): its heads or head size are symbolic "
+                                f"({', '.join(map(str, dims))}), so its cache per token is not a number",
+                                where=analysis.path, fix="give the heads and head size as numbers")
+        kv_heads, head_size, v_head_size, q_heads = (d for d in dims if isinstance(d, int))
+        seq = str(g.q_seq) if isinstance(g.q_seq, Sym) and g.q_seq.symbols() == {str(g.q_seq)} else None
+        layers.append(KvLayer(layer.name, kv_heads * (head_size + v_head_size), kv_heads, head_size, q_heads,
+                              size or dtype_bytes(layer.inputs[1].dtype), seq))
+    if layers:
+        return KvCache(tuple(layers), "causal Attention layers")
+    for info in analysis.known_tensors.values():
+        if info.kind != "input" or not isinstance(info.shape, tuple) or not PAST_INPUT.search(info.name):
+            continue
+        static = [d for d in info.shape if is_static(d)]
+        symbolic = [d for d in info.shape if not is_static(d)]
+        if len(symbolic) > 2:
+            raise ArchcalcError(f"past input '{info.name}' {list(info.shape)} has more than two symbolic dims "
+                                "(batch and past length), so its size per token is not known",
+                                where=analysis.path, fix="feed it with --input-shape at numbers but those two")
+        layers.append(KvLayer(info.name, prod(static), None, None, None, size or dtype_bytes(info.dtype)))
+    if layers:
+        return KvCache(tuple(layers), "past key/value inputs")
+    return None
+
+
+@dataclass(frozen=True)
+class Decode:
+    """One decoded token's cost at a context, per sequence of the batch."""
+
+    context: int
+    batch: int
+    macs: int
+    bytes_moved: int  # weights + cache read + new keys/values written
+
+
+def decode_cost(formulas: Formulas, cache: KvCache, context: int, env: Mapping[str, int], where: str) -> Decode:
+    """The MACs and bytes of generating one token with `context` tokens cached (see the module
+    docstring); `env` binds every dim but the cache's sequence dim (batch, ...)."""
+    seq = cache.seq
+    attention = {layer.name: layer for layer in cache.layers if layer.q_heads is not None}
+    if not attention or seq is None:
+        raise ArchcalcError("decode cost needs Attention layers whose queries have a symbolic length (a spec fed "
+                            "with --input-shape input_ids=batch,seq); a graph with past inputs is costed per token "
+                            "by binding its new and past lengths with --dim", where=where)
+    others: list[Dim] = []
+    for formula in formulas.layers:
+        if formula.parent or formula.name in attention:
+            continue
+        if isinstance(formula.macs, Sym) and _degree(formula.macs, seq) > 1:
+            raise ArchcalcError(f"layer '{formula.name}' ({formula.op}) costs {formula.macs} MACs, more than "
+                                f"linear in {seq}: decode cost per token is not its cost at {seq}=1", where=where)
+        others.append(formula.macs)
+    batch = env.get("batch", 1)
+    per_token = bind(sum_formulas(others), {**env, seq: 1})
+    # Per layer: the one new query against the C + 1 keys and values, in each query head.
+    attn = batch * sum((layer.q_heads or 0) * (context + 1) * (layer.elements_per_token // (layer.kv_heads or 1))
+                       for layer in attention.values())
+    moved = formulas.weight_bytes + cache.bytes_at(context, batch) + cache.bytes_at(1, batch)
+    return Decode(context, batch, per_token + attn, moved)
+
+
+def _degree(dim: Sym, name: str) -> int:
+    return max((sum(1 for atom in mono if atom == name) for mono, _ in dim.terms), default=0)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What serving a decoder takes at a context of `context` tokens for `batch` sequences."""
+
+    cache: KvCache
+    context: int
+    batch: int
+    seq: str | None  # the sequence dim the prompt fills; None when the model's length is fixed
+    prefill: Point | None  # the model's totals at seq = context (the prompt's forward pass)
+    decode: Decode | None
+    notes: tuple[str, ...]
+    fit: tuple[int, int] | None = None  # (memory, the largest context whose memory to serve fits it)
+
+    @property
+    def serve_bytes(self) -> int | None:
+        """Weights + the cache at the context + the prefill's peak activations."""
+        if self.prefill is None:
+            return None
+        return self.prefill.weight_bytes + self.cache.bytes_at(self.context, self.batch) + \
+            self.prefill.peak_activation_bytes
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "source": self.cache.source,
+            "context": self.context,
+            "batch": self.batch,
+            "seq_dim": self.seq,
+            "kv_cache_bytes_per_token": self.cache.bytes_per_token,
+            "kv_cache_bytes": self.cache.bytes_at(self.context, self.batch),
+            "layers": [{"name": layer.name, "kv_heads": layer.kv_heads, "head_size": layer.head_size,
+                        "elements_per_token": layer.elements_per_token, "dtype_bytes": layer.dtype_bytes,
+                        "bytes_per_token": layer.elements_per_token * layer.dtype_bytes}
+                       for layer in self.cache.layers],
+            "prefill": None if self.prefill is None else {"tokens": self.context, "macs": self.prefill.macs,
+                                                          "flops": self.prefill.flops,
+                                                          "peak_activation_bytes": self.prefill.peak_activation_bytes},
+            "decode": None if self.decode is None else {"macs_per_token": self.decode.macs,
+                                                        "bytes_moved_per_token": self.decode.bytes_moved},
+            "serve_bytes": self.serve_bytes,
+            "fit": None if self.fit is None else {"memory_bytes": self.fit[0], "largest_context": self.fit[1]},
+            "notes": list(self.notes),
+        }
+
+
+def given_cache(layers: int, kv_heads: int, head_dim: int, kv_dtype: str | None) -> KvCache:
+    """The cache the user describes (--kv-layers, --kv-heads, --head-dim), where detection fails:
+    2 * kv_heads * head_dim elements per token and layer (K and V), fp16 unless --kv-dtype."""
+    size = KV_DTYPES[kv_dtype or "fp16"]
+    return KvCache(tuple(KvLayer(f"layer {i}", 2 * kv_heads * head_dim, kv_heads, head_dim, None, size)
+                         for i in range(layers)), "given by --kv-layers, --kv-heads, --head-dim")
+
+
+def generation(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequence[str], context: int,
+               kv_dtype: str | None, described: KvCache | None = None) -> Generation:
+    """The cache, prefill and decode of the model at `context` tokens (see the module docstring);
+    `described`, the user's description of the cache, replaces detection."""
+    cache = described or kv_cache(analysis, kv_dtype)
+    if cache is None:
+        raise ArchcalcError("--context: no decoder found (no causal Attention layer, no past key/value input)",
+                            where=analysis.path, fix="give a decoder: attention layers with causal: true, or an "
+                                                     "ONNX graph with past_key_values inputs")
+    seq = cache.seq
+    batch = given.get("batch", 1)
+    notes: list[str] = []
+    prefill = decode = None
+    if seq is None:
+        notes.append("no Attention layers whose queries have one symbolic length: no prefill or decode cost (a "
+                     "spec: feed the tokens at a symbolic length, --input-shape input_ids=batch,seq)")
+    elif seq in given:
+        notes.append(f"{seq} is bound by --dim: prefill and decode use --context instead; leave {seq} unbound")
+    else:
+        evaluator = Evaluator(analysis, fixed_bindings(given, batch_dims))
+        env = fixed_bindings({"batch": batch, **given}, batch_dims)
+        prefill = evaluator.at({**env, seq: context}, f"{seq}={context}")
+        decode = decode_cost(evaluator.formulas, cache, context, env, analysis.path)
+    return Generation(cache, context, batch, seq, prefill, decode, tuple(notes))
+
+
+MAX_CONTEXT = 2**40  # past this the search stops: no model serves a trillion tokens
+
+
+def largest_context(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequence[str], memory: int,
+                    cache: KvCache) -> int:
+    """The largest context C whose memory to serve (weights + the cache at C + the prefill's peak
+    activations at seq = C, for the given batch) is at most `memory` bytes; 0 when none is.
+    Every term grows with C (sizes are polynomials with positive coefficients in seq), so a
+    doubling then a bisection finds it with O(log C) evaluations of the formulas."""
+    seq = cache.seq
+    if seq is None or seq in given:
+        raise ArchcalcError("--serve-fit searches the context: it needs the tokens at a symbolic length, left "
+                            "unbound (--input-shape input_ids=batch,seq, no --dim for it)", where=analysis.path)
+    evaluator = Evaluator(analysis, fixed_bindings(given, batch_dims))
+    env = fixed_bindings({"batch": 1, **given}, batch_dims)
+    batch = env.get("batch", 1)
+
+    def fits(context: int) -> bool:
+        point = evaluator.at({**env, seq: context}, f"{seq}={context}")
+        return point.weight_bytes + cache.bytes_at(context, batch) + point.peak_activation_bytes <= memory
+
+    if not fits(1):
+        return 0
+    low, high = 1, 2
+    while high <= MAX_CONTEXT and fits(high):
+        low, high = high, high * 2
+    if high > MAX_CONTEXT:
+        return low
+    while high - low > 1:  # fits(low), not fits(high)
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
