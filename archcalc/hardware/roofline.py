@@ -192,12 +192,17 @@ def layer_cost(layer: LayerResult, device: Device, setup: Setup, weights: frozen
     try:
         seen: set[str] = set()
         read = 0
-        for tensor in layer.inputs:
+        picked = rule.reads_picked if rule is not None else ()
+        for index, tensor in enumerate(layer.inputs):
             if not tensor.name or tensor.name in seen:
                 continue  # one read of a tensor a layer takes twice (x * x)
             seen.add(tensor.name)
             is_weight = tensor.name in weights and tensor.name not in buffers
-            read += tensor_bytes(tensor, env, setup.weight_bits if is_weight else setup.activation_bits)
+            bits = setup.weight_bits if is_weight else setup.activation_bits
+            size = tensor_bytes(tensor, env, bits)
+            if index in picked and layer.outputs:  # an embedding lookup reads its rows, not the table
+                size = min(size, tensor_bytes(tensor._replace(shape=layer.outputs[0].shape), env, bits))
+            read += size
         written = sum(tensor_bytes(t, env, setup.activation_bits) for t in layer.outputs)
     except ShapeError:
         read = written = 0

@@ -258,6 +258,10 @@ class Rule:
     # and keys its result cache on what the rule sees, so that a Conv's 16-value bias does not
     # make each layer a distinct call (tests/rules/test_value_reads.py holds rules to it).
     reads_values: tuple[int, ...] | None = None
+    # Inputs of which the op reads only as many elements as it writes (Gather's table: the
+    # rows it picks; Slice's input: the slice), not the whole tensor: bytes moved (the
+    # roofline) count them at the output's size.
+    reads_picked: tuple[int, ...] = ()
 
     def visible(self, inputs: Inputs) -> Inputs:
         """`inputs` as the rule sees them: values only where it reads them."""
@@ -289,13 +293,14 @@ DOMAIN_RULES: dict[str, dict[str, Rule]] = {}
 
 def rule(*ops: str, saves: str = SAVES_INPUTS, observed_macs: ObservedMacs | None = None, domain: str = "",
          multiplies: tuple[int, ...] = (0, 1), carries: bool = False,
-         reads_values: tuple[int, ...] | None = None) -> Callable[[RuleFn], RuleFn]:
+         reads_values: tuple[int, ...] | None = None, reads_picked: tuple[int, ...] = ()) -> Callable[[RuleFn], RuleFn]:
     """Register `fn` as the rule of each op in `ops` (a family sharing one formula);
     `saves` says what the op keeps for its backward pass; `observed_macs`, MACs computed
     from observed input and output shapes alone, is what verify checks the rule against;
     `domain`, when not ONNX's default, the domain the ops belong to; `multiplies`, the
     inputs whose product its MACs count; `carries`, whether its body's runs hand values on;
-    `reads_values`, the inputs whose values it reads, () for none (see Rule)."""
+    `reads_values`, the inputs whose values it reads, () for none; `reads_picked`, the
+    inputs it reads only a part of, as large as its output (see Rule)."""
 
     def register(fn: RuleFn) -> RuleFn:
         params = inspect.signature(fn).parameters
@@ -306,7 +311,7 @@ def rule(*ops: str, saves: str = SAVES_INPUTS, observed_macs: ObservedMacs | Non
             if op in registry:
                 raise ValueError(f"op {op!r} already has a rule: {registry[op].fn.__qualname__}")
             registry[op] = Rule(op, fn, keyword_only - CONTEXT, summary, keyword_only & CONTEXT, saves, observed_macs,
-                                multiplies, carries, reads_values=reads_values)
+                                multiplies, carries, reads_values=reads_values, reads_picked=reads_picked)
         return fn
 
     return register

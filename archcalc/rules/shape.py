@@ -94,7 +94,7 @@ def _read_shape(shape: tuple[Dim, ...], value: Value, how: str) -> RuleResult:
     return replace(moved(shape, "int64", value, how), weights=())
 
 
-@rule("Gather", saves=SAVES_NOTHING)
+@rule("Gather", saves=SAVES_NOTHING, reads_picked=(0,))
 def gather(inputs: Inputs, *, axis=0) -> RuleResult:
     """data[..., indices, ...] along `axis`: shape data[:axis] + indices + data[axis+1:]."""
     data, indices = inputs[0], inputs[1]
@@ -118,7 +118,7 @@ def gather(inputs: Inputs, *, axis=0) -> RuleResult:
     return moved(out, None, value, f"data {list(data.shape)} gathered by indices {list(indices.shape)}")
 
 
-@rule("GatherElements", saves=SAVES_NOTHING)
+@rule("GatherElements", saves=SAVES_NOTHING, reads_picked=(0,))
 def gather_elements(inputs: Inputs, *, axis=0) -> RuleResult:
     """One element per index: output has the indices' shape."""
     data = required(inputs[0])
@@ -126,7 +126,7 @@ def gather_elements(inputs: Inputs, *, axis=0) -> RuleResult:
     return moved(required(inputs[1]).shape, data.dtype, None, "the indices' shape")
 
 
-@rule("GatherND", saves=SAVES_NOTHING)
+@rule("GatherND", saves=SAVES_NOTHING, reads_picked=(0,))
 def gather_nd(inputs: Inputs, *, batch_dims=0) -> RuleResult:
     """indices [..., k] pick slices of data: indices.shape[:-1] + data.shape[batch_dims + k:]."""
     state = required(inputs[0])
@@ -216,7 +216,7 @@ def _run_time_slice(x: Sequence[Dim], inputs: Inputs) -> None:
                          weights=(0,))
 
 
-@rule("Slice", saves=SAVES_NOTHING)
+@rule("Slice", saves=SAVES_NOTHING, reads_picked=(0,))
 def slice_(inputs: Inputs, *, starts=None, ends=None, axes=None) -> RuleResult:
     """x[start:end:step] on each listed axis (inputs from opset 10, attributes before)."""
     x = inputs[0]

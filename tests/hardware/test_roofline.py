@@ -149,3 +149,13 @@ def test_a_precision_the_device_lacks_is_refused():
     with pytest.raises(ArchcalcError, match="gives no bf16 peak") as error:
         setup_for(load_device("t4"), "bf16")
     assert "fp32, fp16, mixed, int8" in str(error.value)
+
+
+def test_an_embedding_lookup_reads_its_rows_not_the_table():
+    """GPT-2's token embedding at seq 7: Gather picks 7 rows of the 50,257 x 768 table, so it
+    reads 7 * 768 fp16 values (and the 7 int64 ids), not the 77 MB table."""
+    gpt2 = archcalc.analyze("specs/gpt2.yaml", input_shapes={"input_ids": (1, 7)})
+    layer, _ = cost(gpt2, "wte")
+    assert layer.bytes_read == 2 * 7 * 768 + 8 * 7 == 10_808
+    assert layer.bytes_written == 2 * 7 * 768 == 10_752
+    assert layer.bound == MEMORY and layer.time_s == pytest.approx(21_560 / BANDWIDTH + OVERHEAD)
