@@ -30,7 +30,7 @@ from archcalc.core.dtypes import dtype_bytes
 from archcalc.core.errors import ArchcalcError
 from archcalc.core.results import Analysis
 from archcalc.engine.symbolic import Evaluator, Formulas, Point, fixed_bindings, sum_formulas
-from archcalc.rules.attention import cache_geometry
+from archcalc.rules.base import rule_for
 
 KV_DTYPES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
 PAST_INPUT = re.compile(r"(^|[./_])past($|[._])|past_key|past_value", re.IGNORECASE)
@@ -72,15 +72,16 @@ def kv_cache(analysis: Analysis, kv_dtype: str | None = None) -> KvCache | None:
     size = KV_DTYPES[kv_dtype] if kv_dtype else None
     layers = []
     for layer in analysis.layers:
-        if layer.op != "Attention" or layer.domain or layer.parent or not layer.modelled:
+        rule = rule_for(layer.domain, layer.op)
+        if rule is None or rule.cache is None or layer.parent or not layer.modelled:
             continue
         shapes = [t.shape for t in layer.inputs]
-        g = cache_geometry(shapes, layer.attrs)
+        g = rule.cache(shapes, layer.attrs)
         if not g.causal:
             continue
         dims = (g.kv_heads, g.head_size, g.v_head_size, g.q_heads)
         if not all(is_static(d) for d in dims):
-            raise ArchcalcError(f"layer '{layer.name}' (Attention): its heads or head size are symbolic "
+            raise ArchcalcError(f"layer '{layer.name}' ({layer.op}): its heads or head size are symbolic "
                                 f"({', '.join(map(str, dims))}), so its cache per token is not a number",
                                 where=analysis.path, fix="give the heads and head size as numbers")
         kv_heads, head_size, v_head_size, q_heads = (d for d in dims if isinstance(d, int))

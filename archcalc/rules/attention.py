@@ -20,12 +20,21 @@ per pair, 3 per rotated element; elements past rotary_embedding_dim pass through
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 from archcalc.core.dims import Dim, is_static, prod
 from archcalc.core.errors import ShapeError
 from archcalc.rules._common import broadcast, required
-from archcalc.rules.base import GLOBAL, SAVES_NOTHING, Inputs, Output, RuleResult, exported, rule
+from archcalc.rules.base import (
+    GLOBAL,
+    SAVES_NOTHING,
+    CacheGeometry,
+    Inputs,
+    Output,
+    RuleResult,
+    exported,
+    keeps_cache,
+    rule,
+)
 
 SCALE_FLOPS = 1
 SOFTMAX_FLOPS = 5  # as the Softmax rule: max, subtract, exp, sum, divide
@@ -167,18 +176,6 @@ def rotary_embedding(inputs: Inputs, *, interleaved=0, num_heads=0,
 exported("Attention", "RotaryEmbedding", min_opset=23)
 
 
-class CacheGeometry(NamedTuple):
-    """What an Attention layer keeps per token in a key/value cache, and its query side."""
-
-    q_heads: Dim
-    kv_heads: Dim
-    head_size: Dim
-    v_head_size: Dim
-    q_seq: Dim  # the new tokens' axis (the sequence a prompt fills)
-    causal: bool  # is_causal set, or past key/values given: a decoder's self-attention
-    past: bool
-
-
 def cache_geometry(shapes: Sequence[Sequence[Dim] | None], attrs: Mapping[str, object]) -> CacheGeometry:
     """An Attention layer's cache geometry from its input shapes (Q, K, V, mask, past_key,
     past_value) and attributes, as the rule reads them."""
@@ -189,6 +186,9 @@ def cache_geometry(shapes: Sequence[Sequence[Dim] | None], attrs: Mapping[str, o
     _, _, _, v_head_size = _heads(v, kv_heads_attr, "V")  # type: ignore[arg-type]
     past = len(shapes) > 4 and shapes[4] is not None
     return CacheGeometry(q_heads, kv_heads, head_size, v_head_size, q_seq, bool(attrs.get("is_causal")) or past, past)
+
+
+keeps_cache("Attention", geometry=cache_geometry)
 
 
 def required_shape(shapes: Sequence[Sequence[Dim] | None], index: int) -> Sequence[Dim]:

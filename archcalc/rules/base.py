@@ -165,6 +165,22 @@ class Scope:
 RuleFn = Callable[..., RuleResult]
 
 
+class CacheGeometry(NamedTuple):
+    """What an attention layer keeps per token in a key/value cache, and its query side."""
+
+    q_heads: Dim
+    kv_heads: Dim
+    head_size: Dim
+    v_head_size: Dim
+    q_seq: Dim  # the new tokens' axis (the sequence a prompt fills)
+    causal: bool  # is_causal set, or past key/values given: a decoder's self-attention
+    past: bool
+
+
+# An op's cache geometry from its layer's input shapes and attributes (see Rule.cache).
+CacheFn = Callable[[Sequence["Shape | None"], Mapping[str, Any]], CacheGeometry]
+
+
 class RunTimeShape(UnknownValue):
     """Raised by a rule whose output dims are given at run time (a shape, pads, scales or a
     count read from a graph input, not a constant): what is known (the rank, the dims the op
@@ -262,6 +278,9 @@ class Rule:
     # rows it picks; Slice's input: the slice), not the whole tensor: bytes moved (the
     # roofline) count them at the output's size.
     reads_picked: tuple[int, ...] = ()
+    # For an op that attends over past tokens (Attention): what it keeps in a key/value cache
+    # when a decoder generates (engine/kv.py asks it; None: the op keeps no cache).
+    cache: CacheFn | None = None
 
     def visible(self, inputs: Inputs) -> Inputs:
         """`inputs` as the rule sees them: values only where it reads them."""
@@ -325,6 +344,13 @@ def exported(*ops: str, min_opset: int | None = None, lower: Lowering | None = N
         known = RULES[op]
         RULES[op] = replace(known, min_opset=known.min_opset if min_opset is None else min_opset,
                             lower=lower or known.lower)
+
+
+def keeps_cache(*ops: str, geometry: CacheFn) -> None:
+    """Say that ops already registered (default domain) keep a key/value cache when a
+    decoder generates, with `geometry` giving its size; written beside the op's rule."""
+    for op in ops:
+        RULES[op] = replace(RULES[op], cache=geometry)
 
 
 def get_rule(op: str) -> Rule | None:
