@@ -215,6 +215,15 @@ def _normalise(terms: Mapping[Monomial, int]) -> Dim:
     return Sym(live)
 
 
+def sum_dims(dims: Iterable[Dim]) -> Dim:
+    """Sum of dims by monomial in one dict (adding Syms one by one re-sorts each time)."""
+    terms: dict[Monomial, int] = {}
+    for dim in dims:
+        for mono, coeff in _terms_of(dim):
+            terms[mono] = terms.get(mono, 0) + coeff
+    return _normalise(terms)
+
+
 def _exact_quotient_by_sym(numerator: Sym, divisor: Sym) -> Dim | None:
     """numerator / divisor when divisor is a single monomial that divides every term, or a
     sum of which numerator is a monomial multiple (a Reshape's element count over the other

@@ -25,11 +25,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from archcalc.core.dims import Dim, Sym, bind, is_static, prod
+from archcalc.core.dims import Dim, Sym, bind, is_static, prod, sum_dims
 from archcalc.core.dtypes import dtype_bytes
 from archcalc.core.errors import ArchcalcError
 from archcalc.core.results import Analysis
-from archcalc.engine.symbolic import Evaluator, Formulas, Point, fixed_bindings, sum_formulas
+from archcalc.engine.symbolic import Evaluator, Formulas, Point, fixed_bindings
 from archcalc.rules.base import rule_for
 
 KV_DTYPES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
@@ -133,7 +133,7 @@ def decode_cost(formulas: Formulas, cache: KvCache, context: int, env: Mapping[s
                                 f"linear in {seq}: decode cost per token is not its cost at {seq}=1", where=where)
         others.append(formula.macs)
     batch = env.get("batch", 1)
-    per_token = bind(sum_formulas(others), {**env, seq: 1})
+    per_token = bind(sum_dims(others), {**env, seq: 1})
     # Per layer: the one new query against the C + 1 keys and values, in each query head.
     attn = batch * sum((layer.q_heads or 0) * (context + 1) * (layer.elements_per_token // (layer.kv_heads or 1))
                        for layer in attention.values())

@@ -24,7 +24,7 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from archcalc.core.dims import Dim, Sym, bind_known, prod, shape_symbols, substitute
+from archcalc.core.dims import Dim, Sym, bind_known, prod, shape_symbols, substitute, sum_dims
 from archcalc.core.dtypes import dtype_bytes
 from archcalc.core.errors import ShapeError, UnboundDim
 from archcalc.core.graph import Graph
@@ -113,7 +113,7 @@ def formulas(analysis: Analysis, fixed: Mapping[str, int] | None = None) -> Form
         if len(outputs) == 1:  # the common case: no sum to make
             act = 0 if outputs[0].shape is None else sizes.bytes(outputs[0].shape, outputs[0].dtype)
         else:
-            act = sum_formulas(sizes.bytes(t.shape, t.dtype) for t in outputs if t.shape is not None)
+            act = sum_dims(sizes.bytes(t.shape, t.dtype) for t in outputs if t.shape is not None)
         layers.append(LayerFormula(layer.name, layer.op, substitute(layer.macs_formula, fixed),
                                    substitute(layer.flops_formula, fixed), act, layer.parent))
     top = [f for f in layers if not f.parent]
@@ -126,8 +126,8 @@ def formulas(analysis: Analysis, fixed: Mapping[str, int] | None = None) -> Form
     return Formulas(
         dims=tuple(sorted(names)), fixed=fixed, params=analysis.totals.params,
         weight_bytes=analysis.totals.weight_bytes,
-        macs=sum_formulas(f.macs for f in top), flops=sum_formulas(f.flops for f in top),
-        activation_bytes=sum_formulas(f.activation_bytes for f in top), input_bytes=input_bytes,
+        macs=sum_dims(f.macs for f in top), flops=sum_dims(f.flops for f in top),
+        activation_bytes=sum_dims(f.activation_bytes for f in top), input_bytes=input_bytes,
         layers=tuple(layers), bound_layers=tuple(bound), partial=analysis.totals.partial,
     )
 
@@ -143,23 +143,9 @@ def grouped(formulas: Formulas, groups: Iterable[Sequence[str]]) -> list[tuple[D
     result = []
     for names in groups:
         members = [by_name[name] for name in names if name in by_name]
-        result.append((sum_formulas(m.macs for m in members), sum_formulas(m.flops for m in members),
-                       sum_formulas(m.activation_bytes for m in members)))
+        result.append((sum_dims(m.macs for m in members), sum_dims(m.flops for m in members),
+                       sum_dims(m.activation_bytes for m in members)))
     return result
-
-
-def sum_formulas(dims: Iterable[Dim]) -> Dim:
-    """Sum of polynomials by monomial in one dict (adding Syms one by one re-sorts each time)."""
-    terms: dict = {}
-    for dim in dims:
-        for mono, coeff in (dim.terms if isinstance(dim, Sym) else (((), dim),)):
-            terms[mono] = terms.get(mono, 0) + coeff
-    live = {m: c for m, c in terms.items() if c}
-    if not live:
-        return 0
-    if set(live) == {()}:
-        return live[()]
-    return Sym(live)
 
 
 class _Sizes:
