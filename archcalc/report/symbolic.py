@@ -15,6 +15,7 @@ from archcalc.core.units import human_bytes, human_count
 from archcalc.engine.kv import Generation
 from archcalc.engine.rows import Row
 from archcalc.engine.symbolic import Formulas, Point, grouped
+from archcalc.report.analysis import print_pairs
 from archcalc.report.layout import Column, grid
 
 FORMULA_COLUMNS = (Column("Layer", min_width=12), Column("MACs", min_width=10), Column("FLOPs", priority=40),
@@ -58,8 +59,6 @@ def row_formulas(formulas: Formulas, table: Sequence[Row]) -> list[tuple[Dim, Di
 
 
 def render_formulas(formulas: Formulas, table: Sequence[Row], console, rows_shown: int) -> None:
-    from rich.table import Table
-
     if len(table) <= rows_shown:
         cells = [[row.name, *(formula_text(d) for d in dims)]
                  for row, dims in zip(table, row_formulas(formulas, table))]
@@ -71,12 +70,7 @@ def render_formulas(formulas: Formulas, table: Sequence[Row], console, rows_show
     else:
         console.print(f"{len(table):,} rows: formulas of the totals only (--depth N folds blocks, --format json "
                       "gives every layer's)", style="dim")
-    lines = Table(show_header=False, box=None, padding=(0, 2))
-    lines.add_column(style="bold", no_wrap=True)
-    lines.add_column()
-    for label, value in formula_lines(formulas):
-        lines.add_row(label, value)
-    console.print(lines)
+    print_pairs(formula_lines(formulas), console)
 
 
 def formulas_json(formulas: Formulas) -> dict[str, Any]:
@@ -224,12 +218,5 @@ def generation_lines(generation: Generation) -> list[tuple[str, str]]:
 
 
 def render_generation(generation: Generation, console) -> None:
-    from rich.table import Table
-
     console.print("Generation", style="bold")
-    lines = Table(show_header=False, box=None, padding=(0, 2))
-    lines.add_column(style="bold", no_wrap=True)
-    lines.add_column()
-    for label, value in generation_lines(generation):
-        lines.add_row(label, value)
-    console.print(lines)
+    print_pairs(generation_lines(generation), console)
