@@ -98,6 +98,7 @@ KEY_OPS = {
     "cnn_fp16_io": {"Conv", "Gemm"},  # plain opset ops, float16 from input to output
     "mixnet_source": {"Conv", "LeakyRelu", "MaxPool", "Concat", "Sigmoid", "Mul", "AveragePool", "MatMul"},
     "mixnet_extended": {MS + "FusedConv", MS + "FusedMatMul"},
+    "mixnet_transpose_matmul": {MS + "TransposeMatMul", MS + "FusedConv"},
     "mixnet_all": {NCHWC + "Conv", NCHWC + "MaxPool", NCHWC + "AveragePool", NCHWC + "GlobalAveragePool",
                    NCHWC + "ReorderInput", NCHWC + "ReorderOutput", MS + "FusedMatMul"},
     "mixnet_qoperator": {"QLinearConv", "QLinearMatMul", MS + "QLinearLeakyRelu", MS + "QLinearConcat",
