@@ -279,6 +279,43 @@ def test_int4_weight_bytes_by_hand():
     assert analysis("bert_int4_qdq").totals.weight_bytes == 65_536 // 2 + 4 * (81_856 - 65_536)
 
 
+# Dynamic quantization multiplies each MatMulInteger's int32 product by a_scale * w_scale in a
+# plain Mul: the weight's float32 scale (4 bytes each) is read by no quantised op, so it is
+# among the other constants, not the scales and zero points.
+SCALES_READ_BY_MUL = {"bert_dynamic": 4 * 13, "bert_optimized_dynamic": 4 * 7, "distilbert_optimized_dynamic": 4 * 6}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scales_and_zero_points_are_their_own_bytes(name):
+    """The quantisation scales and zero points the quantised ops read (by their schema
+    positions), each once, are the initializers onnxruntime's quantizers name as such."""
+    model = onnx.load(str(FIXTURES / f"{name}.onnx"), load_external_data=False)
+    named = sum(stored_bytes(t) for t in model.graph.initializer if QUANTISATION_PARAMS.search(t.name))
+    totals = analysis(name).totals
+    assert totals.quantization_bytes == named - SCALES_READ_BY_MUL.get(name, 0)
+    assert totals.to_json()["quantization_bytes"] == totals.quantization_bytes
+
+
+def test_scale_and_zero_point_bytes_by_hand():
+    """The file's initializers = weight bytes + scales and zero points + other constants.
+    bert_int4: as test_int4_weight_bytes_by_hand, block scales 4 * (2,048 + 332) and zero
+    points 1,024 + 166; nothing else. cnn_qdq: 8 activations quantised per tensor (x, the
+    stem's, the block's three, the strided conv's, the pool's, the logits: a float32 scale
+    and a uint8 zero point, 5 bytes each), 5 weights per tensor (float32 scale, int8 zero
+    point: 5 each) and 5 int32 biases (a float32 scale of 1 and an int32 zero point: 8 each);
+    nothing else."""
+    int4 = analysis("bert_int4").totals
+    assert int4.quantization_bytes == 4 * (2_048 + 332) + 1_024 + 166
+    assert record("bert_int4")["initializer_bytes"] == int4.weight_bytes + int4.quantization_bytes
+    qdq = analysis("cnn_qdq").totals
+    assert qdq.quantization_bytes == 8 * 5 + 5 * 5 + 5 * 8 == 105
+    assert record("cnn_qdq")["initializer_bytes"] == qdq.weight_bytes + qdq.quantization_bytes
+    from archcalc.report.analysis import totals_lines
+
+    assert dict(totals_lines(analysis("cnn_qdq")))["  Scales, zero points"] == "105 B, not in weight memory"
+    assert "  Scales, zero points" not in dict(totals_lines(analysis("cnn_source")))
+
+
 @pytest.mark.parametrize("fp16, fp32", [("bert_fp16", "bert_optimized"), ("gpt2_fp16", "gpt2_optimized"),
                                         ("vit_fp16", "vit_optimized"), ("qwen3_fp16", "qwen3_optimized"),
                                         ("cnn_fp16_io", "cnn_source")])
