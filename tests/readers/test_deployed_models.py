@@ -1,13 +1,17 @@
 """The graphs people deploy, counted as exactly as their source.
 
 Small BERT, DistilBERT, GPT-2, Qwen3, ViT and CLIP text models (transformers, from configs),
-a Stable Diffusion GEGLU feed-forward block and small CNNs, exported by torch and then rewritten by onnxruntime's own tools: the transformer
-optimizer, the graph optimizations saved at the extended level and at the highest (channel-
-blocked com.microsoft.nchwc ops; channels-last QLinearConv in the quantised graph), dynamic, QDQ and
-QOperator quantization, int4 weight packing (MatMulNBits, GatherBlockQuantized, int4
-QDQ) and fp16 conversion. tests/fixtures/deployed/make_deployed_fixtures.py writes them
-by hand (weights stripped), each beside the shape and dtype of every tensor onnxruntime
-produced running it, and the source model's params and MACs counted in torch.
+a Stable Diffusion GEGLU feed-forward block and small CNNs, exported by torch and then
+rewritten by onnxruntime's own tools: the transformer optimizer, the graph optimizations
+saved at the extended level and at the highest (channel-blocked com.microsoft.nchwc ops;
+channels-last QLinearConv in the quantised graph), dynamic, QDQ and QOperator
+quantization, int4 weight packing (MatMulNBits, GatherBlockQuantized, int4 QDQ) and fp16
+conversion; GPT-2's and ViT's attention fused into com.microsoft Attention by the
+generator itself (onnxruntime 1.32's fusions do not match transformers 5's attention), and
+the extended graph's FusedMatMul in its older TransposeMatMul form.
+tests/fixtures/deployed/make_deployed_fixtures.py writes them by hand (weights stripped),
+each beside the shape and dtype of every tensor onnxruntime produced running it, and the
+source model's params and MACs counted in torch.
 
 Every variant does the arithmetic of its source, so for each archcalc must infer
 onnxruntime's shape and dtype of every tensor, model every op, and count the source's
