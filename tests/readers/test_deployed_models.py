@@ -49,6 +49,7 @@ import onnx
 import pytest
 from onnx import TensorProto
 from onnx_models import shape_mismatches
+from ort_helpers import missing_nchwc_kernels
 
 from archcalc.core.results import Analysis
 from archcalc.engine.inference import analyze
@@ -343,6 +344,8 @@ def test_verify_passes(name):
     from archcalc.runtime.verify import verify
 
     data = record(name)
+    if any(op.startswith(NCHWC) for op in data["ops"]) and missing_nchwc_kernels():
+        pytest.skip(missing_nchwc_kernels())
     if data.get("recorded_from", name) != name:
         pytest.skip(f"onnxruntime has no CPU kernel for an op of {name} (recorded from {data['recorded_from']})")
     graph = load_onnx(str(FIXTURES / f"{name}.onnx"))
