@@ -388,3 +388,20 @@ def test_the_table_splits_mixed_macs():
     assert lines["  Integer"].startswith(f"{BERT_INTEGER + 2 * 64 * 64:,}")
     assert lines["  Float"].startswith(f"{ATTENTION_FLOAT:,}")
     assert "  Integer" not in dict(totals_lines(analysis("cnn_source")))
+
+
+def test_the_readmes_table_is_what_the_fixtures_give(capsys):
+    """README's table of the deployed fixtures is deployed_table.py's output, row for row:
+    rerun the script and paste its output after a fixture or a count changes."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("deployed_table", FIXTURES / "deployed_table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main()
+    printed = capsys.readouterr().out.strip().splitlines()
+    readme = (Path(__file__).parents[2] / "README.md").read_text().splitlines()
+    start = readme.index(printed[0])
+    assert readme[start:start + len(printed)] == printed
+    assert all("= source" in row.split("|")[6] for row in printed[2:])  # every MAC count is the source's
