@@ -260,9 +260,10 @@ def _analysed(model: str, input_shapes: tuple[str, ...], bindings: dict[str, int
 
             largest = largest_context(analysis, bindings, graph.batch_dims, serve_memory, generation.cache)
             generation = replace(generation, fit=(serve_memory, largest))
-        seq = generation.cache.seq
-        if seq is not None and seq not in bindings:  # the table's counts at the context, not at a placeholder
-            analysis = run_analysis(graph, {**bindings, seq: context})
+        if generation.prefill is not None:  # the table's counts at the prompt of --context, not at a placeholder
+            from archcalc.engine.kv import prompt
+
+            analysis = run_analysis(graph, {**bindings, **prompt(generation.cache, context)})
             if symbolic:
                 formulas = symbolic_formulas(analysis, fixed_bindings(bindings, graph.batch_dims))
     return model, analysis, step, fit, formulas, generation

@@ -44,13 +44,11 @@ def run_sweep(graph: Graph, given: Mapping[str, int], sweeps: Sequence[tuple[str
     defaults = {"batch": 1, **graph.bindings, **given}
     evaluator = Evaluator(analysis, fixed_bindings(given, graph.batch_dims))
     cache = kv_cache(analysis, kv_dtype)
-    seq = cache.seq if cache is not None else None
 
     def kv_bytes(point: Mapping[str, int]) -> int | None:
         env = {**defaults, **point}
-        if cache is None or seq is None or seq not in env:
-            return None
-        return cache.bytes_at(env[seq], env.get("batch", 1))
+        tokens = None if cache is None else cache.tokens_at(env)
+        return None if tokens is None or cache is None else cache.bytes_at(tokens, env.get("batch", 1))
 
     result = []
     if not evaluator.formulas.exact:

@@ -191,6 +191,10 @@ def generation_lines(generation: Generation) -> list[tuple[str, str]]:
     per_layer = {layer.elements_per_token * layer.dtype_bytes for layer in cache.layers}
     layer_text = (f"{len(cache.layers)} x {next(iter(per_layer)):,} B" if len(per_layer) == 1
                   else f"{len(cache.layers)} layers")
+    geometry = {(layer.kv_heads, layer.head_size) for layer in cache.layers}
+    if len(geometry) == 1 and None not in next(iter(geometry)) and cache.past is not None:
+        heads, head = next(iter(geometry))
+        layer_text += f"; each {heads} KV heads x {head}"
     lines = [
         ("KV cache from", cache.source),
         ("KV cache per token", f"{cache.bytes_per_token:,} B ({layer_text}) per sequence"),
