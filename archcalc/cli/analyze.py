@@ -72,8 +72,9 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
 @click.option("--kv-dtype", type=click.Choice(["fp32", "fp16", "bf16", "fp8", "int8"]), default=None,
               help="The KV cache's element type (default: the keys' dtype).")
 @click.option("--serve-fit", default=None, metavar="SIZE",
-              help="With --context: also the largest context whose memory to serve (weights + KV cache + prefill "
-                   "peak activations, at --batch) fits in SIZE (e.g. 24GiB).")
+              help="With --context C: also the largest context whose memory to serve (weights + KV cache + prefill "
+                   "peak activations) fits in SIZE (e.g. 24GiB) at --batch, and the largest batch of C tokens that "
+                   "does.")
 @click.option("--kv-layers", type=click.IntRange(min=1), default=None,
               help="With --kv-heads and --head-dim: describe the KV cache where detection fails.")
 @click.option("--kv-heads", type=click.IntRange(min=1), default=None,
@@ -256,10 +257,11 @@ def _analysed(model: str, input_shapes: tuple[str, ...], bindings: dict[str, int
         if serve_memory is not None:
             from dataclasses import replace
 
-            from archcalc.engine.kv import largest_context
+            from archcalc.engine.kv import largest_batch, largest_context
 
             largest = largest_context(analysis, bindings, graph.batch_dims, serve_memory, generation.cache)
-            generation = replace(generation, fit=(serve_memory, largest))
+            batches = largest_batch(analysis, bindings, graph.batch_dims, serve_memory, generation.cache, context)
+            generation = replace(generation, fit=(serve_memory, largest), fit_batch=batches)
         if generation.prefill is not None:  # the table's counts at the prompt of --context, not at a placeholder
             from archcalc.engine.kv import prompt
 

@@ -30,7 +30,7 @@ the weights once, the cache read (C tokens) and the new token's keys and values 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from archcalc.core.dims import Dim, Sym, bind, is_static, prod, sum_dims
@@ -240,6 +240,7 @@ class Generation:
     decode: Decode | None
     notes: tuple[str, ...]
     fit: tuple[int, int] | None = None  # (memory, the largest context whose memory to serve fits it)
+    fit_batch: int | None = None  # the largest batch of `context` tokens whose memory to serve fits fit[0]
 
     @property
     def serve_bytes(self) -> int | None:
@@ -267,7 +268,8 @@ class Generation:
             "decode": None if self.decode is None else {"macs_per_token": self.decode.macs,
                                                         "bytes_moved_per_token": self.decode.bytes_moved},
             "serve_bytes": self.serve_bytes,
-            "fit": None if self.fit is None else {"memory_bytes": self.fit[0], "largest_context": self.fit[1]},
+            "fit": None if self.fit is None else {"memory_bytes": self.fit[0], "largest_context": self.fit[1],
+                                                  "largest_batch": self.fit_batch},
             "notes": list(self.notes),
         }
 
@@ -324,24 +326,21 @@ def prompt(cache: KvCache, tokens: int) -> dict[str, int]:
 MAX_CONTEXT = 2**40  # past this the search stops: no model serves a trillion tokens
 
 
-def largest_context(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequence[str], memory: int,
-                    cache: KvCache) -> int:
-    """The largest context C whose memory to serve (weights + the cache at C + the prefill's peak
-    activations at seq = C, for the given batch) is at most `memory` bytes; 0 when none is.
-    Every term grows with C (sizes are polynomials with positive coefficients in seq), so a
-    doubling then a bisection finds it with O(log C) evaluations of the formulas."""
+def _serving(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequence[str], cache: KvCache, option: str,
+             free: str) -> tuple[Evaluator, dict[str, int]]:
+    """An evaluator whose formulas keep the prompt's dims (and `free`, the dim searched) unbound, and the
+    bindings given but `free`; refused when the model's tokens have no symbolic length left unbound."""
     seq = cache.seq
     if seq is None or seq in given or (cache.past is not None and cache.past in given):
-        raise ArchcalcError("--serve-fit searches the context: it needs the tokens at a symbolic length, left "
-                            "unbound (--input-shape input_ids=batch,seq, no --dim for it)", where=analysis.path)
-    evaluator = Evaluator(analysis, fixed_bindings(given, batch_dims))
-    env = fixed_bindings({"batch": 1, **given}, batch_dims)
-    batch = env.get("batch", 1)
+        raise ArchcalcError(f"{option} needs the tokens at a symbolic length, left unbound (--input-shape "
+                            "input_ids=batch,seq, no --dim for it)", where=analysis.path)
+    kept = {name: value for name, value in given.items() if name != free}
+    return Evaluator(analysis, fixed_bindings(kept, batch_dims)), kept
 
-    def fits(context: int) -> bool:
-        point = evaluator.at({**env, **prompt(cache, context)}, f"prefill of {context}")
-        return point.weight_bytes + cache.bytes_at(context, batch) + point.peak_activation_bytes <= memory
 
+def _largest(fits: Callable[[int], bool]) -> int:
+    """The largest n >= 1 with fits(n), for `fits` true up to some n and false past it; 0 when
+    fits(1) is false: a doubling then a bisection, O(log n) calls."""
     if not fits(1):
         return 0
     low, high = 1, 2
@@ -353,3 +352,35 @@ def largest_context(analysis: Analysis, given: Mapping[str, int], batch_dims: Se
         middle = (low + high) // 2
         low, high = (middle, high) if fits(middle) else (low, middle)
     return low
+
+
+def largest_context(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequence[str], memory: int,
+                    cache: KvCache) -> int:
+    """The largest context C whose memory to serve (weights + the cache at C + the prefill's peak
+    activations at seq = C, for the given batch) is at most `memory` bytes; 0 when none is.
+    Every term grows with C (sizes are polynomials with positive coefficients in seq), so a
+    doubling then a bisection finds it with O(log C) evaluations of the formulas."""
+    evaluator, kept = _serving(analysis, given, batch_dims, cache, "--serve-fit searches the context: it", "")
+    env = fixed_bindings({"batch": 1, **kept}, batch_dims)
+    batch = env["batch"]
+
+    def fits(context: int) -> bool:
+        point = evaluator.at({**env, **prompt(cache, context)}, f"prefill of {context}")
+        return point.weight_bytes + cache.bytes_at(context, batch) + point.peak_activation_bytes <= memory
+
+    return _largest(fits)
+
+
+def largest_batch(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequence[str], memory: int,
+                  cache: KvCache, context: int) -> int:
+    """The largest batch B whose memory to serve B sequences of `context` tokens (weights + the cache
+    at the context for B + the prefill's peak activations at seq = context, batch = B) is at most
+    `memory` bytes; 0 when none is. Every term grows with B: the same search as largest_context."""
+    evaluator, kept = _serving(analysis, given, batch_dims, cache, "--serve-fit searches the batch: it", "batch")
+
+    def fits(batch: int) -> bool:
+        bindings = fixed_bindings({**kept, "batch": batch, **prompt(cache, context)}, batch_dims)
+        point = evaluator.at(bindings, f"batch {batch} x prefill of {context}")
+        return point.weight_bytes + cache.bytes_at(context, batch) + point.peak_activation_bytes <= memory
+
+    return _largest(fits)

@@ -215,8 +215,13 @@ def generation_lines(generation: Generation) -> list[tuple[str, str]]:
                                          "activations)"))
     if generation.fit is not None:
         memory, context = generation.fit
-        lines.append((f"Fits {human_bytes(memory)}", f"up to {context:,} tokens of context (batch {b})" if context
-                      else f"no context: the weights and one token's activations need more (batch {b})"))
+        lines.append((f"Fits {human_bytes(memory)}", (f"up to {context:,} tokens of context (context searched at batch "
+                                                     f"{b})") if context else
+                      f"no context: the weights and one token's activations need more (batch {b})"))
+        if generation.fit_batch is not None:
+            lines.append((f"Fits {human_bytes(memory)}", (f"up to a batch of {generation.fit_batch:,} sequences (batch "
+                                                         f"searched at {c:,} tokens of context)")
+                          if generation.fit_batch else f"no batch: one sequence of {c:,} tokens needs more"))
     lines += [("Note", note) for note in generation.notes]
     return lines
 
