@@ -65,7 +65,8 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
                    "--batch binds (per row and in total; --format json: structured polynomials).")
 @click.option("--sweep", "sweeps", multiple=True, metavar="NAME=V1,V2,...",
               help="One row of totals per value of a symbolic dim, e.g. --sweep seq=128,512,2048; repeat for a grid "
-                   "(--sweep batch=1,8). One analysis, its formulas evaluated per point.")
+                   "(--sweep batch=1,8). One analysis, its formulas evaluated per point; with --device, the estimated "
+                   "latency at each point.")
 @click.option("--context", "context_tokens", type=click.IntRange(min=1), default=None, metavar="C",
               help="A decoder's generation at C tokens: KV cache per token and at C (times --batch), prefill of C "
                    "tokens, decode cost per token with C cached, memory to serve (table, json, markdown).")
@@ -127,7 +128,7 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
 
         if sweeps:
             symbolic_cli.sweep(models, fmt, parse_dims(dims, batch), input_shapes, sweeps, training or bool(memory),
-                               exact, kv_dtype)
+                               exact, kv_dtype, on_device)
             return
         if fmt == "html":
             raise click.UsageError("--symbolic prints formulas in table, json, csv or markdown: "

@@ -34,7 +34,7 @@ def parse_sweeps(items: tuple[str, ...], bindings: dict[str, int]) -> list[tuple
 
 
 def sweep(models: tuple[str, ...], fmt: str, bindings: dict[str, int], input_shapes: tuple[str, ...],
-          items: tuple[str, ...], training: bool, exact: bool, kv_dtype: str | None = None) -> None:
+          items: tuple[str, ...], training: bool, exact: bool, kv_dtype: str | None = None, on_device=None) -> None:
     from archcalc.engine.sweep import run_sweep
     from archcalc.report import symbolic as report
     from archcalc.report.analysis import dumps_json
@@ -50,7 +50,7 @@ def sweep(models: tuple[str, ...], fmt: str, bindings: dict[str, int], input_sha
     for model in models:
         graph = load_from_options(model, input_shapes)
         name = str(graph.metadata.get("name", "")) or model
-        results.append((model, name, *run_sweep(graph, bindings, sweeps, kv_dtype)))
+        results.append((model, name, *run_sweep(graph, bindings, sweeps, kv_dtype, on_device)))
     if fmt == "json":
         documents = [report.sweep_json(model, name, swept, points, formulas, method)
                      for model, name, formulas, points, method in results]

@@ -23,11 +23,12 @@ def _check_swept(graph: Graph, swept: Sequence[str], known: set[str]) -> None:
 
 
 def run_sweep(graph: Graph, given: Mapping[str, int], sweeps: Sequence[tuple[str, Sequence[int]]],
-              kv_dtype: str | None = None) -> tuple[Formulas | None, list[Point], str]:
+              kv_dtype: str | None = None, on_device=None) -> tuple[Formulas | None, list[Point], str]:
     """The totals at every combination of the swept values, the other dims bound as the
     engine binds them (`given`, else batch 1): one analysis and its formulas evaluated per
     point, or (a model whose counts are not all formulas) one analysis per point; a decoder's
-    KV cache at each point's sequence length (engine/kv.py). Returns the formulas (None for
+    KV cache at each point's sequence length (engine/kv.py); with `on_device` ((device, setup)
+    of --device), the roofline's latency at each point (hardware/sweep.py). Returns the formulas (None for
     the latter), the points, and a sentence saying which was done."""
     from archcalc.engine.inference import analyze
 
@@ -55,16 +56,29 @@ def run_sweep(graph: Graph, given: Mapping[str, int], sweeps: Sequence[tuple[str
         for point in points:
             bound = analysis if point is points[0] else analyze(graph, {**given, **point})
             t = bound.totals
+            latency = None
+            if on_device is not None:
+                from archcalc.hardware.roofline import roofline
+
+                latency = roofline(bound, *on_device).latency_s
             result.append(Point(dict(point), t.params, t.macs, t.flops, t.activation_bytes, t.peak_activation_bytes,
-                                t.weight_bytes, t.input_bytes, kv_bytes(point)))
+                                t.weight_bytes, t.input_bytes, kv_bytes(point), latency))
         return None, result, (f"one analysis per point: the counts of {', '.join(evaluator.formulas.bound_layers)} "
                               "(a subgraph) are not formulas")
+    latency_at = None
+    if on_device is not None:
+        from archcalc.hardware.sweep import LatencyAt
+
+        latency_at = LatencyAt(analysis, evaluator.formulas, *on_device)
     for point in points:
         env = fixed_bindings({**defaults, **point}, graph.batch_dims)
         try:
             value = evaluator.at(env, ", ".join(f"{k}={v}" for k, v in point.items()))
         except ArchcalcError as error:
             raise error.located(graph.path) from None
-        result.append(replace(value, bindings=dict(point), kv_cache_bytes=kv_bytes(point)))
+        result.append(replace(value, bindings=dict(point), kv_cache_bytes=kv_bytes(point),
+                              latency_s=None if latency_at is None else latency_at(env)))
+    timed = "" if on_device is None else (f"; latency on {on_device[0].name} at {on_device[1].precision} per point "
+                                          "from the roofline of the layers' counts there")
     return evaluator.formulas, result, (f"one analysis, its formulas evaluated at {len(points)} points; peak "
-                                        "activations per point from the liveness schedule")
+                                        f"activations per point from the liveness schedule{timed}")
