@@ -67,6 +67,12 @@ class Formulas:
     def exact(self) -> bool:
         return not self.bound_layers
 
+    def to_dict(self) -> dict[str, object]:
+        """The JSON document's `symbolic` key (report/symbolic.formulas_json)."""
+        from archcalc.report.symbolic import formulas_json
+
+        return formulas_json(self)
+
 
 @dataclass(frozen=True)
 class Point:
@@ -82,6 +88,9 @@ class Point:
     input_bytes: int
     kv_cache_bytes: int | None = None  # a decoder's cache at the point's sequence length and batch
     latency_s: float | None = None  # the roofline's estimate on a device (--device), else None
+
+    def to_dict(self) -> dict[str, object]:
+        return self.to_json()
 
     def to_json(self) -> dict[str, object]:
         return {"bindings": self.bindings, "params": self.params, "macs": self.macs, "flops": self.flops,
