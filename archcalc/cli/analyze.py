@@ -128,7 +128,7 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
 
         if sweeps:
             symbolic_cli.sweep(models, fmt, parse_dims(dims, batch), input_shapes, sweeps, training or bool(memory),
-                               exact, kv_dtype, on_device)
+                               exact, kv_dtype, on_device, output)
             return
         if fmt == "html":
             raise click.UsageError("--symbolic prints formulas in table, json, csv or markdown: "

@@ -108,7 +108,7 @@ def test_sweep_of_several_models_csv():
     (("--sweep", "seq=4", "--dim", "seq=2"), "swept and bound"),
     (("--sweep", "seq=4", "--sweep", "seq=2"), "swept and bound"),
     (("--sweep", "seq=4", "--training"), "leave out --training"),
-    (("--sweep", "seq=4", "--format", "html"), "leave out --format html"),
+    (("--sweep", "seq=4", "--format", "html", "specs/lenet5.yaml"), "draws one model"),
     (("--symbolic", "--format", "html"), "leave out --format html"),
     (("--sweep", "width=4"), "has no symbolic dim 'width'"),
     (("--sweep", "batch=4"), "symbolic dim 'seq' has no value"),
