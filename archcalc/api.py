@@ -27,13 +27,14 @@ from archcalc.core.dims import Sym
 from archcalc.core.errors import ArchcalcError
 from archcalc.core.graph import Graph, Shape
 from archcalc.core.results import Analysis as _Result
+from archcalc.engine.symbolic import Formulas as _Formulas
 
 if TYPE_CHECKING:
     import onnx
 
     from archcalc.compare.budget import ModelCheck
     from archcalc.compare.diff import ModelDiff
-    from archcalc.engine.symbolic import Formulas, Point
+    from archcalc.engine.symbolic import Point
     from archcalc.engine.training import TrainingAnalysis
     from archcalc.runtime.verify import VerifyReport
 
@@ -205,7 +206,8 @@ class Analysis(_Result):
         given = dict(dims or {})
         if batch is not None:
             given["batch"] = batch
-        return formulas(self, fixed_bindings(given, self.graph.batch_dims if self.graph is not None else ()))
+        return Formulas._of(formulas(self, fixed_bindings(given, self.graph.batch_dims if self.graph is not None
+                                                          else ())))
 
     def to_html(self) -> Any:
         """The self-contained HTML page ``archcalc analyze --format html`` writes (a str that
@@ -275,6 +277,22 @@ class _Table:
 
 
 @dataclass(frozen=True)
+class Formulas(_Formulas):
+    """A model's costs as formulas (engine/symbolic.Formulas: ``.macs``, ``.flops``,
+    ``.activation_bytes``, ``.dims``, ``.layers``, ...), with ``.to_dict()``, the JSON
+    document's ``symbolic`` key."""
+
+    @classmethod
+    def _of(cls, result: _Formulas) -> Formulas:
+        return cls(**{f.name: getattr(result, f.name) for f in fields(_Formulas)})
+
+    def to_dict(self) -> dict[str, Any]:
+        from archcalc.report.symbolic import formulas_json
+
+        return formulas_json(self)
+
+
+@dataclass(frozen=True)
 class Sweep:
     """A model's totals at every point of a grid of dim values (``analyze --sweep``): ``.points``
     (each a ``Point``: bindings, params, macs, flops, peak_activation_bytes, kv_cache_bytes,
@@ -314,17 +332,19 @@ def sweep(model: Model, values: Mapping[str, Sequence[int]], *, batch: int | Non
     clash = [name for name, _ in sweeps if name in given]
     if clash:
         raise ArchcalcError(f"'{clash[0]}' is swept and bound: give it once", fix="drop it from dims (or batch)")
-    on_device = None
+    timer = None
     if device is not None:
         from archcalc.hardware.device import load_device
         from archcalc.hardware.roofline import setup_for
+        from archcalc.hardware.sweep import LatencyTimer
 
         chosen = load_device(device)
-        on_device = (chosen, setup_for(chosen, precision))
+        timer = LatencyTimer(chosen, setup_for(chosen, precision))
     graph = load(model, input_shapes)
-    formulas, points, method = run_sweep(graph, given, sweeps, kv_dtype, on_device)
+    formulas, points, method = run_sweep(graph, given, sweeps, kv_dtype, timer)
     name = str(graph.metadata.get("name", "")) or graph.path
-    return Sweep(graph.path, name, tuple(n for n, _ in sweeps), tuple(points), formulas, method)
+    return Sweep(graph.path, name, tuple(n for n, _ in sweeps), tuple(points),
+                 None if formulas is None else Formulas._of(formulas), method)
 
 
 # -- checking, comparing, verifying ---------------------------------------------------------

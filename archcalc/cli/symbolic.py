@@ -45,13 +45,18 @@ def sweep(models: tuple[str, ...], fmt: str, bindings: dict[str, int], input_sha
     if fmt == "html" and len(models) > 1:
         raise click.UsageError("--sweep --format html draws one model: give one MODEL")
     sweeps = parse_sweeps(items, bindings)
+    timer = None
+    if on_device is not None:
+        from archcalc.hardware.sweep import LatencyTimer
+
+        timer = LatencyTimer(*on_device)
     swept = [name for name, _ in sweeps]
     # Every model first, so bad input (exit 2) stops the run before any output.
     results = []
     for model in models:
         graph = load_from_options(model, input_shapes)
         name = str(graph.metadata.get("name", "")) or model
-        results.append((model, name, *run_sweep(graph, bindings, sweeps, kv_dtype, on_device)))
+        results.append((model, name, *run_sweep(graph, bindings, sweeps, kv_dtype, timer)))
     if fmt in ("json", "html"):
         documents = [report.sweep_json(model, name, swept, points, formulas, method)
                      for model, name, formulas, points, method in results]

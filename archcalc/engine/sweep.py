@@ -3,12 +3,14 @@ and its formulas (engine/symbolic.py), with a decoder's KV cache at each point (
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from typing import Protocol
 
 from archcalc.core.dims import shape_symbols
 from archcalc.core.errors import ArchcalcError, UnboundDim
 from archcalc.core.graph import Graph
+from archcalc.core.results import Analysis
 from archcalc.engine.kv import kv_cache
 from archcalc.engine.symbolic import Evaluator, Formulas, Point, fixed_bindings, sweep_points
 
@@ -22,13 +24,23 @@ def _check_swept(graph: Graph, swept: Sequence[str], known: set[str]) -> None:
                                                   "with --input-shape NAME=batch,seq")
 
 
+class Timer(Protocol):
+    """Seconds at a point on a device (hardware/sweep.LatencyTimer): called with an analysis and
+    its formulas (None: the analysis is bound at the point), it gives the function of the
+    point's bindings; `note` says how, for the sweep's method line."""
+
+    note: str
+
+    def __call__(self, analysis: Analysis, formulas: Formulas | None) -> Callable[[Mapping[str, int]], float]: ...
+
+
 def run_sweep(graph: Graph, given: Mapping[str, int], sweeps: Sequence[tuple[str, Sequence[int]]],
-              kv_dtype: str | None = None, on_device=None) -> tuple[Formulas | None, list[Point], str]:
+              kv_dtype: str | None = None, timer: Timer | None = None) -> tuple[Formulas | None, list[Point], str]:
     """The totals at every combination of the swept values, the other dims bound as the
     engine binds them (`given`, else batch 1): one analysis and its formulas evaluated per
     point, or (a model whose counts are not all formulas) one analysis per point; a decoder's
-    KV cache at each point's sequence length (engine/kv.py); with `on_device` ((device, setup)
-    of --device), the roofline's latency at each point (hardware/sweep.py). Returns the formulas (None for
+    KV cache at each point's sequence length (engine/kv.py); with `timer` (--device), the
+    estimated latency at each point. Returns the formulas (None for
     the latter), the points, and a sentence saying which was done."""
     from archcalc.engine.inference import analyze
 
@@ -56,20 +68,12 @@ def run_sweep(graph: Graph, given: Mapping[str, int], sweeps: Sequence[tuple[str
         for point in points:
             bound = analysis if point is points[0] else analyze(graph, {**given, **point})
             t = bound.totals
-            latency = None
-            if on_device is not None:
-                from archcalc.hardware.roofline import roofline
-
-                latency = roofline(bound, *on_device).latency_s
+            latency = None if timer is None else timer(bound, None)(bound.bindings)
             result.append(Point(dict(point), t.params, t.macs, t.flops, t.activation_bytes, t.peak_activation_bytes,
                                 t.weight_bytes, t.input_bytes, kv_bytes(point), latency))
         return None, result, (f"one analysis per point: the counts of {', '.join(evaluator.formulas.bound_layers)} "
-                              "(a subgraph) are not formulas")
-    latency_at = None
-    if on_device is not None:
-        from archcalc.hardware.sweep import LatencyAt
-
-        latency_at = LatencyAt(analysis, evaluator.formulas, *on_device)
+                              "(a subgraph) are not formulas" + ("" if timer is None else f"; {timer.note}"))
+    latency_at = None if timer is None else timer(analysis, evaluator.formulas)
     for point in points:
         env = fixed_bindings({**defaults, **point}, graph.batch_dims)
         try:
@@ -78,7 +82,6 @@ def run_sweep(graph: Graph, given: Mapping[str, int], sweeps: Sequence[tuple[str
             raise error.located(graph.path) from None
         result.append(replace(value, bindings=dict(point), kv_cache_bytes=kv_bytes(point),
                               latency_s=None if latency_at is None else latency_at(env)))
-    timed = "" if on_device is None else (f"; latency on {on_device[0].name} at {on_device[1].precision} per point "
-                                          "from the roofline of the layers' counts there")
+    timed = "" if timer is None else f"; {timer.note}"
     return evaluator.formulas, result, (f"one analysis, its formulas evaluated at {len(points)} points; peak "
                                         f"activations per point from the liveness schedule{timed}")

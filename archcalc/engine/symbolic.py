@@ -67,12 +67,6 @@ class Formulas:
     def exact(self) -> bool:
         return not self.bound_layers
 
-    def to_dict(self) -> dict[str, object]:
-        """The JSON document's `symbolic` key (report/symbolic.formulas_json)."""
-        from archcalc.report.symbolic import formulas_json
-
-        return formulas_json(self)
-
 
 @dataclass(frozen=True)
 class Point:

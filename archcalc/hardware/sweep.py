@@ -9,32 +9,41 @@ point's bindings, exactly as `roofline` runs on the layer of an analysis bound a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from archcalc.core.dims import bind_known
-from archcalc.core.results import Analysis
+from archcalc.core.dims import Dim, bind_known
+from archcalc.core.results import Analysis, LayerResult
 from archcalc.engine.symbolic import Formulas
 from archcalc.hardware.device import Device
 from archcalc.hardware.roofline import Setup, layer_cost
 
 
-class LatencyAt:
-    """The roofline latency of `analysis` at any binding of its formulas' dims."""
+class LatencyTimer:
+    """engine/sweep.Timer for a device and a deployment: the roofline's latency at a point."""
 
-    def __init__(self, analysis: Analysis, formulas: Formulas, device: Device, setup: Setup):
-        self.analysis, self.device, self.setup = analysis, device, setup
-        # (layer, its MACs and FLOPs formulas) of the counted (top-level) layers, as roofline sums them
-        self.layers = [(layer, formula.macs, formula.flops)
-                       for layer, formula in zip(analysis.layers, formulas.layers) if not layer.parent]
-        self.weights = frozenset(analysis.param_tensors)
-        self.buffers = frozenset(analysis.buffer_tensors)
+    def __init__(self, device: Device, setup: Setup):
+        self.device, self.setup = device, setup
+        self.note = (f"latency on {device.name} at {setup.precision} per point from the roofline of the layers' "
+                     "counts there")
 
-    def __call__(self, bindings: Mapping[str, int]) -> float:
-        """Seconds at `bindings` (every input dim bound; the model's batch dims too)."""
-        env = {"batch": 1, **self.analysis.bindings, **bindings}
-        total = 0.0
-        for layer, macs, flops in self.layers:
-            at_point = replace(layer, macs=bind_known(macs, env)[0], flops=bind_known(flops, env)[0])
-            total += layer_cost(at_point, self.device, self.setup, self.weights, self.buffers, env).time_s or 0.0
-        return total
+    def __call__(self, analysis: Analysis, formulas: Formulas | None) -> Callable[[Mapping[str, int]], float]:
+        """The latency of `analysis` at any binding of its formulas' dims (`formulas` None: the
+        layers' own counts, for an analysis bound at the point)."""
+        counted = [layer for layer in analysis.layers if not layer.parent]
+        by_name = {} if formulas is None else {f.name: f for f in formulas.layers if not f.parent}
+        layers: list[tuple[LayerResult, Dim, Dim]] = [
+            (layer, by_name[layer.name].macs, by_name[layer.name].flops) if layer.name in by_name
+            else (layer, layer.macs, layer.flops) for layer in counted]
+        weights, buffers = frozenset(analysis.param_tensors), frozenset(analysis.buffer_tensors)
+        base = {"batch": 1, **analysis.bindings}
+
+        def seconds(bindings: Mapping[str, int]) -> float:
+            env = {**base, **bindings}
+            total = 0.0
+            for layer, macs, flops in layers:
+                at_point = replace(layer, macs=bind_known(macs, env)[0], flops=bind_known(flops, env)[0])
+                total += layer_cost(at_point, self.device, self.setup, weights, buffers, env).time_s or 0.0
+            return total
+
+        return seconds

@@ -158,12 +158,13 @@ def test_sweep_latency_of_a_model_analysed_per_point(tmp_path):
     from archcalc.engine.sweep import run_sweep
     from archcalc.hardware.device import load_device
     from archcalc.hardware.roofline import roofline, setup_for
+    from archcalc.hardware.sweep import LatencyTimer
 
     path = tmp_path / "loop.onnx"
     path.write_bytes(loop_model("M", "", initializers=[ints("M", 3)]).SerializeToString())
     graph = archcalc.load(str(path))
     on_device = (load_device("a100"), setup_for(load_device("a100"), "fp16"))
-    formulas, points, method = run_sweep(graph, {}, [("batch", [1, 5])], None, on_device)
-    assert formulas is None and "one analysis per point" in method
+    formulas, points, method = run_sweep(graph, {}, [("batch", [1, 5])], None, LatencyTimer(*on_device))
+    assert formulas is None and "one analysis per point" in method and "latency on a100" in method
     for point in points:
         assert point.latency_s == roofline(analyze(graph, point.bindings), *on_device).latency_s
