@@ -8,6 +8,9 @@ input (the product of their static dims: all but batch and the past length; a 4-
 [batch, kv_heads, past, head_dim] one names its heads and head size). Such a graph is one
 decoding step: its new tokens' length (the symbolic dim of the other inputs, `seq`) and its
 past length (the past inputs' own symbolic dim, `past_seq`) are both dims of its formulas.
+Failing those too, a prefill-only export's outputs named as present key/values
+(`present.0.key`, [batch, kv_heads, seq, head_dim], read by no layer) give it; such a graph
+has a prefill cost and no decode cost.
 A causal mask built from comparisons (a Trilu, or a Less/LessOrEqual/Greater/GreaterOrEqual
 of position ranges feeding a Where: how the TorchScript exporter writes transformers'
 mask) is reported as evidence beside the cache.
@@ -42,6 +45,7 @@ from archcalc.rules.base import rule_for
 
 KV_DTYPES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
 PAST_INPUT = re.compile(r"(^|[./_])past($|[._])|past_key|past_value", re.IGNORECASE)
+PRESENT_OUTPUT = re.compile(r"(^|[./_])present($|[._])|present_key|present_value", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class KvCache:
     def seq(self) -> str | None:
         """The sequence dim the prompt fills: the new tokens' of a graph with past inputs, else the one
         all Attention layers' queries share, if symbolic."""
-        if self.past is not None:
+        if self.new_tokens is not None or self.past is not None:
             return self.new_tokens
         names = {layer.seq for layer in self.layers}
         return next(iter(names)) if len(names) == 1 else None
@@ -129,7 +133,30 @@ def kv_cache(analysis: Analysis, kv_dtype: str | None = None) -> KvCache | None:
     if layers:
         new_tokens, past = _step_dims(past_inputs, [info for info in inputs if info not in past_inputs])
         return KvCache(tuple(layers), "past key/value inputs", new_tokens, past, causal_mask(analysis))
-    return None
+    return _present_outputs(analysis, size)
+
+
+def _present_outputs(analysis: Analysis, size: int | None) -> KvCache | None:
+    """A prefill-only export's cache: the [batch, kv_heads, seq, head_dim] tensors it returns
+    named as present key/values (`present.0.key`) and no layer reads; their seq dim is the
+    prompt's. None when there are none."""
+    read = {t.name for layer in analysis.layers for t in layer.inputs}
+    present = [(t, t.shape) for layer in analysis.layers if not layer.parent for t in layer.outputs
+               if t.name and t.name not in read and PRESENT_OUTPUT.search(t.name) and t.shape is not None]
+    layers, seqs = [], set()
+    for tensor, shape in present:
+        heads, head = (shape[1], shape[3]) if len(shape) == 4 else (None, None)
+        if not (isinstance(heads, int) and isinstance(head, int)):
+            raise ArchcalcError(f"present output '{tensor.name}' {list(map(str, shape))} is not [batch, kv_heads, "
+                                "seq, head_dim] with numbers for the heads and head size, so its size per token is "
+                                "not known", where=analysis.path, fix="give --kv-layers, --kv-heads and --head-dim")
+        seqs.add(str(shape[2]) if isinstance(shape[2], Sym) and shape[2].symbols() == {str(shape[2])} else None)
+        layers.append(KvLayer(tensor.name, heads * head, heads, head, None, size or dtype_bytes(tensor.dtype)))
+    if not layers:
+        return None
+    seq = next(iter(seqs)) if len(seqs) == 1 else None
+    return KvCache(tuple(layers), "present key/value outputs (no past inputs: a prefill)", seq, None,
+                   causal_mask(analysis))
 
 
 def _step_dims(past_inputs: list, other_inputs: list) -> tuple[str | None, str | None]:
@@ -308,7 +335,10 @@ def generation(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequenc
         evaluator = Evaluator(analysis, fixed_bindings(given, batch_dims))
         env = fixed_bindings({"batch": batch, **given}, batch_dims)
         prefill = evaluator.at({**env, **prompt(cache, context)}, f"prefill of {context}")
-        if cache.past is None:
+        if cache.past is None and not any(layer.q_heads for layer in cache.layers):
+            notes.append("no past key/value inputs and no Attention layers: no decode cost (export the model with "
+                         "its cache, use_cache=True, for one decoding step's graph)")
+        elif cache.past is None:
             decode = decode_cost(evaluator.formulas, cache, context, env, analysis.path)
         else:  # the graph is one decoding step: its own count at one new token, C past
             step = evaluator.at({**env, seq: 1, cache.past: context}, f"{seq}=1, {cache.past}={context}")

@@ -136,3 +136,31 @@ def test_cli_symbolic_and_context():
     assert any("causal mask" in note for note in g["notes"])
     out = run("analyze", path("qwen3_cache"), "--context", "9", "--dim", "past_seq=3")
     assert "past_seq is bound by --dim" in out
+
+
+def test_a_prefill_export_with_present_outputs_only(tmp_path):
+    """No past inputs: the cache is read from the present outputs [B, 2, S, 16] (2 key/value heads of
+    16, fp32: 2 * 2 * 16 * 4 = 256 B per token for a key and a value), the prefill of N tokens is the
+    graph at S = N (MACs by hand: keys, values and output projections, 8*32 + 8*32 + 8*8 per token),
+    and there is no decode cost (a note says why)."""
+    from onnx import helper
+    from onnx_models import const, make_model, tensor_input, weight
+
+    nodes = [const("heads", [0, 0, 2, 16]), helper.make_node("MatMul", ["x", "wo"], ["y"], name="out")]
+    for kind in ("key", "value"):
+        nodes += [helper.make_node("MatMul", ["x", f"w_{kind}"], [f"{kind}_flat"], name=f"proj_{kind}"),
+                  helper.make_node("Reshape", [f"{kind}_flat", "heads"], [f"{kind}_heads"], name=f"split_{kind}"),
+                  helper.make_node("Transpose", [f"{kind}_heads"], [f"present.0.{kind}"], name=f"present_{kind}",
+                                   perm=[0, 2, 1, 3])]
+    model = make_model(nodes, [tensor_input("x", ["B", "S", 8])], ["y", "present.0.key", "present.0.value"],
+                       [weight("w_key", [8, 32]), weight("w_value", [8, 32]), weight("wo", [8, 8])])
+    path = tmp_path / "prefill.onnx"
+    path.write_bytes(model.SerializeToString())
+    graph = archcalc.load(str(path))
+    analysis = analyze_unbound(graph, {})
+    cache = kv_cache(analysis)
+    assert cache is not None and cache.source.startswith("present key/value outputs")
+    assert cache.bytes_per_token == 2 * 2 * 16 * 4 and (cache.seq, cache.past) == ("S", None)
+    result = generation(analysis, {"B": 3}, graph.batch_dims, 5, None)
+    assert result.prefill.macs == archcalc.analyze(graph, dims={"B": 3, "S": 5}).totals.macs == 3 * 5 * (256 + 256 + 64)
+    assert result.decode is None and any("no decode cost" in note for note in result.notes)
