@@ -65,15 +65,17 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
                    "--batch binds (per row and in total; --format json: structured polynomials).")
 @click.option("--sweep", "sweeps", multiple=True, metavar="NAME=V1,V2,...",
               help="One row of totals per value of a symbolic dim, e.g. --sweep seq=128,512,2048; repeat for a grid "
-                   "(--sweep batch=1,8). One analysis, its formulas evaluated per point.")
+                   "(--sweep batch=1,8). One analysis, its formulas evaluated per point; with --device, the estimated "
+                   "latency at each point.")
 @click.option("--context", "context_tokens", type=click.IntRange(min=1), default=None, metavar="C",
               help="A decoder's generation at C tokens: KV cache per token and at C (times --batch), prefill of C "
                    "tokens, decode cost per token with C cached, memory to serve (table, json, markdown).")
 @click.option("--kv-dtype", type=click.Choice(["fp32", "fp16", "bf16", "fp8", "int8"]), default=None,
               help="The KV cache's element type (default: the keys' dtype).")
 @click.option("--serve-fit", default=None, metavar="SIZE",
-              help="With --context: also the largest context whose memory to serve (weights + KV cache + prefill "
-                   "peak activations, at --batch) fits in SIZE (e.g. 24GiB).")
+              help="With --context C: also the largest context whose memory to serve (weights + KV cache + prefill "
+                   "peak activations) fits in SIZE (e.g. 24GiB) at --batch, and the largest batch of C tokens that "
+                   "does.")
 @click.option("--kv-layers", type=click.IntRange(min=1), default=None,
               help="With --kv-heads and --head-dim: describe the KV cache where detection fails.")
 @click.option("--kv-heads", type=click.IntRange(min=1), default=None,
@@ -132,7 +134,7 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
 
         if sweeps:
             symbolic_cli.sweep(models, fmt, parse_dims(dims, batch), input_shapes, sweeps, training or bool(memory),
-                               exact, kv_dtype)
+                               exact, kv_dtype, on_device, output)
             return
         if fmt == "html":
             raise click.UsageError("--symbolic prints formulas in table, json, csv or markdown: "
@@ -275,13 +277,15 @@ def _analysed(model: str, input_shapes: tuple[str, ...], bindings: dict[str, int
         if serve_memory is not None:
             from dataclasses import replace
 
-            from archcalc.engine.kv import largest_context
+            from archcalc.engine.kv import largest_batch, largest_context
 
             largest = largest_context(analysis, bindings, graph.batch_dims, serve_memory, generation.cache)
-            generation = replace(generation, fit=(serve_memory, largest))
-        seq = generation.cache.seq
-        if seq is not None and seq not in bindings:  # the table's counts at the context, not at a placeholder
-            analysis = run_analysis(graph, {**bindings, seq: context})
+            batches = largest_batch(analysis, bindings, graph.batch_dims, serve_memory, generation.cache, context)
+            generation = replace(generation, fit=(serve_memory, largest), fit_batch=batches)
+        if generation.prefill is not None:  # the table's counts at the prompt of --context, not at a placeholder
+            from archcalc.engine.kv import prompt
+
+            analysis = run_analysis(graph, {**bindings, **prompt(generation.cache, context)})
             if symbolic:
                 formulas = symbolic_formulas(analysis, fixed_bindings(bindings, graph.batch_dims))
     return model, analysis, step, fit, formulas, generation
