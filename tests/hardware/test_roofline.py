@@ -159,3 +159,61 @@ def test_an_embedding_lookup_reads_its_rows_not_the_table():
     assert layer.bytes_read == 2 * 7 * 768 + 8 * 7 == 10_808
     assert layer.bytes_written == 2 * 7 * 768 == 10_752
     assert layer.bound == MEMORY and layer.time_s == pytest.approx(21_560 / BANDWIDTH + OVERHEAD)
+
+
+DEVICE_WITH_CURVES = """\
+name: curved
+peak_tflops:
+  fp32: {value: 0.1, source: "hand-made for a test"}
+bandwidth_gb_s: {value: 10, source: "hand-made"}
+memory: {value: 1GiB, source: "hand-made"}
+overhead_us: {value: 2, source: "hand-made"}
+efficiency:
+  MatMul: {value: 1, source: "hand-made: the curve below overrides it"}
+efficiency_by_flops:
+  MatMul:
+    - {flops: 1.0e+7, value: 0.8, source: "hand-made, listed out of order"}
+    - {flops: 1.0e+5, value: 0.2, source: "hand-made"}
+bandwidth_efficiency:
+  Transpose:
+    - {bytes: 10000, value: 0.5, source: "hand-made"}
+    - {bytes: 1000000, value: 0.25, source: "hand-made"}
+"""
+
+
+def test_efficiency_curves_by_flops_and_by_bytes(tmp_path):
+    """x [64, 128] -> Transpose -> [128, 64] -> MatMul by a [64, 32] weight -> [128, 32], fp32."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["x"], ["t"], name="transpose", perm=[1, 0]),
+         helper.make_node("MatMul", ["t", "w"], ["y"], name="matmul")], "curves",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 128])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [128, 32])],
+        [numpy_helper.from_array(np.zeros((64, 32), dtype=np.float32), "w")])
+    path = tmp_path / "curves.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    device = parse_device(DEVICE_WITH_CURVES, "curved.yaml")
+    layers = {layer.name: layer for layer in roofline(archcalc.analyze(str(path)), device,
+                                                        setup_for(device, "fp32")).layers}
+    matmul = layers["matmul"]
+    # 2 * 128 * 64 * 32 = 524,288 FLOPs, between the points at 1e5 (0.2) and 1e7 (0.8): on log FLOPs
+    # the share is ln(5.24288) / ln(100) = 1.65685 / 4.60517 = 0.35978, so 0.2 + 0.35978 * 0.6 = 0.41587.
+    assert matmul.flops == 524_288
+    assert matmul.peak_flops == pytest.approx(1e11 * 0.41587, rel=1e-4)
+    assert matmul.compute_s == pytest.approx(12.607e-6, rel=1e-4)  # 524,288 / 4.1587e10
+    # Reads 4 * (8,192 + 2,048) and writes 4 * 4,096 bytes: 57,344 / 10 GB/s = 5.73 us < 12.61 us.
+    assert matmul.bytes == 57_344 and matmul.bound == COMPUTE
+    transpose = layers["transpose"]
+    # Moves 2 * 4 * 8,192 = 65,536 bytes, between 1e4 (0.5) and 1e6 (0.25): share ln(6.5536) / ln(100)
+    # = 1.88004 / 4.60517 = 0.40824, so 0.5 - 0.40824 * 0.25 = 0.39794 of 10 GB/s: 16.469 us.
+    assert transpose.bytes == 65_536 and transpose.bound == MEMORY
+    assert transpose.memory_s == pytest.approx(16.469e-6, rel=1e-4)
+    assert transpose.time_s == pytest.approx(18.469e-6, rel=1e-4)
+    # Past either end a curve holds its end's value.
+    assert device.efficiency_of("MatMul", "MatMul", 10.0) == 0.2
+    assert device.efficiency_of("MatMul", "MatMul", 1e12) == 0.8
+    assert device.bandwidth_efficiency_of("Transpose", "Transpose", 1e9) == 0.25
+    assert device.bandwidth_efficiency_of("Relu", "Relu", 1e9) == 1.0  # an op without a curve streams
