@@ -156,6 +156,10 @@ class Roofline:
             counts[layer.bound] += 1
         return counts
 
+    def to_dict(self) -> dict[str, Any]:
+        """As ``analyze --device --format json``'s ``roofline`` object (the Python API's name)."""
+        return self.to_json()
+
     def to_json(self) -> dict[str, Any]:
         return {
             "device": self.device.name, "device_title": self.device.title, "device_path": self.device.path,

@@ -217,3 +217,29 @@ def test_efficiency_curves_by_flops_and_by_bytes(tmp_path):
     assert device.efficiency_of("MatMul", "MatMul", 1e12) == 0.8
     assert device.bandwidth_efficiency_of("Transpose", "Transpose", 1e9) == 0.25
     assert device.bandwidth_efficiency_of("Relu", "Relu", 1e9) == 1.0  # an op without a curve streams
+
+
+def test_the_python_api_roofline_is_the_clis(resnet50_b1):
+    """Analysis.roofline(device, precision) gives what `analyze --device --format json` prints."""
+    import json
+
+    from click.testing import CliRunner
+
+    from archcalc.cli.main import cli
+
+    on_a100 = resnet50_b1.roofline("a100", precision="fp16")
+    conv1 = next(layer for layer in on_a100.layers if layer.name == "conv1")
+    assert round(conv1.time_s * 1e6, 4) == 4.9443  # the hand calculation of the first test
+    document = on_a100.to_dict()
+    assert document["device"] == "a100" and document["precision"] == "fp16"
+    printed = CliRunner().invoke(cli, ["analyze", "specs/resnet50.yaml", "--device", "a100", "--precision", "fp16",
+                                       "--format", "json"])
+    assert printed.exit_code == 0, printed.output
+    cli_roofline = json.loads(printed.output)["roofline"]
+    assert cli_roofline["latency_s"] == pytest.approx(document["latency_s"])
+    assert cli_roofline["layers"] == json.loads(json.dumps(document["layers"]))
+    # A loaded device, and a weight dtype: int8 weights move a quarter of fp32's bytes.
+    int8 = resnet50_b1.roofline(load_device("a100"), "fp32", weight_dtype="int8")
+    assert int8.weight_bytes == 25_557_032 + 4 * 53_120  # BatchNorm's running statistics stay fp32
+    with pytest.raises(ArchcalcError, match="unknown device"):
+        resnet50_b1.roofline("a1000")
