@@ -165,6 +165,14 @@ def device_listing(devices: Sequence[Device], sources: bool = True) -> str:
         out.append(_listed("overhead/op", human_time(device.overhead_s.value), device.overhead_s.source, sources))
         for kind, factor in device.efficiency.items():
             out.append(_listed(f"efficiency {kind}", f"{factor.value:g}", factor.source, sources))
+        for kind, points in device.efficiency_curves.items():
+            for point in points:
+                out.append(_listed(f"efficiency {kind} @{point.at:.3g} FLOPs", f"{point.value:g}", point.source,
+                                   sources))
+        for kind, points in device.bandwidth_curves.items():
+            for point in points:
+                out.append(_listed(f"bandwidth {kind} @{human_bytes(int(point.at))}", f"{point.value:g}",
+                                   point.source, sources))
         out.append("")
     return "\n".join(out)
 

@@ -172,6 +172,9 @@ def test_calibrate_writes_a_device_file_that_loads(tmp_path, monkeypatch):
     assert all("measured by archcalc device calibrate" in item.source
                for item in (device.peak_flops["fp32"], device.bandwidth, device.overhead_s))
     assert device.threads is not None and device.threads >= 1
+    listed = run("devices", str(path))
+    assert listed.exit_code == 0 and "efficiency MatMul @2.05e+03 FLOPs" in listed.output
+    assert "bandwidth Transpose @256 B" in listed.output
     # It drives the roofline like any device.
     result = run("analyze", "specs/lenet5.yaml", "--device", str(path))
     assert result.exit_code == 0 and "Estimated latency" in result.output
