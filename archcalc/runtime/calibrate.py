@@ -15,7 +15,8 @@ work on a shared machine only ever adds time, and adds it unevenly):
 - per-op overhead: a chain of small Relu nodes (TINY_ELEMENTS each), the median node time;
 - 3x3 convolutions and 3x3 depthwise convolutions (64 channels at 56 x 56, in blocks with
   a ReLU, every output kept as verify makes it): FLOP/s reached, less the overhead;
-- pooling, normalisation (BatchNorm, LayerNorm, RMSNorm), softmax, erf, gelu, sigmoid, swish
+- pooling (AveragePool twice: the kernel of opsets 7-18 and the slower one of opset 19+),
+  normalisation (BatchNorm, LayerNorm, RMSNorm), softmax, erf, gelu, sigmoid, swish
   and rotary embedding (VECTOR_OPS) on typical activations: an efficiency for each that runs
   slower than its bytes at the cache bandwidth allow;
 - MatMul by size (PRODUCTS: attention's batched products of two activations, projections
@@ -224,6 +225,7 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
         conv_s = statistics.median(convs[f"conv{i}"] for i in range(CONV_BLOCKS))
         depthwise_s = statistics.median(convs[f"depthwise{i}"] for i in range(CONV_BLOCKS))
         vector_s = _node_times(*_vector_ops(rng), sizes.runs, scratch, sizes.threads)
+        vector_s.update(_node_times(*_average_pool_before_19(rng), sizes.runs, scratch, sizes.threads))
         products = []
         for product in sizes.products:
             node = helper.make_node("MatMul", ["a", "b"], ["y"], name="matmul")
@@ -274,7 +276,8 @@ _TOKENS = (1, 196, 384)  # 75,264 elements
 _LLM = (1, 128, 2048)  # 262,144 elements: a 1B-parameter LLM's hidden state for 128 tokens
 VECTOR_OPS: dict[str, tuple[int, int, tuple[int, ...]]] = {
     "MaxPool": (9 * 50_176, 4 * (200_704 + 50_176), _IMAGE),
-    "AveragePool": (9 * 50_176, 4 * (200_704 + 50_176), _IMAGE),
+    "AveragePool": (9 * 50_176, 4 * (200_704 + 50_176), _IMAGE),  # opset 7-18's kernel
+    "AveragePool.opset19": (9 * 50_176, 4 * (200_704 + 50_176), _IMAGE),  # opset 19's (see rules/pool.py)
     "BatchNormalization": (2 * 200_704, 4 * (2 * 200_704 + 4 * 64), _IMAGE),
     "LayerNormalization": (7 * 75_264, 4 * (2 * 75_264 + 2 * 384), _TOKENS),
     "Softmax": (5 * 6 * 196 * 196, 8 * 6 * 196 * 196, (1, 6, 196, 196)),
@@ -296,7 +299,7 @@ def _vector_ops(rng: np.random.Generator) -> tuple[bytes, dict[str, np.ndarray]]
     nodes = [
         helper.make_node("MaxPool", ["image"], ["maxpool"], name="MaxPool", kernel_shape=[3, 3], strides=[2, 2],
                          pads=[1, 1, 1, 1]),
-        helper.make_node("AveragePool", ["image"], ["avgpool"], name="AveragePool", kernel_shape=[3, 3],
+        helper.make_node("AveragePool", ["image"], ["avgpool"], name="AveragePool.opset19", kernel_shape=[3, 3],
                          strides=[2, 2], pads=[1, 1, 1, 1]),
         helper.make_node("BatchNormalization", ["image", "bn_scale", "bn_bias", "bn_mean", "bn_var"], ["bn"],
                          name="BatchNormalization"),
@@ -319,6 +322,14 @@ def _vector_ops(rng: np.random.Generator) -> tuple[bytes, dict[str, np.ndarray]]
               "llm": _LLM, "cos": (1, 128, 32), "sin": (1, 128, 32), "mlp": VECTOR_OPS["Swish"][2]}
     model = _model(nodes, list(inputs.items()), [name for node in nodes for name in node.output], weights, opset=23)
     return model, {name: rng.standard_normal(shape, dtype=np.float32) for name, shape in inputs.items()}
+
+
+def _average_pool_before_19(rng: np.random.Generator) -> tuple[bytes, dict[str, np.ndarray]]:
+    """AveragePool as models exported at opsets 7-18 run it (another kernel than opset 19's)."""
+    node = helper.make_node("AveragePool", ["image"], ["avgpool"], name="AveragePool", kernel_shape=[3, 3],
+                            strides=[2, 2], pads=[1, 1, 1, 1])
+    model = _model([node], [("image", _IMAGE)], ["avgpool"], {}, opset=17)
+    return model, {"image": rng.standard_normal(_IMAGE, dtype=np.float32)}
 
 
 def last_level_cache_bytes() -> int:

@@ -243,3 +243,30 @@ def test_the_python_api_roofline_is_the_clis(resnet50_b1):
     assert int8.weight_bytes == 25_557_032 + 4 * 53_120  # BatchNorm's running statistics stay fp32
     with pytest.raises(ArchcalcError, match="unknown device"):
         resnet50_b1.roofline("a1000")
+
+
+DEVICE_WITH_POOLS = """\
+name: pools
+peak_tflops:
+  fp32: {value: 0.1, source: "hand-made for a test"}
+bandwidth_gb_s: {value: 1000, source: "hand-made: fast enough that pooling is compute-bound"}
+memory: {value: 1GiB, source: "hand-made"}
+overhead_us: {value: 0, source: "hand-made"}
+efficiency:
+  AveragePool: {value: 0.5, source: "hand-made: opsets 7-18's kernel"}
+  AveragePool.opset19: {value: 0.1, source: "hand-made: opset 19's kernel"}
+"""
+
+
+@pytest.mark.parametrize(("model", "name", "efficiency"), [
+    ("tests/fixtures/onnx/densenet121_torchscript.onnx", "/features/transition1/pool/AveragePool", 0.5),  # opset 17
+    ("tests/fixtures/onnx/densenet121_dynamo.onnx", "node_avg_pool2d", 0.1),  # opset 20
+    ("specs/densenet121.yaml", "features.transition1.pool", 0.1),  # export writes the newest opset
+])
+def test_average_pool_from_opset_19_has_its_own_efficiency(model, name, efficiency):
+    device = parse_device(DEVICE_WITH_POOLS, "pools.yaml")
+    costs = roofline(archcalc.analyze(model), device, setup_for(device, "fp32"))
+    pool = next(layer for layer in costs.layers if layer.name == name)
+    # DenseNet-121's first transition: 2x2 average over 128 x 56 x 56 -> 128 x 28 x 28, 4 FLOPs per output.
+    assert pool.flops == 128 * 28 * 28 * 4 == 401_408
+    assert pool.compute_s == pytest.approx(401_408 / (0.1e12 * efficiency))
