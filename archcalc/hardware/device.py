@@ -25,6 +25,9 @@ A device file::
     memory_efficiency: {value: 0.8, source: ...}   # optional: fraction of bandwidth reached
     cache_bytes: {value: 32MiB, source: ...}       # optional, with cache_bandwidth_gb_s: a layer
     cache_bandwidth_gb_s: {value: 60, source: ...} # moving at most cache_bytes runs at this bandwidth
+    cache_efficiency:       # optional, with a cache level: the fraction of cache_bandwidth_gb_s a
+      - {bytes: 6.4e6, value: 0.6, source: ...}    # layer moving that many bytes reaches (larger
+                                                   # tensors spill to slower levels); never below DRAM's
     threads: 2              # optional: threads the calibration ran with
 """
 
@@ -47,7 +50,7 @@ DEPTHWISE = "Conv.depthwise"
 DEFAULT_KIND = "default"
 KEYS = ("name", "title", "peak_tflops", "vector_tflops", "bandwidth_gb_s", "memory", "overhead_us", "efficiency",
         "memory_efficiency", "cache_bytes", "cache_bandwidth_gb_s", "threads", "efficiency_by_flops",
-        "bandwidth_efficiency")
+        "bandwidth_efficiency", "cache_efficiency")
 REQUIRED = ("name", "peak_tflops", "bandwidth_gb_s", "memory", "overhead_us")
 
 
@@ -105,11 +108,14 @@ class Device:
     # Per op kind, efficiency points by FLOPs (compute) and by bytes moved (data movement), sorted.
     efficiency_curves: Mapping[str, tuple[Point, ...]] = field(default_factory=dict)
     bandwidth_curves: Mapping[str, tuple[Point, ...]] = field(default_factory=dict)
+    cache_curve: tuple[Point, ...] = ()  # fraction of cache_bandwidth by bytes moved
 
     def bandwidth_for(self, moved: int) -> float:
-        """Bytes/s of a layer that moves `moved` bytes."""
+        """Bytes/s of a layer that moves `moved` bytes: the cache level's (at its efficiency for
+        that many bytes, but never slower than memory) when it holds them, else memory's."""
         if self.cache_bandwidth is not None and moved <= self.cache_bytes:
-            return self.cache_bandwidth.value * self.memory_efficiency.value
+            cached = self.cache_bandwidth.value * (interpolate(self.cache_curve, moved) if self.cache_curve else 1.0)
+            return max(cached, self.bandwidth.value) * self.memory_efficiency.value
         return self.bandwidth.value * self.memory_efficiency.value
 
     def peak(self, dtype: str) -> float:
@@ -161,6 +167,7 @@ class Device:
                                     for k, points in self.efficiency_curves.items()},
             "bandwidth_efficiency": {k: [{"bytes": p.at, "value": p.value, "source": p.source} for p in points]
                                      for k, points in self.bandwidth_curves.items()},
+            "cache_efficiency": [{"bytes": p.at, "value": p.value, "source": p.source} for p in self.cache_curve],
         }
 
 
@@ -256,6 +263,14 @@ class _Reader:
         efficiency = self.efficiency(data)
         efficiency_curves = self.curves(data, "efficiency_by_flops", "flops")
         bandwidth_curves = self.curves(data, "bandwidth_efficiency", "bytes")
+        cache_curve: tuple[Point, ...] = ()
+        if "cache_efficiency" in data:
+            if cache_bandwidth is None:
+                raise self.error("cache_efficiency", "given without a cache level", _line(data, "cache_efficiency"),
+                                 "add `cache_bytes:` and `cache_bandwidth_gb_s:`, or delete `cache_efficiency`")
+            cache_curve = self.points(data["cache_efficiency"], "cache_efficiency", _line(data, "cache_efficiency"),
+                                      "bytes", "write e.g. `cache_efficiency: [{bytes: 6.4e6, value: 0.6, "
+                                               "source: \"measured\"}]`")
         memory_efficiency = (self.sourced(data, "memory_efficiency", positive=True, at_most_one=True)
                              if "memory_efficiency" in data else Sourced(1.0, "ideal: the full bandwidth"))
         threads = data.get("threads")
@@ -271,7 +286,7 @@ class _Reader:
             overhead_s=Sourced(overhead.value / 1e6, overhead.source),
             efficiency=efficiency, memory_efficiency=memory_efficiency, threads=threads, path=self.path,
             cache_bytes=cache_bytes, cache_bandwidth=cache_bandwidth,
-            efficiency_curves=efficiency_curves, bandwidth_curves=bandwidth_curves,
+            efficiency_curves=efficiency_curves, bandwidth_curves=bandwidth_curves, cache_curve=cache_curve,
         )
 
     def pair(self, mapping: Mapping[Any, Any], key: Any, label: str) -> tuple[Any, str, int | None]:
@@ -354,32 +369,32 @@ class _Reader:
                    f"{{{axis}: 2.7e8, value: 1.0, source: \"measured\"}}]}}`")
         if not isinstance(table, dict):
             raise self.error(key, "must map op kinds to lists of points", _line(data, key), example)
-        result = {}
-        for kind, points in table.items():
-            label = f"{key}.{kind}"
-            if not isinstance(points, list) or not points:
-                raise self.error(label, f"is {points!r}, not a list of points", _line(table, kind), example)
-            parsed = []
-            for index, point in enumerate(points):
-                where = f"{label}[{index}]"
-                line = getattr(point, "line", None) or _line(table, kind)
-                if not isinstance(point, dict) or set(point) != {axis, "value", "source"}:
-                    got = "keys " + ", ".join(map(str, point)) if isinstance(point, dict) else repr(point)
-                    raise self.error(where, f"has {got}, not {{{axis}, value, source}}", line, example)
-                size = _number(point[axis])
-                if size is None or size <= 0:
-                    raise self.error(f"{where}.{axis}", f"{point[axis]!r} is not a positive number",
-                                     _line(point, axis) or line, f"give the layer size the point was measured at, "
-                                                                 f"e.g. `{axis}: 2.7e8`")
-                value = self.sourced({"value": {"value": point["value"], "source": point["source"]}}, "value",
-                                     positive=True, at_most_one=True, label=f"{where}.value")
-                parsed.append(Point(size, value.value, value.source))
-            parsed.sort(key=lambda p: p.at)
-            if any(a.at == b.at for a, b in zip(parsed, parsed[1:])):
-                raise self.error(label, f"gives two points at the same {axis}", _line(table, kind),
-                                 f"keep one point per {axis} value")
-            result[str(kind)] = tuple(parsed)
-        return result
+        return {str(kind): self.points(points, f"{key}.{kind}", _line(table, kind), axis, example)
+                for kind, points in table.items()}
+
+    def points(self, points: Any, label: str, line: int | None, axis: str, example: str) -> tuple[Point, ...]:
+        """A list of `{<axis>: size, value, source}` points, sorted by size, sizes distinct."""
+        if not isinstance(points, list) or not points:
+            raise self.error(label, f"is {points!r}, not a list of points", line, example)
+        parsed = []
+        for index, point in enumerate(points):
+            where = f"{label}[{index}]"
+            at = getattr(point, "line", None) or line
+            if not isinstance(point, dict) or set(point) != {axis, "value", "source"}:
+                got = "keys " + ", ".join(map(str, point)) if isinstance(point, dict) else repr(point)
+                raise self.error(where, f"has {got}, not {{{axis}, value, source}}", at, example)
+            size = _number(point[axis])
+            if size is None or size <= 0:
+                raise self.error(f"{where}.{axis}", f"{point[axis]!r} is not a positive number",
+                                 _line(point, axis) or at, f"give the layer size the point was measured at, "
+                                                           f"e.g. `{axis}: 2.7e8`")
+            value = self.sourced({"value": {"value": point["value"], "source": point["source"]}}, "value",
+                                 positive=True, at_most_one=True, label=f"{where}.value")
+            parsed.append(Point(size, value.value, value.source))
+        parsed.sort(key=lambda p: p.at)
+        if any(a.at == b.at for a, b in zip(parsed, parsed[1:])):
+            raise self.error(label, f"gives two points at the same {axis}", line, f"keep one point per {axis} value")
+        return tuple(parsed)
 
 
 _REQUIRED_HINTS = {

@@ -11,7 +11,9 @@ work on a shared machine only ever adds time, and adds it unevenly):
   moved, more than any cache holds;
 - cache bandwidth, for layers that move less than the last-level cache holds (its size as
   the operating system reports it): a chain of Relu on a 64 x 56 x 56 activation, each
-  output a graph output as verify makes it, the median node's bytes per second;
+  output a graph output as verify makes it, the median node's bytes per second; and the
+  same on 256 and 1024 channels (6.4 and 25.7 MB moved, when the cache holds them): the
+  fraction of that bandwidth larger tensors reach as they spill from the nearer caches;
 - per-op overhead: a chain of small Relu nodes (TINY_ELEMENTS each), the median node time;
 - 3x3 convolutions and 3x3 depthwise convolutions (64 channels at 56 x 56, in blocks with
   a ReLU, every output kept as verify makes it): FLOP/s reached, less the overhead;
@@ -91,6 +93,7 @@ TRANSPOSES = (
     Copy((2048, 4096), (1, 0), "a 2048x4096 matrix (a weight's transpose)"),
 )
 RELU_CHAIN = 8
+CACHE_CHANNELS = (256, 1024)  # Relu chains on 4x and 16x the 64-channel activation: 6.4 and 25.7 MB moved
 CONV_BLOCKS = 3
 CONV_CHANNELS = 64
 
@@ -120,6 +123,7 @@ class Measurement:
     rates: dict[str, float]  # FLOP/s reached by each op kind measured: MatMul, Conv, Conv.depthwise
     product_rates: tuple[float, ...]  # FLOP/s of each of sizes.products
     copy_efficiencies: tuple[float, ...]  # fraction of the bandwidth each of sizes.transposes reached
+    cache_efficiencies: tuple[tuple[int, float], ...]  # (bytes moved, fraction of cache_bandwidth reached)
     threads: int
     memory_bytes: int
     sizes: Sizes
@@ -189,14 +193,18 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
         bandwidth = 3 * 4 * count / _node_times(add, feeds, sizes.runs, scratch, sizes.threads)["add"]
         cache_bytes = last_level_cache_bytes()
         cache_bandwidth = 0.0
+        cache_points: list[tuple[int, float]] = []
         if cache_bytes:
-            # A chain of Relu on a typical activation, each output a graph output as verify makes it.
-            shape = (1, 64, sizes.conv_hw, sizes.conv_hw)
-            relus = [helper.make_node("Relu", [f"r{i}"], [f"r{i + 1}"], name=f"relu{i}") for i in range(RELU_CHAIN)]
-            chain_model = _model(relus, [("r0", shape)], [f"r{i + 1}" for i in range(RELU_CHAIN)], {})
-            times = _node_times(chain_model, {"r0": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs,
-                                scratch, sizes.threads)
-            cache_bandwidth = 2 * 4 * int(np.prod(shape)) / max(statistics.median(times.values()), 1e-9)
+            # Chains of Relu on activations of 64 channels (the cache bandwidth), then of CACHE_CHANNELS
+            # (larger tensors, which spill from the nearer caches: the cache level's efficiency by bytes).
+            for channels in (64, *CACHE_CHANNELS):
+                shape = (1, channels, sizes.conv_hw, sizes.conv_hw)
+                moved = 2 * 4 * int(np.prod(shape))
+                if moved > cache_bytes:
+                    break
+                rate = moved / _relu_chain_median(shape, rng, sizes, scratch)
+                cache_bandwidth = cache_bandwidth or rate
+                cache_points.append((moved, rate / cache_bandwidth))
 
         # Small but not empty: the fixed cost of an op that touches a few cache lines.
         chain = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"], name=f"relu{i}") for i in range(sizes.chain)]
@@ -264,6 +272,7 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
         peak_flops=peak, bandwidth=bandwidth, cache_bytes=cache_bytes,
         cache_bandwidth=cache_bandwidth, overhead_s=overhead, rates=rates,
         product_rates=tuple(products), copy_efficiencies=tuple(copies),
+        cache_efficiencies=tuple((moved, _fraction(value)) for moved, value in cache_points[1:]),
         threads=sizes.threads or os.cpu_count() or 1, memory_bytes=_physical_memory(), sizes=sizes,
         processor=platform.processor() or platform.machine(),
     )
@@ -322,6 +331,14 @@ def _vector_ops(rng: np.random.Generator) -> tuple[bytes, dict[str, np.ndarray]]
               "llm": _LLM, "cos": (1, 128, 32), "sin": (1, 128, 32), "mlp": VECTOR_OPS["Swish"][2]}
     model = _model(nodes, list(inputs.items()), [name for node in nodes for name in node.output], weights, opset=23)
     return model, {name: rng.standard_normal(shape, dtype=np.float32) for name, shape in inputs.items()}
+
+
+def _relu_chain_median(shape: tuple[int, ...], rng: np.random.Generator, sizes: Sizes, scratch: str) -> float:
+    """Median node time of a chain of RELU_CHAIN Relu on `shape`, each output a graph output as verify makes it."""
+    relus = [helper.make_node("Relu", [f"r{i}"], [f"r{i + 1}"], name=f"relu{i}") for i in range(RELU_CHAIN)]
+    model = _model(relus, [("r0", shape)], [f"r{i + 1}" for i in range(RELU_CHAIN)], {})
+    times = _node_times(model, {"r0": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs, scratch, sizes.threads)
+    return max(statistics.median(times.values()), 1e-9)
 
 
 def _average_pool_before_19(rng: np.random.Generator) -> tuple[bytes, dict[str, np.ndarray]]:
@@ -420,6 +437,10 @@ def device_yaml(result: Measurement, name: str = "cpu-local") -> str:
            f"{json.dumps('largest CPU cache the operating system reports (sysfs)')}}}",
            f"cache_bandwidth_gb_s: {entry(result.cache_bandwidth / 1e9, cached)}"]
           if result.cache_bytes else []),
+        *(["cache_efficiency:  # bytes/s reached / cache_bandwidth_gb_s, by bytes moved", *(
+            f"  - {{bytes: {moved}, value: {value:.6g}, source: "
+            f"{json.dumps(f'{by}: a chain of {RELU_CHAIN} Relu moving {moved:,} bytes each, median node)')}}}"
+            for moved, value in result.cache_efficiencies)] if result.cache_efficiencies else []),
         "efficiency:  # FLOP/s reached / peak",
         f"  MatMul: {entry(result.efficiency('MatMul'), mm)}",
         f"  Gemm: {entry(result.efficiency('MatMul'), mm + ' (Gemm runs the same kernel)')}",

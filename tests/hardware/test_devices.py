@@ -106,6 +106,12 @@ BAD = {
     "curve-twice": (with_change(("efficiency_by_flops",), {"MatMul": [{"flops": 8, "value": 1, "source": "x"},
                                                                       {"flops": 8.0, "value": 0.5, "source": "y"}]}),
                     ["`efficiency_by_flops.MatMul`", "two points at the same flops", "one point per flops"]),
+    "cache-curve-without-cache": (with_change(("cache_efficiency",), [{"bytes": 8, "value": 1, "source": "x"}]),
+                                  ["`cache_efficiency`: given without a cache level", "add `cache_bytes:`"]),
+    "cache-curve-not-a-list": (with_change(("cache_bytes",), {"value": "1MiB", "source": "x"})
+                               .replace("cache_bytes:", "cache_bandwidth_gb_s: {value: 9, source: x}\n"
+                                                        "cache_efficiency: 0.5\ncache_bytes:"),
+                               ["`cache_efficiency`", "not a list of points", "bytes: 6.4e6"]),
     "not-a-mapping": ("- a100\n", ["must be a mapping of fields"]),
     "yaml-syntax": ("name: [a\n", ["mine.yaml:"]),
 }
@@ -172,6 +178,9 @@ def test_calibrate_writes_a_device_file_that_loads(tmp_path, monkeypatch):
     assert all("measured by archcalc device calibrate" in item.source
                for item in (device.peak_flops["fp32"], device.bandwidth, device.overhead_s))
     assert device.threads is not None and device.threads >= 1
+    if device.cache_bytes:  # Relu chains on 256 and 1024 channels at 8x8: 2 * 4 * 16,384 and 65,536 bytes
+        assert [point.at for point in device.cache_curve] == [131_072, 524_288]
+        assert "cache @128.00 KiB" in run("devices", str(path)).output
     listed = run("devices", str(path))
     assert listed.exit_code == 0 and "efficiency MatMul @2.05e+03 FLOPs" in listed.output
     assert "bandwidth Transpose @256 B" in listed.output

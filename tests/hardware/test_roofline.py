@@ -270,3 +270,22 @@ def test_average_pool_from_opset_19_has_its_own_efficiency(model, name, efficien
     # DenseNet-121's first transition: 2x2 average over 128 x 56 x 56 -> 128 x 28 x 28, 4 FLOPs per output.
     assert pool.flops == 128 * 28 * 28 * 4 == 401_408
     assert pool.compute_s == pytest.approx(401_408 / (0.1e12 * efficiency))
+
+
+def test_the_cache_level_slows_with_size_but_never_below_memory():
+    """A 100 GB/s cache of 64 MiB reaching 1.0 at 1 MB and 0.2 at 32 MB moved, over 30 GB/s memory."""
+    text = (DEVICE_WITH_CACHE.replace("cache_bytes: {value: 1MiB", "cache_bytes: {value: 64MiB")
+            .replace("\nbandwidth_gb_s: {value: 10", "\nbandwidth_gb_s: {value: 30"))
+    device = parse_device(text + """\
+cache_efficiency:
+  - {bytes: 1.0e+6, value: 1.0, source: "hand-made"}
+  - {bytes: 3.2e+7, value: 0.2, source: "hand-made"}
+""", "toy.yaml")
+    assert device.bandwidth.value == 30e9 and device.cache_bytes == 64 * 2**20
+    assert device.bandwidth_for(500_000) == pytest.approx(100e9)  # before the first point: its value, 1.0
+    # 4 MB: ln(4) / ln(32) = 0.4 of the way on log bytes: 1.0 - 0.4 * 0.8 = 0.68 of 100 GB/s.
+    assert device.bandwidth_for(4_000_000) == pytest.approx(68e9)
+    # 20 MB: ln(20) / ln(32) = 0.86439: 1.0 - 0.86439 * 0.8 = 0.30849 -> 30.85 GB/s, just above memory's 30.
+    assert device.bandwidth_for(20_000_000) == pytest.approx(30.849e9, rel=1e-4)
+    assert device.bandwidth_for(32_000_000) == pytest.approx(30e9)  # 0.2 of 100 = 20 < 30: memory's 30
+    assert device.bandwidth_for(65 * 2**20) == pytest.approx(30e9)  # past the cache
