@@ -166,6 +166,18 @@ class Analysis(_Result):
                                 fix=("did you mean: " + ", ".join(hint)) if hint else "list them: analysis.layers")
         return "\n".join(render_explanation(self, found))
 
+    def roofline(self, device: Any, precision: str = "fp32", weight_dtype: str | None = None) -> Any:
+        """Every layer's estimated time on `device` (a catalogue name such as "a100", a device
+        file's path, or a loaded Device), as ``analyze --device`` reports it: a
+        :class:`~archcalc.hardware.roofline.Roofline` with ``latency_s``, ``throughput``,
+        ``layers`` (each with bytes, intensity, bound and time), ``share_by_op()`` and
+        ``to_dict()`` (the JSON's ``roofline`` object)."""
+        from archcalc.hardware.device import load_device
+        from archcalc.hardware.roofline import roofline, setup_for
+
+        chosen = load_device(device) if isinstance(device, str) else device
+        return roofline(self, chosen, setup_for(chosen, precision, weight_dtype))
+
     def to_dict(self) -> dict[str, Any]:
         """The document ``archcalc analyze --format json`` prints, as plain dicts and lists."""
         import orjson

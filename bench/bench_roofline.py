@@ -25,8 +25,18 @@ is descheduled, which `--threads 1` never does.
 
 It prints per model: measured ms (the sum of the layers' least kernel times), predicted ms
 (the median of the rounds'), their ratio, and the Spearman rank correlation of the layers'
-times. Only layers onnxruntime timed are compared (a spec's export and an ONNX file run the
-same nodes as the analysis' layers).
+times; then the summary (within tolerance and Spearman >= 0.8, CNNs and transformers
+apart; the median ratio), the load average before and after, and per op the measured and
+predicted sums and their ratio. Only layers onnxruntime timed are compared (a spec's
+export and an ONNX file run the same nodes as the analysis' layers); a layer export
+lowers into several nodes (Swish: Sigmoid, then the Mul named after it) is timed as the
+sum of its nodes (`layer` and `layer/...`).
+
+Views (Reshape, Flatten, Squeeze, Unsqueeze, Identity) are left out of the comparison and
+their measured time printed apart: the roofline models a deployed run, where a view
+shares its input's memory and costs nothing, but verify makes every tensor a graph
+output so that it can compare shapes, and onnxruntime then copies each view's data into
+its own output buffer (10-20 us each here). The measured side differs, not the model.
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ sys.path.insert(0, ROOT)
 
 from archcalc.core.errors import UnboundDim  # noqa: E402
 from archcalc.hardware.device import load_device  # noqa: E402
-from archcalc.hardware.roofline import roofline, setup_for  # noqa: E402
+from archcalc.hardware.roofline import VIEW, roofline, setup_for  # noqa: E402
 from archcalc.readers.load import load_model  # noqa: E402
 from archcalc.runtime import verify as verifier  # noqa: E402
 from archcalc.runtime.calibrate import Sizes, device_yaml, measure  # noqa: E402
@@ -96,9 +106,21 @@ def rounds(path: str, repeats: int, fixed, verbose: bool):
         device = fixed or calibrated(repeats, verbose)
         costs = {layer.name: layer for layer in roofline(analysis, device, setup_for(device, "fp32")).counted}
         report = verifier.verify(graph, analysis, profile=True)
-        measured = {name: micros * 1e-6 for name, micros in report.node_times_us.items() if name in costs}
-        result.append((measured, costs))
+        result.append((layer_seconds(report.node_times_us, costs), costs))
     return result
+
+
+def layer_seconds(node_times_us: dict[str, float], costs: dict) -> dict[str, float]:
+    """Each layer's measured seconds: its node's, plus those of the nodes export lowered it into
+    (named `layer/...`) that are no layer themselves."""
+    measured: dict[str, float] = {}
+    for name, micros in node_times_us.items():
+        owner = name
+        while owner not in costs and "/" in owner[1:]:
+            owner = owner.rsplit("/", 1)[0]  # the longest `layer` of which the node is `layer/...`
+        if owner in costs:
+            measured[owner] = measured.get(owner, 0.0) + micros * 1e-6
+    return measured
 
 
 def recorded_dims(path: str) -> dict[str, int]:
@@ -120,7 +142,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
     parser.add_argument("--layers", action="store_true", help="print each layer's measured and predicted time")
-    parser.add_argument("--by-op", action="store_true", help="print measured and predicted time summed per op")
+    parser.add_argument("--by-op", action="store_true", help="(always on) measured and predicted time summed per op")
     args = parser.parse_args()
     models = args.models or sorted(glob.glob(os.path.join(ROOT, "specs", "*.yaml"))) + sorted(
         glob.glob(os.path.join(ROOT, "tests", "fixtures", "onnx", "*.onnx")))
@@ -138,6 +160,9 @@ def main() -> None:
     fixed = load_device(args.device) if args.device else None
     by_op: dict[str, list[float]] = {}
     summary: list[tuple[str, float, float]] = []
+    views_ms = 0.0
+    load_before = os.getloadavg()
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in load_before)} (1, 5, 15 min); {os.cpu_count()} cores")
     print(f"{'model':52} {'layers':>6} {'measured ms':>12} {'predicted ms':>13} {'ratio':>6} {'spearman':>9}  goal")
     for path in models:
         name = os.path.relpath(path, ROOT)
@@ -147,7 +172,11 @@ def main() -> None:
             print(f"{name:52} skipped: {str(error).splitlines()[0][:80]}")
             continue
         costs = measured_rounds[-1][1]
-        names = [n for n in costs if all(n in measured for measured, _ in measured_rounds)]
+        timed = [n for n in costs if all(n in measured for measured, _ in measured_rounds)]
+        views = [n for n in timed if costs[n].bound == VIEW]
+        view_ms = sum(min(measured[n] for measured, _ in measured_rounds) for n in views) * 1e3
+        views_ms += view_ms
+        names = [n for n in timed if costs[n].bound != VIEW]
         if not names:
             print(f"{name:52} skipped: no timed layers")
             continue
@@ -158,7 +187,7 @@ def main() -> None:
         total_predicted = sum(p for _, p, _ in pairs)
         ratio = total_predicted / total_measured
         rho = spearman([p[0] for p in pairs], [p[1] for p in pairs])
-        transformer = any(word in name.lower() for word in TRANSFORMERS)
+        transformer = is_transformer(name)
         band = 0.5 if transformer else 0.3
         ok = abs(ratio - 1) <= band and rho >= 0.8
         summary.append((name, ratio, rho))
@@ -168,21 +197,31 @@ def main() -> None:
             entry[1] += p
             entry[2] += 1
         print(f"{name:52} {len(pairs):6} {total_measured * 1e3:12.3f} {total_predicted * 1e3:13.3f} {ratio:6.2f} "
-              f"{rho:9.3f}  {'ok' if ok else 'MISS'} (±{band:.0%})")
+              f"{rho:9.3f}  {'ok' if ok else 'MISS'} (±{band:.0%})"
+              + (f"  [{len(views)} views, {view_ms:.3f} ms measured, left out]" if views else ""))
         if args.layers:
             for m, p, n in sorted(pairs, key=lambda item: -item[0])[:40]:
                 cost = costs[n]
                 print(f"    {n[:50]:50} {cost.op:20} {m * 1e6:10.1f} us {p * 1e6:10.1f} us  {cost.bound}")
     if summary:
-        cnn = [item for item in summary if not any(word in item[0].lower() for word in TRANSFORMERS)]
-        within = sum(abs(ratio - 1) <= 0.3 for _, ratio, _ in cnn)
-        print(f"\nCNNs within ±30%: {within} of {len(cnn)}; Spearman >= 0.8: "
-              f"{sum(rho >= 0.8 for _, _, rho in summary)} of {len(summary)}; median ratio "
-              f"{statistics.median(ratio for _, ratio, _ in summary):.2f}")
-    if args.by_op:
+        print()
+        for label, band, rows in (("CNNs", 0.3, [item for item in summary if not is_transformer(item[0])]),
+                                  ("transformers", 0.5, [item for item in summary if is_transformer(item[0])])):
+            if rows:
+                print(f"{label}: {sum(abs(ratio - 1) <= band for _, ratio, _ in rows)} of {len(rows)} within "
+                      f"±{band:.0%}, Spearman >= 0.8 for {sum(rho >= 0.8 for _, _, rho in rows)} of {len(rows)}")
+        print(f"median predicted/measured {statistics.median(ratio for _, ratio, _ in summary):.2f}; views left out "
+              f"of the comparison: {views_ms:.1f} ms measured in all")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (before: "
+          f"{' '.join(f'{x:.2f}' for x in load_before)})")
+    if by_op:
         print(f"\n{'op':28} {'layers':>7} {'measured ms':>12} {'predicted ms':>13} {'ratio':>6}")
         for op, (m, p, count) in sorted(by_op.items(), key=lambda item: -item[1][0]):
             print(f"{op:28} {int(count):7} {m * 1e3:12.3f} {p * 1e3:13.3f} {p / m if m else float('nan'):6.2f}")
+
+
+def is_transformer(name: str) -> bool:
+    return any(word in name.lower() for word in TRANSFORMERS)
 
 
 def calibrated(runs: int, verbose: bool = False):
@@ -199,6 +238,10 @@ def calibrated(runs: int, verbose: bool = False):
               f"bandwidth {device.bandwidth.value / 1e9:.1f} GB/s (cache {device.cache_bytes / 2**20:.0f} MiB: "
               f"{cache / 1e9:.1f} GB/s), overhead {device.overhead_s.value * 1e6:.1f} us, "
               f"efficiency " + ", ".join(f"{k} {v.value:.3f}" for k, v in device.efficiency.items())
+              + "; by FLOPs " + ", ".join(f"{k} " + "/".join(f"{p.value:.2f}" for p in points)
+                                          for k, points in device.efficiency_curves.items())
+              + "; Transpose bandwidth "
+              + "/".join(f"{p.value:.2f}" for p in device.bandwidth_curves.get("Transpose", ()))
               + f", {device.threads} threads")
     return device
 

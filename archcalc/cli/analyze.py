@@ -155,7 +155,8 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
         from archcalc.report.html import analysis_page, write_page
 
         _, analysis, step, fit, _, _ = results[0]
-        write_page(analysis_page(analysis, step, fit, depth), output)
+        on_page = None if devices[0] is None else (devices[0][0], devices[0][2])
+        write_page(analysis_page(analysis, step, fit, depth, on_page), output)
         return
     if fmt == "json":
         with pause_gc():  # the document is a few hundred thousand small objects and no cycles

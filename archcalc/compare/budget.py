@@ -48,6 +48,11 @@ class BudgetError(ArchcalcError):
 # Limit kinds
 
 
+def _ns(seconds: float) -> int:
+    """Whole nanoseconds, rounded up: a limit of exactly the estimate passes only when it is met."""
+    return -int(-seconds * 1e9 // 1)
+
+
 def _no_total(analysis: Analysis) -> int:
     raise AssertionError("a training metric is read off the training step")
 
@@ -85,6 +90,8 @@ class Metric:
     training: Callable[[Any], int] | None = None
     # Read off the roofline on the budget's `device:` (archcalc.hardware.roofline.Roofline).
     roofline: Callable[[Any], int] | None = None
+    # Per layer, off that roofline's cost of the layer (archcalc.hardware.roofline.LayerCost).
+    roofline_layer: Callable[[Any], int] | None = None
 
 
 METRICS: dict[str, Metric] = {metric.name: metric for metric in (
@@ -106,8 +113,11 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (
     Metric("training_macs", COUNT, "training-step MACs", _no_total, training=lambda t: t.totals.step_macs),
     # The estimated latency on the budget's `device:` (archcalc.hardware.roofline), in nanoseconds,
     # rounded up so that a limit of exactly the estimate passes only when it is met.
-    Metric("latency", TIME, "estimated latency", _no_total, roofline=lambda r: -int(-r.latency_s * 1e9 // 1)),
+    # Per layer (`layers: [{match: "*", latency: 200us}]`): the layer's estimated time, rounded up alike.
+    Metric("latency", TIME, "estimated latency", _no_total, roofline=lambda r: _ns(r.latency_s),
+           roofline_layer=lambda cost: _ns(cost.time_s or 0.0)),
 )}
+
 
 
 def needs_training(budget: Budget) -> bool:
@@ -379,7 +389,7 @@ class _Parser:
         if metric is None:
             allowed = list(METRICS) if selector is None else [*SELECTOR_KEYS, *layer_metrics()]
             raise self.error(f"unknown limit '{key}' in `{entry}`", line, _suggest(key, allowed))
-        if selector is not None and metric.layer is None:
+        if selector is not None and metric.layer is None and metric.roofline_layer is None:
             raise self.error(f"`{key}` is a whole-model limit and cannot be checked per layer", line,
                              f"move it under `total`; per-layer limits: {', '.join(layer_metrics())}")
         raw = mapping[key]
@@ -399,7 +409,8 @@ class _Parser:
 
 
 def layer_metrics() -> list[str]:
-    return [name for name, metric in METRICS.items() if metric.layer is not None]
+    return [name for name, metric in METRICS.items()
+            if metric.layer is not None or metric.roofline_layer is not None]
 
 
 def _line(mapping: Any, key: Any) -> int | None:
@@ -470,12 +481,21 @@ def evaluate(analysis: Analysis, budget: Budget, training: Any = None, roofline:
                 value = metric.training(training) if metric.training is not None else metric.total(analysis)
             results.append(_result(limit, "total", value, lower))
             continue
-        assert metric.layer is not None  # the parser admits only per-layer metrics here
-        checked = [(layer, metric.layer(layer)) for layer in analysis.layers if limit.selector.selects(layer)]
+        selected = [layer for layer in analysis.layers if limit.selector.selects(layer)]
+        if metric.roofline_layer is not None:
+            costs = {cost.name: cost for cost in roofline.layers}
+            per_layer = metric.roofline_layer
+            # A layer the roofline cannot time (not modelled) counts 0, as a lower bound.
+            checked = [(layer, per_layer(costs[layer.name])) for layer in selected]
+            unknown = {layer.name for layer in selected if costs[layer.name].time_s is None}
+        else:
+            assert metric.layer is not None  # the parser admits only per-layer metrics here
+            checked = [(layer, metric.layer(layer)) for layer in selected]
+            unknown = set()
         over = [(layer, value) for layer, value in checked if value > limit.value]
         shown = over or ([max(checked, key=lambda pair: pair[1])] if checked else [])
-        results += [_result(limit, layer.name, value, not layer.modelled, layer, len(checked))
-                    for layer, value in shown]
+        results += [_result(limit, layer.name, value, not layer.modelled or layer.name in unknown, layer,
+                            len(checked)) for layer, value in shown]
     return results
 
 

@@ -15,9 +15,19 @@ A device file::
     overhead_us: {value: 5, source: ...}           # fixed time added to each op (launch, dispatch)
     efficiency:             # optional: fraction of peak an op reaches (default 1), per op kind
       Conv.depthwise: {value: 0.1, source: "measured by archcalc device calibrate"}
+    efficiency_by_flops:    # optional: an op kind's efficiency by the layer's FLOPs (small products
+      MatMul:               # reach less of the peak), interpolated on log FLOPs, held past the ends;
+        - {flops: 3.1e6, value: 0.3, source: ...}  # overrides `efficiency` for that kind
+        - {flops: 2.7e8, value: 1.0, source: ...}
+    bandwidth_efficiency:   # optional: fraction of the bandwidth an op's data movement reaches
+      Transpose:            # (strided copies), by the bytes the layer moves, interpolated alike
+        - {bytes: 1.2e6, value: 0.6, source: ...}
     memory_efficiency: {value: 0.8, source: ...}   # optional: fraction of bandwidth reached
     cache_bytes: {value: 32MiB, source: ...}       # optional, with cache_bandwidth_gb_s: a layer
     cache_bandwidth_gb_s: {value: 60, source: ...} # moving at most cache_bytes runs at this bandwidth
+    cache_efficiency:       # optional, with a cache level: the fraction of cache_bandwidth_gb_s a
+      - {bytes: 6.4e6, value: 0.6, source: ...}    # layer moving that many bytes reaches (larger
+                                                   # tensors spill to slower levels); never below DRAM's
     threads: 2              # optional: threads the calibration ran with
 """
 
@@ -39,7 +49,8 @@ COMPUTE_DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4")
 DEPTHWISE = "Conv.depthwise"
 DEFAULT_KIND = "default"
 KEYS = ("name", "title", "peak_tflops", "vector_tflops", "bandwidth_gb_s", "memory", "overhead_us", "efficiency",
-        "memory_efficiency", "cache_bytes", "cache_bandwidth_gb_s", "threads")
+        "memory_efficiency", "cache_bytes", "cache_bandwidth_gb_s", "threads", "efficiency_by_flops",
+        "bandwidth_efficiency", "cache_efficiency")
 REQUIRED = ("name", "peak_tflops", "bandwidth_gb_s", "memory", "overhead_us")
 
 
@@ -53,6 +64,27 @@ class Sourced:
 
     value: float
     source: str
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured efficiency at a size (FLOPs or bytes moved)."""
+
+    at: float
+    value: float
+    source: str
+
+
+def interpolate(points: tuple[Point, ...], at: float) -> float:
+    """The efficiency at size `at`: linear in log size between the two points around it, the
+    end point's value past either end (sizes outside the measured range are not extrapolated)."""
+    if at <= points[0].at:
+        return points[0].value
+    for low, high in zip(points, points[1:]):
+        if at <= high.at:
+            share = (math.log(at) - math.log(low.at)) / (math.log(high.at) - math.log(low.at))
+            return low.value + share * (high.value - low.value)
+    return points[-1].value
 
 
 @dataclass(frozen=True)
@@ -73,11 +105,17 @@ class Device:
     # the layers before it) reads and writes at cache_bandwidth. 0: no cache level modelled.
     cache_bytes: int = 0
     cache_bandwidth: Sourced | None = None
+    # Per op kind, efficiency points by FLOPs (compute) and by bytes moved (data movement), sorted.
+    efficiency_curves: Mapping[str, tuple[Point, ...]] = field(default_factory=dict)
+    bandwidth_curves: Mapping[str, tuple[Point, ...]] = field(default_factory=dict)
+    cache_curve: tuple[Point, ...] = ()  # fraction of cache_bandwidth by bytes moved
 
     def bandwidth_for(self, moved: int) -> float:
-        """Bytes/s of a layer that moves `moved` bytes."""
+        """Bytes/s of a layer that moves `moved` bytes: the cache level's (at its efficiency for
+        that many bytes, but never slower than memory) when it holds them, else memory's."""
         if self.cache_bandwidth is not None and moved <= self.cache_bytes:
-            return self.cache_bandwidth.value * self.memory_efficiency.value
+            cached = self.cache_bandwidth.value * (interpolate(self.cache_curve, moved) if self.cache_curve else 1.0)
+            return max(cached, self.bandwidth.value) * self.memory_efficiency.value
         return self.bandwidth.value * self.memory_efficiency.value
 
     def peak(self, dtype: str) -> float:
@@ -90,12 +128,23 @@ class Device:
         chosen = self.vector_flops.get(dtype) or self.vector_flops.get("fp32") or self.peak_flops[dtype]
         return chosen.value
 
-    def efficiency_of(self, kind: str, op: str) -> float:
-        """Fraction of peak compute reached by an op: its kind's (depthwise conv), else its op's,
-        else the device's default, else 1."""
+    def efficiency_of(self, kind: str, op: str, flops: float = 0.0) -> float:
+        """Fraction of peak compute reached by an op of `flops` FLOPs: its kind's (depthwise
+        conv), else its op's, else the device's default, else 1; at each, the curve by FLOPs
+        when the file gives one, else the single figure."""
         for key in (kind, op, DEFAULT_KIND):
+            if key in self.efficiency_curves and flops > 0:
+                return interpolate(self.efficiency_curves[key], flops)
             if key in self.efficiency:
                 return self.efficiency[key].value
+        return 1.0
+
+    def bandwidth_efficiency_of(self, kind: str, op: str, moved: float) -> float:
+        """Fraction of the bandwidth an op's data movement reaches at `moved` bytes (1 unless
+        the file measures the op: a strided copy reaches less than a streaming one)."""
+        for key in (kind, op):
+            if key in self.bandwidth_curves and moved > 0:
+                return interpolate(self.bandwidth_curves[key], moved)
         return 1.0
 
     def to_json(self) -> dict[str, Any]:
@@ -114,6 +163,11 @@ class Device:
             "threads": self.threads,
             "cache_bytes": self.cache_bytes,
             "cache_bandwidth_bytes_per_s": None if self.cache_bandwidth is None else pair(self.cache_bandwidth),
+            "efficiency_by_flops": {k: [{"flops": p.at, "value": p.value, "source": p.source} for p in points]
+                                    for k, points in self.efficiency_curves.items()},
+            "bandwidth_efficiency": {k: [{"bytes": p.at, "value": p.value, "source": p.source} for p in points]
+                                     for k, points in self.bandwidth_curves.items()},
+            "cache_efficiency": [{"bytes": p.at, "value": p.value, "source": p.source} for p in self.cache_curve],
         }
 
 
@@ -207,6 +261,16 @@ class _Reader:
             cache_bandwidth = Sourced(cached.value * 1e9, cached.source)
         overhead = self.sourced(data, "overhead_us", positive=False)
         efficiency = self.efficiency(data)
+        efficiency_curves = self.curves(data, "efficiency_by_flops", "flops")
+        bandwidth_curves = self.curves(data, "bandwidth_efficiency", "bytes")
+        cache_curve: tuple[Point, ...] = ()
+        if "cache_efficiency" in data:
+            if cache_bandwidth is None:
+                raise self.error("cache_efficiency", "given without a cache level", _line(data, "cache_efficiency"),
+                                 "add `cache_bytes:` and `cache_bandwidth_gb_s:`, or delete `cache_efficiency`")
+            cache_curve = self.points(data["cache_efficiency"], "cache_efficiency", _line(data, "cache_efficiency"),
+                                      "bytes", "write e.g. `cache_efficiency: [{bytes: 6.4e6, value: 0.6, "
+                                               "source: \"measured\"}]`")
         memory_efficiency = (self.sourced(data, "memory_efficiency", positive=True, at_most_one=True)
                              if "memory_efficiency" in data else Sourced(1.0, "ideal: the full bandwidth"))
         threads = data.get("threads")
@@ -222,6 +286,7 @@ class _Reader:
             overhead_s=Sourced(overhead.value / 1e6, overhead.source),
             efficiency=efficiency, memory_efficiency=memory_efficiency, threads=threads, path=self.path,
             cache_bytes=cache_bytes, cache_bandwidth=cache_bandwidth,
+            efficiency_curves=efficiency_curves, bandwidth_curves=bandwidth_curves, cache_curve=cache_curve,
         )
 
     def pair(self, mapping: Mapping[Any, Any], key: Any, label: str) -> tuple[Any, str, int | None]:
@@ -293,6 +358,43 @@ class _Reader:
                              f"keys: an ONNX op (Conv, MatMul, ...), {DEPTHWISE} or {DEFAULT_KIND}")
         return {str(kind): self.sourced(table, kind, positive=True, at_most_one=True, label=f"efficiency.{kind}")
                 for kind in table}
+
+
+    def curves(self, data: Mapping[Any, Any], key: str, axis: str) -> dict[str, tuple[Point, ...]]:
+        """Per op kind, a list of `{<axis>: size, value, source}` points, sizes distinct."""
+        if key not in data:
+            return {}
+        table = data[key]
+        example = (f"write e.g. `{key}: {{MatMul: [{{{axis}: 3.1e6, value: 0.3, source: \"measured\"}}, "
+                   f"{{{axis}: 2.7e8, value: 1.0, source: \"measured\"}}]}}`")
+        if not isinstance(table, dict):
+            raise self.error(key, "must map op kinds to lists of points", _line(data, key), example)
+        return {str(kind): self.points(points, f"{key}.{kind}", _line(table, kind), axis, example)
+                for kind, points in table.items()}
+
+    def points(self, points: Any, label: str, line: int | None, axis: str, example: str) -> tuple[Point, ...]:
+        """A list of `{<axis>: size, value, source}` points, sorted by size, sizes distinct."""
+        if not isinstance(points, list) or not points:
+            raise self.error(label, f"is {points!r}, not a list of points", line, example)
+        parsed = []
+        for index, point in enumerate(points):
+            where = f"{label}[{index}]"
+            at = getattr(point, "line", None) or line
+            if not isinstance(point, dict) or set(point) != {axis, "value", "source"}:
+                got = "keys " + ", ".join(map(str, point)) if isinstance(point, dict) else repr(point)
+                raise self.error(where, f"has {got}, not {{{axis}, value, source}}", at, example)
+            size = _number(point[axis])
+            if size is None or size <= 0:
+                raise self.error(f"{where}.{axis}", f"{point[axis]!r} is not a positive number",
+                                 _line(point, axis) or at, f"give the layer size the point was measured at, "
+                                                           f"e.g. `{axis}: 2.7e8`")
+            value = self.sourced({"value": {"value": point["value"], "source": point["source"]}}, "value",
+                                 positive=True, at_most_one=True, label=f"{where}.value")
+            parsed.append(Point(size, value.value, value.source))
+        parsed.sort(key=lambda p: p.at)
+        if any(a.at == b.at for a, b in zip(parsed, parsed[1:])):
+            raise self.error(label, f"gives two points at the same {axis}", line, f"keep one point per {axis} value")
+        return tuple(parsed)
 
 
 _REQUIRED_HINTS = {

@@ -4,10 +4,14 @@ For each layer: FLOPs (the analysis' count), bytes read (every input once: activ
 the activation dtype, weights at the weight dtype, integer tensors at their own size) and
 bytes written (its outputs), arithmetic intensity = FLOPs / bytes, and
 
-    time = max(FLOPs / (peak x efficiency), bytes / (bandwidth x memory efficiency)) + overhead
+    time = max(FLOPs / (peak x efficiency), bytes / (bandwidth x memory efficiency x op's
+               bandwidth efficiency)) + overhead
 
 with the peak of the matrix units for a layer with MACs (conv, matmul, attention) and of
-the vector units otherwise, and the cache's bandwidth for a layer that moves no more than
+the vector units otherwise, the op's efficiency at the layer's FLOPs when the device file
+measures it by size (a small matmul reaches less of the peak than a large one) and its
+bandwidth efficiency at the bytes it moves (a Transpose's strided copy streams slower
+than an element-wise op), and the cache's bandwidth for a layer that moves no more than
 the device's last-level cache holds (when the device file gives one). A layer is
 compute-bound when the first term is the larger.
 A view (Reshape, Flatten, Squeeze, Unsqueeze, Identity) moves no bytes and launches no
@@ -152,6 +156,10 @@ class Roofline:
             counts[layer.bound] += 1
         return counts
 
+    def to_dict(self) -> dict[str, Any]:
+        """As ``analyze --device --format json``'s ``roofline`` object (the Python API's name)."""
+        return self.to_json()
+
     def to_json(self) -> dict[str, Any]:
         return {
             "device": self.device.name, "device_title": self.device.title, "device_path": self.device.path,
@@ -210,9 +218,11 @@ def layer_cost(layer: LayerResult, device: Device, setup: Setup, weights: frozen
     else:
         modelled = layer.modelled
     peak = device.peak(setup.compute_dtype) if layer.macs else device.vector_peak(setup.compute_dtype)
-    peak *= device.efficiency_of(layer_kind(layer), layer.op)
+    kind = layer_kind(layer)
+    peak *= device.efficiency_of(kind, layer.op, layer.flops)
     compute_s = layer.flops / peak
-    memory_s = (read + written) / device.bandwidth_for(read + written)
+    moved = read + written
+    memory_s = moved / (device.bandwidth_for(moved) * device.bandwidth_efficiency_of(kind, layer.op, moved))
     bound = UNKNOWN if not modelled else COMPUTE if compute_s >= memory_s and layer.flops else MEMORY
     return LayerCost(layer.name, layer.op, layer.flops, read, written, peak, compute_s, memory_s,
                      device.overhead_s.value, bound, layer.parent)

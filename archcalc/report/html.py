@@ -52,16 +52,39 @@ class HtmlPage(str):
         write_page(self, path)
 
 
-def analysis_page(analysis: Analysis, training=None, fit=None, depth: int | None = None) -> HtmlPage:
+def analysis_page(analysis: Analysis, training=None, fit=None, depth: int | None = None,
+                  on_device: tuple[Any, dict[str, Any]] | None = None) -> HtmlPage:
     """The HTML page of one analysis (with `training` from analyze --training), opening on
-    the rows folded at `depth` when given (as --depth folds the table)."""
+    the rows folded at `depth` when given (as --depth folds the table). `on_device`: the
+    Roofline of analyze --device and its JSON document, for the roofline section."""
     page = {
         "kind": "analysis",
         "version": __version__,
         **_model_page(analysis, training, None, depth),
     }
-    return _html(f"archcalc: {analysis.name or analysis.path}", {"json": json_document(analysis, training, fit),
-                                                                 "page": page})
+    document = json_document(analysis, training, fit, None if on_device is None else on_device[1])
+    if on_device is not None:
+        page["roofline"] = roofline_page(on_device[0])
+    return _html(f"archcalc: {analysis.name or analysis.path}", {"json": document, "page": page})
+
+
+def roofline_page(costs: Any) -> dict[str, Any]:
+    """What the roofline chart draws besides the JSON's `roofline` object: the device's roofs
+    (FLOP/s of the matrix and vector units at the compute dtype, bytes/s of memory and of the
+    cache level) and one point per top-level layer with FLOPs and bytes: [name, op,
+    intensity, FLOP/s it runs at (FLOPs / estimated time), time, bound]."""
+    device, dtype = costs.device, costs.setup.compute_dtype
+    bandwidth = device.bandwidth.value * device.memory_efficiency.value
+    points = [[layer.name, layer.op, layer.intensity, layer.flops / layer.time_s, layer.time_s, layer.bound]
+              for layer in costs.counted if layer.flops and layer.bytes and layer.time_s]
+    return {
+        "device": f"{device.title} ({device.name})", "dtype": dtype,
+        "peak": device.peak(dtype), "vector_peak": device.vector_peak(dtype), "bandwidth": bandwidth,
+        "cache_bandwidth": (device.cache_bandwidth.value * device.memory_efficiency.value
+                            if device.cache_bandwidth is not None else None),
+        "ridge": device.peak(dtype) / bandwidth,
+        "points": points,
+    }
 
 
 def diff_page(result: ModelDiff, old: Analysis, new: Analysis) -> HtmlPage:

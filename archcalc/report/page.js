@@ -474,6 +474,105 @@
     trainingBox.append(el("h3", { text: "Forward (grey) and backward (orange) MACs per row (" + lv.label + ")" }), chart);
   }
 
+  // --- roofline on a device (analyze --device) ------------------------------------------------------
+  // page.roofline: the device's roofs and one point per layer with FLOPs [name, op, intensity,
+  // FLOP/s, time, bound]; doc.roofline: the JSON's object (latency, share of time by op).
+  const PALETTE = ["#2563eb", "#c2410c", "#16a34a", "#9333ea", "#db2777", "#0891b2", "#ca8a04", "#4f46e5", "#65a30d"];
+  function seconds(t) {
+    if (t >= 1) return t.toFixed(2) + " s";
+    if (t >= 1e-3) return (t * 1e3).toFixed(2) + " ms";
+    return (t * 1e6).toFixed(2) + " us";
+  }
+  function rate(r) { return count(r) + "FLOP/s"; }
+  function drawRoofline(section) {
+    const roof = page.roofline, costs = doc.roofline;
+    const colour = {};
+    costs.share_by_op.slice(0, PALETTE.length).forEach((entry, i) => { colour[entry.op] = PALETTE[i]; });
+    const colourOf = (op) => colour[op] || "#94a3b8";
+    const pts = roof.points;
+    const xs = pts.map((p) => p[2]).concat([roof.ridge]), ys = pts.map((p) => p[3]).concat([roof.peak]);
+    const decade = (v, up) => 10 ** (up ? Math.ceil(Math.log10(v)) : Math.floor(Math.log10(v)));
+    const x0 = decade(Math.min(...xs) / 2, false), x1 = decade(Math.max(...xs) * 2, true);
+    const y0 = decade(Math.min(Math.min(...ys), roof.bandwidth * x0) / 2, false), y1 = decade(roof.peak * 2, true);
+    const W = 900, H = 440, L = 70, R = 20, T = 16, B = 44;
+    const px = (x) => L + (Math.log10(x) - Math.log10(x0)) / (Math.log10(x1) - Math.log10(x0)) * (W - L - R);
+    const py = (y) => H - B - (Math.log10(y) - Math.log10(y0)) / (Math.log10(y1) - Math.log10(y0)) * (H - T - B);
+    const chart = svg("svg", { id: "roofline-chart", viewBox: "0 0 " + W + " " + H, "data-x0": x0, "data-x1": x1 });
+    for (let e = Math.log10(x0); e <= Math.log10(x1); e++) {
+      chart.append(svg("line", { x1: px(10 ** e), x2: px(10 ** e), y1: T, y2: H - B, class: "grid" }));
+      const label = svg("text", { x: px(10 ** e), y: H - B + 16, "text-anchor": "middle", class: "axis" });
+      label.textContent = count(10 ** e);
+      chart.append(label);
+    }
+    for (let e = Math.log10(y0); e <= Math.log10(y1); e++) {
+      chart.append(svg("line", { x1: L, x2: W - R, y1: py(10 ** e), y2: py(10 ** e), class: "grid" }));
+      const label = svg("text", { x: L - 6, y: py(10 ** e) + 4, "text-anchor": "end", class: "axis" });
+      label.textContent = count(10 ** e);
+      chart.append(label);
+    }
+    const xTitle = svg("text", { x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle", class: "axis" });
+    xTitle.textContent = "arithmetic intensity (FLOPs per byte moved)";
+    const yTitle = svg("text", { x: 14, y: (T + H - B) / 2, "text-anchor": "middle", class: "axis",
+      transform: "rotate(-90 14 " + (T + H - B) / 2 + ")" });
+    yTitle.textContent = "FLOP/s (attainable: the roof; each layer: FLOPs / its time)";
+    chart.append(xTitle, yTitle);
+    // The roofs: memory (bandwidth x intensity) up to the ridge, then the matrix units' peak.
+    const roofPath = "M" + px(x0) + "," + py(roof.bandwidth * x0) + " L" + px(roof.ridge) + "," + py(roof.peak) +
+      " L" + px(x1) + "," + py(roof.peak);
+    chart.append(svg("path", { d: roofPath, class: "roof", id: "roof-line" }));
+    if (roof.vector_peak < roof.peak) {
+      const knee = roof.vector_peak / roof.bandwidth;
+      chart.append(svg("path", { d: "M" + px(Math.max(knee, x0)) + "," + py(roof.vector_peak) + " L" + px(x1) + "," + py(roof.vector_peak),
+        class: "roof vector", id: "vector-roof" }));
+    }
+    if (roof.cache_bandwidth) {
+      const knee = roof.peak / roof.cache_bandwidth;
+      chart.append(svg("path", { d: "M" + px(x0) + "," + py(roof.cache_bandwidth * x0) + " L" + px(Math.max(knee, x0)) + "," + py(roof.peak),
+        class: "roof cache", id: "cache-roof" }));
+    }
+    chart.append(svg("line", { x1: px(roof.ridge), x2: px(roof.ridge), y1: T, y2: H - B, class: "ridge", id: "ridge",
+      "data-intensity": roof.ridge }));
+    const ridgeLabel = svg("text", { x: px(roof.ridge) + 4, y: T + 12, class: "axis" });
+    ridgeLabel.textContent = "ridge " + roof.ridge.toFixed(1) + " FLOP/B";
+    chart.append(ridgeLabel);
+    const hover = el("div", { id: "roofline-hover", class: "muted", text: "Hover a point: layer, op, time and bound." });
+    for (const [name, op, intensity, flopsPerS, time, bound] of pts) {
+      const dot = svg("circle", { cx: px(intensity), cy: py(flopsPerS), r: 4, class: "point", fill: colourOf(op),
+        "data-name": name, "data-op": op, "data-intensity": intensity });
+      const text = name + " (" + op + "): " + seconds(time) + ", " + bound + "-bound, " + intensity.toFixed(1) +
+        " FLOP/B, " + rate(flopsPerS);
+      const title = svg("title");
+      title.textContent = text;
+      dot.append(title);
+      dot.addEventListener("mouseenter", () => { hover.textContent = text; });
+      dot.addEventListener("click", () => showLayer(name));
+      chart.append(dot);
+    }
+    const legendBox = el("div", { class: "legend" });
+    for (const [op, c] of Object.entries(colour)) {
+      const sw = el("span", { class: "swatch" });
+      sw.style.background = c; sw.style.borderColor = c;
+      legendBox.append(el("span", {}, sw, document.createTextNode(op)));
+    }
+    legendBox.append(el("span", { class: "muted", text: "grey: other ops · solid: memory roof and " + roof.dtype +
+      " peak · dashed: vector-unit peak" + (roof.cache_bandwidth ? ", cache roof" : "") }));
+    // Time by op type, largest first, as the JSON's share_by_op.
+    const bars = el("table", { id: "time-by-op" });
+    bars.append(el("tr", {}, el("th", { text: "Op" }), el("th", { class: "num", text: "Time" }), el("th", { text: "Share of the latency" })));
+    for (const entry of costs.share_by_op) {
+      const bar = el("span", { class: "share" });
+      bar.style.width = Math.max(entry.fraction * 100, 0.5) * 2.4 + "px";
+      bar.style.background = colourOf(entry.op);
+      bars.append(el("tr", { "data-op": entry.op, "data-fraction": entry.fraction }, el("td", { text: entry.op }),
+        el("td", { class: "num", text: seconds(entry.time_s) }),
+        el("td", {}, bar, document.createTextNode((entry.fraction * 100).toFixed(1) + "%"))));
+    }
+    section.append(
+      el("p", { class: "muted", text: roof.device + ", " + costs.precision + ": estimated latency " +
+        seconds(costs.latency_s) + " at batch " + costs.batch + " · " + pts.length + " layers with FLOPs drawn" }),
+      legendBox, el("div", { class: "grid2 roofgrid" }, el("div", {}, chart, hover), el("div", { class: "tablewrap" }, bars)));
+  }
+
   // --- page ---------------------------------------------------------------------------------------------
   function redraw() {
     for (const b of metricButtons.children) b.classList.toggle("on", b.getAttribute("data-metric") === state.metric);
@@ -490,6 +589,11 @@
   const memory = el("section", { id: "memory" }, el("h2", { text: "Memory over time" + (isDiff ? " in " + page.labels[1] : "") }));
   if (isDiff) main.append(diffTable(), graph, table, cost);
   else main.append(cost, graph, table);
+  if (!isDiff && page.roofline) {
+    const rooflineSection = el("section", { id: "roofline" }, el("h2", { text: "Roofline on " + page.roofline.device }));
+    main.insertBefore(rooflineSection, graph);
+    drawRoofline(rooflineSection);
+  }
   if (doc.training) main.append(el("section", { id: "training" }, el("h2", { text: "Training step" }), trainingBox));
   main.append(memory);
   body.append(header, controls, main);

@@ -161,10 +161,20 @@ def device_listing(devices: Sequence[Device], sources: bool = True) -> str:
             out.append(_listed("cache", f"{human_bytes(device.cache_bytes)} at "
                                         f"{device.cache_bandwidth.value / 1e9:g} GB/s",
                                device.cache_bandwidth.source, sources))
+            for point in device.cache_curve:
+                out.append(_listed(f"cache @{human_bytes(int(point.at))}", f"{point.value:g}", point.source, sources))
         out.append(_listed("memory", human_bytes(device.memory_bytes), device.memory_source, sources))
         out.append(_listed("overhead/op", human_time(device.overhead_s.value), device.overhead_s.source, sources))
         for kind, factor in device.efficiency.items():
             out.append(_listed(f"efficiency {kind}", f"{factor.value:g}", factor.source, sources))
+        for kind, points in device.efficiency_curves.items():
+            for point in points:
+                out.append(_listed(f"efficiency {kind} @{point.at:.3g} FLOPs", f"{point.value:g}", point.source,
+                                   sources))
+        for kind, points in device.bandwidth_curves.items():
+            for point in points:
+                out.append(_listed(f"bandwidth {kind} @{human_bytes(int(point.at))}", f"{point.value:g}",
+                                   point.source, sources))
         out.append("")
     return "\n".join(out)
 

@@ -7,13 +7,24 @@ max/min, an addition for average, whose final division is folded in).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import cast
 
 from archcalc.core.dims import Dim, prod
 from archcalc.core.errors import ShapeError
 from archcalc.rules._common import required
 from archcalc.rules._window import AxisWindow, axis_names, lower_window, sliding_windows, with_explicit_pads
-from archcalc.rules.base import GLOBAL, Inputs, LayerCall, Output, RuleResult, StandardNode, exported, rule
+from archcalc.rules.base import (
+    GLOBAL,
+    Inputs,
+    LayerCall,
+    Output,
+    RuleResult,
+    Scope,
+    StandardNode,
+    exported,
+    rule,
+)
 
 
 def _check_pads(axes: Sequence[AxisWindow]) -> None:
@@ -69,11 +80,23 @@ def max_pool(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
     return _pool(required(inputs[0]).shape, kernel_shape, strides, pads, dilations, auto_pad, ceil_mode, True)
 
 
+# AveragePool from opset 19 (dilations) runs another onnxruntime kernel than opset 7-18's, several
+# times slower on the same window (measured: 2x2 stride 2 on 64x56x56, 26-48 us at opset 13/17,
+# 110 us at 19/20): a device file may give it its own efficiency, as `AveragePool.opset19`.
+AVERAGE_POOL_19 = 19
+
+
 @rule("AveragePool", "LpPool", "MinPool", reads_values=())
 def average_pool(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
-                 dilations=None, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, p=2) -> RuleResult:
+                 dilations=None, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, p=2, op="AveragePool",
+                 scope: Scope | None = None) -> RuleResult:
     """Average (or Lp norm, or minimum) over each window; output size as for convolution."""
-    return _pool(required(inputs[0]).shape, kernel_shape, strides, pads, dilations, auto_pad, ceil_mode, False)
+    result = _pool(required(inputs[0]).shape, kernel_shape, strides, pads, dilations, auto_pad, ceil_mode, False)
+    # A spec has no opset: export writes it at the newest, so it runs the opset-19 form.
+    opset = scope.graph.opset if scope is not None else None
+    if op == "AveragePool" and (opset is None or opset >= AVERAGE_POOL_19):
+        return replace(result, variant=f"opset{AVERAGE_POOL_19}")
+    return result
 
 
 def _min_pool_as_max_pool(call: LayerCall) -> list[StandardNode]:

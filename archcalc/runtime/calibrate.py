@@ -11,12 +11,21 @@ work on a shared machine only ever adds time, and adds it unevenly):
   moved, more than any cache holds;
 - cache bandwidth, for layers that move less than the last-level cache holds (its size as
   the operating system reports it): a chain of Relu on a 64 x 56 x 56 activation, each
-  output a graph output as verify makes it, the median node's bytes per second;
+  output a graph output as verify makes it, the median node's bytes per second; and the
+  same on 256 and 1024 channels (6.4 and 25.7 MB moved, when the cache holds them): the
+  fraction of that bandwidth larger tensors reach as they spill from the nearer caches;
 - per-op overhead: a chain of small Relu nodes (TINY_ELEMENTS each), the median node time;
 - 3x3 convolutions and 3x3 depthwise convolutions (64 channels at 56 x 56, in blocks with
   a ReLU, every output kept as verify makes it): FLOP/s reached, less the overhead;
-- pooling, normalisation, softmax, erf, gelu and sigmoid (VECTOR_OPS) on typical activations: an
-  efficiency for each that runs slower than its bytes at the cache bandwidth allow.
+- pooling (AveragePool twice: the kernel of opsets 7-18 and the slower one of opset 19+),
+  normalisation (BatchNorm, LayerNorm, RMSNorm), softmax, erf, gelu, sigmoid, swish
+  and rotary embedding (VECTOR_OPS) on typical activations: an efficiency for each that runs
+  slower than its bytes at the cache bandwidth allow;
+- MatMul by size (PRODUCTS: attention's batched products of two activations, projections
+  by a prepacked weight, 3 MFLOP to 4 GFLOP): efficiency points by FLOPs, as a small product
+  reaches less of the peak than a large one;
+- Transpose (TRANSPOSES: a head split in cache, a weight-sized matrix in DRAM): the fraction
+  of the bandwidth its strided copy reaches, points by bytes moved.
 
 The peak is the faster of the MatMul and the convolution (onnxruntime's convolution often
 beats its MatMul on a CPU); each op kind's efficiency is its rate over that peak.
@@ -43,7 +52,48 @@ from onnx import TensorProto, helper, numpy_helper
 from archcalc.core.units import BYTES, format_quantity
 
 TINY_ELEMENTS = 256
+
+
+@dataclass(frozen=True)
+class Product:
+    """A MatMul measured for the efficiency curve: `a` times `b`, `b` a prepacked weight (a
+    projection) or a second activation (attention's products)."""
+
+    a: tuple[int, ...]
+    b: tuple[int, ...]
+    weight: bool
+    what: str
+
+    @property
+    def flops(self) -> int:
+        return 2 * int(np.prod(self.a)) * self.b[-1]
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A Transpose measured for the data-movement curve."""
+
+    shape: tuple[int, ...]
+    perm: tuple[int, ...]
+    what: str
+
+    @property
+    def moved(self) -> int:
+        return 2 * 4 * int(np.prod(self.shape))
+
+
+PRODUCTS = (
+    Product((1, 6, 64, 64), (1, 6, 64, 64), False, "attention scores, 6 heads of 64 tokens"),
+    Product((1, 12, 128, 64), (1, 12, 64, 128), False, "attention scores, 12 heads of 128 tokens"),
+    Product((128, 768), (768, 768), True, "a 768x768 projection of 128 tokens"),
+    Product((128, 2048), (2048, 8192), True, "a 2048x8192 MLP weight on 128 tokens"),
+)
+TRANSPOSES = (
+    Copy((1, 12, 197, 64), (0, 2, 1, 3), "a head split, 12 heads of 197 tokens"),
+    Copy((2048, 4096), (1, 0), "a 2048x4096 matrix (a weight's transpose)"),
+)
 RELU_CHAIN = 8
+CACHE_CHANNELS = (256, 1024)  # Relu chains on 4x and 16x the 64-channel activation: 6.4 and 25.7 MB moved
 CONV_BLOCKS = 3
 CONV_CHANNELS = 64
 
@@ -59,6 +109,8 @@ class Sizes:
     conv_hw: int = 56
     runs: int = 10
     threads: int = 0  # onnxruntime's intra-op threads; 0: its default (one per core), as verify runs
+    products: tuple[Product, ...] = PRODUCTS
+    transposes: tuple[Copy, ...] = TRANSPOSES
 
 
 @dataclass(frozen=True)
@@ -69,6 +121,9 @@ class Measurement:
     cache_bandwidth: float
     overhead_s: float
     rates: dict[str, float]  # FLOP/s reached by each op kind measured: MatMul, Conv, Conv.depthwise
+    product_rates: tuple[float, ...]  # FLOP/s of each of sizes.products
+    copy_efficiencies: tuple[float, ...]  # fraction of the bandwidth each of sizes.transposes reached
+    cache_efficiencies: tuple[tuple[int, float], ...]  # (bytes moved, fraction of cache_bandwidth reached)
     threads: int
     memory_bytes: int
     sizes: Sizes
@@ -76,7 +131,7 @@ class Measurement:
 
     def efficiency(self, kind: str) -> float:
         """The fraction of the peak an op kind reaches, within (0, 1]."""
-        return max(min(1.0, self.rates[kind] / self.peak_flops), 1e-4)
+        return _fraction(self.rates[kind] / self.peak_flops)
 
 
 def _model(nodes: Sequence[onnx.NodeProto], inputs: Sequence[tuple[str, Sequence[int]]], outputs: Sequence[str],
@@ -138,14 +193,18 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
         bandwidth = 3 * 4 * count / _node_times(add, feeds, sizes.runs, scratch, sizes.threads)["add"]
         cache_bytes = last_level_cache_bytes()
         cache_bandwidth = 0.0
+        cache_points: list[tuple[int, float]] = []
         if cache_bytes:
-            # A chain of Relu on a typical activation, each output a graph output as verify makes it.
-            shape = (1, 64, sizes.conv_hw, sizes.conv_hw)
-            relus = [helper.make_node("Relu", [f"r{i}"], [f"r{i + 1}"], name=f"relu{i}") for i in range(RELU_CHAIN)]
-            chain_model = _model(relus, [("r0", shape)], [f"r{i + 1}" for i in range(RELU_CHAIN)], {})
-            times = _node_times(chain_model, {"r0": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs,
-                                scratch, sizes.threads)
-            cache_bandwidth = 2 * 4 * int(np.prod(shape)) / max(statistics.median(times.values()), 1e-9)
+            # Chains of Relu on activations of 64 channels (the cache bandwidth), then of CACHE_CHANNELS
+            # (larger tensors, which spill from the nearer caches: the cache level's efficiency by bytes).
+            for channels in (64, *CACHE_CHANNELS):
+                shape = (1, channels, sizes.conv_hw, sizes.conv_hw)
+                moved = 2 * 4 * int(np.prod(shape))
+                if moved > cache_bytes:
+                    break
+                rate = moved / _relu_chain_median(shape, rng, sizes, scratch)
+                cache_bandwidth = cache_bandwidth or rate
+                cache_points.append((moved, rate / cache_bandwidth))
 
         # Small but not empty: the fixed cost of an op that touches a few cache lines.
         chain = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"], name=f"relu{i}") for i in range(sizes.chain)]
@@ -174,6 +233,28 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
         conv_s = statistics.median(convs[f"conv{i}"] for i in range(CONV_BLOCKS))
         depthwise_s = statistics.median(convs[f"depthwise{i}"] for i in range(CONV_BLOCKS))
         vector_s = _node_times(*_vector_ops(rng), sizes.runs, scratch, sizes.threads)
+        vector_s.update(_node_times(*_average_pool_before_19(rng), sizes.runs, scratch, sizes.threads))
+        products = []
+        for product in sizes.products:
+            node = helper.make_node("MatMul", ["a", "b"], ["y"], name="matmul")
+            if product.weight:
+                weight = {"b": rng.standard_normal(product.b, dtype=np.float32)}
+                model = _model([node], [("a", product.a)], ["y"], weight)
+                feeds = {"a": rng.standard_normal(product.a, dtype=np.float32)}
+            else:
+                model = _model([node], [("a", product.a), ("b", product.b)], ["y"], {})
+                feeds = {"a": rng.standard_normal(product.a, dtype=np.float32),
+                         "b": rng.standard_normal(product.b, dtype=np.float32)}
+            spent = _node_times(model, feeds, sizes.runs, scratch, sizes.threads)["matmul"] - overhead
+            products.append(product.flops / max(spent, 1e-9))
+        copies = []
+        for copy in sizes.transposes:
+            model = _model([helper.make_node("Transpose", ["x"], ["y"], name="transpose", perm=list(copy.perm))],
+                           [("x", copy.shape)], ["y"], {})
+            spent = _node_times(model, {"x": rng.standard_normal(copy.shape, dtype=np.float32)}, sizes.runs,
+                                scratch, sizes.threads)["transpose"] - overhead
+            reachable = cache_bandwidth if cache_bytes and copy.moved <= cache_bytes else bandwidth
+            copies.append(max(min(1.0, copy.moved / max(spent, 1e-9) / reachable), 1e-4))
     rates = {
         "MatMul": 2 * n**3 / matmul_s,
         "Conv": 2 * CONV_CHANNELS**2 * 9 * hw * hw / max(conv_s - overhead, 1e-9),
@@ -182,12 +263,16 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
     peak = max(rates["MatMul"], rates["Conv"])
     in_cache = cache_bandwidth or bandwidth
     for op, (flops, moved, _) in VECTOR_OPS.items():
-        spent = max(vector_s[op] - overhead, 1e-9)
+        # A lowered op (Swish: Sigmoid then Mul) runs as several nodes named after it.
+        spent = max(sum(t for name, t in vector_s.items() if name == op or name.startswith(f"{op}/")) - overhead,
+                    1e-9)
         # Only an op slower than its bytes allow gets an efficiency: the rest are memory-bound as modelled.
         rates[op] = peak if spent <= moved / in_cache else flops / spent
     return Measurement(
         peak_flops=peak, bandwidth=bandwidth, cache_bytes=cache_bytes,
         cache_bandwidth=cache_bandwidth, overhead_s=overhead, rates=rates,
+        product_rates=tuple(products), copy_efficiencies=tuple(copies),
+        cache_efficiencies=tuple((moved, _fraction(value)) for moved, value in cache_points[1:]),
         threads=sizes.threads or os.cpu_count() or 1, memory_bytes=_physical_memory(), sizes=sizes,
         processor=platform.processor() or platform.machine(),
     )
@@ -197,24 +282,33 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
 # op -> (FLOPs as archcalc counts them, bytes read and written, its input's shape).
 _IMAGE = (1, 64, 56, 56)  # 200,704 elements; pooled 3x3 stride 2 to 64 x 28 x 28 = 50,176
 _TOKENS = (1, 196, 384)  # 75,264 elements
+_LLM = (1, 128, 2048)  # 262,144 elements: a 1B-parameter LLM's hidden state for 128 tokens
 VECTOR_OPS: dict[str, tuple[int, int, tuple[int, ...]]] = {
     "MaxPool": (9 * 50_176, 4 * (200_704 + 50_176), _IMAGE),
-    "AveragePool": (9 * 50_176, 4 * (200_704 + 50_176), _IMAGE),
+    "AveragePool": (9 * 50_176, 4 * (200_704 + 50_176), _IMAGE),  # opset 7-18's kernel
+    "AveragePool.opset19": (9 * 50_176, 4 * (200_704 + 50_176), _IMAGE),  # opset 19's (see rules/pool.py)
     "BatchNormalization": (2 * 200_704, 4 * (2 * 200_704 + 4 * 64), _IMAGE),
     "LayerNormalization": (7 * 75_264, 4 * (2 * 75_264 + 2 * 384), _TOKENS),
     "Softmax": (5 * 6 * 196 * 196, 8 * 6 * 196 * 196, (1, 6, 196, 196)),
     "Erf": (196 * 1536, 8 * 196 * 1536, (1, 196, 1536)),
     "Gelu": (5 * 196 * 1536, 8 * 196 * 1536, (1, 196, 1536)),
     "Sigmoid": (4 * 200_704, 8 * 200_704, _IMAGE),
+    # RMSNorm: 4 FLOPs per element (square, sum, scale, weight); reads x and a 2048 scale.
+    "RMSNormalization": (4 * 262_144, 4 * (2 * 262_144 + 2048), _LLM),
+    # Rotary: 3 FLOPs per rotated element; reads x and cos and sin of (1, 128, 32).
+    "RotaryEmbedding": (3 * 262_144, 4 * (2 * 262_144 + 2 * 4096), _LLM),
+    # Swish as archcalc's export lowers it (Sigmoid then Mul): 6 FLOPs per element of an MLP's hidden.
+    "Swish": (6 * 1_048_576, 8 * 1_048_576, (1, 128, 8192)),
 }
 
 
 def _vector_ops(rng: np.random.Generator) -> tuple[bytes, dict[str, np.ndarray]]:
-    """One model running each of VECTOR_OPS on its own input (opset 20, for Gelu)."""
+    """One model running each of VECTOR_OPS on its own input (opset 23, for Gelu, RMSNormalization
+    and RotaryEmbedding; Swish, which onnxruntime has no kernel for, as export lowers it)."""
     nodes = [
         helper.make_node("MaxPool", ["image"], ["maxpool"], name="MaxPool", kernel_shape=[3, 3], strides=[2, 2],
                          pads=[1, 1, 1, 1]),
-        helper.make_node("AveragePool", ["image"], ["avgpool"], name="AveragePool", kernel_shape=[3, 3],
+        helper.make_node("AveragePool", ["image"], ["avgpool"], name="AveragePool.opset19", kernel_shape=[3, 3],
                          strides=[2, 2], pads=[1, 1, 1, 1]),
         helper.make_node("BatchNormalization", ["image", "bn_scale", "bn_bias", "bn_mean", "bn_var"], ["bn"],
                          name="BatchNormalization"),
@@ -223,13 +317,36 @@ def _vector_ops(rng: np.random.Generator) -> tuple[bytes, dict[str, np.ndarray]]
         helper.make_node("Erf", ["hidden"], ["erf"], name="Erf"),
         helper.make_node("Gelu", ["hidden"], ["gelu"], name="Gelu"),
         helper.make_node("Sigmoid", ["image"], ["sigmoid"], name="Sigmoid"),
+        helper.make_node("RMSNormalization", ["llm", "rms_scale"], ["rms"], name="RMSNormalization", axis=-1),
+        helper.make_node("RotaryEmbedding", ["llm", "cos", "sin"], ["rotary"], name="RotaryEmbedding", num_heads=32),
+        helper.make_node("Sigmoid", ["mlp"], ["swish_gate"], name="Swish/sigmoid"),
+        helper.make_node("Mul", ["mlp", "swish_gate"], ["swish"], name="Swish"),
     ]
     weights = {name: rng.standard_normal(64, dtype=np.float32) for name in ("bn_scale", "bn_bias", "bn_mean")}
     weights["bn_var"] = np.ones(64, dtype=np.float32)
     weights.update({name: rng.standard_normal(384, dtype=np.float32) for name in ("ln_scale", "ln_bias")})
-    inputs = {"image": _IMAGE, "tokens": _TOKENS, "scores": VECTOR_OPS["Softmax"][2], "hidden": VECTOR_OPS["Erf"][2]}
-    model = _model(nodes, list(inputs.items()), [name for node in nodes for name in node.output], weights, opset=20)
+    weights["rms_scale"] = rng.standard_normal(2048, dtype=np.float32)
+    # No position ids: the caches are given per token, (batch, seq, rotary dim / 2).
+    inputs = {"image": _IMAGE, "tokens": _TOKENS, "scores": VECTOR_OPS["Softmax"][2], "hidden": VECTOR_OPS["Erf"][2],
+              "llm": _LLM, "cos": (1, 128, 32), "sin": (1, 128, 32), "mlp": VECTOR_OPS["Swish"][2]}
+    model = _model(nodes, list(inputs.items()), [name for node in nodes for name in node.output], weights, opset=23)
     return model, {name: rng.standard_normal(shape, dtype=np.float32) for name, shape in inputs.items()}
+
+
+def _relu_chain_median(shape: tuple[int, ...], rng: np.random.Generator, sizes: Sizes, scratch: str) -> float:
+    """Median node time of a chain of RELU_CHAIN Relu on `shape`, each output a graph output as verify makes it."""
+    relus = [helper.make_node("Relu", [f"r{i}"], [f"r{i + 1}"], name=f"relu{i}") for i in range(RELU_CHAIN)]
+    model = _model(relus, [("r0", shape)], [f"r{i + 1}" for i in range(RELU_CHAIN)], {})
+    times = _node_times(model, {"r0": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs, scratch, sizes.threads)
+    return max(statistics.median(times.values()), 1e-9)
+
+
+def _average_pool_before_19(rng: np.random.Generator) -> tuple[bytes, dict[str, np.ndarray]]:
+    """AveragePool as models exported at opsets 7-18 run it (another kernel than opset 19's)."""
+    node = helper.make_node("AveragePool", ["image"], ["avgpool"], name="AveragePool", kernel_shape=[3, 3],
+                            strides=[2, 2], pads=[1, 1, 1, 1])
+    model = _model([node], [("image", _IMAGE)], ["avgpool"], {}, opset=17)
+    return model, {"image": rng.standard_normal(_IMAGE, dtype=np.float32)}
 
 
 def last_level_cache_bytes() -> int:
@@ -253,6 +370,35 @@ def _physical_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 8 * 2**30
+
+
+def _curve_lines(result: Measurement, by: str) -> list[str]:
+    """The MatMul points by FLOPs (Gemm runs the same kernel) and the Transpose points by bytes."""
+    sizes = result.sizes
+    lines = []
+    if sizes.products:
+        lines.append("efficiency_by_flops:  # FLOP/s reached (less the overhead) / peak, by the product's size")
+        for op in ("MatMul", "Gemm"):
+            lines.append(f"  {op}:")
+            for product, rate in zip(sizes.products, result.product_rates):
+                what = f"{by}: MatMul {_shape(product.a)} x {_shape(product.b)}, {product.what})"
+                lines.append(f"    - {{flops: {product.flops}, value: {_fraction(rate / result.peak_flops):.6g}, "
+                             f"source: {json.dumps(what)}}}")
+    if sizes.transposes:
+        lines += ["bandwidth_efficiency:  # bytes/s reached (less the overhead) / the bandwidth for that many bytes",
+                  "  Transpose:"]
+        for copy, value in zip(sizes.transposes, result.copy_efficiencies):
+            what = f"{by}: Transpose {_shape(copy.shape)} perm {list(copy.perm)}, {copy.what})"
+            lines.append(f"    - {{bytes: {copy.moved}, value: {value:.6g}, source: {json.dumps(what)}}}")
+    return lines
+
+
+def _fraction(value: float) -> float:
+    return max(min(1.0, value), 1e-4)
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
 
 
 def _vector_source(op: str) -> str:
@@ -291,12 +437,17 @@ def device_yaml(result: Measurement, name: str = "cpu-local") -> str:
            f"{json.dumps('largest CPU cache the operating system reports (sysfs)')}}}",
            f"cache_bandwidth_gb_s: {entry(result.cache_bandwidth / 1e9, cached)}"]
           if result.cache_bytes else []),
+        *(["cache_efficiency:  # bytes/s reached / cache_bandwidth_gb_s, by bytes moved", *(
+            f"  - {{bytes: {moved}, value: {value:.6g}, source: "
+            f"{json.dumps(f'{by}: a chain of {RELU_CHAIN} Relu moving {moved:,} bytes each, median node)')}}}"
+            for moved, value in result.cache_efficiencies)] if result.cache_efficiencies else []),
         "efficiency:  # FLOP/s reached / peak",
         f"  MatMul: {entry(result.efficiency('MatMul'), mm)}",
         f"  Gemm: {entry(result.efficiency('MatMul'), mm + ' (Gemm runs the same kernel)')}",
         f"  Conv: {entry(result.efficiency('Conv'), conv)}",
         f"  Conv.depthwise: {entry(result.efficiency('Conv.depthwise'), depthwise)}",
         *(f"  {op}: {entry(result.efficiency(op), _vector_source(op))}" for op in VECTOR_OPS),
+        *_curve_lines(result, by),
         f"threads: {result.threads}",
     ]
     return "\n".join(lines) + "\n"

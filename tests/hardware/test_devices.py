@@ -93,6 +93,25 @@ BAD = {
                             ["`efficiency.Conv`", "more than 1", "fraction of the peak"]),
     "half-a-cache": (with_change(("cache_bytes",), {"value": "1MiB", "source": "x"}),
                      ["`cache_bandwidth_gb_s`: missing", "a cache level needs both"]),
+    "curve-not-a-list": (with_change(("efficiency_by_flops",), {"MatMul": {"value": 1, "source": "x"}}),
+                         ["`efficiency_by_flops.MatMul`", "not a list of points", "flops: 3.1e6"]),
+    "curve-point-keys": (with_change(("efficiency_by_flops",), {"MatMul": [{"value": 0.5, "source": "x"}]}),
+                         ["`efficiency_by_flops.MatMul[0]`", "not {flops, value, source}"]),
+    "curve-size": (with_change(("bandwidth_efficiency",), {"Transpose": [{"bytes": -1, "value": 0.5, "source": "x"}]}),
+                   ["`bandwidth_efficiency.Transpose[0].bytes`", "not a positive number", "bytes: 2.7e8"]),
+    "curve-value": (with_change(("bandwidth_efficiency",), {"Transpose": [{"bytes": 8, "value": 2, "source": "x"}]}),
+                    ["`bandwidth_efficiency.Transpose[0].value`", "more than 1", "fraction of the peak"]),
+    "curve-no-source": (with_change(("efficiency_by_flops",), {"MatMul": [{"flops": 8, "value": 1, "source": ""}]}),
+                        ["`efficiency_by_flops.MatMul[0].value`", "has no source"]),
+    "curve-twice": (with_change(("efficiency_by_flops",), {"MatMul": [{"flops": 8, "value": 1, "source": "x"},
+                                                                      {"flops": 8.0, "value": 0.5, "source": "y"}]}),
+                    ["`efficiency_by_flops.MatMul`", "two points at the same flops", "one point per flops"]),
+    "cache-curve-without-cache": (with_change(("cache_efficiency",), [{"bytes": 8, "value": 1, "source": "x"}]),
+                                  ["`cache_efficiency`: given without a cache level", "add `cache_bytes:`"]),
+    "cache-curve-not-a-list": (with_change(("cache_bytes",), {"value": "1MiB", "source": "x"})
+                               .replace("cache_bytes:", "cache_bandwidth_gb_s: {value: 9, source: x}\n"
+                                                        "cache_efficiency: 0.5\ncache_bytes:"),
+                               ["`cache_efficiency`", "not a list of points", "bytes: 6.4e6"]),
     "not-a-mapping": ("- a100\n", ["must be a mapping of fields"]),
     "yaml-syntax": ("name: [a\n", ["mine.yaml:"]),
 }
@@ -134,7 +153,10 @@ def test_calibrate_writes_a_device_file_that_loads(tmp_path, monkeypatch):
     """What calibration writes, not how fast it runs: small sizes keep the test quick."""
     real = calibrate.measure
     monkeypatch.setattr(calibrate, "measure", lambda: real(calibrate.Sizes(
-        matmul_n=64, add_elements=4096, chain=4, conv_hw=8, runs=2)))
+        matmul_n=64, add_elements=4096, chain=4, conv_hw=8, runs=2,
+        products=(calibrate.Product((16, 16), (16, 16), True, "a weight"),
+                  calibrate.Product((1, 2, 8, 8), (1, 2, 8, 8), False, "two activations")),
+        transposes=(calibrate.Copy((4, 8), (1, 0), "a matrix"),))))
     path = tmp_path / "cpu-local.yaml"
     result = run("device", "calibrate", "-o", str(path))
     assert result.exit_code == 0, result.output
@@ -143,12 +165,25 @@ def test_calibrate_writes_a_device_file_that_loads(tmp_path, monkeypatch):
     assert set(device.peak_flops) == {"fp32"}
     assert device.bandwidth.value > 0 and device.overhead_s.value >= 0 and device.memory_bytes > 0
     assert set(device.efficiency) == {"MatMul", "Gemm", "Conv", "Conv.depthwise", *calibrate.VECTOR_OPS}
+    # One point per product measured, by its FLOPs; one per transpose, by its bytes moved.
+    # Two heads of 8x8 by 8x8; 16x16 by 16x16.
+    assert [point.at for point in device.efficiency_curves["MatMul"]] == [2 * 2 * 8 * 8 * 8, 2 * 16 * 16 * 16]
+    assert device.efficiency_curves["Gemm"] == device.efficiency_curves["MatMul"]
+    assert [point.at for point in device.bandwidth_curves["Transpose"]] == [2 * 4 * 4 * 8]
+    assert all(0 < point.value <= 1 for points in (*device.efficiency_curves.values(),
+                                                   *device.bandwidth_curves.values()) for point in points)
     assert all(0 < item.value <= 1 for item in device.efficiency.values())
     # The peak is the faster of MatMul and Conv, so one of them reaches it.
     assert max(device.efficiency["MatMul"].value, device.efficiency["Conv"].value) == pytest.approx(1.0)
     assert all("measured by archcalc device calibrate" in item.source
                for item in (device.peak_flops["fp32"], device.bandwidth, device.overhead_s))
     assert device.threads is not None and device.threads >= 1
+    if device.cache_bytes:  # Relu chains on 256 and 1024 channels at 8x8: 2 * 4 * 16,384 and 65,536 bytes
+        assert [point.at for point in device.cache_curve] == [131_072, 524_288]
+        assert "cache @128.00 KiB" in run("devices", str(path)).output
+    listed = run("devices", str(path))
+    assert listed.exit_code == 0 and "efficiency MatMul @2.05e+03 FLOPs" in listed.output
+    assert "bandwidth Transpose @256 B" in listed.output
     # It drives the roofline like any device.
     result = run("analyze", "specs/lenet5.yaml", "--device", str(path))
     assert result.exit_code == 0 and "Estimated latency" in result.output
@@ -157,7 +192,7 @@ def test_calibrate_writes_a_device_file_that_loads(tmp_path, monkeypatch):
 def test_calibrate_to_an_unwritable_place_is_exit_2(tmp_path, monkeypatch):
     real = calibrate.measure
     monkeypatch.setattr(calibrate, "measure", lambda: real(calibrate.Sizes(
-        matmul_n=32, add_elements=1024, chain=2, conv_hw=4, runs=1)))
+        matmul_n=32, add_elements=1024, chain=2, conv_hw=4, runs=1, products=(), transposes=())))
     result = run("device", "calibrate", "-o", str(tmp_path / "missing" / "cpu.yaml"))
     assert result.exit_code == 2
     assert "cannot write" in result.output and "fix:" in result.output

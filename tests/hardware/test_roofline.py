@@ -159,3 +159,133 @@ def test_an_embedding_lookup_reads_its_rows_not_the_table():
     assert layer.bytes_read == 2 * 7 * 768 + 8 * 7 == 10_808
     assert layer.bytes_written == 2 * 7 * 768 == 10_752
     assert layer.bound == MEMORY and layer.time_s == pytest.approx(21_560 / BANDWIDTH + OVERHEAD)
+
+
+DEVICE_WITH_CURVES = """\
+name: curved
+peak_tflops:
+  fp32: {value: 0.1, source: "hand-made for a test"}
+bandwidth_gb_s: {value: 10, source: "hand-made"}
+memory: {value: 1GiB, source: "hand-made"}
+overhead_us: {value: 2, source: "hand-made"}
+efficiency:
+  MatMul: {value: 1, source: "hand-made: the curve below overrides it"}
+efficiency_by_flops:
+  MatMul:
+    - {flops: 1.0e+7, value: 0.8, source: "hand-made, listed out of order"}
+    - {flops: 1.0e+5, value: 0.2, source: "hand-made"}
+bandwidth_efficiency:
+  Transpose:
+    - {bytes: 10000, value: 0.5, source: "hand-made"}
+    - {bytes: 1000000, value: 0.25, source: "hand-made"}
+"""
+
+
+def test_efficiency_curves_by_flops_and_by_bytes(tmp_path):
+    """x [64, 128] -> Transpose -> [128, 64] -> MatMul by a [64, 32] weight -> [128, 32], fp32."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["x"], ["t"], name="transpose", perm=[1, 0]),
+         helper.make_node("MatMul", ["t", "w"], ["y"], name="matmul")], "curves",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 128])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [128, 32])],
+        [numpy_helper.from_array(np.zeros((64, 32), dtype=np.float32), "w")])
+    path = tmp_path / "curves.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    device = parse_device(DEVICE_WITH_CURVES, "curved.yaml")
+    layers = {layer.name: layer for layer in roofline(archcalc.analyze(str(path)), device,
+                                                        setup_for(device, "fp32")).layers}
+    matmul = layers["matmul"]
+    # 2 * 128 * 64 * 32 = 524,288 FLOPs, between the points at 1e5 (0.2) and 1e7 (0.8): on log FLOPs
+    # the share is ln(5.24288) / ln(100) = 1.65685 / 4.60517 = 0.35978, so 0.2 + 0.35978 * 0.6 = 0.41587.
+    assert matmul.flops == 524_288
+    assert matmul.peak_flops == pytest.approx(1e11 * 0.41587, rel=1e-4)
+    assert matmul.compute_s == pytest.approx(12.607e-6, rel=1e-4)  # 524,288 / 4.1587e10
+    # Reads 4 * (8,192 + 2,048) and writes 4 * 4,096 bytes: 57,344 / 10 GB/s = 5.73 us < 12.61 us.
+    assert matmul.bytes == 57_344 and matmul.bound == COMPUTE
+    transpose = layers["transpose"]
+    # Moves 2 * 4 * 8,192 = 65,536 bytes, between 1e4 (0.5) and 1e6 (0.25): share ln(6.5536) / ln(100)
+    # = 1.88004 / 4.60517 = 0.40824, so 0.5 - 0.40824 * 0.25 = 0.39794 of 10 GB/s: 16.469 us.
+    assert transpose.bytes == 65_536 and transpose.bound == MEMORY
+    assert transpose.memory_s == pytest.approx(16.469e-6, rel=1e-4)
+    assert transpose.time_s == pytest.approx(18.469e-6, rel=1e-4)
+    # Past either end a curve holds its end's value.
+    assert device.efficiency_of("MatMul", "MatMul", 10.0) == 0.2
+    assert device.efficiency_of("MatMul", "MatMul", 1e12) == 0.8
+    assert device.bandwidth_efficiency_of("Transpose", "Transpose", 1e9) == 0.25
+    assert device.bandwidth_efficiency_of("Relu", "Relu", 1e9) == 1.0  # an op without a curve streams
+
+
+def test_the_python_api_roofline_is_the_clis(resnet50_b1):
+    """Analysis.roofline(device, precision) gives what `analyze --device --format json` prints."""
+    import json
+
+    from click.testing import CliRunner
+
+    from archcalc.cli.main import cli
+
+    on_a100 = resnet50_b1.roofline("a100", precision="fp16")
+    conv1 = next(layer for layer in on_a100.layers if layer.name == "conv1")
+    assert round(conv1.time_s * 1e6, 4) == 4.9443  # the hand calculation of the first test
+    document = on_a100.to_dict()
+    assert document["device"] == "a100" and document["precision"] == "fp16"
+    printed = CliRunner().invoke(cli, ["analyze", "specs/resnet50.yaml", "--device", "a100", "--precision", "fp16",
+                                       "--format", "json"])
+    assert printed.exit_code == 0, printed.output
+    cli_roofline = json.loads(printed.output)["roofline"]
+    assert cli_roofline["latency_s"] == pytest.approx(document["latency_s"])
+    assert cli_roofline["layers"] == json.loads(json.dumps(document["layers"]))
+    # A loaded device, and a weight dtype: int8 weights move a quarter of fp32's bytes.
+    int8 = resnet50_b1.roofline(load_device("a100"), "fp32", weight_dtype="int8")
+    assert int8.weight_bytes == 25_557_032 + 4 * 53_120  # BatchNorm's running statistics stay fp32
+    with pytest.raises(ArchcalcError, match="unknown device"):
+        resnet50_b1.roofline("a1000")
+
+
+DEVICE_WITH_POOLS = """\
+name: pools
+peak_tflops:
+  fp32: {value: 0.1, source: "hand-made for a test"}
+bandwidth_gb_s: {value: 1000, source: "hand-made: fast enough that pooling is compute-bound"}
+memory: {value: 1GiB, source: "hand-made"}
+overhead_us: {value: 0, source: "hand-made"}
+efficiency:
+  AveragePool: {value: 0.5, source: "hand-made: opsets 7-18's kernel"}
+  AveragePool.opset19: {value: 0.1, source: "hand-made: opset 19's kernel"}
+"""
+
+
+@pytest.mark.parametrize(("model", "name", "efficiency"), [
+    ("tests/fixtures/onnx/densenet121_torchscript.onnx", "/features/transition1/pool/AveragePool", 0.5),  # opset 17
+    ("tests/fixtures/onnx/densenet121_dynamo.onnx", "node_avg_pool2d", 0.1),  # opset 20
+    ("specs/densenet121.yaml", "features.transition1.pool", 0.1),  # export writes the newest opset
+])
+def test_average_pool_from_opset_19_has_its_own_efficiency(model, name, efficiency):
+    device = parse_device(DEVICE_WITH_POOLS, "pools.yaml")
+    costs = roofline(archcalc.analyze(model), device, setup_for(device, "fp32"))
+    pool = next(layer for layer in costs.layers if layer.name == name)
+    # DenseNet-121's first transition: 2x2 average over 128 x 56 x 56 -> 128 x 28 x 28, 4 FLOPs per output.
+    assert pool.flops == 128 * 28 * 28 * 4 == 401_408
+    assert pool.compute_s == pytest.approx(401_408 / (0.1e12 * efficiency))
+
+
+def test_the_cache_level_slows_with_size_but_never_below_memory():
+    """A 100 GB/s cache of 64 MiB reaching 1.0 at 1 MB and 0.2 at 32 MB moved, over 30 GB/s memory."""
+    text = (DEVICE_WITH_CACHE.replace("cache_bytes: {value: 1MiB", "cache_bytes: {value: 64MiB")
+            .replace("\nbandwidth_gb_s: {value: 10", "\nbandwidth_gb_s: {value: 30"))
+    device = parse_device(text + """\
+cache_efficiency:
+  - {bytes: 1.0e+6, value: 1.0, source: "hand-made"}
+  - {bytes: 3.2e+7, value: 0.2, source: "hand-made"}
+""", "toy.yaml")
+    assert device.bandwidth.value == 30e9 and device.cache_bytes == 64 * 2**20
+    assert device.bandwidth_for(500_000) == pytest.approx(100e9)  # before the first point: its value, 1.0
+    # 4 MB: ln(4) / ln(32) = 0.4 of the way on log bytes: 1.0 - 0.4 * 0.8 = 0.68 of 100 GB/s.
+    assert device.bandwidth_for(4_000_000) == pytest.approx(68e9)
+    # 20 MB: ln(20) / ln(32) = 0.86439: 1.0 - 0.86439 * 0.8 = 0.30849 -> 30.85 GB/s, just above memory's 30.
+    assert device.bandwidth_for(20_000_000) == pytest.approx(30.849e9, rel=1e-4)
+    assert device.bandwidth_for(32_000_000) == pytest.approx(30e9)  # 0.2 of 100 = 20 < 30: memory's 30
+    assert device.bandwidth_for(65 * 2**20) == pytest.approx(30e9)  # past the cache
