@@ -22,7 +22,7 @@ BYTES = "bytes"
 TIME = "time"  # in nanoseconds
 
 # Canonical spelling -> scale. Lookup is case-insensitive ("30m", "200mib" are accepted).
-COUNT_UNITS: dict[str, int] = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+COUNT_UNITS: dict[str, int] = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
 BYTE_UNITS: dict[str, int] = {
     "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
     "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
@@ -51,7 +51,8 @@ def _in_units(value: int, units: tuple[tuple[str, int], ...], step: int) -> str 
 
 def human_count(value: int) -> str:
     """25557032 -> '25.56 M' (powers of 1000, as parameter and MAC counts are quoted)."""
-    return _in_units(value, (("K", 10**3), ("M", 10**6), ("G", 10**9), ("T", 10**12)), 1000) or str(value)
+    return _in_units(value, (("K", 10**3), ("M", 10**6), ("G", 10**9), ("T", 10**12), ("P", 10**15)), 1000) \
+        or str(value)
 
 
 def human_bytes(value: int) -> str:

@@ -16,7 +16,7 @@
   // --- formatting (as archcalc/core/units.py) ----------------------------------------------
   function exact(n) { return n.toLocaleString("en-US"); }
   function count(n) {
-    const units = [["T", 1e12], ["G", 1e9], ["M", 1e6], ["K", 1e3]];
+    const units = [["P", 1e15], ["T", 1e12], ["G", 1e9], ["M", 1e6], ["K", 1e3]];
     for (const [u, s] of units) if (Math.abs(n) >= s) return (n / s).toFixed(2) + " " + u;
     return String(n);
   }

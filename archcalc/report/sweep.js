@@ -9,7 +9,7 @@
   // --- formatting (as archcalc/core/units.py and report/roofline.human_time) ------------------
   function exact(n) { return n.toLocaleString("en-US"); }
   function count(n) {
-    for (const [u, s] of [["T", 1e12], ["G", 1e9], ["M", 1e6], ["K", 1e3]]) if (Math.abs(n) >= s) return (n / s).toFixed(2) + " " + u;
+    for (const [u, s] of [["P", 1e15], ["T", 1e12], ["G", 1e9], ["M", 1e6], ["K", 1e3]]) if (Math.abs(n) >= s) return (n / s).toFixed(2) + " " + u;
     return String(n);
   }
   function bytes(n) {

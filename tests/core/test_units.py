@@ -20,7 +20,9 @@ from archcalc.core.units import (
 @pytest.mark.parametrize("value, text", [(25_557_032, "25.56 M"), (4_089_184_256, "4.09 G"), (999, "999"),
                                          (1000, "1.00 K"), (-2_500_000, "-2.50 M"),
                                          # 999,999 / 1000 rounds to 1000.00 K: three digits at most, so M
-                                         (999_999, "1.00 M")])
+                                         (999_999, "1.00 M"),
+                                         # a sweep's 100k-token point: P, not "1000.00 T"
+                                         (14_520_000_000_000, "14.52 T"), (1_234 * 10**15, "1234.00 P")])
 def test_human_count_in_powers_of_1000(value, text):
     assert human_count(value) == text == human(value, COUNT)
 
