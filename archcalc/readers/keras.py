@@ -364,6 +364,7 @@ def _restore_batchnorms(proto: Any, layers: _Layers) -> None:
 
 
 _VARIABLE = {"gamma": "gamma", "beta": "beta", "mean": "moving_mean", "var": "moving_variance"}
+_STATISTICS = ("moving_mean", "moving_variance")
 
 
 def _channel_last(layer: Any) -> bool:
@@ -436,10 +437,15 @@ def _name_by_layer(proto: Any, layers: _Layers) -> None:
     """Rename nodes after their Keras layer path: the path alone when the layer gave one node,
     else ``path/op`` (its op type, numbered when repeated); nodes outside any layer keep
     tf2onnx's name. A node tf2onnx made itself (a layout Transpose, a Squeeze: its name ends in
-    ``__N``) borrows a neighbour's scope, so it belongs to the layer that produces its input,
-    else to the first that reads its output."""
+    ``__N``) borrows a neighbour's scope, so it belongs to the layer whose weights it reads,
+    else to the one that produces its input, else to the first that reads its output."""
     nodes = list(proto.graph.node)
+    initializers = {t.name for t in proto.graph.initializer}
     paths = [() if _INSERTED.search(node.name) else layers.locate(node.name)[0] for node in nodes]
+    for i, node in enumerate(nodes):  # a made-up node of a layer's weights (Conv__223) is that layer's
+        if not paths[i]:
+            paths[i] = next((p for x in node.input if x in initializers
+                             for p in [layers.locate(x.split(":")[0])[0]] if p), ())
     producer: dict[str, int] = {out: i for i, node in enumerate(nodes) for out in node.output}
     for i, node in enumerate(nodes):  # forward: from the producer of its first data input
         if not paths[i]:
@@ -491,11 +497,12 @@ def _apply_weights(model: Any, graph: Graph) -> list[str]:
     for path, nodes in by_layer.items():
         layer = layers[path]
         own = [v for v in layer.weights if not _is_container(layer)]
-        learned = sum(math.prod(v.shape) for v in own if v.trainable)
-        buffers = sum(math.prod(v.shape) for v in own if not v.trainable)
+        # Keras marks a frozen layer's kernel non-trainable just as a BatchNorm's moving
+        # statistics: these, put back under their Keras names, are the only buffers
+        state = {"/".join(path) + "/" + v.name: v for v in own if v.name in _STATISTICS}
+        learned = sum(math.prod(v.shape) for v in own if v.name not in _STATISTICS)
+        buffers = sum(math.prod(v.shape) for v in state.values())
         trains = any(id(v) in trainable for v in own)
-        # the BatchNorms' moving statistics, put back under their Keras names
-        state = {"/".join(path) + "/" + v.name for v in own if not v.trainable}
         seen: set[str] = set()
         graph_learned = graph_buffers = 0
         for node in nodes:
