@@ -11,9 +11,10 @@
 
 A model is a path (``.onnx``, ``.yaml``), an ``onnx.ModelProto``, a YAML spec as text or as
 a dict, a loaded :class:`Graph`, a ``torch.nn.Module`` (exported to ONNX in memory; torch
-is imported only then) or a Keras model (converted by tf2onnx in memory; likewise). The command line is a thin layer over these functions; they raise
-:class:`ArchcalcError` (the message the CLI prints, naming the file, the layer and the fix)
-on bad input, where the CLI exits 2.
+is imported only then) or a Keras model (converted by tf2onnx in memory; likewise). The
+command line is a thin layer over these functions; they raise :class:`ArchcalcError` (the
+message the CLI prints, naming the file, the layer and the fix) on bad input, where the CLI
+exits 2.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ factory with ``weights=None`` (``readers/torch.load_factory``), and never needs 
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -135,6 +136,12 @@ def _signature(model: Any, input_shapes: Mapping[str, Sequence[Any]] | None, inp
                                 f"not {len(dims)}", where=label,
                                 fix=f"give {len(own)} dims, batch first (Keras is channels-last: "
                                     f"{_shape_text((1, *own[1:]))})")
+        fixed = next((i for i, (d, o) in enumerate(zip(dims, own)) if o is not None and d != o), None)
+        if fixed is not None:
+            raise ArchcalcError(f"input '{input_name}' of {label} is {_shape_text(own)}: dim {fixed} is "
+                                f"{own[fixed]}, not {shape[fixed]}", where=label,
+                                fix="give the model's own size, or build the model at yours (e.g. "
+                                    "keras.applications.MobileNetV2(input_shape=(96, 96, 3), weights=None))")
         specs.append(tf.TensorSpec(dims, tensor.dtype, name=input_name))
         dim_names.append(symbols)
     return specs, dim_names
@@ -170,38 +177,62 @@ def _name_dims(proto: Any, dim_names: list[list[str | None]]) -> None:
 def _convert(model: Any, specs: list[Any], label: str) -> Any:
     """tf2onnx's ModelProto of `model`, weights in memory (never written to disk), converted
     with the weights perturbed (see the module docstring) and the model's values restored."""
-    import logging
     import os
     import warnings
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tf2onnx
 
+    def failed(first_line: str) -> ArchcalcError:
+        return ArchcalcError(
+            f"Keras model {label} could not be converted to ONNX by tf2onnx {tf2onnx.__version__}: {first_line}",
+            where=label,
+            fix="check the input shapes (Keras is channels-last: input_size=(1, 224, 224, 3)); for an op "
+                "tf2onnx cannot convert, use another form of the layer (gelu(approximate=True) for gelu), "
+                "or convert it yourself (tf2onnx.convert.from_keras with custom_op_handlers) and pass the ONNX model")
+
+    # tf2onnx logs an op it cannot convert and leaves it in the graph: an error here
+    errors = _Collect()
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its notes on each rewrite are not the user's concern
+    logger.addHandler(errors)
     saved = _perturb(model)
-    quiet = logging.getLogger("tf2onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # its notes on each rewrite are not the user's concern
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             proto, _ = tf2onnx.convert.from_keras(model, input_signature=specs, opset=_OPSET)
     except Exception as error:  # the converter's and TensorFlow's failures have no common type
-        raise ArchcalcError(
-            f"Keras model {label} could not be converted to ONNX by tf2onnx {tf2onnx.__version__}: "
-            f"{_first_line(error)}", where=label,
-            fix="check the input shapes (Keras is channels-last: input_size=(1, 224, 224, 3)); a layer "
-                "with an op tf2onnx cannot convert can be converted by hand (tf2onnx.convert.from_keras "
-                "with custom_op_handlers) and the ONNX model passed instead") from None
+        raise failed(_first_line(error)) from None
     finally:
-        quiet.setLevel(level)
+        logger.removeHandler(errors)
+        logger.setLevel(level)
         for variable, value in saved:
             variable.assign(value)
+    if errors.lines:
+        raise failed(errors.lines[0])
     return proto
 
 
+class _Collect(logging.Handler):
+    """The first lines of the errors tf2onnx logs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage().strip()
+        if text:
+            self.lines.append(text.splitlines()[0])
+
+
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return f"{type(error).__name__}: {text.splitlines()[0]}"
+    """The error's first line; for TensorFlow's "in user code:" (a trace of the model's call),
+    the last, which says what went wrong."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+    line = lines[-1] if lines[0].startswith("in user code") else lines[0]
+    return line if line.startswith(type(error).__name__) else f"{type(error).__name__}: {line}"
 
 
 def _perturb(model: Any) -> list[tuple[Any, Any]]:
@@ -295,7 +326,6 @@ def _restore_batchnorms(proto: Any, layers: _Layers) -> None:
     from its Mul and Add where tf2onnx kept them, after the convolution it was folded into
     otherwise (whose own weights and bias come back)."""
     import numpy as np
-    import onnx
     from onnx import helper, numpy_helper
 
     graph = proto.graph
@@ -360,7 +390,6 @@ def _restore_batchnorms(proto: Any, layers: _Layers) -> None:
     keep = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
-    onnx.checker.check_model(proto)
 
 
 _VARIABLE = {"gamma": "gamma", "beta": "beta", "mean": "moving_mean", "var": "moving_variance"}
@@ -425,9 +454,9 @@ def _folded_into(graph: Any, initializers: dict[str, Any], path: tuple[str, ...]
     """The Conv that a folded BatchNorm became part of: tf2onnx names its new bias after the
     BatchNorm's scope (``model_1/bn_1/batchnorm/sub``)."""
     for node in graph.node:
-        if node.op_type == "Conv" and len(node.input) > 2 and node.input[2] in initializers:
-            if layers.locate(node.input[2].split(":")[0])[0] == path and node.input[1] in initializers:
-                return node
+        if (node.op_type == "Conv" and len(node.input) > 2 and node.input[2] in initializers
+                and node.input[1] in initializers and layers.locate(node.input[2].split(":")[0])[0] == path):
+            return node
     return None
 
 

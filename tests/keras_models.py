@@ -1,0 +1,40 @@
+"""Small Keras models for tests/test_keras.py, and factories the CLI imports by
+`tests.keras_models:NAME` (as it would `keras.applications:MobileNetV2`). Keras is imported
+here, so only tests that have it import this module."""
+
+from __future__ import annotations
+
+import keras
+
+
+def small_cnn() -> keras.Model:
+    """A bias-free conv and its BatchNorm (tf2onnx folds that one into the conv), a depthwise
+    conv and its BatchNorm (kept as a Mul and an Add), a 1x1 conv with a bias, pooling, a dense
+    head: as built, every bias is zero and every BatchNorm the identity."""
+    image = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(image)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    x = keras.layers.BatchNormalization(name="dw_bn")(x)
+    x = keras.layers.Conv2D(8, 1, name="pw")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(image, keras.layers.Dense(10, name="head")(x), name="small_cnn")
+
+
+def transfer(size: int = 32) -> keras.Model:
+    """The seed's transfer-learning case: a frozen MobileNetV2 backbone (no top, random
+    weights) and a new trainable head."""
+    backbone = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(size, size, 3))
+    backbone.trainable = False
+    image = keras.Input((size, size, 3), name="image")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(image, training=False))
+    return keras.Model(image, keras.layers.Dense(5, name="head")(x), name="transfer")
+
+
+def exact_gelu() -> keras.Model:
+    """A dense layer with the exact GELU: TensorFlow computes it with Erfc, an op tf2onnx
+    cannot convert."""
+    x = keras.Input((8,), name="x")
+    return keras.Model(x, keras.layers.Dense(4, activation="gelu", name="ff")(x), name="exact_gelu")
+
