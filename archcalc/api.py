@@ -320,7 +320,7 @@ def verify(model: Analysis | Model, *, batch: int | None = None, dims: Mapping[s
            input_size: Sequence[int] | None = None) -> VerifyReport:
     """Run `model` once in onnxruntime and compare every inferred shape (and the FLOPs
     derived from it) with what came out (``archcalc verify``): ``.ok``, ``.mismatches``.
-    A model held in memory (a ModelProto, a torch module) runs from a temporary file."""
+    A model held in memory (a ModelProto, a torch module, a Keras model) runs from a temporary file."""
     import tempfile
 
     from archcalc.runtime import verify as verifier
@@ -354,11 +354,21 @@ def _to_file(model: Any, folder: str, example_inputs: Any, input_size: Sequence[
         from archcalc.readers.torch import export_module
 
         proto = export_module(model, example_inputs, input_shapes=input_shapes, input_size=input_size)
+    elif _is_keras(model):
+        from archcalc.readers.keras import export_keras
+
+        proto = export_keras(model, input_shapes, input_size=input_size)
     elif type(model).__name__ == "ModelProto":
         proto = model
     else:
         raise ArchcalcError(f"cannot verify a {type(model).__name__}",
-                            fix="pass a path, an onnx.ModelProto, a YAML spec or a torch.nn.Module")
+                            fix="pass a path, an onnx.ModelProto, a YAML spec, a torch.nn.Module or a Keras model")
     path = os.path.join(folder, "model.onnx")
     onnx.save(proto, path)
     return path
+
+
+def _is_keras(model: object) -> bool:
+    from archcalc.readers.keras import is_keras_model
+
+    return is_keras_model(model)

@@ -153,3 +153,10 @@ def test_bad_keras_inputs_are_typed_errors():
         archcalc.analyze(pair, input_shapes={"c": (1, 4)})
     result = CliRunner().invoke(cli, ["analyze", "tests.keras_models:small_cnn", "--input-shape", "image=1,3,16,16"])
     assert result.exit_code == 2 and "dim 1 is 16, not 3" in result.output and "Traceback" not in result.output
+
+
+def test_verify_runs_the_converted_model_in_onnxruntime():
+    """The restored BatchNorms and convolutions make a valid graph that onnxruntime runs."""
+    report = archcalc.verify(km.small_cnn(), batch=2)
+    assert isinstance(report, archcalc.VerifyReport)
+    assert report.ok and report.tensors_checked > 0
