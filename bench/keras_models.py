@@ -75,6 +75,7 @@ def main() -> None:
         frozen = sum(math.prod(v.shape) for v in model.non_trainable_weights)
         reference = tensorflow_macs(model, (1, *size))
         signature = [tf.TensorSpec((None, *size), name="x")]
+        tf2onnx.convert.from_keras(model, input_signature=signature, opset=17)  # warm-up: the first trace costs more
         convert_seconds, _ = best_of(args.runs, lambda m=model, s=signature: tf2onnx.convert.from_keras(
             m, input_signature=s, opset=17))
         analyze_seconds, analysis = best_of(args.runs, lambda m=model: archcalc.analyze(m))

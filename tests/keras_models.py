@@ -38,3 +38,11 @@ def exact_gelu() -> keras.Model:
     x = keras.Input((8,), name="x")
     return keras.Model(x, keras.layers.Dense(4, activation="gelu", name="ff")(x), name="exact_gelu")
 
+
+
+def attention(tokens: int = 7, width: int = 16) -> keras.Model:
+    """Self-attention over `tokens` embedded tokens, 2 heads of 8, then pooling and a dense head."""
+    x = keras.Input((tokens, width), name="embedded")
+    attended = keras.layers.MultiHeadAttention(2, 8, name="attention")(x, x)
+    pooled = keras.layers.GlobalAveragePooling1D(name="pool")(attended)
+    return keras.Model(x, keras.layers.Dense(10, name="head")(pooled), name="attention_model")

@@ -87,6 +87,17 @@ def test_small_model_params_macs_and_layer_names():
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
+def test_attention_counted():
+    model = km.attention()
+    analysis = archcalc.analyze(model)
+    # MultiHeadAttention(2 heads, key_dim 8) on 16 features: query, key and value kernels 16*2*8
+    # and biases 2*8 each, output 2*8*16 + 16; head 16*10 + 10
+    assert analysis.totals.params == 3 * (256 + 16) + 256 + 16 + 170 == model.count_params() == 1258
+    # 7 tokens: projections 3 * 7*16*16, scores and context 2 heads * 7*7*8 each, output 7*16*16, head 16*10
+    assert analysis.totals.macs == 3 * 1792 + 784 + 784 + 1792 + 160 == 8896
+    assert not analysis.totals.partial and not analysis.warnings
+
+
 def test_batch_is_symbolic_and_input_shapes_name_dims():
     model = km.small_cnn()
     assert archcalc.analyze(model, batch=4).totals.macs == 4 * 90192
