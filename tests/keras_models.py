@@ -46,3 +46,23 @@ def attention(tokens: int = 7, width: int = 16) -> keras.Model:
     attended = keras.layers.MultiHeadAttention(2, 8, name="attention")(x, x)
     pooled = keras.layers.GlobalAveragePooling1D(name="pool")(attended)
     return keras.Model(x, keras.layers.Dense(10, name="head")(pooled), name="attention_model")
+
+
+class Subclassed(keras.Model):
+    """A subclassed model: Keras knows its inputs only once it is called."""
+
+    def __init__(self) -> None:
+        super().__init__(name="subclassed")
+        self.conv = keras.layers.Conv2D(4, 3, name="conv")
+        self.bn = keras.layers.BatchNormalization(name="bn")
+        self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
+        self.fc = keras.layers.Dense(3, name="fc")
+
+    def call(self, x):
+        return self.fc(self.pool(self.bn(self.conv(x))))
+
+
+def sequential() -> keras.Model:
+    """A Sequential without an Input: built at the size archcalc is given."""
+    return keras.Sequential([keras.layers.Conv2D(4, 3, name="conv"), keras.layers.Flatten(name="flat"),
+                             keras.layers.Dense(2, name="fc")], name="stack")

@@ -98,6 +98,22 @@ def test_attention_counted():
     assert not analysis.totals.partial and not analysis.warnings
 
 
+@pytest.mark.parametrize("build", [km.Subclassed, km.sequential])
+def test_models_without_known_inputs_are_built_at_the_size_given(build):
+    model = build()
+    with pytest.raises(archcalc.ArchcalcError, match="does not say the shape of its inputs"):
+        archcalc.analyze(model)
+    analysis = archcalc.analyze(model, input_size=(1, 8, 8, 3))
+    # conv 3x3, 3 -> 4 channels, no padding: 6x6 outputs, 4*27 + 4 params, 36*4*27 MACs
+    if isinstance(model, km.Subclassed):  # BatchNorm 2*4 learned, 2*4 buffers; dense 4*3 + 3
+        assert (analysis.totals.params, analysis.totals.buffers) == (112 + 8 + 15, 8)
+        assert analysis.totals.macs == 3888 + 12
+    else:  # flattened 6*6*4 = 144 features, dense 144*2 + 2
+        assert (analysis.totals.params, analysis.totals.buffers) == (112 + 290, 0)
+        assert analysis.totals.macs == 3888 + 288
+    assert analysis.totals.params + analysis.totals.buffers == model.count_params()
+
+
 def test_batch_is_symbolic_and_input_shapes_name_dims():
     model = km.small_cnn()
     assert archcalc.analyze(model, batch=4).totals.macs == 4 * 90192

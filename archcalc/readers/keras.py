@@ -76,7 +76,7 @@ def export_keras(model: Any, input_shapes: Mapping[str, Sequence[Any]] | None = 
     """The ONNX ModelProto `load_keras` reads: BatchNorms restored, nodes named by layer."""
     label = name or model.name
     specs, dim_names = _signature(model, input_shapes, input_size, label)
-    proto = _convert(model, specs, label)
+    proto = _convert(_functional(model), specs, label)
     _name_dims(proto, dim_names)
     layers = _Layers(model, proto)
     _restore_batchnorms(proto, layers)
@@ -96,10 +96,11 @@ def _signature(model: Any, input_shapes: Mapping[str, Sequence[Any]] | None, inp
         raise ArchcalcError(f"{label}: both input_size and input_shapes", where=label,
                             fix="give one: input_size=(1, 224, 224, 3) or input_shapes={'image': (1, 224, 224, 3)}")
     inputs = list(model.inputs) if getattr(model, "inputs", None) else []
-    if not inputs:
-        raise ArchcalcError(f"Keras model {label} has no defined inputs (a subclassed model not yet built)",
-                            where=label, fix="build it on an input first (model(x) or model.build(shape)), or "
-                                             "wrap it in a functional model with keras.Input")
+    if not inputs:  # a subclassed model, or a Sequential without an Input: the shapes given are its
+        built = _signature_of_unknown(model, input_shapes, input_size, label)
+        if not getattr(model, "inputs", None):
+            return built
+        inputs = list(model.inputs)  # a Sequential has them once built, and tf2onnx reads them
     names = [_input_name(t) for t in inputs]
     given: dict[str, Sequence[Any]] = {}
     if input_size is not None:
@@ -144,6 +145,44 @@ def _signature(model: Any, input_shapes: Mapping[str, Sequence[Any]] | None, inp
                                     "keras.applications.MobileNetV2(input_shape=(96, 96, 3), weights=None))")
         specs.append(tf.TensorSpec(dims, tensor.dtype, name=input_name))
         dim_names.append(symbols)
+    return specs, dim_names
+
+
+def _signature_of_unknown(model: Any, input_shapes: Mapping[str, Sequence[Any]] | None,
+                          input_size: Sequence[Any] | None, label: str) -> tuple[list[Any], list[list[str | None]]]:
+    """The signature of a model whose inputs Keras does not know (a subclassed model, a
+    Sequential without an Input), from the shapes given; the model built on them if it is not."""
+    import tensorflow as tf
+
+    given = {"input": input_size} if input_size is not None else dict(input_shapes or {})
+    if not given:
+        raise ArchcalcError(f"Keras model {label} does not say the shape of its inputs (a subclassed model, or a "
+                            "Sequential without keras.Input)", where=label,
+                            fix="give input_size=(1, 224, 224, 3) (on the command line: --input-shape x=1,224,224,3)")
+    specs, dim_names = [], []
+    for name, shape in given.items():
+        dims: list[int | None] = []
+        symbols: list[str | None] = []
+        for d in shape:
+            number = isinstance(d, int) and not isinstance(d, bool)
+            if (number and d < 1) or (not number and not str(d).isidentifier()):
+                raise ArchcalcError(f"input '{name}' of {label}: dim {d!r} is neither a size >= 1 nor a name",
+                                    where=label, fix="give each dim as a number or a name, e.g. (1, 224, 224, 3)")
+            dims.append(d if number else None)
+            symbols.append(None if number else str(d))
+        specs.append(tf.TensorSpec(dims, tf.float32, name=name))
+        dim_names.append(symbols)
+    if not model.built:  # built by a symbolic call (a subclassed model's build() may build nothing): no compute
+        import keras
+
+        symbolic = [keras.Input(batch_shape=tuple(spec.shape), name=spec.name) for spec in specs]
+        try:
+            model(symbolic[0] if len(symbolic) == 1 else symbolic)
+        except Exception as error:  # a model's own build: any error
+            raise ArchcalcError(f"Keras model {label} could not be built at {_shape_text(tuple(specs[0].shape))}: "
+                                f"{_first_line(error)}", where=label,
+                                fix="check the input shape (Keras is channels-last), or build the model first "
+                                    "(model.build(shape) or model(x))") from None
     return specs, dim_names
 
 
@@ -225,6 +264,16 @@ class _Collect(logging.Handler):
         text = record.getMessage().strip()
         if text:
             self.lines.append(text.splitlines()[0])
+
+
+def _functional(model: Any) -> Any:
+    """A Sequential as the functional model of the same layers: tf2onnx 1.17 looks a Keras 3
+    Sequential's outputs up by names its trace does not have (a KeyError)."""
+    if any(cls.__name__ == "Sequential" for cls in type(model).__mro__) and getattr(model, "outputs", None):
+        import keras
+
+        return keras.Model(model.inputs, model.outputs, name=model.name)
+    return model
 
 
 def _first_line(error: BaseException) -> str:
