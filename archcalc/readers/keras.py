@@ -442,7 +442,8 @@ def _restore_batchnorms(proto: Any, layers: _Layers) -> None:
 
 
 _VARIABLE = {"gamma": "gamma", "beta": "beta", "mean": "moving_mean", "var": "moving_variance"}
-_STATISTICS = ("moving_mean", "moving_variance")
+# State a layer computes from data rather than learns: archcalc's buffers, Keras' non-trainable weights
+_STATISTICS = {"BatchNormalization": ("moving_mean", "moving_variance"), "Normalization": ("mean", "variance", "count")}
 
 
 def _channel_last(layer: Any) -> bool:
@@ -576,10 +577,12 @@ def _apply_weights(model: Any, graph: Graph) -> list[str]:
         layer = layers[path]
         own = [v for v in layer.weights if not _is_container(layer)]
         # Keras marks a frozen layer's kernel non-trainable just as a BatchNorm's moving
-        # statistics: these, put back under their Keras names, are the only buffers
-        state = {"/".join(path) + "/" + v.name: v for v in own if v.name in _STATISTICS}
-        learned = sum(math.prod(v.shape) for v in own if v.name not in _STATISTICS)
+        # statistics: the statistics are known by layer and name
+        statistics = _STATISTICS.get(type(layer).__name__, ())
+        state = {"/".join(path) + "/" + v.name: v for v in own if v.name in statistics}
+        learned = sum(math.prod(v.shape) for v in own if v.name not in statistics)
         buffers = sum(math.prod(v.shape) for v in state.values())
+        only_state = buffers and not learned  # a Normalization: whatever the graph holds of it is its statistics
         trains = any(id(v) in trainable for v in own)
         seen: set[str] = set()
         graph_learned = graph_buffers = 0
@@ -589,7 +592,7 @@ def _apply_weights(model: Any, graph: Graph) -> list[str]:
                 if info is None or name in seen or info.kind not in ("weight", "buffer"):
                     continue
                 seen.add(name)
-                if name in state:
+                if name in state or only_state:
                     info.kind = "buffer"
                 size = _size(info.shape)
                 if info.kind == "weight":
