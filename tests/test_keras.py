@@ -13,6 +13,7 @@ missing TensorFlow is a failure.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -31,6 +32,11 @@ def _need(module: str):
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if importlib.util.find_spec("triton") is not None:
+    # torch's exporter imports Triton, whose LLVM clashes with TensorFlow's when TensorFlow is
+    # loaded first (a segfault, with tensorflow-cpu 2.21 and triton 3.8); loaded first, Triton does not
+    # crash, so the whole suite runs in one process
+    import triton  # noqa: F401
 tf = _need("tensorflow")
 _need("tf2onnx")
 import keras  # noqa: E402  (with TensorFlow: only once it is known to be there)
