@@ -66,3 +66,12 @@ def sequential() -> keras.Model:
     """A Sequential without an Input: built at the size archcalc is given."""
     return keras.Sequential([keras.layers.Conv2D(4, 3, name="conv"), keras.layers.Flatten(name="flat"),
                              keras.layers.Dense(2, name="fc")], name="stack")
+
+
+def batchnorms_without_scale_or_shift() -> keras.Model:
+    """BatchNorms that learn no gamma (scale=False, as InceptionV3's) or no beta (center=False)."""
+    image = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, use_bias=False, name="conv")(image)
+    x = keras.layers.BatchNormalization(scale=False, name="bn")(x)
+    x = keras.layers.DepthwiseConv2D(3, use_bias=False, name="dw")(x)
+    return keras.Model(image, keras.layers.BatchNormalization(center=False, name="bn2")(x), name="partial_bn")

@@ -120,6 +120,16 @@ def test_models_without_known_inputs_are_built_at_the_size_given(build):
     assert analysis.totals.params + analysis.totals.buffers == model.count_params()
 
 
+def test_batchnorm_without_scale_or_shift_counts_what_it_learns():
+    model = km.batchnorms_without_scale_or_shift()
+    analysis = archcalc.analyze(model)
+    # conv 4*27 = 108, bn beta 4, dw 4*9 = 36, bn2 gamma 4: Keras' trainable weights
+    assert analysis.totals.params == analysis.totals.trainable_params == 108 + 4 + 36 + 4 == keras_counts(model)[0]
+    # moving statistics 2*4 each, and the unit gamma and zero beta the two nodes take, 4 each
+    assert analysis.totals.buffers == 16 + 8
+    assert any("counted as buffers (8 values)" in w for w in analysis.warnings)
+
+
 def test_batch_is_symbolic_and_input_shapes_name_dims():
     model = km.small_cnn()
     assert archcalc.analyze(model, batch=4).totals.macs == 4 * 90192

@@ -428,7 +428,9 @@ def _restore_batchnorms(proto: Any, layers: _Layers) -> None:
         prefix = "/".join(path)
         names = {}
         for key in ("gamma", "beta", "mean", "var"):
-            names[key] = f"{prefix}/{_VARIABLE[key]}"
+            # a gamma or beta the layer does not learn (scale=False, center=False) is a made-up constant
+            own = getattr(layer, key, None) is not None if key in ("gamma", "beta") else True
+            names[key] = f"{prefix}/{_VARIABLE[key] if own else _MADE_UP[key]}"
             graph.initializer.append(numpy_helper.from_array(values[key], names[key]))
         node = helper.make_node("BatchNormalization", [data, names["gamma"], names["beta"], names["mean"],
                                                        names["var"]], [output],
@@ -442,6 +444,7 @@ def _restore_batchnorms(proto: Any, layers: _Layers) -> None:
 
 
 _VARIABLE = {"gamma": "gamma", "beta": "beta", "mean": "moving_mean", "var": "moving_variance"}
+_MADE_UP = {"gamma": "unit_gamma", "beta": "zero_beta"}
 # State a layer computes from data rather than learns: archcalc's buffers, Keras' non-trainable weights
 _STATISTICS = {"BatchNormalization": ("moving_mean", "moving_variance"), "Normalization": ("mean", "variance", "count")}
 
@@ -573,6 +576,7 @@ def _apply_weights(model: Any, graph: Graph) -> list[str]:
         if path:
             by_layer.setdefault(path, []).append(node)
     notes = []
+    made_up = made_up_layers = 0
     for path, nodes in by_layer.items():
         layer = layers[path]
         own = [v for v in layer.weights if not _is_container(layer)]
@@ -592,6 +596,11 @@ def _apply_weights(model: Any, graph: Graph) -> list[str]:
                 if info is None or name in seen or info.kind not in ("weight", "buffer"):
                     continue
                 seen.add(name)
+                if name in {"/".join(path) + "/" + x for x in _MADE_UP.values()}:
+                    info.kind = "buffer"  # a BatchNormalization node needs both; the layer learns neither
+                    made_up += _size(info.shape)
+                    made_up_layers += 1
+                    continue
                 if name in state or only_state:
                     info.kind = "buffer"
                 size = _size(info.shape)
@@ -604,6 +613,10 @@ def _apply_weights(model: Any, graph: Graph) -> list[str]:
             notes.append(f"layer {'/'.join(path)} ({type(layer).__name__}): the converted graph holds "
                          f"{graph_learned:,} learned values and {graph_buffers:,} buffer values, Keras "
                          f"{learned:,} and {buffers:,} (tf2onnx converted it in another form)")
+    if made_up:
+        notes.append(f"{made_up_layers} BatchNormalization layer(s) learn no scale or no shift (scale=False or "
+                     f"center=False): the unit scale or zero shift their BatchNormalization node takes is counted "
+                     f"as buffers ({made_up:,} values), which Keras does not count")
     return notes
 
 
