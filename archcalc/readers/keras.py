@@ -13,8 +13,10 @@ nothing is imported to ask. What the conversion changes is put back from the mod
 - BatchNorm: the conversion turns a BatchNormalization into a Mul and an Add by folded
   constants (C values each, where Keras has gamma, beta, moving mean and variance) or folds
   it into the convolution before it (which gains a bias). Each is made a BatchNormalization
-  node again, with the layer's own weights (params) and moving statistics (buffers), and a
-  folded convolution gets its own weights and bias back;
+  node again, with the layer's own weights (params) and moving statistics (buffers); a
+  folded convolution's kernel and bias are divided by the BatchNorm's scale again, and a bias
+  the fold made is dropped. (The graph's values are near the model's, not equal to them: the
+  conversion ran on perturbed weights. archcalc reads only shapes.);
 - layer names: tf2onnx names nodes by TensorFlow name scopes (``model_1/conv1_1/BiasAdd``:
   each Keras call adds a ``_N`` suffix); nodes are renamed after the Keras layer path
   (``conv1``, ``conv1/Transpose``, ``backbone/Conv1`` in a nested model), and each node's
@@ -456,7 +458,7 @@ def _channel_last(layer: Any) -> bool:
 
 def _batchnorm_values(layer: Any) -> dict[str, Any]:
     """gamma, beta, moving mean and variance; ones for a gamma and zeros for a beta the layer
-    does not learn (``scale=False``, ``center=False``: InceptionV3's), which are then no params."""
+    does not learn (``scale=False``, ``center=False``: InceptionV3's), counted as buffers."""
     import numpy as np
 
     mean = np.asarray(layer.moving_mean.numpy())
