@@ -64,6 +64,8 @@ def load_factory(spec: str, input_shapes: Mapping[str, Sequence[Any]] | None = N
 
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # the user's own package, as `python -m` finds it
+    # TensorFlow's C++ info lines (loaded by a Keras factory's import) are not archcalc's output
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as error:
