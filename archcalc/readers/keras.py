@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from archcalc.core.errors import ArchcalcError
@@ -78,9 +78,12 @@ def export_keras(model: Any, input_shapes: Mapping[str, Sequence[Any]] | None = 
     """The ONNX ModelProto `load_keras` reads: BatchNorms restored, nodes named by layer."""
     label = name or model.name
     specs, dim_names = _signature(model, input_shapes, input_size, label)
-    proto = _convert(_functional(model), specs, label)
+    layers = _Layers(model)
+    converted = _functional(model)
+    with layers.tokens():
+        proto = _convert(converted, specs, label, layers.readable)
+    layers.read_scope(proto)
     _name_dims(proto, dim_names)
-    layers = _Layers(model, proto)
     _restore_batchnorms(proto, layers)
     _name_by_layer(proto, layers)
     return proto
@@ -215,7 +218,7 @@ def _name_dims(proto: Any, dim_names: list[list[str | None]]) -> None:
 
 # -- conversion -----------------------------------------------------------------------------
 
-def _convert(model: Any, specs: list[Any], label: str) -> Any:
+def _convert(model: Any, specs: list[Any], label: str, readable: Callable[[str], str]) -> Any:
     """tf2onnx's ModelProto of `model`, weights in memory (never written to disk), converted
     with the weights perturbed (see the module docstring) and the model's values restored."""
     import os
@@ -226,7 +229,8 @@ def _convert(model: Any, specs: list[Any], label: str) -> Any:
 
     def failed(first_line: str) -> ArchcalcError:
         return ArchcalcError(
-            f"Keras model {label} could not be converted to ONNX by tf2onnx {tf2onnx.__version__}: {first_line}",
+            f"Keras model {label} could not be converted to ONNX by tf2onnx {tf2onnx.__version__}: "
+            f"{readable(first_line)}",
             where=label,
             fix="check the input shapes (Keras is channels-last: input_size=(1, 224, 224, 3)); for an op "
                 "tf2onnx cannot convert, use another form of the layer (gelu(approximate=True) for gelu), "
@@ -306,68 +310,93 @@ def _perturb(model: Any) -> list[tuple[Any, Any]]:
 # -- layers ---------------------------------------------------------------------------------
 
 class _Layers:
-    """The model's layers by path, and the layer path of each tf2onnx node name."""
+    """The model's layers by path, and the layer path of each tf2onnx node name.
 
-    def __init__(self, model: Any, proto: Any) -> None:
+    TensorFlow makes scope names unique by appending ``_N``, so a scope ``conv2d_1`` may be the
+    layer ``conv2d`` called again or the layer ``conv2d_1`` (InceptionV3 has both): names cannot
+    be told apart. So the layers are converted under tokens of their own (``archcalc7L``, which
+    no ``_N`` turns into another), and a node's scope parts are read back through them."""
+
+    def __init__(self, model: Any) -> None:
         self.model = model
         self.by_path: dict[tuple[str, ...], Any] = {}
-        self._located: dict[str, tuple[tuple[str, ...], str]] = {}
         self._walk(model, ())
-        self.trainable = {id(v) for v in model.trainable_weights}
-        self.scope = self._model_scope(proto)
+        self.token_of = {path: f"archcalc{index}L" for index, path in enumerate(self.by_path)}
+        self.by_token = {token: path for path, token in self.token_of.items()}
+        self._located: dict[str, tuple[str, ...]] = {}
+        self.scope = ""
 
     def _walk(self, container: Any, path: tuple[str, ...]) -> None:
         for layer in getattr(container, "layers", []):
             here = (*path, layer.name)
             self.by_path[here] = layer
-            if getattr(layer, "layers", None):
+            if _is_container(layer):
                 self._walk(layer, here)
 
-    def _model_scope(self, proto: Any) -> str:
+    def tokens(self) -> Any:
+        """A context in which every layer is named by its token (as tf2onnx is run)."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def renamed() -> Any:
+            names = [(layer, layer.name) for layer in self.by_path.values()]
+            try:
+                for path, layer in self.by_path.items():
+                    layer.name = self.token_of[path]
+                yield
+            finally:
+                for layer, name in names:
+                    layer.name = name
+
+        return renamed()
+
+    def read_scope(self, proto: Any) -> None:
         """The model's own scope in node names: its name, or its name with a call suffix."""
         counts: dict[str, int] = {}
+        name = self.model.name
         for node in proto.graph.node:
             first = node.name.split("/")[0]
-            if "/" in node.name and self._matches(first, self.model.name):
+            if "/" in node.name and (first == name or (first.startswith(name + "_")
+                                                       and first[len(name) + 1:].isdigit())):
                 counts[first] = counts.get(first, 0) + 1
-        return max(counts, key=lambda k: counts[k]) if counts else ""
+        self.scope = max(counts, key=lambda k: counts[k]) if counts else ""
 
-    @staticmethod
-    def _matches(part: str, name: str) -> bool:
-        """A scope part is a layer's name, or it with a call suffix (``conv1_1``)."""
-        return part == name or (part.startswith(name + "_") and part[len(name) + 1:].isdigit())
+    def scoped(self, path: tuple[str, ...], own: str) -> str:
+        """A node name in tf2onnx's form for a node of the layer at `path`."""
+        return "/".join((self.scope, *(self.token_of[path[:i + 1]] for i in range(len(path))), own))
 
     def locate(self, node_name: str) -> tuple[tuple[str, ...], str]:
-        """(the layer path of a node, the rest of its name); an empty path for a node outside
-        any layer."""
+        """(the layer path of a node, ""); an empty path for a node outside any layer."""
         if node_name not in self._located:
             self._located[node_name] = self._locate(node_name)
-        return self._located[node_name]
+        return self._located[node_name], ""
 
-    def _locate(self, node_name: str) -> tuple[tuple[str, ...], str]:
+    def _locate(self, node_name: str) -> tuple[str, ...]:
         parts = node_name.split("/")
         if len(parts) < 2 or parts[0] != self.scope:
-            return (), node_name
+            return ()
         path: tuple[str, ...] = ()
-        index = 1
-        while index < len(parts) - 1 or (index == len(parts) - 1 and path == ()):
-            part = parts[index]
-            children = [p for p in self.by_path if len(p) == len(path) + 1 and p[:len(path)] == path]
-            exact = [p for p in children if p[-1] == part]
+        for part in parts[1:]:
             stripped = _CALL_SUFFIX.match(part)
-            suffixed = [p for p in children if stripped and p[-1] == stripped.group(1)]
-            # a call suffix is the rule in this scope (the model's own has one): prefer the name without it
-            chosen = (suffixed or exact) if self.scope != self.model.name else (exact or suffixed)
-            if not chosen:
+            token = part if part in self.by_token else (stripped.group(1) if stripped else "")
+            found = self.by_token.get(token)
+            if found is None or found[:-1] != path:
                 break
-            path = chosen[0]
-            index += 1
-            if not getattr(self.by_path[path], "layers", None):
+            path = found
+            if not _is_container(self.by_path[path]):
                 break
-        return path, "/".join(parts[index:]) or parts[-1]
+        return path
 
     def layer(self, path: tuple[str, ...]) -> Any:
         return self.by_path.get(path)
+
+    def readable(self, text: str) -> str:
+        """`text` (a converter's message) with each token read back as its layer's name."""
+        return _TOKEN.sub(lambda m: self.by_token[m.group(0)][-1] if m.group(0) in self.by_token else m.group(0),
+                          text)
+
+
+_TOKEN = re.compile(r"archcalc\d+L")
 
 
 # -- BatchNorm ------------------------------------------------------------------------------
@@ -422,7 +451,7 @@ def _restore_batchnorms(proto: Any, layers: _Layers) -> None:
                 else:
                     del conv.input[2]  # the convolution had none: the folded shift made it
             if source is not None:
-                conv.name = "/".join((layers.scope, *path[:-1], source.name, "convolution"))
+                conv.name = layers.scoped(path[:-1] + (source.name,), "convolution")
             position = list(graph.node).index(conv) + 1
             output = conv.output[0]
             conv.output[0] = output + "__before_batchnorm"
@@ -436,7 +465,7 @@ def _restore_batchnorms(proto: Any, layers: _Layers) -> None:
             graph.initializer.append(numpy_helper.from_array(values[key], names[key]))
         node = helper.make_node("BatchNormalization", [data, names["gamma"], names["beta"], names["mean"],
                                                        names["var"]], [output],
-                                name="/".join((layers.scope, *path, "batchnorm")), epsilon=float(layer.epsilon))
+                                name=layers.scoped(path, "batchnorm"), epsilon=float(layer.epsilon))
         graph.node.insert(position, node)
     # initializers nothing reads any more (the folded constants) go, so none is counted
     used = {x for node in graph.node for x in node.input}
