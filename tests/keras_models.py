@@ -75,3 +75,15 @@ def batchnorms_without_scale_or_shift() -> keras.Model:
     x = keras.layers.BatchNormalization(scale=False, name="bn")(x)
     x = keras.layers.DepthwiseConv2D(3, use_bias=False, name="dw")(x)
     return keras.Model(image, keras.layers.BatchNormalization(center=False, name="bn2")(x), name="partial_bn")
+
+
+def numbered_names(blocks: int = 4) -> keras.Model:
+    """Layers named as Keras numbers them (conv2d, conv2d_1, ...; InceptionV3's): TensorFlow's
+    scope for conv2d called again would be conv2d_1, another layer's name."""
+    image = keras.Input((12, 12, 3), name="image")
+    x = image
+    for i in range(blocks):
+        suffix = f"_{i}" if i else ""
+        x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name=f"conv2d{suffix}")(x)
+        x = keras.layers.BatchNormalization(scale=False, name=f"batch_normalization{suffix}")(x)
+    return keras.Model(image, x, name="numbered")

@@ -130,6 +130,15 @@ def test_batchnorm_without_scale_or_shift_counts_what_it_learns():
     assert any("counted as buffers (8 values)" in w for w in analysis.warnings)
 
 
+def test_numbered_layer_names_are_read_back_per_layer():
+    model = km.numbered_names()
+    analysis = archcalc.analyze(model)
+    frame = analysis.to_dataframe(depth=1)
+    assert list(frame.index) == [layer.name for layer in model.layers[1:]]
+    for layer in model.layers[1:]:  # conv 4*3*3*cin, no bias; BatchNorm beta 4 (no gamma)
+        assert frame.loc[layer.name, "params"] == sum(math.prod(w.shape) for w in layer.trainable_weights)
+
+
 def test_batch_is_symbolic_and_input_shapes_name_dims():
     model = km.small_cnn()
     assert archcalc.analyze(model, batch=4).totals.macs == 4 * 90192
