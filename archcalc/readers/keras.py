@@ -607,7 +607,8 @@ def _apply_weights(model: Any, graph: Graph) -> list[str]:
         if path:
             by_layer.setdefault(path, []).append(node)
     notes = []
-    made_up = made_up_layers = 0
+    made_up = 0
+    made_up_layers: set[tuple[str, ...]] = set()
     for path, nodes in by_layer.items():
         layer = layers[path]
         own = [v for v in layer.weights if not _is_container(layer)]
@@ -630,7 +631,7 @@ def _apply_weights(model: Any, graph: Graph) -> list[str]:
                 if name in {"/".join(path) + "/" + x for x in _MADE_UP.values()}:
                     info.kind = "buffer"  # a BatchNormalization node needs both; the layer learns neither
                     made_up += _size(info.shape)
-                    made_up_layers += 1
+                    made_up_layers.add(path)
                     continue
                 if name in state or only_state:
                     info.kind = "buffer"
@@ -645,7 +646,7 @@ def _apply_weights(model: Any, graph: Graph) -> list[str]:
                          f"{graph_learned:,} learned values and {graph_buffers:,} buffer values, Keras "
                          f"{learned:,} and {buffers:,} (tf2onnx converted it in another form)")
     if made_up:
-        notes.append(f"{made_up_layers} BatchNormalization layer(s) learn no scale or no shift (scale=False or "
+        notes.append(f"{len(made_up_layers)} BatchNormalization layer(s) learn no scale or no shift (scale=False or "
                      f"center=False): the unit scale or zero shift their BatchNormalization node takes is counted "
                      f"as buffers ({made_up:,} values), which Keras does not count")
     return notes
