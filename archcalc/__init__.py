@@ -1,8 +1,8 @@
 """archcalc: shapes, parameters, compute and memory of a neural-network architecture.
 
 The public names are loaded on first use, so `import archcalc` (and the CLI's --help)
-stays instant: ``archcalc.load``, ``analyze``, ``check``, ``diff``, ``verify``, the result
-types ``Analysis``, ``LayerResult``, ``TensorResult``, ``Totals``, ``ModelCheck``,
+stays instant: ``archcalc.load``, ``analyze``, ``check``, ``diff``, ``verify``, ``sweep``, the result
+types ``Analysis``, ``Sweep``, ``LayerResult``, ``TensorResult``, ``Totals``, ``ModelCheck``,
 ``ModelDiff``, ``VerifyReport``, the intermediate ``Graph`` and the error ``ArchcalcError``
 with its kinds. The README's "From Python" section lists each.
 """
@@ -21,7 +21,9 @@ _PUBLIC = {
     "check": "archcalc.api",
     "diff": "archcalc.api",
     "verify": "archcalc.api",
+    "sweep": "archcalc.api",
     "Analysis": "archcalc.api",
+    "Sweep": "archcalc.api",
     "Graph": "archcalc.core.graph",
     "LayerResult": "archcalc.core.results",
     "TensorResult": "archcalc.core.results",
@@ -37,12 +39,12 @@ _PUBLIC = {
 }
 __all__ = [
     "Analysis", "ArchcalcError", "Graph", "GraphError", "LayerResult", "ModelCheck", "ModelDiff", "ModelFileError",
-    "ShapeError", "SpecError", "TensorResult", "Totals", "VerifyReport", "__version__", "analyze", "check", "diff",
-    "load", "verify",
+    "ShapeError", "SpecError", "Sweep", "TensorResult", "Totals", "VerifyReport", "__version__", "analyze", "check",
+    "diff", "load", "sweep", "verify",
 ]
 
 if TYPE_CHECKING:
-    from archcalc.api import Analysis, analyze, check, diff, load, verify
+    from archcalc.api import Analysis, Sweep, analyze, check, diff, load, sweep, verify
     from archcalc.compare.budget import ModelCheck
     from archcalc.compare.diff import ModelDiff
     from archcalc.core.errors import ArchcalcError, GraphError, ModelFileError, ShapeError, SpecError

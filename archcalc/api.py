@@ -28,12 +28,14 @@ from archcalc.core.dims import Sym
 from archcalc.core.errors import ArchcalcError
 from archcalc.core.graph import Graph, Shape
 from archcalc.core.results import Analysis as _Result
+from archcalc.engine.symbolic import Formulas as _Formulas
 
 if TYPE_CHECKING:
     import onnx
 
     from archcalc.compare.budget import ModelCheck
     from archcalc.compare.diff import ModelDiff
+    from archcalc.engine.symbolic import Point
     from archcalc.engine.training import TrainingAnalysis
     from archcalc.runtime.verify import VerifyReport
 
@@ -207,6 +209,19 @@ class Analysis(_Result):
                    for row in rows(self, depth)]
         return pandas.DataFrame.from_records(records, index="name")
 
+    def formulas(self, dims: Mapping[str, int] | None = None, *, batch: int | None = None) -> Formulas:
+        """Totals and each layer's MACs, FLOPs and activation bytes as exact polynomials of the
+        symbolic dims (``analyze --symbolic``), those in `dims`/`batch` substituted: ``.macs``
+        (a ``Sym``; ``str()`` prints it, ``bind(...)`` of archcalc.core.dims evaluates it),
+        ``.dims``, ``.layers``, ``.to_dict()`` (the JSON document's ``symbolic`` key)."""
+        from archcalc.engine.symbolic import fixed_bindings, formulas
+
+        given = dict(dims or {})
+        if batch is not None:
+            given["batch"] = batch
+        return Formulas._of(formulas(self, fixed_bindings(given, self.graph.batch_dims if self.graph is not None
+                                                          else ())))
+
     def to_html(self) -> Any:
         """The self-contained HTML page ``archcalc analyze --format html`` writes (a str that
         a notebook shows inline; ``.save(path)`` writes it)."""
@@ -272,6 +287,77 @@ class _Table:
             report.render_training_table(table, self.analysis.training, None, inner)
         printed = inner.file.getvalue()  # type: ignore[attr-defined]
         yield Text.from_ansi(printed.removesuffix("\n"), no_wrap=True)
+
+
+@dataclass(frozen=True)
+class Formulas(_Formulas):
+    """A model's costs as formulas (engine/symbolic.Formulas: ``.macs``, ``.flops``,
+    ``.activation_bytes``, ``.dims``, ``.layers``, ...), with ``.to_dict()``, the JSON
+    document's ``symbolic`` key."""
+
+    @classmethod
+    def _of(cls, result: _Formulas) -> Formulas:
+        return cls(**{f.name: getattr(result, f.name) for f in fields(_Formulas)})
+
+    def to_dict(self) -> dict[str, Any]:
+        from archcalc.report.symbolic import formulas_json
+
+        return formulas_json(self)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A model's totals at every point of a grid of dim values (``analyze --sweep``): ``.points``
+    (each a ``Point``: bindings, params, macs, flops, peak_activation_bytes, kv_cache_bytes,
+    latency_s, ...), ``.formulas`` (None when the counts are not all formulas), ``.method``
+    (how it was computed), ``.to_dict()`` (the ``--format json`` document)."""
+
+    model: str
+    name: str
+    swept: tuple[str, ...]
+    points: tuple[Point, ...]
+    formulas: Formulas | None
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        from archcalc.report.symbolic import sweep_json
+
+        return sweep_json(self.model, self.name, self.swept, self.points, self.formulas, self.method)
+
+
+def sweep(model: Model, values: Mapping[str, Sequence[int]], *, batch: int | None = None,
+          dims: Mapping[str, int] | None = None, input_shapes: InputShapes | None = None,
+          kv_dtype: str | None = None, device: str | None = None, precision: str = "fp32") -> Sweep:
+    """`model`'s totals at every combination of `values` ({"seq": [128, 512], "batch": [1, 8]},
+    the first dim varying slowest), other dims bound by `batch`/`dims`: one analysis and its
+    formulas evaluated per point; a decoder's KV cache (in `kv_dtype`) at each point; with
+    `device` (a name of ``archcalc devices`` or a device file), the roofline's latency at
+    `precision`."""
+    from archcalc.engine.sweep import run_sweep
+
+    given = dict(dims or {})
+    if batch is not None:
+        given["batch"] = batch
+    sweeps = [(name, [int(v) for v in vals]) for name, vals in values.items()]
+    if not sweeps or any(not vals or min(vals) < 1 for _, vals in sweeps):
+        raise ArchcalcError(f"sweep values {dict(values)}: give each dim one or more sizes >= 1",
+                            fix='e.g. archcalc.sweep(model, {"seq": [128, 512]})')
+    clash = [name for name, _ in sweeps if name in given]
+    if clash:
+        raise ArchcalcError(f"'{clash[0]}' is swept and bound: give it once", fix="drop it from dims (or batch)")
+    timer = None
+    if device is not None:
+        from archcalc.hardware.device import load_device
+        from archcalc.hardware.roofline import setup_for
+        from archcalc.hardware.sweep import LatencyTimer
+
+        chosen = load_device(device)
+        timer = LatencyTimer(chosen, setup_for(chosen, precision))
+    graph = load(model, input_shapes)
+    formulas, points, method = run_sweep(graph, given, sweeps, kv_dtype, timer)
+    name = str(graph.metadata.get("name", "")) or graph.path
+    return Sweep(graph.path, name, tuple(n for n, _ in sweeps), tuple(points),
+                 None if formulas is None else Formulas._of(formulas), method)
 
 
 # -- checking, comparing, verifying ---------------------------------------------------------

@@ -9,6 +9,8 @@ the rule).
 
 from __future__ import annotations
 
+import functools
+import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from fixtures.onnx.fixture_tools import ort_run
 from onnx import TensorProto, helper, numpy_helper
 
@@ -158,3 +161,27 @@ def rule_dtypes(result: RuleResult, args: Sequence[Arg], outputs: int = 1) -> li
     """The dtypes the engine gives the outputs: the rule's, or its first input's (the engine's default)."""
     first = next((a.dtype for a in args if a.kind != "omitted"), "float32")
     return [o.dtype or first for o in result.outputs[:outputs]]
+
+
+@functools.cache
+def missing_nchwc_kernels() -> str | None:
+    """Why this onnxruntime cannot run com.microsoft.nchwc ops, or None when it can. Its
+    channel-blocked kernels are MLAS' x86 ones (SSE, AVX2, AVX-512): elsewhere (ARM, a build
+    without them) neither the ops run nor ORT_ENABLE_ALL writes them, and a test of either is
+    skipped with this reason, never passed."""
+    x = np.zeros((1, 16, 2, 2), np.float32)
+    node = helper.make_node("ReorderInput", ["x"], ["y"], domain="com.microsoft.nchwc")
+    graph = helper.make_graph([node], "nchwc_probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                              [helper.make_empty_tensor_value_info("y")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft.nchwc", 1)])
+    model.ir_version = min(model.ir_version, 10)
+    try:
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    except Exception as error:  # noqa: BLE001 (any failure: the kernel is not there)
+        return (f"onnxruntime {ort.__version__} on {platform.machine()} has no com.microsoft.nchwc kernels "
+                f"({str(error).splitlines()[0][:120]})")
+    return None
+
+
+needs_nchwc = pytest.mark.skipif(missing_nchwc_kernels() is not None, reason=missing_nchwc_kernels() or "")

@@ -158,3 +158,35 @@ def test_verify_returns_a_report():
     report = archcalc.verify(LENET, batch=2)
     assert isinstance(report, archcalc.VerifyReport)
     assert report.ok and report.tensors_checked > 0
+
+
+def test_formulas_and_sweep_from_python():
+    """Analysis.formulas() and archcalc.sweep(), against GPT-2 small's hand polynomial: per token
+    12 layers of 768*2304 + 768*768 + 2*768*3072 weight MACs and the tied 768x50257 head; QK^T and
+    AV 2 * 768 * seq per token and layer."""
+    from archcalc.core.dims import Sym, bind
+
+    shapes = {"input_ids": ("batch", "seq")}
+    analysis = archcalc.analyze("specs/gpt2.yaml", input_shapes=shapes, dims={"seq": 16})
+    per_token = 12 * (768 * 2304 + 768 * 768 + 2 * 768 * 3072) + 768 * 50257
+    b, s = Sym.symbol("batch"), Sym.symbol("seq")
+    f = analysis.formulas()
+    assert f.macs == per_token * b * s + 12 * 2 * 768 * b * s * s
+    assert f.to_dict()["totals"]["macs"]["text"] == "18432*batch*seq^2 + 123532032*batch*seq"
+    assert analysis.formulas({"seq": 10}, batch=2).macs == 2 * (per_token * 10 + 12 * 2 * 768 * 100)
+    result = archcalc.sweep("specs/gpt2.yaml", {"seq": [8, 64], "batch": [1, 3]}, input_shapes=shapes,
+                            kv_dtype="fp16")
+    assert [p.bindings for p in result.points] == [{"seq": 8, "batch": 1}, {"seq": 8, "batch": 3},
+                                                   {"seq": 64, "batch": 1}, {"seq": 64, "batch": 3}]
+    for point in result.points:
+        assert point.macs == bind(f.macs, point.bindings)
+        assert point.kv_cache_bytes == 2 * 12 * 12 * 64 * 2 * point.bindings["seq"] * point.bindings["batch"]
+        assert point.latency_s is None
+    document = result.to_dict()
+    assert document["swept"] == ["seq", "batch"] and document["points"][0] == result.points[0].to_dict()
+    timed = archcalc.sweep("specs/gpt2.yaml", {"seq": [8]}, input_shapes=shapes, device="a100", precision="fp16")
+    assert timed.points[0].latency_s and timed.points[0].latency_s > 0
+    with pytest.raises(archcalc.ArchcalcError, match="swept and bound"):
+        archcalc.sweep("specs/gpt2.yaml", {"seq": [8]}, input_shapes=shapes, dims={"seq": 4})
+    with pytest.raises(archcalc.ArchcalcError, match="sizes >= 1"):
+        archcalc.sweep("specs/gpt2.yaml", {"seq": [0]}, input_shapes=shapes)

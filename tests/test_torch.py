@@ -80,6 +80,16 @@ def test_small_cnn_params_macs_and_module_names(exporter):
     assert model.training  # the module is put back in the mode it came in
 
 
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_group_norm_counts_only_the_modules_parameters(exporter):
+    # Both exporters write GroupNorm(4, 16) as an InstanceNormalization over 4 groups with a unit
+    # scale and zero bias they make up (4 + 4 values), then the module's own affine Mul and Add.
+    # Only the module's 16 + 16 are params.
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.GroupNorm(4, 16), torch.nn.ReLU())
+    analysis = archcalc.analyze(model, input_size=(1, 3, 8, 8), exporter=exporter)
+    assert analysis.totals.params == 16 * 27 + 16 + 16 + 16 == 480 == numel(model)
+
+
 def test_frozen_backbone_trains_only_the_head():
     model = tm.TransferModel()
     analysis = archcalc.analyze(model, input_size=(1, 3, 32, 32), training=True)

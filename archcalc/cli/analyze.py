@@ -67,20 +67,26 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
                    "--batch binds (per row and in total; --format json: structured polynomials).")
 @click.option("--sweep", "sweeps", multiple=True, metavar="NAME=V1,V2,...",
               help="One row of totals per value of a symbolic dim, e.g. --sweep seq=128,512,2048; repeat for a grid "
-                   "(--sweep batch=1,8). One analysis, its formulas evaluated per point.")
+                   "(--sweep batch=1,8). One analysis, its formulas evaluated per point; with --device, the estimated "
+                   "latency at each point.")
 @click.option("--context", "context_tokens", type=click.IntRange(min=1), default=None, metavar="C",
               help="A decoder's generation at C tokens: KV cache per token and at C (times --batch), prefill of C "
                    "tokens, decode cost per token with C cached, memory to serve (table, json, markdown).")
 @click.option("--kv-dtype", type=click.Choice(["fp32", "fp16", "bf16", "fp8", "int8"]), default=None,
               help="The KV cache's element type (default: the keys' dtype).")
 @click.option("--serve-fit", default=None, metavar="SIZE",
-              help="With --context: also the largest context whose memory to serve (weights + KV cache + prefill "
-                   "peak activations, at --batch) fits in SIZE (e.g. 24GiB).")
+              help="With --context C: also the largest context whose memory to serve (weights + KV cache + prefill "
+                   "peak activations) fits in SIZE (e.g. 24GiB) at --batch, and the largest batch of C tokens that "
+                   "does.")
 @click.option("--kv-layers", type=click.IntRange(min=1), default=None,
               help="With --kv-heads and --head-dim: describe the KV cache where detection fails.")
 @click.option("--kv-heads", type=click.IntRange(min=1), default=None,
               help="Key/value heads per layer (see --kv-layers).")
 @click.option("--head-dim", type=click.IntRange(min=1), default=None, help="Head size (see --kv-layers).")
+@click.option("--compare-source", default=None, type=click.Path(), metavar="SOURCE",
+              help="Beside each MODEL's params, MACs, integer MACs, weight bytes and scale/zero-point bytes, "
+                   "SOURCE's (the model it was optimized, quantised or converted from) at the same dims, and "
+                   "their ratio (table or json).")
 @click.option("--full", is_flag=True,
               help=f"Every layer in the table, even past {SUMMARY_ABOVE} rows (then a summary is the default).")
 def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[str, ...],
@@ -88,7 +94,7 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
             fit_memory: str | None, output: str | None, exact: bool, symbolic: bool, sweeps: tuple[str, ...],
             context_tokens: int | None, kv_dtype: str | None, serve_fit: str | None, kv_layers: int | None,
             kv_heads: int | None, head_dim: int | None, full: bool, device: str | None,
-            weight_dtype: str | None) -> None:
+            weight_dtype: str | None, compare_source: str | None) -> None:
     """Per-layer output shapes, params, MACs, memory and receptive field, with totals, of each
     MODEL (a YAML spec or an ONNX file)."""
     from archcalc.engine.rows import rows
@@ -102,6 +108,8 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
                                    f"add --training, or leave --{option} out")
     if output is not None and fmt != "html":
         raise click.UsageError("-o writes --format html only: add --format html, or redirect the output")
+    if compare_source is not None and fmt not in ("table", "json"):
+        raise click.UsageError("--compare-source reports in table or json: use --format json for a file")
     if fmt == "html" and len(models) > 1:
         raise click.UsageError("--format html draws one model: give one MODEL (or compare two with archcalc diff)")
     on_device = _device_setup(device, precision, weight_dtype, fit_memory)
@@ -128,7 +136,7 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
 
         if sweeps:
             symbolic_cli.sweep(models, fmt, parse_dims(dims, batch), input_shapes, sweeps, training or bool(memory),
-                               exact, kv_dtype)
+                               exact, kv_dtype, on_device, output)
             return
         if fmt == "html":
             raise click.UsageError("--symbolic prints formulas in table, json, csv or markdown: "
@@ -138,6 +146,13 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
                          symbolic, context_tokens, kv_dtype, described, serve_memory) for model in models]
     devices = [_on_device(result[:4], on_device, input_shapes, parse_dims(dims, batch), fit_memory == "device")
                for result in results]
+    compared: list = [None] * len(results)  # SourceComparison, one per MODEL, with --compare-source
+    if compare_source is not None:
+        from archcalc.compare.source import compare_to_source
+
+        source = _analysed(compare_source, input_shapes, parse_dims(dims, batch), False, optimizer, precision,
+                           None)[1]
+        compared = [compare_to_source(result[1], source) for result in results]
     if fmt == "html":
         from archcalc.report.html import analysis_page, write_page
 
@@ -148,9 +163,11 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
         with pause_gc():  # the document is a few hundred thousand small objects and no cycles
             documents = [report.json_document(analysis, step, fit, None if costs is None else costs[2])
                          for (_, analysis, step, fit, _, _), costs in zip(results, devices)]
-            for document, result in zip(documents, results):
+            for document, result, comparison in zip(documents, results, compared):
                 if result[5] is not None:
                     document["generation"] = result[5].to_json()
+                if comparison is not None:
+                    document["compare_source"] = comparison.to_json()
             if symbolic:
                 from archcalc.report.symbolic import add_formulas_to_document
 
@@ -221,6 +238,10 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
             from archcalc.report.symbolic import render_generation
 
             render_generation(generation, console)
+        if compared[index] is not None:
+            from archcalc.report.source import render_comparison
+
+            render_comparison(compared[index], console)
 
 
 def _analysed(model: str, input_shapes: tuple[str, ...], bindings: dict[str, int], training: bool,
@@ -258,13 +279,15 @@ def _analysed(model: str, input_shapes: tuple[str, ...], bindings: dict[str, int
         if serve_memory is not None:
             from dataclasses import replace
 
-            from archcalc.engine.kv import largest_context
+            from archcalc.engine.kv import largest_batch, largest_context
 
             largest = largest_context(analysis, bindings, graph.batch_dims, serve_memory, generation.cache)
-            generation = replace(generation, fit=(serve_memory, largest))
-        seq = generation.cache.seq
-        if seq is not None and seq not in bindings:  # the table's counts at the context, not at a placeholder
-            analysis = run_analysis(graph, {**bindings, seq: context})
+            batches = largest_batch(analysis, bindings, graph.batch_dims, serve_memory, generation.cache, context)
+            generation = replace(generation, fit=(serve_memory, largest), fit_batch=batches)
+        if generation.prefill is not None:  # the table's counts at the prompt of --context, not at a placeholder
+            from archcalc.engine.kv import prompt
+
+            analysis = run_analysis(graph, {**bindings, **prompt(generation.cache, context)})
             if symbolic:
                 formulas = symbolic_formulas(analysis, fixed_bindings(bindings, graph.batch_dims))
     return model, analysis, step, fit, formulas, generation

@@ -34,26 +34,37 @@ def parse_sweeps(items: tuple[str, ...], bindings: dict[str, int]) -> list[tuple
 
 
 def sweep(models: tuple[str, ...], fmt: str, bindings: dict[str, int], input_shapes: tuple[str, ...],
-          items: tuple[str, ...], training: bool, exact: bool, kv_dtype: str | None = None) -> None:
+          items: tuple[str, ...], training: bool, exact: bool, kv_dtype: str | None = None, on_device=None,
+          output: str | None = None) -> None:
     from archcalc.engine.sweep import run_sweep
     from archcalc.report import symbolic as report
     from archcalc.report.analysis import dumps_json
 
     if training:
         raise click.UsageError("--sweep gives inference totals: leave out --training and --fit")
-    if fmt == "html":
-        raise click.UsageError("--sweep prints a table, json, csv or markdown: leave out --format html")
+    if fmt == "html" and len(models) > 1:
+        raise click.UsageError("--sweep --format html draws one model: give one MODEL")
     sweeps = parse_sweeps(items, bindings)
+    timer = None
+    if on_device is not None:
+        from archcalc.hardware.sweep import LatencyTimer
+
+        timer = LatencyTimer(*on_device)
     swept = [name for name, _ in sweeps]
     # Every model first, so bad input (exit 2) stops the run before any output.
     results = []
     for model in models:
         graph = load_from_options(model, input_shapes)
         name = str(graph.metadata.get("name", "")) or model
-        results.append((model, name, *run_sweep(graph, bindings, sweeps, kv_dtype)))
-    if fmt == "json":
+        results.append((model, name, *run_sweep(graph, bindings, sweeps, kv_dtype, timer)))
+    if fmt in ("json", "html"):
         documents = [report.sweep_json(model, name, swept, points, formulas, method)
                      for model, name, formulas, points, method in results]
+        if fmt == "html":
+            from archcalc.report.html import sweep_page, write_page
+
+            write_page(sweep_page(documents[0]), output)
+            return
         click.echo(dumps_json(documents[0] if len(documents) == 1 else documents))
         return
     console = None

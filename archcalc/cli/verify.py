@@ -42,10 +42,13 @@ def verify(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[str
     from archcalc.report.analysis import dumps_json
     from archcalc.report.verify import render_verify
 
+    # Every model is read and checked against the guards before any runs, so a bad later model
+    # stops the command before an earlier verdict is printed, as analyze does.
+    prepared = [_prepared(model, batch, dims, input_shapes, profile, max_memory, max_work) for model in models]
     reports = []
     console = None
-    for index, model in enumerate(models):
-        report = _verified(model, batch, dims, input_shapes, profile, max_memory, max_work)
+    for index, (model, (graph, analysis)) in enumerate(zip(models, prepared)):
+        report = _run(graph, analysis, profile)
         reports.append(report)
         if fmt == "json":
             continue
@@ -65,9 +68,9 @@ def verify(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[str
         sys.exit(1)
 
 
-def _verified(model: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...], profile: bool,
+def _prepared(model: str, batch: int | None, dims: tuple[str, ...], input_shapes: tuple[str, ...], profile: bool,
               max_memory: str | None, max_work: str | None):
-    """The verification report of one MODEL, after its memory and work guards."""
+    """The graph and analysis of one MODEL, once it has passed the memory and work guards."""
     from archcalc.core.units import human_bytes, scientific, scientific_at_least
     from archcalc.runtime import verify as verifier
 
@@ -91,7 +94,13 @@ def _verified(model: str, batch: int | None, dims: tuple[str, ...], input_shapes
             where=model,
             fix=f"if you mean to wait that long, raise the limit with --max-work {scientific_at_least(work)}; "
                 "or lower the trip count or the input size")
+    return graph, analysis
+
+
+def _run(graph, analysis, profile: bool):
+    """Run one prepared model in onnxruntime and compare."""
     from archcalc.report.progress import terminal_progress
+    from archcalc.runtime import verify as verifier
 
     with terminal_progress() as progress:
         return verifier.verify(graph, analysis, profile=profile, progress=progress)

@@ -45,8 +45,11 @@ class TensorInfo:
     """A tensor the graph knows before inference: a graph input or an initializer.
 
     kind: ``input`` (fed at run time), ``weight`` (learned), ``buffer`` (state that
-    is not learned, e.g. BatchNorm running statistics) or ``constant`` (shapes, axes,
-    scalars). ``value`` holds the contents of small integer constants, never weights.
+    is not learned, e.g. BatchNorm running statistics), ``constant`` (shapes, axes,
+    scalars: a front end's guess from size and dtype, which a rule may overrule by naming the
+    input learned) or ``fixed`` (known not to be learned, e.g. a value the exporter made up
+    that the source model has no parameter for; never a param). ``value`` holds the
+    contents of small integer constants, never weights.
     """
 
     name: str

@@ -137,6 +137,9 @@ class Totals:
     partial: bool  # some layer had no rule, so MACs/FLOPs are lower bounds
     # Of macs, those in integer arithmetic (quantised ops; see RuleResult.integer_macs); the rest are float.
     integer_macs: int = 0
+    # Stored bytes of the quantisation scales and zero points the layers read (not params,
+    # not in weight_bytes; see RuleResult.quantization).
+    quantization_bytes: int = 0
 
     @property
     def non_trainable_params(self) -> int:
@@ -156,6 +159,7 @@ class Totals:
             "activation_bytes": self.activation_bytes,
             "peak_activation_bytes": self.peak_activation_bytes,
             "weight_bytes": self.weight_bytes,
+            "quantization_bytes": self.quantization_bytes,
             "input_bytes": self.input_bytes,
             "partial": self.partial,
         }

@@ -81,6 +81,8 @@ class _Inference:
         self.counted: set[str] = set()
         self.buffer_tensors: set[str] = set()  # of `counted`, those held as buffers (BatchNorm statistics)
         self.weight_bytes = 0  # of the tensors in `counted`
+        self.quantization_bytes = 0  # of the tensors in `quantization_counted` (RuleResult.quantization)
+        self.quantization_counted: set[str] = set()
         self.tensor_bytes: dict[str, int] = {}
         self.warnings: list[str] = []
         self.scope = Scope(graph, self.states, self.known, env, analyze)
@@ -336,6 +338,8 @@ class _Inference:
         for tensor, is_buffer in used:
             counts = self._count(node, tensor, is_buffer, learned, packed)
             params, trainable, buffers = params + counts[0], trainable + counts[1], buffers + counts[2]
+        for i in result.quantization:
+            self._count_quantization(names[i] if i < len(names) else "")
         if max(params, buffers) > INT64_MAX:  # a table of 2**62 rows: the output may be small
             raise ShapeError(f"its weights hold {max(params, buffers):.3e} values, more than int64 counts",
                              fix="the weight shapes are implausibly large: check the layer's sizes")
@@ -363,6 +367,18 @@ class _Inference:
             self.buffer_tensors.add(tensor)
             return 0, 0, count
         return count, count if node.trainable and info.trainable else 0, 0
+
+    def _count_quantization(self, tensor: str) -> None:
+        """Add a stored scale or zero point's bytes, once; one computed at run time
+        (DynamicQuantizeLinear's) is an activation, not stored."""
+        info = self.known.get(tensor)  # None also for "" (an optional input left out)
+        if info is None or info.kind == "input" or tensor in self.quantization_counted or tensor in self.counted:
+            return
+        state = self.states.get(tensor)
+        if state is None:
+            return
+        self.quantization_counted.add(tensor)
+        self.quantization_bytes += stored_bytes(info.dtype, self._elements(state.shape))
 
     def _view(self, node: Node, result: RuleResult) -> tuple[int, ...]:
         """The inputs of a viewing layer that show a weight not counted yet: their outputs
@@ -561,6 +577,7 @@ class _Inference:
             activation_bytes=sum(layer.activation_bytes for layer in layers),
             peak_activation_bytes=max([input_bytes, *live]),
             weight_bytes=self.weight_bytes,
+            quantization_bytes=self.quantization_bytes,
             input_bytes=input_bytes,
             partial=bool(self.left_out) or any(not layer.modelled for layer in all_layers),
         ), live

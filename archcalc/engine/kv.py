@@ -4,7 +4,16 @@ Detected from the analysis: the Attention layers (ONNX's op, which a spec's `att
 lowers to) that are causal or take past key/values give the cache per layer (their rule's
 geometry: kv_heads * (head_size + v_head_size) elements per token); failing those, graph
 inputs named as past key/values (`past_key_values.0.key`, `past.0`, `past_key`) give it per
-input (the product of their static dims: all but batch and the past length).
+input (the product of their static dims: all but batch and the past length; a 4-d
+[batch, kv_heads, past, head_dim] one names its heads and head size). Such a graph is one
+decoding step: its new tokens' length (the symbolic dim of the other inputs, `seq`) and its
+past length (the past inputs' own symbolic dim, `past_seq`) are both dims of its formulas.
+Failing those too, a prefill-only export's outputs named as present key/values
+(`present.0.key`, [batch, kv_heads, seq, head_dim], read by no layer) give it; such a graph
+has a prefill cost and no decode cost.
+A causal mask built from comparisons (a Trilu, or a Less/LessOrEqual/Greater/GreaterOrEqual
+of position ranges feeding a Where: how the TorchScript exporter writes transformers'
+mask) is reported as evidence beside the cache.
 
 Per sequence and token the cache holds sum over layers of kv_heads * (head_size + v_head_size)
 elements, 2 * layers * kv_heads * head_dim when K and V heads are alike; at a context of C
@@ -12,7 +21,9 @@ tokens and a batch of B sequences, B * C times that. Elements are the dtype give
 (--kv-dtype) or the keys' own.
 
 Generation: prefill of N tokens costs the model's MACs at seq = N (the formulas of
-engine/symbolic.py). Decoding one token with C tokens cached costs every layer's MACs at
+engine/symbolic.py), and past = 0 for a graph with past inputs; decoding one token with C
+cached costs such a graph's MACs at seq = 1, past = C (its own attention reads the cache).
+For a graph without past inputs, decoding one token with C tokens cached costs every layer's MACs at
 seq = 1, except attention, which reads the C + 1 keys and values: q_heads * (C + 1) *
 (head_size + v_head_size) MACs per layer. This needs the other layers to cost the same per
 token (MACs of degree at most 1 in seq), which is checked. Bytes moved per decoded token:
@@ -22,7 +33,7 @@ the weights once, the cache read (C tokens) and the new token's keys and values 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from archcalc.core.dims import Dim, Sym, bind, is_static, prod, sum_dims
@@ -34,6 +45,7 @@ from archcalc.rules.base import rule_for
 
 KV_DTYPES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
 PAST_INPUT = re.compile(r"(^|[./_])past($|[._])|past_key|past_value", re.IGNORECASE)
+PRESENT_OUTPUT = re.compile(r"(^|[./_])present($|[._])|present_key|present_value", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -51,12 +63,26 @@ class KvLayer:
 class KvCache:
     layers: tuple[KvLayer, ...]
     source: str  # how the cache was found, for the report
+    # A graph with past inputs: the dim of its new tokens and of its past length.
+    new_tokens: str | None = None
+    past: str | None = None
+    causal_mask: str | None = None  # the layer whose comparison builds a causal mask, as evidence
 
     @property
     def seq(self) -> str | None:
-        """The sequence dim all Attention layers' queries share, if symbolic."""
+        """The sequence dim the prompt fills: the new tokens' of a graph with past inputs, else the one
+        all Attention layers' queries share, if symbolic."""
+        if self.new_tokens is not None or self.past is not None:
+            return self.new_tokens
         names = {layer.seq for layer in self.layers}
         return next(iter(names)) if len(names) == 1 else None
+
+    def tokens_at(self, env: Mapping[str, int]) -> int | None:
+        """Tokens cached after a step at the bindings `env` (past + new for a graph with past
+        inputs), None when `env` does not bind them."""
+        if self.seq is None or self.seq not in env or (self.past is not None and self.past not in env):
+            return None
+        return env[self.seq] + (env[self.past] if self.past is not None else 0)
 
     @property
     def bytes_per_token(self) -> int:
@@ -90,18 +116,102 @@ def kv_cache(analysis: Analysis, kv_dtype: str | None = None) -> KvCache | None:
                               size or dtype_bytes(layer.inputs[1].dtype), seq))
     if layers:
         return KvCache(tuple(layers), "causal Attention layers")
-    for info in analysis.known_tensors.values():
-        if info.kind != "input" or not isinstance(info.shape, tuple) or not PAST_INPUT.search(info.name):
-            continue
+    inputs = [info for info in analysis.known_tensors.values()
+              if info.kind == "input" and isinstance(info.shape, tuple)]
+    past_inputs = [info for info in inputs if PAST_INPUT.search(info.name)]
+    for info in past_inputs:
         static = [d for d in info.shape if is_static(d)]
         symbolic = [d for d in info.shape if not is_static(d)]
         if len(symbolic) > 2:
             raise ArchcalcError(f"past input '{info.name}' {list(info.shape)} has more than two symbolic dims "
                                 "(batch and past length), so its size per token is not known",
                                 where=analysis.path, fix="feed it with --input-shape at numbers but those two")
-        layers.append(KvLayer(info.name, prod(static), None, None, None, size or dtype_bytes(info.dtype)))
+        heads = head = None
+        if len(info.shape) == 4 and is_static(info.shape[1]) and is_static(info.shape[3]):
+            heads, head = info.shape[1], info.shape[3]  # [batch, kv_heads, past, head_dim]
+        layers.append(KvLayer(info.name, prod(static), heads, head, None, size or dtype_bytes(info.dtype)))
     if layers:
-        return KvCache(tuple(layers), "past key/value inputs")
+        new_tokens, past = _step_dims(past_inputs, [info for info in inputs if info not in past_inputs])
+        return KvCache(tuple(layers), "past key/value inputs", new_tokens, past, causal_mask(analysis))
+    return _present_outputs(analysis, size)
+
+
+def _present_outputs(analysis: Analysis, size: int | None) -> KvCache | None:
+    """A prefill-only export's cache: the [batch, kv_heads, seq, head_dim] tensors it returns
+    named as present key/values (`present.0.key`) and no layer reads; their seq dim is the
+    prompt's. None when there are none."""
+    read = {t.name for layer in analysis.layers for t in layer.inputs}
+    present = [(t, t.shape) for layer in analysis.layers if not layer.parent for t in layer.outputs
+               if t.name and t.name not in read and PRESENT_OUTPUT.search(t.name) and t.shape is not None]
+    layers, seqs = [], set()
+    for tensor, shape in present:
+        heads, head = (shape[1], shape[3]) if len(shape) == 4 else (None, None)
+        if not (isinstance(heads, int) and isinstance(head, int)):
+            raise ArchcalcError(f"present output '{tensor.name}' {list(map(str, shape))} is not [batch, kv_heads, "
+                                "seq, head_dim] with numbers for the heads and head size, so its size per token is "
+                                "not known", where=analysis.path, fix="give --kv-layers, --kv-heads and --head-dim")
+        seqs.add(str(shape[2]) if isinstance(shape[2], Sym) and shape[2].symbols() == {str(shape[2])} else None)
+        layers.append(KvLayer(tensor.name, heads * head, heads, head, None, size or dtype_bytes(tensor.dtype)))
+    if not layers:
+        return None
+    seq = next(iter(seqs)) if len(seqs) == 1 else None
+    return KvCache(tuple(layers), "present key/value outputs (no past inputs: a prefill)", seq, None,
+                   causal_mask(analysis))
+
+
+def _step_dims(past_inputs: list, other_inputs: list) -> tuple[str | None, str | None]:
+    """(new tokens' dim, past length's dim) of a decoding step's graph: the past length is the
+    one symbolic dim of the past inputs that no other input has, the new tokens' the one
+    symbolic dim of the other inputs (the token ids) that no past input has; (None, None)
+    when either is not one plain symbol."""
+    def symbols(infos: list) -> set[str]:
+        return {str(d) for info in infos for d in info.shape if isinstance(d, Sym) and d.symbols() == {str(d)}}
+
+    past, new = symbols(past_inputs) - symbols(other_inputs), symbols(other_inputs) - symbols(past_inputs)
+    if len(past) != 1 or len(new) != 1:
+        return None, None
+    return next(iter(new)), next(iter(past))
+
+
+COMPARISONS = {"Less", "LessOrEqual", "Greater", "GreaterOrEqual"}
+MASK_HOPS = 6  # how far a mask's comparison may be from its Where (casts, expands, reshapes)
+
+
+def causal_mask(analysis: Analysis) -> str | None:
+    """The first layer building a causal mask, or None: a Trilu, or a comparison whose inputs
+    both derive from a Range (positions) within MASK_HOPS layers and whose output reaches a
+    Where within MASK_HOPS layers."""
+    producer = {t.name: layer for layer in analysis.layers for t in layer.outputs if t.name}
+    consumers: dict[str, list] = {}
+    for layer in analysis.layers:
+        for tensor in layer.inputs:
+            consumers.setdefault(tensor.name, []).append(layer)
+
+    def reaches(start: list, step, op: str) -> bool:
+        frontier, seen = start, set()
+        for _ in range(MASK_HOPS):
+            following = []
+            for layer in frontier:
+                if layer.op == op:
+                    return True
+                if layer.name not in seen:
+                    seen.add(layer.name)
+                    following += step(layer)
+            frontier = following
+        return False
+
+    def producers(layer) -> list:
+        return [producer[t.name] for t in layer.inputs if t.name in producer]
+
+    def users(layer) -> list:
+        return [user for t in layer.outputs for user in consumers.get(t.name, [])]
+
+    for layer in analysis.layers:
+        if layer.op == "Trilu":
+            return layer.name
+        if layer.op in COMPARISONS and len(layer.inputs) == 2 and reaches(users(layer), users, "Where") and all(
+                reaches(producers(layer)[i:i + 1], producers, "Range") for i in range(2)):
+            return layer.name
     return None
 
 
@@ -157,6 +267,7 @@ class Generation:
     decode: Decode | None
     notes: tuple[str, ...]
     fit: tuple[int, int] | None = None  # (memory, the largest context whose memory to serve fits it)
+    fit_batch: int | None = None  # the largest batch of `context` tokens whose memory to serve fits fit[0]
 
     @property
     def serve_bytes(self) -> int | None:
@@ -184,7 +295,8 @@ class Generation:
             "decode": None if self.decode is None else {"macs_per_token": self.decode.macs,
                                                         "bytes_moved_per_token": self.decode.bytes_moved},
             "serve_bytes": self.serve_bytes,
-            "fit": None if self.fit is None else {"memory_bytes": self.fit[0], "largest_context": self.fit[1]},
+            "fit": None if self.fit is None else {"memory_bytes": self.fit[0], "largest_context": self.fit[1],
+                                                  "largest_batch": self.fit_batch},
             "notes": list(self.notes),
         }
 
@@ -209,41 +321,56 @@ def generation(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequenc
     seq = cache.seq
     batch = given.get("batch", 1)
     notes: list[str] = []
+    if cache.causal_mask is not None:
+        notes.append(f"causal mask built by layer '{cache.causal_mask}'")
     prefill = decode = None
     if seq is None:
-        notes.append("no Attention layers whose queries have one symbolic length: no prefill or decode cost (a "
-                     "spec: feed the tokens at a symbolic length, --input-shape input_ids=batch,seq)")
-    elif seq in given:
-        notes.append(f"{seq} is bound by --dim: prefill and decode use --context instead; leave {seq} unbound")
+        notes.append("no Attention layers whose queries have one symbolic length, nor past inputs beside new tokens "
+                     "of a symbolic length: no prefill or decode cost (a spec: feed the tokens at a symbolic length, "
+                     "--input-shape input_ids=batch,seq)")
+    elif seq in given or (cache.past is not None and cache.past in given):
+        bound = seq if seq in given else cache.past
+        notes.append(f"{bound} is bound by --dim: prefill and decode use --context instead; leave {bound} unbound")
     else:
         evaluator = Evaluator(analysis, fixed_bindings(given, batch_dims))
         env = fixed_bindings({"batch": batch, **given}, batch_dims)
-        prefill = evaluator.at({**env, seq: context}, f"{seq}={context}")
-        decode = decode_cost(evaluator.formulas, cache, context, env, analysis.path)
+        prefill = evaluator.at({**env, **prompt(cache, context)}, f"prefill of {context}")
+        if cache.past is None and not any(layer.q_heads for layer in cache.layers):
+            notes.append("no past key/value inputs and no Attention layers: no decode cost (export the model with "
+                         "its cache, use_cache=True, for one decoding step's graph)")
+        elif cache.past is None:
+            decode = decode_cost(evaluator.formulas, cache, context, env, analysis.path)
+        else:  # the graph is one decoding step: its own count at one new token, C past
+            step = evaluator.at({**env, seq: 1, cache.past: context}, f"{seq}=1, {cache.past}={context}")
+            decode = Decode(context, batch, step.macs, evaluator.formulas.weight_bytes + cache.bytes_at(context, batch)
+                            + cache.bytes_at(1, batch))
     return Generation(cache, context, batch, seq, prefill, decode, tuple(notes))
+
+
+def prompt(cache: KvCache, tokens: int) -> dict[str, int]:
+    """The bindings of a prefill of `tokens` tokens (none cached before: past = 0)."""
+    assert cache.seq is not None
+    return {cache.seq: tokens, **({cache.past: 0} if cache.past is not None else {})}
 
 
 MAX_CONTEXT = 2**40  # past this the search stops: no model serves a trillion tokens
 
 
-def largest_context(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequence[str], memory: int,
-                    cache: KvCache) -> int:
-    """The largest context C whose memory to serve (weights + the cache at C + the prefill's peak
-    activations at seq = C, for the given batch) is at most `memory` bytes; 0 when none is.
-    Every term grows with C (sizes are polynomials with positive coefficients in seq), so a
-    doubling then a bisection finds it with O(log C) evaluations of the formulas."""
+def _serving(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequence[str], cache: KvCache, option: str,
+             free: str) -> tuple[Evaluator, dict[str, int]]:
+    """An evaluator whose formulas keep the prompt's dims (and `free`, the dim searched) unbound, and the
+    bindings given but `free`; refused when the model's tokens have no symbolic length left unbound."""
     seq = cache.seq
-    if seq is None or seq in given:
-        raise ArchcalcError("--serve-fit searches the context: it needs the tokens at a symbolic length, left "
-                            "unbound (--input-shape input_ids=batch,seq, no --dim for it)", where=analysis.path)
-    evaluator = Evaluator(analysis, fixed_bindings(given, batch_dims))
-    env = fixed_bindings({"batch": 1, **given}, batch_dims)
-    batch = env.get("batch", 1)
+    if seq is None or seq in given or (cache.past is not None and cache.past in given):
+        raise ArchcalcError(f"{option} needs the tokens at a symbolic length, left unbound (--input-shape "
+                            "input_ids=batch,seq, no --dim for it)", where=analysis.path)
+    kept = {name: value for name, value in given.items() if name != free}
+    return Evaluator(analysis, fixed_bindings(kept, batch_dims)), kept
 
-    def fits(context: int) -> bool:
-        point = evaluator.at({**env, seq: context}, f"{seq}={context}")
-        return point.weight_bytes + cache.bytes_at(context, batch) + point.peak_activation_bytes <= memory
 
+def _largest(fits: Callable[[int], bool]) -> int:
+    """The largest n >= 1 with fits(n), for `fits` true up to some n and false past it; 0 when
+    fits(1) is false: a doubling then a bisection, O(log n) calls."""
     if not fits(1):
         return 0
     low, high = 1, 2
@@ -255,3 +382,35 @@ def largest_context(analysis: Analysis, given: Mapping[str, int], batch_dims: Se
         middle = (low + high) // 2
         low, high = (middle, high) if fits(middle) else (low, middle)
     return low
+
+
+def largest_context(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequence[str], memory: int,
+                    cache: KvCache) -> int:
+    """The largest context C whose memory to serve (weights + the cache at C + the prefill's peak
+    activations at seq = C, for the given batch) is at most `memory` bytes; 0 when none is.
+    Every term grows with C (sizes are polynomials with positive coefficients in seq), so a
+    doubling then a bisection finds it with O(log C) evaluations of the formulas."""
+    evaluator, kept = _serving(analysis, given, batch_dims, cache, "--serve-fit searches the context: it", "")
+    env = fixed_bindings({"batch": 1, **kept}, batch_dims)
+    batch = env["batch"]
+
+    def fits(context: int) -> bool:
+        point = evaluator.at({**env, **prompt(cache, context)}, f"prefill of {context}")
+        return point.weight_bytes + cache.bytes_at(context, batch) + point.peak_activation_bytes <= memory
+
+    return _largest(fits)
+
+
+def largest_batch(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequence[str], memory: int,
+                  cache: KvCache, context: int) -> int:
+    """The largest batch B whose memory to serve B sequences of `context` tokens (weights + the cache
+    at the context for B + the prefill's peak activations at seq = context, batch = B) is at most
+    `memory` bytes; 0 when none is. Every term grows with B: the same search as largest_context."""
+    evaluator, kept = _serving(analysis, given, batch_dims, cache, "--serve-fit searches the batch: it", "batch")
+
+    def fits(batch: int) -> bool:
+        bindings = fixed_bindings({**kept, "batch": batch, **prompt(cache, context)}, batch_dims)
+        point = evaluator.at(bindings, f"batch {batch} x prefill of {context}")
+        return point.weight_bytes + cache.bytes_at(context, batch) + point.peak_activation_bytes <= memory
+
+    return _largest(fits)

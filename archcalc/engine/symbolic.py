@@ -81,12 +81,16 @@ class Point:
     weight_bytes: int
     input_bytes: int
     kv_cache_bytes: int | None = None  # a decoder's cache at the point's sequence length and batch
+    latency_s: float | None = None  # the roofline's estimate on a device (--device), else None
+
+    def to_dict(self) -> dict[str, object]:
+        return self.to_json()
 
     def to_json(self) -> dict[str, object]:
         return {"bindings": self.bindings, "params": self.params, "macs": self.macs, "flops": self.flops,
                 "activation_bytes": self.activation_bytes, "peak_activation_bytes": self.peak_activation_bytes,
                 "weight_bytes": self.weight_bytes, "input_bytes": self.input_bytes,
-                "kv_cache_bytes": self.kv_cache_bytes}
+                "kv_cache_bytes": self.kv_cache_bytes, "latency_s": self.latency_s}
 
 
 def fixed_bindings(given: Mapping[str, int], batch_dims: Sequence[str] = ()) -> dict[str, int]:

@@ -342,12 +342,14 @@ def _state_names(module: Any) -> set[str]:
 def _apply_parameters(module: Any, graph: Graph) -> list[tuple[str, int]]:
     """The module's own account of its state, over what the ONNX reader guessed: an initializer
     named after a frozen parameter is not trainable, one that is neither a parameter nor a
-    buffer (a zero bias the exporter made for a conv without one, a folded shape) is a
-    constant, not a param. Returns the parameters the graph lacks, with their sizes."""
+    buffer (a zero bias the exporter made for a conv without one, the unit scale and zero
+    bias of the InstanceNormalization GroupNorm is exported as, a folded shape) is fixed,
+    never a param, even where a rule names that input learned. Returns the parameters the
+    graph lacks, with their sizes."""
     state = _state_names(module)
     for name, info in graph.tensors.items():
-        if info.kind == "weight" and name not in state:
-            info.kind = "constant"
+        if info.kind in ("weight", "constant") and name not in state:
+            info.kind = "fixed"
     aliases: dict[int, list[str]] = {}  # a tied parameter: one object, several names
     parameters = {}
     for path, parameter in module.named_parameters(remove_duplicate=False):

@@ -36,6 +36,9 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
     # A model mixing quantised and float ops: its MACs split by the arithmetic their rules declare.
     split = [("  Integer", exact_and_units(t.integer_macs)),
              ("  Float", exact_and_units(t.macs - t.integer_macs))] if t.integer_macs else []
+    # A quantised model's scales and zero points: stored beside the weights, not params.
+    quantization = ([("  Scales, zero points", f"{human_bytes(t.quantization_bytes)}, not in weight memory")]
+                    if t.quantization_bytes else [])
     return [
         ("Total params", exact_and_units(t.params)),
         ("  Trainable", exact_and_units(t.trainable_params)),
@@ -45,6 +48,7 @@ def totals_lines(analysis: Analysis) -> list[tuple[str, str]]:
         *split,
         ("FLOPs", f"{exact_and_units(t.flops)}{partial}"),
         ("Weight memory", human_bytes(t.weight_bytes)),
+        *quantization,
         ("Activation memory", f"{human_bytes(t.activation_bytes)} (all outputs)"),
         ("Peak activations", f"{human_bytes(t.peak_activation_bytes)} (inference, freed after last use)"),
         ("Input memory", human_bytes(t.input_bytes)),

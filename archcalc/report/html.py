@@ -251,12 +251,19 @@ def _shape_text(tensor) -> str:
     return "?" if tensor.shape is None else format_shape(tensor.shape)
 
 
-def _html(title: str, data: dict[str, Any]) -> HtmlPage:
+def sweep_page(document: dict[str, Any]) -> HtmlPage:
+    """The HTML page of a sweep (analyze --sweep --format html): `document`, the sweep's JSON,
+    drawn by sweep.js (a chart of each metric against the first swept dim, and the points)."""
+    return _html(f"archcalc sweep: {document.get('model') or document.get('path')}", {"json": document},
+                 script_file="sweep.js")
+
+
+def _html(title: str, data: dict[str, Any], script_file: str = "page.js") -> HtmlPage:
     import orjson
 
     folder = resources.files("archcalc.report")
     style = folder.joinpath("page.css").read_text(encoding="utf-8")
-    script = folder.joinpath("page.js").read_text(encoding="utf-8")
+    script = folder.joinpath(script_file).read_text(encoding="utf-8")
     # Inside <script> only "</script" (and "<!--") could end the data early: no "<" stays raw.
     payload = orjson.dumps(data).decode("utf-8").replace("<", "\\u003c")
     return HtmlPage(

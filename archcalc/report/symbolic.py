@@ -131,26 +131,36 @@ SWEEP_FIELDS = ("params", "macs", "flops", "peak_activation_bytes", "activation_
                 "kv_cache_bytes")
 
 
-def sweep_columns(swept: Sequence[str]) -> tuple[Column, ...]:
+def _timed(points: Sequence[Point]) -> bool:
+    """Whether the sweep has a latency column (--device): every point is timed then."""
+    return any(p.latency_s is not None for p in points)
+
+
+def sweep_columns(swept: Sequence[str], timed: bool = False) -> tuple[Column, ...]:
     return (*(Column(name, numeric=True) for name in swept), Column("Params", numeric=True),
             Column("MACs", numeric=True), Column("FLOPs", numeric=True, priority=45),
             Column("Peak activations", numeric=True), Column("All outputs", numeric=True, priority=50),
-            Column("Input", numeric=True, priority=40), Column("KV cache", numeric=True, priority=55))
+            Column("Input", numeric=True, priority=40), Column("KV cache", numeric=True, priority=55),
+            *((Column("Latency", numeric=True),) if timed else ()))
 
 
 def sweep_cells(swept: Sequence[str], points: Sequence[Point], exact: bool) -> list[list[str]]:
+    from archcalc.report.roofline import human_time
+
     def count(value: int) -> str:
         return f"{value:,}" if exact else human_count(value)
 
+    timed = _timed(points)
     return [[*(str(p.bindings[name]) for name in swept), count(p.params), count(p.macs), count(p.flops),
              human_bytes(p.peak_activation_bytes), human_bytes(p.activation_bytes), human_bytes(p.input_bytes),
-             "-" if p.kv_cache_bytes is None else human_bytes(p.kv_cache_bytes)] for p in points]
+             "-" if p.kv_cache_bytes is None else human_bytes(p.kv_cache_bytes),
+             *(("?" if p.latency_s is None else human_time(p.latency_s),) if timed else ())] for p in points]
 
 
 def render_sweep(title: str, swept: Sequence[str], points: Sequence[Point], method: str, console,
                  exact: bool = False) -> None:
     console.print(title, style="bold")
-    layout, note = grid(sweep_columns(swept), sweep_cells(swept, points, exact), console.width)
+    layout, note = grid(sweep_columns(swept, _timed(points)), sweep_cells(swept, points, exact), console.width)
     console.print(layout)
     if note:
         console.print(note, style="dim")
@@ -167,18 +177,20 @@ def sweep_json(model: str, name: str, swept: Sequence[str], points: Sequence[Poi
 def sweep_csv(swept: Sequence[str], points: Sequence[Point], model: str | None = None, header: bool = True) -> str:
     """One line per point; with `model` (several models), a leading `model` column."""
     lead = [] if model is None else [model]
+    fields = (*SWEEP_FIELDS, "latency_s") if _timed(points) else SWEEP_FIELDS
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     if header:
-        writer.writerow([*(["model"] if model is not None else []), *swept, *SWEEP_FIELDS])
+        writer.writerow([*(["model"] if model is not None else []), *swept, *fields])
     for p in points:
         writer.writerow([*lead, *(p.bindings[name] for name in swept),
-                         *("" if getattr(p, f) is None else getattr(p, f) for f in SWEEP_FIELDS)])
+                         *("" if getattr(p, f) is None else getattr(p, f) for f in fields)])
     return out.getvalue()
 
 
 def sweep_markdown(title: str, swept: Sequence[str], points: Sequence[Point], method: str) -> str:
-    headers = (*swept, "Params", "MACs", "FLOPs", "Peak activations", "All outputs", "Input", "KV cache")
+    headers = (*swept, "Params", "MACs", "FLOPs", "Peak activations", "All outputs", "Input", "KV cache",
+               *(("Latency",) if _timed(points) else ()))
     out = [f"## {title}", "", _md_line(headers), "|" + "|".join(["---:"] * len(headers)) + "|"]
     out += [_md_line(cells) for cells in sweep_cells(swept, points, exact=True)]
     return "\n".join([*out, "", method]) + "\n"
@@ -191,6 +203,10 @@ def generation_lines(generation: Generation) -> list[tuple[str, str]]:
     per_layer = {layer.elements_per_token * layer.dtype_bytes for layer in cache.layers}
     layer_text = (f"{len(cache.layers)} x {next(iter(per_layer)):,} B" if len(per_layer) == 1
                   else f"{len(cache.layers)} layers")
+    geometry = {(layer.kv_heads, layer.head_size) for layer in cache.layers}
+    if len(geometry) == 1 and None not in next(iter(geometry)) and cache.past is not None:
+        heads, head = next(iter(geometry))
+        layer_text += f"; each {heads} KV heads x {head}"
     lines = [
         ("KV cache from", cache.source),
         ("KV cache per token", f"{cache.bytes_per_token:,} B ({layer_text}) per sequence"),
@@ -211,8 +227,13 @@ def generation_lines(generation: Generation) -> list[tuple[str, str]]:
                                          "activations)"))
     if generation.fit is not None:
         memory, context = generation.fit
-        lines.append((f"Fits {human_bytes(memory)}", f"up to {context:,} tokens of context (batch {b})" if context
-                      else f"no context: the weights and one token's activations need more (batch {b})"))
+        lines.append((f"Fits {human_bytes(memory)}", (f"up to {context:,} tokens of context (context searched at batch "
+                                                     f"{b})") if context else
+                      f"no context: the weights and one token's activations need more (batch {b})"))
+        if generation.fit_batch is not None:
+            lines.append((f"Fits {human_bytes(memory)}", (f"up to a batch of {generation.fit_batch:,} sequences (batch "
+                                                         f"searched at {c:,} tokens of context)")
+                          if generation.fit_batch else f"no batch: one sequence of {c:,} tokens needs more"))
     lines += [("Note", note) for note in generation.notes]
     return lines
 

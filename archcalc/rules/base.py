@@ -116,6 +116,10 @@ class RuleResult:
     # Of `weights`, inputs that pack several values into each stored element, as (input, values
     # per element): MatMulNBits' 4-bit weights, two to a uint8. Params count values, bytes count elements.
     packed_weights: tuple[tuple[int, int], ...] = ()
+    # Inputs that are quantisation scales and zero points (QuantizeLinear's y_scale,
+    # MatMulNBits' block scales, ...): not params, their stored bytes a figure of their own
+    # (Totals.quantization_bytes), each tensor once.
+    quantization: tuple[int, ...] = ()
     # How many times the op runs its body (a Loop's trip count, a Scan's length) when it is
     # known: what it costs to run, apart from the counts (verify's --max-work).
     repeats: int | None = None

@@ -26,7 +26,13 @@ from archcalc.rules._common import axis_index, broadcast, required
 from archcalc.rules.base import GLOBAL, Inputs, Output, RuleResult, TensorState, rule
 from archcalc.rules.linear import gemm, matmul
 from archcalc.rules.pool import average_pool, global_pool
-from archcalc.rules.quantize import DEQUANTIZE_FLOPS, MIN_MAX_FLOPS, QUANTIZE_FLOPS, REQUANTIZE_FLOPS
+from archcalc.rules.quantize import (
+    DEQUANTIZE_FLOPS,
+    MIN_MAX_FLOPS,
+    QLINEAR_BINARY_SCALES,
+    QUANTIZE_FLOPS,
+    REQUANTIZE_FLOPS,
+)
 from archcalc.rules.tensor import concat
 
 MS = "com.microsoft"
@@ -34,6 +40,9 @@ RESCALE_FLOPS = 1  # an int32 product times its scales (MatMulInteger -> Cast ->
 BIAS_FLOPS = 1  # one add per output element, as a bias Add
 # Per element of the float op a QLinear element-wise op stands for (as the Add/Mul rule and
 # the Activation family's table: Sigmoid 4, LeakyRelu 2).
+# X's and Y's scales and zero points of a QLinear op of one operand (X, X_scale, X_zero_point,
+# Y_scale, Y_zero_point: QLinearSigmoid, QLinearAveragePool, ...).
+UNARY_SCALES = (1, 2, 3, 4)
 QLINEAR_ELEMENTWISE_FLOPS = {"QLinearAdd": 1, "QLinearMul": 1, "QLinearSigmoid": 4, "QLinearLeakyRelu": 2}
 
 
@@ -80,7 +89,7 @@ def matmul_nbits(inputs: Inputs, *, K=0, N=0, bits=4, block_size=0, accuracy_lev
                 f"= {flops}"]
 
     return RuleResult(outputs=(Output(out),), macs=macs, flops=flops, weights=(1, 5), receptive=GLOBAL,
-                      packed_weights=((1, per_byte),) if per_byte > 1 else (), explain=explain)
+                      packed_weights=((1, per_byte),) if per_byte > 1 else (), quantization=(2, 3), explain=explain)
 
 
 @rule("GatherBlockQuantized", domain=MS, reads_values=())
@@ -106,11 +115,12 @@ def gather_block_quantized(inputs: Inputs, *, bits=4, block_size=128, gather_axi
                 f"FLOPs = {DEQUANTIZE_FLOPS} (dequantise) * {prod(out)} outputs = {flops}"]
 
     return RuleResult(outputs=(Output(out, required(scales, "dtype").dtype),), flops=flops, weights=(0,),
-                      packed_weights=((0, per_byte),) if per_byte > 1 else (), explain=explain)
+                      packed_weights=((0, per_byte),) if per_byte > 1 else (), quantization=(2, 3), explain=explain)
 
 
 def _rescaled_matmul(a: TensorState | None, b: TensorState | None, bias: TensorState | None, dtype: str,
-                     quantised_elements: Dim, weights: tuple[int, ...], what: str) -> RuleResult:
+                     quantised_elements: Dim, weights: tuple[int, ...], what: str,
+                     quantization: tuple[int, ...]) -> RuleResult:
     product = matmul([a, b])
     out = product.outputs[0].shape
     if bias is not None:
@@ -126,7 +136,8 @@ def _rescaled_matmul(a: TensorState | None, b: TensorState | None, bias: TensorS
                         + f" + {outputs} rescaled + {bias_adds} bias adds = {flops}"]
 
     return RuleResult(outputs=(Output(out, dtype),), macs=product.macs, flops=flops, weights=weights,
-                      receptive=product.receptive, explain=explain, integer_macs=product.macs)
+                      receptive=product.receptive, explain=explain, integer_macs=product.macs,
+                      quantization=quantization)
 
 
 @rule("DynamicQuantizeMatMul", domain=MS, reads_values=())
@@ -134,26 +145,27 @@ def dynamic_quantize_matmul(inputs: Inputs) -> RuleResult:
     """A quantised at run time (7 FLOPs per element) @ int8 B, rescaled (+1 per output) + bias; MACs as MatMul."""
     a, b, bias = inputs[0], inputs[1], _optional(inputs, 4)
     a = required(a, "dtype")
-    return _rescaled_matmul(a, b, bias, a.dtype, prod(a.shape), (1, 4), "A's range found and quantised")
+    return _rescaled_matmul(a, b, bias, a.dtype, prod(a.shape), (1, 4), "A's range found and quantised",
+                            quantization=(2, 3))  # b_scale, b_zero_point
 
 
 @rule("MatMulIntegerToFloat", domain=MS, reads_values=())
 def matmul_integer_to_float(inputs: Inputs) -> RuleResult:
     """int8 A @ int8 B rescaled to float (+1 per output) + bias; MACs as MatMul; output of a_scale's dtype."""
     return _rescaled_matmul(inputs[0], inputs[1], _optional(inputs, 6), required(inputs[2], "dtype").dtype, 0,
-                            (0, 1, 6), "")
+                            (0, 1, 6), "", quantization=(2, 3, 4, 5))  # a_scale, b_scale, their zero points
 
 
 def _requantised(out: Sequence[Dim], per_element: int, what: str, dtype: str | None = None,
                  weights: tuple[int, ...] = (), base_flops: Dim = 0, receptive=None,
-                 lines: Sequence[str] = ()) -> RuleResult:
+                 lines: Sequence[str] = (), quantization: tuple[int, ...] = UNARY_SCALES) -> RuleResult:
     """`base_flops` (or `per_element` per output) + requantising each output element."""
     out = tuple(out)
     elements = prod(out)
     flops = base_flops + (per_element + REQUANTIZE_FLOPS) * elements
     extra = {} if receptive is None else {"receptive": receptive}
     return RuleResult(outputs=(Output(out, dtype),), flops=flops, weights=weights, **extra,
-                      explain=lambda: [*lines, f"output = {list(out)}",
+                      quantization=quantization, explain=lambda: [*lines, f"output = {list(out)}",
                                        f"FLOPs = {base_flops or ''}{' + ' if base_flops else ''}({per_element} "
                                        f"{what} + {REQUANTIZE_FLOPS} requantise) * {elements} = {flops}"])
 
@@ -162,7 +174,8 @@ def _requantised(out: Sequence[Dim], per_element: int, what: str, dtype: str | N
 def qlinear_binary(inputs: Inputs, *, op="") -> RuleResult:
     """Quantised A + B (or A * B) with broadcasting, requantised: 1 + 5 FLOPs per output."""
     out = broadcast(required(inputs[0]).shape, required(inputs[3]).shape)
-    return _requantised(out, QLINEAR_ELEMENTWISE_FLOPS[op], op[len("QLinear"):].lower(), weights=(0, 3))
+    return _requantised(out, QLINEAR_ELEMENTWISE_FLOPS[op], op[len("QLinear"):].lower(), weights=(0, 3),
+                        quantization=QLINEAR_BINARY_SCALES)
 
 
 @rule("QLinearSigmoid", "QLinearLeakyRelu", domain=MS, reads_values=())
@@ -211,8 +224,10 @@ def qlinear_concat(inputs: Inputs, *, axis=1) -> RuleResult:
                          "(tensor, scale, zero point) triple per input")
     tensors = list(range(2, len(inputs), 3))
     joined = concat([inputs[i] for i in tensors], axis=axis)
+    scales = (0, 1, *(i + k for i in tensors for k in (1, 2)))  # Y's, then each tensor's scale and zero point
     return _requantised(joined.outputs[0].shape, 0, "copy", dtype=required(inputs[1], "dtype").dtype,
-                        weights=tuple(tensors), lines=joined.explain() if joined.explain else ())
+                        weights=tuple(tensors), lines=joined.explain() if joined.explain else (),
+                        quantization=scales)
 
 
 @rule("QGemm", domain=MS, multiplies=(0, 3), reads_values=())  # A, then B after A's scale and zero point
@@ -235,4 +250,5 @@ def qgemm(inputs: Inputs, *, transA=0, transB=0, alpha=1.0) -> RuleResult:
 
     return RuleResult(outputs=(Output(out, dtype),), macs=product.macs, flops=flops,
                       weights=(3, 6) if c is not None else (3,), integer_weights=(6,) if c is not None else (),
-                      receptive=product.receptive, explain=explain, integer_macs=product.macs)
+                      receptive=product.receptive, explain=explain, integer_macs=product.macs,
+                      quantization=(1, 2, 4, 5, 7, 8))  # A's, B's and Y's scales and zero points

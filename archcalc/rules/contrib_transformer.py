@@ -156,7 +156,7 @@ def q_attention(inputs: Inputs, *, num_heads=0, unidirectional=0, scale=None,
     return RuleResult(outputs=tuple(Output(o.shape, dtype) for o in result.outputs), macs=result.macs,
                       flops=result.flops, weights=(1, 2), receptive=GLOBAL, explain=result.explain,
                       warnings=result.warnings, backward_state_bytes=result.backward_state_bytes,
-                      integer_macs=result.integer_macs)
+                      integer_macs=result.integer_macs, quantization=(3, 4, 6, 7))  # input's, weight's scale and zp
 
 
 def _mha_kv(key: TensorState | None, value: TensorState | None, query: Sequence[Dim], num_heads: int
@@ -377,7 +377,7 @@ def q_embed_layer_norm(inputs: Inputs, *, epsilon=1e-12) -> RuleResult:
     flops, lines, out = _embed_norm("QEmbedLayerNormalization", ids, tables, _optional(inputs, 7),
                                     required(inputs[8], "dtype").dtype, dequantised=True)
     return RuleResult(outputs=(out, Output((ids[0],), "int32")), flops=flops, weights=(2, 3, 4, 5, 6),
-                      explain=lambda: lines)
+                      quantization=tuple(range(8, 18)), explain=lambda: lines)  # the five scales, then zero points
 
 
 def _activated(x: Sequence[Dim], per_element: int, what: str, weights: tuple[int, ...] = (),

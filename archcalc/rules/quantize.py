@@ -30,6 +30,9 @@ QUANTIZE_FLOPS = 5
 DEQUANTIZE_FLOPS = 2
 MIN_MAX_FLOPS = 2
 REQUANTIZE_FLOPS = QUANTIZE_FLOPS
+# The scales and zero points of a QLinear op of two operands (a, a_scale, a_zero_point, b,
+# b_scale, b_zero_point, y_scale, y_zero_point: QLinearMatMul, QLinearConv, QLinearAdd, ...).
+QLINEAR_BINARY_SCALES = (1, 2, 4, 5, 6, 7)
 
 
 def _check_scale(x: Sequence[Dim], scale: TensorState, axis: int, op: str) -> None:
@@ -47,10 +50,11 @@ def _check_scale(x: Sequence[Dim], scale: TensorState, axis: int, op: str) -> No
 
 def _per_element(x: Sequence[Dim], dtype: str, per_element: int, what: str,
                  integer_weights: tuple[int, ...] = ()) -> RuleResult:
+    # Inputs 1 and 2 of both (De)QuantizeLinear: the scale and zero point.
     flops = per_element * prod(x)
     # A learned tensor stored quantised (QDQ weights: int8 -> DequantizeLinear -> Conv) is a param.
     return RuleResult(outputs=(Output(tuple(x), dtype),), flops=flops, weights=(0,), integer_weights=integer_weights,
-                      explain=lambda: [f"output = input shape = {list(x)} as {dtype}",
+                      quantization=(1, 2), explain=lambda: [f"output = input shape = {list(x)} as {dtype}",
                                        f"FLOPs = {per_element} ({what}) * elements = {flops}"])
 
 
@@ -91,7 +95,7 @@ def dynamic_quantize_linear(inputs: Inputs) -> RuleResult:
 
 
 def _integer(product: RuleResult, dtype: str, weights: tuple[int, ...], requantised: bool,
-             integer_weights: tuple[int, ...] = ()) -> RuleResult:
+             quantization: tuple[int, ...], integer_weights: tuple[int, ...] = ()) -> RuleResult:
     """The float product's shape and MACs with the integer op's dtype, weights and requantisation."""
     out = product.outputs[0].shape
     requantise = REQUANTIZE_FLOPS * prod(out) if requantised else 0
@@ -106,13 +110,13 @@ def _integer(product: RuleResult, dtype: str, weights: tuple[int, ...], requanti
 
     return RuleResult(outputs=(Output(out, dtype),), macs=product.macs, flops=flops, weights=weights,
                       integer_weights=integer_weights, receptive=product.receptive, explain=explain,
-                      integer_macs=product.macs)
+                      integer_macs=product.macs, quantization=quantization)
 
 
 @rule("MatMulInteger", reads_values=())
 def matmul_integer(inputs: Inputs) -> RuleResult:
     """int32 (A - a_zero_point) @ (B - b_zero_point); shape and MACs as MatMul."""
-    return _integer(matmul([inputs[0], inputs[1]]), "int32", (0, 1), requantised=False)
+    return _integer(matmul([inputs[0], inputs[1]]), "int32", (0, 1), requantised=False, quantization=(2, 3))
 
 
 @rule("ConvInteger", reads_values=())
@@ -121,7 +125,7 @@ def conv_integer(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
     """int32 convolution of (x - x_zero_point) by (w - w_zero_point); shape and MACs as Conv."""
     product = conv([inputs[0], inputs[1]], kernel_shape=kernel_shape, strides=strides, pads=pads,
                    dilations=dilations, group=group, auto_pad=auto_pad)
-    return _integer(product, "int32", (1,), requantised=False)
+    return _integer(product, "int32", (1,), requantised=False, quantization=(2, 3))
 
 
 @rule("QLinearMatMul", multiplies=(0, 3), reads_values=())  # a, then b after a's scale and zero point
@@ -129,7 +133,7 @@ def qlinear_matmul(inputs: Inputs) -> RuleResult:
     """Quantised a @ b requantised to y_scale / y_zero_point; MACs as MatMul, + 5 FLOPs per output."""
     a, b, y_zero_point = inputs[0], inputs[3], inputs[7] if len(inputs) > 7 else None
     dtype = y_zero_point.dtype if y_zero_point is not None else required(a, "dtype").dtype
-    return _integer(matmul([a, b]), dtype, (0, 3), requantised=True)
+    return _integer(matmul([a, b]), dtype, (0, 3), requantised=True, quantization=QLINEAR_BINARY_SCALES)
 
 
 @rule("QLinearConv", multiplies=(0, 3), reads_values=())  # x, then w after x's scale and zero point
@@ -142,5 +146,6 @@ def qlinear_conv(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
                    group=group, auto_pad=auto_pad)
     dtype = y_zero_point.dtype if y_zero_point is not None else required(x, "dtype").dtype
     if bias is None:
-        return _integer(product, dtype, (3,), requantised=True)
-    return _integer(product, dtype, (3, 8), requantised=True, integer_weights=(8,))
+        return _integer(product, dtype, (3,), requantised=True, quantization=QLINEAR_BINARY_SCALES)
+    return _integer(product, dtype, (3, 8), requantised=True, quantization=QLINEAR_BINARY_SCALES,
+                    integer_weights=(8,))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 
-from archcalc.core.dims import Dim, Sym, ceil_div, is_static, is_static_shape, prod
+from archcalc.core.dims import Dim, Sym, ceil_div, is_static, is_static_shape, minimum, prod
 from archcalc.core.dtypes import dtype_name, is_integral
 from archcalc.core.errors import ShapeError
 from archcalc.rules._common import (
@@ -182,13 +182,15 @@ def squeeze(inputs: Inputs, *, axes=None) -> RuleResult:
 
 def _slice_length(dim: Dim, start: Dim, end: Dim, step: int) -> Dim:
     """Elements of range(start, end, step) over an axis of `dim`, with ONNX's clamping. A
-    symbolic dim is assumed large enough for the bounds that are written as plain numbers."""
+    symbolic dim is assumed large enough for the bounds that are written as plain numbers; a
+    symbolic bound (assumed >= 0) of a forward slice over a number of rows is clamped to it
+    exactly: rows [0:seq] of a table of 1024 are min(seq, 1024)."""
     if isinstance(dim, int) and isinstance(start, int) and isinstance(end, int):
         return len(range(*slice(start, end, step).indices(dim)))
 
     def position(index: Dim) -> Dim:
         if isinstance(index, Sym):
-            return index
+            return minimum(index, dim) if step > 0 and isinstance(dim, int) else index
         if index >= SLICE_END:
             return dim if step > 0 else dim - 1
         if index <= -SLICE_END:

@@ -327,6 +327,14 @@ def test_verify_takes_several_models():
     assert "specs/alexnet.yaml:\nverify ok: 21 tensors and 21 layers" in result.output
 
 
+def test_verify_reads_every_model_before_running_any(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("garbage: [\n")
+    result = CliRunner().invoke(cli, ["verify", "specs/lenet5.yaml", str(bad)])
+    assert result.exit_code == 2
+    assert "verify ok" not in result.output and "bad.yaml:2: not valid YAML" in result.output
+
+
 def test_no_arguments_prints_help_on_stdout_and_exits_0():
     result = CliRunner().invoke(cli, [])
     assert result.exit_code == 0

@@ -108,7 +108,7 @@ def test_sweep_of_several_models_csv():
     (("--sweep", "seq=4", "--dim", "seq=2"), "swept and bound"),
     (("--sweep", "seq=4", "--sweep", "seq=2"), "swept and bound"),
     (("--sweep", "seq=4", "--training"), "leave out --training"),
-    (("--sweep", "seq=4", "--format", "html"), "leave out --format html"),
+    (("--sweep", "seq=4", "--format", "html", "specs/lenet5.yaml"), "draws one model"),
     (("--symbolic", "--format", "html"), "leave out --format html"),
     (("--sweep", "width=4"), "has no symbolic dim 'width'"),
     (("--sweep", "batch=4"), "symbolic dim 'seq' has no value"),
@@ -123,3 +123,48 @@ def test_sweep_point_the_model_cannot_take(tmp_path):
     spec.write_text("name: conv\ninput: [3, H, 8]\nlayers:\n  - conv2d: {filters: 4, kernel: 5}\n")
     output = run("analyze", str(spec), "--sweep", "H=9,2", code=2)
     assert str(spec) in output and "at H=2" in output and "fix:" in output
+
+
+def test_sweep_latency_on_a_device_equals_the_bound_roofline():
+    """--device adds the roofline's latency per point, in every format: at each point, the
+    latency of `analyze --dim seq=S --batch B --device a100 --precision fp16` (one analysis bound
+    there), to the last bit, the same layers' costs summed in the same order."""
+    device = ("--device", "a100", "--precision", "fp16")
+    document = json.loads(run("analyze", *GPT2, "--sweep", "seq=8,300", "--sweep", "batch=1,4", *device,
+                              "--format", "json"))
+    assert "latency on a100 at fp16" in document["method"]
+    for point in document["points"]:
+        binding = point["bindings"]
+        bound = json.loads(run("analyze", *GPT2, "--dim", f"seq={binding['seq']}", "--batch", str(binding["batch"]),
+                               *device, "--format", "json"))
+        assert point["latency_s"] == bound["roofline"]["latency_s"] > 0
+    lines = run("analyze", *GPT2, "--sweep", "seq=8,300", *device, "--format", "csv").splitlines()
+    assert lines[0].endswith(",kv_cache_bytes,latency_s") and float(lines[1].rsplit(",", 1)[1]) > 0
+    table = run("analyze", *GPT2, "--sweep", "seq=8,300", *device)
+    assert "Latency" in table and " ms │" in table
+    markdown = run("analyze", *GPT2, "--sweep", "seq=8", *device, "--format", "markdown")
+    assert "| KV cache | Latency |" in markdown
+    # without --device: no latency column, the key null
+    assert "latency_s" not in run("analyze", *GPT2, "--sweep", "seq=8", "--format", "csv")
+    assert json.loads(run("analyze", *GPT2, "--sweep", "seq=8", "--format", "json"))["points"][0]["latency_s"] is None
+
+
+def test_sweep_latency_of_a_model_analysed_per_point(tmp_path):
+    """A Loop's counts are bound, not formulas: each point is analysed, and its roofline timed."""
+    from onnx_models import ints, loop_model
+
+    import archcalc
+    from archcalc.engine.inference import analyze
+    from archcalc.engine.sweep import run_sweep
+    from archcalc.hardware.device import load_device
+    from archcalc.hardware.roofline import roofline, setup_for
+    from archcalc.hardware.sweep import LatencyTimer
+
+    path = tmp_path / "loop.onnx"
+    path.write_bytes(loop_model("M", "", initializers=[ints("M", 3)]).SerializeToString())
+    graph = archcalc.load(str(path))
+    on_device = (load_device("a100"), setup_for(load_device("a100"), "fp16"))
+    formulas, points, method = run_sweep(graph, {}, [("batch", [1, 5])], None, LatencyTimer(*on_device))
+    assert formulas is None and "one analysis per point" in method and "latency on a100" in method
+    for point in points:
+        assert point.latency_s == roofline(analyze(graph, point.bindings), *on_device).latency_s

@@ -158,3 +158,46 @@ def test_serve_fit_is_the_largest_context(monkeypatch):
 
     assert context > 16 and serve(context) <= 6 * 2**30 < serve(context + 1)
     assert "add --context" in run("analyze", "specs/gpt2.yaml", "--serve-fit", "1GiB", code=2)
+
+
+def test_serve_fit_is_also_the_largest_batch(monkeypatch):
+    """With --context 4096 and 24 GiB, the batch searched: B sequences fit and B + 1 do not, each
+    side checked with a bound analysis at seq = 4096, batch = B: weights + fp16 cache (32,768 B per
+    token and sequence) * 4096 * B + the prefill's peak activations (by hand at the time of writing:
+    B = 8 takes 22.49 GiB, B = 9 24.60 GiB)."""
+    monkeypatch.chdir(Path(__file__).parents[2])
+    output = run("analyze", "specs/llama_3_2_1b.yaml", "--input-shape", "input_ids=batch,seq", "--context", "4096",
+                 "--kv-dtype", "fp16", "--serve-fit", "24GiB", "--format", "json")
+    fit = json.loads(output)["generation"]["fit"]
+    batch = fit["largest_batch"]
+
+    def serve(b: int) -> int:
+        totals = archcalc.analyze("specs/llama_3_2_1b.yaml", input_shapes=SEQ, dims={"seq": 4096, "batch": b}).totals
+        return totals.weight_bytes + 32_768 * 4096 * b + totals.peak_activation_bytes
+
+    assert batch == 8 and serve(batch) <= 24 * 2**30 < serve(batch + 1)
+    assert fit["largest_context"] > 4096  # the context searched too, at batch 1
+    table = run("analyze", "specs/llama_3_2_1b.yaml", "--input-shape", "input_ids=batch,seq", "--context", "4096",
+                "--kv-dtype", "fp16", "--serve-fit", "24GiB")
+    assert "up to a batch of 8 sequences (batch searched at 4,096 tokens of context)" in table
+    assert "(context searched at batch 1)" in table
+
+
+def test_serve_fit_of_a_decoder_with_past_inputs():
+    """qwen3_cache (tests/fixtures/decoders): the prompt is seq = C with past_seq = 0."""
+    from archcalc.engine.kv import largest_batch, largest_context
+    from archcalc.engine.symbolic import analyze_unbound
+
+    graph = archcalc.load("tests/fixtures/decoders/qwen3_cache.onnx")
+    analysis = analyze_unbound(graph, {})
+    cache = kv_cache(analysis)
+
+    def serve(b: int, c: int) -> int:
+        totals = archcalc.analyze(graph, dims={"seq": c, "batch": b, "past_seq": 0}).totals
+        return totals.weight_bytes + 512 * c * b + totals.peak_activation_bytes
+
+    memory = 2**20
+    context = largest_context(analysis, {}, graph.batch_dims, memory, cache)
+    assert serve(1, context) <= memory < serve(1, context + 1)
+    batch = largest_batch(analysis, {}, graph.batch_dims, memory, cache, 16)
+    assert serve(batch, 16) <= memory < serve(batch + 1, 16)

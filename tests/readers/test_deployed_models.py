@@ -1,13 +1,17 @@
 """The graphs people deploy, counted as exactly as their source.
 
-Small BERT, DistilBERT, GPT-2, Qwen3 and ViT models (transformers, from configs) and a small
-ResNet, exported by torch and then rewritten by onnxruntime's own tools: the transformer
-optimizer, the graph optimizations saved at the extended level and at the highest (channel-
-blocked com.microsoft.nchwc ops; channels-last QLinearConv in the quantised graph), dynamic, QDQ and
-QOperator quantization, int4 weight packing (MatMulNBits, GatherBlockQuantized, int4
-QDQ) and fp16 conversion. tests/fixtures/deployed/make_deployed_fixtures.py writes them
-by hand (weights stripped), each beside the shape and dtype of every tensor onnxruntime
-produced running it, and the source model's params and MACs counted in torch.
+Small BERT, DistilBERT, GPT-2, Qwen3, ViT and CLIP text models (transformers, from configs),
+a Stable Diffusion GEGLU feed-forward block and small CNNs, exported by torch and then
+rewritten by onnxruntime's own tools: the transformer optimizer, the graph optimizations
+saved at the extended level and at the highest (channel-blocked com.microsoft.nchwc ops;
+channels-last QLinearConv in the quantised graph), dynamic, QDQ and QOperator
+quantization, int4 weight packing (MatMulNBits, GatherBlockQuantized, int4 QDQ) and fp16
+conversion; GPT-2's and ViT's attention fused into com.microsoft Attention by the
+generator itself (onnxruntime 1.32's fusions do not match transformers 5's attention), and
+the extended graph's FusedMatMul in its older TransposeMatMul form.
+tests/fixtures/deployed/make_deployed_fixtures.py writes them by hand (weights stripped),
+each beside the shape and dtype of every tensor onnxruntime produced running it, and the
+source model's params and MACs counted in torch.
 
 Every variant does the arithmetic of its source, so for each archcalc must infer
 onnxruntime's shape and dtype of every tensor, model every op, and count the source's
@@ -45,6 +49,7 @@ import onnx
 import pytest
 from onnx import TensorProto
 from onnx_models import shape_mismatches
+from ort_helpers import missing_nchwc_kernels
 
 from archcalc.core.results import Analysis
 from archcalc.engine.inference import analyze
@@ -75,10 +80,16 @@ KEY_OPS = {
     "gpt2_source": {"Gemm", "MatMul", "Softmax", "LayerNormalization"},
     "gpt2_optimized": {MS + "FastGelu", MS + "SkipLayerNormalization"},
     "gpt2_fp16": {MS + "FastGelu", MS + "SkipLayerNormalization"},
+    "gpt2_attention_fused": {MS + "Attention", "Cast", MS + "FastGelu", MS + "SkipLayerNormalization"},
     "vit_source": {"Conv", "MatMul", "Softmax", "LayerNormalization"},
     "vit_optimized": {MS + "BiasGelu", MS + "SkipLayerNormalization"},
     "vit_fp16": {MS + "BiasGelu", MS + "SkipLayerNormalization"},
+    "vit_attention_fused": {MS + "Attention", MS + "BiasGelu", MS + "SkipLayerNormalization"},
     "vit_all": {NCHWC + "Conv", NCHWC + "ReorderOutput", MS + "FusedMatMul", MS + "FusedGemm", MS + "BiasGelu"},
+    "clip_source": {"MatMul", "Softmax", "Sigmoid", "LayerNormalization", "ArgMax"},
+    "clip_optimized": {MS + "QuickGelu", MS + "SkipLayerNormalization"},
+    "geglu_source": {"MatMul", "Erf", "Slice", "LayerNormalization"},
+    "geglu_optimized": {MS + "BiasSplitGelu", MS + "BiasAdd", MS + "SkipLayerNormalization"},
     "qwen3_source": {"MatMul", "ReduceMean", "Softmax", "Sigmoid", "Cos", "Sin"},
     "qwen3_optimized": {"SimplifiedLayerNormalization", MS + "SkipSimplifiedLayerNormalization"},
     "qwen3_optimized_int4": {MS + "MatMulNBits", MS + "GatherBlockQuantized", "SimplifiedLayerNormalization"},
@@ -92,6 +103,7 @@ KEY_OPS = {
     "cnn_fp16_io": {"Conv", "Gemm"},  # plain opset ops, float16 from input to output
     "mixnet_source": {"Conv", "LeakyRelu", "MaxPool", "Concat", "Sigmoid", "Mul", "AveragePool", "MatMul"},
     "mixnet_extended": {MS + "FusedConv", MS + "FusedMatMul"},
+    "mixnet_transpose_matmul": {MS + "TransposeMatMul", MS + "FusedConv"},
     "mixnet_all": {NCHWC + "Conv", NCHWC + "MaxPool", NCHWC + "AveragePool", NCHWC + "GlobalAveragePool",
                    NCHWC + "ReorderInput", NCHWC + "ReorderOutput", MS + "FusedMatMul"},
     "mixnet_qoperator": {"QLinearConv", "QLinearMatMul", MS + "QLinearLeakyRelu", MS + "QLinearConcat",
@@ -157,6 +169,18 @@ def test_sources_are_the_configs():
     # BatchNorm; MACs per image: stem 32*32 positions * 16 * 27, after the max pool 16*16
     # positions * 16 * (144 + 16) for the two branches, the gate 32*32 on one position, the Gram
     # matrix 32*32 * 64 (8*8 positions after the average pool), the head 320.
+    # GEGLU block: proj 64*64 + 64, LayerNorm 2 * 64, ff_in 64*256 + 256, ff_out 128*64 + 64;
+    # MACs: 2 * 7 = 14 tokens through the three projections.
+    geglu = record("geglu_source")
+    assert geglu["torch_params"] == geglu["params"] == 4_160 + 128 + 16_640 + 8_256 == 29_184
+    assert geglu["macs"] == 14 * (64 * 64 + 64 * 256 + 128 * 64)
+    # CLIP text: embeddings (100 + 64) * 64; per layer Q, K, V, O 4 * (64*64 + 64), two
+    # LayerNorms 2 * 2 * 64, MLP 64*128 + 128 + 128*64 + 64; a final LayerNorm 2 * 64. MACs as
+    # BERT's layers (no pooler product: CLIP pools by gathering the end-of-text token).
+    clip = record("clip_source")
+    layer = 4 * (64 * 64 + 64) + 2 * 2 * 64 + 64 * 128 + 128 + 128 * 64 + 64
+    assert clip["torch_params"] == clip["params"] == (100 + 64) * 64 + 2 * layer + 2 * 64
+    assert clip["macs"] == 2 * (14 * (4 * 64 * 64 + 2 * 64 * 128) + 2 * 4 * 2 * 7 * 7 * 16)
     mixnet = record("mixnet_source")
     assert mixnet["torch_params"] == mixnet["params"] == 448 + 2320 + 272 + 1056 + 330 == 4_426
     assert mixnet["macs"] == 2 * (32 * 32 * 16 * 27 + 16 * 16 * 16 * (144 + 16) + 32 * 32 + 32 * 32 * 64 + 320)
@@ -260,6 +284,43 @@ def test_int4_weight_bytes_by_hand():
     assert analysis("bert_int4_qdq").totals.weight_bytes == 65_536 // 2 + 4 * (81_856 - 65_536)
 
 
+# Dynamic quantization multiplies each MatMulInteger's int32 product by a_scale * w_scale in a
+# plain Mul: the weight's float32 scale (4 bytes each) is read by no quantised op, so it is
+# among the other constants, not the scales and zero points.
+SCALES_READ_BY_MUL = {"bert_dynamic": 4 * 13, "bert_optimized_dynamic": 4 * 7, "distilbert_optimized_dynamic": 4 * 6}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scales_and_zero_points_are_their_own_bytes(name):
+    """The quantisation scales and zero points the quantised ops read (by their schema
+    positions), each once, are the initializers onnxruntime's quantizers name as such."""
+    model = onnx.load(str(FIXTURES / f"{name}.onnx"), load_external_data=False)
+    named = sum(stored_bytes(t) for t in model.graph.initializer if QUANTISATION_PARAMS.search(t.name))
+    totals = analysis(name).totals
+    assert totals.quantization_bytes == named - SCALES_READ_BY_MUL.get(name, 0)
+    assert totals.to_json()["quantization_bytes"] == totals.quantization_bytes
+
+
+def test_scale_and_zero_point_bytes_by_hand():
+    """The file's initializers = weight bytes + scales and zero points + other constants.
+    bert_int4: as test_int4_weight_bytes_by_hand, block scales 4 * (2,048 + 332) and zero
+    points 1,024 + 166; nothing else. cnn_qdq: 8 activations quantised per tensor (x, the
+    stem's, the block's three, the strided conv's, the pool's, the logits: a float32 scale
+    and a uint8 zero point, 5 bytes each), 5 weights per tensor (float32 scale, int8 zero
+    point: 5 each) and 5 int32 biases (a float32 scale of 1 and an int32 zero point: 8 each);
+    nothing else."""
+    int4 = analysis("bert_int4").totals
+    assert int4.quantization_bytes == 4 * (2_048 + 332) + 1_024 + 166
+    assert record("bert_int4")["initializer_bytes"] == int4.weight_bytes + int4.quantization_bytes
+    qdq = analysis("cnn_qdq").totals
+    assert qdq.quantization_bytes == 8 * 5 + 5 * 5 + 5 * 8 == 105
+    assert record("cnn_qdq")["initializer_bytes"] == qdq.weight_bytes + qdq.quantization_bytes
+    from archcalc.report.analysis import totals_lines
+
+    assert dict(totals_lines(analysis("cnn_qdq")))["  Scales, zero points"] == "105 B, not in weight memory"
+    assert "  Scales, zero points" not in dict(totals_lines(analysis("cnn_source")))
+
+
 @pytest.mark.parametrize("fp16, fp32", [("bert_fp16", "bert_optimized"), ("gpt2_fp16", "gpt2_optimized"),
                                         ("vit_fp16", "vit_optimized"), ("qwen3_fp16", "qwen3_optimized"),
                                         ("cnn_fp16_io", "cnn_source")])
@@ -282,12 +343,16 @@ def test_verify_passes(name):
 
     from archcalc.runtime.verify import verify
 
+    data = record(name)
+    if any(op.startswith(NCHWC) for op in data["ops"]) and missing_nchwc_kernels():
+        pytest.skip(missing_nchwc_kernels())
+    if data.get("recorded_from", name) != name:
+        pytest.skip(f"onnxruntime has no CPU kernel for an op of {name} (recorded from {data['recorded_from']})")
     graph = load_onnx(str(FIXTURES / f"{name}.onnx"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         report = verify(graph, analyze(graph, record(name)["dims"]))
     assert report.mismatches == [] and report.skipped == []
-    data = record(name)
     assert report.tensors_checked == len(data["shapes"]) - len(data["input"])  # every node output
 
 
@@ -323,3 +388,20 @@ def test_the_table_splits_mixed_macs():
     assert lines["  Integer"].startswith(f"{BERT_INTEGER + 2 * 64 * 64:,}")
     assert lines["  Float"].startswith(f"{ATTENTION_FLOAT:,}")
     assert "  Integer" not in dict(totals_lines(analysis("cnn_source")))
+
+
+def test_the_readmes_table_is_what_the_fixtures_give(capsys):
+    """README's table of the deployed fixtures is deployed_table.py's output, row for row:
+    rerun the script and paste its output after a fixture or a count changes."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("deployed_table", FIXTURES / "deployed_table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main()
+    printed = capsys.readouterr().out.strip().splitlines()
+    readme = (Path(__file__).parents[2] / "README.md").read_text().splitlines()
+    start = readme.index(printed[0])
+    assert readme[start:start + len(printed)] == printed
+    assert all("= source" in row.split("|")[6] for row in printed[2:])  # every MAC count is the source's

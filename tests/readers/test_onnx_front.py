@@ -24,7 +24,7 @@ from onnx_models import (
     weight,
 )
 
-from archcalc.core.dims import Sym
+from archcalc.core.dims import Sym, bind
 from archcalc.core.errors import ModelFileError, ShapeError
 from archcalc.engine.inference import analyze
 from archcalc.readers.onnx import load_onnx
@@ -319,6 +319,21 @@ def test_slice(tmp_path, opset):
     model = make_model(nodes, [x], outputs, opset=opset)
     _, analysis = check(model, tmp_path)
     assert analysis.tensors["y2"].shape == (Sym.symbol("batch") - 1, 10, 12)
+
+
+@pytest.mark.parametrize("seq", [5, 70])
+def test_slice_of_a_table_by_a_symbolic_length_is_clamped_exactly(tmp_path, seq):
+    """Learned positions (GPT-2's wpe): rows [0:seq] of a table of 64 rows, seq read from the
+    input's shape, hold min(seq, 64) rows (ONNX clamps an end past the axis), checked against
+    onnxruntime below and above the table's length."""
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]), const("one", [1]), const("two", [2]), const("zero", [0]),
+             helper.make_node("Slice", ["shape", "one", "two"], ["end"]),  # [seq]
+             helper.make_node("Slice", ["table", "zero", "end", "zero"], ["rows"])]
+    table = numpy_helper.from_array(np.zeros((64, 8), np.float32), "table")
+    model = make_model(nodes, [tensor_input("x", ["batch", "seq", 8])], ["rows"], initializers=[table])
+    _, analysis = check(model, tmp_path, {"seq": seq})
+    rows = analysis.tensors["rows"].shape[0]
+    assert str(rows) == "min(seq, 64)" and bind(rows, {"seq": seq}) == min(seq, 64)
 
 
 def test_resize(tmp_path):

@@ -19,6 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from ort_helpers import missing_nchwc_kernels, needs_nchwc
 from value_reads import recorded_calls, undeclared_reads
 
 from archcalc.core.results import Analysis
@@ -822,6 +823,7 @@ def test_every_nchwc_rule_has_a_case_here():
     assert sorted(op for op in domain_rules(NCHWC) if f'"{op}"' not in text) == []
 
 
+@needs_nchwc
 @pytest.mark.parametrize("channels_last", [0, 1])
 @pytest.mark.parametrize("channels", [16, 32])
 def test_reorder_input(channels, channels_last, tmp_path):
@@ -839,6 +841,7 @@ def test_reorder_input_of_part_blocks_says_what_it_assumes(tmp_path):
     assert any("AVX-512" in warning for warning in analysis.warnings)
 
 
+@needs_nchwc
 @pytest.mark.parametrize("channels_last", [0, 1])
 def test_reorder_output(channels_last, tmp_path):
     model, feeds = nchwc_single("ReorderOutput", [data(f32(2, 32, 5, 7))], channels=32, channels_last=channels_last)
@@ -853,6 +856,7 @@ NCHWC_CONV_CASES = [(3, 16, 1, 1, "Relu", False), (16, 32, 1, 1, "", False), (16
                     (32, 16, 1, 2, "", False), (16, 16, 1, 1, "", True)]
 
 
+@needs_nchwc
 @pytest.mark.parametrize("channels,filters,groups,stride,activation,with_sum", NCHWC_CONV_CASES,
                          ids=["nchw-in-relu", "blocked", "depthwise", "s2", "sum"])
 def test_nchwc_conv(channels, filters, groups, stride, activation, with_sum, tmp_path):
@@ -870,6 +874,7 @@ def test_nchwc_conv(channels, filters, groups, stride, activation, with_sum, tmp
                              2 * macs + outputs + (activation == "Relu") * outputs + with_sum * outputs)
 
 
+@needs_nchwc
 @pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
 @pytest.mark.parametrize("kernel,stride,pad", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
 def test_nchwc_pool(op, kernel, stride, pad, tmp_path):
@@ -882,6 +887,7 @@ def test_nchwc_pool(op, kernel, stride, pad, tmp_path):
     assert counts(layer) == (0, 0, 2 * 16 * out * out * kernel * kernel)
 
 
+@needs_nchwc
 @pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
 def test_nchwc_global_pool(op, tmp_path):
     x = f32(2, 32, 7, 5)
@@ -890,6 +896,7 @@ def test_nchwc_global_pool(op, tmp_path):
     assert layer.outputs[0].shape == (2, 32, 1, 1) and counts(layer) == (0, 0, x.size)
 
 
+@needs_nchwc
 @pytest.mark.parametrize("mode,per_axis", [("nearest", 0), ("linear", 3)])
 @pytest.mark.parametrize("scales", [(2, 2), (3, 1)])
 def test_nchwc_upsample(mode, per_axis, scales, tmp_path):
@@ -916,6 +923,7 @@ def _block_size() -> int:
     return run_ort(model, feeds)["out0"].shape[1]
 
 
+@needs_nchwc
 def test_graph_saved_at_enable_all_counts_as_its_source(tmp_path):
     """A CNN onnxruntime rewrites into blocked ops: every tensor's shape and dtype as onnxruntime
     runs the saved graph, and the source's params and MACs, but for the 20-filter conv,
@@ -937,6 +945,8 @@ def test_graph_saved_at_enable_all_counts_as_its_source(tmp_path):
                              "scales": init(np.array([1, 1, 2, 2], np.float32))}, opset=17)
     saved = _saved_at_all(source, tmp_path)
     ops = {(n.domain, n.op_type) for n in saved.graph.node}
+    if not any(domain == NCHWC for domain, _ in ops):
+        pytest.skip(f"onnxruntime {ort.__version__} wrote no com.microsoft.nchwc op at ORT_ENABLE_ALL here")
     assert {(NCHWC, "Conv"), (NCHWC, "MaxPool"), (NCHWC, "AveragePool"), (NCHWC, "Upsample"),
             (NCHWC, "ReorderOutput")} <= ops
     analysis = analysed(saved, tmp_path, "saved.onnx")
@@ -952,6 +962,39 @@ def test_graph_saved_at_enable_all_counts_as_its_source(tmp_path):
     assert analysis.totals.macs == macs + 2 * extra * 8 * 8 * 32 * 9
     blocked = [name for name, t in analysis.tensors.items() if tuple(t.shape) == (2, padded, 8, 8)]
     assert blocked and analysis.tensors["c4"].shape == (2, 20, 8, 8)  # ReorderOutput keeps the 20
+
+
+@needs_nchwc
+def test_a_batchnorm_onnxruntime_blocks_counts_macs_its_source_lacks(tmp_path):
+    """A BatchNormalization no conv absorbs (after a Relu) becomes, at ORT_ENABLE_ALL, a
+    blocked depthwise 1x1 Conv: weight [C, 1, 1, 1] (the scale over the deviation) and bias
+    [C] (the shift less mean times it). The same arithmetic per element (one multiply, one
+    add), but a Conv's multiply is a MAC where BatchNorm's is not, so the saved graph has
+    N*C*H*W = 2*16*8*8 MACs its source lacks; params stay 2 C (scale and bias for scale and
+    shift), the running mean and variance (2 C buffers) are folded away."""
+    x = f32(2, 3, 8, 8)
+    nodes = [node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), node("Relu", ["c"], ["r"]),
+             node("BatchNormalization", ["r", "scale", "shift", "mean", "var"], ["y"])]
+    stats = {"scale": init(f32(16)), "shift": init(f32(16)), "mean": init(f32(16)),
+             "var": init(np.abs(f32(16)) + 0.5)}
+    source = unfused(nodes, {"x": data(x), "w": init(f32(16, 3, 3, 3)), "b": init(f32(16)), **stats}, opset=17)
+    saved = _saved_at_all(source, tmp_path)
+    blocked = [n for n in saved.graph.node if n.domain == NCHWC and n.op_type == "Conv"]
+    if len(blocked) != 2:
+        pytest.skip(f"onnxruntime {ort.__version__} did not block the BatchNorm here: {[n.op_type for n in blocked]}")
+    before, after = analysed(source, tmp_path, "source.onnx").totals, analysed(saved, tmp_path, "saved.onnx").totals
+    conv_macs = 2 * 16 * 8 * 8 * 3 * 3 * 3
+    assert before.macs == conv_macs and after.macs == conv_macs + 2 * 16 * 8 * 8
+    assert before.params == after.params == 16 * 27 + 16 + 2 * 16
+    assert (before.buffers, after.buffers) == (2 * 16, 0)
+
+
+def test_the_nchwc_guard_runs_the_blocked_tests_on_x86():
+    """The nchwc tests skip only where onnxruntime has no blocked kernels: on x86 they run."""
+    import platform
+
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert missing_nchwc_kernels() is None
 
 
 def with_every_output(model: onnx.ModelProto) -> onnx.ModelProto:
