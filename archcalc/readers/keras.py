@@ -487,7 +487,7 @@ def _channel_last(layer: Any) -> bool:
 
 def _batchnorm_values(layer: Any) -> dict[str, Any]:
     """gamma, beta, moving mean and variance; ones for a gamma and zeros for a beta the layer
-    does not learn (``scale=False``, ``center=False``: InceptionV3's), counted as buffers."""
+    does not learn (``scale=False``, ``center=False``: InceptionV3's), fixed: neither params nor buffers."""
     import numpy as np
 
     mean = np.asarray(layer.moving_mean.numpy())
@@ -607,8 +607,6 @@ def _apply_weights(model: Any, graph: Graph) -> list[str]:
         if path:
             by_layer.setdefault(path, []).append(node)
     notes = []
-    made_up = 0
-    made_up_layers: set[tuple[str, ...]] = set()
     for path, nodes in by_layer.items():
         layer = layers[path]
         own = [v for v in layer.weights if not _is_container(layer)]
@@ -629,9 +627,7 @@ def _apply_weights(model: Any, graph: Graph) -> list[str]:
                     continue
                 seen.add(name)
                 if name in {"/".join(path) + "/" + x for x in _MADE_UP.values()}:
-                    info.kind = "buffer"  # a BatchNormalization node needs both; the layer learns neither
-                    made_up += _size(info.shape)
-                    made_up_layers.add(path)
+                    info.kind = "fixed"  # a BatchNormalization node needs both; the layer learns neither
                     continue
                 if name in state or only_state:
                     info.kind = "buffer"
@@ -645,10 +641,6 @@ def _apply_weights(model: Any, graph: Graph) -> list[str]:
             notes.append(f"layer {'/'.join(path)} ({type(layer).__name__}): the converted graph holds "
                          f"{graph_learned:,} learned values and {graph_buffers:,} buffer values, Keras "
                          f"{learned:,} and {buffers:,} (tf2onnx converted it in another form)")
-    if made_up:
-        notes.append(f"{len(made_up_layers)} BatchNormalization layer(s) learn no scale or no shift (scale=False or "
-                     f"center=False): the unit scale or zero shift their BatchNormalization node takes is counted "
-                     f"as buffers ({made_up:,} values), which Keras does not count")
     return notes
 
 
