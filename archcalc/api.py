@@ -10,10 +10,11 @@
     archcalc.analyze(torchvision.models.resnet50(), input_size=(1, 3, 224, 224))
 
 A model is a path (``.onnx``, ``.yaml``), an ``onnx.ModelProto``, a YAML spec as text or as
-a dict, a loaded :class:`Graph`, or a ``torch.nn.Module`` (exported to ONNX in memory; torch
-is imported only then). The command line is a thin layer over these functions; they raise
-:class:`ArchcalcError` (the message the CLI prints, naming the file, the layer and the fix)
-on bad input, where the CLI exits 2.
+a dict, a loaded :class:`Graph`, a ``torch.nn.Module`` (exported to ONNX in memory; torch
+is imported only then) or a Keras model (converted by tf2onnx in memory; likewise). The
+command line is a thin layer over these functions; they raise :class:`ArchcalcError` (the
+message the CLI prints, naming the file, the layer and the fix) on bad input, where the CLI
+exits 2.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 InputShapes = Mapping[str, Sequence[int | str]]
 # str | os.PathLike: a file, or a spec's text; Mapping: a spec as parsed YAML; Any: a torch.nn.Module
+# or a Keras model
 Model = Any
 
 
@@ -51,7 +53,9 @@ def load(model: Model, input_shapes: InputShapes | None = None, *, example_input
     ({"x": ("batch", 3, 320, 320)}: a name is a symbolic dim). A torch module is exported at
     `example_inputs`, `input_size` (its first input) or `input_shapes` (by forward()'s argument
     names, all numbers), with `exporter` "dynamo" or "torchscript" (default: dynamo, then
-    TorchScript if dynamo fails)."""
+    TorchScript if dynamo fails). A Keras model is converted by tf2onnx at `input_size` or
+    `input_shapes` (by input name; a named dim stays symbolic), else at its own input shapes
+    with a symbolic ``batch``."""
     from archcalc.readers.torch import is_torch_module
 
     if input_shapes is not None and not isinstance(input_shapes, Mapping):
@@ -62,6 +66,15 @@ def load(model: Model, input_shapes: InputShapes | None = None, *, example_input
 
         return load_module(model, example_inputs, input_shapes=input_shapes, input_size=input_size,
                            exporter=exporter)
+    from archcalc.readers.keras import is_keras_model
+
+    if is_keras_model(model):
+        if example_inputs is not None or exporter is not None:
+            raise ArchcalcError("example_inputs and exporter are for PyTorch modules, not a Keras model",
+                                fix="give input_size=(1, 224, 224, 3) or input_shapes={'image': (1, 224, 224, 3)}")
+        from archcalc.readers.keras import load_keras
+
+        return load_keras(model, input_shapes, input_size=input_size)
     if example_inputs is not None or input_size is not None or exporter is not None:
         raise ArchcalcError(f"example_inputs, input_size and exporter are for PyTorch modules, not a "
                             f"{type(model).__name__}", fix="give input_shapes={'x': (1, 3, 224, 224)} instead")
@@ -99,8 +112,8 @@ def _read(model: Model) -> Graph:
 
         return convert_model(model, model.graph.name or "<onnx.ModelProto>")
     raise ArchcalcError(f"cannot analyse a {type(model).__module__}.{type(model).__name__}",
-                        fix="pass a path (.onnx, .yaml), an onnx.ModelProto, a YAML spec (text or dict) "
-                            "or a torch.nn.Module")
+                        fix="pass a path (.onnx, .yaml), an onnx.ModelProto, a YAML spec (text or dict), "
+                            "a torch.nn.Module or a Keras model")
 
 
 def _shapes(input_shapes: InputShapes) -> dict[str, Shape]:
@@ -405,7 +418,7 @@ def verify(model: Analysis | Model, *, batch: int | None = None, dims: Mapping[s
            input_size: Sequence[int] | None = None) -> VerifyReport:
     """Run `model` once in onnxruntime and compare every inferred shape (and the FLOPs
     derived from it) with what came out (``archcalc verify``): ``.ok``, ``.mismatches``.
-    A model held in memory (a ModelProto, a torch module) runs from a temporary file."""
+    A model held in memory (a ModelProto, a torch module, a Keras model) runs from a temporary file."""
     import tempfile
 
     from archcalc.runtime import verify as verifier
@@ -439,11 +452,21 @@ def _to_file(model: Any, folder: str, example_inputs: Any, input_size: Sequence[
         from archcalc.readers.torch import export_module
 
         proto = export_module(model, example_inputs, input_shapes=input_shapes, input_size=input_size)
+    elif _is_keras(model):
+        from archcalc.readers.keras import export_keras
+
+        proto = export_keras(model, input_shapes, input_size=input_size)
     elif type(model).__name__ == "ModelProto":
         proto = model
     else:
         raise ArchcalcError(f"cannot verify a {type(model).__name__}",
-                            fix="pass a path, an onnx.ModelProto, a YAML spec or a torch.nn.Module")
+                            fix="pass a path, an onnx.ModelProto, a YAML spec, a torch.nn.Module or a Keras model")
     path = os.path.join(folder, "model.onnx")
     onnx.save(proto, path)
     return path
+
+
+def _is_keras(model: object) -> bool:
+    from archcalc.readers.keras import is_keras_model
+
+    return is_keras_model(model)

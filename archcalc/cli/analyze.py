@@ -28,6 +28,8 @@ SUMMARY_ABOVE = 300  # table rows; larger models get a summary unless --full
     "archcalc analyze specs/*.yaml --format csv                   # several models",
     "archcalc analyze specs/resnet50.yaml --format html -o report.html",
     "archcalc analyze specs/resnet50.yaml --device a100 --precision fp16 --batch 32  # time on a device",
+    "archcalc analyze torchvision.models:resnet50 --input-shape x=1,3,224,224  # a PyTorch model factory",
+    "archcalc analyze keras.applications:MobileNetV2 --depth 1  # Keras; weights=None: no download",
 ))
 @click.argument("models", nargs=-1, required=True, type=click.Path(), metavar="MODEL...")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,

@@ -55,13 +55,17 @@ def is_factory_spec(text: str) -> bool:
 
 def load_factory(spec: str, input_shapes: Mapping[str, Sequence[Any]] | None = None,
                  exporter: str | None = None) -> Graph:
-    """The model that `package.module:callable` returns when called with no arguments."""
+    """The model that `package.module:callable` returns when called with no arguments (with
+    ``weights=None`` when it takes `weights`): a PyTorch module, or a Keras model
+    (readers/keras)."""
     module_name, _, attribute = spec.partition(":")
     import os
     import sys
 
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # the user's own package, as `python -m` finds it
+    # TensorFlow's C++ info lines (loaded by a Keras factory's import) are not archcalc's output
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as error:
@@ -74,19 +78,34 @@ def load_factory(spec: str, input_shapes: Mapping[str, Sequence[Any]] | None = N
         target = getattr(target, part)
     if not callable(target):
         raise ModelFileError(f"{spec} is not callable", fix="name a function or class that returns a model")
+    # A factory that takes `weights` (Keras applications, torchvision) is called with weights=None:
+    # Keras' would download ImageNet weights by default, and counting never needs their values.
+    kwargs = {"weights": None} if _takes_weights(target) else {}
     try:
-        model = target()
+        model = target(**kwargs)
     except Exception as error:
-        raise ModelFileError(f"{spec}() failed: {_first_line(error)}",
+        raise ModelFileError(f"{spec}({'weights=None' if kwargs else ''}) failed: {_first_line(error)}",
                              fix="the factory must build a model with no arguments") from None
+    from archcalc.readers.keras import is_keras_model, load_keras
+
+    if is_keras_model(model):  # its inputs' shapes are its own unless given
+        return load_keras(model, input_shapes, name=spec)
     if not is_torch_module(model):
-        raise ModelFileError(f"{spec}() returned a {type(model).__name__}, not a torch.nn.Module",
-                             fix="name a factory of PyTorch modules (torchvision.models:resnet50)")
+        raise ModelFileError(f"{spec}() returned a {type(model).__name__}, not a torch.nn.Module or a Keras model",
+                             fix="name a factory of PyTorch modules (torchvision.models:resnet50) or Keras "
+                                 "models (keras.applications:MobileNetV2)")
     if not input_shapes:
         raise ModelFileError(f"{spec}: a PyTorch module needs the size of its inputs to be exported",
                              fix="give --input-shape NAME=D1,D2,... for each input of forward(), "
                                  "e.g. --input-shape x=1,3,224,224")
     return load_module(model, input_shapes=input_shapes, exporter=exporter, name=spec)
+
+
+def _takes_weights(factory: Any) -> bool:
+    try:
+        return "weights" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False
 
 
 def load_module(module: Any, example_inputs: Any = None, *, input_shapes: Mapping[str, Sequence[Any]] | None = None,
