@@ -109,7 +109,8 @@ class _Inference:
         states = list(filter(None, self.states.values()))
         shapes = set(map(attrgetter("shape"), dict(zip(map(id, states), states)).values()))
         shapes.update(map(attrgetter("shape"), self.known.values()))
-        for dim in {dim for shape in shapes if not isinstance(shape, Deferred) for dim in shape if isinstance(dim, Sym)}:
+        symbolic = {dim for shape in shapes if not isinstance(shape, Deferred) for dim in shape if isinstance(dim, Sym)}
+        for dim in symbolic:
             names |= dim.symbols()
         return names
 
