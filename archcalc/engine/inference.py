@@ -20,7 +20,7 @@ from archcalc.core.dims import Dim, Sym, bind, bind_known, bind_shape, prod, sha
 from archcalc.core.dtypes import UNKNOWN_DTYPE, dtype_bytes, stored_bytes
 from archcalc.core.errors import ArchcalcError, ShapeError, UnboundDim, UnknownValue
 from archcalc.core.graph import Deferred, Graph, Node, Shape, TensorInfo
-from archcalc.core.results import Analysis, AxisField, LayerResult, ReceptiveField, TensorResult, Totals
+from archcalc.core.results import Analysis, AxisField, LayerResult, TensorResult, Totals
 from archcalc.rules.base import GLOBAL, Inputs, Rule, RuleResult, RunTimeShape, Scope, TensorState, Window, rule_for
 
 PARAM_KINDS = ("weight", "buffer")
@@ -514,15 +514,15 @@ class _Inference:
         read_any = False  # some input has a field entry (None for one with no spatial axes)
         widest = None  # merging branches (add, concat): an output sees the widest of its inputs' fields
         for name in node.inputs:
-            if name not in fields:
+            field = fields.get(name, _NO_ENTRY)
+            if field is _NO_ENTRY:
                 continue
             read_any = True
-            field = fields[name]
             if field is None or field is widest:
                 continue
-            if isinstance(field, str):  # GLOBAL, the only string a field holds
+            if type(field) is str:  # GLOBAL, the only string a field holds
                 return GLOBAL
-            if widest is None or _width(field) > _width(widest):
+            if widest is None or field.width > widest.width:  # type: ignore[union-attr]
                 widest = field
         if not read_any:
             return None
@@ -676,26 +676,22 @@ _IDENTITY = _Axis(1, 1, (0,), (0,), AxisField(1, 1, 0))
 
 class _Spatial(NamedTuple):
     """A field with spatial axes: per-axis periodic bounds, and the public form reported for
-    them, made once (pointwise layers pass their input's field on unchanged)."""
+    them, made once (pointwise layers pass their input's field on unchanged); `width`, the
+    sum of the axes' sizes, tells merging branches' fields apart."""
 
     axes: tuple[_Axis, ...]
     public: tuple[AxisField, ...]
+    width: int | Fraction
 
     @staticmethod
     def of(axes: tuple[_Axis, ...]) -> _Spatial:
-        return _Spatial(axes, tuple([a.public for a in axes]))
+        public = tuple([a.public for a in axes])
+        return _Spatial(axes, public, sum([a.size for a in public]))
 
 
 # Internal form of a tensor's field: spatial, "global", or None (unknown or no spatial axes).
 _Field = _Spatial | str | None
-
-
-def _width(field: _Spatial) -> int | Fraction:
-    return sum(a.size for a in field.public)
-
-
-def _public(field: _Field) -> ReceptiveField:
-    return field.public if isinstance(field, _Spatial) else field
+_NO_ENTRY = object()  # what `fields` gives for a tensor it holds no entry for (None is an entry)
 
 
 def _through_window(axis: _Axis, window: Window) -> _Axis | None:
