@@ -154,7 +154,7 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
 
                 documents = [add_formulas_to_document(document, result[4])
                              for document, result in zip(documents, results)]
-            click.echo(report.dumps_json(documents[0] if len(documents) == 1 else documents))
+            click.echo(report.json_bytes(documents[0] if len(documents) == 1 else documents))
         return
     console = None
     for index, ((model, analysis, step, fit, formulas, generation), costs) in enumerate(zip(results, devices)):
