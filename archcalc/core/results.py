@@ -92,7 +92,7 @@ class LayerResult:
         if encoded is None:
             encoded = {}
         field_json: object = self.receptive_field
-        if isinstance(field_json, tuple):
+        if isinstance(self.receptive_field, tuple):
             field_json = encoded.get(id(self.receptive_field))
             if field_json is None:
                 field_json = encoded[id(self.receptive_field)] = [a.to_json() for a in self.receptive_field]

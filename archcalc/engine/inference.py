@@ -80,6 +80,7 @@ class _Inference:
         self.results: dict[str, TensorResult] = {}
         self.element_counts: dict[Shape, int] = {}  # bound element count by shape: few distinct shapes
         self.fields: dict[str, _Field] = {}
+        self.rules: dict[str, Any] = {}  # the default domain's rule (or None) by op, looked up once
         self.rule_results: dict[tuple[Any, ...], tuple[RuleResult, _Outcome]] = {}  # see _apply
         self.bound_counts: dict[Sym, int] = {}  # see _bound
         self.known: dict[str, TensorInfo] = dict(graph.tensors)
@@ -157,7 +158,11 @@ class _Inference:
                 if inputs[index] is None and name:  # not computed yet: a spec weight with a deferred shape, or unknown
                     inputs[index] = self._resolve_input(node, name)
                     missing = missing or inputs[index] is None
-        rule = rule_for(node.domain, node.op)
+        rule = self.rules.get(node.op, _NO_ENTRY) if not node.domain else _NO_ENTRY
+        if rule is _NO_ENTRY:
+            rule = rule_for(node.domain, node.op)
+            if not node.domain:
+                self.rules[node.op] = rule
         if rule is None or missing:
             return self._unmodelled(node, inputs, has_rule=rule is not None)
         # Front ends give a dict, which rules and LayerResult take; Node.attrs (core/graph.py) says Mapping.
@@ -304,7 +309,7 @@ class _Inference:
         return LayerResult(
             node.name, node.op, self._input_results(node), tuple(outputs),
             params, trainable, buffers, outcome.macs, outcome.flops, activation_bytes,
-            field.public if type(field) is _Spatial else field,  # receptive_field
+            field.public if isinstance(field, _Spatial) else field,  # receptive_field
             True, "",  # modelled, unmodelled_reason
             outcome.backward_state_bytes, node.block, node.source,
             "", node.domain, result.repeats, outcome.integer_macs, result.variant,  # parent "": set by the caller
@@ -512,17 +517,17 @@ class _Inference:
         that scrambles them) leave it unknown."""
         fields = self.fields
         read_any = False  # some input has a field entry (None for one with no spatial axes)
-        widest = None  # merging branches (add, concat): an output sees the widest of its inputs' fields
+        widest: _Spatial | None = None  # merging branches (add, concat): an output sees the widest of its inputs'
         for name in node.inputs:
-            field = fields.get(name, _NO_ENTRY)
+            field: _Field = fields.get(name, _NO_ENTRY)
             if field is _NO_ENTRY:
                 continue
             read_any = True
             if field is None or field is widest:
                 continue
-            if type(field) is str:  # GLOBAL, the only string a field holds
+            if isinstance(field, str):  # GLOBAL, the only string a field holds
                 return GLOBAL
-            if widest is None or field.width > widest.width:  # type: ignore[union-attr]
+            if widest is None or field.width > widest.width:
                 widest = field
         if not read_any:
             return None
@@ -691,7 +696,7 @@ class _Spatial(NamedTuple):
 
 # Internal form of a tensor's field: spatial, "global", or None (unknown or no spatial axes).
 _Field = _Spatial | str | None
-_NO_ENTRY = object()  # what `fields` gives for a tensor it holds no entry for (None is an entry)
+_NO_ENTRY: Any = object()  # what `fields` gives for a tensor it holds no entry for (None is an entry)
 
 
 def _through_window(axis: _Axis, window: Window) -> _Axis | None:
