@@ -64,6 +64,14 @@ def main() -> None:
     except RecursionError:
         click.echo("error: the model nests too deeply to analyse", err=True)
         sys.exit(2)
+
+
+def program() -> None:
+    """The `archcalc` program (its console script and `python3 -m archcalc`): `main`, then
+    the process ends without the interpreter's teardown. `main` itself ends in SystemExit,
+    as callers that run it in-process (the fuzz driver) expect."""
+    try:
+        main()
     except SystemExit as done:  # how click ends every run
         if done.code is None or isinstance(done.code, int):
             _end(done.code or 0)
