@@ -136,6 +136,10 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
                          symbolic, context_tokens, kv_dtype, described, serve_memory) for model in models]
     devices = [_on_device(result[:4], on_device, input_shapes, parse_dims(dims, batch), fit_memory == "device")
                for result in results]
+    # Held by the run's context, the results outlive this function: the program ends without
+    # freeing them object by object (cli.main.program: a 50k-layer model's are ~5% of the run);
+    # in-process callers (tests) free them with the context.
+    context.meta["archcalc.analyze.results"] = results
     if fmt == "html":
         from archcalc.report.html import analysis_page, write_page
 
@@ -155,6 +159,7 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
                 documents = [add_formulas_to_document(document, result[4])
                              for document, result in zip(documents, results)]
             click.echo(report.json_bytes(documents[0] if len(documents) == 1 else documents))
+            context.meta["archcalc.analyze.documents"] = documents  # as the results above
         return
     console = None
     for index, ((model, analysis, step, fit, formulas, generation), costs) in enumerate(zip(results, devices)):
