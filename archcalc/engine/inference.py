@@ -153,7 +153,7 @@ class _Inference:
     def _layer(self, node: Node) -> LayerResult:
         inputs = list(map(self.states.get, node.inputs))
         missing = False
-        if None in inputs:
+        if not all(inputs):  # a state is a non-empty tuple: truth, not `None in`'s comparisons
             for index, name in enumerate(node.inputs):
                 if inputs[index] is None and name:  # not computed yet: a spec weight with a deferred shape, or unknown
                     inputs[index] = self._resolve_input(node, name)
