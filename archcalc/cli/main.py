@@ -85,7 +85,7 @@ def _end(status: int) -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # AttributeError: no stdout at all (None)
         return
     os._exit(status)
 
