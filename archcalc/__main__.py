@@ -1,5 +1,5 @@
 """`python3 -m archcalc ...`: the same CLI, without relying on the script directory being on PATH."""
 
-from archcalc.cli.main import main
+from archcalc.cli.main import program
 
-main()
+program()

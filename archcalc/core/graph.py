@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from archcalc.core.dims import Dim, Sym
@@ -193,17 +194,14 @@ class Graph:
         the written order is topological. Front ends nearly always write that order, and
         checking it with a producer map costs a fraction of building the DAG; any other
         graph goes through `dag()`, which sorts it or says what is wrong."""
-        names: set[str] = set()
-        producer: dict[str, int] = {}  # tensor -> position of its producer (the last one, as in dag())
-        for index, node in enumerate(self.nodes):
-            names.add(node.name)
-            for out in node.outputs:
-                if out:
-                    producer[out] = index
-        if len(names) != len(self.nodes):
+        nodes = self.nodes
+        if len(set(map(attrgetter("name"), nodes))) != len(nodes):
             return False
+        # tensor -> position of its producer (the last one, as in dag()); "" is no tensor
+        producer = {out: index for index, node in enumerate(nodes) for out in node.outputs}
+        producer.pop("", None)
         tensors = self.tensors
-        for index, node in enumerate(self.nodes):
+        for index, node in enumerate(nodes):
             for tensor in node.inputs:
                 source = producer.get(tensor)
                 if source is None:

@@ -96,11 +96,12 @@ class LayerResult:
             field_json = encoded.get(id(self.receptive_field))
             if field_json is None:
                 field_json = encoded[id(self.receptive_field)] = [a.to_json() for a in self.receptive_field]
+        known = encoded.get  # a tensor's JSON (a non-empty dict) once made, else None: then made here
         return {
             "name": self.name,
             "op": self.op,
-            "inputs": [_tensor_json(t, encoded) for t in self.inputs],
-            "outputs": [_tensor_json(t, encoded) for t in self.outputs],
+            "inputs": [known(id(t)) or _tensor_json(t, encoded) for t in self.inputs],
+            "outputs": [known(id(t)) or _tensor_json(t, encoded) for t in self.outputs],
             "params": self.params,
             "trainable_params": self.trainable_params,
             "buffers": self.buffers,
@@ -116,9 +117,11 @@ class LayerResult:
 
 
 def _tensor_json(tensor: TensorResult, encoded: dict[int, Any]) -> dict[str, Any]:
-    result: dict[str, Any] | None = encoded.get(id(tensor))  # a tensor's id is only ever given its JSON
-    if result is None:
-        result = encoded[id(tensor)] = tensor.to_json()
+    """The JSON of a tensor not yet in `encoded`, recorded there by id (a tensor's id is only
+    ever given its JSON)."""
+    shape = tensor.shape
+    result = encoded[id(tensor)] = {"name": tensor.name, "shape": None if shape is None else shape_to_json(shape),
+                                    "dtype": tensor.dtype}
     return result
 
 
@@ -198,9 +201,7 @@ class Analysis:
             "bindings": self.bindings,
             "totals": self.totals.to_json(),
             "layers": [layer.to_json(encoded) for layer in self.layers],
-            "tensors": {
-                name: None if t.shape is None else shape_to_json(t.shape)
-                for name, t in self.tensors.items()
-            },
+            "tensors": {name: None if shape is None else shape_to_json(shape)
+                        for name, (_, shape, _) in self.tensors.items()},
             "warnings": list(self.warnings),
         }

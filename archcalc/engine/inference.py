@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from fractions import Fraction
+from itertools import accumulate
 from math import gcd
+from operator import add, attrgetter, sub
 from typing import Any, NamedTuple
 
 from archcalc.core.collector import pause_gc
@@ -18,7 +20,7 @@ from archcalc.core.dims import Dim, Sym, bind, bind_known, bind_shape, prod, sha
 from archcalc.core.dtypes import UNKNOWN_DTYPE, dtype_bytes, stored_bytes
 from archcalc.core.errors import ArchcalcError, ShapeError, UnboundDim, UnknownValue
 from archcalc.core.graph import Deferred, Graph, Node, Shape, TensorInfo
-from archcalc.core.results import Analysis, AxisField, LayerResult, ReceptiveField, TensorResult, Totals
+from archcalc.core.results import Analysis, AxisField, LayerResult, TensorResult, Totals
 from archcalc.rules.base import GLOBAL, Inputs, Rule, RuleResult, RunTimeShape, Scope, TensorState, Window, rule_for
 
 PARAM_KINDS = ("weight", "buffer")
@@ -26,6 +28,9 @@ _PER_LAYER_CONTEXT = frozenset({"node_name", "scope"})
 # ONNX dims and every runtime's element counts are int64; Python ints never overflow, so a
 # count past this is reported as bad input rather than silently printed.
 INT64_MAX = 2**63 - 1
+# Named tuples made per tensor (TensorState, TensorResult) are built with tuple.__new__: their
+# own __new__ is a Python lambda wrapping it, 9% of a 10k-layer engine pass.
+_new_tuple = tuple.__new__
 
 
 def analyze(graph: Graph, bindings: Mapping[str, int] | None = None) -> Analysis:
@@ -75,6 +80,7 @@ class _Inference:
         self.results: dict[str, TensorResult] = {}
         self.element_counts: dict[Shape, int] = {}  # bound element count by shape: few distinct shapes
         self.fields: dict[str, _Field] = {}
+        self.rules: dict[str, Any] = {}  # the default domain's rule (or None) by op, looked up once
         self.rule_results: dict[tuple[Any, ...], tuple[RuleResult, _Outcome]] = {}  # see _apply
         self.bound_counts: dict[Sym, int] = {}  # see _bound
         self.known: dict[str, TensorInfo] = dict(graph.tensors)
@@ -101,30 +107,37 @@ class _Inference:
     def symbols(self) -> set[str]:
         """Every symbolic dim name a shape or count of the graph holds."""
         names = set(self.counted_symbols)
-        # Layers given one rule result share its states, and big models have few distinct shapes.
-        states = {id(s): s for s in self.states.values() if s is not None}
-        shapes = {s.shape for s in states.values()}
-        shapes.update(i.shape for i in self.known.values() if not isinstance(i.shape, Deferred))
-        for dim in {dim for shape in shapes for dim in shape if isinstance(dim, Sym)}:
+        # Layers given one rule result share its states, and big models have few distinct shapes:
+        # states are told apart by identity first (a symbolic dim's hash is Python code).
+        states = list(filter(None, self.states.values()))
+        shapes = set(map(attrgetter("shape"), dict(zip(map(id, states), states)).values()))
+        shapes.update(map(attrgetter("shape"), self.known.values()))
+        symbolic = {dim for shape in shapes if not isinstance(shape, Deferred) for dim in shape if isinstance(dim, Sym)}
+        for dim in symbolic:
             names |= dim.symbols()
         return names
 
     def run(self) -> Analysis:
+        states, results = self.states, self.results
         for name, info in self.graph.tensors.items():
-            if not isinstance(info.shape, Deferred):
-                value = info.value if not isinstance(info.value, Deferred) else None
-                self._set_state(name, TensorState(tuple(info.shape), info.dtype, value))
+            shape = info.shape
+            if not isinstance(shape, Deferred):
+                shape, value = tuple(shape), info.value
+                states[name] = _new_tuple(TensorState, (shape, info.dtype, None if isinstance(value, Deferred)
+                                                        else value))
+                results[name] = _new_tuple(TensorResult, (name, shape, info.dtype))
                 if info.kind == "input":
-                    self.fields[name] = _input_field(info.shape)
+                    self.fields[name] = _input_field(shape)
         layers = []
-        for node in self.graph.topological_nodes():
+        nodes = self.graph.topological_nodes()
+        for node in nodes:
             layers.append(self._layer(node))
             if self.sublayers:
                 layers.extend(self.sublayers)
                 self.sublayers = []
         if self.view_holders:
             layers = self._count_unused_views(layers)
-        totals, live = self._totals(layers)
+        totals, live = self._totals(layers, nodes)
         return Analysis(
             path=self.graph.path,
             name=str(self.graph.metadata.get("name", "")),
@@ -140,16 +153,18 @@ class _Inference:
         )
 
     def _layer(self, node: Node) -> LayerResult:
-        states = self.states
-        inputs = []
+        inputs = list(map(self.states.get, node.inputs))
         missing = False
-        for name in node.inputs:
-            state = states.get(name)
-            if state is None and name:  # not computed yet: a spec weight with a deferred shape, or unknown
-                state = self._resolve_input(node, name)
-                missing = missing or state is None
-            inputs.append(state)
-        rule = rule_for(node.domain, node.op)
+        if not all(inputs):  # a state is a non-empty tuple: truth, not `None in`'s comparisons
+            for index, name in enumerate(node.inputs):
+                if inputs[index] is None and name:  # not computed yet: a spec weight with a deferred shape, or unknown
+                    inputs[index] = self._resolve_input(node, name)
+                    missing = missing or inputs[index] is None
+        rule = self.rules.get(node.op, _NO_ENTRY) if not node.domain else _NO_ENTRY
+        if rule is _NO_ENTRY:
+            rule = rule_for(node.domain, node.op)
+            if not node.domain:
+                self.rules[node.op] = rule
         if rule is None or missing:
             return self._unmodelled(node, inputs, has_rule=rule is not None)
         # Front ends give a dict, which rules and LayerResult take; Node.attrs (core/graph.py) says Mapping.
@@ -269,19 +284,21 @@ class _Inference:
 
     def _record(self, node: Node, attrs: dict[str, Any], result: RuleResult,
                 outcome: _Outcome) -> LayerResult:
+        states, results, tensor_bytes, fields = self.states, self.results, self.tensor_bytes, self.fields
         outputs = []
         activation_bytes = 0
         for name, state, size in zip(node.outputs, outcome.states, outcome.sizes):
             if name:
-                outputs.append(self._set_state(name, state))
-                self.tensor_bytes[name] = size
+                states[name] = state
+                tensor = results[name] = _new_tuple(TensorResult, (name, state.shape, state.dtype))
+                outputs.append(tensor)
+                tensor_bytes[name] = size
                 activation_bytes += size
         if result.weights or result.buffers or result.held:
             params, trainable, buffers = self._params(node, result)
         else:  # activations, reshapes, ...: no weights
             params = trainable = buffers = 0
         field = self._receptive_field(node, result.receptive)
-        fields = self.fields
         for name in node.outputs:
             if name:
                 fields[name] = field
@@ -290,41 +307,32 @@ class _Inference:
         if result.sublayers:
             self.sublayers = [layer if layer.parent else replace(layer, parent=node.name)
                               for layer in result.sublayers]
+        # Positional, in LayerResult's field order: a third of the time keywords take, once per layer.
         return LayerResult(
-            name=node.name,
-            op=node.op,
-            inputs=self._input_results(node),
-            outputs=tuple(outputs),
-            params=params,
-            trainable_params=trainable,
-            buffers=buffers,
-            macs=outcome.macs,
-            flops=outcome.flops,
-            macs_formula=result.macs,
-            flops_formula=result.flops,
-            activation_bytes=activation_bytes,
-            integer_macs=outcome.integer_macs,
-            receptive_field=_public(field),
-            backward_state_bytes=outcome.backward_state_bytes,
-            block=node.block,
-            source=node.source,
-            domain=node.domain,
-            repeats=result.repeats,
-            variant=result.variant,
-            attrs=attrs,
-            explain=result.explain,
+            node.name, node.op, self._input_results(node), tuple(outputs),
+            params, trainable, buffers, outcome.macs, outcome.flops, activation_bytes,
+            field.public if isinstance(field, _Spatial) else field,  # receptive_field
+            True, "",  # modelled, unmodelled_reason
+            outcome.backward_state_bytes, node.block, node.source,
+            "", node.domain, result.repeats, outcome.integer_macs, result.variant,  # parent "": set by the caller
+            result.macs, result.flops,  # macs_formula, flops_formula
+            attrs, result.explain,
         )
 
     def _params(self, node: Node, result: RuleResult) -> tuple[int, int, int]:
         """Params, trainable params and buffers of the weights the layer uses that no earlier
         layer counted (a shared tensor counts once)."""
-        params = trainable = buffers = 0
         names = node.inputs
         sources = self.view_sources
         viewed = self._view(node, result) if result.views else ()
-        used = [(sources.get(names[i], names[i]), False) for i in result.weights if i < len(names) and i not in viewed]
-        if result.buffers:
+        if sources or viewed:
+            used = [(sources.get(names[i], names[i]), False) for i in result.weights
+                    if i < len(names) and i not in viewed]
             used += [(sources.get(names[i], names[i]), True) for i in result.buffers if i < len(names)]
+        else:  # no views in the graph so far: the inputs themselves
+            used = [(names[i], False) for i in result.weights if i < len(names)]
+            if result.buffers:
+                used += [(names[i], True) for i in result.buffers if i < len(names)]
         for held in result.held:  # a subgraph's own weights join the known tensors under their names
             if held.name not in self.known:
                 # The body counted them, so their shapes and values were resolved (none is Deferred).
@@ -335,9 +343,7 @@ class _Inference:
         learned = {names[i] for i in result.integer_weights if i < len(names)} if result.integer_weights else ()
         packed = ({names[i]: per_element for i, per_element in result.packed_weights if i < len(names)}
                   if result.packed_weights else None)
-        for tensor, is_buffer in used:
-            counts = self._count(node, tensor, is_buffer, learned, packed)
-            params, trainable, buffers = params + counts[0], trainable + counts[1], buffers + counts[2]
+        params, trainable, buffers = self._count(node, used, learned, packed)
         for i in result.quantization:
             self._count_quantization(names[i] if i < len(names) else "")
         if max(params, buffers) > INT64_MAX:  # a table of 2**62 rows: the output may be small
@@ -345,28 +351,38 @@ class _Inference:
                              fix="the weight shapes are implausibly large: check the layer's sizes")
         return params, trainable, buffers
 
-    def _count(self, node: Node, tensor: str, is_buffer: bool, learned: Collection[str],
+    def _count(self, node: Node, used: Sequence[tuple[str, bool]], learned: Collection[str],
                packed: Mapping[str, int] | None) -> tuple[int, int, int]:
-        """(params, trainable, buffers) of `tensor` used by `node` as a weight, unless it is
-        not a weight or an earlier layer counted it (a shared tensor counts once)."""
-        info = self.known.get(tensor)  # None also for "" (an optional input left out)
-        if info is None or tensor in self.counted:
-            return 0, 0, 0
-        if info.kind not in PARAM_KINDS and not (info.kind == "constant" and tensor in learned):
-            return 0, 0, 0
-        self.counted.add(tensor)
-        self.view_holders.pop(tensor, None)
-        state = self.states[tensor]
-        # A modelled layer's named inputs all have states (else it is unmodelled); held ones got theirs above.
-        assert state is not None
-        count = self._elements(state.shape)
-        self.weight_bytes += stored_bytes(info.dtype, count)
-        if packed:
-            count *= packed.get(tensor, 1)
-        if is_buffer or info.kind == "buffer":
-            self.buffer_tensors.add(tensor)
-            return 0, 0, count
-        return count, count if node.trainable and info.trainable else 0, 0
+        """(params, trainable, buffers) of the tensors `used` by `node` as weights (each with
+        whether the layer holds it as a buffer), leaving out those that are not weights and
+        those an earlier layer counted (a shared tensor counts once)."""
+        known, counted, states, view_holders = self.known, self.counted, self.states, self.view_holders
+        params = trainable = buffers = 0
+        for tensor, is_buffer in used:
+            info = known.get(tensor)  # None also for "" (an optional input left out)
+            if info is None or tensor in counted:
+                continue
+            kind = info.kind
+            if kind not in PARAM_KINDS and not (kind == "constant" and tensor in learned):
+                continue
+            counted.add(tensor)
+            if view_holders:
+                view_holders.pop(tensor, None)
+            state = states[tensor]
+            # A modelled layer's named inputs all have states (else it is unmodelled); held ones got theirs above.
+            assert state is not None
+            count = self._elements(state.shape)
+            self.weight_bytes += stored_bytes(info.dtype, count)
+            if packed:
+                count *= packed.get(tensor, 1)
+            if is_buffer or kind == "buffer":
+                self.buffer_tensors.add(tensor)
+                buffers += count
+            else:
+                params += count
+                if node.trainable and info.trainable:
+                    trainable += count
+        return params, trainable, buffers
 
     def _count_quantization(self, tensor: str) -> None:
         """Add a stored scale or zero point's bytes, once; one computed at run time
@@ -403,7 +419,7 @@ class _Inference:
         counted by the first layer that viewed them, as any weight a layer reads."""
         extra: dict[str, list[int]] = {}
         for source, node in list(self.view_holders.items()):
-            counts = self._count(node, source, False, (), None)
+            counts = self._count(node, [(source, False)], (), None)
             sums = extra.setdefault(node.name, [0, 0, 0])
             for k, value in enumerate(counts):
                 sums[k] += value
@@ -517,17 +533,17 @@ class _Inference:
         that scrambles them) leave it unknown."""
         fields = self.fields
         read_any = False  # some input has a field entry (None for one with no spatial axes)
-        widest = None  # merging branches (add, concat): an output sees the widest of its inputs' fields
+        widest: _Spatial | None = None  # merging branches (add, concat): an output sees the widest of its inputs'
         for name in node.inputs:
-            if name not in fields:
+            field: _Field = fields.get(name, _NO_ENTRY)
+            if field is _NO_ENTRY:
                 continue
             read_any = True
-            field = fields[name]
             if field is None or field is widest:
                 continue
             if isinstance(field, str):  # GLOBAL, the only string a field holds
                 return GLOBAL
-            if widest is None or _width(field) > _width(widest):
+            if widest is None or field.width > widest.width:
                 widest = field
         if not read_any:
             return None
@@ -554,53 +570,47 @@ class _Inference:
     def _tensor_results(self) -> dict[str, TensorResult]:
         return dict(self.results)
 
-    def _totals(self, all_layers: list[LayerResult]) -> tuple[Totals, list[int]]:
+    def _totals(self, all_layers: list[LayerResult], nodes: Sequence[Node]) -> tuple[Totals, list[int]]:
         """The totals, and the live activation bytes after each top-level layer (see _live_bytes)."""
         layers = [layer for layer in all_layers if not layer.parent]  # sublayers are in their parent's counts
-        params = sum(layer.params for layer in layers)
-        trainable = sum(layer.trainable_params for layer in layers)
-        buffers = sum(layer.buffers for layer in layers)
+        params = sum(map(attrgetter("params"), layers))
+        trainable = sum(map(attrgetter("trainable_params"), layers))
         input_bytes = sum(
             self._bind(prod(info.shape)) * dtype_bytes(info.dtype)
             for info in self.graph.tensors.values()
             if info.kind == "input" and not isinstance(info.shape, Deferred)
         )
-        live = self._live_bytes(layers, input_bytes)
+        activations = list(map(attrgetter("activation_bytes"), layers))
+        live = self._live_bytes(nodes, activations, input_bytes)
         return Totals(
             params=params,
             trainable_params=trainable,
             frozen_params=params - trainable,
-            buffers=buffers,
-            macs=sum(layer.macs for layer in layers),
-            flops=sum(layer.flops for layer in layers),
-            integer_macs=sum(layer.integer_macs for layer in layers),
-            activation_bytes=sum(layer.activation_bytes for layer in layers),
+            buffers=sum(map(attrgetter("buffers"), layers)),
+            macs=sum(map(attrgetter("macs"), layers)),
+            flops=sum(map(attrgetter("flops"), layers)),
+            integer_macs=sum(map(attrgetter("integer_macs"), layers)),
+            activation_bytes=sum(activations),
             peak_activation_bytes=max([input_bytes, *live]),
             weight_bytes=self.weight_bytes,
             quantization_bytes=self.quantization_bytes,
             input_bytes=input_bytes,
-            partial=bool(self.left_out) or any(not layer.modelled for layer in all_layers),
+            partial=bool(self.left_out) or not all(map(attrgetter("modelled"), all_layers)),
         ), live
 
-    def _live_bytes(self, layers: list[LayerResult], input_bytes: int) -> list[int]:
+    def _live_bytes(self, nodes: Sequence[Node], activations: list[int], input_bytes: int) -> list[int]:
         """Bytes of live activations just after each layer has run, when layers run one at a
         time in this order and each tensor is freed after its last consumer: the largest (or
-        the inputs alone) is what inference needs at its peak."""
-        last_use: dict[str, int] = {}
-        for index, layer in enumerate(layers):
-            for tensor in layer.inputs:
-                last_use[tensor.name] = index
-        freed = [0] * len(layers)  # bytes freed once each layer has run
+        the inputs alone) is what inference needs at its peak. `nodes` are the top-level
+        layers' nodes, in order (a layer lists its node's inputs), `activations` their output bytes."""
+        last_use = {name: index for index, node in enumerate(nodes) for name in node.inputs}
+        freed = [0] * len(nodes)  # bytes freed once each layer has run
         tensor_bytes = self.tensor_bytes
         for name, index in last_use.items():
             freed[index] += tensor_bytes.get(name, 0)
-        live = input_bytes
-        timeline = []
-        for layer, free in zip(layers, freed):
-            live += layer.activation_bytes
-            timeline.append(live)
-            live -= free
-        return timeline
+        # Live before layer i runs: the inputs, plus what every earlier layer made less what it freed.
+        before = accumulate(map(sub, activations, freed), initial=input_bytes)
+        return list(map(add, before, activations))
 
 
 class _Outcome(NamedTuple):
@@ -688,26 +698,22 @@ _IDENTITY = _Axis(1, 1, (0,), (0,), AxisField(1, 1, 0))
 
 class _Spatial(NamedTuple):
     """A field with spatial axes: per-axis periodic bounds, and the public form reported for
-    them, made once (pointwise layers pass their input's field on unchanged)."""
+    them, made once (pointwise layers pass their input's field on unchanged); `width`, the
+    sum of the axes' sizes, tells merging branches' fields apart."""
 
     axes: tuple[_Axis, ...]
     public: tuple[AxisField, ...]
+    width: int | Fraction
 
     @staticmethod
     def of(axes: tuple[_Axis, ...]) -> _Spatial:
-        return _Spatial(axes, tuple([a.public for a in axes]))
+        public = tuple([a.public for a in axes])
+        return _Spatial(axes, public, sum([a.size for a in public]))
 
 
 # Internal form of a tensor's field: spatial, "global", or None (unknown or no spatial axes).
 _Field = _Spatial | str | None
-
-
-def _width(field: _Spatial) -> int | Fraction:
-    return sum(a.size for a in field.public)
-
-
-def _public(field: _Field) -> ReceptiveField:
-    return field.public if isinstance(field, _Spatial) else field
+_NO_ENTRY: Any = object()  # what `fields` gives for a tensor it holds no entry for (None is an entry)
 
 
 def _through_window(axis: _Axis, window: Window) -> _Axis | None:

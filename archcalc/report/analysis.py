@@ -74,15 +74,21 @@ def json_document(analysis: Analysis, training=None, fit=None, roofline=None) ->
 
 
 def dumps_json(document: object) -> str:
-    """`document` as indented JSON (UTF-8 text, not escaped to ASCII). orjson writes it about
-    ten times faster than the json module, whose indented form is pure Python; json writes
-    what orjson refuses (ints past 64 bits), in the same layout."""
+    """`document` as indented JSON (UTF-8 text, not escaped to ASCII)."""
+    return json_bytes(document).decode("utf-8")
+
+
+def json_bytes(document: object) -> bytes:
+    """`document` as indented JSON in UTF-8, as it is written (a big model's is tens of MB:
+    not decoded to text to be encoded again). orjson writes it about ten times faster than
+    the json module, whose indented form is pure Python; json writes what orjson refuses
+    (ints past 64 bits), in the same layout."""
     import orjson
 
     try:
-        return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode("utf-8")
+        return orjson.dumps(document, option=orjson.OPT_INDENT_2)
     except TypeError:  # orjson.JSONEncodeError
-        return json.dumps(document, indent=2, ensure_ascii=False)
+        return json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8")
 
 
 def training_lines(training, fit=None) -> list[tuple[str, str]]:
