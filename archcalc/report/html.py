@@ -286,7 +286,7 @@ def _html(title: str, data: dict[str, Any], script_file: str = "page.js") -> Htm
 
     folder = resources.files("archcalc.report")
     style = folder.joinpath("page.css").read_text(encoding="utf-8")
-    script = folder.joinpath(script_file).read_text(encoding="utf-8")
+    script = "".join(folder.joinpath(name).read_text(encoding="utf-8") for name in ("ui.js", script_file))
     # Inside <script> only "</script" (and "<!--") could end the data early: no "<" stays raw.
     payload = orjson.dumps(data).decode("utf-8").replace("<", "\\u003c")
     return HtmlPage(

@@ -6,40 +6,14 @@
 "use strict";
 (function () {
   const data = JSON.parse(document.getElementById("archcalc-data").textContent);
+  const { exact, count, bytes, seconds, el, svg } = archcalcUi;  // ui.js
   const doc = data.json, page = data.page, isDiff = page.kind === "diff";
-  const SVG = "http://www.w3.org/2000/svg";
   // Row fields, as html.py lists them.
   const NAME = 0, OP = 1, SHAPE = 2, PARAMS = 3, MACS = 4, FLOPS = 5, ACT = 6, FIELD = 7, MODELLED = 8, LAYERS = 9;
   const METRICS = { macs: [MACS, "MACs", count], params: [PARAMS, "Params", count], activations: [ACT, "Activations", bytes] };
   const state = { level: page.first_level, open: null, metric: "macs", selected: -1, sortKey: null, sortAsc: false, filter: "" };
 
-  // --- formatting (as archcalc/core/units.py) ----------------------------------------------
-  function exact(n) { return n.toLocaleString("en-US"); }
-  function count(n) {
-    const units = [["P", 1e15], ["T", 1e12], ["G", 1e9], ["M", 1e6], ["K", 1e3]];
-    for (const [u, s] of units) if (Math.abs(n) >= s) return (n / s).toFixed(2) + " " + u;
-    return String(n);
-  }
-  function bytes(n) {
-    const units = [["TiB", 2 ** 40], ["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 2 ** 10]];
-    for (const [u, s] of units) if (Math.abs(n) >= s) return (n / s).toFixed(2) + " " + u;
-    return n + " B";
-  }
   function signed(text, n) { return (n > 0 ? "+" : "") + text; }
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "class") node.className = v; else if (k === "text") node.textContent = v;
-      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v); else node.setAttribute(k, v);
-    }
-    for (const c of children) if (c != null) node.append(c);
-    return node;
-  }
-  function svg(tag, attrs) {
-    const node = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-    return node;
-  }
   function base() { return page.levels[state.level]; }
   // The view shown: the chosen level, or that level with one block opened ("Open this block").
   function level() { const lv = base(); return state.open !== null && lv.open && lv.open[state.open] ? lv.open[state.open] : lv; }
@@ -478,11 +452,6 @@
   // page.roofline: the device's roofs and one point per layer with FLOPs [name, op, intensity,
   // FLOP/s, time, bound]; doc.roofline: the JSON's object (latency, share of time by op).
   const PALETTE = ["#2563eb", "#c2410c", "#16a34a", "#9333ea", "#db2777", "#0891b2", "#ca8a04", "#4f46e5", "#65a30d"];
-  function seconds(t) {
-    if (t >= 1) return t.toFixed(2) + " s";
-    if (t >= 1e-3) return (t * 1e3).toFixed(2) + " ms";
-    return (t * 1e6).toFixed(2) + " us";
-  }
   function rate(r) { return count(r) + "FLOP/s"; }
   function drawRoofline(section) {
     const roof = page.roofline, costs = doc.roofline;

@@ -3,38 +3,8 @@
 // dims, and the table of every point. No request leaves the page.
 (function () {
   const data = JSON.parse(document.getElementById("archcalc-data").textContent);
+  const { exact, count, bytes, seconds, el, svg } = archcalcUi;  // ui.js
   const doc = data.json;
-  const SVG = "http://www.w3.org/2000/svg";
-
-  // --- formatting (as archcalc/core/units.py and report/roofline.human_time) ------------------
-  function exact(n) { return n.toLocaleString("en-US"); }
-  function count(n) {
-    for (const [u, s] of [["P", 1e15], ["T", 1e12], ["G", 1e9], ["M", 1e6], ["K", 1e3]]) if (Math.abs(n) >= s) return (n / s).toFixed(2) + " " + u;
-    return String(n);
-  }
-  function bytes(n) {
-    for (const [u, s] of [["TiB", 2 ** 40], ["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 2 ** 10]]) if (Math.abs(n) >= s) return (n / s).toFixed(2) + " " + u;
-    return n + " B";
-  }
-  function seconds(n) {
-    for (const [u, s] of [["s", 1], ["ms", 1e-3], ["us", 1e-6]]) if (n >= s) return (n / s).toFixed(2) + " " + u;
-    return n ? (n / 1e-9).toFixed(2) + " ns" : "0";
-  }
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "class") node.className = v; else if (k === "text") node.textContent = v;
-      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v); else node.setAttribute(k, v);
-    }
-    for (const c of children) if (c != null) node.append(c);
-    return node;
-  }
-  function svg(tag, attrs, text) {
-    const node = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
 
   const points = doc.points, swept = doc.swept, x = swept[0], others = swept.slice(1);
   const METRICS = [["macs", "MACs", count], ["flops", "FLOPs", count], ["peak_activation_bytes", "Peak activations", bytes],
