@@ -552,6 +552,8 @@ def _name_by_layer(proto: Any, layers: _Layers) -> None:
     tf2onnx's name. A node tf2onnx made itself (a layout Transpose, a Squeeze: its name ends in
     ``__N``) borrows a neighbour's scope, so it belongs to the layer whose weights it reads,
     else to the one that produces its input, else to the first that reads its output."""
+    from archcalc.readers.onnx import claim_name
+
     nodes = list(proto.graph.node)
     initializers = {t.name for t in proto.graph.initializer}
     paths = [() if _INSERTED.search(node.name) else layers.locate(node.name)[0] for node in nodes]
@@ -583,12 +585,7 @@ def _name_by_layer(proto: Any, layers: _Layers) -> None:
             name = "/".join(path)
         else:
             name = "/".join(path) + "/" + node.op_type
-        base, index = name, 1
-        while name in taken:
-            name = f"{base}_{index}"
-            index += 1
-        taken.add(name)
-        node.name = name
+        node.name = claim_name(name, taken)
 
 
 _INSERTED = re.compile(r"__\d+$")

@@ -337,6 +337,17 @@ EXPORTER_GRAPH_NAMES = frozenset({"main_graph", "torch_jit", "torch-jit-export",
 GENERATED_GRAPH_NAME = re.compile(r"[0-9a-fA-F]{16,}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
+def claim_name(name: str, taken: set[str]) -> str:
+    """`name`, or `name_1`, `name_2`, ... if taken: the first free one, now taken. The front ends
+    that rename an export's nodes after their modules or layers give each node its own name."""
+    base, index = name, 1
+    while name in taken:
+        name = f"{base}_{index}"
+        index += 1
+    taken.add(name)
+    return name
+
+
 def _model_name(graph_name: str, path: str) -> str:
     """The graph's own name, or the file's (without extension) when it has none, only its
     exporter's default (every PyTorch export is "main_graph", every tf2onnx one "tf2onnx") or

@@ -280,6 +280,8 @@ def _name_by_module(model: Any, exporter: str) -> None:
     """Rename the model's nodes after their modules: the module path when a module without
     submodules gave one node (`layer1.0.conv1`), else the path and the op's own name (`layer1.0.relu/relu_2`),
     and the ONNX op after that when one torch op gave several nodes (`mean/ReduceMean`)."""
+    from archcalc.readers.onnx import claim_name
+
     scopes = [_scopes(node, exporter) for node in model.graph.node]
     per_module: dict[str, int] = {}
     per_op: dict[tuple[str, str], int] = {}
@@ -296,12 +298,7 @@ def _name_by_module(model: Any, exporter: str) -> None:
             name = f"{path}/{own}" if path else own
             if per_op[path, own] > 1:
                 name += f"/{node.op_type}"
-        base, index = name, 1
-        while name in taken:
-            name = f"{base}_{index}"
-            index += 1
-        taken.add(name)
-        node.name = name
+        node.name = claim_name(name, taken)
 
 
 def _restore_state(model: Any, module: Any) -> None:
