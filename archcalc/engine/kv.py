@@ -8,6 +8,16 @@ input (the product of their static dims: all but batch and the past length; a 4-
 [batch, kv_heads, past, head_dim] one names its heads and head size). Such a graph is one
 decoding step: its new tokens' length (the symbolic dim of the other inputs, `seq`) and its
 past length (the past inputs' own symbolic dim, `past_seq`) are both dims of its formulas.
+Most real exports also take `attention_mask` [batch, past_seq + seq] and `position_ids`
+[batch, seq], the mask's length a symbol of its own (`total_sequence_length`,
+`past_sequence_length + 1`, `attention_mask_dim_1`). The rule that ties it (StepDims): a
+rank-2 integer or bool input named as an attention mask whose second dim is one plain symbol
+no other input has is the mask over the cached and the new tokens, so that symbol is the
+total length, bound to past + seq; one named as position ids gives one position per new
+token, so its second dim is bound to seq. Names decide because the graph cannot: the
+exporter indexes the mask by a Range of past + seq (a Gather), so the mask's length never
+meets the keys' in a broadcast that would equate them; a rank, dtype and a symbol of its own
+are required so that no other input is mistaken for one.
 Failing those too, a prefill-only export's outputs named as present key/values
 (`present.0.key`, [batch, kv_heads, seq, head_dim], read by no layer) give it; such a graph
 has a prefill cost and no decode cost.
@@ -45,6 +55,9 @@ from archcalc.rules.base import rule_for
 
 KV_DTYPES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
 PAST_INPUT = re.compile(r"(^|[./_])past($|[._])|past_key|past_value", re.IGNORECASE)
+MASK_INPUT = re.compile(r"attention_mask|attn_mask", re.IGNORECASE)
+POSITION_INPUT = re.compile(r"position_ids|position_id$", re.IGNORECASE)
+INTEGER_OR_BOOL = ("int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8", "bool")
 PRESENT_OUTPUT = re.compile(r"(^|[./_])present($|[._])|present_key|present_value", re.IGNORECASE)
 
 
@@ -60,6 +73,35 @@ class KvLayer:
 
 
 @dataclass(frozen=True)
+class StepDims:
+    """The dims of a graph with past inputs that one decoding step binds: the new tokens', the
+    past length's, and the inputs' own symbols tied to them (StepDims in the module docstring)."""
+
+    new_tokens: str
+    past: str
+    total: tuple[tuple[str, str], ...] = ()  # (input, its symbol) bound to past + new tokens: attention masks
+    with_new: tuple[tuple[str, str], ...] = ()  # (input, its symbol) bound to new tokens: position ids
+
+    def bindings(self, new: int, past: int) -> dict[str, int]:
+        """Every dim at `new` tokens with `past` cached."""
+        return {self.new_tokens: new, self.past: past, **{dim: past + new for _, dim in self.total},
+                **{dim: new for _, dim in self.with_new}}
+
+    def described(self) -> str:
+        """Which inputs' dims are bound to what, for the report."""
+        new, past = quoted(self.new_tokens), quoted(self.past)
+        parts = [f"{new} = new tokens", f"{past} = cached tokens"]
+        parts += [f"{name}'s {quoted(dim)} = {past} + {new}" for name, dim in self.total]
+        parts += [f"{name}'s {quoted(dim)} = {new}" for name, dim in self.with_new]
+        return ", ".join(parts)
+
+
+def quoted(dim: str) -> str:
+    """A dim's name as the report writes it: quoted when it is no plain name (`past_sequence_length + 1`)."""
+    return dim if dim.isidentifier() else f"'{dim}'"
+
+
+@dataclass(frozen=True)
 class KvCache:
     layers: tuple[KvLayer, ...]
     source: str  # how the cache was found, for the report
@@ -67,6 +109,12 @@ class KvCache:
     new_tokens: str | None = None
     past: str | None = None
     causal_mask: str | None = None  # the layer whose comparison builds a causal mask, as evidence
+    step: StepDims | None = None  # a graph with past inputs: every dim a decoding step binds
+
+    @property
+    def tied(self) -> tuple[str, ...]:
+        """The inputs' own dims bound with the new and past tokens' (a mask's total length)."""
+        return () if self.step is None else tuple(dim for _, dim in (*self.step.total, *self.step.with_new))
 
     @property
     def seq(self) -> str | None:
@@ -131,8 +179,9 @@ def kv_cache(analysis: Analysis, kv_dtype: str | None = None) -> KvCache | None:
             heads, head = info.shape[1], info.shape[3]  # [batch, kv_heads, past, head_dim]
         layers.append(KvLayer(info.name, prod(static), heads, head, None, size or dtype_bytes(info.dtype)))
     if layers:
-        new_tokens, past = _step_dims(past_inputs, [info for info in inputs if info not in past_inputs])
-        return KvCache(tuple(layers), "past key/value inputs", new_tokens, past, causal_mask(analysis))
+        step = _step_dims(past_inputs, [info for info in inputs if info not in past_inputs])
+        return KvCache(tuple(layers), "past key/value inputs", step.new_tokens if step else None,
+                       step.past if step else None, causal_mask(analysis), step)
     return _present_outputs(analysis, size)
 
 
@@ -159,18 +208,40 @@ def _present_outputs(analysis: Analysis, size: int | None) -> KvCache | None:
                    causal_mask(analysis))
 
 
-def _step_dims(past_inputs: list, other_inputs: list) -> tuple[str | None, str | None]:
-    """(new tokens' dim, past length's dim) of a decoding step's graph: the past length is the
-    one symbolic dim of the past inputs that no other input has, the new tokens' the one
-    symbolic dim of the other inputs (the token ids) that no past input has; (None, None)
-    when either is not one plain symbol."""
+def _step_dims(past_inputs: list, other_inputs: list) -> StepDims | None:
+    """The dims of a decoding step's graph: the past length is the one symbolic dim of the past
+    inputs that no other input has; an attention mask's and position ids' own symbols (see
+    _own_length) are tied to the total and new lengths; the new tokens' dim is the one
+    symbolic dim of the remaining inputs (the token ids) that no past input has. None when
+    the past or new tokens' dim is not one plain symbol."""
     def symbols(infos: list) -> set[str]:
-        return {str(d) for info in infos for d in info.shape if isinstance(d, Sym) and d.symbols() == {str(d)}}
+        return {str(d) for info in infos for d in info.shape if _plain(d)}
 
-    past, new = symbols(past_inputs) - symbols(other_inputs), symbols(other_inputs) - symbols(past_inputs)
+    past = symbols(past_inputs) - symbols(other_inputs)
+    masks = [(info.name, dim) for info in other_inputs if MASK_INPUT.search(info.name)
+             and (dim := _own_length(info, other_inputs + past_inputs)) is not None]
+    positions = [(info.name, dim) for info in other_inputs if POSITION_INPUT.search(info.name)
+                 and (dim := _own_length(info, other_inputs + past_inputs)) is not None]
+    tied = {name for name, _ in masks + positions}
+    new = symbols([info for info in other_inputs if info.name not in tied]) - symbols(past_inputs)
     if len(past) != 1 or len(new) != 1:
-        return None, None
-    return next(iter(new)), next(iter(past))
+        return None
+    return StepDims(next(iter(new)), next(iter(past)), tuple(masks), tuple(positions))
+
+
+def _plain(dim: Dim) -> bool:
+    return isinstance(dim, Sym) and dim.symbols() == {str(dim)}
+
+
+def _own_length(info, inputs: list) -> str | None:
+    """The second dim of a rank-2 integer or bool input [batch, length] when it is a plain symbol
+    no other input has (a mask's or positions' own name for its length), else None."""
+    if len(info.shape) != 2 or info.dtype not in INTEGER_OR_BOOL or not _plain(info.shape[1]):
+        return None
+    dim = str(info.shape[1])
+    if any(other is not info and dim in {str(d) for d in other.shape} for other in inputs):
+        return None
+    return dim
 
 
 COMPARISONS = {"Less", "LessOrEqual", "Greater", "GreaterOrEqual"}
@@ -268,6 +339,9 @@ class Generation:
     notes: tuple[str, ...]
     fit: tuple[int, int] | None = None  # (memory, the largest context whose memory to serve fits it)
     fit_batch: int | None = None  # the largest batch of `context` tokens whose memory to serve fits fit[0]
+    # A graph with past inputs: the dims each run binds (the prompt's, one decoded token's)
+    prefill_bindings: Mapping[str, int] | None = None
+    decode_bindings: Mapping[str, int] | None = None
 
     @property
     def serve_bytes(self) -> int | None:
@@ -291,14 +365,24 @@ class Generation:
                        for layer in self.cache.layers],
             "prefill": None if self.prefill is None else {"tokens": self.context, "macs": self.prefill.macs,
                                                           "flops": self.prefill.flops,
-                                                          "peak_activation_bytes": self.prefill.peak_activation_bytes},
+                                                          "peak_activation_bytes": self.prefill.peak_activation_bytes,
+                                                          "bindings": _sorted(self.prefill_bindings)},
             "decode": None if self.decode is None else {"macs_per_token": self.decode.macs,
-                                                        "bytes_moved_per_token": self.decode.bytes_moved},
+                                                        "bytes_moved_per_token": self.decode.bytes_moved,
+                                                        "bindings": _sorted(self.decode_bindings)},
+            "step_dims": None if self.cache.step is None else {
+                "new_tokens": self.cache.step.new_tokens, "past": self.cache.step.past,
+                "past_plus_new": [{"input": name, "dim": dim} for name, dim in self.cache.step.total],
+                "new": [{"input": name, "dim": dim} for name, dim in self.cache.step.with_new]},
             "serve_bytes": self.serve_bytes,
             "fit": None if self.fit is None else {"memory_bytes": self.fit[0], "largest_context": self.fit[1],
                                                   "largest_batch": self.fit_batch},
             "notes": list(self.notes),
         }
+
+
+def _sorted(bindings: Mapping[str, int] | None) -> dict[str, int] | None:
+    return None if bindings is None else dict(sorted(bindings.items()))
 
 
 def given_cache(layers: int, kv_heads: int, head_dim: int, kv_dtype: str | None) -> KvCache:
@@ -324,32 +408,41 @@ def generation(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequenc
     if cache.causal_mask is not None:
         notes.append(f"causal mask built by layer '{cache.causal_mask}'")
     prefill = decode = None
+    prefill_bindings = decode_bindings = None
+    bound = [dim for dim in (seq, cache.past, *cache.tied) if dim is not None and dim in given]
     if seq is None:
         notes.append("no Attention layers whose queries have one symbolic length, nor past inputs beside new tokens "
                      "of a symbolic length: no prefill or decode cost (a spec: feed the tokens at a symbolic length, "
                      "--input-shape input_ids=batch,seq)")
-    elif seq in given or (cache.past is not None and cache.past in given):
-        bound = seq if seq in given else cache.past
-        notes.append(f"{bound} is bound by --dim: prefill and decode use --context instead; leave {bound} unbound")
+    elif bound:
+        notes.append(f"{bound[0]} is bound by --dim: prefill and decode use --context instead; leave {bound[0]} "
+                     "unbound")
     else:
         evaluator = Evaluator(analysis, fixed_bindings(given, batch_dims))
         env = fixed_bindings({"batch": batch, **given}, batch_dims)
         prefill = evaluator.at({**env, **prompt(cache, context)}, f"prefill of {context}")
+        if cache.step is not None:
+            prefill_bindings = cache.step.bindings(context, 0)
         if cache.past is None and not any(layer.q_heads for layer in cache.layers):
             notes.append("no past key/value inputs and no Attention layers: no decode cost (export the model with "
                          "its cache, use_cache=True, for one decoding step's graph)")
         elif cache.past is None:
             decode = decode_cost(evaluator.formulas, cache, context, env, analysis.path)
         else:  # the graph is one decoding step: its own count at one new token, C past
-            step = evaluator.at({**env, seq: 1, cache.past: context}, f"{seq}=1, {cache.past}={context}")
+            decode_bindings = cache.step.bindings(1, context) if cache.step else {seq: 1, cache.past: context}
+            step = evaluator.at({**env, **decode_bindings}, ", ".join(f"{k}={v}" for k, v in decode_bindings.items()))
             decode = Decode(context, batch, step.macs, evaluator.formulas.weight_bytes + cache.bytes_at(context, batch)
                             + cache.bytes_at(1, batch))
-    return Generation(cache, context, batch, seq, prefill, decode, tuple(notes))
+    return Generation(cache, context, batch, seq, prefill, decode, tuple(notes),
+                      prefill_bindings=prefill_bindings, decode_bindings=decode_bindings)
 
 
 def prompt(cache: KvCache, tokens: int) -> dict[str, int]:
-    """The bindings of a prefill of `tokens` tokens (none cached before: past = 0)."""
+    """The bindings of a prefill of `tokens` tokens (none cached before: past = 0, a mask's total
+    length = tokens)."""
     assert cache.seq is not None
+    if cache.step is not None:
+        return cache.step.bindings(tokens, 0)
     return {cache.seq: tokens, **({cache.past: 0} if cache.past is not None else {})}
 
 
@@ -361,7 +454,7 @@ def _serving(analysis: Analysis, given: Mapping[str, int], batch_dims: Sequence[
     """An evaluator whose formulas keep the prompt's dims (and `free`, the dim searched) unbound, and the
     bindings given but `free`; refused when the model's tokens have no symbolic length left unbound."""
     seq = cache.seq
-    if seq is None or seq in given or (cache.past is not None and cache.past in given):
+    if seq is None or any(dim in given for dim in (seq, cache.past, *cache.tied) if dim is not None):
         raise ArchcalcError(f"{option} needs the tokens at a symbolic length, left unbound (--input-shape "
                             "input_ids=batch,seq, no --dim for it)", where=analysis.path)
     kept = {name: value for name, value in given.items() if name != free}

@@ -12,7 +12,7 @@ from typing import Any
 
 from archcalc.core.dims import Dim, formula_text, polynomial_json
 from archcalc.core.units import human_bytes, human_count
-from archcalc.engine.kv import Generation
+from archcalc.engine.kv import Generation, quoted
 from archcalc.engine.rows import Row
 from archcalc.engine.symbolic import Formulas, Point, grouped
 from archcalc.report.analysis import print_pairs
@@ -209,6 +209,7 @@ def generation_lines(generation: Generation) -> list[tuple[str, str]]:
         layer_text += f"; each {heads} KV heads x {head}"
     lines = [
         ("KV cache from", cache.source),
+        *((("Inputs bound", cache.step.described()),) if cache.step is not None else ()),
         ("KV cache per token", f"{cache.bytes_per_token:,} B ({layer_text}) per sequence"),
         (f"KV cache at {c:,} tokens", f"{human_bytes(cache.bytes_at(c, b))} (batch {b}: "
                                       f"{cache.bytes_per_token:,} B x {c:,} tokens x {b})"),
@@ -222,6 +223,10 @@ def generation_lines(generation: Generation) -> list[tuple[str, str]]:
         lines.append((f"Decode 1 token x {b}", f"{decode.macs:,} MACs ({human_count(decode.macs)}) "
                                           f"with {c:,} cached; {human_bytes(decode.bytes_moved)} moved "
                                           "(weights + cache read + new keys/values)"))
+    for run, bindings in (("prefill", generation.prefill_bindings), ("decode", generation.decode_bindings)):
+        if bindings is not None:
+            lines.append((f"Bound for {run}", ", ".join(f"{quoted(name)}={value:,}"
+                                                         for name, value in bindings.items())))
     if generation.serve_bytes is not None:
         lines.append(("Memory to serve", f"{human_bytes(generation.serve_bytes)} (weights + KV cache + prefill peak "
                                          "activations)"))
