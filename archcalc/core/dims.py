@@ -426,7 +426,7 @@ def formula_text(dim: Dim, separators: bool = True) -> str:
         factors = []
         for atom, group in itertools.groupby(mono):
             power = len(list(group))
-            text = str(atom) if isinstance(atom, str) else (
+            text = _symbol_text(atom) if isinstance(atom, str) else (
                 f"floor(({formula_text(atom.numerator, separators)})/{atom.divisor})" if isinstance(atom, FloorDiv)
                 else f"min({formula_text(atom.first, separators)}, {formula_text(atom.second, separators)})")
             factors.append(text if power == 1 else f"{text}^{power}")
@@ -435,3 +435,9 @@ def formula_text(dim: Dim, separators: bool = True) -> str:
         parts.append(("- " if coeff < 0 else "+ ") + "*".join(factors))
     text = " ".join(parts)
     return text[2:] if text.startswith("+ ") else ("-" + text[2:] if text else "0")
+
+
+def _symbol_text(name: str) -> str:
+    """A dim's name as a formula shows it: quoted unless it is one word, so that an export's
+    `past_sequence_length + 1` reads as one dim, not as a sum."""
+    return name if name.isidentifier() else repr(name)

@@ -49,6 +49,12 @@ def test_one_attention_layer_is_the_hand_polynomial(tmp_path):
     assert formula_text(f.macs) == "128*batch*seq^2 + 16,384*batch*seq"
 
 
+def test_a_dim_named_as_an_expression_is_quoted_in_formulas():
+    # optimum names an attention mask's length "past_sequence_length + 1": one dim, not a sum
+    total, b = Sym.symbol("past_sequence_length + 1"), Sym.symbol("batch")
+    assert formula_text(8 * b * total + 16 * b) == "8*batch*'past_sequence_length + 1' + 16*batch"
+
+
 def test_onnx_qk_matmul_with_dim_params(tmp_path):
     """Q K^T in an ONNX graph with dim_params: [b, h, s, d] x [b, h, d, s] is b*h*s^2*d MACs."""
     model = make_model(
