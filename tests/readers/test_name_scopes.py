@@ -143,3 +143,26 @@ def test_a_name_outside_any_scope_takes_its_first_readers_block():
         ("/stem/Relu", "stem"), ("/blk/Relu", "blk"), ("Shape_7", "blk"), ("Identity_8", "blk"),
         ("/blk/Reshape", "blk"), ("/head/Relu", "head")]
     assert [(row.name, row.layers) for row in rows(analysis, 1)] == [("stem", 1), ("blk", 4), ("head", 1)]
+
+
+@pytest.mark.parametrize("value", ["['', 'layer1', ", "not a list", "{'a': 1}", "['']", "[1, 2]"])
+def test_scope_metadata_that_is_not_the_exporters_list_leaves_the_names_scope(value):
+    """Only a list of scopes ending in the module path and the op's name is read; anything
+    else is some other tool's metadata, and the node's name still gives its block."""
+    parts = [*conv("enc.conv", "x", "y", 3, 4, 3)]
+    parts[0].metadata_props.add(key=TORCH_SCOPES_KEY, value=value)
+    analysis = archcalc.analyze(model(parts, "y", [1, 4, 8, 8]))
+    assert [(layer.name, layer.block) for layer in analysis.layers] == [("enc.conv", "enc")]
+
+
+def test_a_scoped_nodes_undeclared_domain_is_still_reported():
+    """The check that every domain is declared skips only nodes of an expanded model-local
+    function; a TorchScript-scoped name once looked like one (its block was set as it was
+    read), so `/blk/Foo`'s undeclared domain passed in silence."""
+    node = helper.make_node("Foo", ["x"], ["y"], name="/blk/Foo", domain="custom.ops")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    analysis = archcalc.analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert "layer '/blk/Foo' is of domain 'custom.ops', which the model's opset_import does not declare " \
+           "(ONNX requires it; analysis goes on)" in analysis.warnings
+    assert analysis.layers[0].block == "blk"
