@@ -443,6 +443,7 @@ class _Nodes:
 
 
     def _module_path(self, proto: onnx.NodeProto, name: str) -> None:
+        """Note the module path the dynamo exporter's scope metadata gives the layer `name`."""
         for entry in proto.metadata_props:
             if entry.key == TORCH_SCOPES_KEY:
                 try:
