@@ -186,8 +186,8 @@ def analyze(models: tuple[str, ...], fmt: str, batch: int | None, dims: tuple[st
         table = rows(analysis, depth)
         if depth is not None and not any(layer.block for layer in analysis.layers):
             click.echo(f"warning: --depth {depth} folds nothing: {model} has no blocks (a spec's blocks, or the "
-                       "module scopes PyTorch's TorchScript exporter writes into node names), so every layer keeps "
-                       "its row", err=True)
+                       "scopes exporters write into node names: '/layer1/layer1.0/conv1/Conv', 'model/conv1/Conv2D', "
+                       "'layer1.0.conv1'), so every layer keeps its row", err=True)
         if fmt == "csv":
             text = report.render_csv(table, step, None if costs is None else costs[0])
             if formulas is not None:

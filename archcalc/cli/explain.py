@@ -26,7 +26,7 @@ def explain(model: str, layer: str, batch: int | None, dims: tuple[str, ...], in
     analysis = analyse_from_options(model, batch, dims, input_shapes)
     found = analysis.layer(layer)
     # A spec layer lowered to several ops (attention), or a block instance: every op in it, in order.
-    parts = [x for x in analysis.layers if x.block == layer or x.block.startswith(layer + ".")]
+    parts = [x for x in analysis.layers if x.block == layer or x.block.startswith((layer + ".", layer + "/"))]
     block = _folded_row(analysis, layer) if found is None else None
     if parts:
         # Its sums first (the row `analyze --depth` shows), then every op in full.

@@ -61,20 +61,16 @@ def _row(layer: LayerResult) -> Row:
     )
 
 
-def rows(analysis: Analysis, depth: int | None = None, *, by_scope: bool = False) -> list[Row]:
+def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
     """One row per layer; with `depth` (1 or more), the layers of each block instance fold
     into one row per level `depth` of their block path (see `block_paths`): `layer1` at depth
     1, `layer1.0` at depth 2 for a ResNet; a layer whose path is shorter folds at its deepest
-    block, and a layer in no block keeps its own row. With `by_scope`, a model without blocks
-    (an ONNX file) folds by the scopes of its layer names instead (see `scope_paths`)."""
+    block, and a layer in no block keeps its own row. An ONNX file's layers have the blocks
+    their names' scopes give (readers/scopes.py), so they fold the same way."""
     if depth is None:
         return [_row(layer) for layer in analysis.layers]
-    if by_scope and not any(layer.block for layer in analysis.layers):
-        scopes = scope_paths(analysis.layers)
-        path_of = {layer.name: scopes.get(layer.name, ()) for layer in analysis.layers}
-    else:
-        blocks = block_paths(analysis.layers)
-        path_of = {layer.name: blocks.get(layer.block, ()) for layer in analysis.layers}
+    blocks = block_paths(analysis.layers)
+    path_of = {layer.name: blocks.get(layer.block, ()) for layer in analysis.layers}
     result: list[Row] = []
     group: list[LayerResult] = []
     group_key = None
@@ -102,8 +98,12 @@ def block_paths(layers: Sequence[LayerResult]) -> dict[str, tuple[str, ...]]:
     the levels above it are not its dot-separated parts but the prefixes that are levels
     too: another block instance (one with layers of its own), or a repeated item's name
     (`layer1` for `layer1.0`, `layer1.1`: a name followed by an index) when every layer named
-    under it is inside its repetitions."""
+    under it is inside its repetitions. A `/` separates levels an exporter wrote
+    (`model/conv1_bn/batchnorm`, from tf2onnx's names): each scope before one is a level,
+    except a scope every block is in (tf2onnx's `model`, the Keras model wrapping all its
+    layers), which would fold the whole model into one row."""
     instances = {layer.block for layer in layers if layer.block}
+    shared = _shared_scopes(instances)
     repeated: dict[str, bool] = {}
 
     def is_group(prefix: str) -> bool:
@@ -115,41 +115,18 @@ def block_paths(layers: Sequence[LayerResult]) -> dict[str, tuple[str, ...]]:
 
     paths = {}
     for block in instances:
-        dots = [i for i, char in enumerate(block) if char == "."]
-        above = [block[:i] for i in dots if block[:i] in instances or is_group(block[:i])]
+        cuts = [i for i, char in enumerate(block) if char in "./" and i]
+        above = [block[:i] for i in cuts
+                 if (block[i] == "/" and block[:i] not in shared) or block[:i] in instances or is_group(block[:i])]
         paths[block] = (*above, block)
     return paths
 
 
-def scope_paths(layers: Sequence[LayerResult]) -> dict[str, tuple[str, ...]]:
-    """Each layer's enclosing scopes, outermost first, read from an exporter's node names:
-    PyTorch's `/layer1/layer1.0/conv1/Conv` is in `/layer1`, `/layer1/layer1.0` and
-    `/layer1/layer1.0/conv1`; tf2onnx's `model/conv1_bn/batchnorm/mul` likewise. A name
-    without `/` is split at its dots, as module paths and `archcalc export`'s names are
-    written (`layer1.0.conv1` is in `layer1` and `layer1.0`). The last part names the node
-    itself. In a graph whose names have `/` scopes, a name without one (PyTorch's
-    `Constant_12` or `Shape_7`, made outside any module) takes the scope of the first layer
-    that reads it, so it folds into that layer's block instead of splitting its run in two."""
-    paths: dict[str, tuple[str, ...]] = {}
-    for layer in layers:
-        separator = "/" if "/" in layer.name else "."
-        parts = layer.name.split(separator)[:-1]
-        lead = separator if layer.name.startswith(separator) else ""
-        parts = [part for part in parts if part]
-        paths[layer.name] = tuple(lead + separator.join(parts[:i + 1]) for i in range(len(parts)))
-    order = {layer.name: index for index, layer in enumerate(layers)}
-    reader: dict[str, str] = {}  # tensor -> the first layer that reads it
-    for layer in reversed(layers):
-        for tensor in layer.inputs:
-            reader[tensor.name] = layer.name
-    scoped = any("/" in layer.name for layer in layers)
-    for layer in reversed(layers):  # readers come later: a chain of unscoped layers resolves back to front
-        if scoped and "/" not in layer.name:
-            first = min((reader[t.name] for t in layer.outputs if t.name in reader),
-                        key=lambda name: order[name], default=None) if layer.outputs else None
-            if first is not None:
-                paths[layer.name] = paths[first]
-    return paths
+def _shared_scopes(blocks: set[str]) -> set[str]:
+    """The `/` scopes every block is inside."""
+    first = next(iter(blocks), "")
+    return {first[:i] for i, char in enumerate(first) if char == "/" and i
+            and all(block.startswith(first[:i + 1]) for block in blocks)}
 
 
 def _folded(name: str | None, layers: Sequence[LayerResult]) -> Row:

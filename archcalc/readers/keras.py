@@ -599,8 +599,8 @@ def _apply_weights(model: Any, graph: Graph) -> list[str]:
     by_layer: dict[tuple[str, ...], list[Any]] = {}
     for node in graph.nodes:
         path = _path_of(node.name, layers)
-        if path and (len(path) > 1 or not _single(node.name, path)):
-            node.block = path[0]
+        # the layer's own, over the block the reader gave the node's name
+        node.block = path[0] if path and (len(path) > 1 or not _single(node.name, path)) else ""
         if path:
             by_layer.setdefault(path, []).append(node)
     notes = []

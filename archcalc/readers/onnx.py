@@ -40,6 +40,7 @@ either.
 
 from __future__ import annotations
 
+import ast
 import functools
 import math
 import os
@@ -57,6 +58,7 @@ from archcalc.core.dims import Dim, Sym
 from archcalc.core.dtypes import ONNX_DTYPES, is_integral
 from archcalc.core.errors import ArchcalcError, ModelFileError, ShapeError, UnknownValue
 from archcalc.core.graph import Deferred, Graph, Node, TensorInfo
+from archcalc.readers.scopes import TORCH_SCOPES_KEY, name_scopes
 from archcalc.rules.base import MAX_VALUES, Subgraph, TensorState, rule_for
 
 if TYPE_CHECKING:
@@ -155,6 +157,7 @@ def _convert(model: onnx.ModelProto, path: str) -> Graph:
     functions = {(f.domain, f.name): f for f in model.functions}
     converted = _Nodes(tensors, functions, warnings, checks=checks)
     converted.add(graph.node)
+    name_scopes(converted.nodes, converted.module_paths)
     checks.finish(graph, warnings)
     nodes, subgraphs, unmodelled = converted.nodes, converted.subgraphs, converted.unmodelled
     constant_weights = converted.constant_weights
@@ -357,22 +360,6 @@ def _model_name(graph_name: str, path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
 
 
-def _scope_block(name: str) -> str:
-    """The module path PyTorch's TorchScript exporter writes into a node's name, dotted as
-    torch names modules: '/layer1/layer1.0/conv1/Conv' -> 'layer1.0.conv1' (a scope that
-    extends its parent's name, 'layer1.0' under 'layer1', adds what follows the parent's;
-    the last part is the node's own). Reports fold rows by it (--depth); '' for no scope."""
-    parts = name.split("/")[1:-1]
-    path: list[str] = []
-    parent = ""
-    for part in parts:
-        if not part:
-            return ""
-        path.append(part[len(parent) + 1:] if parent and part.startswith(parent + ".") else part)
-        parent = part
-    return ".".join(path)
-
-
 class _Nodes:
     """Turns NodeProtos into Nodes for one graph: names them, folds weights held in Constant
     nodes into `tensors`, expands calls of model-local functions and notes subgraphs."""
@@ -390,6 +377,7 @@ class _Nodes:
         self.bodies: list[onnx.GraphProto] = []
         self.constant_weights: list[str] = []
         self.unmodelled = False  # some op has no rule: ONNX shape inference is worth running for hints
+        self.module_paths: dict[str, str] = {}  # layer -> the dynamo exporter's module path (see readers.scopes)
 
     def add(self, protos: Sequence[onnx.NodeProto]) -> None:
         prefix, block = self.prefix, self.block
@@ -408,8 +396,6 @@ class _Nodes:
         tensors, warnings, checks = self.tensors, self.warnings, self.checks
         for index, (proto, name, named, layer_block) in enumerate(entries):
             op = proto.op_type
-            if not layer_block and named and not prefix and name.startswith("/"):
-                layer_block = _scope_block(name)
             # A slice copies a repeated proto field in one call (iterating it costs one per
             # element): twice as fast for the fields read once per node or tensor.
             inputs, outputs = tuple(proto.input[:]), tuple(proto.output[:])
@@ -432,6 +418,8 @@ class _Nodes:
                     warnings.append(f"two layers are named '{base}'; the one at position {index} is "
                                     f"reported as '{name}'")
             used.add(name)
+            if proto.metadata_props and not layer_block:
+                self._module_path(proto, name)
             attrs = {}
             attr_key: tuple[Any, ...] = ()
             if proto.attribute:
@@ -453,6 +441,18 @@ class _Nodes:
             if not self.unmodelled and rule_for(domain, op) is None:
                 self.unmodelled = True
 
+
+    def _module_path(self, proto: onnx.NodeProto, name: str) -> None:
+        """Note the module path the dynamo exporter's scope metadata gives the layer `name`."""
+        for entry in proto.metadata_props:
+            if entry.key == TORCH_SCOPES_KEY:
+                try:
+                    scopes = ast.literal_eval(entry.value)
+                except (ValueError, SyntaxError, MemoryError, RecursionError):
+                    return  # not the exporter's list: the name's scope stands
+                if isinstance(scopes, list) and len(scopes) >= 2 and isinstance(scopes[-2], str):
+                    self.module_paths[name] = scopes[-2]
+                return
 
     def _bodies(self, attr: AttributeProto) -> Subgraph | tuple[Subgraph, ...]:
         """A GRAPH attribute as a Subgraph (GRAPHS: a tuple of them) that converts itself

@@ -165,9 +165,9 @@ def _levels(analysis: Analysis) -> list[tuple[int | None, list[Row]]]:
     full = rows(analysis)
     found: list[tuple[int | None, list[Row]]] = []
     depth = 1
-    foldable = any(layer.block or "/" in layer.name or "." in layer.name for layer in analysis.layers)
+    foldable = any(layer.block for layer in analysis.layers)
     while foldable:
-        table = rows(analysis, depth, by_scope=True)
+        table = rows(analysis, depth)
         if len(table) == len(full) or (found and len(table) == len(found[-1][1])):
             break
         if not found or len(table) > len(found[-1][1]) * 1.1:  # a view barely larger than the last is skipped

@@ -251,22 +251,3 @@ def test_a_notebook_shows_the_page_in_an_iframe(tmp_path):
     assert html_module.unescape(shown[len("<iframe srcdoc=\""):shown.index("\" style=")]) == page
     page.save(str(tmp_path / "l.html"))
     assert (tmp_path / "l.html").read_text(encoding="utf-8") == page
-
-
-def test_exporter_made_nodes_fold_into_the_scope_that_reads_them():
-    """PyTorch writes shape arithmetic outside any module (`Shape_7`, `Constant_8`): each takes
-    the scope of its first reader, so `/blk` stays one run instead of three."""
-    from archcalc.core.results import TensorResult
-    from archcalc.engine.rows import scope_paths
-
-    def layer(name: str, inputs: list[str], outputs: list[str]):
-        return archcalc.LayerResult(name=name, op="Op", inputs=tuple(TensorResult(t, (1,), "float32") for t in inputs),
-                                    outputs=tuple(TensorResult(t, (1,), "float32") for t in outputs), params=0,
-                                    trainable_params=0, buffers=0, macs=0, flops=0, activation_bytes=0,
-                                    receptive_field=None)
-
-    layers = [layer("/stem/Conv", ["x"], ["a"]), layer("/blk/Relu", ["a"], ["b"]), layer("Shape_7", ["b"], ["s"]),
-              layer("Constant_8", [], ["c"]), layer("/blk/Reshape", ["b", "s", "c"], ["d"]),
-              layer("/head/Gemm", ["d"], ["y"])]
-    assert scope_paths(layers) == {"/stem/Conv": ("/stem",), "/blk/Relu": ("/blk",), "Shape_7": ("/blk",),
-                                   "Constant_8": ("/blk",), "/blk/Reshape": ("/blk",), "/head/Gemm": ("/head",)}
