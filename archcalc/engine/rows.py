@@ -104,22 +104,34 @@ def block_paths(layers: Sequence[LayerResult]) -> dict[str, tuple[str, ...]]:
     layers), which would fold the whole model into one row."""
     instances = {layer.block for layer in layers if layer.block}
     shared = _shared_scopes(instances)
-    repeated: dict[str, bool] = {}
-
-    def is_group(prefix: str) -> bool:
-        if prefix not in repeated:
-            indexed = re.compile(re.escape(prefix) + r"\.\d+(\.|$)")
-            repeated[prefix] = any(indexed.match(block) for block in instances) and all(
-                layer.block.startswith(prefix + ".") for layer in layers if layer.name.startswith(prefix + "."))
-        return repeated[prefix]
-
+    groups = _repeated_items(layers, instances)
     paths = {}
     for block in instances:
         cuts = [i for i, char in enumerate(block) if char in "./" and i]
         above = [block[:i] for i in cuts
-                 if (block[i] == "/" and block[:i] not in shared) or block[:i] in instances or is_group(block[:i])]
+                 if (block[i] == "/" and block[:i] not in shared) or block[:i] in instances or block[:i] in groups]
         paths[block] = (*above, block)
     return paths
+
+
+_INDEX = re.compile(r"\.\d+(?=\.|$)")
+
+
+def _repeated_items(layers: Sequence[LayerResult], instances: set[str]) -> set[str]:
+    """The names of repeated items: a prefix followed by `.<index>` in some block's name
+    (`layer1` of `layer1.0`) under which every layer named is inside a block of it. One pass
+    over the blocks and one over the layers' names (per prefix, it was one over all of both)."""
+    indexed = {block[:match.start()] for block in instances for match in _INDEX.finditer(block)}
+    broken = set()
+    for layer in layers:
+        name, block = layer.name, layer.block
+        dot = name.find(".", 1)
+        while dot != -1:
+            prefix = name[:dot]
+            if prefix in indexed and not block.startswith(prefix + "."):
+                broken.add(prefix)
+            dot = name.find(".", dot + 1)
+    return indexed - broken
 
 
 def _shared_scopes(blocks: set[str]) -> set[str]:
