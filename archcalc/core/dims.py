@@ -17,7 +17,7 @@ import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeGuard, overload
+from typing import Any, TypeGuard, overload
 
 from archcalc.core.errors import ShapeError, UnboundDim
 
@@ -25,19 +25,27 @@ from archcalc.core.errors import ShapeError, UnboundDim
 class Sym:
     """A polynomial in symbolic dims; immutable and hashable."""
 
-    __slots__ = ("terms",)
+    # The hash is made once: the engine hashes a shape's dims in every layer's rule-cache key,
+    # and hashing the nested terms tuple is Python-level work each time.
+    __slots__ = ("terms", "_hash")
 
     def __init__(self, terms: Mapping[Monomial, int]):
         self.terms: tuple[tuple[Monomial, int], ...] = tuple(
             sorted(((m, c) for m, c in terms.items() if c), key=lambda mc: _monomial_key(mc[0]))
         )
+        self._hash = hash(self.terms)
 
     @classmethod
     def _sorted(cls, terms: tuple[tuple[Monomial, int], ...]) -> Sym:
         """Build from terms already in canonical order (scaling keeps the order)."""
         sym = cls.__new__(cls)
         sym.terms = terms
+        sym._hash = hash(terms)
         return sym
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A copy made in another process hashes its strings with that process's seed: rebuild.
+        return Sym._sorted, (self.terms,)
 
     @staticmethod
     def symbol(name: str) -> Sym:
@@ -126,10 +134,10 @@ class Sym:
         return self * -1
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sym) and self.terms == other.terms
+        return self is other or (isinstance(other, Sym) and self._hash == other._hash and self.terms == other.terms)
 
     def __hash__(self) -> int:
-        return hash(self.terms)
+        return self._hash
 
     def __repr__(self) -> str:
         # Shapes appear in messages as lists: [batch, 3, 224, 224] reads better than Sym(batch).

@@ -605,9 +605,11 @@ class _Inference:
         layers' nodes, in order (a layer lists its node's inputs), `activations` their output bytes."""
         last_use = {name: index for index, node in enumerate(nodes) for name in node.inputs}
         freed = [0] * len(nodes)  # bytes freed once each layer has run
-        tensor_bytes = self.tensor_bytes
-        for name, index in last_use.items():
-            freed[index] += tensor_bytes.get(name, 0)
+        # Only tensors with bytes free any (the weights, as many again on a CNN, free none).
+        for name, size in self.tensor_bytes.items():
+            index = last_use.get(name)
+            if index is not None:
+                freed[index] += size
         # Live before layer i runs: the inputs, plus what every earlier layer made less what it freed.
         before = accumulate(map(sub, activations, freed), initial=input_bytes)
         return list(map(add, before, activations))

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+import subprocess
+import sys
+
 import pytest
 
 from archcalc.core.dims import Sym, bind
@@ -40,3 +45,26 @@ def test_one_floor_form_for_a_conv_stack():
     for samples in (400, 639, 640, 641, 659, 660, 10_000):  # floor arithmetic, checked by ints
         assert bind(conv_stack, {"samples": samples}) == (((samples - 10) // 5 - 2) // 2 - 2) // 2 + 1
     assert bind((3 * SAMPLES + 7) // 4, {"samples": 5}) == 22 // 4  # no multiple of 4 to pull out
+
+
+def test_sym_hash_is_made_once_and_equal_syms_hash_alike():
+    # The hash is kept with the object (the engine hashes shapes per layer): two equal
+    # polynomials built by different arithmetic must still hash and compare equal.
+    batch, seq = Sym.symbol("batch"), Sym.symbol("seq")
+    one, other = batch * seq + 2 * batch, (seq + 2) * batch
+    assert one == other and hash(one) == hash(other)
+    assert {one: "found"}[other] == "found"
+    assert one != batch * seq + 3 * batch
+
+
+def test_sym_unpickled_from_another_process_hashes_with_this_ones_seed():
+    # A string's hash depends on the process's seed: a hash kept from the process that
+    # pickled the dim would miss it as a dict key here.
+    made = subprocess.run(
+        [sys.executable, "-c", "import pickle, sys; from archcalc.core.dims import Sym; "
+         "sys.stdout.buffer.write(pickle.dumps(Sym.symbol('batch') * 3 + Sym.symbol('seq')))"],
+        capture_output=True, check=True, env={**os.environ, "PYTHONHASHSEED": "12345"})
+    loaded = pickle.loads(made.stdout)
+    here = Sym.symbol("batch") * 3 + Sym.symbol("seq")
+    assert loaded == here and hash(loaded) == hash(here)
+    assert {here: 1}.get(loaded) == 1
