@@ -121,7 +121,7 @@ def main() -> None:
               f"Python {sys.version.split()[0]}, onnx {onnx.__version__}\n")
         header = "| model | L | SI | R | E | E/SI | (R+E)/(L+SI) | process / bare load |"
         if args.onnx_tool:
-            header = header[:-1] + " T | T/(R+E) |"
+            header = header + " T | T/(R+E) |"
         print(header)
         print("|" + "---|" * (header.count("|") - 1))
         medians = {}
