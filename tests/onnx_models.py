@@ -7,6 +7,7 @@ test can compare every shape archcalc inferred with what actually came out.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -137,6 +138,13 @@ def shape_mismatches(analysis: Analysis, actual: Mapping[str, tuple[int, ...]],
         if bound != shape:
             problems.append(f"{name}: archcalc {list(bound)} ({list(map(str, ours.shape))}), onnxruntime {list(shape)}")
     return problems
+
+
+def assert_recorded_shapes(analysis: Analysis, record: Mapping[str, Any]) -> None:
+    """A fixture record's onnxruntime shapes (`shapes`, at its `dims`) are the analysis' every one."""
+    recorded = {tensor: tuple(shape) for tensor, shape in record["shapes"].items()}
+    problems = shape_mismatches(analysis, recorded, record["dims"])
+    assert not problems, f"{len(problems)} of {len(recorded)} shapes differ:\n" + "\n".join(problems)
 
 
 def float_initializer_elements(model: onnx.ModelProto, names: Iterable[str]) -> int:

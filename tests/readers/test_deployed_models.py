@@ -48,7 +48,7 @@ from pathlib import Path
 import onnx
 import pytest
 from onnx import TensorProto
-from onnx_models import shape_mismatches
+from onnx_models import assert_recorded_shapes
 from ort_helpers import missing_nchwc_kernels
 
 from archcalc.core.results import Analysis
@@ -218,9 +218,7 @@ def test_every_variant_records_its_sources_figures(name):
 def test_every_tensor_shape_is_onnxruntimes(name):
     data = record(name)
     result = analysis(name)
-    recorded = {tensor: tuple(shape) for tensor, shape in data["shapes"].items()}
-    problems = shape_mismatches(result, recorded, data["dims"])
-    assert not problems, f"{len(problems)} of {len(data['shapes'])} shapes differ:\n" + "\n".join(problems)
+    assert_recorded_shapes(result, data)
 
 
 @pytest.mark.parametrize("name", NAMES)

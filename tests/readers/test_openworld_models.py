@@ -24,7 +24,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from onnx_models import dtype_mismatches, onnx_inferred_dtypes, shape_mismatches
+from onnx_models import assert_recorded_shapes, dtype_mismatches, onnx_inferred_dtypes
 
 from archcalc.core.results import Analysis
 from archcalc.engine.inference import analyze
@@ -69,9 +69,7 @@ def test_every_model_exporter_and_variant_is_there():
 def test_every_tensor_shape_is_onnxruntimes(name):
     data = record(name)
     result = analysis(name)
-    recorded = {tensor: tuple(shape) for tensor, shape in data["shapes"].items()}
-    problems = shape_mismatches(result, recorded, data["dims"])
-    assert not problems, f"{len(problems)} of {len(data['shapes'])} shapes differ:\n" + "\n".join(problems)
+    assert_recorded_shapes(result, data)
 
 
 @pytest.mark.parametrize("name", NAMES)
