@@ -20,7 +20,6 @@ import argparse
 import math
 import os
 import sys
-import time
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -28,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf2onnx  # noqa: E402
+from bench_onnx import timed_best  # noqa: E402  (this folder: the scripts run from it)
 
 import archcalc  # noqa: E402
 
@@ -43,16 +43,6 @@ def tensorflow_macs(model, shape: tuple[int, ...]) -> int:
     flops = sum(ops.get_stats_for_node_def(graph, op.node_def, "flops").value for op in graph.get_operations()
                 if op.type in ("Conv2D", "DepthwiseConv2dNative", "MatMul"))
     return flops // 2
-
-
-def best_of(runs: int, work) -> tuple[float, object]:
-    """The shortest wall time of `runs` calls of `work` (other processes only ever add time)."""
-    times, result = [], None
-    for _ in range(runs):
-        started = time.perf_counter()
-        result = work()
-        times.append(time.perf_counter() - started)
-    return min(times), result
 
 
 def main() -> None:
@@ -76,9 +66,9 @@ def main() -> None:
         reference = tensorflow_macs(model, (1, *size))
         signature = [tf.TensorSpec((None, *size), name="x")]
         tf2onnx.convert.from_keras(model, input_signature=signature, opset=17)  # warm-up: the first trace costs more
-        convert_seconds, _ = best_of(args.runs, lambda m=model, s=signature: tf2onnx.convert.from_keras(
+        convert_seconds, _ = timed_best(args.runs, lambda m=model, s=signature: tf2onnx.convert.from_keras(
             m, input_signature=s, opset=17))
-        analyze_seconds, analysis = best_of(args.runs, lambda m=model: archcalc.analyze(m))
+        analyze_seconds, analysis = timed_best(args.runs, lambda m=model: archcalc.analyze(m))
         t = analysis.totals
         print(f"| {name} ({size[0]}x{size[1]}) | {model.count_params():,} | {t.params + t.buffers:,} "
               f"| {trainable:,} / {frozen:,} | {t.trainable_params:,} / {t.frozen_params + t.buffers:,} "

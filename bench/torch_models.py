@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
 
 import torch
+from bench_onnx import timed_best  # this folder: the scripts run from it
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -63,16 +63,6 @@ def reference_macs(model, inputs) -> int:
     return counter.get_total_flops() // 2
 
 
-def best_of(runs: int, work) -> tuple[float, object]:
-    """The shortest wall time of `runs` calls of `work` (other processes only ever add time)."""
-    times, result = [], None
-    for _ in range(runs):
-        started = time.perf_counter()
-        result = work()
-        times.append(time.perf_counter() - started)
-    return min(times), result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("models", nargs="*", default=list(MODELS))
@@ -89,11 +79,11 @@ def main() -> None:
         numel = sum(p.numel() for p in model.parameters())
         macs = reference_macs(model, inputs)
         torch.onnx.export(model, inputs, dynamo=True, optimize=False, verbose=False, report=False)  # warm-up
-        export_seconds, _ = best_of(args.runs, lambda m=model, i=inputs: torch.onnx.export(
+        export_seconds, _ = timed_best(args.runs, lambda m=model, i=inputs: torch.onnx.export(
             m, i, dynamo=True, optimize=False, verbose=False, report=False))
-        load_seconds, graph = best_of(args.runs, lambda m=model, i=inputs: archcalc.load(m, example_inputs=i))
-        graph_seconds, _ = best_of(args.runs, lambda g=graph: archcalc.analyze(g))
-        analyze_seconds, analysis = best_of(args.runs, lambda m=model, i=inputs: archcalc.analyze(m, i))
+        load_seconds, graph = timed_best(args.runs, lambda m=model, i=inputs: archcalc.load(m, example_inputs=i))
+        graph_seconds, _ = timed_best(args.runs, lambda g=graph: archcalc.analyze(g))
+        analyze_seconds, analysis = timed_best(args.runs, lambda m=model, i=inputs: archcalc.analyze(m, i))
         t = analysis.totals
         print(f"| {name} | {t.params:,} | {numel:,} | {t.macs:,} | {macs:,} | {t.macs / macs:.4f} "
               f"| {export_seconds:.1f} | {load_seconds:.1f} | {graph_seconds:.2f} | {analyze_seconds:.1f} |",
