@@ -21,9 +21,11 @@ from archcalc.engine.symbolic import analyze_unbound, formulas
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests/fixtures/decoders"
 MODELS = ("qwen3_cache", "gpt2_cache")
+# The same two models exported with an attention mask and position ids as well (test_decoder_mask.py).
+MASKED = ("qwen3_mask", "gpt2_mask")
 # Qwen3's rotary inverse frequencies (a torch buffer of head_dim / 2 = 8 values) are a Constant
 # to the ONNX file, which cannot tell them from learned values (as test_deployed_models.py says).
-NOT_LEARNED = {"qwen3_cache": 8}
+NOT_LEARNED = {"qwen3_cache": 8, "qwen3_mask": 8}
 
 
 def record(stem: str) -> dict:
@@ -35,7 +37,7 @@ def path(stem: str) -> str:
 
 
 @pytest.mark.parametrize("run", ["prefill", "decode"])
-@pytest.mark.parametrize("stem", MODELS)
+@pytest.mark.parametrize("stem", MODELS + MASKED)
 def test_shapes_params_and_macs_match_onnxruntime_and_torch(stem, run):
     """Every tensor's shape as onnxruntime ran the graph, the params torch counts, and MACs as
     FlopCounterMode counted the same call (prefill: past 0; decode: one token, 9 cached)."""

@@ -23,7 +23,6 @@ from archcalc.engine.symbolic import analyze_unbound
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests/fixtures/decoders"
 TOTAL = {"qwen3_mask": "total_sequence_length", "gpt2_mask": "past_sequence_length + 1"}
-NOT_LEARNED = {"qwen3_mask": 8}  # Qwen3's rotary inverse frequencies, a Constant (test_decoder_cache.py)
 # Hand figures at batch 2 (written out in test_decoder_cache.py for the same models without a mask:
 # the mask adds no matrix product).
 # Qwen3: weight MACs per token 2 layers x 36,864; QK^T and AV 2 layers x 2 x 4 heads x new x (past + new) x 16.
@@ -62,18 +61,6 @@ def test_step_dims_tie_the_mask_to_past_plus_seq(stem):
     for run, (new, past) in (("prefill", (7, 0)), ("decode", (1, 9))):
         dims = record(stem)["runs"][run]["dims"]
         assert {"batch": 2, **cache.step.bindings(new, past)} == dims
-
-
-@pytest.mark.parametrize("run", ["prefill", "decode"])
-@pytest.mark.parametrize("stem", list(TOTAL))
-def test_shapes_params_and_macs_match_onnxruntime_and_torch(stem, run):
-    r = record(stem)
-    dims = r["runs"][run]["dims"]
-    analysis = archcalc.analyze(path(stem), dims=dims)
-    actual = {name: tuple(shape) for name, shape in r["runs"][run]["shapes"].items()}
-    assert shape_mismatches(analysis, actual, dims) == []
-    assert analysis.totals.params == r["torch_params"] + NOT_LEARNED.get(stem, 0)
-    assert analysis.totals.macs == r["runs"][run]["macs"]
 
 
 @pytest.mark.parametrize("stem", list(TOTAL))
