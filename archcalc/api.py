@@ -19,6 +19,7 @@ exits 2.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -123,6 +124,21 @@ def _shapes(input_shapes: InputShapes) -> dict[str, Shape]:
 
 # -- analysing ------------------------------------------------------------------------------
 
+def _bindings(dims: Mapping[str, int] | None, batch: int | None) -> dict[str, int]:
+    """`dims` and `batch` as the engine's bindings, each a whole number: 0 is a size (an empty
+    cache: a prefill's past_seq), a negative one or a non-number is refused here, naming it."""
+    bindings = dict(dims or {})
+    if batch is not None:
+        bindings["batch"] = batch
+    for name, value in bindings.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ArchcalcError(f"{'batch' if name == 'batch' and batch is not None else f'dims[{name!r}]'} "
+                                f"is {value!r}: a dim's size is a whole number >= 0",
+                                fix='e.g. archcalc.analyze(model, batch=8, dims={"seq": 128})')
+        bindings[name] = int(value)  # numpy's integers too
+    return bindings
+
+
 def analyze(model: Model, example_inputs: Any = None, *, batch: int | None = None,
             dims: Mapping[str, int] | None = None, input_shapes: InputShapes | None = None,
             training: bool | str | None = None, input_size: Sequence[int] | None = None,
@@ -133,9 +149,7 @@ def analyze(model: Model, example_inputs: Any = None, *, batch: int | None = Non
     ``Analysis.training``."""
     from archcalc.engine.inference import analyze as analyze_graph
 
-    bindings = dict(dims or {})
-    if batch is not None:
-        bindings["batch"] = batch
+    bindings = _bindings(dims, batch)
     from archcalc.readers.torch import is_torch_module
 
     if input_shapes and example_inputs is None and input_size is None and is_torch_module(model):
@@ -228,9 +242,7 @@ class Analysis(_Result):
         ``.dims``, ``.layers``, ``.to_dict()`` (the JSON document's ``symbolic`` key)."""
         from archcalc.engine.symbolic import fixed_bindings, formulas
 
-        given = dict(dims or {})
-        if batch is not None:
-            given["batch"] = batch
+        given = _bindings(dims, batch)
         return Formulas._of(formulas(self, fixed_bindings(given, self.graph.batch_dims if self.graph is not None
                                                           else ())))
 
@@ -347,13 +359,13 @@ def sweep(model: Model, values: Mapping[str, Sequence[int]], *, batch: int | Non
     `precision`."""
     from archcalc.engine.sweep import run_sweep
 
-    given = dict(dims or {})
-    if batch is not None:
-        given["batch"] = batch
-    sweeps = [(name, [int(v) for v in vals]) for name, vals in values.items()]
-    if not sweeps or any(not vals or min(vals) < 1 for _, vals in sweeps):
+    given = _bindings(dims, batch)
+    sweeps = [(name, list(vals)) for name, vals in values.items()]
+    if not sweeps or any(not vals or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1
+                                         for v in vals) for _, vals in sweeps):
         raise ArchcalcError(f"sweep values {dict(values)}: give each dim one or more sizes >= 1",
                             fix='e.g. archcalc.sweep(model, {"seq": [128, 512]})')
+    sweeps = [(name, [int(v) for v in vals]) for name, vals in sweeps]  # numpy's integers too
     clash = [name for name, _ in sweeps if name in given]
     if clash:
         raise ArchcalcError(f"'{clash[0]}' is swept and bound: give it once", fix="drop it from dims (or batch)")
@@ -433,10 +445,7 @@ def verify(model: Analysis | Model, *, batch: int | None = None, dims: Mapping[s
             model = _to_file(model, scratch, example_inputs, input_size, input_shapes)
             input_shapes = None
         graph = load(model, input_shapes)
-        bindings = dict(dims or {})
-        if batch is not None:
-            bindings["batch"] = batch
-        analysis = verifier.analyze_for_verify(graph, bindings)
+        analysis = verifier.analyze_for_verify(graph, _bindings(dims, batch))
         return verifier.verify(graph, analysis)
 
 

@@ -190,3 +190,26 @@ def test_formulas_and_sweep_from_python():
         archcalc.sweep("specs/gpt2.yaml", {"seq": [8]}, input_shapes=shapes, dims={"seq": 4})
     with pytest.raises(archcalc.ArchcalcError, match="sizes >= 1"):
         archcalc.sweep("specs/gpt2.yaml", {"seq": [0]}, input_shapes=shapes)
+    with pytest.raises(archcalc.ArchcalcError, match="sizes >= 1"):
+        archcalc.sweep("specs/gpt2.yaml", {"seq": ["8"]}, input_shapes=shapes)  # was a bare ValueError
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: archcalc.analyze("specs/lenet5.yaml", batch=-1), "batch is -1"),
+    (lambda: archcalc.analyze("specs/gpt2.yaml", dims={"seq": "128"}), r"dims\['seq'\] is '128'"),
+    (lambda: archcalc.analyze("specs/lenet5.yaml").formulas(batch=2.5), "batch is 2.5"),
+    (lambda: archcalc.verify("specs/lenet5.yaml", dims={"batch": True}), r"dims\['batch'\] is True"),
+])
+def test_a_binding_that_is_no_size_is_a_typed_error(call, message):
+    with pytest.raises(archcalc.ArchcalcError, match=message) as caught:
+        call()
+    assert "whole number >= 0" in str(caught.value) and "fix:" in str(caught.value)
+
+
+def test_bindings_take_numpy_integers_and_zero():
+    import numpy as np
+
+    shapes = {"input_ids": ("batch", "seq")}
+    at_16 = archcalc.analyze("specs/gpt2.yaml", input_shapes=shapes, dims={"seq": 16}).totals.macs
+    assert archcalc.analyze("specs/gpt2.yaml", input_shapes=shapes, dims={"seq": np.int64(16)}).totals.macs == at_16
+    assert archcalc.analyze("specs/gpt2.yaml", input_shapes=shapes, dims={"seq": 0}).totals.macs == 0  # no tokens
