@@ -14,7 +14,6 @@ two dims that cannot be compared yet (:class:`Minimum`, for ceil_mode pooling).
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard, overload
@@ -350,10 +349,6 @@ def dim_to_json(dim: Dim) -> int | str:
 
 def format_shape(shape: Iterable[Dim]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
-
-
-def static_prod(shape: Iterable[int]) -> int:
-    return math.prod(shape)
 
 
 def substitute(dim: Dim, env: Mapping[str, int]) -> Dim:

@@ -352,8 +352,3 @@ def where(inputs: Inputs) -> RuleResult:
             value = tuple(x if c else y for c, x, y in zip(*values))
     return RuleResult(outputs=(Output(shape, x.dtype, value),), flops=result.flops,
                       explain=result.explain)
-
-
-def check_static_positive(value: int, what: str) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ShapeError(f"{what} must be a positive integer, got {value!r}")
