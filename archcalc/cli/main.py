@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import sys
@@ -20,15 +21,26 @@ from archcalc.cli.layers import layers
 from archcalc.cli.verify import verify
 from archcalc.core.errors import ArchcalcError
 
+# A full disk is the machine's state, not a bug: a message, not a traceback.
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
 
 class _Group(click.Group):
-    """Turns every ArchcalcError (bad input) into a message on stderr and exit code 2."""
+    """Turns every ArchcalcError (bad input) into a message on stderr and exit code 2,
+    and so a full disk too."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except ArchcalcError as error:
             click.echo(f"error: {error}", err=True)
+            ctx.exit(2)
+        except OSError as error:
+            if error.errno not in _DISK_FULL:
+                raise
+            where = f" writing {error.filename}" if error.filename else ""
+            click.echo(f"error: no space left on the device{where}. Free some space, or point TMPDIR "
+                       "at a folder with room: verify and calibrate write a model's weights there", err=True)
             ctx.exit(2)
 
 

@@ -505,14 +505,14 @@ def run_and_compare(graph: Graph, analysis: Analysis, model: onnx.ModelProto, *,
     weight_shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
     say("building the onnxruntime session", 0, None)
     started = time.perf_counter()
+    source: str | bytes
+    if model_dir is not None:  # written before the try: a full disk is not onnxruntime's refusal
+        source = os.path.join(model_dir, "model.onnx")
+        onnx.save(model, source)
+    else:
+        source = model.SerializeToString()
     try:
-        if model_dir is not None:
-            path = os.path.join(model_dir, "model.onnx")
-            onnx.save(model, path)
-            session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        else:
-            session = onnxruntime.InferenceSession(model.SerializeToString(), options,
-                                                   providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     except Exception as error:  # noqa: BLE001 (onnxruntime raises its own hierarchy)
         _refused(error, graph, report, is_spec, "refused the model",
                  "check the op and opset it names; archcalc analyze still works without running")

@@ -303,3 +303,20 @@ def test_a_missing_model_suggests_the_file_meant(given, meant):
     result = CliRunner().invoke(cli, ["analyze", given])
     assert result.exit_code == 2
     assert result.stderr == f"error: {given} does not exist\n  fix: did you mean {meant}?\n"
+
+
+def test_a_full_disk_is_a_message_not_a_traceback(monkeypatch):
+    # verify writes a large model's weights to a temporary folder; on a full disk that write
+    # fails with ENOSPC, which names the file and TMPDIR, with exit 2.
+    import errno
+
+    import onnx
+
+    def disk_full(model, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(onnx, "save", disk_full)
+    result = CliRunner().invoke(cli, ["verify", str(ROOT / "specs" / "vgg16.yaml"), "--input-shape", "input=1,3,32,32"])
+    assert result.exit_code == 2, result.output
+    assert "no space left on the device writing" in result.output and "model.onnx" in result.output
+    assert "TMPDIR" in result.output and "Traceback" not in result.output
