@@ -34,7 +34,8 @@ def device() -> None:
               help="onnxruntime intra-op threads (0: its default, one per core, as `verify` runs).")
 def calibrate(output: str, name: str, threads: int) -> None:
     """Measure this machine with onnxruntime (a few seconds): peak fp32 FLOP/s, memory and cache
-    bandwidth, per-op overhead, conv and depthwise-conv efficiency; write them as a device file."""
+    bandwidth, per-op overhead, conv efficiency, depthwise-conv efficiency by plane size; write them
+    as a device file."""
     from archcalc.core.errors import ArchcalcError
     from archcalc.core.files import atomic_write
     from archcalc.hardware.device import parse_device

@@ -78,6 +78,7 @@ class LayerResult:
     repeats: int | None = None  # runs of the layer's body, when known (see RuleResult.repeats)
     integer_macs: int = 0  # of macs, those in integer arithmetic (see RuleResult.integer_macs)
     variant: str = ""  # a form of the op its rule names (see RuleResult.variant)
+    parts: Dim = 1  # equal parts its kernel computes one by one (see RuleResult.parts)
     # `macs` and `flops` before the dims were bound: polynomials in the graph's symbolic dims
     # (the rule's own counts, kept by reference; see archcalc.engine.symbolic).
     macs_formula: Dim = 0

@@ -315,6 +315,7 @@ class _Inference:
             True, "",  # modelled, unmodelled_reason
             outcome.backward_state_bytes, node.block, node.source,
             "", node.domain, result.repeats, outcome.integer_macs, result.variant,  # parent "": set by the caller
+            result.parts,
             result.macs, result.flops,  # macs_formula, flops_formula
             attrs, result.explain,
         )

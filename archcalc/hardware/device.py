@@ -13,12 +13,15 @@ A device file::
     bandwidth_gb_s: {value: 2039, source: ...}     # GB/s, 10**9 bytes per second
     memory: {value: 80GiB, source: ...}
     overhead_us: {value: 5, source: ...}           # fixed time added to each op (launch, dispatch)
-    efficiency:             # optional: fraction of peak an op reaches (default 1), per op kind
+    efficiency:             # optional: fraction of peak an op reaches (default 1), per op kind:
       Conv.depthwise: {value: 0.1, source: "measured by archcalc device calibrate"}
-    efficiency_by_flops:    # optional: an op kind's efficiency by the layer's FLOPs (small products
-      MatMul:               # reach less of the peak), interpolated on log FLOPs, held past the ends;
-        - {flops: 3.1e6, value: 0.3, source: ...}  # overrides `efficiency` for that kind
-        - {flops: 2.7e8, value: 1.0, source: ...}
+                            # an ONNX op, `Op.variant` (a form its rule names), or `default`; a
+                            # kind without a figure takes the one of the kind it is a form of
+                            # (Conv.depthwise.strided: Conv.depthwise's, then Conv's)
+    efficiency_by_flops:    # optional: an op kind's efficiency by the FLOPs of one of a layer's
+      MatMul:               # parts (RuleResult.parts: a depthwise conv's channel; most ops are
+        - {flops: 3.1e6, value: 0.3, source: ...}  # one part), interpolated on log FLOPs, held
+        - {flops: 2.7e8, value: 1.0, source: ...}  # past the ends; overrides `efficiency` there
     bandwidth_efficiency:   # optional: fraction of the bandwidth an op's data movement reaches
       Transpose:            # (strided copies), by the bytes the layer moves, interpolated alike
         - {bytes: 1.2e6, value: 0.6, source: ...}
@@ -128,21 +131,23 @@ class Device:
         chosen = self.vector_flops.get(dtype) or self.vector_flops.get("fp32") or self.peak_flops[dtype]
         return chosen.value
 
-    def efficiency_of(self, kind: str, op: str, flops: float = 0.0) -> float:
-        """Fraction of peak compute reached by an op of `flops` FLOPs: its kind's (depthwise
-        conv), else its op's, else the device's default, else 1; at each, the curve by FLOPs
-        when the file gives one, else the single figure."""
-        for key in (kind, op, DEFAULT_KIND):
+    def efficiency_of(self, kind: str, flops: float = 0.0) -> float:
+        """Fraction of peak compute reached by an op of kind `kind` (layer_kind's `Op.variant`)
+        whose every part (RuleResult.parts) does `flops` FLOPs: the kind's, else that of each
+        kind it is a form of (`Conv.depthwise.strided`, `Conv.depthwise`, `Conv`), else the
+        device's default, else 1; at each, the curve by FLOPs when the file gives one, else
+        the single figure."""
+        for key in (*_kinds(kind), DEFAULT_KIND):
             if key in self.efficiency_curves and flops > 0:
                 return interpolate(self.efficiency_curves[key], flops)
             if key in self.efficiency:
                 return self.efficiency[key].value
         return 1.0
 
-    def bandwidth_efficiency_of(self, kind: str, op: str, moved: float) -> float:
+    def bandwidth_efficiency_of(self, kind: str, moved: float) -> float:
         """Fraction of the bandwidth an op's data movement reaches at `moved` bytes (1 unless
         the file measures the op: a strided copy reaches less than a streaming one)."""
-        for key in (kind, op):
+        for key in _kinds(kind):
             if key in self.bandwidth_curves and moved > 0:
                 return interpolate(self.bandwidth_curves[key], moved)
         return 1.0
@@ -169,6 +174,12 @@ class Device:
                                      for k, points in self.bandwidth_curves.items()},
             "cache_efficiency": [{"bytes": p.at, "value": p.value, "source": p.source} for p in self.cache_curve],
         }
+
+
+def _kinds(kind: str) -> list[str]:
+    """`kind`, then each kind it is a form of: Conv.depthwise.strided, Conv.depthwise, Conv."""
+    parts = kind.split(".")
+    return [".".join(parts[:end]) for end in range(len(parts), 0, -1)]
 
 
 def catalogue_names() -> list[str]:

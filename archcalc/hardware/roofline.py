@@ -8,8 +8,10 @@ bytes written (its outputs), arithmetic intensity = FLOPs / bytes, and
                bandwidth efficiency)) + overhead
 
 with the peak of the matrix units for a layer with MACs (conv, matmul, attention) and of
-the vector units otherwise, the op's efficiency at the layer's FLOPs when the device file
-measures it by size (a small matmul reaches less of the peak than a large one) and its
+the vector units otherwise, the op's efficiency at the FLOPs of one of the layer's parts
+(RuleResult.parts: a Conv's images x groups; the whole layer for most ops) when the device
+file measures it by size (a small matmul reaches less of the peak than a large one, a
+depthwise conv on 7x7 planes less than one on 56x56) and its
 bandwidth efficiency at the bytes it moves (a Transpose's strided copy streams slower
 than an element-wise op), and the cache's bandwidth for a layer that moves no more than
 the device's last-level cache holds (when the device file gives one). A layer is
@@ -212,17 +214,19 @@ def layer_cost(layer: LayerResult, device: Device, setup: Setup, weights: frozen
                 size = min(size, tensor_bytes(tensor._replace(shape=layer.outputs[0].shape), env, bits))
             read += size
         written = sum(tensor_bytes(t, env, setup.activation_bits) for t in layer.outputs)
+        parts = max(bind(layer.parts, env), 1)
     except ShapeError:
         read = written = 0
+        parts = 1
         modelled = False
     else:
         modelled = layer.modelled
     peak = device.peak(setup.compute_dtype) if layer.macs else device.vector_peak(setup.compute_dtype)
     kind = layer_kind(layer)
-    peak *= device.efficiency_of(kind, layer.op, layer.flops)
+    peak *= device.efficiency_of(kind, layer.flops / parts)
     compute_s = layer.flops / peak
     moved = read + written
-    memory_s = moved / (device.bandwidth_for(moved) * device.bandwidth_efficiency_of(kind, layer.op, moved))
+    memory_s = moved / (device.bandwidth_for(moved) * device.bandwidth_efficiency_of(kind, moved))
     bound = UNKNOWN if not modelled else COMPUTE if compute_s >= memory_s and layer.flops else MEMORY
     return LayerCost(layer.name, layer.op, layer.flops, read, written, peak, compute_s, memory_s,
                      device.overhead_s.value, bound, layer.parent)

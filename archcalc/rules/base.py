@@ -124,8 +124,15 @@ class RuleResult:
     # known: what it costs to run, apart from the counts (verify's --max-work).
     repeats: int | None = None
     # A form of the op whose kernels run at another speed (a Conv with one filter per
-    # channel: "depthwise"): device files give it its own efficiency, as `Op.variant`.
+    # channel: "depthwise"): device files give it its own efficiency, as `Op.variant`. A
+    # dotted variant ("depthwise.strided") is a form of the form before its last dot, whose
+    # efficiency a device file that does not tell them apart gives.
     variant: str = ""
+    # Independent equal parts the op's kernel computes one after another (a Conv: each
+    # image's groups): a device's efficiency curve is read at the FLOPs of one part, as a
+    # part's size, not their number, sets the kernel's speed (a depthwise channel of 7x7
+    # runs at a quarter of the speed of one of 56x56 however many channels there are).
+    parts: Dim = 1
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,8 +15,11 @@ work on a shared machine only ever adds time, and adds it unevenly):
   same on 256 and 1024 channels (6.4 and 25.7 MB moved, when the cache holds them): the
   fraction of that bandwidth larger tensors reach as they spill from the nearer caches;
 - per-op overhead: a chain of small Relu nodes (TINY_ELEMENTS each), the median node time;
-- 3x3 convolutions and 3x3 depthwise convolutions (64 channels at 56 x 56, in blocks with
-  a ReLU, every output kept as verify makes it): FLOP/s reached, less the overhead;
+- 3x3 convolutions (64 channels at 56 x 56, in blocks with a depthwise conv and a ReLU,
+  every output kept as verify makes it): FLOP/s reached, less the overhead;
+- 3x3 depthwise convolutions (DEPTHWISE: MobileNet's ladder, 112x112 planes to 7x7, at
+  strides 1 and 2): efficiency points by one channel's FLOPs (RuleResult.parts), as a
+  depthwise kernel runs channel by channel at a speed set by the plane's size;
 - pooling (AveragePool twice: the kernel of opsets 7-18 and the slower one of opset 19+),
   normalisation (BatchNorm, LayerNorm, RMSNorm), softmax, erf, gelu, sigmoid, swish
   and rotary embedding (VECTOR_OPS) on typical activations: an efficiency for each that runs
@@ -92,6 +95,38 @@ TRANSPOSES = (
     Copy((1, 12, 197, 64), (0, 2, 1, 3), "a head split, 12 heads of 197 tokens"),
     Copy((2048, 4096), (1, 0), "a 2048x4096 matrix (a weight's transpose)"),
 )
+
+
+@dataclass(frozen=True)
+class Planes:
+    """A 3x3 depthwise Conv (with a bias, as exports fold BatchNorm into it) measured for the
+    efficiency curves of Conv.depthwise (stride 1) and Conv.depthwise.strided (stride 2)."""
+
+    channels: int
+    size: int  # input height and width
+    stride: int
+
+    @property
+    def out(self) -> int:
+        return (self.size - 1) // self.stride + 1  # padding 1
+
+    @property
+    def plane_flops(self) -> int:
+        """One channel's FLOPs: 9 MACs and the bias per output element."""
+        return 19 * self.out**2
+
+    @property
+    def kind(self) -> str:
+        return "Conv.depthwise.strided" if self.stride > 1 else "Conv.depthwise"
+
+
+# Each stage of MobileNetV2 (channels double as the plane halves); ShuffleNet's and
+# EfficientNet's depthwise layers fall on the same planes with other channel counts, which
+# change the time but not the speed.
+DEPTHWISE = (
+    Planes(32, 112, 1), Planes(144, 56, 1), Planes(192, 28, 1), Planes(384, 14, 1), Planes(960, 7, 1),
+    Planes(96, 112, 2), Planes(144, 56, 2), Planes(192, 28, 2), Planes(576, 14, 2),
+)
 RELU_CHAIN = 8
 CACHE_CHANNELS = (256, 1024)  # Relu chains on 4x and 16x the 64-channel activation: 6.4 and 25.7 MB moved
 CONV_BLOCKS = 3
@@ -111,6 +146,7 @@ class Sizes:
     threads: int = 0  # onnxruntime's intra-op threads; 0: its default (one per core), as verify runs
     products: tuple[Product, ...] = PRODUCTS
     transposes: tuple[Copy, ...] = TRANSPOSES
+    depthwise: tuple[Planes, ...] = DEPTHWISE
 
 
 @dataclass(frozen=True)
@@ -120,8 +156,9 @@ class Measurement:
     cache_bytes: int  # 0: the last-level cache size is unknown, so no cache level
     cache_bandwidth: float
     overhead_s: float
-    rates: dict[str, float]  # FLOP/s reached by each op kind measured: MatMul, Conv, Conv.depthwise
+    rates: dict[str, float]  # FLOP/s reached by each op kind measured: MatMul, Conv, vector ops
     product_rates: tuple[float, ...]  # FLOP/s of each of sizes.products
+    depthwise_rates: tuple[float, ...]  # FLOP/s of each of sizes.depthwise
     copy_efficiencies: tuple[float, ...]  # fraction of the bandwidth each of sizes.transposes reached
     cache_efficiencies: tuple[tuple[int, float], ...]  # (bytes moved, fraction of cache_bandwidth reached)
     threads: int
@@ -231,7 +268,9 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
                             {"x": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs, scratch,
                             sizes.threads)
         conv_s = statistics.median(convs[f"conv{i}"] for i in range(CONV_BLOCKS))
-        depthwise_s = statistics.median(convs[f"depthwise{i}"] for i in range(CONV_BLOCKS))
+        depthwise = tuple(planes.plane_flops * planes.channels / max(_depthwise_s(planes, rng, sizes, scratch)
+                                                                      - overhead, 1e-9)
+                          for planes in sizes.depthwise)
         vector_s = _node_times(*_vector_ops(rng), sizes.runs, scratch, sizes.threads)
         vector_s.update(_node_times(*_average_pool_before_19(rng), sizes.runs, scratch, sizes.threads))
         products = []
@@ -258,7 +297,6 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
     rates = {
         "MatMul": 2 * n**3 / matmul_s,
         "Conv": 2 * CONV_CHANNELS**2 * 9 * hw * hw / max(conv_s - overhead, 1e-9),
-        "Conv.depthwise": 2 * CONV_CHANNELS * 9 * hw * hw / max(depthwise_s - overhead, 1e-9),
     }
     peak = max(rates["MatMul"], rates["Conv"])
     in_cache = cache_bandwidth or bandwidth
@@ -271,7 +309,7 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
     return Measurement(
         peak_flops=peak, bandwidth=bandwidth, cache_bytes=cache_bytes,
         cache_bandwidth=cache_bandwidth, overhead_s=overhead, rates=rates,
-        product_rates=tuple(products), copy_efficiencies=tuple(copies),
+        product_rates=tuple(products), depthwise_rates=depthwise, copy_efficiencies=tuple(copies),
         cache_efficiencies=tuple((moved, _fraction(value)) for moved, value in cache_points[1:]),
         threads=sizes.threads or os.cpu_count() or 1, memory_bytes=_physical_memory(), sizes=sizes,
         processor=platform.processor() or platform.machine(),
@@ -341,6 +379,21 @@ def _relu_chain_median(shape: tuple[int, ...], rng: np.random.Generator, sizes: 
     return max(statistics.median(times.values()), 1e-9)
 
 
+def _depthwise_s(planes: Planes, rng: np.random.Generator, sizes: Sizes, scratch: str) -> float:
+    """Median node time of CONV_BLOCKS depthwise convs of `planes` on one input, each output kept."""
+    shape = (1, planes.channels, planes.size, planes.size)
+    nodes, weights = [], {}
+    for i in range(CONV_BLOCKS):
+        nodes.append(helper.make_node("Conv", ["x", f"w{i}", f"b{i}"], [f"y{i}"], name=f"depthwise{i}",
+                                      pads=[1, 1, 1, 1], strides=[planes.stride] * 2, group=planes.channels))
+        weights[f"w{i}"] = rng.standard_normal((planes.channels, 1, 3, 3), dtype=np.float32)
+        weights[f"b{i}"] = rng.standard_normal(planes.channels, dtype=np.float32)
+    model = _model(nodes, [("x", shape)], [f"y{i}" for i in range(CONV_BLOCKS)], weights)
+    times = _node_times(model, {"x": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs, scratch,
+                        sizes.threads)
+    return statistics.median(times.values())
+
+
 def _average_pool_before_19(rng: np.random.Generator) -> tuple[bytes, dict[str, np.ndarray]]:
     """AveragePool as models exported at opsets 7-18 run it (another kernel than opset 19's)."""
     node = helper.make_node("AveragePool", ["image"], ["avgpool"], name="AveragePool", kernel_shape=[3, 3],
@@ -376,13 +429,22 @@ def _curve_lines(result: Measurement, by: str) -> list[str]:
     """The MatMul points by FLOPs (Gemm runs the same kernel) and the Transpose points by bytes."""
     sizes = result.sizes
     lines = []
+    if sizes.products or sizes.depthwise:
+        lines.append("efficiency_by_flops:  # FLOP/s reached (less the overhead) / peak, by the FLOPs of one part")
     if sizes.products:
-        lines.append("efficiency_by_flops:  # FLOP/s reached (less the overhead) / peak, by the product's size")
         for op in ("MatMul", "Gemm"):
             lines.append(f"  {op}:")
             for product, rate in zip(sizes.products, result.product_rates):
                 what = f"{by}: MatMul {_shape(product.a)} x {_shape(product.b)}, {product.what})"
                 lines.append(f"    - {{flops: {product.flops}, value: {_fraction(rate / result.peak_flops):.6g}, "
+                             f"source: {json.dumps(what)}}}")
+    for kind in dict.fromkeys(planes.kind for planes in sizes.depthwise):
+        lines.append(f"  {kind}:  # by one channel's FLOPs")
+        for planes, rate in zip(sizes.depthwise, result.depthwise_rates):
+            if planes.kind == kind:
+                what = (f"{by}: 3x3 depthwise Conv, {planes.channels} channels of {planes.size}x{planes.size}, "
+                        f"stride {planes.stride}: {planes.out}x{planes.out} outputs a channel)")
+                lines.append(f"    - {{flops: {planes.plane_flops}, value: {_fraction(rate / result.peak_flops):.6g}, "
                              f"source: {json.dumps(what)}}}")
     if sizes.transposes:
         lines += ["bandwidth_efficiency:  # bytes/s reached (less the overhead) / the bandwidth for that many bytes",
@@ -423,7 +485,6 @@ def device_yaml(result: Measurement, name: str = "cpu-local") -> str:
     peak = f"the faster of {mm} and {conv}, fp32, least of {sizes.runs} runs"
     big = f"Add of two {sizes.add_elements:,}-element fp32 tensors"
     cached = f"a chain of {RELU_CHAIN} Relu on 64x{hw}x{hw} fp32, each output kept, median node"
-    depthwise = f"3x3 depthwise Conv, 64 channels at {hw}x{hw}"
     lines = [
         f"name: {name}",
         f"title: {json.dumps(f'This machine ({result.processor}, {result.threads} threads)')}",
@@ -445,7 +506,6 @@ def device_yaml(result: Measurement, name: str = "cpu-local") -> str:
         f"  MatMul: {entry(result.efficiency('MatMul'), mm)}",
         f"  Gemm: {entry(result.efficiency('MatMul'), mm + ' (Gemm runs the same kernel)')}",
         f"  Conv: {entry(result.efficiency('Conv'), conv)}",
-        f"  Conv.depthwise: {entry(result.efficiency('Conv.depthwise'), depthwise)}",
         *(f"  {op}: {entry(result.efficiency(op), _vector_source(op))}" for op in VECTOR_OPS),
         *_curve_lines(result, by),
         f"threads: {result.threads}",

@@ -137,6 +137,11 @@ def test_cache_bandwidth_and_depthwise_efficiency():
     # Moves 2 x 401,408 x 4 bytes + 288 x 4 (weight) = 3,212,416 bytes: more than the 1 MiB cache.
     assert depthwise.bytes == 4 * (2 * 32 * 112 * 112 + 32 * 9)
     assert depthwise.memory_s == pytest.approx(depthwise.bytes / 10e9)
+    # A strided depthwise conv (Conv.depthwise.strided) takes Conv.depthwise's figure in a file
+    # that does not tell them apart: features.2.conv.1.0, 96 channels 112x112 -> 56x56.
+    strided = result["features.2.conv.1.0"]
+    assert strided.flops == 2 * 96 * 56 * 56 * 9
+    assert strided.compute_s == pytest.approx(strided.flops / (0.1e12 * 0.25))
     # The last ReLU6 (Clip) reads and writes 1280 x 7 x 7 floats and its min and max (one float each):
     # 2 x 4 x 62,720 + 2 x 4 = 501,768 bytes, within the 1 MiB cache.
     clip = result["features.18.2"]
@@ -213,10 +218,47 @@ def test_efficiency_curves_by_flops_and_by_bytes(tmp_path):
     assert transpose.memory_s == pytest.approx(16.469e-6, rel=1e-4)
     assert transpose.time_s == pytest.approx(18.469e-6, rel=1e-4)
     # Past either end a curve holds its end's value.
-    assert device.efficiency_of("MatMul", "MatMul", 10.0) == 0.2
-    assert device.efficiency_of("MatMul", "MatMul", 1e12) == 0.8
-    assert device.bandwidth_efficiency_of("Transpose", "Transpose", 1e9) == 0.25
-    assert device.bandwidth_efficiency_of("Relu", "Relu", 1e9) == 1.0  # an op without a curve streams
+    assert device.efficiency_of("MatMul", 10.0) == 0.2
+    assert device.efficiency_of("MatMul", 1e12) == 0.8
+    assert device.bandwidth_efficiency_of("Transpose", 1e9) == 0.25
+    assert device.bandwidth_efficiency_of("Relu", 1e9) == 1.0  # an op without a curve streams
+
+
+DEVICE_WITH_DEPTHWISE_CURVES = """\
+name: planes
+peak_tflops:
+  fp32: {value: 0.1, source: "hand-made for a test"}
+bandwidth_gb_s: {value: 10, source: "hand-made"}
+memory: {value: 1GiB, source: "hand-made"}
+overhead_us: {value: 2, source: "hand-made"}
+efficiency:
+  Conv: {value: 0.5, source: "hand-made"}
+efficiency_by_flops:
+  Conv.depthwise:
+    - {flops: 1e4, value: 0.1, source: "hand-made"}
+    - {flops: 1e6, value: 0.3, source: "hand-made"}
+  Conv.depthwise.strided:
+    - {flops: 1e5, value: 0.05, source: "hand-made"}
+"""
+
+
+def test_depthwise_curves_are_read_at_one_channels_flops():
+    """A depthwise conv runs channel by channel: its efficiency is read at one plane's FLOPs (the
+    layer's over RuleResult.parts, images x channels), so batch 2 reads where batch 1 does."""
+    planes = parse_device(DEVICE_WITH_DEPTHWISE_CURVES, "planes.yaml")
+    for batch in (1, 2):
+        mobilenet = archcalc.analyze("specs/mobilenet_v2.yaml", batch=batch)
+        result = {layer.name: layer for layer in roofline(mobilenet, planes, setup_for(planes, "fp32")).layers}
+        # features.1.conv.0.0: 32 channels at 112x112, stride 1, no bias: 2 * 9 * 112 * 112 = 225,792 FLOPs a
+        # plane, between 1e4 (0.1) and 1e6 (0.3): share ln(22.5792) / ln(100) = 3.117029 / 4.605170 = 0.676853,
+        # so 0.1 + 0.676853 * 0.2 = 0.235371 of the peak, whatever the batch.
+        depthwise = result["features.1.conv.0.0"]
+        assert depthwise.flops == batch * 32 * 225_792
+        assert depthwise.peak_flops == pytest.approx(0.1e12 * 0.235371, rel=1e-5)
+        # features.2.conv.1.0, stride 2: its own curve, one point (0.05), held at every size.
+        assert result["features.2.conv.1.0"].peak_flops == pytest.approx(0.1e12 * 0.05)
+        # A plain conv is one part per image: the single Conv figure.
+        assert result["features.0.0"].peak_flops == pytest.approx(0.1e12 * 0.5)
 
 
 def test_the_python_api_roofline_is_the_clis(resnet50_b1):

@@ -541,14 +541,19 @@ def test_symbolic_ceil_mode_pooling_binds_like_static():
     assert symbolic.layers[2].params == 3 * 3 + 1
 
 
-@pytest.mark.parametrize("channels, filters, group, variant", [
-    (32, 32, 32, "depthwise"),  # MobileNet's 3x3: one filter per input channel
-    (32, 64, 32, "depthwise"),  # depth multiplier 2: still one input channel per filter
-    (32, 32, 16, ""),  # grouped, two input channels per filter
-    (32, 32, 1, ""),
+@pytest.mark.parametrize("channels, filters, group, strides, variant", [
+    (32, 32, 32, None, "depthwise"),  # MobileNet's 3x3: one filter per input channel
+    (32, 64, 32, [1, 1], "depthwise"),  # depth multiplier 2: still one input channel per filter
+    (32, 32, 32, [2, 2], "depthwise.strided"),  # MobileNet's downsampling 3x3
+    (32, 32, 32, [1, 2], "depthwise.strided"),
+    (32, 32, 16, [2, 2], ""),  # grouped, two input channels per filter
+    (32, 32, 1, None, ""),
 ])
-def test_conv_names_its_depthwise_form(channels, filters, group, variant):
-    """Devices give depthwise kernels their own efficiency (Conv.depthwise); the rule says which form a Conv is."""
-    result = get_rule("Conv")([TensorState((1, channels, 8, 8)), TensorState((filters, channels // group, 3, 3))],
-                              {"group": group})
+def test_conv_names_its_depthwise_form(channels, filters, group, strides, variant):
+    """Devices give depthwise kernels their own efficiency (Conv.depthwise, Conv.depthwise.strided);
+    the rule says which form a Conv is, and its parts (images x groups) set the size a curve is read at."""
+    attrs = {"group": group, **({"strides": strides} if strides else {})}
+    result = get_rule("Conv")([TensorState((3, channels, 8, 8)), TensorState((filters, channels // group, 3, 3))],
+                              attrs)
     assert result.variant == variant
+    assert result.parts == 3 * group
