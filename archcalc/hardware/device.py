@@ -31,13 +31,16 @@ A device file::
     cache_efficiency:       # optional, with a cache level: the fraction of cache_bandwidth_gb_s a
       - {bytes: 6.4e6, value: 0.6, source: ...}    # layer moving that many bytes reaches (larger
                                                    # tensors spill to slower levels); never below DRAM's
+    output_passes:          # optional: passes an op kind makes over its output after its kernel,
+      Conv.pointwise.bias: {value: 1, source: ...} # each reading and writing it (onnxruntime's CPU
+                                                   # 1x1 conv adds its bias so); added to the time
     threads: 2              # optional: threads the calibration ran with
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -53,7 +56,7 @@ DEPTHWISE = "Conv.depthwise"
 DEFAULT_KIND = "default"
 KEYS = ("name", "title", "peak_tflops", "vector_tflops", "bandwidth_gb_s", "memory", "overhead_us", "efficiency",
         "memory_efficiency", "cache_bytes", "cache_bandwidth_gb_s", "threads", "efficiency_by_flops",
-        "bandwidth_efficiency", "cache_efficiency")
+        "bandwidth_efficiency", "cache_efficiency", "output_passes")
 REQUIRED = ("name", "peak_tflops", "bandwidth_gb_s", "memory", "overhead_us")
 
 
@@ -112,6 +115,8 @@ class Device:
     efficiency_curves: Mapping[str, tuple[Point, ...]] = field(default_factory=dict)
     bandwidth_curves: Mapping[str, tuple[Point, ...]] = field(default_factory=dict)
     cache_curve: tuple[Point, ...] = ()  # fraction of cache_bandwidth by bytes moved
+    # Per op kind, passes over its output after the kernel (an unfused bias), each a read and a write.
+    output_passes: Mapping[str, Sourced] = field(default_factory=dict)
 
     def bandwidth_for(self, moved: int) -> float:
         """Bytes/s of a layer that moves `moved` bytes: the cache level's (at its efficiency for
@@ -152,6 +157,14 @@ class Device:
                 return interpolate(self.bandwidth_curves[key], moved)
         return 1.0
 
+    def output_passes_of(self, kind: str) -> float:
+        """Passes an op of kind `kind` makes over its output after its kernel (0 unless the file
+        gives its kind, a kind it is a form of, or a default)."""
+        for key in (*_kinds(kind), DEFAULT_KIND):
+            if key in self.output_passes:
+                return self.output_passes[key].value
+        return 0.0
+
     def to_json(self) -> dict[str, Any]:
         def pair(item: Sourced) -> dict[str, Any]:
             return {"value": item.value, "source": item.source}
@@ -173,6 +186,7 @@ class Device:
             "bandwidth_efficiency": {k: [{"bytes": p.at, "value": p.value, "source": p.source} for p in points]
                                      for k, points in self.bandwidth_curves.items()},
             "cache_efficiency": [{"bytes": p.at, "value": p.value, "source": p.source} for p in self.cache_curve],
+            "output_passes": {k: pair(v) for k, v in self.output_passes.items()},
         }
 
 
@@ -272,6 +286,9 @@ class _Reader:
             cache_bandwidth = Sourced(cached.value * 1e9, cached.source)
         overhead = self.sourced(data, "overhead_us", positive=False)
         efficiency = self.efficiency(data)
+        output_passes = self.by_kind(data, "output_passes", "{value: 1, source: \"measured\"}",
+                                     lambda table, kind: self.sourced(table, kind, positive=False,
+                                                                      label=f"output_passes.{kind}"))
         efficiency_curves = self.curves(data, "efficiency_by_flops", "flops")
         bandwidth_curves = self.curves(data, "bandwidth_efficiency", "bytes")
         cache_curve: tuple[Point, ...] = ()
@@ -298,6 +315,7 @@ class _Reader:
             efficiency=efficiency, memory_efficiency=memory_efficiency, threads=threads, path=self.path,
             cache_bytes=cache_bytes, cache_bandwidth=cache_bandwidth,
             efficiency_curves=efficiency_curves, bandwidth_curves=bandwidth_curves, cache_curve=cache_curve,
+            output_passes=output_passes,
         )
 
     def pair(self, mapping: Mapping[Any, Any], key: Any, label: str) -> tuple[Any, str, int | None]:
@@ -360,15 +378,21 @@ class _Reader:
         return size, source
 
     def efficiency(self, data: Mapping[Any, Any]) -> dict[str, Sourced]:
-        if "efficiency" not in data:
+        return self.by_kind(data, "efficiency", "{value: 0.2, source: \"measured\"}",
+                            lambda table, kind: self.sourced(table, kind, positive=True, at_most_one=True,
+                                                             label=f"efficiency.{kind}"))
+
+    def by_kind(self, data: Mapping[Any, Any], key: str, example: str,
+                entry: Callable[[Mapping[Any, Any], Any], Sourced]) -> dict[str, Sourced]:
+        """A mapping of op kinds to `{value, source}`, each read by `entry`."""
+        if key not in data:
             return {}
-        table = data["efficiency"]
+        table = data[key]
         if not isinstance(table, dict):
-            raise self.error("efficiency", "must map op kinds to {value, source}", _line(data, "efficiency"),
-                             f"write e.g. `efficiency: {{{DEPTHWISE}: {{value: 0.2, source: \"measured\"}}}}`; "
-                             f"keys: an ONNX op (Conv, MatMul, ...), {DEPTHWISE} or {DEFAULT_KIND}")
-        return {str(kind): self.sourced(table, kind, positive=True, at_most_one=True, label=f"efficiency.{kind}")
-                for kind in table}
+            raise self.error(key, "must map op kinds to {value, source}", _line(data, key),
+                             f"write e.g. `{key}: {{{DEPTHWISE}: {example}}}`; keys: an ONNX op (Conv, "
+                             f"MatMul, ...), `Op.variant` ({DEPTHWISE}) or {DEFAULT_KIND}")
+        return {str(kind): entry(table, kind) for kind in table}
 
 
     def curves(self, data: Mapping[Any, Any], key: str, axis: str) -> dict[str, tuple[Point, ...]]:

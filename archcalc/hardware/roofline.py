@@ -5,7 +5,7 @@ the activation dtype, weights at the weight dtype, integer tensors at their own 
 bytes written (its outputs), arithmetic intensity = FLOPs / bytes, and
 
     time = max(FLOPs / (peak x efficiency), bytes / (bandwidth x memory efficiency x op's
-               bandwidth efficiency)) + overhead
+               bandwidth efficiency)) + epilogue + overhead
 
 with the peak of the matrix units for a layer with MACs (conv, matmul, attention) and of
 the vector units otherwise, the op's efficiency at the FLOPs of one of the layer's parts
@@ -15,7 +15,9 @@ depthwise conv on 7x7 planes less than one on 56x56) and its
 bandwidth efficiency at the bytes it moves (a Transpose's strided copy streams slower
 than an element-wise op), and the cache's bandwidth for a layer that moves no more than
 the device's last-level cache holds (when the device file gives one). A layer is
-compute-bound when the first term is the larger.
+compute-bound when the first term is the larger. The epilogue is the passes the device
+file says an op kind makes over its output after its kernel (onnxruntime's CPU 1x1 conv
+adds its bias in a second pass), each reading and writing the output: 0 for most ops.
 A view (Reshape, Flatten, Squeeze, Unsqueeze, Identity) moves no bytes and launches no
 kernel: it costs nothing. Layers run one after another, so the model's latency is the sum.
 
@@ -90,6 +92,7 @@ class LayerCost:
     overhead_s: float
     bound: str  # COMPUTE, MEMORY, VIEW (costs nothing) or UNKNOWN (not modelled)
     parent: str = ""  # inside another layer's subgraph: counted in that layer, not in totals
+    epilogue_s: float = 0.0  # the device's passes over the output after the kernel (an unfused bias)
 
     @property
     def bytes(self) -> int:
@@ -104,13 +107,13 @@ class LayerCost:
     def time_s(self) -> float | None:
         if self.bound == UNKNOWN:
             return None
-        return max(self.compute_s, self.memory_s) + self.overhead_s
+        return max(self.compute_s, self.memory_s) + self.epilogue_s + self.overhead_s
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "op": self.op, "flops": self.flops, "bytes_read": self.bytes_read,
                 "bytes_written": self.bytes_written, "intensity": self.intensity, "bound": self.bound,
-                "compute_s": self.compute_s, "memory_s": self.memory_s, "overhead_s": self.overhead_s,
-                "time_s": self.time_s}
+                "compute_s": self.compute_s, "memory_s": self.memory_s, "epilogue_s": self.epilogue_s,
+                "overhead_s": self.overhead_s, "time_s": self.time_s}
 
 
 @dataclass(frozen=True)
@@ -228,8 +231,11 @@ def layer_cost(layer: LayerResult, device: Device, setup: Setup, weights: frozen
     moved = read + written
     memory_s = moved / (device.bandwidth_for(moved) * device.bandwidth_efficiency_of(kind, moved))
     bound = UNKNOWN if not modelled else COMPUTE if compute_s >= memory_s and layer.flops else MEMORY
+    # Each pass after the kernel reads and writes the output once more, serially.
+    passes = device.output_passes_of(kind)
+    epilogue_s = passes * 2 * written / device.bandwidth_for(2 * written) if passes and written else 0.0
     return LayerCost(layer.name, layer.op, layer.flops, read, written, peak, compute_s, memory_s,
-                     device.overhead_s.value, bound, layer.parent)
+                     device.overhead_s.value, bound, layer.parent, epilogue_s)
 
 
 def roofline(analysis: Analysis, device: Device, setup: Setup) -> Roofline:

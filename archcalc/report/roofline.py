@@ -175,6 +175,8 @@ def device_listing(devices: Sequence[Device], sources: bool = True) -> str:
             for point in points:
                 out.append(_listed(f"bandwidth {kind} @{human_bytes(int(point.at))}", f"{point.value:g}",
                                    point.source, sources))
+        for kind, passes in device.output_passes.items():
+            out.append(_listed(f"output passes {kind}", f"{passes.value:g}", passes.source, sources))
         out.append("")
     return "\n".join(out)
 

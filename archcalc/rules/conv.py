@@ -81,18 +81,28 @@ def conv(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
         integer_weights=(1, 2),  # learned whatever their size: a one-channel bias is one value
         receptive=tuple(a.window() for a in axes),
         explain=explain,
-        variant=_variant(group, c_per_group, strides),
+        variant=_variant(group, c_per_group, kernel, strides, has_bias),
         parts=n * group,  # onnxruntime's and cuDNN's kernels run image by image, group by group
     )
 
 
-def _variant(group: int, c_per_group: Dim, strides: Sequence[int] | None) -> str:
-    """"depthwise" for one input channel per filter, and "depthwise.strided" when it also
-    strides: a strided depthwise kernel reads 4x the input per output and runs at under half
-    the speed of a stride-1 one on a CPU (3x3 on 56x56 planes: 13 against 31 GFLOP/s here)."""
-    if group == 1 or c_per_group != 1:
-        return ""
-    return "depthwise.strided" if strides and any(s > 1 for s in strides) else "depthwise"
+def _variant(group: int, c_per_group: Dim, kernel: Sequence[Dim], strides: Sequence[int] | None,
+             has_bias: bool) -> str:
+    """The form of the conv, for a device's efficiency (see RuleResult.variant):
+
+    - "depthwise", one input channel per filter; "depthwise.strided" when it also strides: a
+      strided depthwise kernel reads 4x the input per output and runs at under half the speed
+      of a stride-1 one on a CPU (3x3 on 56x56 planes: 13 against 31 GFLOP/s here);
+    - "pointwise", a 1x1 stride-1 conv (a matrix product over the pixels), "pointwise.bias"
+      with a bias: onnxruntime's CPU kernel adds it in a second pass over the output (+76 us
+      on a 16->96 conv at 112x112 here, +1 us on a 3x3 one of as many outputs).
+    """
+    strided = bool(strides) and any(s > 1 for s in strides or ())
+    if group > 1 and c_per_group == 1:
+        return "depthwise.strided" if strided else "depthwise"
+    if group == 1 and not strided and all(k == 1 for k in kernel):
+        return "pointwise.bias" if has_bias else "pointwise"
+    return ""
 
 
 exported("Conv", lower=lower_window)

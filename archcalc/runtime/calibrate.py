@@ -17,9 +17,16 @@ work on a shared machine only ever adds time, and adds it unevenly):
 - per-op overhead: a chain of small Relu nodes (TINY_ELEMENTS each), the median node time;
 - 3x3 convolutions (64 channels at 56 x 56, in blocks with a depthwise conv and a ReLU,
   every output kept as verify makes it): FLOP/s reached, less the overhead;
-- 3x3 depthwise convolutions (DEPTHWISE: MobileNet's ladder, 112x112 planes to 7x7, at
-  strides 1 and 2): efficiency points by one channel's FLOPs (RuleResult.parts), as a
-  depthwise kernel runs channel by channel at a speed set by the plane's size;
+- convolutions by size (CONVS, with a bias as exports fold BatchNorm into it): 3x3 convs
+  from a stem of 3 channels to 64 channels at 56 x 56, for Conv's efficiency points by
+  FLOPs (a stem's few channels reach a third of the peak); and 3x3 depthwise convs,
+  MobileNet's ladder of 112x112 planes to 7x7 at strides 1 and 2, for Conv.depthwise's and
+  Conv.depthwise.strided's points by one channel's FLOPs (RuleResult.parts), as a depthwise
+  kernel runs channel by channel at a speed set by the plane's size;
+- a 1x1 conv without and with a bias (MobileNetV2's first expansion, 16 -> 96 channels at
+  112 x 112): Conv.pointwise's efficiency, and the passes over the output the bias adds
+  (onnxruntime adds it after the product), in reads and writes of the output at the
+  bandwidth for that many bytes;
 - pooling (AveragePool twice: the kernel of opsets 7-18 and the slower one of opset 19+),
   normalisation (BatchNorm, LayerNorm, RMSNorm), softmax, erf, gelu, sigmoid, swish
   and rotary embedding (VECTOR_OPS) on typical activations: an efficiency for each that runs
@@ -98,34 +105,58 @@ TRANSPOSES = (
 
 
 @dataclass(frozen=True)
-class Planes:
-    """A 3x3 depthwise Conv (with a bias, as exports fold BatchNorm into it) measured for the
-    efficiency curves of Conv.depthwise (stride 1) and Conv.depthwise.strided (stride 2)."""
+class ConvShape:
+    """A 3x3 Conv with a bias (as exports fold BatchNorm into it), padding 1, measured for an
+    efficiency curve: `channels` -> `filters` at `size` x `size`, or depthwise (one filter per
+    channel, `filters` = `channels`)."""
 
     channels: int
+    filters: int
     size: int  # input height and width
-    stride: int
+    stride: int = 1
+    depthwise: bool = False
 
     @property
     def out(self) -> int:
-        return (self.size - 1) // self.stride + 1  # padding 1
+        return (self.size - 1) // self.stride + 1
 
     @property
-    def plane_flops(self) -> int:
-        """One channel's FLOPs: 9 MACs and the bias per output element."""
-        return 19 * self.out**2
+    def part_flops(self) -> int:
+        """The FLOPs of one part (RuleResult.parts: one channel of a depthwise conv, the whole
+        conv otherwise): 9 MACs per input channel and the bias, per output element."""
+        per_output = 2 * 9 * (1 if self.depthwise else self.channels) + 1
+        return per_output * self.out**2 * (1 if self.depthwise else self.filters)
+
+    @property
+    def flops(self) -> int:
+        return self.part_flops * (self.channels if self.depthwise else 1)
 
     @property
     def kind(self) -> str:
+        if not self.depthwise:
+            return "Conv"
         return "Conv.depthwise.strided" if self.stride > 1 else "Conv.depthwise"
 
+    def describe(self) -> str:
+        if self.depthwise:
+            return (f"3x3 depthwise Conv, {self.channels} channels of {self.size}x{self.size}, stride {self.stride}: "
+                    f"{self.out}x{self.out} outputs a channel")
+        return f"3x3 Conv {self.channels}->{self.filters} channels at {self.size}x{self.size}, stride {self.stride}"
 
-# Each stage of MobileNetV2 (channels double as the plane halves); ShuffleNet's and
-# EfficientNet's depthwise layers fall on the same planes with other channel counts, which
-# change the time but not the speed.
-DEPTHWISE = (
-    Planes(32, 112, 1), Planes(144, 56, 1), Planes(192, 28, 1), Planes(384, 14, 1), Planes(960, 7, 1),
-    Planes(96, 112, 2), Planes(144, 56, 2), Planes(192, 28, 2), Planes(576, 14, 2),
+
+def _depthwise(channels: int, size: int, stride: int) -> ConvShape:
+    return ConvShape(channels, channels, size, stride, depthwise=True)
+
+
+CONVS = (
+    # A stem on an image's 3 channels, then VGG/ResNet-like stages: small convs reach less of the peak.
+    ConvShape(3, 32, 224, 2), ConvShape(16, 32, 56), ConvShape(64, 64, 28), ConvShape(64, 64, 56),
+    # Each stage of MobileNetV2 (channels double as the plane halves); ShuffleNet's and
+    # EfficientNet's depthwise layers fall on the same planes with other channel counts,
+    # which change the time but not the speed.
+    _depthwise(32, 112, 1), _depthwise(144, 56, 1), _depthwise(192, 28, 1), _depthwise(384, 14, 1),
+    _depthwise(960, 7, 1),
+    _depthwise(96, 112, 2), _depthwise(144, 56, 2), _depthwise(192, 28, 2), _depthwise(576, 14, 2),
 )
 RELU_CHAIN = 8
 CACHE_CHANNELS = (256, 1024)  # Relu chains on 4x and 16x the 64-channel activation: 6.4 and 25.7 MB moved
@@ -146,7 +177,8 @@ class Sizes:
     threads: int = 0  # onnxruntime's intra-op threads; 0: its default (one per core), as verify runs
     products: tuple[Product, ...] = PRODUCTS
     transposes: tuple[Copy, ...] = TRANSPOSES
-    depthwise: tuple[Planes, ...] = DEPTHWISE
+    convs: tuple[ConvShape, ...] = CONVS
+    pointwise: tuple[int, int, int] = (16, 96, 112)  # a 1x1 conv's input and output channels, and size
 
 
 @dataclass(frozen=True)
@@ -156,9 +188,10 @@ class Measurement:
     cache_bytes: int  # 0: the last-level cache size is unknown, so no cache level
     cache_bandwidth: float
     overhead_s: float
-    rates: dict[str, float]  # FLOP/s reached by each op kind measured: MatMul, Conv, vector ops
+    rates: dict[str, float]  # FLOP/s reached by each op kind measured: MatMul, Conv, Conv.pointwise, vector ops
     product_rates: tuple[float, ...]  # FLOP/s of each of sizes.products
-    depthwise_rates: tuple[float, ...]  # FLOP/s of each of sizes.depthwise
+    conv_rates: tuple[float, ...]  # FLOP/s of each of sizes.convs
+    bias_passes: float  # passes over the output a 1x1 conv's bias adds (Conv.pointwise.bias)
     copy_efficiencies: tuple[float, ...]  # fraction of the bandwidth each of sizes.transposes reached
     cache_efficiencies: tuple[tuple[int, float], ...]  # (bytes moved, fraction of cache_bandwidth reached)
     threads: int
@@ -268,9 +301,9 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
                             {"x": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs, scratch,
                             sizes.threads)
         conv_s = statistics.median(convs[f"conv{i}"] for i in range(CONV_BLOCKS))
-        depthwise = tuple(planes.plane_flops * planes.channels / max(_depthwise_s(planes, rng, sizes, scratch)
-                                                                      - overhead, 1e-9)
-                          for planes in sizes.depthwise)
+        conv_rates = tuple(shape.flops / max(_conv_s(shape, rng, sizes, scratch) - overhead, 1e-9)
+                           for shape in sizes.convs)
+        plain_s, biased_s = (_pointwise_s(sizes, bias, rng, scratch) for bias in (False, True))
         vector_s = _node_times(*_vector_ops(rng), sizes.runs, scratch, sizes.threads)
         vector_s.update(_node_times(*_average_pool_before_19(rng), sizes.runs, scratch, sizes.threads))
         products = []
@@ -299,6 +332,11 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
         "Conv": 2 * CONV_CHANNELS**2 * 9 * hw * hw / max(conv_s - overhead, 1e-9),
     }
     peak = max(rates["MatMul"], rates["Conv"])
+    channels, out_channels, size = sizes.pointwise
+    rates["Conv.pointwise"] = 2 * channels * out_channels * size * size / max(plain_s - overhead, 1e-9)
+    passed = 2 * 4 * out_channels * size * size  # one read and one write of the fp32 output
+    reachable = cache_bandwidth if cache_bytes and passed <= cache_bytes else bandwidth
+    bias_passes = min(max(biased_s - plain_s, 0.0) / (passed / reachable), 4.0)
     in_cache = cache_bandwidth or bandwidth
     for op, (flops, moved, _) in VECTOR_OPS.items():
         # A lowered op (Swish: Sigmoid then Mul) runs as several nodes named after it.
@@ -309,7 +347,8 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
     return Measurement(
         peak_flops=peak, bandwidth=bandwidth, cache_bytes=cache_bytes,
         cache_bandwidth=cache_bandwidth, overhead_s=overhead, rates=rates,
-        product_rates=tuple(products), depthwise_rates=depthwise, copy_efficiencies=tuple(copies),
+        product_rates=tuple(products), conv_rates=conv_rates, bias_passes=bias_passes,
+        copy_efficiencies=tuple(copies),
         cache_efficiencies=tuple((moved, _fraction(value)) for moved, value in cache_points[1:]),
         threads=sizes.threads or os.cpu_count() or 1, memory_bytes=_physical_memory(), sizes=sizes,
         processor=platform.processor() or platform.machine(),
@@ -379,15 +418,33 @@ def _relu_chain_median(shape: tuple[int, ...], rng: np.random.Generator, sizes: 
     return max(statistics.median(times.values()), 1e-9)
 
 
-def _depthwise_s(planes: Planes, rng: np.random.Generator, sizes: Sizes, scratch: str) -> float:
-    """Median node time of CONV_BLOCKS depthwise convs of `planes` on one input, each output kept."""
-    shape = (1, planes.channels, planes.size, planes.size)
+def _conv_s(conv: ConvShape, rng: np.random.Generator, sizes: Sizes, scratch: str) -> float:
+    """Median node time of CONV_BLOCKS convs of `conv`'s shape on one input, each output kept."""
+    shape = (1, conv.channels, conv.size, conv.size)
+    group = conv.channels if conv.depthwise else 1
     nodes, weights = [], {}
     for i in range(CONV_BLOCKS):
-        nodes.append(helper.make_node("Conv", ["x", f"w{i}", f"b{i}"], [f"y{i}"], name=f"depthwise{i}",
-                                      pads=[1, 1, 1, 1], strides=[planes.stride] * 2, group=planes.channels))
-        weights[f"w{i}"] = rng.standard_normal((planes.channels, 1, 3, 3), dtype=np.float32)
-        weights[f"b{i}"] = rng.standard_normal(planes.channels, dtype=np.float32)
+        nodes.append(helper.make_node("Conv", ["x", f"w{i}", f"b{i}"], [f"y{i}"], name=f"conv{i}",
+                                      pads=[1, 1, 1, 1], strides=[conv.stride] * 2, group=group))
+        weights[f"w{i}"] = rng.standard_normal((conv.filters, conv.channels // group, 3, 3), dtype=np.float32)
+        weights[f"b{i}"] = rng.standard_normal(conv.filters, dtype=np.float32)
+    model = _model(nodes, [("x", shape)], [f"y{i}" for i in range(CONV_BLOCKS)], weights)
+    times = _node_times(model, {"x": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs, scratch,
+                        sizes.threads)
+    return statistics.median(times.values())
+
+
+def _pointwise_s(sizes: Sizes, bias: bool, rng: np.random.Generator, scratch: str) -> float:
+    """Median node time of CONV_BLOCKS 1x1 convs of sizes.pointwise on one input, each output kept."""
+    channels, filters, size = sizes.pointwise
+    nodes, weights = [], {}
+    for i in range(CONV_BLOCKS):
+        nodes.append(helper.make_node("Conv", ["x", f"w{i}", *([f"b{i}"] if bias else [])], [f"y{i}"],
+                                      name=f"pointwise{i}"))
+        weights[f"w{i}"] = rng.standard_normal((filters, channels, 1, 1), dtype=np.float32)
+        if bias:
+            weights[f"b{i}"] = rng.standard_normal(filters, dtype=np.float32)
+    shape = (1, channels, size, size)
     model = _model(nodes, [("x", shape)], [f"y{i}" for i in range(CONV_BLOCKS)], weights)
     times = _node_times(model, {"x": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs, scratch,
                         sizes.threads)
@@ -429,7 +486,7 @@ def _curve_lines(result: Measurement, by: str) -> list[str]:
     """The MatMul points by FLOPs (Gemm runs the same kernel) and the Transpose points by bytes."""
     sizes = result.sizes
     lines = []
-    if sizes.products or sizes.depthwise:
+    if sizes.products or sizes.convs:
         lines.append("efficiency_by_flops:  # FLOP/s reached (less the overhead) / peak, by the FLOPs of one part")
     if sizes.products:
         for op in ("MatMul", "Gemm"):
@@ -438,13 +495,12 @@ def _curve_lines(result: Measurement, by: str) -> list[str]:
                 what = f"{by}: MatMul {_shape(product.a)} x {_shape(product.b)}, {product.what})"
                 lines.append(f"    - {{flops: {product.flops}, value: {_fraction(rate / result.peak_flops):.6g}, "
                              f"source: {json.dumps(what)}}}")
-    for kind in dict.fromkeys(planes.kind for planes in sizes.depthwise):
-        lines.append(f"  {kind}:  # by one channel's FLOPs")
-        for planes, rate in zip(sizes.depthwise, result.depthwise_rates):
-            if planes.kind == kind:
-                what = (f"{by}: 3x3 depthwise Conv, {planes.channels} channels of {planes.size}x{planes.size}, "
-                        f"stride {planes.stride}: {planes.out}x{planes.out} outputs a channel)")
-                lines.append(f"    - {{flops: {planes.plane_flops}, value: {_fraction(rate / result.peak_flops):.6g}, "
+    for kind in dict.fromkeys(shape.kind for shape in sizes.convs):
+        lines.append(f"  {kind}:" + ("  # by one channel's FLOPs" if kind != "Conv" else ""))
+        for shape, rate in zip(sizes.convs, result.conv_rates):
+            if shape.kind == kind:
+                what = f"{by}: {shape.describe()})"
+                lines.append(f"    - {{flops: {shape.part_flops}, value: {_fraction(rate / result.peak_flops):.6g}, "
                              f"source: {json.dumps(what)}}}")
     if sizes.transposes:
         lines += ["bandwidth_efficiency:  # bytes/s reached (less the overhead) / the bandwidth for that many bytes",
@@ -461,6 +517,16 @@ def _fraction(value: float) -> float:
 
 def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
+
+
+def _pointwise_source(sizes: Sizes) -> str:
+    channels, filters, size = sizes.pointwise
+    return f"1x1 Conv {channels}->{filters} channels at {size}x{size}, no bias (median of {CONV_BLOCKS})"
+
+
+def _bias_source(sizes: Sizes) -> str:
+    return (f"{_pointwise_source(sizes)} with a bias less without, over one read and write of its output at the "
+            f"bandwidth for those bytes")
 
 
 def _vector_source(op: str) -> str:
@@ -506,8 +572,11 @@ def device_yaml(result: Measurement, name: str = "cpu-local") -> str:
         f"  MatMul: {entry(result.efficiency('MatMul'), mm)}",
         f"  Gemm: {entry(result.efficiency('MatMul'), mm + ' (Gemm runs the same kernel)')}",
         f"  Conv: {entry(result.efficiency('Conv'), conv)}",
+        f"  Conv.pointwise: {entry(result.efficiency('Conv.pointwise'), _pointwise_source(sizes))}",
         *(f"  {op}: {entry(result.efficiency(op), _vector_source(op))}" for op in VECTOR_OPS),
         *_curve_lines(result, by),
+        "output_passes:  # passes over the output after the kernel, each a read and a write",
+        f"  Conv.pointwise.bias: {entry(result.bias_passes, _bias_source(sizes))}",
         f"threads: {result.threads}",
     ]
     return "\n".join(lines) + "\n"

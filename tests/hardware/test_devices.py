@@ -157,7 +157,10 @@ def test_calibrate_writes_a_device_file_that_loads(tmp_path, monkeypatch):
         products=(calibrate.Product((16, 16), (16, 16), True, "a weight"),
                   calibrate.Product((1, 2, 8, 8), (1, 2, 8, 8), False, "two activations")),
         transposes=(calibrate.Copy((4, 8), (1, 0), "a matrix"),),
-        depthwise=(calibrate.Planes(4, 8, 1), calibrate.Planes(2, 16, 1), calibrate.Planes(4, 8, 2)))))
+        pointwise=(4, 8, 8),
+        convs=(calibrate.ConvShape(3, 4, 8), calibrate.ConvShape(3, 4, 16),
+               calibrate.ConvShape(4, 4, 8, depthwise=True), calibrate.ConvShape(2, 2, 16, depthwise=True),
+               calibrate.ConvShape(4, 4, 8, 2, depthwise=True)))))
     path = tmp_path / "cpu-local.yaml"
     result = run("device", "calibrate", "-o", str(path))
     assert result.exit_code == 0, result.output
@@ -165,16 +168,20 @@ def test_calibrate_writes_a_device_file_that_loads(tmp_path, monkeypatch):
     assert device.name == "cpu-local"
     assert set(device.peak_flops) == {"fp32"}
     assert device.bandwidth.value > 0 and device.overhead_s.value >= 0 and device.memory_bytes > 0
-    assert set(device.efficiency) == {"MatMul", "Gemm", "Conv", *calibrate.VECTOR_OPS}
+    assert set(device.efficiency) == {"MatMul", "Gemm", "Conv", "Conv.pointwise", *calibrate.VECTOR_OPS}
     # One point per product measured, by its FLOPs; one per transpose, by its bytes moved.
     # Two heads of 8x8 by 8x8; 16x16 by 16x16.
     assert [point.at for point in device.efficiency_curves["MatMul"]] == [2 * 2 * 8 * 8 * 8, 2 * 16 * 16 * 16]
     assert device.efficiency_curves["Gemm"] == device.efficiency_curves["MatMul"]
     assert [point.at for point in device.bandwidth_curves["Transpose"]] == [2 * 4 * 4 * 8]
-    # Depthwise points by one channel's FLOPs (9 MACs and a bias per output): planes of 8x8 and
-    # 16x16 at stride 1; 8x8 at stride 2 gives 4x4 outputs.
+    # Conv points by FLOPs (9 MACs per input channel and a bias per output): 3 -> 4 channels at
+    # 8x8 and 16x16. Depthwise points by one channel's FLOPs: planes of 8x8 and 16x16 at stride 1;
+    # 8x8 at stride 2 gives 4x4 outputs.
+    assert [point.at for point in device.efficiency_curves["Conv"]] == [55 * 4 * 8 * 8, 55 * 4 * 16 * 16]
     assert [point.at for point in device.efficiency_curves["Conv.depthwise"]] == [19 * 8 * 8, 19 * 16 * 16]
     assert [point.at for point in device.efficiency_curves["Conv.depthwise.strided"]] == [19 * 4 * 4]
+    # A 1x1 conv's bias: a number of passes over its output, at least 0.
+    assert device.output_passes["Conv.pointwise.bias"].value >= 0
     assert all(0 < point.value <= 1 for points in (*device.efficiency_curves.values(),
                                                    *device.bandwidth_curves.values()) for point in points)
     assert all(0 < item.value <= 1 for item in device.efficiency.values())
@@ -197,7 +204,8 @@ def test_calibrate_writes_a_device_file_that_loads(tmp_path, monkeypatch):
 def test_calibrate_to_an_unwritable_place_is_exit_2(tmp_path, monkeypatch):
     real = calibrate.measure
     monkeypatch.setattr(calibrate, "measure", lambda: real(calibrate.Sizes(
-        matmul_n=32, add_elements=1024, chain=2, conv_hw=4, runs=1, products=(), transposes=(), depthwise=())))
+        matmul_n=32, add_elements=1024, chain=2, conv_hw=4, runs=1, products=(), transposes=(), convs=(),
+        pointwise=(2, 2, 4))))
     result = run("device", "calibrate", "-o", str(tmp_path / "missing" / "cpu.yaml"))
     assert result.exit_code == 2
     assert "cannot write" in result.output and "fix:" in result.output

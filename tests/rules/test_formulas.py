@@ -541,19 +541,24 @@ def test_symbolic_ceil_mode_pooling_binds_like_static():
     assert symbolic.layers[2].params == 3 * 3 + 1
 
 
-@pytest.mark.parametrize("channels, filters, group, strides, variant", [
-    (32, 32, 32, None, "depthwise"),  # MobileNet's 3x3: one filter per input channel
-    (32, 64, 32, [1, 1], "depthwise"),  # depth multiplier 2: still one input channel per filter
-    (32, 32, 32, [2, 2], "depthwise.strided"),  # MobileNet's downsampling 3x3
-    (32, 32, 32, [1, 2], "depthwise.strided"),
-    (32, 32, 16, [2, 2], ""),  # grouped, two input channels per filter
-    (32, 32, 1, None, ""),
+@pytest.mark.parametrize("channels, filters, group, kernel, strides, bias, variant", [
+    (32, 32, 32, 3, None, False, "depthwise"),  # MobileNet's 3x3: one filter per input channel
+    (32, 64, 32, 3, [1, 1], True, "depthwise"),  # depth multiplier 2: still one input channel per filter
+    (32, 32, 32, 3, [2, 2], False, "depthwise.strided"),  # MobileNet's downsampling 3x3
+    (32, 32, 32, 3, [1, 2], False, "depthwise.strided"),
+    (32, 32, 16, 3, [2, 2], False, ""),  # grouped, two input channels per filter
+    (32, 32, 1, 3, None, True, ""),
+    (32, 64, 1, 1, None, False, "pointwise"),  # a matrix product over the pixels
+    (32, 64, 1, 1, [1, 1], True, "pointwise.bias"),  # whose bias onnxruntime adds in a second pass
+    (32, 64, 1, 1, [2, 2], True, ""),  # ResNet's strided 1x1 shortcut: another kernel
+    (32, 64, 2, 1, None, True, ""),  # grouped 1x1 (ShuffleNet v1)
 ])
-def test_conv_names_its_depthwise_form(channels, filters, group, strides, variant):
-    """Devices give depthwise kernels their own efficiency (Conv.depthwise, Conv.depthwise.strided);
-    the rule says which form a Conv is, and its parts (images x groups) set the size a curve is read at."""
+def test_conv_names_its_form(channels, filters, group, kernel, strides, bias, variant):
+    """Devices give some forms of Conv their own efficiency or passes (Conv.depthwise,
+    Conv.depthwise.strided, Conv.pointwise.bias); the rule says which form a Conv is, and its
+    parts (images x groups) set the size a curve is read at."""
     attrs = {"group": group, **({"strides": strides} if strides else {})}
-    result = get_rule("Conv")([TensorState((3, channels, 8, 8)), TensorState((filters, channels // group, 3, 3))],
-                              attrs)
+    inputs = [TensorState((3, channels, 8, 8)), TensorState((filters, channels // group, kernel, kernel))]
+    result = get_rule("Conv")(inputs + [TensorState((filters,))] * bias, attrs)
     assert result.variant == variant
     assert result.parts == 3 * group
