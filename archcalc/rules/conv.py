@@ -82,7 +82,7 @@ def conv(inputs: Inputs, *, kernel_shape=None, strides=None, pads=None,
         receptive=tuple(a.window() for a in axes),
         explain=explain,
         variant=_variant(group, c_per_group, kernel, strides, has_bias),
-        parts=n * group,  # onnxruntime's and cuDNN's kernels run image by image, group by group
+        parts=n * group * (kernel_volume if c_per_group == 1 and group > 1 else 1),
     )
 
 

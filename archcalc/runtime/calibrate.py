@@ -21,8 +21,8 @@ work on a shared machine only ever adds time, and adds it unevenly):
   from a stem of 3 channels to 64 channels at 56 x 56, for Conv's efficiency points by
   FLOPs (a stem's few channels reach a third of the peak); and 3x3 depthwise convs,
   MobileNet's ladder of 112x112 planes to 7x7 at strides 1 and 2, for Conv.depthwise's and
-  Conv.depthwise.strided's points by one channel's FLOPs (RuleResult.parts), as a depthwise
-  kernel runs channel by channel at a speed set by the plane's size;
+  Conv.depthwise.strided's points by the FLOPs of one channel's tap (RuleResult.parts), as a
+  depthwise kernel sweeps its planes at a speed set by the plane's size;
 - a 1x1 conv without and with a bias (MobileNetV2's first expansion, 16 -> 96 channels at
   112 x 112): Conv.pointwise's efficiency, and the passes over the output the bias adds
   (onnxruntime adds it after the product), in reads and writes of the output at the
@@ -121,15 +121,15 @@ class ConvShape:
         return (self.size - 1) // self.stride + 1
 
     @property
-    def part_flops(self) -> int:
-        """The FLOPs of one part (RuleResult.parts: one channel of a depthwise conv, the whole
-        conv otherwise): 9 MACs per input channel and the bias, per output element."""
-        per_output = 2 * 9 * (1 if self.depthwise else self.channels) + 1
-        return per_output * self.out**2 * (1 if self.depthwise else self.filters)
+    def flops(self) -> int:
+        """9 MACs per input channel (one for a depthwise conv) and the bias, per output element."""
+        return (2 * 9 * (1 if self.depthwise else self.channels) + 1) * self.out**2 * self.filters
 
     @property
-    def flops(self) -> int:
-        return self.part_flops * (self.channels if self.depthwise else 1)
+    def part_flops(self) -> float:
+        """The FLOPs of one part (RuleResult.parts: a depthwise conv's channel's taps, one of 9;
+        the whole conv otherwise)."""
+        return self.flops / (9 * self.channels if self.depthwise else 1)
 
     @property
     def kind(self) -> str:
@@ -496,12 +496,12 @@ def _curve_lines(result: Measurement, by: str) -> list[str]:
                 lines.append(f"    - {{flops: {product.flops}, value: {_fraction(rate / result.peak_flops):.6g}, "
                              f"source: {json.dumps(what)}}}")
     for kind in dict.fromkeys(shape.kind for shape in sizes.convs):
-        lines.append(f"  {kind}:" + ("  # by one channel's FLOPs" if kind != "Conv" else ""))
+        lines.append(f"  {kind}:" + ("  # by the FLOPs of one channel's tap" if kind != "Conv" else ""))
         for shape, rate in zip(sizes.convs, result.conv_rates):
             if shape.kind == kind:
                 what = f"{by}: {shape.describe()})"
-                lines.append(f"    - {{flops: {shape.part_flops}, value: {_fraction(rate / result.peak_flops):.6g}, "
-                             f"source: {json.dumps(what)}}}")
+                value = _fraction(rate / result.peak_flops)
+                lines.append(f"    - {{flops: {shape.part_flops:.6g}, value: {value:.6g}, source: {json.dumps(what)}}}")
     if sizes.transposes:
         lines += ["bandwidth_efficiency:  # bytes/s reached (less the overhead) / the bandwidth for that many bytes",
                   "  Transpose:"]

@@ -112,6 +112,10 @@ BAD = {
                                .replace("cache_bytes:", "cache_bandwidth_gb_s: {value: 9, source: x}\n"
                                                         "cache_efficiency: 0.5\ncache_bytes:"),
                                ["`cache_efficiency`", "not a list of points", "bytes: 6.4e6"]),
+    "negative-passes": (with_change(("output_passes",), {"Conv.pointwise.bias": {"value": -1, "source": "x"}}),
+                        ["`output_passes.Conv.pointwise.bias`", "not a number of at least 0"]),
+    "passes-not-a-mapping": (with_change(("output_passes",), [1]),
+                             ["`output_passes`", "must map op kinds to {value, source}", "Conv.depthwise"]),
     "not-a-mapping": ("- a100\n", ["must be a mapping of fields"]),
     "yaml-syntax": ("name: [a\n", ["mine.yaml:"]),
 }
@@ -175,11 +179,13 @@ def test_calibrate_writes_a_device_file_that_loads(tmp_path, monkeypatch):
     assert device.efficiency_curves["Gemm"] == device.efficiency_curves["MatMul"]
     assert [point.at for point in device.bandwidth_curves["Transpose"]] == [2 * 4 * 4 * 8]
     # Conv points by FLOPs (9 MACs per input channel and a bias per output): 3 -> 4 channels at
-    # 8x8 and 16x16. Depthwise points by one channel's FLOPs: planes of 8x8 and 16x16 at stride 1;
-    # 8x8 at stride 2 gives 4x4 outputs.
+    # 8x8 and 16x16. Depthwise points by the FLOPs of one channel's tap (a ninth of a channel's 9
+    # MACs and bias per output): planes of 8x8 and 16x16 at stride 1; 8x8 at stride 2 gives 4x4.
     assert [point.at for point in device.efficiency_curves["Conv"]] == [55 * 4 * 8 * 8, 55 * 4 * 16 * 16]
-    assert [point.at for point in device.efficiency_curves["Conv.depthwise"]] == [19 * 8 * 8, 19 * 16 * 16]
-    assert [point.at for point in device.efficiency_curves["Conv.depthwise.strided"]] == [19 * 4 * 4]
+    assert [point.at for point in device.efficiency_curves["Conv.depthwise"]] == pytest.approx(
+        [19 * 8 * 8 / 9, 19 * 16 * 16 / 9], rel=1e-5)
+    assert [point.at for point in device.efficiency_curves["Conv.depthwise.strided"]] == pytest.approx(
+        [19 * 4 * 4 / 9], rel=1e-5)
     # A 1x1 conv's bias: a number of passes over its output, at least 0.
     assert device.output_passes["Conv.pointwise.bias"].value >= 0
     assert all(0 < point.value <= 1 for points in (*device.efficiency_curves.values(),

@@ -242,23 +242,66 @@ efficiency_by_flops:
 """
 
 
-def test_depthwise_curves_are_read_at_one_channels_flops():
-    """A depthwise conv runs channel by channel: its efficiency is read at one plane's FLOPs (the
-    layer's over RuleResult.parts, images x channels), so batch 2 reads where batch 1 does."""
+def test_depthwise_curves_are_read_at_one_taps_flops():
+    """A depthwise conv sweeps each channel's plane once per kernel tap: its efficiency is read at
+    the FLOPs of one (the layer's over RuleResult.parts, images x channels x taps), so batch 2
+    reads where batch 1 does, and a 5x5 kernel where a 3x3 on the same plane does."""
     planes = parse_device(DEVICE_WITH_DEPTHWISE_CURVES, "planes.yaml")
     for batch in (1, 2):
         mobilenet = archcalc.analyze("specs/mobilenet_v2.yaml", batch=batch)
         result = {layer.name: layer for layer in roofline(mobilenet, planes, setup_for(planes, "fp32")).layers}
         # features.1.conv.0.0: 32 channels at 112x112, stride 1, no bias: 2 * 9 * 112 * 112 = 225,792 FLOPs a
-        # plane, between 1e4 (0.1) and 1e6 (0.3): share ln(22.5792) / ln(100) = 3.117029 / 4.605170 = 0.676853,
-        # so 0.1 + 0.676853 * 0.2 = 0.235371 of the peak, whatever the batch.
+        # plane, 25,088 a tap, between 1e4 (0.1) and 1e6 (0.3): share ln(2.5088) / ln(100) = 0.919805 /
+        # 4.605170 = 0.199733, so 0.1 + 0.199733 * 0.2 = 0.139947 of the peak, whatever the batch.
         depthwise = result["features.1.conv.0.0"]
         assert depthwise.flops == batch * 32 * 225_792
-        assert depthwise.peak_flops == pytest.approx(0.1e12 * 0.235371, rel=1e-5)
+        assert depthwise.peak_flops == pytest.approx(0.1e12 * 0.139947, rel=1e-5)
         # features.2.conv.1.0, stride 2: its own curve, one point (0.05), held at every size.
         assert result["features.2.conv.1.0"].peak_flops == pytest.approx(0.1e12 * 0.05)
         # A plain conv is one part per image: the single Conv figure.
         assert result["features.0.0"].peak_flops == pytest.approx(0.1e12 * 0.5)
+
+
+def test_output_passes_add_an_unfused_bias_pass(tmp_path):
+    """A device's output_passes add, after the kernel, reads and writes of the output: onnxruntime's
+    CPU 1x1 conv adds its bias so. Conv.pointwise.bias has the pass; the same conv without a bias
+    and a 3x3 conv with one have none."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def conv(name, source, weight, bias=None, **attrs):
+        inputs = [source, weight, *([bias] if bias else [])]
+        return helper.make_node("Conv", inputs, [name], name=name, **attrs)
+
+    zeros = {"w1": (96, 16, 1, 1), "b1": (96,), "w3": (96, 16, 3, 3)}
+    graph = helper.make_graph(
+        [conv("pointwise_bias", "x", "w1", "b1"), conv("pointwise", "x", "w1"),
+         conv("conv3x3_bias", "x", "w3", "b1", pads=[1, 1, 1, 1])], "passes",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 112, 112])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+         for name in ("pointwise_bias", "pointwise", "conv3x3_bias")],
+        [numpy_helper.from_array(np.zeros(shape, dtype=np.float32), name) for name, shape in zeros.items()])
+    path = tmp_path / "passes.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    device = parse_device(DEVICE_WITH_DEPTHWISE_CURVES + """\
+output_passes:
+  Conv.pointwise.bias: {value: 1, source: "hand-made"}
+""", "passes.yaml")
+    layers = {layer.name: layer for layer in roofline(archcalc.analyze(str(path)), device,
+                                                        setup_for(device, "fp32")).layers}
+    biased = layers["pointwise_bias"]
+    # 16 -> 96 at 112x112: 2 * 16 * 96 * 12,544 + 96 * 12,544 (bias) = 39,739,392 FLOPs at Conv's 0.5
+    # of 0.1 TFLOP/s (no pointwise figure: the kind it is a form of) = 794.79 us; reads 4 * (16 * 12,544
+    # + 1,536 + 96) = 809,344 bytes and writes 4 * 96 * 12,544 = 4,816,896: 562.62 us at 10 GB/s. The
+    # pass reads and writes the output again: 9,633,792 bytes / 10 GB/s = 963.38 us, after the kernel.
+    assert biased.flops == 39_739_392 and biased.bytes_written == 4_816_896
+    assert biased.compute_s == pytest.approx(794.78784e-6)
+    assert biased.memory_s == pytest.approx(562.624e-6)
+    assert biased.epilogue_s == pytest.approx(963.3792e-6)
+    assert biased.time_s == pytest.approx(794.78784e-6 + 963.3792e-6 + 2e-6)
+    assert biased.to_json()["epilogue_s"] == pytest.approx(963.3792e-6)
+    assert layers["pointwise"].epilogue_s == 0.0 and layers["conv3x3_bias"].epilogue_s == 0.0
 
 
 def test_the_python_api_roofline_is_the_clis(resnet50_b1):

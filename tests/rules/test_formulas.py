@@ -561,4 +561,17 @@ def test_conv_names_its_form(channels, filters, group, kernel, strides, bias, va
     inputs = [TensorState((3, channels, 8, 8)), TensorState((filters, channels // group, kernel, kernel))]
     result = get_rule("Conv")(inputs + [TensorState((filters,))] * bias, attrs)
     assert result.variant == variant
-    assert result.parts == 3 * group
+    # A depthwise conv's parts are also its kernel taps: it sweeps each plane once a tap.
+    assert result.parts == 3 * group * (kernel * kernel if variant.startswith("depthwise") else 1)
+
+
+def test_a_depthwise_tap_is_one_sweep_of_the_plane_whatever_the_kernel():
+    """Measured here, a depthwise conv's FLOP rate follows its plane's size, not its kernel's: its
+    parts are taps, so a 5x5 and a 3x3 on the same 14x14 plane are read at the same size, 2 FLOPs
+    per output element (the multiply and the add), 392 a tap."""
+    conv = get_rule("Conv")
+    for kernel in (3, 5):
+        result = conv([TensorState((2, 8, 14, 14)), TensorState((8, 1, kernel, kernel))],
+                      {"group": 8, "pads": [kernel // 2] * 4})
+        assert result.parts == 2 * 8 * kernel * kernel
+        assert result.flops / result.parts == 2 * 14 * 14
