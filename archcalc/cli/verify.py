@@ -29,7 +29,9 @@ from archcalc.cli.options import (
 @batch_option()
 @dim_option()
 @input_shape_option()
-@click.option("--profile", is_flag=True, help="Time every node in onnxruntime and show it beside its MACs.")
+@click.option("--profile", is_flag=True,
+              help="Time every node in onnxruntime, on a second run as deployed (only the model's own outputs), "
+                   "and show it beside its MACs.")
 @click.option("--max-memory", default=None, metavar="BYTES",
               help="Refuse to run when the estimate exceeds this (e.g. 4GiB; default half of RAM).")
 @click.option("--max-work", default=None, metavar="FLOPS",

@@ -563,6 +563,30 @@ def test_profile_json_has_per_layer_macs_and_throughput():
     assert conv1["gmac_per_s"] == pytest.approx(117_600 / conv1["time_us"] / 1e3, rel=1e-2, abs=1e-3)
 
 
+@pytest.mark.parametrize("spec", ["lenet5.yaml", "resnet18.yaml"])  # weights inline; in an external file
+def test_profile_times_the_model_as_deployed(spec, monkeypatch):
+    """Shapes are compared on a run with every tensor an output; the times come from another
+    run with only the model's own outputs, as deployed, every layer's node timed."""
+    from archcalc.readers.load import load_model
+
+    timed: list[onnx.ModelProto] = []
+    real = verifier._deployed_node_times
+
+    def recording(source, feeds, scratch_dir):
+        timed.append(onnx.load_from_string(source) if isinstance(source, bytes)
+                     else onnx.load(source, load_external_data=False))
+        return real(source, feeds, scratch_dir)
+
+    monkeypatch.setattr(verifier, "_deployed_node_times", recording)
+    graph = load_model(f"specs/{spec}", {"input": (1, 3, 64, 64)} if spec != "lenet5.yaml" else None)
+    analysis = verifier.analyze_for_verify(graph, {})
+    report = verifier.verify(graph, analysis, profile=True)
+    assert report.ok and report.tensors_checked > len(graph.outputs)
+    (deployed,) = timed
+    assert [output.name for output in deployed.graph.output] == graph.outputs
+    assert {row["name"] for row in report.layer_times} == {layer.name for layer in analysis.layers}
+
+
 def test_progress_bar_on_a_terminal_and_nothing_when_piped():
     from rich.console import Console
 
