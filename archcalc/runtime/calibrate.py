@@ -60,6 +60,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from archcalc.core.units import BYTES, format_quantity
+from archcalc.runtime.profiling import node_times_us
 
 TINY_ELEMENTS = 256
 
@@ -229,22 +230,13 @@ def _node_times(model: bytes, feeds: dict[str, np.ndarray], runs: int, scratch: 
     session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     names = [output.name for output in session.get_outputs()]
     session.run(names, feeds)  # warm-up: allocation and packing
-    times: dict[str, list[float]] = {}
     path = session.end_profiling()  # drops the warm-up's events
     os.remove(path)
     session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     for _ in range(runs + 1):
         session.run(names, feeds)
-    path = session.end_profiling()
-    with open(path, encoding="utf-8") as handle:
-        events = json.load(handle)
-    os.remove(path)
-    for event in events:
-        name = event.get("name", "")
-        if event.get("cat") == "Node" and name.endswith("_kernel_time"):
-            times.setdefault(name[: -len("_kernel_time")], []).append(float(event.get("dur", 0)) * 1e-6)
     # The first run of the second session warms it up; the rest are measured.
-    return {name: min(values[1:] or values) for name, values in times.items()}
+    return {name: micros * 1e-6 for name, micros in node_times_us(session.end_profiling(), skip_runs=1).items()}
 
 
 def measure(sizes: Sizes = Sizes()) -> Measurement:

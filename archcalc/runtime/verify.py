@@ -19,7 +19,6 @@ message passes 2 GiB and the weights are not held twice in memory.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -42,6 +41,7 @@ from archcalc.core.results import Analysis, LayerResult
 from archcalc.engine.inference import analyze
 from archcalc.rules.base import TensorState, rule_for
 from archcalc.runtime.export import set_external, to_onnx, weight_values
+from archcalc.runtime.profiling import node_times_us
 
 # Weight bytes above which the prepared model keeps its weights in an external-data file
 # in a temporary directory and onnxruntime loads it by path: protobuf cannot serialise a
@@ -51,6 +51,7 @@ from archcalc.runtime.export import set_external, to_onnx, weight_values
 # Tiny models (op tests) stay inline, which skips the disk.
 EXTERNAL_DATA_ABOVE = 16 * 2**20
 _ALIGN = 4096  # external-data offsets on page boundaries, so onnxruntime may map them
+TIMED_RUNS = 3  # --profile: runs timed after the warm-up, each node's least time kept
 # Generated weights of more elements than this are zeros left as holes in the sparse data
 # file: no values to draw and no bytes to write (a 2 GiB dense layer in 1 s, not 25 s).
 # Values never change a shape; smaller tensors get random values so ops see varied data.
@@ -591,16 +592,18 @@ def _run_options():
 
 def _deployed_node_times(source: str | bytes, feeds: dict[str, np.ndarray],
                          scratch_dir: str | None) -> dict[str, float]:
-    """Each node's kernel time (us) in the second run of `source` (the first pays for
-    allocation and packing)."""
+    """Each node's least kernel time (us) over TIMED_RUNS runs of `source` after a warm-up
+    (which pays for allocation and packing). The least, as other work on the machine only
+    adds time, and the run after the warm-up may still settle memory: Llama-3.2-1B's first
+    layer took 6 ms there and 0.12 ms in the runs after."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(source, _session_options(profiling=True, scratch_dir=scratch_dir),
                                            providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    for _ in range(2):
+    for _ in range(1 + TIMED_RUNS):
         session.run(names, feeds, _run_options())
-    return _node_times(session.end_profiling())
+    return node_times_us(session.end_profiling(), skip_runs=1)
 
 
 def _feeds(session, analysis: Analysis, path: str) -> dict[str, np.ndarray]:
@@ -812,18 +815,6 @@ def _check_costs(layer: LayerResult, node, analysis: Analysis, observed: dict[st
             continue
         if static != dynamic:
             report.mismatches.append(Mismatch(kind, layer.name, "", static, int(dynamic)))
-
-
-def _node_times(profile_path: str) -> dict[str, float]:
-    with open(profile_path, encoding="utf-8") as handle:
-        events = json.load(handle)
-    os.remove(profile_path)
-    times: dict[str, float] = {}
-    for event in events:
-        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
-            # Events come in time order; the last run's time replaces the warm-up's.
-            times[event["name"][: -len("_kernel_time")]] = float(event.get("dur", 0))
-    return times
 
 
 def _layer_times(analysis: Analysis, node_times_us: Mapping[str, float]) -> list[dict]:

@@ -361,13 +361,13 @@ def test_the_onnxruntime_profile_goes_to_the_verifier_scratch_folder(monkeypatch
 
     monkeypatch.chdir(tmp_path)
     paths = []
-    real = verifier._node_times
+    real = verifier.node_times_us
 
-    def recording(path):
+    def recording(path, skip_runs=0):
         paths.append(path)
-        return real(path)
+        return real(path, skip_runs)
 
-    monkeypatch.setattr(verifier, "_node_times", recording)
+    monkeypatch.setattr(verifier, "node_times_us", recording)
     assert invoke("verify", LENET, "--profile").exit_code == 0
     (path,) = paths
     assert os.path.basename(os.path.dirname(path)).startswith("archcalc-verify-") and os.listdir(tmp_path) == []
