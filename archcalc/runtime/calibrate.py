@@ -53,7 +53,7 @@ import platform
 import statistics
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -107,15 +107,17 @@ TRANSPOSES = (
 
 @dataclass(frozen=True)
 class ConvShape:
-    """A 3x3 Conv with a bias (as exports fold BatchNorm into it), padding 1, measured for an
-    efficiency curve: `channels` -> `filters` at `size` x `size`, or depthwise (one filter per
-    channel, `filters` = `channels`)."""
+    """A square Conv measured for calibration, padded to keep the size at stride 1:
+    `channels` -> `filters` at `size` x `size`, or depthwise (one filter per channel,
+    `filters` = `channels`); with a bias by default, as exports fold BatchNorm into it."""
 
     channels: int
     filters: int
     size: int  # input height and width
     stride: int = 1
     depthwise: bool = False
+    kernel: int = 3
+    bias: bool = True
 
     @property
     def out(self) -> int:
@@ -123,14 +125,16 @@ class ConvShape:
 
     @property
     def flops(self) -> int:
-        """9 MACs per input channel (one for a depthwise conv) and the bias, per output element."""
-        return (2 * 9 * (1 if self.depthwise else self.channels) + 1) * self.out**2 * self.filters
+        """The kernel's MACs per input channel (per its own channel for a depthwise conv) and
+        the bias, per output element."""
+        taps = self.kernel**2 * (1 if self.depthwise else self.channels)
+        return (2 * taps + self.bias) * self.out**2 * self.filters
 
     @property
     def part_flops(self) -> float:
-        """The FLOPs of one part (RuleResult.parts: a depthwise conv's channel's taps, one of 9;
-        the whole conv otherwise)."""
-        return self.flops / (9 * self.channels if self.depthwise else 1)
+        """The FLOPs of one part (RuleResult.parts: a depthwise conv's channel's taps; the whole
+        conv otherwise)."""
+        return self.flops / (self.kernel**2 * self.channels if self.depthwise else 1)
 
     @property
     def kind(self) -> str:
@@ -139,10 +143,12 @@ class ConvShape:
         return "Conv.depthwise.strided" if self.stride > 1 else "Conv.depthwise"
 
     def describe(self) -> str:
+        k = f"{self.kernel}x{self.kernel}"
         if self.depthwise:
-            return (f"3x3 depthwise Conv, {self.channels} channels of {self.size}x{self.size}, stride {self.stride}: "
+            return (f"{k} depthwise Conv, {self.channels} channels of {self.size}x{self.size}, stride {self.stride}: "
                     f"{self.out}x{self.out} outputs a channel")
-        return f"3x3 Conv {self.channels}->{self.filters} channels at {self.size}x{self.size}, stride {self.stride}"
+        return (f"{k} Conv {self.channels}->{self.filters} channels at {self.size}x{self.size}, stride {self.stride}"
+                + ("" if self.bias else ", no bias"))
 
 
 def _depthwise(channels: int, size: int, stride: int) -> ConvShape:
@@ -179,7 +185,7 @@ class Sizes:
     products: tuple[Product, ...] = PRODUCTS
     transposes: tuple[Copy, ...] = TRANSPOSES
     convs: tuple[ConvShape, ...] = CONVS
-    pointwise: tuple[int, int, int] = (16, 96, 112)  # a 1x1 conv's input and output channels, and size
+    pointwise: ConvShape = ConvShape(16, 96, 112, kernel=1, bias=False)  # measured with and without a bias
 
 
 @dataclass(frozen=True)
@@ -295,7 +301,8 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
         conv_s = statistics.median(convs[f"conv{i}"] for i in range(CONV_BLOCKS))
         conv_rates = tuple(shape.flops / max(_conv_s(shape, rng, sizes, scratch) - overhead, 1e-9)
                            for shape in sizes.convs)
-        plain_s, biased_s = (_pointwise_s(sizes, bias, rng, scratch) for bias in (False, True))
+        plain_s, biased_s = (_conv_s(replace(sizes.pointwise, bias=bias), rng, sizes, scratch)
+                             for bias in (False, True))
         vector_s = _node_times(*_vector_ops(rng), sizes.runs, scratch, sizes.threads)
         vector_s.update(_node_times(*_average_pool_before_19(rng), sizes.runs, scratch, sizes.threads))
         products = []
@@ -324,9 +331,9 @@ def measure(sizes: Sizes = Sizes()) -> Measurement:
         "Conv": 2 * CONV_CHANNELS**2 * 9 * hw * hw / max(conv_s - overhead, 1e-9),
     }
     peak = max(rates["MatMul"], rates["Conv"])
-    channels, out_channels, size = sizes.pointwise
-    rates["Conv.pointwise"] = 2 * channels * out_channels * size * size / max(plain_s - overhead, 1e-9)
-    passed = 2 * 4 * out_channels * size * size  # one read and one write of the fp32 output
+    pointwise = replace(sizes.pointwise, bias=False)
+    rates["Conv.pointwise"] = pointwise.flops / max(plain_s - overhead, 1e-9)
+    passed = 2 * 4 * pointwise.filters * pointwise.out**2  # one read and one write of the fp32 output
     reachable = cache_bandwidth if cache_bytes and passed <= cache_bytes else bandwidth
     bias_passes = min(max(biased_s - plain_s, 0.0) / (passed / reachable), 4.0)
     in_cache = cache_bandwidth or bandwidth
@@ -416,27 +423,13 @@ def _conv_s(conv: ConvShape, rng: np.random.Generator, sizes: Sizes, scratch: st
     group = conv.channels if conv.depthwise else 1
     nodes, weights = [], {}
     for i in range(CONV_BLOCKS):
-        nodes.append(helper.make_node("Conv", ["x", f"w{i}", f"b{i}"], [f"y{i}"], name=f"conv{i}",
-                                      pads=[1, 1, 1, 1], strides=[conv.stride] * 2, group=group))
-        weights[f"w{i}"] = rng.standard_normal((conv.filters, conv.channels // group, 3, 3), dtype=np.float32)
-        weights[f"b{i}"] = rng.standard_normal(conv.filters, dtype=np.float32)
-    model = _model(nodes, [("x", shape)], [f"y{i}" for i in range(CONV_BLOCKS)], weights)
-    times = _node_times(model, {"x": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs, scratch,
-                        sizes.threads)
-    return statistics.median(times.values())
-
-
-def _pointwise_s(sizes: Sizes, bias: bool, rng: np.random.Generator, scratch: str) -> float:
-    """Median node time of CONV_BLOCKS 1x1 convs of sizes.pointwise on one input, each output kept."""
-    channels, filters, size = sizes.pointwise
-    nodes, weights = [], {}
-    for i in range(CONV_BLOCKS):
-        nodes.append(helper.make_node("Conv", ["x", f"w{i}", *([f"b{i}"] if bias else [])], [f"y{i}"],
-                                      name=f"pointwise{i}"))
-        weights[f"w{i}"] = rng.standard_normal((filters, channels, 1, 1), dtype=np.float32)
-        if bias:
-            weights[f"b{i}"] = rng.standard_normal(filters, dtype=np.float32)
-    shape = (1, channels, size, size)
+        bias = [f"b{i}"] if conv.bias else []
+        nodes.append(helper.make_node("Conv", ["x", f"w{i}", *bias], [f"y{i}"], name=f"conv{i}",
+                                      pads=[conv.kernel // 2] * 4, strides=[conv.stride] * 2, group=group))
+        weights[f"w{i}"] = rng.standard_normal((conv.filters, conv.channels // group, conv.kernel, conv.kernel),
+                                               dtype=np.float32)
+        if conv.bias:
+            weights[f"b{i}"] = rng.standard_normal(conv.filters, dtype=np.float32)
     model = _model(nodes, [("x", shape)], [f"y{i}" for i in range(CONV_BLOCKS)], weights)
     times = _node_times(model, {"x": rng.standard_normal(shape, dtype=np.float32)}, sizes.runs, scratch,
                         sizes.threads)
@@ -512,12 +505,11 @@ def _shape(shape: tuple[int, ...]) -> str:
 
 
 def _pointwise_source(sizes: Sizes) -> str:
-    channels, filters, size = sizes.pointwise
-    return f"1x1 Conv {channels}->{filters} channels at {size}x{size}, no bias (median of {CONV_BLOCKS})"
+    return f"{replace(sizes.pointwise, bias=False).describe()} (median of {CONV_BLOCKS})"
 
 
 def _bias_source(sizes: Sizes) -> str:
-    return (f"{_pointwise_source(sizes)} with a bias less without, over one read and write of its output at the "
+    return (f"{_pointwise_source(sizes)}: with a bias less without, over one read and write of its output at the "
             f"bandwidth for those bytes")
 
 

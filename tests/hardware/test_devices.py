@@ -161,7 +161,7 @@ def test_calibrate_writes_a_device_file_that_loads(tmp_path, monkeypatch):
         products=(calibrate.Product((16, 16), (16, 16), True, "a weight"),
                   calibrate.Product((1, 2, 8, 8), (1, 2, 8, 8), False, "two activations")),
         transposes=(calibrate.Copy((4, 8), (1, 0), "a matrix"),),
-        pointwise=(4, 8, 8),
+        pointwise=calibrate.ConvShape(4, 8, 8, kernel=1, bias=False),
         convs=(calibrate.ConvShape(3, 4, 8), calibrate.ConvShape(3, 4, 16),
                calibrate.ConvShape(4, 4, 8, depthwise=True), calibrate.ConvShape(2, 2, 16, depthwise=True),
                calibrate.ConvShape(4, 4, 8, 2, depthwise=True)))))
@@ -211,7 +211,7 @@ def test_calibrate_to_an_unwritable_place_is_exit_2(tmp_path, monkeypatch):
     real = calibrate.measure
     monkeypatch.setattr(calibrate, "measure", lambda: real(calibrate.Sizes(
         matmul_n=32, add_elements=1024, chain=2, conv_hw=4, runs=1, products=(), transposes=(), convs=(),
-        pointwise=(2, 2, 4))))
+        pointwise=calibrate.ConvShape(2, 2, 4, kernel=1))))
     result = run("device", "calibrate", "-o", str(tmp_path / "missing" / "cpu.yaml"))
     assert result.exit_code == 2
     assert "cannot write" in result.output and "fix:" in result.output
