@@ -40,18 +40,19 @@ def input_shape_option(help: str = "Feed graph input NAME at this shape, e.g. --
     return click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...", help=help)
 
 
-def _size(text: str) -> int | None:
-    """A dim size typed on the command line: a positive ASCII integer, else None
+def _size(text: str, least: int = 1) -> int | None:
+    """A dim size typed on the command line: an ASCII integer of at least `least`, else None
     (str.isdigit alone accepts digits like '²' that int() refuses)."""
-    return int(text) if text.isascii() and text.isdigit() and int(text) >= 1 else None
+    return int(text) if text.isascii() and text.isdigit() and int(text) >= least else None
 
 
 def parse_dims(dims: tuple[str, ...], batch: int | None) -> dict[str, int]:
+    """``NAME=N`` items as bindings. N may be 0, as the API allows: a prefill's past is 0."""
     bindings: dict[str, int] = {}
     for item in dims:
         name, _, value = item.partition("=")
-        if not name or _size(value) is None:
-            raise click.BadParameter(f"'{item}' is not NAME=N with N >= 1", param_hint="--dim")
+        if not name or _size(value, least=0) is None:
+            raise click.BadParameter(f"'{item}' is not NAME=N with N >= 0", param_hint="--dim")
         bindings[name] = int(value)
     if batch is not None:
         bindings["batch"] = batch

@@ -519,7 +519,7 @@ def test_github_annotates_input_without_a_place():
                               "%0A  fix: check the path (specs live in specs/)\n")
     usage = invoke(LENET, "--budget", BUDGET, "--format", "github", "--dim", "seq", code=2)
     assert usage.stdout == ("::error title=archcalc check%3A bad input::Invalid value for --dim: 'seq' is not "
-                            "NAME=N with N >= 1\n")
+                            "NAME=N with N >= 0\n")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -166,3 +166,17 @@ def test_a_prefill_export_with_present_outputs_only(tmp_path):
     result = generation(analysis, {"B": 3}, graph.batch_dims, 5, None)
     assert result.prefill.macs == archcalc.analyze(graph, dims={"B": 3, "S": 5}).totals.macs == 3 * 5 * (256 + 256 + 64)
     assert result.decode is None and any("no decode cost" in note for note in result.notes)
+
+
+def test_the_cli_binds_a_prefill_at_past_zero():
+    """`--dim past_seq=0` is a prefill, as the API's dims are: the same MACs torch counted."""
+    from click.testing import CliRunner
+
+    from archcalc.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["analyze", path("qwen3_cache"), "--dim", "batch=2", "--dim", "seq=7",
+                                      "--dim", "past_seq=0", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["totals"]["macs"] == record("qwen3_cache")["runs"]["prefill"]["macs"]
+    refused = CliRunner().invoke(cli, ["analyze", path("qwen3_cache"), "--dim", "past_seq=-1"])
+    assert refused.exit_code == 2 and "N >= 0" in refused.output
