@@ -202,6 +202,7 @@ def test_calibrate_writes_a_device_file_that_loads(tmp_path, monkeypatch):
     listed = run("devices", str(path))
     assert listed.exit_code == 0 and "efficiency MatMul @2.05e+03 FLOPs" in listed.output
     assert "bandwidth Transpose @256 B" in listed.output
+    assert "output passes Conv.pointwise.bias" in listed.output
     # It drives the roofline like any device.
     result = run("analyze", "specs/lenet5.yaml", "--device", str(path))
     assert result.exit_code == 0 and "Estimated latency" in result.output
